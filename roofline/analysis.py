@@ -1,0 +1,184 @@
+"""``analyze``: the analytic pipeline behind ``roofline analyze``, returning pandas DataFrames.
+
+model file + workload -> transformer.model_ops per phase -> ops frame -> classify -> summary.
+A sweep (lists of batch sizes / lengths) is evaluated in one vectorised pass: every formula takes
+numpy arrays, so 10,000 points cost about as much as a few.
+"""
+
+from dataclasses import dataclass, replace
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from roofline.classify import BOUNDS, classify
+from roofline.config import ModelConfig, Workload, check_fit, load_model_and_workload, parse_workload
+from roofline.errors import ConfigError
+from roofline.specs import HardwareSpec, load_spec
+from roofline.transformer import model_ops
+
+# columns of the ops frame, in order
+OP_COLUMNS = [
+    "point", "batch_size", "prompt_len", "context_len", "phase", "op", "category", "compute_dtype", "count",
+    "flops", "bytes_read", "bytes_written", "weight_bytes_read", "act_bytes_read", "act_bytes_written",
+    "kv_bytes_read", "kv_bytes_written", "comm_bytes", "params", "param_bytes",
+]
+MAX_ROWS = 20_000_000  # ~3 GB of frame; beyond this a sweep is refused
+RIDGE_SEARCH_MAX_BATCH = 1 << 16
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Result of ``analyze``: one row per op per phase per point, and one summary row per point."""
+
+    model: ModelConfig
+    workload: Workload
+    spec: HardwareSpec
+    ops: pd.DataFrame
+    summary: pd.DataFrame
+
+
+def analyze(model, gpu, workload: Optional[Workload] = None, **overrides) -> Analysis:
+    """Analyse ``model`` (a path or ModelConfig) on ``gpu`` (a shipped name, a path or a HardwareSpec).
+
+    ``overrides`` are workload settings by field name (batch_size=[1, 8], prompt_len=2048, phase='decode',
+    weight_dtype='int4', ...); they win over the model file's ``workload:`` section.
+    Raises RooflineError subclasses for bad input.
+    """
+    spec = load_spec(gpu)
+    if isinstance(model, ModelConfig):
+        raw = dict(vars(workload)) if workload else {}
+        raw = {k: v for k, v in raw.items() if v is not None}
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        w = parse_workload(raw)
+        check_fit(model, w, model.name)
+        m = model
+    else:
+        m, w = load_model_and_workload(model, overrides)
+    points = sweep_points(w)
+    n_rows = len(points["batch_size"]) * len(w.phases) * 30
+    if n_rows > MAX_ROWS:
+        raise ConfigError(
+            f"the sweep has {len(points['batch_size']):,} points (~{n_rows:,} op rows), too large for memory; "
+            f"narrow the ranges or use fewer values"
+        )
+    ops = classify(ops_frame(m, w, points), spec, cuda_graph=w.cuda_graph)
+    ops["total_time_s"] = ops["count"] * ops["time_s"]
+    phase_total = ops.groupby(["point", "phase"], observed=True)["total_time_s"].transform("sum")
+    ops["share"] = ops["total_time_s"] / phase_total
+    summary = summarise(ops, m, w, spec, points)
+    return Analysis(m, w, spec, ops, summary)
+
+
+def sweep_points(w: Workload) -> dict:
+    """The cartesian product of the sweepable fields, as equal-length arrays."""
+    if w.context_len:
+        b, p, c = np.meshgrid(w.batch_size, w.prompt_len, w.context_len, indexing="ij")
+        b, p, c = (x.ravel().astype(float) for x in (b, p, c))
+    else:
+        b, p = np.meshgrid(w.batch_size, w.prompt_len, indexing="ij")
+        b, p = b.ravel().astype(float), p.ravel().astype(float)
+        c = p + (w.gen_tokens + 1) / 2 if w.gen_tokens else p.copy()
+    return {"batch_size": b, "prompt_len": p, "context_len": c}
+
+
+def ops_frame(m: ModelConfig, w: Workload, points: dict) -> pd.DataFrame:
+    """Unclassified ops frame: for each phase and op, one row per point."""
+    n = len(points["batch_size"])
+    cols = {k: [] for k in OP_COLUMNS}
+    order = []
+    for phase_index, phase in enumerate(w.phases):
+        ops = model_ops(m, w, phase, points["batch_size"], points["prompt_len"], points["context_len"])
+        for op_index, op in enumerate(ops):
+            c = op.cost
+            fields = {
+                "flops": c.flops, "bytes_read": c.bytes_read, "bytes_written": c.bytes_written,
+                "weight_bytes_read": c.weight_bytes_read, "act_bytes_read": c.act_bytes_read,
+                "act_bytes_written": c.act_bytes_written, "kv_bytes_read": c.kv_bytes_read,
+                "kv_bytes_written": c.kv_bytes_written, "comm_bytes": c.comm_bytes,
+                "params": op.params, "param_bytes": op.param_bytes,
+            }
+            for key, value in fields.items():
+                cols[key].append(np.broadcast_to(np.asarray(value, dtype=float), (n,)))
+            cols["point"].append(np.arange(n))
+            for key in ("batch_size", "prompt_len", "context_len"):
+                cols[key].append(points[key])
+            cols["phase"].append(np.full(n, phase, dtype=object))
+            cols["op"].append(np.full(n, op.name, dtype=object))
+            cols["category"].append(np.full(n, op.category, dtype=object))
+            cols["compute_dtype"].append(np.full(n, op.compute_dtype, dtype=object))
+            cols["count"].append(np.full(n, op.count))
+            order.append(np.full(n, phase_index * 1000 + op_index))
+    frame = pd.DataFrame({k: np.concatenate(v) for k, v in cols.items()})
+    if n > 1:  # group rows by point, keeping phase and op order within a point
+        idx = np.lexsort((np.concatenate(order), frame["point"].to_numpy()))
+        frame = frame.iloc[idx].reset_index(drop=True)
+    for key in ("phase", "op", "category", "compute_dtype"):
+        frame[key] = frame[key].astype("category")
+    return frame
+
+
+def summarise(ops: pd.DataFrame, m: ModelConfig, w: Workload, spec: HardwareSpec, points: dict) -> pd.DataFrame:
+    """One row per point: phase times, tokens/s, share of time per bound class, memory fit, ridge batch."""
+    n = len(points["batch_size"])
+    b, p, c = points["batch_size"], points["prompt_len"], points["context_len"]
+    out = {"point": np.arange(n), "batch_size": b, "prompt_len": p, "context_len": c}
+    point = ops["point"].to_numpy()
+    total = ops["count"].to_numpy() * ops["time_s"].to_numpy()
+    with_launch = ops["count"].to_numpy() * np.maximum(ops["time_s"].to_numpy(), ops["launch_s"].to_numpy())
+    bound = ops["bound"].to_numpy()
+    phase_col = ops["phase"].to_numpy()
+    for phase in ("prefill", "decode"):
+        if phase not in w.phases:
+            continue
+        sel = phase_col == phase
+        t = np.bincount(point[sel], weights=total[sel], minlength=n)
+        out[f"{phase}_time_s"] = t
+        out[f"{phase}_time_with_launch_s"] = np.bincount(point[sel], weights=with_launch[sel], minlength=n)
+        for key in ("flops", "bytes_read", "bytes_written"):
+            v = ops[key].to_numpy() * ops["count"].to_numpy()
+            out[f"{phase}_{key}"] = np.bincount(point[sel], weights=v[sel], minlength=n)
+        for cls in BOUNDS:
+            s = sel & (bound == cls)
+            out[f"{phase}_share_{cls}"] = np.bincount(point[s], weights=total[s], minlength=n) / t
+        tokens = b * p if phase == "prefill" else b
+        out[f"{phase}_tokens_per_s"] = tokens / t
+    if w.gen_tokens and "decode" in w.phases:
+        out["generate_time_s"] = w.gen_tokens * out["decode_time_s"]
+
+    # memory per GPU: weights as stored, KV cache at the longest context any phase reaches
+    first = ops[(ops["point"] == 0) & (ops["phase"] == w.phases[0])]
+    weight_bytes = float((first["count"] * first["param_bytes"]).sum())
+    kv_per_token = _kv_cache_bytes_per_token(m, w)
+    longest = np.maximum(p, c) if "decode" in w.phases else p
+    if m.sliding_window:
+        longest = np.minimum(longest, m.sliding_window)
+    kv = b * longest * kv_per_token
+    out["weight_bytes"] = np.full(n, weight_bytes)
+    out["kv_cache_bytes"] = kv
+    out["memory_bytes"] = weight_bytes + kv
+    out["mem_capacity_bytes"] = np.full(n, spec.mem_capacity_bytes)
+    out["fits_in_memory"] = weight_bytes + kv <= spec.mem_capacity_bytes
+    out["decode_ridge_batch"] = np.full(n, decode_ridge_batch(m, w, spec))
+    return pd.DataFrame(out)
+
+
+def _kv_cache_bytes_per_token(m: ModelConfig, w: Workload) -> float:
+    """KV-cache bytes per cached token per sequence on one GPU (all layers), from kv_cache_write."""
+    ops = model_ops(m, replace(w, phase="decode"), "decode", 1, 1, 1)
+    write = next(op for op in ops if op.name == "kv_cache_write")
+    return float(write.cost.kv_bytes_written) * write.count
+
+
+def decode_ridge_batch(m: ModelConfig, w: Workload, spec: HardwareSpec) -> float:
+    """Smallest batch at which a decode step's weight matmuls (projections, router, experts, lm_head)
+    are compute-bound taken together: sum(F)/peak >= sum(B)/bandwidth. NaN if none up to 65,536.
+
+    These ops do not depend on the context length, so one search serves every point.
+    """
+    batch = np.arange(1, RIDGE_SEARCH_MAX_BATCH + 1, dtype=float)
+    ops = [op for op in model_ops(m, w, "decode", batch, 1.0, 1.0) if op.category == "matmul"]
+    t_compute = sum(op.count * op.cost.flops / spec.ceiling_flops(op.compute_dtype) for op in ops)
+    t_memory = sum(op.count * (op.cost.bytes_read + op.cost.bytes_written) for op in ops) / spec.ceiling_bytes_per_s()
+    hit = np.nonzero(t_compute >= t_memory)[0]
+    return float(batch[hit[0]]) if len(hit) else float("nan")

@@ -1,0 +1,279 @@
+"""The ``roofline`` command: parse, call one library function, render. No arithmetic here.
+
+Library errors (RooflineError) become one line on stderr and exit code 1; click's own usage errors
+exit with 2. The analytic commands (analyze, specs) never import torch or matplotlib.
+"""
+
+import functools
+import sys
+
+import click
+
+from roofline import render
+from roofline.config import ATTN_IMPLS, PHASES, parse_sweep
+from roofline.dtypes import ACT_DTYPES, STORAGE_DTYPES
+from roofline.errors import ConfigError, RooflineError
+
+
+def library_errors(fn):
+    """Turn RooflineError into click's one-line 'Error: ...' with exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RooflineError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def output_options(fn):
+    """The shared --format / --output pair."""
+    fn = click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
+                      help="Write to this file instead of standard output.")(fn)
+    fn = click.option("--format", "fmt", type=click.Choice(render.FORMATS), default="table", show_default=True,
+                      help="table for people; csv and json hold raw SI numbers.")(fn)
+    return fn
+
+
+def emit(text: str, output) -> None:
+    if output:
+        try:
+            with open(output, "w") as fh:
+                fh.write(text if text.endswith("\n") else text + "\n")
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {output}: {exc.strerror}") from None
+    else:
+        click.echo(text.rstrip("\n"))
+
+
+def warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+def sweep_option(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return parse_sweep(value, param.opts[0])
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[-1]) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="roofline")
+def main():
+    """Why a transformer runs as fast as it does on a GPU, and what to try next."""
+
+
+# ------------------------------------------------------------------------------------------------
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--gpu", required=True, help="A shipped spec name (roofline specs) or a path to a spec YAML.")
+@click.option("--batch", "batch_size", callback=sweep_option, help="Batch size: 8, a list 1,8,64 or a range 1:256:x2.")
+@click.option("--prompt-len", callback=sweep_option, help="Prompt (prefill) tokens per sequence; list or range.")
+@click.option("--context-len", callback=sweep_option, help="KV length a decode step attends to; list or range.")
+@click.option("--gen-tokens", type=click.IntRange(min=1), help="Generated tokens: decode at the mean context instead.")
+@click.option("--phase", type=click.Choice(PHASES), help="Which phase to analyse.")
+@click.option("--weight-dtype", type=click.Choice(STORAGE_DTYPES), help="Dtype of the linear-layer weights.")
+@click.option("--act-dtype", type=click.Choice(ACT_DTYPES), help="Dtype of activations.")
+@click.option("--kv-dtype", type=click.Choice(STORAGE_DTYPES), help="Dtype of the KV cache.")
+@click.option("--attn", "attn_impl", type=click.Choice(ATTN_IMPLS), help="Attention implementation.")
+@click.option("--tp", type=click.IntRange(min=1), help="Tensor-parallel degree (counts are per GPU).")
+@click.option("--cuda-graph/--eager", "cuda_graph", default=None, help="Launch floor of a CUDA graph or of eager ops.")
+@click.option("--summary", "summary_only", is_flag=True, help="Print only the summary (one row per point).")
+@output_options
+@library_errors
+def analyze(model, gpu, fmt, output, summary_only, **workload):
+    """FLOPs, bytes, intensity, predicted time and bound class of every op, prefill and decode.
+
+    \b
+    Example:
+      roofline analyze examples/llama-2-7b.yaml --gpu a10 --batch 1,8,64
+    """
+    from roofline.analysis import analyze as run_analysis
+
+    result = run_analysis(model, gpu, **workload)
+    for key in result.model.ignored_keys:
+        warn(f"{model}: ignoring key '{key}', which roofline does not model")
+    worst = result.summary.loc[~result.summary["fits_in_memory"]]
+    if len(worst):
+        row = worst.iloc[0]
+        warn(
+            f"weights + KV cache ({render.si(row['memory_bytes'], 'B')}) do not fit in {result.spec.name}'s "
+            f"{render.si(row['mem_capacity_bytes'], 'B')} at batch {row['batch_size']:.0f} ({len(worst)} of "
+            f"{len(result.summary)} points); use --tp, a smaller batch or context, or quantised weights/KV"
+        )
+    emit(render_analysis(result, fmt, summary_only), output)
+
+
+def render_analysis(result, fmt: str, summary_only: bool) -> str:
+    ops, summary = result.ops, result.summary
+    if fmt == "json":
+        payload = {
+            "model": result.model.name,
+            "gpu": result.spec.name,
+            "workload": {k: v for k, v in vars(result.workload).items()},
+            "summary": render.to_records(summary),
+        }
+        if not summary_only:
+            payload["ops"] = render.to_records(ops)
+        return render.to_json(payload)
+    if fmt == "csv":
+        return (summary if summary_only else ops).to_csv(index=False)
+    markdown = fmt == "markdown"
+    if summary_only or len(summary) > 1:
+        return render.text_table(summary, _present(summary, render.SWEEP_TABLE), markdown)
+    return render_single_point(result, markdown)
+
+
+def _present(frame, formats):
+    return {k: v for k, v in formats.items() if k in frame.columns}
+
+
+def render_single_point(result, markdown: bool) -> str:
+    w, spec, s = result.workload, result.spec, result.summary.iloc[0]
+    head = (
+        f"{result.model.name} on {spec.name} ({spec.full_name}): batch {s['batch_size']:.0f}, "
+        f"prompt {s['prompt_len']:.0f}, context {s['context_len']:g}; weights {w.weight_dtype}, activations "
+        f"{w.act_dtype}, KV {w.kv_dtype}; {w.attn_impl} attention; tp {w.tp}; "
+        f"{'CUDA graph' if w.cuda_graph else 'eager'} launch floor {render.si(spec.ceiling_launch_s(w.cuda_graph), 's')}"
+    )
+    out = [head]
+    for phase in w.phases:
+        rows = result.ops[result.ops["phase"] == phase]
+        if phase == "prefill":
+            title = (f"prefill: time to first token {render.si(s['prefill_time_s'], 's')} "
+                     f"({render.si(s['prefill_tokens_per_s'])} tokens/s)")
+        else:
+            title = (f"decode: {render.si(s['decode_time_s'], 's')} per step, "
+                     f"{render.si(s['decode_tokens_per_s'])} tokens/s")
+        out += ["", title, render.text_table(rows, render.OP_TABLE, markdown)]
+        shares = ", ".join(f"{cls} {render.percent(s[f'{phase}_share_{cls}'])}"
+                           for cls in ("compute", "memory", "communication", "overhead"))
+        out.append(f"time by bound: {shares}; with launch floor: {render.si(s[f'{phase}_time_with_launch_s'], 's')}")
+    out += [
+        "",
+        f"memory per GPU: weights {render.si(s['weight_bytes'], 'B')} + KV cache {render.si(s['kv_cache_bytes'], 'B')}"
+        f" = {render.si(s['memory_bytes'], 'B')} of {render.si(s['mem_capacity_bytes'], 'B')}"
+        f" ({'fits' if s['fits_in_memory'] else 'DOES NOT FIT'})",
+        f"decode weight matmuls reach the ridge at batch {s['decode_ridge_batch']:.0f}"
+        if s["decode_ridge_batch"] == s["decode_ridge_batch"] else "decode weight matmuls stay memory-bound up to batch 65536",
+    ]
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------------------
+@main.group(invoke_without_command=True)
+@click.pass_context
+@output_options
+@library_errors
+def specs(ctx, fmt, output):
+    """List the shipped hardware specs; `roofline specs show NAME` prints one.
+
+    \b
+    Example:
+      roofline specs
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from roofline.specs import list_specs, load_spec
+
+    rows = []
+    for name in list_specs():
+        spec = load_spec(name)
+        peak16 = spec.peak_flops_per_s.get("bf16") or spec.peak_flops_per_s.get("fp16")
+        rows.append({
+            "name": name, "full_name": spec.full_name, "bf16_flops_per_s": peak16,
+            "mem_bytes_per_s": spec.mem_bytes_per_s, "mem_capacity_bytes": spec.mem_capacity_bytes,
+            "ridge_bf16": spec.ridge("bf16") if spec.has_dtype("bf16") else float("nan"),
+        })
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    if fmt == "json":
+        emit(render.to_json(render.to_records(frame)), output)
+    elif fmt == "csv":
+        emit(frame.to_csv(index=False), output)
+    else:
+        formats = {
+            "name": ("name", str), "full_name": ("device", str),
+            "bf16_flops_per_s": ("bf16 dense", lambda v: render.si(v, "FLOP/s")),
+            "mem_bytes_per_s": ("memory BW", lambda v: render.si(v, "B/s")),
+            "mem_capacity_bytes": ("memory", lambda v: render.si(v, "B")),
+            "ridge_bf16": ("bf16 ridge FLOP/B", lambda v: f"{v:.0f}"),
+        }
+        emit(render.text_table(frame, formats, markdown=fmt == "markdown"), output)
+
+
+@specs.command("show")
+@click.argument("name")
+@output_options
+@library_errors
+def specs_show(name, fmt, output):
+    """Print one spec with its ridge point (FLOP/byte) per dtype.
+
+    \b
+    Example:
+      roofline specs show a10
+    """
+    from roofline.specs import load_spec
+
+    spec = load_spec(name)
+    rows = [{
+        "dtype": dtype,
+        "peak_flops_per_s": peak,
+        "measured_flops_per_s": spec.measured_peak_flops_per_s.get(dtype),
+        "ridge_flop_per_byte": peak / spec.mem_bytes_per_s,
+        "source": _source(spec, dtype),
+    } for dtype, peak in spec.peak_flops_per_s.items()]
+    info = {
+        "name": spec.name, "full_name": spec.full_name, "mem_bytes_per_s": spec.mem_bytes_per_s,
+        "mem_capacity_bytes": spec.mem_capacity_bytes, "l2_bytes": spec.l2_bytes,
+        "gpu_link": spec.gpu_link_name, "gpu_link_bytes_per_s_per_direction": spec.gpu_link_bytes_per_s,
+        "host_link": spec.host_link_name, "host_link_bytes_per_s_per_direction": spec.host_link_bytes_per_s,
+        "launch_overhead_s": spec.launch_overhead_s, "graph_launch_overhead_s": spec.graph_launch_overhead_s,
+        "collective_latency_s": spec.collective_latency_s,
+        "measured_mem_bytes_per_s": spec.measured_mem_bytes_per_s,
+        "file": spec.path,
+    }
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    if fmt == "json":
+        emit(render.to_json({**info, "dtypes": render.to_records(frame), "sources": spec.sources}), output)
+        return
+    if fmt == "csv":
+        emit(frame.to_csv(index=False), output)
+        return
+    lines = [
+        f"{spec.name}: {spec.full_name}",
+        f"memory: {render.si(spec.mem_capacity_bytes, 'B')} at {render.si(spec.mem_bytes_per_s, 'B/s')}"
+        + (f" (measured {render.si(spec.measured_mem_bytes_per_s, 'B/s')})" if spec.measured_mem_bytes_per_s else ""),
+        f"L2: {render.si(spec.l2_bytes, 'B')}",
+        f"GPU link: {spec.gpu_link_name or 'none (over the host link)'}"
+        + (f", {render.si(spec.gpu_link_bytes_per_s, 'B/s')} per direction" if spec.gpu_link_bytes_per_s else ""),
+        f"host link: {spec.host_link_name}, {render.si(spec.host_link_bytes_per_s, 'B/s')} per direction",
+        f"launch overhead: {render.si(spec.launch_overhead_s, 's')} eager, "
+        f"{render.si(spec.graph_launch_overhead_s, 's')} in a CUDA graph; "
+        f"collective latency {render.si(spec.collective_latency_s, 's')}",
+        "",
+    ]
+    formats = {
+        "dtype": ("dtype", str),
+        "peak_flops_per_s": ("dense peak", lambda v: render.si(v, "FLOP/s")),
+        "measured_flops_per_s": ("measured", lambda v: render.si(v, "FLOP/s")),
+        "ridge_flop_per_byte": ("ridge FLOP/B", lambda v: f"{v:.1f}"),
+    }
+    lines.append(render.text_table(frame, formats, markdown=fmt == "markdown"))
+    emit("\n".join(lines), output)
+
+
+def _source(spec, dtype):
+    src = spec.sources.get("peak_tflops")
+    return src.get(dtype) if isinstance(src, dict) else src
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""HardwareSpec: load and validate hardware_specs/*.yaml, or a user's own YAML.
+
+Units. The YAML files use the units datasheets print (TFLOP/s, GB/s, GB, MB, µs) with the unit in
+the key name; ``HardwareSpec`` holds SI base units (FLOP/s, bytes/s, bytes, s). All prefixes are
+decimal: 1 TFLOP/s = 1e12 FLOP/s, 1 GB/s = 1e9 bytes/s, 1 MB = 1e6 bytes. Peak FLOP/s are dense
+(no 2:4 sparsity); int8/int4 figures are operations per second. Link bandwidths are given in the
+YAML as the bidirectional total the vendor prints; ``HardwareSpec`` keeps the per-direction figure,
+which is what a ring collective's bus bandwidth is compared with.
+
+Ceilings. Where a spec carries a ``measured:`` section (written by ``roofline calibrate``), the
+``ceiling_*`` methods return the measured figure and classification uses it; the datasheet figure
+stays available as ``peak_flops_per_s`` / ``mem_bytes_per_s``.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from roofline.dtypes import DTYPE_BYTES
+from roofline.errors import SpecError, UnknownHardware
+from roofline.validate import check_keys, load_mapping, number, suggest
+
+TERA, GIGA, MEGA, MICRO = 1e12, 1e9, 1e6, 1e-6
+
+_REQUIRED = {
+    "name", "full_name", "peak_tflops", "mem_bandwidth_gb_per_s", "mem_capacity_gb", "l2_cache_mb",
+    "gpu_link", "host_link", "launch_overhead_us", "graph_launch_overhead_us", "collective_latency_us", "sources",
+}
+_OPTIONAL = {"sparse_tflops", "notes", "measured", "vendor"}
+# every number needs a source; these are the keys of `sources`
+_SOURCED = _REQUIRED - {"name", "full_name", "sources"}
+_LINK_KEYS = {"name", "bidirectional_gb_per_s"}
+_MEASURED_KEYS = {
+    "peak_tflops", "mem_bandwidth_gb_per_s", "launch_overhead_us", "graph_launch_overhead_us",
+    "collective_latency_us", "link_busbw_gb_per_s", "conditions",
+}
+
+
+@dataclass(frozen=True)
+class HardwareSpec:
+    """One accelerator's ceilings in SI units. Build with ``load_spec``."""
+
+    name: str
+    full_name: str
+    peak_flops_per_s: dict  # dtype -> dense FLOP/s (OP/s for int types)
+    mem_bytes_per_s: float
+    mem_capacity_bytes: float
+    l2_bytes: float
+    gpu_link_name: Optional[str]
+    gpu_link_bytes_per_s: Optional[float]  # per direction; None when the part has no GPU-GPU link
+    host_link_name: str
+    host_link_bytes_per_s: float  # per direction
+    launch_overhead_s: float  # per kernel, eager launch from a framework
+    graph_launch_overhead_s: float  # per kernel inside a replayed CUDA graph
+    collective_latency_s: float  # alpha of the alpha-beta collective model
+    sources: dict = field(default_factory=dict)
+    notes: str = ""
+    measured_peak_flops_per_s: dict = field(default_factory=dict)
+    measured_mem_bytes_per_s: Optional[float] = None
+    measured_launch_overhead_s: Optional[float] = None
+    measured_graph_launch_overhead_s: Optional[float] = None
+    measured_link_bytes_per_s: Optional[float] = None
+    measured_collective_latency_s: Optional[float] = None
+    path: Optional[str] = None
+
+    # -- ceilings used for classification: measured where calibrated, else datasheet --
+    def has_dtype(self, dtype: str) -> bool:
+        return dtype in self.peak_flops_per_s
+
+    def ceiling_flops(self, dtype: str) -> float:
+        """FLOP/s ceiling for ``dtype``. Raises SpecError when the part has no such unit."""
+        if dtype in self.measured_peak_flops_per_s:
+            return self.measured_peak_flops_per_s[dtype]
+        if dtype not in self.peak_flops_per_s:
+            have = ", ".join(self.peak_flops_per_s)
+            raise SpecError(
+                f"{self.name} has no {dtype} peak in its spec (it has: {have}); "
+                f"choose a dtype it supports or add peak_tflops.{dtype} to the spec"
+            )
+        return self.peak_flops_per_s[dtype]
+
+    def ceiling_bytes_per_s(self) -> float:
+        return self.measured_mem_bytes_per_s or self.mem_bytes_per_s
+
+    def ceiling_launch_s(self, cuda_graph: bool = False) -> float:
+        if cuda_graph:
+            return self.measured_graph_launch_overhead_s or self.graph_launch_overhead_s
+        return self.measured_launch_overhead_s or self.launch_overhead_s
+
+    def ceiling_link_bytes_per_s(self) -> float:
+        """Per-direction GPU-to-GPU bandwidth; over the host link (PCIe) when there is no GPU link."""
+        if self.measured_link_bytes_per_s:
+            return self.measured_link_bytes_per_s
+        return self.gpu_link_bytes_per_s or self.host_link_bytes_per_s
+
+    def ceiling_collective_latency_s(self) -> float:
+        return self.measured_collective_latency_s or self.collective_latency_s
+
+    def ridge(self, dtype: str, measured: bool = True) -> float:
+        """Ridge point in FLOP/byte: peak FLOP/s over memory bandwidth."""
+        if measured:
+            return self.ceiling_flops(dtype) / self.ceiling_bytes_per_s()
+        return self.peak_flops_per_s[dtype] / self.mem_bytes_per_s
+
+    @property
+    def is_calibrated(self) -> bool:
+        return bool(self.measured_peak_flops_per_s or self.measured_mem_bytes_per_s)
+
+
+# ----------------------------------------------------------------------------------------------
+# where the shipped files live: inside the installed package, or beside it in a source checkout
+
+def data_dir(name: str) -> Path:
+    """The folder of shipped data ``name`` ('hardware_specs' or 'examples')."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / name, here.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise SpecError(f"shipped folder '{name}' not found beside the roofline package; reinstall roofline")
+
+
+def list_specs() -> list:
+    """Names of the shipped hardware specs, sorted."""
+    return sorted(p.stem for p in data_dir("hardware_specs").glob("*.yaml"))
+
+
+def resolve_spec_path(name_or_path) -> Path:
+    """A shipped name ('a10') or a path to a YAML file -> the file's path. Raises UnknownHardware."""
+    text = str(name_or_path)
+    path = Path(text)
+    looks_like_path = path.suffix in (".yaml", ".yml", ".json") or "/" in text or "\\" in text
+    if looks_like_path:
+        if not path.exists():
+            raise UnknownHardware(f"hardware spec file not found: {text}")
+        return path
+    shipped = data_dir("hardware_specs") / f"{text.lower()}.yaml"
+    if shipped.exists():
+        return shipped
+    known = list_specs()
+    raise UnknownHardware(
+        f"unknown GPU '{text}'{suggest(text.lower(), known)}; known: {', '.join(known)} (or pass a YAML path)"
+    )
+
+
+def load_spec(name_or_path) -> HardwareSpec:
+    """Load and validate a hardware spec by shipped name or path. Raises SpecError / UnknownHardware."""
+    if isinstance(name_or_path, HardwareSpec):
+        return name_or_path
+    path = resolve_spec_path(name_or_path)
+    return parse_spec(load_mapping(path, "hardware spec"), str(path))
+
+
+def parse_spec(raw: dict, where: str = "<spec>") -> HardwareSpec:
+    """Validate a spec mapping (the YAML's content) and convert it to SI units."""
+    check_keys(raw, _REQUIRED | _OPTIONAL, where, SpecError)
+    missing = sorted(_REQUIRED - set(raw))
+    if missing:
+        raise SpecError(f"{where}: missing key '{missing[0]}' (required: {', '.join(sorted(_REQUIRED))})")
+
+    def num(value, key, **kw):
+        return number(value, f"{where}: {key}", SpecError, **kw)
+
+    peaks = _dtype_table(raw["peak_tflops"], where, "peak_tflops")
+    if raw.get("sparse_tflops") is not None:
+        _dtype_table(raw["sparse_tflops"], where, "sparse_tflops")
+
+    sources = raw["sources"]
+    if not isinstance(sources, dict):
+        raise SpecError(f"{where}: sources must be a mapping of key -> citation")
+    check_keys(sources, _SOURCED | {"sparse_tflops", "measured"}, f"{where}: sources", SpecError)
+    for key in sorted(_SOURCED):
+        if not sources.get(key):
+            raise SpecError(f"{where}: sources.{key} is missing; cite where the {key} figure comes from")
+    if isinstance(sources["peak_tflops"], dict):
+        for dtype in peaks:
+            if not sources["peak_tflops"].get(dtype):
+                raise SpecError(f"{where}: sources.peak_tflops.{dtype} is missing; cite the datasheet row")
+
+    gpu_link = raw["gpu_link"]
+    if gpu_link is not None:
+        gpu_link = _link(gpu_link, where, "gpu_link")
+    host_link = _link(raw["host_link"], where, "host_link")
+    measured = _measured(raw.get("measured") or {}, where)
+
+    return HardwareSpec(
+        name=str(raw["name"]),
+        full_name=str(raw["full_name"]),
+        peak_flops_per_s={k: v * TERA for k, v in peaks.items()},
+        mem_bytes_per_s=num(raw["mem_bandwidth_gb_per_s"], "mem_bandwidth_gb_per_s") * GIGA,
+        mem_capacity_bytes=num(raw["mem_capacity_gb"], "mem_capacity_gb") * GIGA,
+        l2_bytes=num(raw["l2_cache_mb"], "l2_cache_mb") * MEGA,
+        gpu_link_name=gpu_link[0] if gpu_link else None,
+        gpu_link_bytes_per_s=gpu_link[1] if gpu_link else None,
+        host_link_name=host_link[0],
+        host_link_bytes_per_s=host_link[1],
+        launch_overhead_s=num(raw["launch_overhead_us"], "launch_overhead_us") * MICRO,
+        graph_launch_overhead_s=num(raw["graph_launch_overhead_us"], "graph_launch_overhead_us") * MICRO,
+        collective_latency_s=num(raw["collective_latency_us"], "collective_latency_us") * MICRO,
+        sources=dict(sources),
+        notes=str(raw.get("notes") or ""),
+        path=where,
+        **measured,
+    )
+
+
+def _dtype_table(table, where, key) -> dict:
+    if not isinstance(table, dict) or not table:
+        raise SpecError(f"{where}: {key} must be a mapping of dtype -> TFLOP/s, e.g. {{bf16: 989.4}}")
+    out = {}
+    for dtype, value in table.items():
+        if dtype not in DTYPE_BYTES:
+            raise SpecError(
+                f"{where}: {key}: unknown dtype '{dtype}'{suggest(dtype, DTYPE_BYTES)}; known: {', '.join(DTYPE_BYTES)}"
+            )
+        out[dtype] = number(value, f"{where}: {key}.{dtype}", SpecError)
+    return out
+
+
+def _link(link, where, key):
+    if not isinstance(link, dict):
+        raise SpecError(f"{where}: {key} must be a mapping with name and bidirectional_gb_per_s (or null for none)")
+    check_keys(link, _LINK_KEYS, f"{where}: {key}", SpecError)
+    if "bidirectional_gb_per_s" not in link:
+        raise SpecError(f"{where}: {key}.bidirectional_gb_per_s is missing (the vendor's bidirectional total)")
+    bidir = number(link["bidirectional_gb_per_s"], f"{where}: {key}.bidirectional_gb_per_s", SpecError)
+    return str(link.get("name", key)), bidir * GIGA / 2  # per direction
+
+
+def _measured(measured, where) -> dict:
+    if not isinstance(measured, dict):
+        raise SpecError(f"{where}: measured must be a mapping (as written by roofline calibrate)")
+    check_keys(measured, _MEASURED_KEYS, f"{where}: measured", SpecError)
+    out = {}
+    if measured.get("peak_tflops"):
+        out["measured_peak_flops_per_s"] = {
+            k: v * TERA for k, v in _dtype_table(measured["peak_tflops"], where, "measured.peak_tflops").items()
+        }
+    scalar = {
+        "mem_bandwidth_gb_per_s": ("measured_mem_bytes_per_s", GIGA),
+        "launch_overhead_us": ("measured_launch_overhead_s", MICRO),
+        "graph_launch_overhead_us": ("measured_graph_launch_overhead_s", MICRO),
+        "link_busbw_gb_per_s": ("measured_link_bytes_per_s", GIGA),
+        "collective_latency_us": ("measured_collective_latency_s", MICRO),
+    }
+    for key, (attr, unit) in scalar.items():
+        if measured.get(key) is not None:
+            out[attr] = number(measured[key], f"{where}: measured.{key}", SpecError) * unit
+    return out
