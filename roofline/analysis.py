@@ -64,8 +64,8 @@ def analyze(model, gpu, workload: Optional[Workload] = None, **overrides) -> Ana
         )
     ops = classify(ops_frame(m, w, points), spec, cuda_graph=w.cuda_graph)
     ops["total_time_s"] = ops["count"] * ops["time_s"]
-    phase_total = ops.groupby(["point", "phase"], observed=True)["total_time_s"].transform("sum")
-    ops["share"] = ops["total_time_s"] / phase_total
+    key = ops["point"].to_numpy() * 2 + ops["phase"].cat.codes.to_numpy()  # (point, phase) group id
+    ops["share"] = ops["total_time_s"] / np.bincount(key, weights=ops["total_time_s"].to_numpy())[key]
     summary = summarise(ops, m, w, spec, points)
     return Analysis(m, w, spec, ops, summary)
 
@@ -85,7 +85,8 @@ def sweep_points(w: Workload) -> dict:
 def ops_frame(m: ModelConfig, w: Workload, points: dict) -> pd.DataFrame:
     """Unclassified ops frame: for each phase and op, one row per point."""
     n = len(points["batch_size"])
-    cols = {k: [] for k in OP_COLUMNS}
+    numeric = {k: [] for k in OP_COLUMNS}
+    labels = {"phase": [], "op": [], "category": [], "compute_dtype": []}  # one label per block of n rows
     order = []
     for phase_index, phase in enumerate(w.phases):
         ops = model_ops(m, w, phase, points["batch_size"], points["prompt_len"], points["context_len"])
@@ -96,25 +97,27 @@ def ops_frame(m: ModelConfig, w: Workload, points: dict) -> pd.DataFrame:
                 "weight_bytes_read": c.weight_bytes_read, "act_bytes_read": c.act_bytes_read,
                 "act_bytes_written": c.act_bytes_written, "kv_bytes_read": c.kv_bytes_read,
                 "kv_bytes_written": c.kv_bytes_written, "comm_bytes": c.comm_bytes,
-                "params": op.params, "param_bytes": op.param_bytes,
+                "params": op.params, "param_bytes": op.param_bytes, "count": op.count,
             }
             for key, value in fields.items():
-                cols[key].append(np.broadcast_to(np.asarray(value, dtype=float), (n,)))
-            cols["point"].append(np.arange(n))
+                numeric[key].append(np.broadcast_to(np.asarray(value, dtype=float), (n,)))
+            numeric["point"].append(np.arange(n))
             for key in ("batch_size", "prompt_len", "context_len"):
-                cols[key].append(points[key])
-            cols["phase"].append(np.full(n, phase, dtype=object))
-            cols["op"].append(np.full(n, op.name, dtype=object))
-            cols["category"].append(np.full(n, op.category, dtype=object))
-            cols["compute_dtype"].append(np.full(n, op.compute_dtype, dtype=object))
-            cols["count"].append(np.full(n, op.count))
-            order.append(np.full(n, phase_index * 1000 + op_index))
-    frame = pd.DataFrame({k: np.concatenate(v) for k, v in cols.items()})
+                numeric[key].append(points[key])
+            for key, value in (("phase", phase), ("op", op.name), ("category", op.category),
+                               ("compute_dtype", op.compute_dtype)):
+                labels[key].append(value)
+            order.append(phase_index * 1000 + op_index)
+    columns = {k: np.concatenate(v) for k, v in numeric.items() if k not in labels}
+    columns["count"] = columns["count"].astype(np.int64)
+    for key, values in labels.items():  # categorical straight from codes: no per-row strings
+        categories = list(dict.fromkeys(values))
+        codes = np.repeat([categories.index(v) for v in values], n)
+        columns[key] = pd.Categorical.from_codes(codes, categories)
+    frame = pd.DataFrame({k: columns[k] for k in OP_COLUMNS})
     if n > 1:  # group rows by point, keeping phase and op order within a point
-        idx = np.lexsort((np.concatenate(order), frame["point"].to_numpy()))
+        idx = np.lexsort((np.repeat(order, n), columns["point"]))
         frame = frame.iloc[idx].reset_index(drop=True)
-    for key in ("phase", "op", "category", "compute_dtype"):
-        frame[key] = frame[key].astype("category")
     return frame
 
 

@@ -29,10 +29,9 @@ def classify(frame: pd.DataFrame, spec: HardwareSpec, cuda_graph: bool = False) 
     """Add the roofline columns to an ops frame (needs flops, bytes_read, bytes_written,
     comm_bytes, compute_dtype). Returns a new frame. Raises SpecError for a dtype the part lacks."""
     out = frame.copy()
-    dtypes = out["compute_dtype"].astype(str).to_numpy()
-    peak = np.empty(len(out))
-    for dtype in np.unique(dtypes):
-        peak[dtypes == dtype] = spec.ceiling_flops(dtype)
+    dtypes = pd.Categorical(out["compute_dtype"])
+    peak_of = np.array([spec.ceiling_flops(str(d)) for d in dtypes.categories])
+    peak = peak_of[dtypes.codes]
     bw = spec.ceiling_bytes_per_s()
     flops = out["flops"].to_numpy(dtype=float)
     moved = out["bytes_read"].to_numpy(dtype=float) + out["bytes_written"].to_numpy(dtype=float)

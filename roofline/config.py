@@ -10,7 +10,7 @@ Supported architectures (``model_type``):
   gpt2                           GELU MLP, LayerNorm, learned positions, biases everywhere, tied lm_head
 """
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from roofline.dtypes import ACT_DTYPES, STORAGE_DTYPES
@@ -344,7 +344,7 @@ def parse_workload(raw: dict, where: str = "workload") -> Workload:
     n_points = len(w.batch_size) * len(w.prompt_len) * len(w.context_len or (0,))
     if n_points > MAX_SWEEP_POINTS:
         raise ConfigError(f"{where}: the sweep has {n_points:,} points, more than {MAX_SWEEP_POINTS:,}; narrow the ranges")
-    if w.context_len:
+    if w.context_len and w.phase != "prefill":
         shortest, longest_prompt = min(w.context_len), max(w.prompt_len)
         if shortest < longest_prompt:
             raise ConfigError(

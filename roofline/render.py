@@ -95,6 +95,7 @@ SWEEP_TABLE = {
     "decode_time_s": ("decode step", lambda v: si(v, "s")),
     "decode_tokens_per_s": ("decode tok/s", lambda v: si(v)),
     "decode_share_memory": ("decode mem-bound", percent),
+    "decode_share_communication": ("decode comm", percent),
     "memory_bytes": ("weights+KV", lambda v: si(v, "B")),
     "fits_in_memory": ("fits", lambda v: "yes" if v else "NO"),
 }

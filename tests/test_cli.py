@@ -1,0 +1,138 @@
+"""The CLI: outputs, exit codes and the exact error text."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from roofline.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+LLAMA = str(ROOT / "examples" / "llama-2-7b.yaml")
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result
+
+
+def test_analyze_table_shows_both_phases():
+    r = run("analyze", LLAMA, "--gpu", "a10")
+    assert r.exit_code == 0, r.output
+    assert "prefill: time to first token" in r.output and "decode: 22.5 ms per step, 44.5 tokens/s" in r.output
+    assert "decode weight matmuls reach the ridge at batch" in r.output
+
+
+def test_analyze_json_is_raw_si_numbers():
+    r = run("analyze", LLAMA, "--gpu", "a10", "--format", "json", "--phase", "decode")
+    assert r.exit_code == 0
+    data = json.loads(r.stdout)
+    assert set(data) >= {"ops", "summary", "model", "gpu", "workload"}
+    q = next(row for row in data["ops"] if row["op"] == "q_proj")
+    for key in ("phase", "op", "count", "flops", "bytes_read", "bytes_written", "arithmetic_intensity", "bound", "time_s"):
+        assert key in q
+    assert q["flops"] == 2 * 4096 * 4096 and q["count"] == 32 and q["bound"] == "memory"
+    assert isinstance(data["summary"], list) and data["summary"][0]["batch_size"] == 1
+
+
+def test_analyze_csv_to_file(tmp_path):
+    out = tmp_path / "ops.csv"
+    r = run("analyze", LLAMA, "--gpu", "h100-sxm", "--format", "csv", "--output", out)
+    assert r.exit_code == 0 and r.output == ""
+    header = out.read_text().splitlines()[0].split(",")
+    assert header[:6] == ["point", "batch_size", "prompt_len", "context_len", "phase", "op"]
+
+
+def test_sweep_gives_one_summary_row_per_point():
+    r = run("analyze", LLAMA, "--gpu", "a10", "--batch", "1,8,64", "--format", "csv", "--summary")
+    assert r.exit_code == 0
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 4  # header + 3 points
+
+
+def test_overrides_win_over_the_file():
+    r = run("analyze", LLAMA, "--gpu", "a10", "--weight-dtype", "int4", "--phase", "decode", "--format", "json", "--summary")
+    data = json.loads(r.stdout)
+    assert data["workload"]["weight_dtype"] == "int4"
+    assert data["summary"][0]["decode_time_s"] < 0.008  # 4x fewer weight bytes than the 22 ms bf16 step
+
+
+def test_memory_warning(tmp_path):
+    r = run("analyze", ROOT / "examples" / "llama-2-70b.yaml", "--gpu", "a10", "--tp", "1")
+    assert r.exit_code == 0
+    assert "warning: weights + KV cache (138 GB) do not fit in a10's 24 GB at batch 1" in r.output
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["analyze", "nope.yaml", "--gpu", "a10"], 1, "Error: model file not found: nope.yaml"),
+    (["analyze", LLAMA, "--gpu", "h100"], 1, "Error: unknown GPU 'h100'"),
+    (["analyze", LLAMA, "--gpu", "a10", "--batch", "-1"], 2, "Invalid value for '--batch': must be greater than zero, got -1"),
+    (["analyze", LLAMA, "--gpu", "a10", "--batch", "0:4"], 2, "Invalid value for '--batch'"),
+    (["analyze", LLAMA, "--gpu", "a10", "--weight-dtype", "int3"], 2, "Invalid value for '--weight-dtype': 'int3' is not one of"),
+    (["analyze", LLAMA, "--gpu", "a10", "--weight-dtype", "fp8", "--act-dtype", "fp8"], 1, "Error: a10 has no fp8 peak in its spec"),
+    (["analyze", LLAMA], 2, "Missing option '--gpu'"),
+    (["analyze", LLAMA, "--gpu", "a10", "--batch", "1:1000000", "--prompt-len", "1:1000:1"], 1, "narrow the ranges"),
+    (["specs", "show", "a11"], 1, "Error: unknown GPU 'a11' (did you mean 'a10'?)"),
+])
+def test_errors_are_one_line_with_exit_code(args, code, message):
+    r = run(*args)
+    assert r.exit_code == code, r.output
+    assert message in r.output
+    assert "Traceback" not in r.output
+    assert len([line for line in r.output.splitlines() if line.startswith("Error")]) == 1
+
+
+def test_bad_yaml_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("hidden_size: 4096\n  oops: [\n")
+    r = run("analyze", bad, "--gpu", "a10")
+    assert r.exit_code == 1 and f"Error: {bad}: not valid YAML (line" in r.output
+
+
+def test_specs_list_and_show():
+    r = run("specs")
+    assert r.exit_code == 0 and "h100-sxm" in r.output and "mi300x" in r.output
+    r = run("specs", "show", "a10", "--format", "json")
+    data = json.loads(r.stdout)
+    bf16 = next(d for d in data["dtypes"] if d["dtype"] == "bf16")
+    assert bf16["ridge_flop_per_byte"] == pytest.approx(125e12 / 600e9)  # 208.3
+    r = run("specs", "show", "a10")
+    assert re.search(r"bf16\s+125 TFLOP/s\s+-\s+208\.3", r.output)
+
+
+def docstring_examples():
+    for name, command in main.commands.items():
+        sub = getattr(command, "commands", {})
+        for c in [command, *sub.values()]:
+            text = c.help or ""
+            for line in text.splitlines():
+                line = line.strip()
+                if line.startswith("roofline "):
+                    yield line
+
+
+@pytest.mark.parametrize("example", list(docstring_examples()))
+def test_docstring_examples_run(example):
+    args = example.split()[1:]
+    args = [str(ROOT / a) if a.startswith("examples/") else a for a in args]
+    r = run(*args)
+    assert r.exit_code == 0, r.output
+
+
+def test_analytic_path_imports_neither_torch_nor_matplotlib():
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from roofline.cli import main\n"
+        f"r = CliRunner().invoke(main, ['analyze', {LLAMA!r}, '--gpu', 'a10'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "r = CliRunner().invoke(main, ['specs', 'show', 'h100-sxm'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
