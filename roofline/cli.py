@@ -68,20 +68,32 @@ def main():
 
 
 # ------------------------------------------------------------------------------------------------
+WORKLOAD_OPTIONS = [
+    click.option("--batch", "batch_size", callback=sweep_option, help="Batch size: 8, a list 1,8,64 or a range 1:256:x2."),
+    click.option("--prompt-len", callback=sweep_option, help="Prompt (prefill) tokens per sequence; list or range."),
+    click.option("--context-len", callback=sweep_option, help="KV length a decode step attends to; list or range."),
+    click.option("--gen-tokens", type=click.IntRange(min=1), help="Generated tokens: decode at the mean context instead."),
+    click.option("--phase", type=click.Choice(PHASES), help="Which phase to analyse."),
+    click.option("--weight-dtype", type=click.Choice(STORAGE_DTYPES), help="Dtype of the linear-layer weights."),
+    click.option("--act-dtype", type=click.Choice(ACT_DTYPES), help="Dtype of activations."),
+    click.option("--kv-dtype", type=click.Choice(STORAGE_DTYPES), help="Dtype of the KV cache."),
+    click.option("--attn", "attn_impl", type=click.Choice(ATTN_IMPLS), help="Attention implementation."),
+    click.option("--tp", type=click.IntRange(min=1), help="Tensor-parallel degree (counts are per GPU)."),
+    click.option("--cuda-graph/--eager", "cuda_graph", default=None, help="Launch floor of a CUDA graph or of eager ops."),
+]
+
+
+def workload_options(fn):
+    """The workload flags shared by analyze, advise, report and profile; they override the model file."""
+    for option in reversed(WORKLOAD_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--gpu", required=True, help="A shipped spec name (roofline specs) or a path to a spec YAML.")
-@click.option("--batch", "batch_size", callback=sweep_option, help="Batch size: 8, a list 1,8,64 or a range 1:256:x2.")
-@click.option("--prompt-len", callback=sweep_option, help="Prompt (prefill) tokens per sequence; list or range.")
-@click.option("--context-len", callback=sweep_option, help="KV length a decode step attends to; list or range.")
-@click.option("--gen-tokens", type=click.IntRange(min=1), help="Generated tokens: decode at the mean context instead.")
-@click.option("--phase", type=click.Choice(PHASES), help="Which phase to analyse.")
-@click.option("--weight-dtype", type=click.Choice(STORAGE_DTYPES), help="Dtype of the linear-layer weights.")
-@click.option("--act-dtype", type=click.Choice(ACT_DTYPES), help="Dtype of activations.")
-@click.option("--kv-dtype", type=click.Choice(STORAGE_DTYPES), help="Dtype of the KV cache.")
-@click.option("--attn", "attn_impl", type=click.Choice(ATTN_IMPLS), help="Attention implementation.")
-@click.option("--tp", type=click.IntRange(min=1), help="Tensor-parallel degree (counts are per GPU).")
-@click.option("--cuda-graph/--eager", "cuda_graph", default=None, help="Launch floor of a CUDA graph or of eager ops.")
+@workload_options
 @click.option("--summary", "summary_only", is_flag=True, help="Print only the summary (one row per point).")
 @output_options
 @library_errors
@@ -162,6 +174,33 @@ def render_single_point(result, markdown: bool) -> str:
         if s["decode_ridge_batch"] == s["decode_ridge_batch"] else "decode weight matmuls stay memory-bound up to batch 65536",
     ]
     return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------------------
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--gpu", required=True, help="A shipped spec name (roofline specs) or a path to a spec YAML.")
+@workload_options
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="How many suggestions.")
+@output_options
+@library_errors
+def advise(model, gpu, top, fmt, output, **workload):
+    """Ranked "try this next": each change re-analysed, with its predicted speedup and why.
+
+    \b
+    Example:
+      roofline advise examples/llama-2-7b.yaml --gpu a10 --phase decode
+    """
+    from roofline.advise import advise as run_advise, render_advice
+    from roofline.analysis import analyze as run_analysis
+
+    frame = run_advise(run_analysis(model, gpu, **workload), top=top)
+    if fmt == "json":
+        emit(render.to_json(render.to_records(frame)), output)
+    elif fmt == "csv":
+        emit(frame.to_csv(index=False), output)
+    else:
+        emit(render_advice(frame), output)
 
 
 # ------------------------------------------------------------------------------------------------
