@@ -204,6 +204,159 @@ def advise(model, gpu, top, fmt, output, **workload):
 
 
 # ------------------------------------------------------------------------------------------------
+PROFILE_TABLE = {
+    "phase": ("phase", str),
+    "op": ("op", str),
+    "n_kernels": ("kernels", lambda v: "-" if v != v else f"{v:.0f}"),
+    "measured_time_s": ("measured", lambda v: render.si(v, "s")),
+    "predicted_time_s": ("predicted", lambda v: render.si(v, "s")),
+    "measured_over_predicted": ("meas/pred", lambda v: "-" if v != v else f"{v:.2f}"),
+    "predicted_bound": ("predicted", str),
+    "measured_bound": ("measured", str),
+    "evidence": ("evidence", str),
+}
+STEP_TABLE = {
+    "phase": ("phase", str),
+    "batch_size": ("batch", lambda v: f"{v:.0f}"),
+    "kernel_time_full_s": ("kernels (full)", lambda v: render.si(v, "s")),
+    "predicted_time_full_s": ("predicted", lambda v: render.si(v, "s")),
+    "measured_over_predicted_full": ("meas/pred", lambda v: f"{v:.2f}"),
+    "eager_step_ref_s": ("eager (ref)", lambda v: render.si(v, "s")),
+    "graph_step_ref_s": ("graph (ref)", lambda v: render.si(v, "s")),
+    "host_overhead_ref_s": ("host overhead", lambda v: render.si(v, "s")),
+    "step_full_est_s": ("step estimate", lambda v: render.si(v, "s")),
+}
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--gpu", default="auto", show_default=True, help="Spec to compare with: auto (from NVML), a name or a path.")
+@click.option("--layers", type=click.IntRange(min=1), default=2, show_default=True, help="Decoder layers in the reference model.")
+@workload_options
+@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True, help="Warm-up iterations.")
+@click.option("--iters", type=click.IntRange(min=1), default=10, show_default=True, help="Profiled iterations (median).")
+@click.option("--trace-dir", type=click.Path(file_okay=False), help="Keep each phase's Chrome trace here.")
+@output_options
+@library_errors
+def profile(model, gpu, layers, warmup, iters, trace_dir, fmt, output, **workload):
+    """Measure every op on this machine's GPU with the torch profiler, beside the analytic prediction.
+
+    \b
+    Example (needs a CUDA GPU):
+      roofline profile examples/llama-2-7b.yaml --phase decode --batch 1,64 --context-len 1024
+    """
+    import itertools
+    from dataclasses import replace
+
+    from roofline.config import load_model_and_workload
+    from roofline.measure.profile import profile_model
+
+    m, w = load_model_and_workload(model, workload)
+    points = list(itertools.product(w.batch_size, w.prompt_len, w.context_len or (None,)))
+    spec = None if gpu == "auto" else gpu
+    results = []
+    with click.progressbar(points, label="profiling", file=sys.stderr,
+                           show_pos=True) if len(points) > 1 else _nullbar(points) as bar:
+        for b, p, c in bar:
+            point = replace(w, batch_size=(b,), prompt_len=(p,), context_len=(c,) if c else None)
+            trace = f"{trace_dir}/b{b}_p{p}_c{c or p}" if trace_dir else None
+            results.append(profile_model(m, point, spec=spec, layers=layers, warmup=warmup, iters=iters,
+                                         trace_dir=trace))
+    import pandas as pd
+
+    ops = pd.concat([r.ops for r in results], ignore_index=True)
+    steps = pd.concat([r.steps for r in results], ignore_index=True)
+    for r in results:
+        for note in r.notes:
+            warn(note)
+    if fmt == "json":
+        emit(render.to_json({"device": results[0].device, "steps": render.to_records(steps),
+                             "ops": render.to_records(ops)}), output)
+    elif fmt == "csv":
+        emit(ops.to_csv(index=False), output)
+    else:
+        markdown = fmt == "markdown"
+        emit(render.text_table(steps, _present(steps, STEP_TABLE), markdown) + "\n\n"
+             + render.text_table(ops, _present(ops, PROFILE_TABLE), markdown), output)
+
+
+class _nullbar:
+    def __init__(self, items):
+        self.items = items
+
+    def __enter__(self):
+        return self.items
+
+    def __exit__(self, *exc):
+        return False
+
+
+@main.command()
+@click.option("--gpu", default="auto", show_default=True, help="Shipped spec to extend: auto (from the GPU's name), a name or a path.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the calibrated spec YAML here.")
+@click.option("--quick", is_flag=True, help="Small sizes and few repeats: a smoke test, not real numbers.")
+@library_errors
+def calibrate(gpu, output, quick):
+    """Measure this GPU's ceilings (bandwidth, matmul FLOP/s per dtype, launch floor) into a spec YAML.
+
+    \b
+    Example (needs a CUDA GPU):
+      roofline calibrate --output my-h100.yaml
+    """
+    from roofline.measure.calibrate import calibrate as run_calibrate
+
+    raw = run_calibrate(output=output, spec=None if gpu == "auto" else gpu, quick=quick)
+    measured = raw.get("measured", {})
+    lines = [f"{k}: {v}" for k, v in measured.items() if k != "conditions"]
+    if output:
+        lines.append(f"wrote {output}; use it with --gpu {output}")
+    click.echo("\n".join(lines))
+
+
+TRACE_TABLE = {
+    "op": ("op", str),
+    "n_kernels": ("kernels", lambda v: f"{v:.0f}"),
+    "gpu_time_s": ("GPU time", lambda v: render.si(v, "s")),
+    "share": ("share", render.percent),
+    "measured_bound": ("bound", str),
+    "evidence": ("evidence", str),
+}
+
+
+@main.command()
+@click.argument("trace_file", metavar="TRACE.json[.gz]", type=click.Path(dir_okay=False))
+@click.option("--gpu", required=True, help="The spec of the GPU the trace was recorded on (name or path).")
+@click.option("--by", type=click.Choice(["op", "range"]), default="range", show_default=True,
+              help="Group kernels by their CPU op or by the innermost record_function range.")
+@output_options
+@library_errors
+def trace(trace_file, gpu, by, fmt, output):
+    """Join a torch.profiler Chrome trace's kernels to ops and ranges, and classify what happened.
+
+    \b
+    Example:
+      roofline trace tests/data/h100_decode_trace.json.gz --gpu h100-sxm
+    """
+    from roofline.measure.trace import analyze_trace
+    from roofline.specs import load_spec
+
+    result = analyze_trace(trace_file, load_spec(gpu))
+    frame = result.by_op if by == "op" else result.by_range
+    if fmt == "json":
+        emit(render.to_json({"summary": result.summary, "by_range": render.to_records(result.by_range),
+                             "by_op": render.to_records(result.by_op)}), output)
+    elif fmt == "csv":
+        emit(frame.to_csv(index=False), output)
+    else:
+        cols = dict(TRACE_TABLE)
+        if by == "range":
+            cols = {"range": ("range", str), **{k: v for k, v in cols.items() if k != "op"}}
+        summary = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.summary.items()
+                            if not isinstance(v, (dict, list)))
+        emit(render.text_table(frame, _present(frame, cols), fmt == "markdown") + "\n\n" + summary, output)
+
+
+# ------------------------------------------------------------------------------------------------
 @main.group(invoke_without_command=True)
 @click.pass_context
 @output_options

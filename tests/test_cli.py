@@ -112,15 +112,21 @@ def docstring_examples():
             for line in text.splitlines():
                 line = line.strip()
                 if line.startswith("roofline "):
-                    yield line
+                    yield line, "needs a CUDA GPU" in text
 
 
-@pytest.mark.parametrize("example", list(docstring_examples()))
-def test_docstring_examples_run(example):
+@pytest.mark.parametrize("example, needs_gpu", list(docstring_examples()))
+def test_docstring_examples_run(example, needs_gpu, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.chdir(tmp_path)
     args = example.split()[1:]
-    args = [str(ROOT / a) if a.startswith("examples/") else a for a in args]
+    args = [str(ROOT / a) if a.startswith(("examples/", "tests/")) else a for a in args]
     r = run(*args)
-    assert r.exit_code == 0, r.output
+    if needs_gpu and not torch.cuda.is_available():
+        assert r.exit_code == 1 and "no CUDA GPU" in r.output  # runs for real in the GPU evidence job
+    else:
+        assert r.exit_code == 0, r.output
 
 
 def test_analytic_path_imports_neither_torch_nor_matplotlib():
@@ -136,3 +142,27 @@ def test_analytic_path_imports_neither_torch_nor_matplotlib():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_trace_command_on_a_committed_hopper_trace():
+    r = run("trace", ROOT / "tests" / "data" / "h100_decode_trace.json.gz", "--gpu", "h100-sxm", "--format", "json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["summary"]["n_kernels"] == 67 and data["summary"]["n_orphans"] == 0
+    ranges = {row["range"] for row in data["by_range"]}
+    assert {"q_proj", "attention", "lm_head", "down_proj"} <= ranges
+
+
+def test_trace_command_errors():
+    r = run("trace", ROOT / "README.md", "--gpu", "h100-sxm")
+    assert r.exit_code == 1 and "Error:" in r.output and "Traceback" not in r.output
+    r = run("trace", "missing.json", "--gpu", "h100-sxm")
+    assert r.exit_code == 1 and "missing.json" in r.output
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-GPU message")
+@pytest.mark.parametrize("args", [["profile", LLAMA, "--phase", "decode"], ["calibrate"]])
+def test_gpu_commands_without_a_gpu_say_so(args):
+    r = run(*args)
+    assert r.exit_code == 1
+    assert "no CUDA GPU" in r.output and "Traceback" not in r.output

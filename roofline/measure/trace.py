@@ -1,0 +1,871 @@
+"""Read a torch.profiler Chrome trace and say where the GPU time went: per kernel, per op, per range.
+
+The input is what ``prof.export_chrome_trace(path)`` writes (Kineto's JSON, plain or gzipped) for
+any PyTorch program recorded with ``ProfilerActivity.CUDA``. ``analyze_trace`` returns frames of raw
+SI numbers (seconds, FLOP, bytes); nothing here imports torch, so ``roofline trace`` starts fast.
+
+The format, as Kineto writes it (checked against traces from PyTorch 2.11 on an H100):
+  - ``traceEvents``: a list of Chrome events; only complete events (``ph: "X"``) are used. ``ts`` and
+    ``dur`` are microseconds, floats with nanosecond decimals in recent versions, integers in old ones.
+  - GPU work: ``cat`` kernel, gpu_memcpy, gpu_memset; ``pid`` is the device, ``tid`` the stream, and
+    ``args`` carries ``correlation``, ``stream``, ``device`` (and ``bytes`` for copies and sets).
+  - Host side: ``cuda_runtime`` (cudaLaunchKernel, cudaMemcpyAsync, cudaGraphLaunch, ...) and
+    ``cuda_driver`` (cuLaunchKernel, cuLaunchKernelEx: Triton, and cuBLAS/cuDNN on Hopper) calls,
+    ``cpu_op`` (aten ops, with ``Input Dims``, ``Input type`` and ``Concrete Inputs`` when recorded
+    with ``record_shapes=True``) and ``user_annotation`` (``record_function`` ranges, ProfilerStep#N).
+  - A GPU event and the API call that launched it share ``args.correlation``; the ``ac2g`` flow
+    events repeat that link for viewers and are not needed. One cudaGraphLaunch correlates with
+    every kernel of the graph. Header keys (``deviceProperties``, ``baseTimeNanoseconds``, ...) are
+    optional.
+
+How a kernel is joined (all vectorised; the only Python loop over events is the one that reads them):
+  1. kernel -> launch: equal correlation. Where a runtime call and a driver call share one (the
+     driver call nested in the runtime call), the outer, earlier one is kept. No launch: an orphan.
+  2. launch -> op and range: the innermost ``cpu_op`` (``user_annotation``) on the launch's thread
+     whose [ts, ts + dur] contains the launch. The launch's midpoint is used, so ops that touch at
+     a boundary (common with integer-microsecond traces) never capture a launch that is not theirs.
+  3. kernel -> cost: the outermost op of the costed set below enclosing the launch. Its FLOPs and
+     bytes are spread over its kernels in proportion to their durations, so any sum of kernels
+     counts each op call exactly once.
+"""
+
+import gc
+import gzip
+import json
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from roofline.errors import TraceError
+from roofline.measure.measured import classify_measured
+
+NS_PER_US = 1000
+S_PER_NS = 1e-9
+TOP_KERNELS = 3  # kernel names listed per op / range row
+
+ORPHAN = "orphan"  # cpu_op / range of a GPU event with no launch in the trace
+NONE = "(none)"  # range of a launch that no range encloses
+# cpu_op of a launch that no op encloses is the call's name in brackets, e.g. "(cudaGraphLaunch)"
+_STEP = re.compile(r"^ProfilerStep#(\d+)$")
+STEP_RANGE = "ProfilerStep#*"  # every step's range is reported under this one name
+
+# Kineto's categories, with the aliases older PyTorch versions wrote (lower-cased before lookup).
+_GPU, _LAUNCH, _OP, _RANGE = 0, 1, 2, 3
+_BUCKET = {
+    "kernel": _GPU, "gpu_memcpy": _GPU, "gpu_memset": _GPU, "memcpy": _GPU, "memset": _GPU,
+    "cuda_runtime": _LAUNCH, "cuda_driver": _LAUNCH, "runtime": _LAUNCH, "driver": _LAUNCH,
+    "cpu_op": _OP, "operator": _OP,
+    "user_annotation": _RANGE,
+}
+_GPU_KIND = {"kernel": "kernel", "gpu_memcpy": "memcpy", "memcpy": "memcpy", "gpu_memset": "memset", "memset": "memset"}
+_LAUNCH_KIND = {"cuda_runtime": "runtime", "runtime": "runtime", "cuda_driver": "driver", "driver": "driver"}
+
+# 'Input type' strings -> bytes per element, and the tensor-core dtype name the specs use.
+_ELEM_BYTES = {
+    "c10::BFloat16": 2, "c10::Half": 2, "float": 4, "double": 8, "c10::Float8_e4m3fn": 1,
+    "c10::Float8_e5m2": 1, "c10::Float8_e4m3fnuz": 1, "c10::Float8_e5m2fnuz": 1, "signed char": 1,
+    "unsigned char": 1, "bool": 1, "short int": 2, "int": 4, "long int": 8, "c10::complex<float>": 8,
+}
+_COMPUTE_DTYPE = {
+    "c10::BFloat16": "bf16", "c10::Half": "fp16", "float": "fp32", "double": "fp64",
+    "c10::Float8_e4m3fn": "fp8", "c10::Float8_e5m2": "fp8", "c10::Float8_e4m3fnuz": "fp8",
+    "c10::Float8_e5m2fnuz": "fp8", "signed char": "int8",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class TraceAnalysis:
+    """What ``analyze_trace`` found. Times in seconds from the trace's first event; see the frames' docs there."""
+
+    path: str
+    kernels: pd.DataFrame
+    by_range: pd.DataFrame
+    by_op: pd.DataFrame
+    summary: dict
+
+
+def analyze_trace(path, spec) -> TraceAnalysis:
+    """Read, join and classify one torch.profiler trace (``.json`` or ``.json.gz``).
+
+    ``spec`` is a ``HardwareSpec`` (or a name/path ``load_spec`` accepts) whose ceilings classify.
+
+    Returns a ``TraceAnalysis``:
+      - ``kernels``: one row per GPU event (kernel, memcpy, memset): name, kind, device, stream,
+        ts_s, dur_s, cpu_op, range (innermost; ``orphan`` / ``(none)``), step, correlation,
+        launch_kind (runtime / driver / none), launch_end_s, idle_before_s (device idle just
+        before it), host_bound (that idle is the host's: the launch call ended after the device
+        ran dry), flops, bytes, compute_dtype, cost_op.
+      - ``by_op``: per cpu op: the outermost costed op enclosing the launch (an aten::mm,
+        aten::scaled_dot_product_attention, ... whose FLOPs are known), else the innermost op;
+        ``by_range``: per record_function range name (gpu_time_s
+        counts every kernel launched while the range was open, nested ranges included;
+        self_gpu_time_s only those for which it is the innermost range). Both carry gpu_time_s,
+        n_kernels, n_calls, span_s (host wall time of the calls), top_kernels, share (of all
+        GPU time in the trace), flops, bytes, costed_time_s, comm_time_s, compute_dtype, and the
+        columns ``classify_measured`` adds. top_kernels names the largest few by ``short_name``.
+      - ``summary``: counts, busy/idle time, host-bound idle, orphans, the assumptions made.
+
+    Raises TraceError for a missing, unreadable, truncated or non-trace file, or one with no GPU
+    events.
+    """
+    from roofline.specs import load_spec
+
+    spec = load_spec(spec)
+    path = str(path)
+    ev = _read_events(path)
+    joined = _join(ev)
+    idle_ns, host_bound = _idle_before(ev.gpu, joined)
+    kernels = _kernels_frame(ev, joined, idle_ns, host_bound)
+    lean = _lean(kernels)
+    by_op = _by_op(ev, joined, kernels, lean)
+    by_range = _by_range(ev, joined, kernels, lean)
+    summary = _summary(ev, joined, kernels, path, int(idle_ns[host_bound].sum()))
+    return TraceAnalysis(
+        path=path,
+        kernels=kernels,
+        by_range=classify_measured(by_range, spec),
+        by_op=classify_measured(by_op, spec),
+        summary=summary,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# reading: one json.loads whose object_hook keeps the fields that matter and drops everything else
+
+def _read_events(path: str) -> "_Events":
+    text = _read_text(path)
+    keep = _Collector(path)
+    was_enabled = gc.isenabled()
+    gc.disable()  # millions of short-lived dicts: the cyclic collector would rescan the kept rows again and again
+    try:
+        top = json.loads(text, object_hook=keep)
+    except json.JSONDecodeError as exc:
+        where = "the text ends early: the file is truncated" if exc.pos >= len(text) - 1 else f"line {exc.lineno}"
+        raise TraceError(
+            f"{path}: not valid JSON ({exc.msg}; {where}); pass the complete .json or .json.gz that "
+            f"prof.export_chrome_trace() wrote"
+        ) from None
+    except RecursionError:
+        raise TraceError(f"{path}: JSON nested too deeply to be a Chrome trace") from None
+    finally:
+        if was_enabled:
+            gc.enable()
+    del text
+    if isinstance(top, dict):
+        events = top.get("traceEvents")
+        if events is None:
+            keys = ", ".join(sorted(map(str, top))[:6]) or "none"
+            raise TraceError(
+                f"{path}: no 'traceEvents' list (top-level keys: {keys}); is this a torch.profiler Chrome trace?"
+            )
+        if not isinstance(events, list):
+            raise TraceError(f"{path}: 'traceEvents' is a {type(events).__name__}, not a list of events")
+    elif isinstance(top, list):  # the Chrome trace format also allows a bare array of events
+        events, top = top, {}
+    else:
+        raise TraceError(f"{path}: the JSON holds a {type(top).__name__}, not a Chrome trace object")
+    return keep.columns(len(events), top.get("deviceProperties"))
+
+
+def _read_text(path: str) -> str:
+    p = Path(path)
+    if not p.is_file():
+        raise TraceError(f"{path}: no such file; pass a trace written by prof.export_chrome_trace()")
+    try:
+        with open(p, "rb") as fh:
+            magic = fh.read(2)
+        if magic == b"\x1f\x8b":
+            with gzip.open(p, "rt", encoding="utf-8") as fh:
+                return fh.read()
+        with open(p, encoding="utf-8") as fh:
+            return fh.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise TraceError(
+            f"{path}: the gzip stream is truncated or corrupt ({exc}); copy or export the trace again"
+        ) from None
+    except UnicodeDecodeError:
+        raise TraceError(f"{path}: not a JSON text (binary data); pass a Chrome trace (.json or .json.gz)") from None
+    except OSError as exc:
+        raise TraceError(f"{path}: cannot read it ({exc.strerror or exc}); check the path and its permissions") from None
+
+
+class _Collector:
+    """``json.loads`` object_hook: every event of a role we use becomes a tuple in that role's rows,
+    and every event dict is dropped as soon as it is parsed, so the parsed trace never sits in
+    memory whole. Dicts that are not events (args, the header) pass through unchanged."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.rows = ([], [], [], [])  # per role: tuples, see _add
+        self.costed = []  # (op row, args) of ops that have a cost formula
+        self.strings = {}  # one str object per distinct name
+        self.roles = dict(_BUCKET)  # category -> role, learning other capitalisations as they come
+
+    def __call__(self, d: dict):
+        cat = d.get("cat")
+        try:
+            role = self.roles[cat]
+        except (KeyError, TypeError):
+            role = _BUCKET.get(cat.lower()) if isinstance(cat, str) else None
+            if isinstance(cat, str):
+                self.roles[cat] = role
+        if role is None:
+            return None if "ph" in d else d  # other events go; args and header dicts stay
+        if d.get("ph", "X") != "X":
+            return None
+        try:
+            self._add(role, d, cat)
+        except KeyError as exc:
+            raise TraceError(
+                f"{self.path}: a '{cat}' event ('{str(d.get('name'))[:60]}') has no {exc}; the trace is "
+                f"malformed, export it again with prof.export_chrome_trace()"
+            ) from None
+        except AttributeError:  # args is not an object
+            raise TraceError(f"{self.path}: a '{cat}' event has 'args' that is not an object; the trace is malformed") from None
+        return None
+
+    def _add(self, role, d, cat):
+        name = d.get("name", "")
+        name = self.strings.setdefault(name, name) if isinstance(name, str) else str(name)
+        if role == _GPU:
+            a = d.get("args") or _NO_ARGS
+            self.rows[0].append((name, _GPU_KIND[cat.lower()], d["ts"], d["dur"], a.get("correlation", -1),
+                                 a.get("stream", d.get("tid")), a.get("device", d.get("pid")), a.get("bytes", np.nan)))
+        elif role == _LAUNCH:
+            a = d.get("args") or _NO_ARGS
+            self.rows[1].append((name, _LAUNCH_KIND[cat.lower()], d["ts"], d["dur"], d.get("pid"), d.get("tid"),
+                                 a.get("correlation", -1)))
+        else:
+            rows = self.rows[role]
+            if role == _OP and name in _COSTS:
+                self.costed.append((len(rows), d.get("args") or _NO_ARGS))
+            rows.append((name, d["ts"], d["dur"], d.get("pid"), d.get("tid")))
+
+    def columns(self, n_events: int, devices) -> "_Events":
+        gpu_rows, launch_rows, op_rows, rng_rows = self.rows
+        if not gpu_rows:
+            raise TraceError(
+                f"{self.path}: no GPU kernels in the trace (nothing to analyse); record it with "
+                f"activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]"
+            )
+        g = _transpose(gpu_rows, 8)
+        la = _transpose(launch_rows, 7)
+        op = _transpose(op_rows, 5)
+        rn = _transpose(rng_rows, 5)
+        self.rows = None
+        ts_us = [self._numbers(c[i], c[0], what) for c, i, what in ((g, 2, "ts"), (la, 2, "ts"), (op, 1, "ts"), (rn, 1, "ts"))]
+        t0 = min(float(t.min()) for t in ts_us if len(t))
+
+        def ns(us):
+            return np.rint((us - t0) * NS_PER_US).astype(np.int64)
+
+        def dur(values, names):
+            return np.maximum(np.rint(self._numbers(values, names, "dur") * NS_PER_US).astype(np.int64), 0)
+
+        gpu = {
+            "name": np.array(g[0], dtype=object), "kind": np.array(g[1], dtype=object),
+            "ts": ns(ts_us[0]), "dur": dur(g[3], g[0]), "corr": _ints(g[4]),
+            "stream": np.array(g[5], dtype=object), "device": np.array(g[6], dtype=object),
+            "bytes_arg": np.array([b if isinstance(b, (int, float)) else np.nan for b in g[7]], dtype=float),
+        }
+        thread = _threads((la[4], la[5]), (op[3], op[4]), (rn[3], rn[4]))
+        launch = {"name": np.array(la[0], dtype=object), "kind": np.array(la[1], dtype=object),
+                  "ts": ns(ts_us[1]), "dur": dur(la[3], la[0]), "thread": thread[0], "corr": _ints(la[6])}
+        ops = {"name": np.array(op[0], dtype=object), "ts": ns(ts_us[2]), "dur": dur(op[2], op[0]), "thread": thread[1]}
+        rng = {"name": np.array(rn[0], dtype=object), "ts": ns(ts_us[3]), "dur": dur(rn[2], rn[0]), "thread": thread[2]}
+        costs = _op_costs(self.costed, ops["name"])
+        span = 2 + max(int((c["ts"] + c["dur"]).max(initial=0)) for c in (gpu, launch, ops, rng))
+        names = [d.get("name") for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
+        return _Events(t0, span, gpu, launch, ops, rng, costs, n_events, names)
+
+    def _numbers(self, values, names, key) -> np.ndarray:
+        try:
+            out = np.array(values, dtype=float)
+            if not np.isnan(out).any():
+                return out
+        except (TypeError, ValueError):
+            pass
+        i = next(i for i, v in enumerate(values) if not isinstance(v, (int, float)) or v != v)
+        raise TraceError(
+            f"{self.path}: event '{str(names[i])[:60]}' has a non-numeric '{key}' ({values[i]!r}); "
+            f"the trace is malformed, export it again"
+        )
+
+
+_NO_ARGS = {}
+
+
+def _transpose(rows, width):
+    """List of equal-length tuples -> tuple of columns (empty columns for no rows)."""
+    return tuple(zip(*rows)) if rows else ((),) * width
+
+
+@dataclass(frozen=True, eq=False)
+class _Events:
+    """Columns of the events that matter, by role. Times are int64 ns from the trace's first event."""
+
+    t0_us: float
+    span: int  # ns: every time in the columns is below it
+    gpu: dict
+    launch: dict
+    op: dict
+    rng: dict
+    costs: dict  # op index -> (flops, bytes, compute_dtype, complete): complete is False when is_causal was unknown
+    n_events: int
+    device_names: list
+
+
+def _ints(values) -> np.ndarray:
+    try:
+        return np.array(values, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):  # a stray string or None: treat as absent
+        return np.array([v if isinstance(v, int) and not isinstance(v, bool) else -1 for v in values], dtype=np.int64)
+
+
+def _threads(*groups):
+    """One integer per host thread (pid, tid), shared by all groups; pids/tids may be ints or strings."""
+    pids = [p for g in groups for p in g[0]]
+    tids = [t for g in groups for t in g[1]]
+    try:  # the usual case: both are integers
+        p, t = np.array(pids, dtype=np.int64), np.array(tids, dtype=np.int64)
+        t_codes, t_values = pd.factorize(t)
+        p_codes = pd.factorize(p)[0]
+    except (TypeError, ValueError, OverflowError):
+        p_codes = pd.factorize(np.array(pids, dtype=object), use_na_sentinel=False)[0]
+        t_codes, t_values = pd.factorize(np.array(tids, dtype=object), use_na_sentinel=False)
+    code = pd.factorize(p_codes.astype(np.int64) * max(len(t_values), 1) + t_codes)[0].astype(np.int64)  # 0..n-1
+    out, start = [], 0
+    for g in groups:
+        out.append(code[start:start + len(g[0])])
+        start += len(g[0])
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# FLOPs and minimum bytes of the ops whose shapes say it all
+#
+# Conventions: one multiply-add = 2 FLOP; minimum bytes = every tensor input read once plus every
+# output written once, at the element size 'Input type' names (outputs in the first input's type).
+# Attention counts the score entries a causal mask keeps when 'Concrete Inputs' records is_causal
+# (PyTorch's top-left aligned mask), else the full s_q x s_k (and the summary says so); backward
+# counts 2x the forward matmuls, as torch.utils.flop_counter does (recompute not counted).
+
+_COSTS = {}
+
+
+def _cost(*names):
+    def register(fn):
+        for name in names:
+            if name in _COSTS:
+                raise ValueError(f"duplicate cost formula for {name}")
+            _COSTS[name] = fn
+        return fn
+    return register
+
+
+@_cost("aten::mm")
+def _mm(dims, concrete):
+    (m, k), (_, n) = dims[0], dims[1]  # a [m, k] @ b [k, n] -> [m, n]
+    return 2 * m * k * n, [[m, n]], True
+
+
+@_cost("aten::addmm")
+def _addmm(dims, concrete):
+    (m, k), (_, n) = dims[1], dims[2]  # bias [n] or [m, n] + a [m, k] @ b [k, n] -> [m, n]
+    return 2 * m * k * n, [[m, n]], True
+
+
+@_cost("aten::bmm")
+def _bmm(dims, concrete):
+    (b, m, k), (_, _, n) = dims[0], dims[1]  # a [b, m, k] @ c [b, k, n] -> [b, m, n]
+    return 2 * b * m * k * n, [[b, m, n]], True
+
+
+@_cost("aten::baddbmm")
+def _baddbmm(dims, concrete):
+    (b, m, k), (_, _, n) = dims[1], dims[2]  # self [b, m, n] + a [b, m, k] @ c [b, k, n] -> [b, m, n]
+    return 2 * b * m * k * n, [[b, m, n]], True
+
+
+def _attention(q, k, v, causal):
+    """q [..., s_q, d] @ k^T [..., d, s_k] -> scores; scores @ v [..., s_k, d_v] -> [..., s_q, d_v]."""
+    batch = int(np.prod(q[:-2], dtype=np.int64))  # query heads (GQA: K/V heads are fewer)
+    s_q, d, s_k, d_v = q[-2], q[-1], k[-2], v[-1]
+    if causal:  # row i of a top-left causal mask keeps min(i + 1, s_k) keys
+        kept = s_q * (s_q + 1) // 2 if s_q <= s_k else s_k * (s_k + 1) // 2 + (s_q - s_k) * s_k
+    else:
+        kept = s_q * s_k
+    return 2 * batch * kept * (d + d_v)
+
+
+def _causal(concrete, index):
+    """is_causal from 'Concrete Inputs' (recorded since PyTorch ~2.4); None when not recorded."""
+    if concrete is None or index >= len(concrete) or concrete[index] not in ("True", "False"):
+        return None
+    return concrete[index] == "True"
+
+
+def _sdpa(index):
+    def cost(dims, concrete):
+        q, k, v = dims[0], dims[1], dims[2]
+        causal = _causal(concrete, index)
+        return _attention(q, k, v, bool(causal)), [q[:-1] + [v[-1]]], causal is not None
+    return cost
+
+
+def _sdpa_backward(index):
+    def cost(dims, concrete):
+        q, k, v = dims[1], dims[2], dims[3]  # inputs: grad_out, query, key, value, ...
+        causal = _causal(concrete, index)
+        return 2 * _attention(q, k, v, bool(causal)), [q, k, v], causal is not None
+    return cost
+
+
+# the position of is_causal in each op's schema (torch.ops.aten.<op>.default._schema)
+_cost("aten::scaled_dot_product_attention")(_sdpa(5))
+_cost("aten::_scaled_dot_product_flash_attention")(_sdpa(4))
+_cost("aten::_scaled_dot_product_efficient_attention")(_sdpa(6))
+_cost("aten::_scaled_dot_product_cudnn_attention")(_sdpa(6))
+_cost("aten::_scaled_dot_product_flash_attention_backward")(_sdpa_backward(11))
+_cost("aten::_scaled_dot_product_efficient_attention_backward")(_sdpa_backward(11))
+_cost("aten::_scaled_dot_product_cudnn_attention_backward")(_sdpa_backward(14))
+COSTED_OPS = tuple(_COSTS)
+
+
+def _op_costs(costed, names) -> dict:
+    """op index -> (flops, bytes, compute_dtype, complete) for the (index, args) given; ops whose
+    shapes were not recorded (record_shapes=False) or do not fit the formula are left out."""
+    out = {}
+    for i, args in costed:
+        dims = args.get("Input Dims", args.get("Input dims"))
+        types = args.get("Input type", args.get("Input types"))
+        if not isinstance(dims, list) or not isinstance(types, list):
+            continue
+        try:
+            flops, outputs, causal_known = _COSTS[names[i]](dims, args.get("Concrete Inputs"))
+            size = _ELEM_BYTES[types[0]]
+            read = sum(_numel(d) * _ELEM_BYTES[t] for d, t in zip(dims, types) if t in _ELEM_BYTES)
+            written = sum(_numel(o) for o in outputs) * size
+        except (ValueError, TypeError, IndexError, KeyError):  # shapes not of the form the formula reads
+            continue
+        out[int(i)] = (float(flops), float(read + written), _COMPUTE_DTYPE.get(types[0]), causal_known)
+    return out
+
+
+def _numel(dims) -> int:
+    n = 1
+    for d in dims:
+        n *= int(d)
+    return n
+
+
+# ----------------------------------------------------------------------------------------------
+# joins: sorted intervals and np.searchsorted, no per-event loops
+
+class _Nest:
+    """Properly nested intervals per thread (a call stack), for 'which interval encloses time t'.
+
+    Each interval gets its depth on its thread: its rank in (start, longest-first) order minus the
+    intervals that ended at or before it started. Intervals of one depth on one thread are
+    disjoint, so the one enclosing t at depth k is the last of them starting at or before t.
+    Searches run on one sorted int64 key, (thread, depth) * span + time, so a single
+    np.searchsorted answers every query. Zero-length intervals enclose nothing and are left out.
+    """
+
+    def __init__(self, thread, start, end, span: int):
+        keep = np.flatnonzero(end > start)
+        order = keep[np.lexsort((-end[keep], start[keep], thread[keep]))]
+        th, s, e = thread[order], start[order], end[order]
+        self.span = span
+        self.n_threads = int(thread.max(initial=-1)) + 1
+        base = th * span
+        self.starts = base + s  # sorted: by thread, then start
+        self.ends = np.sort(base + e)
+        rank = np.arange(len(th)) - np.searchsorted(th, th, "left")
+        ended = np.searchsorted(self.ends, base + s, "right") - np.searchsorted(self.ends, base, "left")
+        depth = rank - ended
+        self.levels = int(depth.max(initial=-1)) + 1
+        if max(self.n_threads, 1) * max(self.levels, 1) * span >= 2**62:
+            raise TraceError("trace too long to index (days of nanoseconds on many threads); trim it")
+        by_level = np.lexsort((s, depth, th))
+        self.index = order[by_level]
+        self.keys = (th[by_level] * self.levels + depth[by_level]) * span + s[by_level]
+        self.s, self.e = s[by_level], e[by_level]
+
+    def count(self, thread, t) -> np.ndarray:
+        """How many intervals on ``thread`` contain time ``t``."""
+        base = thread * self.span
+        started = np.searchsorted(self.starts, base + t, "right") - np.searchsorted(self.starts, base, "left")
+        ended = np.searchsorted(self.ends, base + t, "left") - np.searchsorted(self.ends, base, "left")
+        return started - ended
+
+    def at_depth(self, thread, t, depth) -> np.ndarray:
+        """Index (into the arrays given) of the interval at ``depth`` enclosing t on thread, or -1."""
+        out = np.full(len(t), -1, dtype=np.int64)
+        ok = np.flatnonzero((depth >= 0) & (depth < self.levels) & (thread >= 0) & (thread < self.n_threads))
+        if not len(ok):
+            return out
+        group = thread[ok] * self.levels + depth[ok]
+        pos = np.searchsorted(self.keys, group * self.span + t[ok], "right") - 1
+        p = np.maximum(pos, 0)
+        hit = (pos >= 0) & (self.keys[p] // self.span == group) & (self.s[p] <= t[ok]) & (t[ok] <= self.e[p])
+        out[ok[hit]] = self.index[p[hit]]
+        return out
+
+    def innermost(self, thread, t) -> np.ndarray:
+        return self.at_depth(thread, t, self.count(thread, t) - 1)
+
+
+@dataclass(frozen=True, eq=False)
+class _Joined:
+    launch: np.ndarray  # per GPU event: index into launch columns, -1 for an orphan
+    op: np.ndarray  # per GPU event: innermost op index, -1 for none
+    rng: np.ndarray  # per GPU event: innermost range index, -1 for none
+    rng_pairs: tuple  # (GPU event index, range index) for every range enclosing its launch
+    owner: np.ndarray  # per GPU event: index of the op whose cost it carries, -1 for none
+    launch_end: np.ndarray  # per GPU event: launch end (ns), -1 for orphans
+    step: np.ndarray  # per GPU event: ProfilerStep number, -1 for none
+
+
+def _join(ev: _Events) -> _Joined:
+    gpu, launch, op, rng = ev.gpu, ev.launch, ev.op, ev.rng
+    n, span = len(gpu["ts"]), ev.span
+    none = np.full(n, -1, dtype=np.int64)
+
+    # 1. GPU event -> launch by correlation (of calls sharing one, the earliest: the outer call)
+    has = np.flatnonzero(launch["corr"] >= 0)
+    order = has[np.lexsort((launch["ts"][has], launch["corr"][has]))]
+    corr = launch["corr"][order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = corr[1:] != corr[:-1]
+    u_corr, u_idx = corr[first], order[first]
+    k_launch = none.copy()
+    if len(u_corr):
+        pos = np.minimum(np.searchsorted(u_corr, gpu["corr"]), len(u_corr) - 1)
+        found = (gpu["corr"] >= 0) & (u_corr[pos] == gpu["corr"])
+        k_launch[found] = u_idx[pos[found]]
+    f = np.flatnonzero(k_launch >= 0)
+    li = k_launch[f]
+    thread = launch["thread"][li]
+    mid = launch["ts"][li] + launch["dur"][li] // 2
+    launch_end = none.copy()
+    launch_end[f] = launch["ts"][li] + launch["dur"][li]
+
+    # 2. launch -> innermost op, and every enclosing range (innermost last), on its thread
+    k_op, k_rng, owner = none.copy(), none.copy(), none.copy()
+    k_op[f] = _Nest(op["thread"], op["ts"], op["ts"] + op["dur"], span).innermost(thread, mid)
+    rngs = _Nest(rng["thread"], rng["ts"], rng["ts"] + rng["dur"], span)
+    pairs_k, pairs_r = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+    for depth in range(rngs.levels):  # one turn per nesting level, outermost first
+        hit = rngs.at_depth(thread, mid, np.full(len(f), depth))
+        sel = hit >= 0
+        pairs_k.append(f[sel])
+        pairs_r.append(hit[sel])
+        k_rng[f[sel]] = hit[sel]  # deeper levels overwrite: the innermost remains
+
+    # 3. cost owner: the outermost costed op enclosing the launch
+    costed = np.fromiter(ev.costs, dtype=np.int64, count=len(ev.costs))
+    if len(costed):
+        end = op["ts"][costed] + op["dur"][costed]
+        sub = _Nest(op["thread"][costed], op["ts"][costed], end, span)
+        hit = sub.at_depth(thread, mid, np.zeros(len(f), dtype=np.int64))
+        owner[f] = np.where(hit >= 0, costed[np.maximum(hit, 0)], -1)
+
+    # ProfilerStep#N: a range (an op in old traces); launches from any thread count, orphans by start
+    step = none.copy()
+    found_s, found_e, found_n = [], [], []
+    for cols in (rng, op):
+        number = _per_name(cols["name"], _step_number, dtype=np.int64)
+        m = number >= 0
+        found_s.append(cols["ts"][m])
+        found_e.append(cols["ts"][m] + cols["dur"][m])
+        found_n.append(number[m])
+    s_ns = np.concatenate(found_s)
+    if len(s_ns):
+        when = gpu["ts"].copy()
+        when[f] = mid
+        zeros = np.zeros(len(s_ns), dtype=np.int64)
+        hit = _Nest(zeros, s_ns, np.concatenate(found_e), span).at_depth(np.zeros(n, np.int64), when, np.zeros(n, np.int64))
+        step = np.where(hit >= 0, np.concatenate(found_n)[np.maximum(hit, 0)], -1)
+
+    return _Joined(
+        launch=k_launch, op=k_op, rng=k_rng, rng_pairs=(np.concatenate(pairs_k), np.concatenate(pairs_r)),
+        owner=owner, launch_end=launch_end, step=step,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# frames
+
+def _per_name(names: np.ndarray, fn, dtype=object) -> np.ndarray:
+    """fn applied to each distinct name, spread back over ``names``."""
+    codes, uniques = pd.factorize(names, use_na_sentinel=False)
+    return np.array([fn(str(u)) for u in uniques], dtype=dtype)[codes] if len(names) else np.array([], dtype=dtype)
+
+
+def _step_number(name: str) -> int:
+    m = _STEP.match(name)
+    return int(m.group(1)) if m else -1
+
+
+def _range_names(names: np.ndarray) -> np.ndarray:
+    """Range names with every ProfilerStep#N folded into one."""
+    return _per_name(names, lambda n: STEP_RANGE if _STEP.match(n) else n)
+
+
+def short_name(kernel: str) -> str:
+    """A demangled kernel name without return type, template arguments and parameters:
+    'void at::native::elementwise_kernel<128, 2, ...>(int, ...)' -> 'at::native::elementwise_kernel'."""
+    name = str(kernel)
+    name = name[5:] if name.startswith("void ") else name
+    cut = min((i for i in (name.find("<"), name.find("(")) if i > 0), default=len(name))
+    return name[:cut]
+
+
+def _is_comm(names: np.ndarray) -> np.ndarray:
+    return _per_name(names, lambda n: "nccl" in n.lower(), dtype=bool)
+
+
+def _pick(values: np.ndarray, index: np.ndarray, default) -> np.ndarray:
+    """values[index] as an object array, ``default`` where index is -1."""
+    out = np.full(len(index), default, dtype=object)
+    hit = index >= 0
+    out[hit] = values[index[hit]]
+    return out
+
+
+def _kernels_frame(ev: _Events, j: _Joined, idle: np.ndarray, host_bound: np.ndarray) -> pd.DataFrame:
+    gpu = ev.gpu
+    n = len(gpu["ts"])
+    orphan = j.launch < 0
+    op_name = _pick(ev.op["name"], j.op, None)
+    bare = (j.op < 0) & ~orphan
+    op_name[bare] = "(" + pd.Series(ev.launch["name"][j.launch[bare]], dtype=object).astype(str) + ")"
+    op_name[orphan] = ORPHAN
+    rng_name = _pick(_range_names(ev.rng["name"]), j.rng, NONE)
+    rng_name[orphan] = ORPHAN
+    kind = _pick(ev.launch["kind"], j.launch, "none")
+
+    flops, nbytes, dtype, cost_op = _kernel_costs(ev, j)
+    return pd.DataFrame({
+        "name": gpu["name"],
+        "kind": gpu["kind"],
+        "device": gpu["device"],
+        "stream": gpu["stream"],
+        "ts_s": gpu["ts"] * S_PER_NS,
+        "dur_s": gpu["dur"] * S_PER_NS,
+        "cpu_op": op_name,
+        "range": rng_name,
+        "step": j.step,
+        "correlation": gpu["corr"],
+        "launch_kind": kind,
+        "launch_end_s": np.where(orphan, np.nan, j.launch_end * S_PER_NS),
+        "idle_before_s": idle * S_PER_NS,
+        "host_bound": host_bound,
+        "flops": flops,
+        "bytes": nbytes,
+        "compute_dtype": dtype,
+        "cost_op": cost_op,
+    }, index=pd.RangeIndex(n))
+
+
+def _idle_before(gpu: dict, j: _Joined):
+    """Per GPU event: the device's idle time just before it, and whether the host caused it.
+
+    Events of a device are taken in start order across its streams; the device ran dry at the
+    latest end of all earlier events. The gap is the host's when the event's launch call ended
+    after that moment: the GPU had nothing queued because the host had not yet asked.
+    """
+    ts, end = gpu["ts"], gpu["ts"] + gpu["dur"]
+    device = pd.factorize(pd.Series(gpu["device"], dtype=object), use_na_sentinel=False)[0]
+    order = np.lexsort((ts, device))
+    d, t, e = device[order], ts[order], end[order]
+    span = int(end.max()) + 2
+    # running max of end within each device: offset each device so maxima never cross devices
+    ran_dry = np.maximum.accumulate(d.astype(np.int64) * span + e) - d.astype(np.int64) * span
+    prev = np.empty_like(ran_dry)
+    prev[1:] = ran_dry[:-1]
+    first = np.ones(len(d), dtype=bool)
+    first[1:] = d[1:] != d[:-1]
+    gap = np.where(first, 0, np.maximum(t - prev, 0))
+    launch_end = j.launch_end[order]
+    host = (gap > 0) & (launch_end >= 0) & (launch_end > prev)
+    idle = np.empty_like(gap)
+    idle[order] = gap
+    host_bound = np.empty(len(d), dtype=bool)
+    host_bound[order] = host
+    return idle, host_bound
+
+
+def _kernel_costs(ev: _Events, j: _Joined):
+    """Each costed op's FLOPs and bytes spread over its kernels by duration; memset/DtoD copies alone."""
+    gpu = ev.gpu
+    n = len(gpu["ts"])
+    flops = np.full(n, np.nan)
+    nbytes = np.full(n, np.nan)
+    dtype = np.full(n, None, dtype=object)
+    cost_op = np.full(n, None, dtype=object)
+    has = j.owner >= 0
+    if has.any():
+        owners = j.owner[has]
+        table = pd.DataFrame.from_dict(ev.costs, orient="index", columns=["flops", "bytes", "dtype", "causal"])
+        c = table.loc[owners]
+        dur = gpu["dur"][has].astype(float)
+        codes, uniq = pd.factorize(owners)
+        total = np.bincount(codes, weights=dur)[codes]
+        count = np.bincount(codes)[codes]
+        share = np.where(total > 0, dur / np.where(total > 0, total, 1), 1.0 / count)
+        flops[has] = c["flops"].to_numpy() * share
+        nbytes[has] = c["bytes"].to_numpy() * share
+        dtype[has] = c["dtype"].to_numpy()
+        cost_op[has] = ev.op["name"][owners]
+    alone = ~has
+    memset = alone & (gpu["kind"] == "memset")
+    dtod = alone & (gpu["kind"] == "memcpy") & _per_name(gpu["name"], lambda n: "DtoD" in n, dtype=bool)
+    flops[memset | dtod] = 0.0
+    nbytes[memset] = gpu["bytes_arg"][memset]  # written once
+    nbytes[dtod] = 2 * gpu["bytes_arg"][dtod]  # read and written
+    return flops, nbytes, dtype, cost_op
+
+
+def _lean(kernels: pd.DataFrame) -> pd.DataFrame:
+    """The columns the per-op and per-range tables sum, with NCCL time and costed time per kernel."""
+    dur = kernels["dur_s"].to_numpy()
+    known = kernels["flops"].notna().to_numpy() | kernels["bytes"].notna().to_numpy()
+    return pd.DataFrame({
+        "name": kernels["name"], "dur_s": dur, "flops": kernels["flops"], "bytes": kernels["bytes"],
+        "compute_dtype": kernels["compute_dtype"], "costed_s": np.where(known, dur, 0.0),
+        "comm_s": np.where(_is_comm(kernels["name"].to_numpy()), dur, 0.0),
+    })
+
+
+def _group_stats(f: pd.DataFrame, key) -> pd.DataFrame:
+    """Per value of ``key`` (an array beside the lean frame f): GPU time, kernel count, cost sums, top kernels."""
+    f = f.assign(key=key)
+    g = f.groupby("key", sort=False)
+    out = pd.DataFrame({
+        "gpu_time_s": g["dur_s"].sum(),
+        "n_kernels": g["dur_s"].size(),
+        "flops": g["flops"].sum(min_count=1),
+        "bytes": g["bytes"].sum(min_count=1),
+        "costed_time_s": g["costed_s"].sum(),
+        "comm_time_s": g["comm_s"].sum(),
+    })
+    by_name = f.groupby(["key", "name"], sort=False)["dur_s"].sum().reset_index()
+    by_name = by_name.sort_values("dur_s", ascending=False, kind="stable")
+    top = by_name.groupby("key", sort=False).head(TOP_KERNELS)
+    out["top_kernels"] = top.groupby("key", sort=False)["name"].agg(lambda names: "; ".join(map(short_name, names)))
+    costed = f[f["compute_dtype"].notna()]
+    out["compute_dtype"] = None
+    if len(costed):
+        per = costed.groupby(["key", "compute_dtype"])["dur_s"].sum().reset_index()
+        per = per.sort_values("dur_s", ascending=False, kind="stable").drop_duplicates("key")
+        out["compute_dtype"] = per.set_index("key")["compute_dtype"].reindex(out.index)
+    return out
+
+
+def _by_op(ev: _Events, j: _Joined, kernels: pd.DataFrame, lean: pd.DataFrame) -> pd.DataFrame:
+    """Kernels are charged to the op that carries their cost (e.g. a memset inside cuDNN attention
+    to aten::scaled_dot_product_attention), else to their innermost op."""
+    inst = np.where(j.owner >= 0, j.owner, j.op)
+    op = np.where(j.owner >= 0, kernels["cost_op"].to_numpy(), kernels["cpu_op"].to_numpy())
+    out = _group_stats(lean, op)
+    calls = pd.DataFrame({"op": op, "inst": inst})
+    calls = calls[calls["inst"] >= 0].drop_duplicates("inst")
+    calls["span_s"] = ev.op["dur"][calls["inst"].to_numpy()] * S_PER_NS
+    per = calls.groupby("op")["span_s"].agg(["size", "sum"])
+    out["n_calls"] = per["size"].reindex(out.index).fillna(0).astype(np.int64)
+    out["span_s"] = per["sum"].reindex(out.index)
+    return _finish(out, "op", kernels["dur_s"].sum())
+
+
+def _by_range(ev: _Events, j: _Joined, kernels: pd.DataFrame, lean: pd.DataFrame) -> pd.DataFrame:
+    names = _range_names(ev.rng["name"])
+    codes, uniques = pd.factorize(names, use_na_sentinel=False)
+    k, r = j.rng_pairs
+    # a kernel counts once per range name, however many instances of that name enclose it
+    pair = np.unique(k * max(len(uniques), 1) + codes[r])
+    k, c = pair // max(len(uniques), 1), pair % max(len(uniques), 1)
+    incl = _group_stats(lean.iloc[k].reset_index(drop=True), np.asarray(uniques, dtype=object)[c])
+    own = kernels["range"].to_numpy()
+    outside = np.isin(own, [NONE, ORPHAN])
+    if outside.any():  # kernels outside every range, and orphans, so the rows account for all GPU time
+        incl = pd.concat([incl, _group_stats(lean[outside].reset_index(drop=True), own[outside])])
+    incl["self_gpu_time_s"] = kernels.groupby("range", sort=False)["dur_s"].sum().reindex(incl.index).fillna(0.0)
+    inst = pd.DataFrame({"name": names, "span_s": ev.rng["dur"] * S_PER_NS})
+    per = inst.groupby("name")["span_s"].agg(["size", "sum"])
+    incl["n_calls"] = per["size"].reindex(incl.index).fillna(0).astype(np.int64)
+    incl["span_s"] = per["sum"].reindex(incl.index)
+    return _finish(incl, "range", kernels["dur_s"].sum())
+
+
+def _finish(out: pd.DataFrame, key: str, total_s: float) -> pd.DataFrame:
+    out["share"] = out["gpu_time_s"] / total_s if total_s > 0 else np.nan
+    out = out.rename_axis(key).reset_index().sort_values("gpu_time_s", ascending=False, kind="stable")
+    cols = [key, "gpu_time_s", "self_gpu_time_s", "n_kernels", "n_calls", "span_s", "share", "top_kernels",
+            "flops", "bytes", "costed_time_s", "comm_time_s", "compute_dtype"]
+    return out[[c for c in cols if c in out.columns]].reset_index(drop=True)
+
+
+def _union_ns(start: np.ndarray, end: np.ndarray) -> int:
+    """Total length of the union of intervals."""
+    if not len(start):
+        return 0
+    order = np.argsort(start, kind="stable")
+    s, e = start[order], end[order]
+    reach = np.maximum.accumulate(e)
+    new = np.ones(len(s), dtype=bool)
+    new[1:] = s[1:] > reach[:-1]
+    block_start = s[new]
+    block_end = reach[np.append(np.flatnonzero(new)[1:] - 1, len(s) - 1)]
+    return int((block_end - block_start).sum())
+
+
+def _summary(ev: _Events, j: _Joined, kernels: pd.DataFrame, path: str, idle_host: int) -> dict:
+    gpu = ev.gpu
+    start, end = gpu["ts"], gpu["ts"] + gpu["dur"]
+    devices = pd.factorize(pd.Series(gpu["device"], dtype=object), use_na_sentinel=False)[0]
+    busy = window = 0
+    for d in np.unique(devices):  # one loop turn per GPU
+        m = devices == d
+        busy += _union_ns(start[m], end[m])
+        window += int(end[m].max() - start[m].min())
+    orphan = kernels["launch_kind"] == "none"
+    incomplete = {i for i, c in ev.costs.items() if not c[3]}
+    n_causal_unknown = int(pd.Series(np.unique(j.owner[j.owner >= 0])).isin(incomplete).sum())
+    assumptions = [
+        "FLOPs and minimum bytes are counted for " + ", ".join(COSTED_OPS) + " when the trace has their "
+        "shapes (record_shapes=True); one multiply-add = 2 FLOP; other kernels have no count",
+    ]
+    if n_causal_unknown:
+        assumptions.append(
+            f"{n_causal_unknown} attention calls have no recorded is_causal flag: their FLOPs count the "
+            f"full s_q x s_k score matrix (a causal mask would halve it)"
+        )
+    step_ids = np.unique(j.step[j.step >= 0])
+    return {
+        "path": path,
+        "devices": ev.device_names,
+        "n_events": ev.n_events,
+        "n_kernels": int((gpu["kind"] == "kernel").sum()),
+        "n_memcpy": int((gpu["kind"] == "memcpy").sum()),
+        "n_memset": int((gpu["kind"] == "memset").sum()),
+        "n_devices": int(len(np.unique(devices))),
+        "n_streams": int(kernels[["device", "stream"]].astype(str).drop_duplicates().shape[0]),
+        "n_steps": int(len(step_ids)),
+        "gpu_time_s": float(kernels["dur_s"].sum()),
+        "busy_s": busy * S_PER_NS,
+        "window_s": window * S_PER_NS,
+        "idle_s": (window - busy) * S_PER_NS,
+        "idle_host_bound_s": idle_host * S_PER_NS,
+        "idle_other_s": (window - busy - idle_host) * S_PER_NS,
+        "n_orphans": int(orphan.sum()),
+        "orphan_time_s": float(kernels.loc[orphan, "dur_s"].sum()),
+        "n_no_op": int(((j.op < 0) & (j.launch >= 0)).sum()),
+        "trace_origin_us": ev.t0_us,
+        "assumptions": assumptions,
+    }
