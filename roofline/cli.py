@@ -52,6 +52,15 @@ def warn(message: str) -> None:
     click.echo(f"warning: {message}", err=True)
 
 
+def warn_written(paths) -> None:
+    click.echo("wrote " + ", ".join(str(p) for p in paths), err=True)
+
+
+def plot_option(fn):
+    return click.option("--plot", "plot_file", type=click.Path(dir_okay=False),
+                        help="Also draw the chart to this file (PNG, and SVG beside it).")(fn)
+
+
 def sweep_option(ctx, param, value):
     if value is None:
         return None
@@ -95,9 +104,10 @@ def workload_options(fn):
 @click.option("--gpu", required=True, help="A shipped spec name (roofline specs) or a path to a spec YAML.")
 @workload_options
 @click.option("--summary", "summary_only", is_flag=True, help="Print only the summary (one row per point).")
+@plot_option
 @output_options
 @library_errors
-def analyze(model, gpu, fmt, output, summary_only, **workload):
+def analyze(model, gpu, fmt, output, summary_only, plot_file, **workload):
     """FLOPs, bytes, intensity, predicted time and bound class of every op, prefill and decode.
 
     \b
@@ -118,6 +128,11 @@ def analyze(model, gpu, fmt, output, summary_only, **workload):
             f"{len(result.summary)} points); use --tp, a smaller batch or context, or quantised weights/KV"
         )
     emit(render_analysis(result, fmt, summary_only), output)
+    if plot_file:
+        from roofline import plot
+
+        figure = plot.figure_result(result.ops, result.summary, result.spec)
+        warn_written(plot.save(figure, plot_file))
 
 
 def render_analysis(result, fmt: str, summary_only: bool) -> str:
@@ -204,30 +219,6 @@ def advise(model, gpu, top, fmt, output, **workload):
 
 
 # ------------------------------------------------------------------------------------------------
-PROFILE_TABLE = {
-    "phase": ("phase", str),
-    "op": ("op", str),
-    "n_kernels": ("kernels", lambda v: "-" if v != v else f"{v:.0f}"),
-    "measured_time_s": ("measured", lambda v: render.si(v, "s")),
-    "predicted_time_s": ("predicted", lambda v: render.si(v, "s")),
-    "measured_over_predicted": ("meas/pred", lambda v: "-" if v != v else f"{v:.2f}"),
-    "predicted_bound": ("predicted", str),
-    "measured_bound": ("measured", str),
-    "evidence": ("evidence", str),
-}
-STEP_TABLE = {
-    "phase": ("phase", str),
-    "batch_size": ("batch", lambda v: f"{v:.0f}"),
-    "kernel_time_full_s": ("kernels (full)", lambda v: render.si(v, "s")),
-    "predicted_time_full_s": ("predicted", lambda v: render.si(v, "s")),
-    "measured_over_predicted_full": ("meas/pred", lambda v: f"{v:.2f}"),
-    "eager_step_ref_s": ("eager (ref)", lambda v: render.si(v, "s")),
-    "graph_step_ref_s": ("graph (ref)", lambda v: render.si(v, "s")),
-    "host_overhead_ref_s": ("host overhead", lambda v: render.si(v, "s")),
-    "step_full_est_s": ("step estimate", lambda v: render.si(v, "s")),
-}
-
-
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--gpu", default="auto", show_default=True, help="Spec to compare with: auto (from NVML), a name or a path.")
@@ -236,9 +227,10 @@ STEP_TABLE = {
 @click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True, help="Warm-up iterations.")
 @click.option("--iters", type=click.IntRange(min=1), default=10, show_default=True, help="Profiled iterations (median).")
 @click.option("--trace-dir", type=click.Path(file_okay=False), help="Keep each phase's Chrome trace here.")
+@plot_option
 @output_options
 @library_errors
-def profile(model, gpu, layers, warmup, iters, trace_dir, fmt, output, **workload):
+def profile(model, gpu, layers, warmup, iters, trace_dir, fmt, output, plot_file, **workload):
     """Measure every op on this machine's GPU with the torch profiler, beside the analytic prediction.
 
     \b
@@ -276,8 +268,19 @@ def profile(model, gpu, layers, warmup, iters, trace_dir, fmt, output, **workloa
         emit(ops.to_csv(index=False), output)
     else:
         markdown = fmt == "markdown"
-        emit(render.text_table(steps, _present(steps, STEP_TABLE), markdown) + "\n\n"
-             + render.text_table(ops, _present(ops, PROFILE_TABLE), markdown), output)
+        emit(render.text_table(steps, _present(steps, render.STEP_TABLE), markdown) + "\n\n"
+             + render.text_table(ops, _present(ops, render.PROFILE_TABLE), markdown), output)
+    if plot_file:
+        from roofline import plot
+        from roofline.analysis import analyze as run_analysis
+        from roofline.report import measured_for_advice
+
+        first = results[0]
+        point = replace(w, batch_size=(points[0][0],), prompt_len=(points[0][1],),
+                        context_len=(points[0][2],) if points[0][2] else None)
+        analytic = run_analysis(m, spec or first.device["spec"], workload=point)
+        figure = plot.figure_roofline(analytic.ops, analytic.spec, measured=measured_for_advice(first.ops))
+        warn_written(plot.save(figure, plot_file))
 
 
 class _nullbar:
@@ -354,6 +357,77 @@ def trace(trace_file, gpu, by, fmt, output):
         summary = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.summary.items()
                             if not isinstance(v, (dict, list)))
         emit(render.text_table(frame, _present(frame, cols), fmt == "markdown") + "\n\n" + summary, output)
+
+
+# ------------------------------------------------------------------------------------------------
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--gpu", required=True, help="A shipped spec name or a path to a spec YAML (a calibrated one too).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="The report folder to write.")
+@click.option("--profile", "with_profile", is_flag=True, help="Also measure on this machine's GPU and check the advice.")
+@click.option("--layers", type=click.IntRange(min=1), default=2, show_default=True, help="Reference layers for --profile.")
+@workload_options
+@library_errors
+def report(model, gpu, out_dir, with_profile, layers, **workload):
+    """Write a report folder: report.md, report.html, charts (PNG, SVG), tables (CSV) and the inputs.
+
+    \b
+    Example:
+      roofline report examples/llama-2-7b.yaml --gpu a10 --out reports/llama-2-7b-a10
+    """
+    from roofline.report import write_report
+
+    command_line = _command_line(click.get_current_context())
+    profile_result = checks = None
+    if with_profile:
+        from roofline.advise import advise as run_advise
+        from roofline.analysis import analyze as run_analysis
+        from roofline.config import load_model_and_workload
+        from roofline.measure.checks import check_suggestions
+        from roofline.measure.profile import profile_model
+        from roofline.report import measured_for_advice
+
+        m, w = load_model_and_workload(model, workload)
+        profile_result = profile_model(m, w, spec=gpu, layers=layers)
+        advice = run_advise(run_analysis(m, gpu, workload=w), measured=measured_for_advice(profile_result.ops))
+        checks = check_suggestions(m, w, gpu, advice, profile_result, layers=layers)
+    path = write_report(model, gpu, out_dir, command_line=command_line, profile_result=profile_result, checks=checks,
+                        **workload)
+    click.echo(f"wrote {path} and {path.with_suffix('.html')}")
+
+
+def _command_line(ctx) -> str:
+    """The command as typed, rebuilt from the parsed parameters (options left at their default omitted)."""
+    import shlex
+
+    words = ["roofline", ctx.info_name]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if isinstance(param, click.Argument):
+            words.append(str(value))
+        elif value is not None and value is not False and value != param.default:
+            words.append(param.opts[0] if value is True else f"{param.opts[0]} "
+                         + (",".join(map(str, value)) if isinstance(value, tuple) else str(value)))
+    return " ".join(shlex.quote(w) if " " not in w else w for w in words)
+
+
+@main.command("plot")
+@click.argument("result", type=click.Path(dir_okay=False))
+@click.option("--gpu", help="The spec, when the result was made with a spec YAML that is not shipped.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="PNG to write (SVG beside it).")
+@library_errors
+def plot_result(result, gpu, output):
+    """Draw the charts of a saved `roofline analyze --format json` result.
+
+    \b
+    Example:
+      roofline analyze examples/llama-2-7b.yaml --gpu a10 --format json --output result.json
+      roofline plot result.json --output result.png
+    """
+    from roofline import plot
+
+    ops, summary, spec_name = plot.load_result_json(result)
+    warn_written(plot.save(plot.figure_result(ops, summary, gpu or spec_name), output))
 
 
 # ------------------------------------------------------------------------------------------------

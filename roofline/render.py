@@ -99,3 +99,26 @@ SWEEP_TABLE = {
     "memory_bytes": ("weights+KV", lambda v: si(v, "B")),
     "fits_in_memory": ("fits", lambda v: "yes" if v else "NO"),
 }
+
+PROFILE_TABLE = {
+    "phase": ("phase", str),
+    "op": ("op", str),
+    "n_kernels": ("kernels", lambda v: "-" if v != v else f"{v:.0f}"),
+    "measured_time_s": ("measured", lambda v: si(v, "s")),
+    "predicted_time_s": ("predicted", lambda v: si(v, "s")),
+    "measured_over_predicted": ("meas/pred", lambda v: "-" if v != v else f"{v:.2f}"),
+    "predicted_bound": ("predicted", str),
+    "measured_bound": ("measured", str),
+    "evidence": ("evidence", str),
+}
+STEP_TABLE = {
+    "phase": ("phase", str),
+    "batch_size": ("batch", lambda v: f"{v:.0f}"),
+    "kernel_time_full_s": ("kernels (full)", lambda v: si(v, "s")),
+    "predicted_time_full_s": ("predicted", lambda v: si(v, "s")),
+    "measured_over_predicted_full": ("meas/pred", lambda v: f"{v:.2f}"),
+    "eager_step_ref_s": ("eager (ref)", lambda v: si(v, "s")),
+    "graph_step_ref_s": ("graph (ref)", lambda v: si(v, "s")),
+    "host_overhead_ref_s": ("host overhead", lambda v: si(v, "s")),
+    "step_full_est_s": ("step estimate", lambda v: si(v, "s")),
+}

@@ -109,24 +109,25 @@ def docstring_examples():
         sub = getattr(command, "commands", {})
         for c in [command, *sub.values()]:
             text = c.help or ""
-            for line in text.splitlines():
-                line = line.strip()
-                if line.startswith("roofline "):
-                    yield line, "needs a CUDA GPU" in text
+            lines = [line.strip() for line in text.splitlines() if line.strip().startswith("roofline ")]
+            if lines:
+                yield " && ".join(lines), "needs a CUDA GPU" in text
 
 
 @pytest.mark.parametrize("example, needs_gpu", list(docstring_examples()))
 def test_docstring_examples_run(example, needs_gpu, tmp_path, monkeypatch):
+    """Each command's example, run in order in an empty folder."""
     import torch
 
     monkeypatch.chdir(tmp_path)
-    args = example.split()[1:]
-    args = [str(ROOT / a) if a.startswith(("examples/", "tests/")) else a for a in args]
-    r = run(*args)
-    if needs_gpu and not torch.cuda.is_available():
-        assert r.exit_code == 1 and "no CUDA GPU" in r.output  # runs for real in the GPU evidence job
-    else:
-        assert r.exit_code == 0, r.output
+    for line in example.split(" && "):
+        args = line.split()[1:]
+        args = [str(ROOT / a) if a.startswith(("examples/", "tests/")) else a for a in args]
+        r = run(*args)
+        if needs_gpu and not torch.cuda.is_available():
+            assert r.exit_code == 1 and "no CUDA GPU" in r.output  # runs for real in the GPU evidence job
+        else:
+            assert r.exit_code == 0, r.output
 
 
 def test_analytic_path_imports_neither_torch_nor_matplotlib():

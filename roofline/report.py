@@ -1,0 +1,201 @@
+"""A report folder from an analysis (and, with a GPU, a profile): report.md, a self-contained
+report.html, the charts as PNG and SVG, the tables as CSV, and the inputs needed to reproduce it.
+
+    out/
+      report.md  report.html
+      roofline.png/.svg  breakdown.png/.svg  sweep.png/.svg
+      ops.csv  summary.csv  advice.csv  [measured_ops.csv  measured_steps.csv  checks.csv]
+      inputs/  model.yaml  spec.yaml  command.txt  versions.json
+"""
+
+import base64
+import html
+import json
+import platform
+import shutil
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+
+from roofline import render
+from roofline.advise import advise, render_advice
+from roofline.analysis import Analysis, analyze
+from roofline.errors import InputFileError
+
+# the ops columns shown in the report's tables
+OP_COLUMNS = ["op", "count", "flops", "bytes_read", "bytes_written", "arithmetic_intensity", "bound", "time_s",
+              "total_time_s", "share"]
+MEASURED_COLUMNS = ["phase", "op", "n_kernels", "measured_time_s", "predicted_time_s", "measured_over_predicted",
+                    "predicted_bound", "measured_bound", "evidence"]
+SWEEP_BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+
+
+def measured_for_advice(profile_ops: pd.DataFrame) -> pd.DataFrame:
+    """The frame advise() and the roofline chart take from a profile: the op's time per step."""
+    frame = profile_ops[["phase", "op", "flops", "count"]].copy()
+    frame["measured_time_s"] = profile_ops["total_measured_time_s"].to_numpy()
+    frame["flops"] = profile_ops["flops"].to_numpy() * profile_ops["count"].to_numpy()
+    return frame
+
+
+def write_report(model, gpu, out_dir, command_line: str = "", profile_result=None, checks: pd.DataFrame = None,
+                 **overrides) -> Path:
+    """Analyse ``model`` on ``gpu`` with workload ``overrides`` and write the report folder.
+
+    ``profile_result``: a measure.profile.ProfileResult of the same model and workload (optional);
+    ``checks``: predicted-vs-achieved rows for suggestions that were measured (optional).
+    Returns the path of report.md. Raises RooflineError for bad input, OSError if the folder cannot be written.
+    """
+    from roofline import plot
+
+    analysis = analyze(model, gpu, **overrides)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    measured = measured_for_advice(profile_result.ops) if profile_result is not None else None
+    advice = advise(analysis, measured=measured)
+
+    charts = {}
+    ops, summary, spec = analysis.ops, analysis.summary, analysis.spec
+    single = len(summary) == 1
+    if single:
+        charts["roofline"] = plot.save(plot.figure_roofline(ops, spec, measured=measured), out / "roofline")[0]
+        charts["breakdown"] = plot.save(plot.figure_time_breakdown(ops, spec=spec), out / "breakdown")[0]
+        sweep = analyze(analysis.model, spec, workload=replace(analysis.workload, batch_size=tuple(SWEEP_BATCHES)))
+        row = summary.iloc[0]
+        title = (f"{analysis.model.name} on {spec.name}: batch sweep at prompt {row['prompt_len']:.0f}, "
+                 f"context {row['context_len']:g}")
+        charts["sweep"] = plot.save(plot.figure_sweep(sweep.summary, title=title, spec=spec), out / "sweep")[0]
+    else:
+        title = f"{analysis.model.name} on {spec.name}"
+        charts["sweep"] = plot.save(plot.figure_sweep(summary, title=title, spec=spec), out / "sweep")[0]
+
+    ops.to_csv(out / "ops.csv", index=False)
+    summary.to_csv(out / "summary.csv", index=False)
+    advice.drop(columns=["overrides"]).to_csv(out / "advice.csv", index=False)
+    if profile_result is not None:
+        profile_result.ops.to_csv(out / "measured_ops.csv", index=False)
+        profile_result.steps.to_csv(out / "measured_steps.csv", index=False)
+    if checks is not None:
+        checks.to_csv(out / "checks.csv", index=False)
+    _write_inputs(analysis, model, out / "inputs", command_line, profile_result)
+
+    sections = _sections(analysis, advice, charts, profile_result, checks, command_line)
+    (out / "report.md").write_text(_markdown(sections))
+    (out / "report.html").write_text(_html(sections, out))
+    return out / "report.md"
+
+
+def _write_inputs(analysis: Analysis, model, folder: Path, command_line: str, profile_result) -> None:
+    folder.mkdir(exist_ok=True)
+    if isinstance(model, (str, Path)):
+        shutil.copyfile(model, folder / ("model" + Path(model).suffix))
+    if analysis.spec.path:
+        shutil.copyfile(analysis.spec.path, folder / "spec.yaml")
+    (folder / "command.txt").write_text(command_line + "\n")
+    versions = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in ("roofline", "numpy", "pandas", "matplotlib", "torch"):
+        module = sys.modules.get(name)
+        if module is not None:
+            versions[name] = getattr(module, "__version__", "?")
+    if profile_result is not None:
+        versions["device"] = profile_result.device
+    (folder / "versions.json").write_text(json.dumps(versions, indent=2, default=str) + "\n")
+
+
+def _sections(analysis, advice, charts, profile_result, checks, command_line) -> list:
+    """The report as a list of (kind, payload): ('h1'|'h2'|'p'|'pre', text), ('table', frame, formats), ('img', path)."""
+    m, w, spec, s = analysis.model, analysis.workload, analysis.spec, analysis.summary
+    out = [("h1", f"{m.name} on {spec.name}")]
+    out.append(("p", f"{spec.full_name}; weights {w.weight_dtype}, activations {w.act_dtype}, KV cache {w.kv_dtype}; "
+                     f"{w.attn_impl} attention; tensor parallel {w.tp}; ceilings "
+                     f"{'measured (calibrated spec)' if spec.is_calibrated else 'from the datasheet'}."))
+    out.append(("h2", "Summary"))
+    out.append(("table", s, {k: v for k, v in render.SWEEP_TABLE.items() if k in s.columns}))
+    if len(s) == 1:
+        row = s.iloc[0]
+        out.append(("p", f"Weights {render.si(row['weight_bytes'], 'B')} + KV cache {render.si(row['kv_cache_bytes'], 'B')} "
+                         f"of {render.si(row['mem_capacity_bytes'], 'B')}; decode weight matmuls reach the ridge at "
+                         f"batch {row['decode_ridge_batch']:.0f}."))
+    for name in ("roofline", "breakdown", "sweep"):
+        if name in charts:
+            out.append(("img", charts[name]))
+    if len(s) == 1:
+        for phase in w.phases:
+            out.append(("h2", f"Ops, {phase}"))
+            rows = analysis.ops[analysis.ops["phase"] == phase]
+            out.append(("table", rows, {k: render.OP_TABLE[k] for k in OP_COLUMNS}))
+    out.append(("h2", "What to try next"))
+    out.append(("pre", render_advice(advice) or "no change predicts a speedup of 2% or more"))
+    if profile_result is not None:
+        out.append(("h2", "Measured on the GPU"))
+        out.append(("p", f"Device: {profile_result.device.get('name', profile_result.device)}. Per-op times are the "
+                         "median over profiled iterations of the sum of the op's kernels, per occurrence; predicted "
+                         "is the analytic roofline time against the same spec."))
+        steps, ops = profile_result.steps, profile_result.ops
+        out.append(("table", steps, {k: v for k, v in render.STEP_TABLE.items() if k in steps}))
+        out.append(("table", ops, {k: v for k, v in render.PROFILE_TABLE.items() if k in ops}))
+        for note in profile_result.notes:
+            out.append(("p", f"Note: {note}"))
+    if checks is not None and len(checks):
+        out.append(("h2", "Suggestions checked on the GPU: predicted against achieved"))
+        out.append(("table", checks, {
+            "change": ("change", str), "phase": ("phase", str),
+            "predicted_speedup": ("predicted", lambda v: f"{v:.2f}x"),
+            "achieved_speedup": ("achieved", lambda v: f"{v:.2f}x"),
+            "baseline_s": ("baseline", lambda v: render.si(v, "s")),
+            "changed_s": ("with change", lambda v: render.si(v, "s")),
+            "how": ("how measured", str),
+        }))
+    out.append(("h2", "Reproduce"))
+    out.append(("pre", command_line or "(called from Python)"))
+    out.append(("p", "inputs/ holds the model file, the spec, this command line and the software versions; "
+                     "ops.csv and summary.csv hold every number above in SI units."))
+    return out
+
+
+def _markdown(sections) -> str:
+    lines = []
+    for kind, *payload in sections:
+        if kind == "h1":
+            lines += [f"# {payload[0]}", ""]
+        elif kind == "h2":
+            lines += [f"## {payload[0]}", ""]
+        elif kind == "p":
+            lines += [payload[0], ""]
+        elif kind == "pre":
+            lines += ["```", payload[0], "```", ""]
+        elif kind == "table":
+            lines += [render.text_table(payload[0], payload[1], markdown=True), ""]
+        elif kind == "img":
+            path = Path(payload[0])
+            lines += [f"![{path.stem}]({path.name})", f"([SVG]({path.with_suffix('.svg').name}))", ""]
+    return "\n".join(lines)
+
+
+def _html(sections, folder: Path) -> str:
+    body = []
+    for kind, *payload in sections:
+        if kind in ("h1", "h2", "p"):
+            body.append(f"<{kind}>{html.escape(payload[0])}</{kind}>")
+        elif kind == "pre":
+            body.append(f"<pre>{html.escape(payload[0])}</pre>")
+        elif kind == "table":
+            frame, formats = payload
+            head = "".join(f"<th>{html.escape(h)}</th>" for h, _ in formats.values())
+            rows = []
+            for row in frame[list(formats)].itertuples(index=False):
+                cells = "".join(f"<td>{html.escape(fmt(v))}</td>" for (_, fmt), v in zip(formats.values(), row))
+                rows.append(f"<tr>{cells}</tr>")
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+        elif kind == "img":
+            path = Path(payload[0])
+            if not path.exists():
+                raise InputFileError(f"chart {path} was not written")
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            body.append(f'<img alt="{path.stem}" src="data:image/png;base64,{data}">')
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
+             "font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+             "td:first-child,th:first-child{text-align:left}img{max-width:100%}pre{white-space:pre-wrap}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>{''.join(body)}</body></html>\n"
