@@ -258,9 +258,8 @@ def profile(model, gpu, layers, warmup, iters, trace_dir, fmt, output, plot_file
 
     ops = pd.concat([r.ops for r in results], ignore_index=True)
     steps = pd.concat([r.steps for r in results], ignore_index=True)
-    for r in results:
-        for note in r.notes:
-            warn(note)
+    for note in dict.fromkeys(n for r in results for n in r.notes):
+        click.echo(f"note: {note}", err=True)
     if fmt == "json":
         emit(render.to_json({"device": results[0].device, "steps": render.to_records(steps),
                              "ops": render.to_records(ops)}), output)

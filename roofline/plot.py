@@ -134,11 +134,14 @@ def roofline_chart(ops: pd.DataFrame, spec, ax, measured: pd.DataFrame = None, p
             unit = "OP/s" if dtype.startswith("int") else "FLOP/s"
             # the roof's name at its right end, clear of the points near the ridge; the ridge above-left
             # of its marker, where nothing can sit (above the memory slope)
-            roof_texts.append(ax.text(x_hi / 1.15, peak * 1.08, f"{dtype} {si(peak, unit)} ({kind})",
-                                      fontsize=7.5, ha="right", va="bottom", zorder=2))
-            roof_texts.append(ax.annotate(f"ridge {ridge:.3g} FLOP/B", (ridge, peak), xytext=(-4, 3),
-                                          textcoords="offset points", fontsize=7, ha="right", va="bottom",
-                                          zorder=2))
+            # datasheet labels above their roof, measured (the lower roof) below theirs: no collision
+            above = kind == "datasheet"
+            roof_texts.append(ax.text(x_hi / 1.15, peak * 1.08 if above else peak / 1.08,
+                                      f"{dtype} {si(peak, unit)} ({kind})", fontsize=7.5, ha="right",
+                                      va="bottom" if above else "top", zorder=2))
+            roof_texts.append(ax.annotate(f"ridge {ridge:.3g} FLOP/B", (ridge, peak), xytext=(-4, 3) if above else (4, -3),
+                                          textcoords="offset points", fontsize=7, ha="right" if above else "left",
+                                          va="bottom" if above else "top", zorder=2))
 
     # the ops, largest first so small markers stay visible on top of large ones
     # (decode first at equal size: a prefill circle on top of a decode square leaves both visible)

@@ -102,6 +102,7 @@ SWEEP_TABLE = {
 
 PROFILE_TABLE = {
     "phase": ("phase", str),
+    "batch_size": ("batch", _f("{:.0f}")),
     "op": ("op", str),
     "n_kernels": ("kernels", lambda v: "-" if v != v else f"{v:.0f}"),
     "measured_time_s": ("measured", lambda v: si(v, "s")),

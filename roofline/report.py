@@ -130,7 +130,11 @@ def _sections(analysis, advice, charts, profile_result, checks, command_line) ->
     out.append(("pre", render_advice(advice) or "no change predicts a speedup of 2% or more"))
     if profile_result is not None:
         out.append(("h2", "Measured on the GPU"))
-        out.append(("p", f"Device: {profile_result.device.get('name', profile_result.device)}. Per-op times are the "
+        dev = profile_result.device
+        clocks = dev.get("clocks", {}).get("sm_clock_mhz", {})
+        device = (f"{dev.get('gpu')}, driver {dev.get('driver')}, torch {dev.get('torch')} (CUDA {dev.get('cuda')}), "
+                  f"{dev.get('layers_run')} reference layers, SM clock median {clocks.get('median', '?')} MHz")
+        out.append(("p", f"Device: {device}. Per-op times are the "
                          "median over profiled iterations of the sum of the op's kernels, per occurrence; predicted "
                          "is the analytic roofline time against the same spec."))
         steps, ops = profile_result.steps, profile_result.ops
@@ -140,10 +144,15 @@ def _sections(analysis, advice, charts, profile_result, checks, command_line) ->
             out.append(("p", f"Note: {note}"))
     if checks is not None and len(checks):
         out.append(("h2", "Suggestions checked on the GPU: predicted against achieved"))
+        out.append(("p", "Both speedups in the middle columns are for the reference model the GPU ran (its few "
+                         "decoder layers plus embedding and lm_head), so they compare like with like; the last "
+                         "column is the advisor's figure for the whole model. A larger batch is a tokens/s gain."))
+        speedup = lambda v: "-" if v != v else f"{v:.2f}x"  # noqa: E731
         out.append(("table", checks, {
             "change": ("change", str), "phase": ("phase", str),
-            "predicted_speedup": ("predicted", lambda v: f"{v:.2f}x"),
-            "achieved_speedup": ("achieved", lambda v: f"{v:.2f}x"),
+            "predicted_speedup_ref": ("predicted (ref)", speedup),
+            "achieved_speedup": ("achieved (ref)", speedup),
+            "predicted_speedup": ("predicted (full model)", speedup),
             "baseline_s": ("baseline", lambda v: render.si(v, "s")),
             "changed_s": ("with change", lambda v: render.si(v, "s")),
             "how": ("how measured", str),

@@ -97,7 +97,7 @@ def test_out_of_memory_names_the_fix():
     huge = dict(SMALL, vocab_size=10**9, hidden_size=8192, num_attention_heads=64, num_key_value_heads=8)
     m = parse_model(huge)
     w = parse_workload(dict(batch_size=1, prompt_len=16, phase="prefill"))
-    with pytest.raises(DeviceError, match="out of GPU memory.*fewer --layers or a smaller --batch-size"):
+    with pytest.raises(DeviceError, match="out of GPU memory.*fewer --layers or a smaller --batch"):
         profile_model(m, w, spec="h100-sxm", layers=1, warmup=1, iters=1)
 
 

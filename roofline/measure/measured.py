@@ -95,10 +95,11 @@ def classify_measured(frame: pd.DataFrame, spec) -> pd.DataFrame:
             b, ev = "communication", f"NCCL kernels {comm_share[i]:.0%} of {_si(gpu[i], 's')} GPU time"
         elif per_kernel[i] < launch_s and span[i] >= OVERHEAD_SPAN_RATIO * gpu[i]:
             b, ev = "overhead", _overhead_evidence(out, i, *args[:3])
-        elif (np.isnan(flops[i]) and np.isnan(nbytes[i])) or costed_share[i] < MIN_COSTED_SHARE:
-            known = "" if costed_share[i] == 0 else f" (known for {costed_share[i]:.0%} of its GPU time)"
+        elif np.isnan(flops[i]) and np.isnan(nbytes[i]):
+            b, ev = "unknown", f"no FLOP/byte count; {_si(per_kernel[i], 's')} per kernel"
+        elif costed_share[i] < MIN_COSTED_SHARE:
             b = "unknown"
-            ev = f"no FLOP/byte count{known}; {_si(per_kernel[i], 's')} per kernel"
+            ev = f"FLOP/byte count known for {costed_share[i]:.0%} of its GPU time only; {_si(per_kernel[i], 's')} per kernel"
         else:
             fc = -1.0 if np.isnan(frac_c[i]) else frac_c[i]
             fm = -1.0 if np.isnan(frac_m[i]) else frac_m[i]

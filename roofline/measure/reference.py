@@ -23,6 +23,21 @@ Conventions, the same as the analytic model's (transformer.py):
 Llama-style models (llama, mistral, qwen2, qwen3): RMSNorm, RoPE, gated SiLU MLP, GQA; qwen2 adds q/k/v
 biases. gpt2: LayerNorm, learned positions, GELU MLP, biases, tied lm_head. mixtral: a router and a
 loop over the experts (host syncs: it cannot be captured in a CUDA graph).
+
+Tensor parallelism (``tp`` > 1, one process per GPU in an initialised ``torch.distributed`` group,
+as ``roofline.measure.distributed`` starts them), Megatron's split, the shards of transformer.py:
+6. q/k/v, gate/up (and each expert's gate/up) are column-parallel: rank r holds heads
+   [r H/tp, (r+1) H/tp), the KV heads they read (replicated when tp > KV heads) and 1/tp of the MLP
+   width. o_proj and down_proj are row-parallel; their partial sums are added by
+   ``all_reduce`` in ``attn_all_reduce`` / ``mlp_all_reduce``. Their biases are added on rank 0
+   only, so the sum holds each once.
+7. The embedding is vocab-parallel: rank r holds rows [r V/tp, (r+1) V/tp) (V/tp rounded up, the
+   last shard padded), looks up the ids in its range, zeroes the rest, and ``embed_all_reduce``
+   sums the shards. Learned positions (gpt2) are added after that sum, once.
+8. lm_head is split by vocabulary the same way; ``logits_all_gather`` gathers the shards of the
+   last position's logits (padding dropped).
+9. Every rank draws the full tensors from the same seed and keeps its slice, so a tp run computes
+   the same function as the tp = 1 reference with the same seed (up to the order of bf16 sums).
 """
 
 from contextlib import contextmanager, nullcontext
@@ -31,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import record_function
 
-from roofline.config import ModelConfig, Workload
+from roofline.config import ModelConfig, Workload, check_fit
 from roofline.errors import ConfigError
 
 TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -39,8 +54,9 @@ NORM_EPS = 1e-5
 ROPE_THETA = 10000.0
 
 
-def reference_dtype(w: Workload) -> torch.dtype:
-    """The torch dtype of the reference model for ``w``. Raises ConfigError for what it cannot run."""
+def reference_dtype(w: Workload, distributed: bool = False) -> torch.dtype:
+    """The torch dtype of the reference model for ``w``. Raises ConfigError for what it cannot run:
+    a quantised or mixed dtype, or tp > 1 outside a distributed run (``distributed`` False)."""
     for key in ("weight_dtype", "act_dtype", "kv_dtype"):
         value = getattr(w, key)
         if value not in TORCH_DTYPES:
@@ -53,9 +69,19 @@ def reference_dtype(w: Workload) -> torch.dtype:
             f"the reference model runs in one 16-bit dtype; weight_dtype {w.weight_dtype}, act_dtype "
             f"{w.act_dtype} and kv_dtype {w.kv_dtype} must be the same (bf16 or fp16)"
         )
-    if w.tp != 1:
-        raise ConfigError(f"tp {w.tp}: the reference model runs on one GPU; profile with tp 1")
+    if w.tp != 1 and not distributed:
+        raise ConfigError(
+            f"tp {w.tp}: the reference model runs on one GPU in profile_model; profile with tp 1, or run "
+            f"tp {w.tp} with one process per GPU through roofline.measure.distributed.profile_distributed"
+        )
     return TORCH_DTYPES[w.weight_dtype]
+
+
+def tp_shard_check(config: ModelConfig, tp: int) -> None:
+    """Raise ConfigError when ``config`` cannot be split ``tp`` ways (heads, KV heads, MLP width)."""
+    if tp < 1:
+        raise ConfigError(f"tp must be at least 1, got {tp}")
+    check_fit(config, Workload(tp=tp), f"model {config.name}")
 
 
 def _activation(name: str):
@@ -83,21 +109,37 @@ class ReferenceDecoder:
 
     ``annotate`` turns the ``record_function`` ranges on (profiling) or off (wall-clock timing);
     ``nvtx`` adds an NVTX range per op (for Nsight Compute's --nvtx filters).
+
+    ``tp`` > 1: this object is rank ``rank`` of a tensor-parallel group (``group``, default the
+    whole initialised ``torch.distributed`` world) and holds that rank's shards (conventions 6-9).
     """
 
     def __init__(self, config: ModelConfig, *, layers: int = 2, batch: int = 1, max_context: int = 512,
-                 dtype=torch.bfloat16, attn_impl: str = "flash", device="cuda", seed: int = 0):
+                 dtype=torch.bfloat16, attn_impl: str = "flash", device="cuda", seed: int = 0,
+                 tp: int = 1, rank: int = 0, group=None):
         if layers < 1:
             raise ConfigError(f"layers must be at least 1, got {layers}")
         if attn_impl not in ("flash", "naive"):
             raise ConfigError(f"attn_impl '{attn_impl}' is not one of flash, naive")
+        tp_shard_check(config, tp)
+        if not 0 <= rank < tp:
+            raise ConfigError(f"rank {rank} is outside a tp group of {tp}")
         self.config, self.layers, self.batch, self.max_context = config, layers, batch, max_context
         self.dtype, self.attn_impl, self.device = dtype, attn_impl, torch.device(device)
+        self.tp, self.rank, self.group = tp, rank, group
         self.annotate, self.nvtx = True, False
         self._masks = {}
         m = config
         h, d = m.hidden_size, m.head_dim
-        self.heads, self.kv_heads, self.head_dim = m.num_attention_heads, m.num_key_value_heads, d
+        H, Hkv = m.num_attention_heads, m.num_key_value_heads
+        # this rank's heads [rank H/tp, (rank+1) H/tp) and the KV heads they read (GQA group of H/Hkv)
+        self.heads, self.kv_heads, self.head_dim = H // tp, max(Hkv // tp, 1), d
+        q0, kv0 = rank * (H // tp), rank * (H // tp) // (H // Hkv)
+        inter = m.intermediate_size // tp
+        i0 = rank * inter
+        self.vocab = m.vocab_size
+        self.vocab_local = -(-m.vocab_size // tp)  # ceil(V / tp), as transformer.Shard
+        self.vocab_start = rank * self.vocab_local
         gen = torch.Generator(device=self.device).manual_seed(seed)
 
         def rand(*shape, scale=1.0):
@@ -115,7 +157,24 @@ class ReferenceDecoder:
             beta = rand(h, scale=0.02) if m.norm == "layernorm" else None
             return gamma.to(dtype), beta
 
-        self.wte = rand(m.vocab_size, h)
+        # tp > 1: every rank draws the full tensor (the same numbers as tp = 1) and keeps its slice
+        def part(t, dim, start, n):
+            if t is None or tp == 1:
+                return t
+            return t.narrow(dim, start, n).contiguous()
+
+        def on_rank0(t):  # the bias of a row-parallel projection: added once, before the all-reduce
+            return t if rank == 0 else None
+
+        def vocab_part(t):  # rows [vocab_start, vocab_start + vocab_local), zero-padded past the vocabulary
+            if tp == 1:
+                return t
+            out = t.new_zeros(self.vocab_local, h)
+            rows = max(0, min(self.vocab_local, m.vocab_size - self.vocab_start))
+            out[:rows] = t[self.vocab_start:self.vocab_start + rows]
+            return out
+
+        self.wte = vocab_part(rand(m.vocab_size, h))
         if m.position == "learned":
             n_pos = max(m.max_position_embeddings or 1024, max_context)
             self.wpe = rand(n_pos, h, scale=0.1)
@@ -126,33 +185,36 @@ class ReferenceDecoder:
             self.cos, self.sin = angles.cos().to(dtype), angles.sin().to(dtype)
 
         self.blocks = []
+        Hl, Hkvl, full_inter = self.heads, self.kv_heads, m.intermediate_size
         for _ in range(layers):
             L = _Layer()
             L.attn_norm = norm_params()
-            L.wq, L.bq = linear_weight(h, self.heads * d), bias(self.heads * d, m.qkv_bias)
-            L.wk, L.bk = linear_weight(h, self.kv_heads * d), bias(self.kv_heads * d, m.qkv_bias)
-            L.wv, L.bv = linear_weight(h, self.kv_heads * d), bias(self.kv_heads * d, m.qkv_bias)
-            L.wo, L.bo = linear_weight(self.heads * d, h), bias(h, m.o_bias)
+            L.wq = part(linear_weight(h, H * d), 0, q0 * d, Hl * d)
+            L.bq = part(bias(H * d, m.qkv_bias), 0, q0 * d, Hl * d)
+            L.wk = part(linear_weight(h, Hkv * d), 0, kv0 * d, Hkvl * d)
+            L.bk = part(bias(Hkv * d, m.qkv_bias), 0, kv0 * d, Hkvl * d)
+            L.wv = part(linear_weight(h, Hkv * d), 0, kv0 * d, Hkvl * d)
+            L.bv = part(bias(Hkv * d, m.qkv_bias), 0, kv0 * d, Hkvl * d)
+            L.wo, L.bo = part(linear_weight(H * d, h), 1, q0 * d, Hl * d), on_rank0(bias(h, m.o_bias))
             L.mlp_norm = norm_params()
-            inter = m.intermediate_size
             if m.is_moe:
                 E = m.num_local_experts
                 L.router = linear_weight(h, E)
-                L.w_gate = rand(E, inter, h, scale=h ** -0.5)
-                L.w_up = rand(E, inter, h, scale=h ** -0.5)
-                L.w_down = rand(E, h, inter, scale=inter ** -0.5)
+                L.w_gate = part(rand(E, full_inter, h, scale=h ** -0.5), 1, i0, inter)
+                L.w_up = part(rand(E, full_inter, h, scale=h ** -0.5), 1, i0, inter)
+                L.w_down = part(rand(E, h, full_inter, scale=full_inter ** -0.5), 2, i0, inter)
             else:
-                L.wg = linear_weight(h, inter) if m.gated_mlp else None
-                L.bg = bias(inter, m.mlp_bias and m.gated_mlp)
-                L.wu, L.bu = linear_weight(h, inter), bias(inter, m.mlp_bias)
-                L.wd, L.bd = linear_weight(inter, h), bias(h, m.mlp_bias)
+                L.wg = part(linear_weight(h, full_inter) if m.gated_mlp else None, 0, i0, inter)
+                L.bg = part(bias(full_inter, m.mlp_bias and m.gated_mlp), 0, i0, inter)
+                L.wu, L.bu = part(linear_weight(h, full_inter), 0, i0, inter), part(bias(full_inter, m.mlp_bias), 0, i0, inter)
+                L.wd, L.bd = part(linear_weight(full_inter, h), 1, i0, inter), on_rank0(bias(h, m.mlp_bias))
             # KV cache [batch, kv_heads, positions, head_dim]: random, never zeros, so a decode step
             # reads real-looking data at every position it attends to
-            L.k_cache = rand(batch, self.kv_heads, max_context, d)
-            L.v_cache = rand(batch, self.kv_heads, max_context, d)
+            L.k_cache = part(rand(batch, Hkv, max_context, d), 1, kv0, Hkvl)
+            L.v_cache = part(rand(batch, Hkv, max_context, d), 1, kv0, Hkvl)
             self.blocks.append(L)
         self.final_norm = norm_params()
-        self.lm_head = self.wte if m.tie_word_embeddings else linear_weight(h, m.vocab_size)
+        self.lm_head = self.wte if m.tie_word_embeddings else vocab_part(linear_weight(h, m.vocab_size))
         self._gen = gen
         self.act = _activation(m.hidden_act)
 
@@ -177,6 +239,23 @@ class ReferenceDecoder:
         if self.config.norm == "layernorm":
             return F.layer_norm(x, (x.shape[-1],), gamma, beta, NORM_EPS)
         return F.rms_norm(x, (x.shape[-1],), gamma, NORM_EPS)
+
+    def _all_reduce(self, x):
+        """Sum ``x`` over the tp group, in place (NCCL on GPUs, gloo on the CPU)."""
+        import torch.distributed as dist
+
+        dist.all_reduce(x, group=self.group)
+        return x
+
+    def _all_gather_logits(self, local):
+        """[b, V/tp] shards of every rank -> [b, V] (padding past the vocabulary dropped)."""
+        import torch.distributed as dist
+
+        b = local.shape[0]
+        out = local.new_empty(self.tp * b, self.vocab_local)
+        gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+        gather(out, local.contiguous(), group=self.group)  # rank-major: [tp, b, V/tp]
+        return out.view(self.tp, b, self.vocab_local).permute(1, 0, 2).reshape(b, -1)[:, :self.vocab]
 
     def _mask(self, s_q, s_k, offset):
         """Boolean [s_q, s_k], True where query i (at position offset + i) must not see key j."""
@@ -211,8 +290,17 @@ class ReferenceDecoder:
         window = m.sliding_window
         lo = max(0, end - window) if (window and start_pos) else 0  # decode attends to [lo, end)
 
-        with self.op("embedding"):
-            x = F.embedding(ids, self.wte)
+        tp = self.tp
+        if tp == 1:
+            with self.op("embedding"):
+                x = F.embedding(ids, self.wte)
+        else:
+            with self.op("embedding"):  # vocab-parallel: ids outside this rank's rows give zeros
+                local = ids - self.vocab_start
+                outside = (local < 0) | (local >= self.vocab_local)
+                x = F.embedding(local.masked_fill(outside, 0), self.wte).masked_fill_(outside[..., None], 0)
+            with self.op("embed_all_reduce"):
+                x = self._all_reduce(x)
         if m.position == "learned":
             with self.op("pos_embedding"):
                 x = x + self.wpe[start_pos:end]
@@ -241,6 +329,9 @@ class ReferenceDecoder:
                 attn = self._naive(q, k, v, L, start_pos, lo, end)
             with self.op("o_proj"):
                 o = F.linear(attn, L.wo, L.bo)
+            if tp > 1:
+                with self.op("attn_all_reduce"):
+                    o = self._all_reduce(o)
             with self.op("attn_residual"):
                 x = x + o
             with self.op("mlp_norm"):
@@ -257,13 +348,20 @@ class ReferenceDecoder:
                     a = self.act(gate) * up if m.gated_mlp else self.act(up)
                 with self.op("down_proj"):
                     y = F.linear(a, L.wd, L.bd)
+            if tp > 1:
+                with self.op("mlp_all_reduce"):
+                    y = self._all_reduce(y)
             with self.op("mlp_residual"):
                 x = x + y
 
         with self.op("final_norm"):
             x = self._norm(x, self.final_norm)
         with self.op("lm_head"):
-            return F.linear(x[:, -1, :], self.lm_head)  # last position only
+            logits = F.linear(x[:, -1, :], self.lm_head)  # last position only
+        if tp == 1:
+            return logits
+        with self.op("logits_all_gather"):
+            return self._all_gather_logits(logits)
 
     def _flash(self, q, k, v, L, start_pos, lo, end):
         b, s, H, d = q.shape
@@ -372,15 +470,31 @@ class ReferenceDecoder:
 
 
 def build_reference(config: ModelConfig, workload: Workload, *, layers: int = 2, device="cuda", seed: int = 0,
-                    batch: int = None, max_context: int = None) -> ReferenceDecoder:
+                    batch: int = None, max_context: int = None, rank: int = None, group=None) -> ReferenceDecoder:
     """A ``ReferenceDecoder`` sized for one point of ``workload`` (its first batch size, prompt and
-    context). Raises ConfigError for dtypes or tensor parallelism the reference cannot run."""
-    dtype = reference_dtype(workload)
+    context). With ``workload.tp`` > 1 it is this process's shard: ``rank`` (default: the rank in
+    ``group``, default the initialised torch.distributed world) of a group whose size must be tp.
+    Raises ConfigError for dtypes the reference cannot run, or tp > 1 without a matching process group."""
+    tp = workload.tp
+    dtype = reference_dtype(workload, distributed=tp > 1)
+    if tp > 1:
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            raise ConfigError(
+                f"tp {tp}: the reference needs one process per GPU in an initialised torch.distributed group; "
+                f"launch it with roofline.measure.distributed.profile_distributed (roofline profile --tp {tp})"
+            )
+        world = dist.get_world_size(group)
+        if world != tp:
+            raise ConfigError(f"tp {tp} needs a process group of {tp} ranks; this one has {world}")
+        rank = dist.get_rank(group) if rank is None else rank
     batch = batch or workload.batch_size[0]
     if max_context is None:
         max_context = max(workload.prompt_len[0], decode_context(workload))
     return ReferenceDecoder(config, layers=layers, batch=batch, max_context=max_context, dtype=dtype,
-                            attn_impl=workload.attn_impl, device=device, seed=seed)
+                            attn_impl=workload.attn_impl, device=device, seed=seed, tp=tp, rank=rank or 0,
+                            group=group)
 
 
 def decode_context(w: Workload) -> int:

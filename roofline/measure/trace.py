@@ -13,12 +13,20 @@ The format, as Kineto writes it (checked against traces from PyTorch 2.11 on an 
     ``cuda_driver`` (cuLaunchKernel, cuLaunchKernelEx: Triton, and cuBLAS/cuDNN on Hopper) calls,
     ``cpu_op`` (aten ops, with ``Input Dims``, ``Input type`` and ``Concrete Inputs`` when recorded
     with ``record_shapes=True``) and ``user_annotation`` (``record_function`` ranges, ProfilerStep#N).
+    torch.distributed also writes a ``user_annotation`` per collective call (``nccl:all_reduce``,
+    ``gloo:all_reduce``: c10d's Work); those describe an op, not a user's range, and are read as
+    ``cpu_op``s, so a collective's kernels stay in the ``record_function`` range that called it.
   - A GPU event and the API call that launched it share ``args.correlation``; the ``ac2g`` flow
     events repeat that link for viewers and are not needed. One cudaGraphLaunch correlates with
     every kernel of the graph. Header keys (``deviceProperties``, ``baseTimeNanoseconds``, ...) are
     optional.
 
-How a kernel is joined (all vectorised; the only Python loop over events is the one that reads them):
+Reading: one ``json.loads`` whose object_hook turns each event of the four roles used (GPU work,
+launches, ops, ranges) into a tuple and drops every event dict once parsed, so the whole parsed
+trace never sits in memory (about a third of HolisticTraceAnalysis' peak on a 1M-event trace; see
+benchmarks/bench_trace.py). That hook is the only Python code run per event; the rest is columns.
+
+How a kernel is joined (numpy searches on sorted keys, no per-event Python):
   1. kernel -> launch: equal correlation. Where a runtime call and a driver call share one (the
      driver call nested in the runtime call), the outer, earlier one is kept. No launch: an orphan.
   2. launch -> op and range: the innermost ``cpu_op`` (``user_annotation``) on the launch's thread
@@ -42,6 +50,7 @@ import pandas as pd
 
 from roofline.errors import TraceError
 from roofline.measure.measured import classify_measured
+from roofline.specs import load_spec
 
 NS_PER_US = 1000
 S_PER_NS = 1e-9
@@ -51,6 +60,7 @@ ORPHAN = "orphan"  # cpu_op / range of a GPU event with no launch in the trace
 NONE = "(none)"  # range of a launch that no range encloses
 # cpu_op of a launch that no op encloses is the call's name in brackets, e.g. "(cudaGraphLaunch)"
 _STEP = re.compile(r"^ProfilerStep#(\d+)$")
+_C10D_WORK = re.compile(r"^(nccl|gloo|mpi|ucc|xccl):")  # torch.distributed's per-collective annotations
 STEP_RANGE = "ProfilerStep#*"  # every step's range is reported under this one name
 
 # Kineto's categories, with the aliases older PyTorch versions wrote (lower-cased before lookup).
@@ -112,8 +122,6 @@ def analyze_trace(path, spec) -> TraceAnalysis:
     Raises TraceError for a missing, unreadable, truncated or non-trace file, or one with no GPU
     events.
     """
-    from roofline.specs import load_spec
-
     spec = load_spec(spec)
     path = str(path)
     ev = _read_events(path)
@@ -231,6 +239,8 @@ class _Collector:
     def _add(self, role, d, cat):
         name = d.get("name", "")
         name = self.strings.setdefault(name, name) if isinstance(name, str) else str(name)
+        if role == _RANGE and _C10D_WORK.match(name):
+            role = _OP  # a collective call, not a range (module docstring)
         if role == _GPU:
             a = d.get("args") or _NO_ARGS
             self.rows[0].append((name, _GPU_KIND[cat.lower()], d["ts"], d["dur"], a.get("correlation", -1),
@@ -441,6 +451,8 @@ def _op_costs(costed, names) -> dict:
     shapes were not recorded (record_shapes=False) or do not fit the formula are left out."""
     out = {}
     for i, args in costed:
+        if not isinstance(args, dict):
+            continue
         dims = args.get("Input Dims", args.get("Input dims"))
         types = args.get("Input type", args.get("Input types"))
         if not isinstance(dims, list) or not isinstance(types, list):
