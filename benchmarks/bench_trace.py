@@ -131,7 +131,9 @@ def synthesize(n_steps: int = 30, layers: int = 8) -> dict:
     runtime and driver launches, kernels on two streams, copies, sets, flows and metadata."""
     pid, tid, main, side = 4242, 4242, 7, 20
     ev, t = [], 1_000_000.0
-    ids = {"corr": 100, "ext": 1}
+    # real traces' correlation ids are large; HTA 0.5 fails when they all fit in int16 (it downcasts the
+    # column, then stores row numbers in a column derived from it)
+    ids = {"corr": 100_000, "ext": 1}
 
     def x(cat, name, ts, dur, p, th, args=None):
         e = {"ph": "X", "cat": cat, "name": name, "pid": p, "tid": th, "ts": round(ts, 3), "dur": round(dur, 3)}
@@ -185,7 +187,8 @@ def synthesize(n_steps: int = 30, layers: int = 8) -> dict:
                 if part == "attention":
                     o = op("aten::scaled_dot_product_attention", t, 60,
                            [[1, 32, 1, 128], [1, 32, 512 + step, 128], [1, 32, 512 + step, 128], [], [], [], [], []],
-                           [bf, bf, bf, "", "Scalar", "Scalar", "", "Scalar"], ["", "", "", "", "0.", "False", "", "False"])
+                           [bf, bf, bf, "", "Scalar", "Scalar", "", "Scalar"],
+                           ["", "", "", "", "0.", "False", "", "False"])
                     op("aten::_scaled_dot_product_flash_attention", t + 5, 50)
                     op("aten::_flash_attention_forward", t + 10, 35)
                     gpu_t = max(gpu_t, t + 30) + 1.0
@@ -199,7 +202,8 @@ def synthesize(n_steps: int = 30, layers: int = 8) -> dict:
                 gpu_t = max(gpu_t, t + 10) + 1.0
                 launch("runtime", "cudaLaunchKernel", t + 5,
                        "void at::native::vectorized_elementwise_kernel<4, at::native::CUDAFunctor_add<c10::BFloat16>, "
-                       "std::array<char*, 3ul> >(int, at::native::CUDAFunctor_add<c10::BFloat16>, std::array<char*, 3ul>)",
+                       "std::array<char*, 3ul> >(int, at::native::CUDAFunctor_add<c10::BFloat16>, "
+                       "std::array<char*, 3ul>)",
                        gpu_t, 1.6)
                 gpu_t += 1.6
                 t = o["ts"] + o["dur"] + 3
@@ -226,7 +230,8 @@ def synthesize(n_steps: int = 30, layers: int = 8) -> dict:
     meta = [{"name": "process_name", "ph": "M", "ts": 1_000_000.0, "pid": pid, "tid": 0, "args": {"name": "python"}},
             {"name": "process_labels", "ph": "M", "ts": 1_000_000.0, "pid": 0, "tid": 0, "args": {"labels": "GPU 0"}},
             {"name": "thread_name", "ph": "M", "ts": 1_000_000.0, "pid": 0, "tid": main, "args": {"name": "stream 7 "}},
-            {"name": "thread_name", "ph": "M", "ts": 1_000_000.0, "pid": 0, "tid": side, "args": {"name": "stream 20 "}},
+            {"name": "thread_name", "ph": "M", "ts": 1_000_000.0, "pid": 0, "tid": side,
+             "args": {"name": "stream 20 "}},
             {"ph": "X", "cat": "Trace", "ts": 999_990.0, "dur": t - 999_990.0, "pid": "Spans",
              "tid": "PyTorch Profiler", "name": "PyTorch Profiler (0)", "args": {"Op count": 0}}]
     return {"schemaVersion": 1, "deviceProperties": [{"id": 0, "name": "NVIDIA H100 80GB HBM3", "numSms": 132}],

@@ -48,7 +48,8 @@ def test_every_gpu_event_becomes_a_row(joins):
 
 def test_runtime_launch_joins_op_and_innermost_range(joins):
     gemm = row(joins.kernels, "name", "gemm_kernel")
-    assert (gemm["cpu_op"], gemm["range"], gemm["launch_kind"], gemm["correlation"]) == ("aten::mm", "attn", "runtime", 1)
+    assert (gemm["cpu_op"], gemm["range"], gemm["launch_kind"]) == ("aten::mm", "attn", "runtime")
+    assert gemm["correlation"] == 1
     assert (gemm["stream"], gemm["device"], gemm["step"]) == (7, 0, 3)
     assert gemm["ts_s"] == pytest.approx(40 * US) and gemm["dur_s"] == pytest.approx(20 * US)
     assert gemm["launch_end_s"] == pytest.approx(30 * US)
@@ -56,7 +57,8 @@ def test_runtime_launch_joins_op_and_innermost_range(joins):
 
 def test_driver_launch_on_a_second_stream(joins):
     nvjet = row(joins.kernels, "name", "nvjet_gemm")
-    assert (nvjet["cpu_op"], nvjet["range"], nvjet["launch_kind"], nvjet["stream"]) == ("aten::addmm", "attn", "driver", 20)
+    assert (nvjet["cpu_op"], nvjet["range"]) == ("aten::addmm", "attn")
+    assert (nvjet["launch_kind"], nvjet["stream"]) == ("driver", 20)
 
 
 def test_memcpy_and_memset_join_their_async_calls(joins):
@@ -215,7 +217,8 @@ def test_short_name():
 def test_missing_file(tmp_path):
     with pytest.raises(TraceError) as exc:
         analyze_trace(tmp_path / "nope.json", SPEC)
-    assert str(exc.value) == f"{tmp_path / 'nope.json'}: no such file; pass a trace written by prof.export_chrome_trace()"
+    path = tmp_path / "nope.json"
+    assert str(exc.value) == f"{path}: no such file; pass a trace written by prof.export_chrome_trace()"
 
 
 def test_not_json(tmp_path):
@@ -275,7 +278,8 @@ def test_non_numeric_dur(tmp_path):
     p = _write(tmp_path / "t.json", [bad])
     with pytest.raises(TraceError) as exc:
         analyze_trace(p, SPEC)
-    assert str(exc.value) == f"{p}: event 'k1' has a non-numeric 'dur' ('long'); the trace is malformed, export it again"
+    assert str(exc.value) == (f"{p}: event 'k1' has a non-numeric 'dur' ('long'); "
+                              f"the trace is malformed, export it again")
 
 
 def test_no_kernels(tmp_path):
@@ -317,7 +321,8 @@ def test_classify_measured_rules():
     assert out.loc["fp32", "frac_of_compute_ceiling"] == pytest.approx(0.8)
     assert out.loc["compute", "achieved_flops_per_s"] == 80
     assert out.loc["overhead", "evidence"] == "kernels 10 ms in a 100 ms span; GPU idle 90%"
-    assert out.loc["compute", "evidence"] == "80 FLOP/s = 80% of bf16 peak; 1 B/s = 10% of memory bandwidth; 1 s per kernel"
+    assert out.loc["compute", "evidence"] == ("80 FLOP/s = 80% of bf16 peak; 1 B/s = 10% of memory bandwidth; "
+                                              "1 s per kernel")
     assert out.loc["busy host", "evidence"] == "no FLOP/byte count; 10 ms per kernel"
     assert np.isnan(out.loc["no fp8 peak", "frac_of_compute_ceiling"])
     assert list(frame.columns) == ["name", "gpu_time_s", "n_kernels", "span_s", "flops", "bytes", "compute_dtype"]
@@ -331,7 +336,8 @@ def test_classify_measured_uses_costed_and_comm_time():
     out = classify_measured(frame, SPEC)
     # row 0: 40 FLOP in the 0.5 s they describe = 80 FLOP/s; row 1: costs cover 20% only
     assert out["achieved_flops_per_s"][0] == 80 and out["measured_bound"][0] == "compute"
-    assert out["measured_bound"][1] == "unknown" and out["evidence"][1].startswith("FLOP/byte count known for 20% of its GPU time only")
+    assert out["measured_bound"][1] == "unknown"
+    assert out["evidence"][1].startswith("FLOP/byte count known for 20% of its GPU time only")
     assert out["measured_bound"][2] == "communication"
 
 

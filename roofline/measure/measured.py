@@ -99,7 +99,8 @@ def classify_measured(frame: pd.DataFrame, spec) -> pd.DataFrame:
             b, ev = "unknown", f"no FLOP/byte count; {_si(per_kernel[i], 's')} per kernel"
         elif costed_share[i] < MIN_COSTED_SHARE:
             b = "unknown"
-            ev = f"FLOP/byte count known for {costed_share[i]:.0%} of its GPU time only; {_si(per_kernel[i], 's')} per kernel"
+            ev = (f"FLOP/byte count known for {costed_share[i]:.0%} of its GPU time only; "
+                  f"{_si(per_kernel[i], 's')} per kernel")
         else:
             fc = -1.0 if np.isnan(frac_c[i]) else frac_c[i]
             fm = -1.0 if np.isnan(frac_m[i]) else frac_m[i]
@@ -156,7 +157,8 @@ def _roof_evidence(per_kernel, frac_c, frac_m, rate_f, rate_b, dtype) -> str:
     return "; ".join(parts)
 
 
-_PREFIXES = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n")]
+_PREFIXES = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""),
+             (1e-3, "m"), (1e-6, "µ"), (1e-9, "n")]
 
 
 def _si(value, unit) -> str:

@@ -54,9 +54,10 @@ NORM_EPS = 1e-5
 ROPE_THETA = 10000.0
 
 
-def reference_dtype(w: Workload, distributed: bool = False) -> torch.dtype:
+def reference_dtype(w: Workload, distributed: bool = None) -> torch.dtype:
     """The torch dtype of the reference model for ``w``. Raises ConfigError for what it cannot run:
-    a quantised or mixed dtype, or tp > 1 outside a distributed run (``distributed`` False)."""
+    a quantised or mixed dtype, or tp > 1 outside a distributed run. ``distributed`` None: tp > 1 is
+    allowed in a process of an initialised torch.distributed world of tp ranks (a torchrun worker)."""
     for key in ("weight_dtype", "act_dtype", "kv_dtype"):
         value = getattr(w, key)
         if value not in TORCH_DTYPES:
@@ -69,12 +70,21 @@ def reference_dtype(w: Workload, distributed: bool = False) -> torch.dtype:
             f"the reference model runs in one 16-bit dtype; weight_dtype {w.weight_dtype}, act_dtype "
             f"{w.act_dtype} and kv_dtype {w.kv_dtype} must be the same (bf16 or fp16)"
         )
+    if distributed is None:
+        distributed = in_tp_group(w.tp)
     if w.tp != 1 and not distributed:
         raise ConfigError(
             f"tp {w.tp}: the reference model runs on one GPU in profile_model; profile with tp 1, or run "
             f"tp {w.tp} with one process per GPU through roofline.measure.distributed.profile_distributed"
         )
     return TORCH_DTYPES[w.weight_dtype]
+
+
+def in_tp_group(tp: int) -> bool:
+    """True in a process of an initialised torch.distributed world of exactly ``tp`` ranks."""
+    import torch.distributed as dist
+
+    return tp > 1 and dist.is_available() and dist.is_initialized() and dist.get_world_size() == tp
 
 
 def tp_shard_check(config: ModelConfig, tp: int) -> None:

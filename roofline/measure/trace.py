@@ -198,7 +198,9 @@ def _read_text(path: str) -> str:
     except UnicodeDecodeError:
         raise TraceError(f"{path}: not a JSON text (binary data); pass a Chrome trace (.json or .json.gz)") from None
     except OSError as exc:
-        raise TraceError(f"{path}: cannot read it ({exc.strerror or exc}); check the path and its permissions") from None
+        raise TraceError(
+            f"{path}: cannot read it ({exc.strerror or exc}); check the path and its permissions"
+        ) from None
 
 
 class _Collector:
@@ -233,7 +235,9 @@ class _Collector:
                 f"malformed, export it again with prof.export_chrome_trace()"
             ) from None
         except AttributeError:  # args is not an object
-            raise TraceError(f"{self.path}: a '{cat}' event has 'args' that is not an object; the trace is malformed") from None
+            raise TraceError(
+                f"{self.path}: a '{cat}' event has 'args' that is not an object; the trace is malformed"
+            ) from None
         return None
 
     def _add(self, role, d, cat):
@@ -267,7 +271,7 @@ class _Collector:
         op = _transpose(op_rows, 5)
         rn = _transpose(rng_rows, 5)
         self.rows = None
-        ts_us = [self._numbers(c[i], c[0], what) for c, i, what in ((g, 2, "ts"), (la, 2, "ts"), (op, 1, "ts"), (rn, 1, "ts"))]
+        ts_us = [self._numbers(c[i], c[0], "ts") for c, i in ((g, 2), (la, 2), (op, 1), (rn, 1))]
         t0 = min(float(t.min()) for t in ts_us if len(t))
 
         def ns(us):
@@ -601,7 +605,8 @@ def _join(ev: _Events) -> _Joined:
         when = gpu["ts"].copy()
         when[f] = mid
         zeros = np.zeros(len(s_ns), dtype=np.int64)
-        hit = _Nest(zeros, s_ns, np.concatenate(found_e), span).at_depth(np.zeros(n, np.int64), when, np.zeros(n, np.int64))
+        steps = _Nest(zeros, s_ns, np.concatenate(found_e), span)
+        hit = steps.at_depth(np.zeros(n, np.int64), when, np.zeros(n, np.int64))
         step = np.where(hit >= 0, np.concatenate(found_n)[np.maximum(hit, 0)], -1)
 
     return _Joined(
@@ -654,7 +659,7 @@ def _kernels_frame(ev: _Events, j: _Joined, idle: np.ndarray, host_bound: np.nda
     gpu = ev.gpu
     n = len(gpu["ts"])
     orphan = j.launch < 0
-    op_name = _pick(ev.op["name"], j.op, None)
+    op_name = _pick(_range_names(ev.op["name"]), j.op, None)  # old traces record ProfilerStep#N as an op
     bare = (j.op < 0) & ~orphan
     op_name[bare] = "(" + pd.Series(ev.launch["name"][j.launch[bare]], dtype=object).astype(str) + ")"
     op_name[orphan] = ORPHAN
