@@ -146,13 +146,30 @@ def summarise(ops: pd.DataFrame, m: ModelConfig, w: Workload, spec: HardwareSpec
             out[f"{phase}_share_{cls}"] = np.bincount(point[s], weights=total[s], minlength=n) / t
         tokens = b * p if phase == "prefill" else b
         out[f"{phase}_tokens_per_s"] = tokens / t
+        if w.pp > 1:
+            stage = _pipeline_stage_time(ops, sel, total, point, n, m, w)
+            out[f"{phase}_stage_time_s"] = stage
+            # steady state: microbatches of this batch fill the pipeline, (m + P - 1) stage slots for m of them
+            out[f"{phase}_pipelined_tokens_per_s"] = tokens * w.microbatches / ((w.microbatches + w.pp - 1) * stage)
+    if w.pp > 1:
+        out["pipeline_bubble"] = np.full(n, (w.pp - 1) / (w.microbatches + w.pp - 1))
     if w.gen_tokens and "decode" in w.phases:
         out["generate_time_s"] = w.gen_tokens * out["decode_time_s"]
 
-    # memory per GPU: weights as stored, KV cache at the longest context any phase reaches
+    # memory per GPU: weights as stored, KV cache at the longest context any phase reaches;
+    # with pipeline stages, the busiest stage: its share of the layers plus the embedding or the head
     first = ops[(ops["point"] == 0) & (ops["phase"] == w.phases[0])]
-    weight_bytes = float((first["count"] * first["param_bytes"]).sum())
-    kv_per_token = _kv_cache_bytes_per_token(m, w)
+    stored = (first["count"] * first["param_bytes"]).to_numpy()
+    if w.pp > 1:
+        names = first["op"].astype(str).to_numpy()
+        layer = first["count"].to_numpy() == m.num_hidden_layers
+        head = stored[np.isin(names, LAST_STAGE_OPS)].sum()
+        if m.tie_word_embeddings:  # the last stage keeps its own copy of the tied matrix
+            head += stored[names == "embedding"].sum()
+        weight_bytes = float(stored[layer].sum() / w.pp + max(stored[np.isin(names, FIRST_STAGE_OPS)].sum(), head))
+    else:
+        weight_bytes = float(stored.sum())
+    kv_per_token = _kv_cache_bytes_per_token(m, w) / w.pp
     longest = np.maximum(p, c) if "decode" in w.phases else p
     if m.sliding_window:
         longest = np.minimum(longest, m.sliding_window)
@@ -164,6 +181,25 @@ def summarise(ops: pd.DataFrame, m: ModelConfig, w: Workload, spec: HardwareSpec
     out["fits_in_memory"] = weight_bytes + kv <= spec.mem_capacity_bytes
     out["decode_ridge_batch"] = np.full(n, decode_ridge_batch(m, w, spec))
     return pd.DataFrame(out)
+
+
+FIRST_STAGE_OPS = ["embedding", "pos_embedding", "embed_all_reduce"]
+LAST_STAGE_OPS = ["final_norm", "lm_head", "logits_all_gather"]
+
+
+def _pipeline_stage_time(ops, sel, total, point, n, m, w) -> np.ndarray:
+    """Time of the busiest pipeline stage per point: 1/pp of the per-layer ops, the embedding (first
+    stage) or the head (last stage), whichever is larger, and one send to the next stage."""
+    names = ops["op"].astype(str).to_numpy()
+    counts = ops["count"].to_numpy()
+
+    def part(mask):
+        return np.bincount(point[sel & mask], weights=total[sel & mask], minlength=n)
+
+    layers = part(counts == m.num_hidden_layers) / w.pp
+    ends = np.maximum(part(np.isin(names, FIRST_STAGE_OPS)), part(np.isin(names, LAST_STAGE_OPS)))
+    send = part(names == "pp_send") / (w.pp - 1)
+    return layers + ends + send
 
 
 def _kv_cache_bytes_per_token(m: ModelConfig, w: Workload) -> float:

@@ -109,6 +109,9 @@ class ModelConfig:
 class Workload:
     """What to run. Sweepable fields are tuples; the analysis takes their cartesian product.
 
+    Parallelism: ``tp`` splits every layer across GPUs (Megatron); ``pp`` splits the layers into equal
+    stages, one GPU group each, with ``microbatches`` in flight through the pipeline.
+
     Decode convention: one decode step generates one token per sequence and attends to
     ``context_len`` keys (the prompt plus the tokens generated so far, the new one included).
     With ``gen_tokens`` instead of ``context_len``, the step is evaluated at the mean context
@@ -126,6 +129,8 @@ class Workload:
     kv_dtype: str = "bf16"
     attn_impl: str = "flash"
     tp: int = 1
+    pp: int = 1
+    microbatches: int = 1
     cuda_graph: bool = False
 
     @property
@@ -325,8 +330,9 @@ def parse_workload(raw: dict, where: str = "workload") -> Workload:
             values[key] = parse_sweep(raw[key], f"{where}: {key}")
     if raw.get("gen_tokens") is not None:
         values["gen_tokens"] = number(raw["gen_tokens"], f"{where}: gen_tokens", ConfigError, integer=True)
-    if raw.get("tp") is not None:
-        values["tp"] = number(raw["tp"], f"{where}: tp", ConfigError, integer=True)
+    for key in ("tp", "pp", "microbatches"):
+        if raw.get(key) is not None:
+            values[key] = number(raw[key], f"{where}: {key}", ConfigError, integer=True)
     for key, choices in (("phase", PHASES), ("attn_impl", ATTN_IMPLS), ("weight_dtype", STORAGE_DTYPES),
                          ("kv_dtype", STORAGE_DTYPES), ("act_dtype", ACT_DTYPES)):
         if raw.get(key) is not None:
@@ -356,6 +362,8 @@ def parse_workload(raw: dict, where: str = "workload") -> Workload:
 
 def check_fit(model: ModelConfig, w: Workload, where: str) -> None:
     """Checks that need both the model and the workload (tensor-parallel splits)."""
+    if w.pp > 1 and model.num_hidden_layers % w.pp:
+        raise ConfigError(f"{where}: pp {w.pp} does not divide num_hidden_layers {model.num_hidden_layers} into equal stages")
     tp = w.tp
     if tp > 1:
         if model.num_attention_heads % tp:

@@ -295,6 +295,14 @@ def all_reduce(n_elements, world, act_dtype):
     )
 
 
+@formula("p2p_send")
+def p2p_send(n_elements, act_dtype):
+    """Point-to-point send of [n_elements] from one pipeline stage to the next: the whole message
+    crosses the link once; device memory: read on one side, written on the other."""
+    msg = n_elements * _b(act_dtype)
+    return Cost(act_bytes_read=msg, act_bytes_written=msg, comm_bytes=msg)
+
+
 @formula("all_gather")
 def all_gather(n_elements_total, world, act_dtype):
     """Ring all-gather: each GPU holds 1/N of [n_elements_total] and receives the rest;

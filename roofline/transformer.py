@@ -7,10 +7,13 @@ Op names (the GPU reference model uses the same names, one ``record_function`` e
              o_proj, attn_all_reduce (tp > 1), attn_residual, mlp_norm,
              gate_proj, up_proj, act, down_proj | router, experts (MoE),
              mlp_all_reduce (tp > 1), mlp_residual
+  pp_send (pp > 1, once per stage boundary)
   final_norm, lm_head, logits_all_gather (tp > 1)
 
 Conventions (beyond formulas.py):
-1. Counts are per GPU: with tensor parallelism degree N, heads, KV heads (replicated when there are
+1. Counts are per GPU of a tensor-parallel group, over the whole pipeline: with pipeline parallelism
+   the rows still add up to one forward pass through every stage (the latency of one micro-batch);
+   analysis.py divides them into stages. With tensor parallelism degree N, heads, KV heads (replicated when there are
    fewer than N), the MLP width and the vocabulary are split N ways (Megatron), and collectives
    are added after the row-parallel projections, the vocab-parallel embedding and the lm_head.
 2. Only the decoder's linear layers take the weight dtype; embeddings, lm_head, norms, router and
@@ -31,7 +34,7 @@ from roofline.config import ModelConfig, Workload
 from roofline.dtypes import DTYPE_BYTES, compute_dtype
 from roofline.formulas import (
     ACTIVATION_KIND, ELEMENTWISE_FLOPS, Cost, all_gather, all_reduce, causal_pairs, elementwise, embedding, experts,
-    flash_attention, kv_cache_write, linear, norm, pos_embedding, qk_matmul, rope, softmax, sv_matmul,
+    flash_attention, kv_cache_write, linear, norm, p2p_send, pos_embedding, qk_matmul, rope, softmax, sv_matmul,
     weight_storage_bytes,
 )
 
@@ -178,6 +181,8 @@ def model_ops(m: ModelConfig, w: Workload, phase: str, batch, prompt_len, contex
         proj("down_proj", L, sh.intermediate, h, m.mlp_bias)
     all_reduce_op("mlp_all_reduce", L, tokens * h)
     add("mlp_residual", L, "elementwise", VECTOR_DTYPE, elementwise(tokens * h, 2, ELEMENTWISE_FLOPS["add"], act))
+    if w.pp > 1:  # hidden states to the next stage, at each of the pp - 1 stage boundaries
+        add("pp_send", w.pp - 1, "collective", VECTOR_DTYPE, p2p_send(tokens * h / tp, act))
 
     # --- head
     norm_op("final_norm", 1)

@@ -133,6 +133,12 @@ def case_all_gather():
     assert c.comm_bytes == 3 / 4 * 2000 and c.act_bytes_written == 2000
 
 
+def case_p2p_send():
+    c = f.p2p_send(1000, "bf16")
+    assert c.comm_bytes == 2000  # the whole 2000-byte message crosses the link once
+    assert c.act_bytes_read == c.act_bytes_written == 2000 and c.flops == 0
+
+
 CASES = {name[len("case_"):]: fn for name, fn in dict(globals()).items() if name.startswith("case_")}
 
 

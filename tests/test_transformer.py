@@ -175,3 +175,27 @@ def test_sweep_arrays_match_scalar_points():
         for a, s in zip(swept, single):
             assert np.broadcast_to(a.cost.bytes_read, (3,))[i] == pytest.approx(float(s.cost.bytes_read))
             assert np.broadcast_to(a.cost.flops, (3,))[i] == pytest.approx(float(s.cost.flops))
+
+
+def test_pipeline_parallel_stages_bubble_and_memory():
+    m = load_model(EXAMPLES / "llama-2-70b.yaml")
+    one = roofline.analyze(m, "h100-sxm", batch_size=1, prompt_len=128, phase="decode", tp=2)
+    four = roofline.analyze(m, "h100-sxm", batch_size=1, prompt_len=128, phase="decode", tp=2, pp=4, microbatches=8)
+    send = four.ops[four.ops["op"] == "pp_send"].iloc[0]
+    assert send["count"] == 3 and send["comm_bytes"] == 8192 * 2 / 2  # one token's hidden state, half per TP rank
+    assert send["bound"] == "communication"
+    s1, s4 = one.summary.iloc[0], four.summary.iloc[0]
+    # one micro-batch crosses every stage: the latency is the unpipelined time plus three sends
+    assert s4["decode_time_s"] == pytest.approx(s1["decode_time_s"] + 3 * send["time_s"])
+    assert s4["pipeline_bubble"] == pytest.approx(3 / (8 + 3))  # (P-1) / (m+P-1)
+    assert s4["decode_stage_time_s"] < s4["decode_time_s"] / 3.5  # ~1/4 of the layers per stage
+    # weights per GPU: a quarter of the layers plus the larger of embedding and head, in bf16, split over tp=2
+    layers = 80 * (8192 * (8192 + 2 * 1024 + 8192) + 3 * 8192 * 28672) * 2 / 2
+    assert s4["weight_bytes"] == pytest.approx(layers / 4 + 32000 * 8192 * 2 / 2 + 8192 * 2, rel=1e-3)
+
+
+def test_pipeline_stages_must_divide_layers():
+    from roofline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="pp 3 does not divide num_hidden_layers 80 into equal stages"):
+        roofline.analyze(EXAMPLES / "llama-2-70b.yaml", "h100-sxm", pp=3)
