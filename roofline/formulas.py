@@ -141,16 +141,26 @@ def flash_attention(batch, q_len, kv_len, pairs, heads, kv_heads, head_dim, act_
     )
 
 
+def _attention_matmul(batch, q_len, kv_len, heads, kv_heads, head_dim, act_dtype, kv_dtype, from_cache,
+                      left_elements, out_elements):
+    """One of naive attention's two matmuls: a left operand (q, or the probabilities) times one half of
+    the KV cache (K^T or V), 2*d FLOP per query-key pair per head. The K or V half is read from the
+    cache (kv dtype) in decode, from fresh activations in prefill."""
+    half = batch * kv_len * kv_heads * head_dim
+    return Cost(
+        flops=2.0 * batch * heads * q_len * kv_len * head_dim,
+        act_bytes_read=left_elements * _b(act_dtype) + (0.0 if from_cache else half * _b(act_dtype)),
+        kv_bytes_read=_kv_read_bytes(batch, kv_len, kv_heads, head_dim, kv_dtype) / 2 if from_cache else 0.0,
+        act_bytes_written=out_elements * _b(act_dtype),
+    )
+
+
 @formula("qk_matmul")
 def qk_matmul(batch, q_len, kv_len, heads, kv_heads, head_dim, act_dtype, kv_dtype, from_cache):
     """q [b, h, s_q, d] @ k^T [b, h, d, s_k] -> scores [b, h, s_q, s_k], all of it (mask applied later)."""
-    k_bytes = batch * kv_len * kv_heads * head_dim
-    return Cost(
-        flops=2.0 * batch * heads * q_len * kv_len * head_dim,
-        act_bytes_read=batch * q_len * heads * head_dim * _b(act_dtype) + (0.0 if from_cache else k_bytes * _b(act_dtype)),
-        kv_bytes_read=_kv_read_bytes(batch, kv_len, kv_heads, head_dim, kv_dtype) / 2 if from_cache else 0.0,
-        act_bytes_written=batch * heads * q_len * kv_len * _b(act_dtype),
-    )
+    return _attention_matmul(batch, q_len, kv_len, heads, kv_heads, head_dim, act_dtype, kv_dtype, from_cache,
+                             left_elements=batch * q_len * heads * head_dim,
+                             out_elements=batch * heads * q_len * kv_len)
 
 
 @formula("softmax")
@@ -167,13 +177,9 @@ def softmax(batch, q_len, kv_len, heads, act_dtype):
 @formula("sv_matmul")
 def sv_matmul(batch, q_len, kv_len, heads, kv_heads, head_dim, act_dtype, kv_dtype, from_cache):
     """p [b, h, s_q, s_k] @ v [b, h, s_k, d] -> o [b, h, s_q, d]."""
-    v_bytes = batch * kv_len * kv_heads * head_dim
-    return Cost(
-        flops=2.0 * batch * heads * q_len * kv_len * head_dim,
-        act_bytes_read=batch * heads * q_len * kv_len * _b(act_dtype) + (0.0 if from_cache else v_bytes * _b(act_dtype)),
-        kv_bytes_read=_kv_read_bytes(batch, kv_len, kv_heads, head_dim, kv_dtype) / 2 if from_cache else 0.0,
-        act_bytes_written=batch * q_len * heads * head_dim * _b(act_dtype),
-    )
+    return _attention_matmul(batch, q_len, kv_len, heads, kv_heads, head_dim, act_dtype, kv_dtype, from_cache,
+                             left_elements=batch * heads * q_len * kv_len,
+                             out_elements=batch * q_len * heads * head_dim)
 
 
 @formula("experts")
