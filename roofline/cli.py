@@ -332,9 +332,10 @@ TRACE_TABLE = {
 @click.option("--gpu", required=True, help="The spec of the GPU the trace was recorded on (name or path).")
 @click.option("--by", type=click.Choice(["op", "range"]), default="range", show_default=True,
               help="Group kernels by their CPU op or by the innermost record_function range.")
+@plot_option
 @output_options
 @library_errors
-def trace(trace_file, gpu, by, fmt, output):
+def trace(trace_file, gpu, by, fmt, output, plot_file):
     """Join a torch.profiler Chrome trace's kernels to ops and ranges, and classify what happened.
 
     \b
@@ -358,6 +359,10 @@ def trace(trace_file, gpu, by, fmt, output):
         summary = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.summary.items()
                             if not isinstance(v, (dict, list)))
         emit(render.text_table(frame, _present(frame, cols), fmt == "markdown") + "\n\n" + summary, output)
+    if plot_file:
+        from roofline import plot
+
+        warn_written(plot.save(plot.figure_trace(result), plot_file))
 
 
 # ------------------------------------------------------------------------------------------------

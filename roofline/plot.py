@@ -23,6 +23,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+from matplotlib.patches import Patch
 import pandas as pd
 from matplotlib.artist import Artist
 from matplotlib.figure import Figure
@@ -528,6 +529,46 @@ def _metric_label(metric: str):
 
 # ------------------------------------------------------------------------------------------------
 # 4. saving, and 5. whole figures
+
+def trace_breakdown(by_range: pd.DataFrame, ax, top: int = 20):
+    """GPU time of a trace's ranges (self time: kernels not inside a nested range), one horizontal
+    bar each, longest first, coloured by measured class; the rest merged into "other". Returns ``ax``."""
+    rows = by_range[by_range["self_gpu_time_s"] > 0].sort_values("self_gpu_time_s", ascending=False)
+    shown, rest = rows.iloc[:top], float(rows["self_gpu_time_s"].iloc[top:].sum())
+    names = list(shown["range"].astype(str)) + (["other"] if rest > 0 else [])
+    times = list(shown["self_gpu_time_s"]) + ([rest] if rest > 0 else [])
+    classes = list(shown["measured_bound"].astype(str)) + (["other"] if rest > 0 else [])
+    colors = [BOUND_COLORS.get(c, OTHER_COLOR) for c in classes]
+    total = sum(times)
+    ax.barh(range(len(names)), times, color=colors, height=0.7)
+    for i, t in enumerate(times):
+        ax.text(t, i, f"  {si(t, 's')} ({100 * t / total:.0f}%)", va="center", fontsize=7.5)
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names, fontsize=8)
+    ax.set_ylim(len(names) - 0.5, -0.5)
+    ax.set_xlabel("GPU time [s]")
+    ax.xaxis.set_major_formatter(EngFormatter(unit="s"))
+    ax.set_xlim(0, max(times) * 1.35 if times else 1)
+    ax.grid(True, axis="x", color="0.92", lw=0.6)
+    ax.set_axisbelow(True)
+    handles = [Patch(color=BOUND_COLORS[c], label=f"{c}-bound") for c in BOUND_COLORS if c in set(classes)]
+    if set(classes) - set(BOUND_COLORS):
+        handles.append(Patch(color=OTHER_COLOR, label="no class (no FLOP/byte count) or other"))
+    if handles:
+        ax.legend(handles=handles, loc="lower right", fontsize=7.5, frameon=False)
+    return ax
+
+
+def figure_trace(trace, title: str = None) -> Figure:
+    """The per-range breakdown of a measure.trace.TraceAnalysis as a Figure."""
+    n = int((trace.by_range["self_gpu_time_s"] > 0).sum())
+    fig = new_figure(9, 1.2 + 0.28 * min(n, 21))
+    trace_breakdown(trace.by_range, fig.add_subplot())
+    s = trace.summary
+    fig.suptitle(title or f"{Path(trace.path).name}: {si(s.get('gpu_time_s', 0), 's')} of kernels, "
+                          f"GPU idle {si(s.get('idle_s', 0), 's')} of {si(s.get('window_s', 0), 's')}", fontsize=10)
+    return fig
+
 
 def save(fig, path_stem) -> list:
     """Write ``fig`` as PATH_STEM.png (150 dpi) and PATH_STEM.svg; return the two paths.

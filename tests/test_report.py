@@ -45,3 +45,11 @@ def test_plot_of_a_bad_result(tmp_path):
     bad.write_text(json.dumps({"hello": 1}))
     r = CliRunner().invoke(main, ["plot", str(bad), "--output", str(tmp_path / "x.png")])
     assert r.exit_code == 1 and "not a roofline result" in r.output and "Traceback" not in r.output
+
+
+def test_trace_plot(tmp_path):
+    chart = tmp_path / "t.png"
+    r = CliRunner().invoke(main, ["trace", str(ROOT / "tests" / "data" / "h100_prefill_trace.json.gz"), "--gpu",
+                                  "h100-sxm", "--plot", str(chart)])
+    assert r.exit_code == 0, r.output
+    assert chart.read_bytes()[:4] == b"\x89PNG" and chart.with_suffix(".svg").is_file()
