@@ -173,7 +173,7 @@ def summarise(ops: pd.DataFrame, m: ModelConfig, w: Workload, spec: HardwareSpec
     longest = np.maximum(p, c) if "decode" in w.phases else p
     if m.sliding_window:
         longest = np.minimum(longest, m.sliding_window)
-    kv = b * longest * kv_per_token
+    kv = b / w.ep * longest * kv_per_token  # expert parallelism: 1/ep of the sequences per GPU
     out["weight_bytes"] = np.full(n, weight_bytes)
     out["kv_cache_bytes"] = kv
     out["memory_bytes"] = weight_bytes + kv

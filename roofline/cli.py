@@ -89,6 +89,7 @@ WORKLOAD_OPTIONS = [
     click.option("--attn", "attn_impl", type=click.Choice(ATTN_IMPLS), help="Attention implementation."),
     click.option("--tp", type=click.IntRange(min=1), help="Tensor-parallel degree (counts are per GPU)."),
     click.option("--pp", type=click.IntRange(min=1), help="Pipeline-parallel stages (layers split evenly)."),
+    click.option("--ep", type=click.IntRange(min=1), help="Expert-parallel GPUs (MoE): experts spread, all-to-all."),
     click.option("--microbatches", type=click.IntRange(min=1), help="Micro-batches in flight through the pipeline."),
     click.option("--cuda-graph/--eager", "cuda_graph", default=None, help="Launch floor of a CUDA graph or of eager ops."),
 ]

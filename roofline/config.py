@@ -110,7 +110,9 @@ class Workload:
     """What to run. Sweepable fields are tuples; the analysis takes their cartesian product.
 
     Parallelism: ``tp`` splits every layer across GPUs (Megatron); ``pp`` splits the layers into equal
-    stages, one GPU group each, with ``microbatches`` in flight through the pipeline.
+    stages, one GPU group each, with ``microbatches`` in flight through the pipeline; ``ep`` (MoE only)
+    spreads the experts over GPUs that each run 1/ep of the batch's sequences through attention
+    (data parallel) and exchange routed tokens with an all-to-all before and after the experts.
 
     Decode convention: one decode step generates one token per sequence and attends to
     ``context_len`` keys (the prompt plus the tokens generated so far, the new one included).
@@ -130,6 +132,7 @@ class Workload:
     attn_impl: str = "flash"
     tp: int = 1
     pp: int = 1
+    ep: int = 1
     microbatches: int = 1
     cuda_graph: bool = False
 
@@ -330,7 +333,7 @@ def parse_workload(raw: dict, where: str = "workload") -> Workload:
             values[key] = parse_sweep(raw[key], f"{where}: {key}")
     if raw.get("gen_tokens") is not None:
         values["gen_tokens"] = number(raw["gen_tokens"], f"{where}: gen_tokens", ConfigError, integer=True)
-    for key in ("tp", "pp", "microbatches"):
+    for key in ("tp", "pp", "ep", "microbatches"):
         if raw.get(key) is not None:
             values[key] = number(raw[key], f"{where}: {key}", ConfigError, integer=True)
     for key, choices in (("phase", PHASES), ("attn_impl", ATTN_IMPLS), ("weight_dtype", STORAGE_DTYPES),
@@ -364,6 +367,16 @@ def check_fit(model: ModelConfig, w: Workload, where: str) -> None:
     """Checks that need both the model and the workload (tensor-parallel splits)."""
     if w.pp > 1 and model.num_hidden_layers % w.pp:
         raise ConfigError(f"{where}: pp {w.pp} does not divide num_hidden_layers {model.num_hidden_layers} into equal stages")
+    if w.ep > 1:
+        if not model.is_moe:
+            raise ConfigError(f"{where}: ep {w.ep} needs a mixture-of-experts model (num_local_experts)")
+        if model.num_local_experts % w.ep:
+            raise ConfigError(f"{where}: ep {w.ep} does not divide num_local_experts {model.num_local_experts}")
+        if w.tp > 1:
+            raise ConfigError(f"{where}: ep together with tp is not modelled; use one of them")
+        if min(w.batch_size) % w.ep:
+            raise ConfigError(f"{where}: ep {w.ep} does not divide batch_size {min(w.batch_size)}; each GPU takes "
+                              f"an equal share of the sequences")
     tp = w.tp
     if tp > 1:
         if model.num_attention_heads % tp:

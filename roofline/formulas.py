@@ -183,14 +183,16 @@ def sv_matmul(batch, q_len, kv_len, heads, kv_heads, head_dim, act_dtype, kv_dty
 
 
 @formula("experts")
-def experts(tokens, hidden, intermediate, n_experts, top_k, weight_dtype, act_dtype, gated=True):
+def experts(tokens, hidden, intermediate, n_experts, top_k, weight_dtype, act_dtype, gated=True, ep=1):
     """Routed MLPs: each token runs top_k experts (gate/up -> act -> down), then a weighted sum.
 
     Built from the dense pieces over rows = tokens * top_k: the projections (linear), the
     activation (elementwise) and the combine (read top_k outputs and fp32 routing weights per
     token, multiply-add, write one row). Weights read: only the experts that receive a token.
     With routing uniform over experts the expected number is E * (1 - (1 - k/E)^tokens), which
-    is every expert once tokens >> E/k.
+    is every expert once tokens >> E/k. With expert parallelism over ``ep`` GPUs, ``tokens`` is one
+    GPU's share: it holds E/ep experts, which see the routed tokens of all ep GPUs, and (balanced
+    routing) runs as many token-expert rows as its own tokens produce.
     """
     rows = tokens * top_k
     mats = ("gate", "up", "down") if gated else ("up", "down")
@@ -205,7 +207,8 @@ def experts(tokens, hidden, intermediate, n_experts, top_k, weight_dtype, act_dt
         act_bytes_read=rows * hidden * _b(act_dtype) + rows * DTYPE_BYTES["fp32"],
         act_bytes_written=tokens * hidden * _b(act_dtype),
     )
-    touched = n_experts * (1.0 - (1.0 - top_k / n_experts) ** np.asarray(tokens, dtype=float))
+    all_tokens = np.asarray(tokens, dtype=float) * ep
+    touched = n_experts / ep * (1.0 - (1.0 - top_k / n_experts) ** all_tokens)
     per_expert = weight_storage_bytes(len(mats) * hidden * intermediate, weight_dtype)
     return Cost(
         flops=cost.flops + combine.flops,
@@ -307,6 +310,14 @@ def p2p_send(n_elements, act_dtype):
     crosses the link once; device memory: read on one side, written on the other."""
     msg = n_elements * _b(act_dtype)
     return Cost(act_bytes_read=msg, act_bytes_written=msg, comm_bytes=msg)
+
+
+@formula("all_to_all")
+def all_to_all(n_elements, world, act_dtype):
+    """All-to-all of [n_elements] per GPU over ``world`` GPUs, evenly spread: each GPU keeps 1/N of its
+    message and sends the rest; device memory: the message read once and written once."""
+    msg = n_elements * _b(act_dtype)
+    return Cost(act_bytes_read=msg, act_bytes_written=msg, comm_bytes=(world - 1) / world * msg)
 
 
 @formula("all_gather")

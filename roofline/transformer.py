@@ -5,7 +5,7 @@ Op names (the GPU reference model uses the same names, one ``record_function`` e
   per layer: attn_norm, q_proj, k_proj, v_proj, rope, kv_cache_write,
              attention (flash) | qk_matmul, softmax, sv_matmul (naive),
              o_proj, attn_all_reduce (tp > 1), attn_residual, mlp_norm,
-             gate_proj, up_proj, act, down_proj | router, experts (MoE),
+             gate_proj, up_proj, act, down_proj | router, [moe_dispatch], experts, [moe_combine] (MoE; ep > 1),
              mlp_all_reduce (tp > 1), mlp_residual
   pp_send (pp > 1, once per stage boundary)
   final_norm, lm_head, logits_all_gather (tp > 1)
@@ -33,7 +33,7 @@ import numpy as np
 from roofline.config import ModelConfig, Workload
 from roofline.dtypes import DTYPE_BYTES, compute_dtype
 from roofline.formulas import (
-    ACTIVATION_KIND, ELEMENTWISE_FLOPS, Cost, all_gather, all_reduce, causal_pairs, elementwise, embedding, experts,
+    ACTIVATION_KIND, ELEMENTWISE_FLOPS, Cost, all_gather, all_reduce, all_to_all, causal_pairs, elementwise, embedding, experts,
     flash_attention, kv_cache_write, linear, norm, p2p_send, pos_embedding, qk_matmul, rope, softmax, sv_matmul,
     weight_storage_bytes,
 )
@@ -89,7 +89,7 @@ def model_ops(m: ModelConfig, w: Workload, phase: str, batch, prompt_len, contex
     ``batch``, ``prompt_len`` and ``context_len`` are numbers or equal-length numpy arrays (a sweep);
     every cost comes back with the same shape.
     """
-    b = np.asarray(batch, dtype=float)
+    b = np.asarray(batch, dtype=float) / w.ep  # expert parallelism: each GPU takes 1/ep of the sequences
     if phase == "prefill":
         s = np.asarray(prompt_len, dtype=float)
         kv_len = s
@@ -168,9 +168,13 @@ def model_ops(m: ModelConfig, w: Workload, phase: str, batch, prompt_len, contex
     if m.is_moe:
         E, k = m.num_local_experts, m.num_experts_per_tok
         add("router", L, "matmul", head_dtype, linear(tokens, h, E, p16, act), h * E, p16)
-        cost = experts(tokens, h, sh.intermediate, E, k, w.weight_dtype, act, gated=m.gated_mlp)
+        if w.ep > 1:
+            add("moe_dispatch", L, "collective", VECTOR_DTYPE, all_to_all(tokens * k * h, w.ep, act))
+        cost = experts(tokens, h, sh.intermediate, E, k, w.weight_dtype, act, gated=m.gated_mlp, ep=w.ep)
         n_mats = 3 if m.gated_mlp else 2
-        add("experts", L, "matmul", mm_dtype, cost, E * n_mats * h * sh.intermediate, w.weight_dtype)
+        add("experts", L, "matmul", mm_dtype, cost, E // w.ep * n_mats * h * sh.intermediate, w.weight_dtype)
+        if w.ep > 1:
+            add("moe_combine", L, "collective", VECTOR_DTYPE, all_to_all(tokens * k * h, w.ep, act))
     else:
         if m.gated_mlp:
             proj("gate_proj", L, h, sh.intermediate, m.mlp_bias)

@@ -139,6 +139,12 @@ def case_p2p_send():
     assert c.act_bytes_read == c.act_bytes_written == 2000 and c.flops == 0
 
 
+def case_all_to_all():
+    c = f.all_to_all(1000, 4, "bf16")
+    assert c.comm_bytes == 3 / 4 * 2000  # a quarter of the 2000-byte message stays on the GPU
+    assert c.act_bytes_read == c.act_bytes_written == 2000
+
+
 CASES = {name[len("case_"):]: fn for name, fn in dict(globals()).items() if name.startswith("case_")}
 
 

@@ -199,3 +199,23 @@ def test_pipeline_stages_must_divide_layers():
 
     with pytest.raises(ConfigError, match="pp 3 does not divide num_hidden_layers 80 into equal stages"):
         roofline.analyze(EXAMPLES / "llama-2-70b.yaml", "h100-sxm", pp=3)
+
+
+def test_expert_parallelism_adds_all_to_all_and_splits_experts():
+    m = load_model(EXAMPLES / "mixtral-8x7b.yaml")
+    w = Workload(ep=4)
+    ops = {op.name: op for op in model_ops(m, w, "decode", 64, 1, 1024)}
+    # each GPU: 16 of the 64 sequences, 2 of the 8 experts
+    assert ops["experts"].params == 2 * 3 * 4096 * 14336
+    assert ops["moe_dispatch"].cost.comm_bytes == pytest.approx(3 / 4 * 16 * 2 * 4096 * 2)  # 16 tokens x top-2 rows
+    assert ops["moe_combine"].count == 32 and ops["moe_dispatch"].category == "collective"
+    assert ops["attention"].cost.kv_bytes_read == 16 * 1024 * 8 * 128 * 2 * 2
+    # 64 tokens x top-2 over 8 experts: every expert is hit, so each GPU reads both of its experts in full
+    assert ops["experts"].cost.weight_bytes_read == pytest.approx(2 * 3 * 4096 * 14336 * 2, rel=1e-6)
+
+
+def test_expert_parallelism_needs_moe():
+    from roofline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ep 2 needs a mixture-of-experts model"):
+        roofline.analyze(EXAMPLES / "llama-2-7b.yaml", "h100-sxm", ep=2)
