@@ -230,11 +230,23 @@ def advise(model, gpu, top, fmt, output, **workload):
 @click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True, help="Warm-up iterations.")
 @click.option("--iters", type=click.IntRange(min=1), default=10, show_default=True, help="Profiled iterations (median).")
 @click.option("--trace-dir", type=click.Path(file_okay=False), help="Keep each phase's Chrome trace here.")
+@click.option("--nproc", type=click.IntRange(min=1), help="With --tp: GPUs (processes) on this host; default tp / nnodes.")
+@click.option("--nnodes", help="With --tp over several hosts: torchrun's --nnodes (run the same command on each).")
+@click.option("--node-rank", help="torchrun's --node-rank.")
+@click.option("--master-addr", help="torchrun's --master-addr.")
+@click.option("--master-port", help="torchrun's --master-port.")
+@click.option("--rdzv-endpoint", help="torchrun's --rdzv-endpoint (instead of master address and port).")
 @plot_option
 @output_options
 @library_errors
-def profile(model, gpu, layers, warmup, iters, trace_dir, fmt, output, plot_file, **workload):
+def profile(model, gpu, layers, warmup, iters, trace_dir, nproc, nnodes, node_rank, master_addr, master_port,
+            rdzv_endpoint, fmt, output, plot_file, **workload):
     """Measure every op on this machine's GPU with the torch profiler, beside the analytic prediction.
+
+    \b
+    With --tp N the reference model is split Megatron-style over N GPUs under torchrun (NCCL), every
+    rank is profiled, and the all-reduce rows get communication time, exposed communication and bus
+    bandwidth beside the prediction.
 
     \b
     Example (needs a CUDA GPU):
@@ -247,6 +259,15 @@ def profile(model, gpu, layers, warmup, iters, trace_dir, fmt, output, plot_file
     from roofline.measure.profile import profile_model
 
     m, w = load_model_and_workload(model, workload)
+    rdzv = tuple(str(x) for flag, value in (("--nnodes", nnodes), ("--node-rank", node_rank),
+                                            ("--master-addr", master_addr), ("--master-port", master_port),
+                                            ("--rdzv-endpoint", rdzv_endpoint)) if value is not None for x in (flag, value))
+    if w.tp > 1 or nproc or rdzv:
+        from functools import partial
+
+        from roofline.measure.distributed import profile_distributed
+
+        profile_model = partial(profile_distributed, nproc=nproc, rdzv_args=rdzv)  # noqa: F811
     points = list(itertools.product(w.batch_size, w.prompt_len, w.context_len or (None,)))
     spec = None if gpu == "auto" else gpu
     results = []
@@ -281,7 +302,8 @@ def profile(model, gpu, layers, warmup, iters, trace_dir, fmt, output, plot_file
         point = replace(w, batch_size=(points[0][0],), prompt_len=(points[0][1],),
                         context_len=(points[0][2],) if points[0][2] else None)
         analytic = run_analysis(m, spec or first.device["spec"], workload=point)
-        figure = plot.figure_roofline(analytic.ops, analytic.spec, measured=measured_for_advice(first.ops))
+        rank0 = first.ops[first.ops["rank"] == 0] if "rank" in first.ops else first.ops
+        figure = plot.figure_roofline(analytic.ops, analytic.spec, measured=measured_for_advice(rank0))
         warn_written(plot.save(figure, plot_file))
 
 
@@ -300,17 +322,27 @@ class _nullbar:
 @click.option("--gpu", default="auto", show_default=True, help="Shipped spec to extend: auto (from the GPU's name), a name or a path.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the calibrated spec YAML here.")
 @click.option("--quick", is_flag=True, help="Small sizes and few repeats: a smoke test, not real numbers.")
+@click.option("--collectives", is_flag=True, help="Also measure all-reduce bus bandwidth and latency over the GPUs present.")
+@click.option("--nproc", type=click.IntRange(min=2), help="With --collectives: GPUs to use (default: all).")
 @library_errors
-def calibrate(gpu, output, quick):
+def calibrate(gpu, output, quick, collectives, nproc):
     """Measure this GPU's ceilings (bandwidth, matmul FLOP/s per dtype, launch floor) into a spec YAML.
 
     \b
     Example (needs a CUDA GPU):
       roofline calibrate --output my-h100.yaml
     """
-    from roofline.measure.calibrate import calibrate as run_calibrate
+    from roofline.measure.calibrate import calibrate as run_calibrate, write_spec
 
-    raw = run_calibrate(output=output, spec=None if gpu == "auto" else gpu, quick=quick)
+    raw = run_calibrate(output=None, spec=None if gpu == "auto" else gpu, quick=quick)
+    if collectives:
+        from roofline.measure.collectives import calibrate_collectives, merge_collectives
+
+        table = calibrate_collectives(nproc=nproc)
+        raw = merge_collectives(raw, table)
+        click.echo(table.to_string(index=False))
+    if output:
+        write_spec(raw, output)
     measured = raw.get("measured", {})
     lines = [f"{k}: {v}" for k, v in measured.items() if k != "conditions"]
     if output:

@@ -101,6 +101,7 @@ SWEEP_TABLE = {
 }
 
 PROFILE_TABLE = {
+    "rank": ("rank", _f("{:.0f}")),
     "phase": ("phase", str),
     "batch_size": ("batch", _f("{:.0f}")),
     "op": ("op", str),
@@ -110,9 +111,14 @@ PROFILE_TABLE = {
     "measured_over_predicted": ("meas/pred", lambda v: "-" if v != v else f"{v:.2f}"),
     "predicted_bound": ("predicted", str),
     "measured_bound": ("measured", str),
+    "comm_time_s": ("comm", lambda v: si(v, "s")),
+    "predicted_comm_s": ("comm predicted", lambda v: si(v, "s")),
+    "exposed_comm_s": ("exposed", lambda v: si(v, "s")),
+    "busbw_bytes_per_s": ("bus BW", lambda v: si(v, "B/s")),
     "evidence": ("evidence", str),
 }
 STEP_TABLE = {
+    "rank": ("rank", _f("{:.0f}")),
     "phase": ("phase", str),
     "batch_size": ("batch", lambda v: f"{v:.0f}"),
     "kernel_time_full_s": ("kernels (full)", lambda v: si(v, "s")),

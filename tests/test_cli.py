@@ -162,7 +162,8 @@ def test_trace_command_errors():
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-GPU message")
-@pytest.mark.parametrize("args", [["profile", LLAMA, "--phase", "decode"], ["calibrate"]])
+@pytest.mark.parametrize("args", [["profile", LLAMA, "--phase", "decode"], ["calibrate"],
+                                  ["profile", LLAMA, "--tp", "2", "--phase", "decode"], ["calibrate", "--collectives"]])
 def test_gpu_commands_without_a_gpu_say_so(args):
     r = run(*args)
     assert r.exit_code == 1

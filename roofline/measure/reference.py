@@ -216,7 +216,8 @@ class ReferenceDecoder:
             else:
                 L.wg = part(linear_weight(h, full_inter) if m.gated_mlp else None, 0, i0, inter)
                 L.bg = part(bias(full_inter, m.mlp_bias and m.gated_mlp), 0, i0, inter)
-                L.wu, L.bu = part(linear_weight(h, full_inter), 0, i0, inter), part(bias(full_inter, m.mlp_bias), 0, i0, inter)
+                L.wu = part(linear_weight(h, full_inter), 0, i0, inter)
+                L.bu = part(bias(full_inter, m.mlp_bias), 0, i0, inter)
                 L.wd, L.bd = part(linear_weight(full_inter, h), 1, i0, inter), on_rank0(bias(h, m.mlp_bias))
             # KV cache [batch, kv_heads, positions, head_dim]: random, never zeros, so a decode step
             # reads real-looking data at every position it attends to
