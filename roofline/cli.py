@@ -56,6 +56,31 @@ def warn_written(paths) -> None:
     click.echo("wrote " + ", ".join(str(p) for p in paths), err=True)
 
 
+RENDEZVOUS_FLAGS = ("nnodes", "node-rank", "master-addr", "master-port", "rdzv-backend", "rdzv-endpoint", "rdzv-id")
+
+
+def rendezvous_options(fn):
+    """torchrun's rendezvous flags, passed through for runs over several hosts (same command on each)."""
+
+    def collect(ctx, param, value):
+        ctx.meta.setdefault("rendezvous", ())
+        if value is not None:
+            ctx.meta["rendezvous"] += (f"--{param.name.replace('_', '-')}", str(value))
+        return value
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        for flag in RENDEZVOUS_FLAGS:
+            kwargs.pop(flag.replace("-", "_"), None)
+        kwargs["rendezvous"] = click.get_current_context().meta.get("rendezvous", ())
+        return fn(*args, **kwargs)
+
+    for flag in reversed(RENDEZVOUS_FLAGS):
+        wrapper = click.option(f"--{flag}", callback=collect, expose_value=True,
+                               help=f"torchrun's --{flag}, for several hosts.")(wrapper)
+    return wrapper
+
+
 def plot_option(fn):
     return click.option("--plot", "plot_file", type=click.Path(dir_okay=False),
                         help="Also draw the chart to this file (PNG, and SVG beside it).")(fn)
@@ -231,16 +256,11 @@ def advise(model, gpu, top, fmt, output, **workload):
 @click.option("--iters", type=click.IntRange(min=1), default=10, show_default=True, help="Profiled iterations (median).")
 @click.option("--trace-dir", type=click.Path(file_okay=False), help="Keep each phase's Chrome trace here.")
 @click.option("--nproc", type=click.IntRange(min=1), help="With --tp: GPUs (processes) on this host; default tp / nnodes.")
-@click.option("--nnodes", help="With --tp over several hosts: torchrun's --nnodes (run the same command on each).")
-@click.option("--node-rank", help="torchrun's --node-rank.")
-@click.option("--master-addr", help="torchrun's --master-addr.")
-@click.option("--master-port", help="torchrun's --master-port.")
-@click.option("--rdzv-endpoint", help="torchrun's --rdzv-endpoint (instead of master address and port).")
+@rendezvous_options
 @plot_option
 @output_options
 @library_errors
-def profile(model, gpu, layers, warmup, iters, trace_dir, nproc, nnodes, node_rank, master_addr, master_port,
-            rdzv_endpoint, fmt, output, plot_file, **workload):
+def profile(model, gpu, layers, warmup, iters, trace_dir, nproc, rendezvous, fmt, output, plot_file, **workload):
     """Measure every op on this machine's GPU with the torch profiler, beside the analytic prediction.
 
     \b
@@ -259,9 +279,7 @@ def profile(model, gpu, layers, warmup, iters, trace_dir, nproc, nnodes, node_ra
     from roofline.measure.profile import profile_model
 
     m, w = load_model_and_workload(model, workload)
-    rdzv = tuple(str(x) for flag, value in (("--nnodes", nnodes), ("--node-rank", node_rank),
-                                            ("--master-addr", master_addr), ("--master-port", master_port),
-                                            ("--rdzv-endpoint", rdzv_endpoint)) if value is not None for x in (flag, value))
+    rdzv = rendezvous
     if w.tp > 1 or nproc or rdzv:
         from functools import partial
 
@@ -323,9 +341,10 @@ class _nullbar:
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the calibrated spec YAML here.")
 @click.option("--quick", is_flag=True, help="Small sizes and few repeats: a smoke test, not real numbers.")
 @click.option("--collectives", is_flag=True, help="Also measure all-reduce bus bandwidth and latency over the GPUs present.")
-@click.option("--nproc", type=click.IntRange(min=2), help="With --collectives: GPUs to use (default: all).")
+@click.option("--nproc", type=click.IntRange(min=2), help="With --collectives: GPUs to use on this host (default: all).")
+@rendezvous_options
 @library_errors
-def calibrate(gpu, output, quick, collectives, nproc):
+def calibrate(gpu, output, quick, collectives, nproc, rendezvous):
     """Measure this GPU's ceilings (bandwidth, matmul FLOP/s per dtype, launch floor) into a spec YAML.
 
     \b
@@ -338,7 +357,7 @@ def calibrate(gpu, output, quick, collectives, nproc):
     if collectives:
         from roofline.measure.collectives import calibrate_collectives, merge_collectives
 
-        table = calibrate_collectives(nproc=nproc)
+        table = calibrate_collectives(nproc=nproc, rdzv_args=rendezvous)
         raw = merge_collectives(raw, table)
         click.echo(table.to_string(index=False))
     if output:

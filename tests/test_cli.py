@@ -168,3 +168,20 @@ def test_gpu_commands_without_a_gpu_say_so(args):
     r = run(*args)
     assert r.exit_code == 1
     assert "no CUDA GPU" in r.output and "Traceback" not in r.output
+
+
+def test_profile_passes_rendezvous_flags_to_torchrun(monkeypatch):
+    import roofline.measure.distributed as distributed
+
+    seen = {}
+
+    def fake(model, workload, **kwargs):
+        seen.update(kwargs, tp=workload.tp)
+        raise distributed.DeviceError("stop here")
+
+    monkeypatch.setattr(distributed, "profile_distributed", fake)
+    r = run("profile", LLAMA, "--tp", "4", "--phase", "decode", "--nnodes", "2", "--node-rank", "1",
+            "--master-addr", "10.0.0.1", "--master-port", "29500")
+    assert r.exit_code == 1 and "stop here" in r.output
+    assert seen["tp"] == 4
+    assert seen["rdzv_args"] == ("--nnodes", "2", "--node-rank", "1", "--master-addr", "10.0.0.1", "--master-port", "29500")

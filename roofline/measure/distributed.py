@@ -202,7 +202,7 @@ def check_devices(backend: str, nproc: int, what: str = "this run") -> None:
         return
     if not torch.cuda.is_available():
         raise DeviceError(
-            f"no CUDA GPU found (torch.cuda.is_available() is False); {what} needs {nproc} NVIDIA GPUs on this "
+            f"no CUDA GPU found (torch.cuda.is_available() is False); {what} needs {nproc} NVIDIA GPU(s) on this "
             f"host and a CUDA build of PyTorch"
         )
     if not dist.is_nccl_available():
