@@ -25,6 +25,9 @@ from pathlib import Path
 
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_evidence import md_table, us  # noqa: E402  (the single-GPU evidence script: same tables)
+
 MODEL = "examples/llama-2-7b.yaml"
 LAYERS = 2
 TP = 2
@@ -48,29 +51,6 @@ def model_and_workload(case: str):
 
     m, w = load_model_and_workload(OPTS["model"])
     return m, replace(w, gen_tokens=None, tp=TP, **CASES[case])
-
-
-def md_table(frame: pd.DataFrame, formats: dict) -> str:
-    cols = list(formats)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for _, row in frame.iterrows():
-        cells = []
-        for c in cols:
-            v, f = row[c], formats[c]
-            if v is None or (isinstance(v, float) and v != v):
-                cells.append("")
-            elif callable(f):
-                cells.append(f(v))
-            elif f:
-                cells.append(format(v, f))
-            else:
-                cells.append(str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def us(v):
-    return f"{v * 1e6:.1f}"
 
 
 def gbps(v):
