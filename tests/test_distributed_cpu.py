@@ -241,7 +241,7 @@ def test_missing_nccl_says_so(monkeypatch):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without a CUDA GPU")
 def test_no_gpu_says_so():
     m, w = _setup()
-    with pytest.raises(DeviceError, match=r"^no CUDA GPU found .*; tp 2 needs 2 NVIDIA GPU\\(s\\)"):
+    with pytest.raises(DeviceError, match=r"^no CUDA GPU found .*; tp 2 needs 2 NVIDIA GPU\(s\)"):
         D.profile_distributed(m, w, spec="h200")
 
 
