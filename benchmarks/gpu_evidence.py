@@ -104,6 +104,19 @@ def run_calibration(out: Path):
     return out / "calibration.yaml"
 
 
+def save_case(out: Path, case: str, r, extra: dict = None, clocks_label: str = "clocks") -> None:
+    """Write one profiled case's frames (``extra``: more name -> frame) and log its notes and clocks."""
+    frames = {"ops": r.ops, **(extra or {}), "kernels": r.kernels, "sequence": r.sequence}
+    for name, frame in frames.items():
+        frame.assign(case=case).to_csv(out / f"{case}_{name}.csv", index=False)
+    r.clocks.to_csv(out / f"{case}_clocks.csv", index=False)
+    (out / f"{case}_device.json").write_text(json.dumps({"device": r.device, "notes": r.notes}, indent=1,
+                                                        default=str))
+    for note in r.notes:
+        log(f"  note: {note}")
+    log(f"  {clocks_label}: {json.dumps(r.device.get('clocks'), default=str)}")
+
+
 def run_profiles(out: Path, spec):
     from roofline.measure.profile import profile_model
 
@@ -118,16 +131,8 @@ def run_profiles(out: Path, spec):
             log(f"profile {case} FAILED: {type(exc).__name__}: {exc}")
             continue
         results[case] = r
-        r.ops.assign(case=case).to_csv(out / f"{case}_ops.csv", index=False)
-        r.kernels.assign(case=case).to_csv(out / f"{case}_kernels.csv", index=False)
-        r.sequence.assign(case=case).to_csv(out / f"{case}_sequence.csv", index=False)
-        r.clocks.to_csv(out / f"{case}_clocks.csv", index=False)
+        save_case(out, case, r)
         all_steps.append(r.steps.assign(case=case))
-        (out / f"{case}_device.json").write_text(json.dumps({"device": r.device, "notes": r.notes}, indent=1,
-                                                            default=str))
-        for note in r.notes:
-            log(f"  note: {note}")
-        log(f"  clocks: {json.dumps(r.device.get('clocks'), default=str)}")
     steps = pd.concat(all_steps, ignore_index=True) if all_steps else pd.DataFrame()
     steps.to_csv(out / "steps.csv", index=False)
     return results, steps

@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_evidence import md_table, us  # noqa: E402  (the single-GPU evidence script: same tables)
+from gpu_evidence import log, md_table, save_case, us  # noqa: E402  (the single-GPU evidence script: same tables)
 
 MODEL = "examples/llama-2-7b.yaml"
 LAYERS = 2
@@ -40,10 +40,6 @@ TRACE_CASE = "decode_b1"
 T0 = time.time()
 DRY = {"model": "tests/data/tiny_llama.yaml", "backend": "gloo", "sizes": (1024, 4096)}  # --dry-run: CPU plumbing
 OPTS = {"model": MODEL, "backend": "nccl", "sizes": None}
-
-
-def log(*args):
-    print(f"[{time.time() - T0:6.1f}s]", *args, flush=True)
 
 
 def model_and_workload(case: str):
@@ -134,17 +130,8 @@ def run_profiles(out: Path, spec):
             log(f"profile {case} FAILED: {type(exc).__name__}: {exc}")
             continue
         results[case] = r
-        r.ops.assign(case=case).to_csv(out / f"{case}_ops.csv", index=False)
-        comm_table(r).assign(case=case).to_csv(out / f"{case}_comm.csv", index=False)
-        r.kernels.assign(case=case).to_csv(out / f"{case}_kernels.csv", index=False)
-        r.sequence.assign(case=case).to_csv(out / f"{case}_sequence.csv", index=False)
-        r.clocks.to_csv(out / f"{case}_clocks.csv", index=False)
+        save_case(out, case, r, extra={"comm": comm_table(r)}, clocks_label="clocks rank 0")
         all_steps.append(r.steps.assign(case=case))
-        (out / f"{case}_device.json").write_text(json.dumps({"device": r.device, "notes": r.notes}, indent=1,
-                                                            default=str))
-        for note in r.notes:
-            log(f"  note: {note}")
-        log(f"  clocks rank 0: {json.dumps(r.device.get('clocks'), default=str)}")
     steps = pd.concat(all_steps, ignore_index=True) if all_steps else pd.DataFrame()
     steps.to_csv(out / "steps.csv", index=False)
     return results, steps
