@@ -4,6 +4,7 @@ Library errors (RooflineError) become one line on stderr and exit code 1; click'
 exit with 2. The analytic commands (analyze, specs) never import torch or matplotlib.
 """
 
+import contextlib
 import functools
 import sys
 
@@ -276,26 +277,24 @@ def profile(model, gpu, layers, warmup, iters, trace_dir, nproc, rendezvous, fmt
     from dataclasses import replace
 
     from roofline.config import load_model_and_workload
-    from roofline.measure.profile import profile_model
 
     m, w = load_model_and_workload(model, workload)
-    rdzv = rendezvous
-    if w.tp > 1 or nproc or rdzv:
-        from functools import partial
-
+    if w.tp > 1 or nproc or rendezvous:  # one process per GPU under torchrun
         from roofline.measure.distributed import profile_distributed
 
-        profile_model = partial(profile_distributed, nproc=nproc, rdzv_args=rdzv)  # noqa: F811
+        run_profile = functools.partial(profile_distributed, nproc=nproc, rdzv_args=rendezvous)
+    else:
+        from roofline.measure.profile import profile_model as run_profile
     points = list(itertools.product(w.batch_size, w.prompt_len, w.context_len or (None,)))
     spec = None if gpu == "auto" else gpu
     results = []
     with click.progressbar(points, label="profiling", file=sys.stderr,
-                           show_pos=True) if len(points) > 1 else _nullbar(points) as bar:
+                           show_pos=True) if len(points) > 1 else contextlib.nullcontext(points) as bar:
         for b, p, c in bar:
             point = replace(w, batch_size=(b,), prompt_len=(p,), context_len=(c,) if c else None)
             trace = f"{trace_dir}/b{b}_p{p}_c{c or p}" if trace_dir else None
-            results.append(profile_model(m, point, spec=spec, layers=layers, warmup=warmup, iters=iters,
-                                         trace_dir=trace))
+            results.append(run_profile(m, point, spec=spec, layers=layers, warmup=warmup, iters=iters,
+                                       trace_dir=trace))
     import pandas as pd
 
     ops = pd.concat([r.ops for r in results], ignore_index=True)
@@ -323,17 +322,6 @@ def profile(model, gpu, layers, warmup, iters, trace_dir, nproc, rendezvous, fmt
         rank0 = first.ops[first.ops["rank"] == 0] if "rank" in first.ops else first.ops
         figure = plot.figure_roofline(analytic.ops, analytic.spec, measured=measured_for_advice(rank0))
         warn_written(plot.save(figure, plot_file))
-
-
-class _nullbar:
-    def __init__(self, items):
-        self.items = items
-
-    def __enter__(self):
-        return self.items
-
-    def __exit__(self, *exc):
-        return False
 
 
 @main.command()
