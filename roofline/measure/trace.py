@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from roofline.errors import TraceError
+from roofline.formulas import ATEN_COSTS, ATEN_DTYPE, AtenCall, aten_causal_known
 from roofline.measure.measured import classify_measured
 from roofline.specs import load_spec
 
@@ -73,19 +74,6 @@ _BUCKET = {
 }
 _GPU_KIND = {"kernel": "kernel", "gpu_memcpy": "memcpy", "memcpy": "memcpy", "gpu_memset": "memset", "memset": "memset"}
 _LAUNCH_KIND = {"cuda_runtime": "runtime", "runtime": "runtime", "cuda_driver": "driver", "driver": "driver"}
-
-# 'Input type' strings -> bytes per element, and the tensor-core dtype name the specs use.
-_ELEM_BYTES = {
-    "c10::BFloat16": 2, "c10::Half": 2, "float": 4, "double": 8, "c10::Float8_e4m3fn": 1,
-    "c10::Float8_e5m2": 1, "c10::Float8_e4m3fnuz": 1, "c10::Float8_e5m2fnuz": 1, "signed char": 1,
-    "unsigned char": 1, "bool": 1, "short int": 2, "int": 4, "long int": 8, "c10::complex<float>": 8,
-}
-_COMPUTE_DTYPE = {
-    "c10::BFloat16": "bf16", "c10::Half": "fp16", "float": "fp32", "double": "fp64",
-    "c10::Float8_e4m3fn": "fp8", "c10::Float8_e5m2": "fp8", "c10::Float8_e4m3fnuz": "fp8",
-    "c10::Float8_e5m2fnuz": "fp8", "signed char": "int8",
-}
-
 
 @dataclass(frozen=True, eq=False)
 class TraceAnalysis:
@@ -255,7 +243,7 @@ class _Collector:
                                  a.get("correlation", -1)))
         else:
             rows = self.rows[role]
-            if role == _OP and name in _COSTS:
+            if role == _OP and name in ATEN_COSTS:
                 self.costed.append((len(rows), d.get("args") or _NO_ARGS))
             rows.append((name, d["ts"], d["dur"], d.get("pid"), d.get("tid")))
 
@@ -360,123 +348,36 @@ def _threads(*groups):
 
 
 # ----------------------------------------------------------------------------------------------
-# FLOPs and minimum bytes of the ops whose shapes say it all
-#
-# Conventions: one multiply-add = 2 FLOP; minimum bytes = every tensor input read once plus every
-# output written once, at the element size 'Input type' names (outputs in the first input's type).
-# Attention counts the score entries a causal mask keeps when 'Concrete Inputs' records is_causal
-# (PyTorch's top-left aligned mask), else the full s_q x s_k (and the summary says so); backward
-# counts 2x the forward matmuls, as torch.utils.flop_counter does (recompute not counted).
+# FLOPs and minimum bytes: formulas.ATEN_COSTS, one function per aten op, from the recorded shapes
 
-_COSTS = {}
-
-
-def _cost(*names):
-    def register(fn):
-        for name in names:
-            if name in _COSTS:
-                raise ValueError(f"duplicate cost formula for {name}")
-            _COSTS[name] = fn
-        return fn
-    return register
-
-
-@_cost("aten::mm")
-def _mm(dims, concrete):
-    (m, k), (_, n) = dims[0], dims[1]  # a [m, k] @ b [k, n] -> [m, n]
-    return 2 * m * k * n, [[m, n]], True
-
-
-@_cost("aten::addmm")
-def _addmm(dims, concrete):
-    (m, k), (_, n) = dims[1], dims[2]  # bias [n] or [m, n] + a [m, k] @ b [k, n] -> [m, n]
-    return 2 * m * k * n, [[m, n]], True
-
-
-@_cost("aten::bmm")
-def _bmm(dims, concrete):
-    (b, m, k), (_, _, n) = dims[0], dims[1]  # a [b, m, k] @ c [b, k, n] -> [b, m, n]
-    return 2 * b * m * k * n, [[b, m, n]], True
-
-
-@_cost("aten::baddbmm")
-def _baddbmm(dims, concrete):
-    (b, m, k), (_, _, n) = dims[1], dims[2]  # self [b, m, n] + a [b, m, k] @ c [b, k, n] -> [b, m, n]
-    return 2 * b * m * k * n, [[b, m, n]], True
-
-
-def _attention(q, k, v, causal):
-    """q [..., s_q, d] @ k^T [..., d, s_k] -> scores; scores @ v [..., s_k, d_v] -> [..., s_q, d_v]."""
-    batch = int(np.prod(q[:-2], dtype=np.int64))  # query heads (GQA: K/V heads are fewer)
-    s_q, d, s_k, d_v = q[-2], q[-1], k[-2], v[-1]
-    if causal:  # row i of a top-left causal mask keeps min(i + 1, s_k) keys
-        kept = s_q * (s_q + 1) // 2 if s_q <= s_k else s_k * (s_k + 1) // 2 + (s_q - s_k) * s_k
-    else:
-        kept = s_q * s_k
-    return 2 * batch * kept * (d + d_v)
-
-
-def _causal(concrete, index):
-    """is_causal from 'Concrete Inputs' (recorded since PyTorch ~2.4); None when not recorded."""
-    if concrete is None or index >= len(concrete) or concrete[index] not in ("True", "False"):
-        return None
-    return concrete[index] == "True"
-
-
-def _sdpa(index):
-    def cost(dims, concrete):
-        q, k, v = dims[0], dims[1], dims[2]
-        causal = _causal(concrete, index)
-        return _attention(q, k, v, bool(causal)), [q[:-1] + [v[-1]]], causal is not None
-    return cost
-
-
-def _sdpa_backward(index):
-    def cost(dims, concrete):
-        q, k, v = dims[1], dims[2], dims[3]  # inputs: grad_out, query, key, value, ...
-        causal = _causal(concrete, index)
-        return 2 * _attention(q, k, v, bool(causal)), [q, k, v], causal is not None
-    return cost
-
-
-# the position of is_causal in each op's schema (torch.ops.aten.<op>.default._schema)
-_cost("aten::scaled_dot_product_attention")(_sdpa(5))
-_cost("aten::_scaled_dot_product_flash_attention")(_sdpa(4))
-_cost("aten::_scaled_dot_product_efficient_attention")(_sdpa(6))
-_cost("aten::_scaled_dot_product_cudnn_attention")(_sdpa(6))
-_cost("aten::_scaled_dot_product_flash_attention_backward")(_sdpa_backward(11))
-_cost("aten::_scaled_dot_product_efficient_attention_backward")(_sdpa_backward(11))
-_cost("aten::_scaled_dot_product_cudnn_attention_backward")(_sdpa_backward(14))
-COSTED_OPS = tuple(_COSTS)
+COSTED_OPS = tuple(ATEN_COSTS)
 
 
 def _op_costs(costed, names) -> dict:
     """op index -> (flops, bytes, compute_dtype, complete) for the (index, args) given; ops whose
-    shapes were not recorded (record_shapes=False) or do not fit the formula are left out."""
+    shapes were not recorded (record_shapes=False) or do not fit the formula are left out (and
+    reported uncosted). ``complete`` is False for attention whose is_causal was not recorded."""
     out = {}
     for i, args in costed:
         if not isinstance(args, dict):
             continue
         dims = args.get("Input Dims", args.get("Input dims"))
         types = args.get("Input type", args.get("Input types"))
-        if not isinstance(dims, list) or not isinstance(types, list):
+        if not isinstance(dims, list) or not isinstance(types, list) or len(dims) != len(types):
             continue
+        concrete = args.get("Concrete Inputs")
+        call = AtenCall(dims, types, concrete if isinstance(concrete, list) else ())
+        name = names[i]
         try:
-            flops, outputs, causal_known = _COSTS[names[i]](dims, args.get("Concrete Inputs"))
-            size = _ELEM_BYTES[types[0]]
-            read = sum(_numel(d) * _ELEM_BYTES[t] for d, t in zip(dims, types) if t in _ELEM_BYTES)
-            written = sum(_numel(o) for o in outputs) * size
-        except (ValueError, TypeError, IndexError, KeyError):  # shapes not of the form the formula reads
+            cost = ATEN_COSTS[name](call)
+            flops, nbytes = float(cost.flops), float(cost.bytes_read + cost.bytes_written)
+        except (ValueError, TypeError, IndexError, KeyError, OverflowError, ZeroDivisionError):
+            continue  # shapes not of the form the formula reads (AtenShapeError is a ValueError)
+        if not (np.isfinite(flops) and np.isfinite(nbytes)):
             continue
-        out[int(i)] = (float(flops), float(read + written), _COMPUTE_DTYPE.get(types[0]), causal_known)
+        dtype = ATEN_DTYPE.get(types[0]) if types and isinstance(types[0], str) else None
+        out[int(i)] = (flops, nbytes, dtype, aten_causal_known(name, call))
     return out
-
-
-def _numel(dims) -> int:
-    n = 1
-    for d in dims:
-        n *= int(d)
-    return n
 
 
 # ----------------------------------------------------------------------------------------------
@@ -590,6 +491,7 @@ def _join(ev: _Events) -> _Joined:
         sub = _Nest(op["thread"][costed], op["ts"][costed], end, span)
         hit = sub.at_depth(thread, mid, np.zeros(len(f), dtype=np.int64))
         owner[f] = np.where(hit >= 0, costed[np.maximum(hit, 0)], -1)
+    owner[(gpu["kind"] == "memcpy") & ~_is_dtod(gpu["name"])] = -1  # a host or peer copy is not HBM traffic
 
     # ProfilerStep#N: a range (an op in old traces); launches from any thread count, orphans by start
     step = none.copy()
@@ -641,6 +543,11 @@ def short_name(kernel: str) -> str:
     name = name[5:] if name.startswith("void ") else name
     cut = min((i for i in (name.find("<"), name.find("(")) if i > 0), default=len(name))
     return name[:cut]
+
+
+def _is_dtod(names: np.ndarray) -> np.ndarray:
+    """Device-to-device copies (CUDA 'Memcpy DtoD', ROCm 'CopyDeviceToDevice')."""
+    return _per_name(names, lambda n: "DtoD" in n or "DeviceToDevice" in n, dtype=bool)
 
 
 def _is_comm(names: np.ndarray) -> np.ndarray:
@@ -742,7 +649,7 @@ def _kernel_costs(ev: _Events, j: _Joined):
         cost_op[has] = ev.op["name"][owners]
     alone = ~has
     memset = alone & (gpu["kind"] == "memset")
-    dtod = alone & (gpu["kind"] == "memcpy") & _per_name(gpu["name"], lambda n: "DtoD" in n, dtype=bool)
+    dtod = alone & (gpu["kind"] == "memcpy") & _is_dtod(gpu["name"])
     flops[memset | dtod] = 0.0
     nbytes[memset] = gpu["bytes_arg"][memset]  # written once
     nbytes[dtod] = 2 * gpu["bytes_arg"][dtod]  # read and written
@@ -855,8 +762,10 @@ def _summary(ev: _Events, j: _Joined, kernels: pd.DataFrame, path: str, idle_hos
     incomplete = {i for i, c in ev.costs.items() if not c[3]}
     n_causal_unknown = int(pd.Series(np.unique(j.owner[j.owner >= 0])).isin(incomplete).sum())
     assumptions = [
-        "FLOPs and minimum bytes are counted for " + ", ".join(COSTED_OPS) + " when the trace has their "
-        "shapes (record_shapes=True); one multiply-add = 2 FLOP; other kernels have no count",
+        f"FLOPs and minimum bytes are counted for the {len(COSTED_OPS)} aten ops of formulas.ATEN_COSTS "
+        "(matmuls, attention, element-wise, norms, reductions, copies, gathers) when the trace has their "
+        "shapes (record_shapes=True); one multiply-add = 2 FLOP; other kernels are reported with their "
+        "time and no count; host and peer copies carry no HBM bytes",
     ]
     if n_causal_unknown:
         assumptions.append(
