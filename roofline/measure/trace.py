@@ -41,6 +41,7 @@ import gc
 import gzip
 import json
 import re
+import stat
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,10 @@ from roofline.measure.measured import classify_measured
 from roofline.specs import load_spec
 
 NS_PER_US = 1000
+MAX_TRACE_BYTES = 4_000_000_000  # JSON text (after gunzip) read at most; analyze_trace(max_bytes=) raises it
+_CHUNK = 1 << 24
+MAX_TIME_US = 1e17  # 3,000 years of µs: a larger timestamp or duration is not a time
+MAX_SPAN_US = 4e15  # 126 years: events further apart overflow int64 nanoseconds
 S_PER_NS = 1e-9
 TOP_KERNELS = 3  # kernel names listed per op / range row
 
@@ -86,7 +91,7 @@ class TraceAnalysis:
     summary: dict
 
 
-def analyze_trace(path, spec) -> TraceAnalysis:
+def analyze_trace(path, spec, max_bytes: int = MAX_TRACE_BYTES) -> TraceAnalysis:
     """Read, join and classify one torch.profiler trace (``.json`` or ``.json.gz``).
 
     ``spec`` is a ``HardwareSpec`` (or a name/path ``load_spec`` accepts) whose ceilings classify.
@@ -112,7 +117,7 @@ def analyze_trace(path, spec) -> TraceAnalysis:
     """
     spec = load_spec(spec)
     path = str(path)
-    ev = _read_events(path)
+    ev = _read_events(path, max_bytes)
     joined = _join(ev)
     idle_ns, host_bound = _idle_before(ev.gpu, joined)
     kernels = _kernels_frame(ev, joined, idle_ns, host_bound)
@@ -132,8 +137,8 @@ def analyze_trace(path, spec) -> TraceAnalysis:
 # ----------------------------------------------------------------------------------------------
 # reading: one json.loads whose object_hook keeps the fields that matter and drops everything else
 
-def _read_events(path: str) -> "_Events":
-    text = _read_text(path)
+def _read_events(path: str, max_bytes: int = MAX_TRACE_BYTES) -> "_Events":
+    text = _read_text(path, max_bytes)
     keep = _Collector(path)
     was_enabled = gc.isenabled()
     gc.disable()  # millions of short-lived dicts: the cyclic collector would rescan the kept rows again and again
@@ -167,18 +172,43 @@ def _read_events(path: str) -> "_Events":
     return keep.columns(len(events), top.get("deviceProperties"))
 
 
-def _read_text(path: str) -> str:
+
+
+def _read_text(path: str, max_bytes: int = MAX_TRACE_BYTES) -> str:
+    """The trace's JSON text. Refuses what is not a regular file (a FIFO would block, a device never
+    ends) and text over ``max_bytes``, also when a small gzip would expand past it."""
     p = Path(path)
-    if not p.is_file():
-        raise TraceError(f"{path}: no such file; pass a trace written by prof.export_chrome_trace()")
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise TraceError(f"{path}: no such file; pass a trace written by prof.export_chrome_trace()") from None
+    except OSError as exc:
+        raise TraceError(f"{path}: cannot read it ({exc.strerror or exc}); check the path and its permissions") from None
+    if not stat.S_ISREG(mode):
+        what = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket or other special file")
+        raise TraceError(f"{path}: not a regular file ({what}); pass a trace file written by prof.export_chrome_trace()")
+    too_big = (f"{path}: more than {max_bytes / 1e9:.3g} GB of JSON text; trim the trace (record fewer steps) "
+               f"or raise the limit (analyze_trace(..., max_bytes=))")
     try:
         with open(p, "rb") as fh:
             magic = fh.read(2)
-        if magic == b"\x1f\x8b":
-            with gzip.open(p, "rt", encoding="utf-8") as fh:
-                return fh.read()
-        with open(p, encoding="utf-8") as fh:
-            return fh.read()
+            fh.seek(0)
+            if magic == b"\x1f\x8b":
+                chunks, total = [], 0
+                with gzip.GzipFile(fileobj=fh) as gz:
+                    while chunk := gz.read(_CHUNK):  # bounded reads: a gzip bomb stops at the limit
+                        total += len(chunk)
+                        if total > max_bytes:
+                            raise TraceError(too_big.replace(": more than", ": expands to more than", 1))
+                        chunks.append(chunk)
+                data = b"".join(chunks)
+                del chunks
+            else:
+                data = fh.read(max_bytes + 1)
+                if len(data) > max_bytes:
+                    raise TraceError(too_big)
+        return data.decode("utf-8")
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise TraceError(
             f"{path}: the gzip stream is truncated or corrupt ({exc}); copy or export the trace again"
@@ -236,7 +266,8 @@ class _Collector:
         if role == _GPU:
             a = d.get("args") or _NO_ARGS
             self.rows[0].append((name, _GPU_KIND[cat.lower()], d["ts"], d["dur"], a.get("correlation", -1),
-                                 a.get("stream", d.get("tid")), a.get("device", d.get("pid")), a.get("bytes", np.nan)))
+                                 a.get("stream", d.get("tid")), a.get("device", d.get("pid")), a.get("bytes", np.nan),
+                                 d.get("pid")))
         elif role == _LAUNCH:
             a = d.get("args") or _NO_ARGS
             self.rows[1].append((name, _LAUNCH_KIND[cat.lower()], d["ts"], d["dur"], d.get("pid"), d.get("tid"),
@@ -254,13 +285,19 @@ class _Collector:
                 f"{self.path}: no GPU kernels in the trace (nothing to analyse); record it with "
                 f"activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]"
             )
-        g = _transpose(gpu_rows, 8)
+        g = _transpose(gpu_rows, 9)
         la = _transpose(launch_rows, 7)
         op = _transpose(op_rows, 5)
         rn = _transpose(rng_rows, 5)
         self.rows = None
         ts_us = [self._numbers(c[i], c[0], "ts") for c, i in ((g, 2), (la, 2), (op, 1), (rn, 1))]
         t0 = min(float(t.min()) for t in ts_us if len(t))
+        t1 = max(float(t.max()) for t in ts_us if len(t))
+        if t1 - t0 > MAX_SPAN_US:
+            raise TraceError(
+                f"{self.path}: events {(t1 - t0) / 3.156e13:.3g} years apart (ts {t0:.6g} to {t1:.6g} µs); the trace "
+                f"is malformed or merged from unrelated runs, export it again"
+            )
 
         def ns(us):
             return np.rint((us - t0) * NS_PER_US).astype(np.int64)
@@ -271,12 +308,16 @@ class _Collector:
         gpu = {
             "name": np.array(g[0], dtype=object), "kind": np.array(g[1], dtype=object),
             "ts": ns(ts_us[0]), "dur": dur(g[3], g[0]), "corr": _ints(g[4]),
-            "stream": np.array(g[5], dtype=object), "device": np.array(g[6], dtype=object),
-            "bytes_arg": np.array([b if isinstance(b, (int, float)) else np.nan for b in g[7]], dtype=float),
+            "stream": _ids(g[5], self.path, g[0], "stream"), "device": _ids(g[6], self.path, g[0], "device"),
+            "bytes_arg": np.array([b if isinstance(b, (int, float)) and not isinstance(b, bool) and abs(b) < 1e18
+                                   else np.nan for b in g[7]], dtype=float),
         }
         thread = _threads((la[4], la[5]), (op[3], op[4]), (rn[3], rn[4]))
+        gpu["unit"] = _codes(list(zip(g[8], g[6])))  # (pid, device) of a GPU event: one GPU as the trace names it
+        process = _codes(list(la[4]) + list(op[3]) + list(rn[3]))  # host process of each launch, op, range
         launch = {"name": np.array(la[0], dtype=object), "kind": np.array(la[1], dtype=object),
-                  "ts": ns(ts_us[1]), "dur": dur(la[3], la[0]), "thread": thread[0], "corr": _ints(la[6])}
+                  "ts": ns(ts_us[1]), "dur": dur(la[3], la[0]), "thread": thread[0], "corr": _ints(la[6]),
+                  "process": process[:len(la[4])]}
         ops = {"name": np.array(op[0], dtype=object), "ts": ns(ts_us[2]), "dur": dur(op[2], op[0]), "thread": thread[1]}
         rng = {"name": np.array(rn[0], dtype=object), "ts": ns(ts_us[3]), "dur": dur(rn[2], rn[0]), "thread": thread[2]}
         costs = _op_costs(self.costed, ops["name"])
@@ -285,17 +326,36 @@ class _Collector:
         return _Events(t0, span, gpu, launch, ops, rng, costs, n_events, names)
 
     def _numbers(self, values, names, key) -> np.ndarray:
+        """Times in µs as floats; a boolean, a string, a non-finite or an absurd value is an error."""
         try:
-            out = np.array(values, dtype=float)
-            if not np.isnan(out).any():
-                return out
-        except (TypeError, ValueError):
+            if not any(v is True or v is False for v in values):
+                out = np.array(values, dtype=float)
+                if np.isfinite(out).all() and (np.abs(out) < MAX_TIME_US).all():
+                    return out
+        except (TypeError, ValueError, OverflowError):
             pass
-        i = next(i for i, v in enumerate(values) if not isinstance(v, (int, float)) or v != v)
+        i = next(i for i, v in enumerate(values) if isinstance(v, bool) or not isinstance(v, (int, float))
+                 or not abs(v) < MAX_TIME_US)
+        what = "non-numeric" if isinstance(values[i], bool) or not isinstance(values[i], (int, float)) else "out-of-range"
         raise TraceError(
-            f"{self.path}: event '{str(names[i])[:60]}' has a non-numeric '{key}' ({values[i]!r}); "
+            f"{self.path}: event '{str(names[i])[:60]}' has a {what} '{key}' ({repr(values[i])[:40]}); "
             f"the trace is malformed, export it again"
         )
+
+
+def _ids(values, path, names, key) -> np.ndarray:
+    """A device or stream id per event as an object array of ints or strings; a list, an object or
+    a boolean is an error (it would group nothing right)."""
+    bad = next((i for i, v in enumerate(values) if v is not None and (isinstance(v, bool) or not isinstance(
+        v, (int, str)))), None)
+    if bad is not None:
+        raise TraceError(
+            f"{path}: GPU event '{str(names[bad])[:60]}' has a '{key}' that is a {type(values[bad]).__name__} "
+            f"({str(values[bad])[:40]}), not an id; the trace is malformed, export it again"
+        )
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
 
 
 _NO_ARGS = {}
@@ -326,6 +386,13 @@ def _ints(values) -> np.ndarray:
         return np.array(values, dtype=np.int64)
     except (TypeError, ValueError, OverflowError):  # a stray string or None: treat as absent
         return np.array([v if isinstance(v, int) and not isinstance(v, bool) else -1 for v in values], dtype=np.int64)
+
+
+def _codes(values: list) -> np.ndarray:
+    """0..n-1 per distinct value (ints, strings, None or tuples of them)."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return pd.factorize(pd.Series(out, dtype=object).map(repr), use_na_sentinel=False)[0].astype(np.int64)
 
 
 def _threads(*groups):
@@ -446,6 +513,46 @@ class _Joined:
     owner: np.ndarray  # per GPU event: index of the op whose cost it carries, -1 for none
     launch_end: np.ndarray  # per GPU event: launch end (ns), -1 for orphans
     step: np.ndarray  # per GPU event: ProfilerStep number, -1 for none
+    n_cross: tuple  # GPU events whose correlation id another process also used; GPUs whose process was a tie
+
+
+def _launch_of(gpu: dict, launch: dict):
+    """Per GPU event: the index of its launch call, -1 for an orphan; and (the number of GPU events
+    whose correlation id was also used by another process, the number of GPUs for which two
+    processes had as many matching launches: the join is then a guess, and the summary says so)."""
+    n = len(gpu["ts"])
+    out = np.full(n, -1, dtype=np.int64)
+    has = np.flatnonzero(launch["corr"] >= 0)
+    order = has[np.lexsort((launch["ts"][has], launch["corr"][has]))]  # by correlation, then start
+    corr = launch["corr"][order]
+    lo = np.searchsorted(corr, gpu["corr"], "left")
+    hi = np.searchsorted(corr, gpu["corr"], "right")
+    hi[gpu["corr"] < 0] = lo[gpu["corr"] < 0]
+    count = hi - lo
+    if not count.sum():
+        return out, (0, 0)
+    k = np.repeat(np.arange(n), count)  # every (GPU event, candidate launch) pair
+    cand = order[np.arange(len(k)) - np.repeat(np.cumsum(count) - count, count) + np.repeat(lo, count)]
+    proc = launch["process"][cand]
+    unit = gpu["unit"][k]
+    # each GPU unit's process: per kernel, a vote for the process of the latest call launched before the
+    # kernel started (a launch precedes its kernel, usually closely); the process with most votes wins
+    causal = np.flatnonzero(launch["ts"][cand] <= gpu["ts"][k])
+    latest = causal[np.lexsort((launch["ts"][cand[causal]], k[causal]))]
+    last = np.ones(len(latest), dtype=bool)
+    last[:-1] = k[latest][1:] != k[latest][:-1]
+    vote = latest[last]
+    votes = pd.DataFrame({"unit": unit[vote], "proc": proc[vote]}).value_counts().reset_index()
+    owner = votes.drop_duplicates("unit").set_index("unit")["proc"]
+    second = votes[votes.duplicated("unit")].drop_duplicates("unit").set_index("unit")["count"]
+    tied = int((second == votes.drop_duplicates("unit").set_index("unit")["count"].reindex(second.index)).sum())
+    mine = proc == owner.reindex(unit).to_numpy()
+    first = np.ones(int(mine.sum()), dtype=bool)
+    km = k[mine]
+    first[1:] = km[1:] != km[:-1]  # candidates are in start order: the first is the outer call
+    out[km[first]] = cand[mine][first]
+    n_procs = pd.Series(proc).groupby(k).nunique()
+    return out, (int((n_procs > 1).sum()), tied)
 
 
 def _join(ev: _Events) -> _Joined:
@@ -453,18 +560,11 @@ def _join(ev: _Events) -> _Joined:
     n, span = len(gpu["ts"]), ev.span
     none = np.full(n, -1, dtype=np.int64)
 
-    # 1. GPU event -> launch by correlation (of calls sharing one, the earliest: the outer call)
-    has = np.flatnonzero(launch["corr"] >= 0)
-    order = has[np.lexsort((launch["ts"][has], launch["corr"][has]))]
-    corr = launch["corr"][order]
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = corr[1:] != corr[:-1]
-    u_corr, u_idx = corr[first], order[first]
-    k_launch = none.copy()
-    if len(u_corr):
-        pos = np.minimum(np.searchsorted(u_corr, gpu["corr"]), len(u_corr) - 1)
-        found = (gpu["corr"] >= 0) & (u_corr[pos] == gpu["corr"])
-        k_launch[found] = u_idx[pos[found]]
+    # 1. GPU event -> launch by correlation, within one process: correlation ids count per process, so
+    #    a file holding several ranks repeats them. Each GPU (pid, device) is given the host process
+    #    whose launches share the most of its correlation ids; of that process's calls sharing a
+    #    kernel's id, the earliest (the outer call, where a runtime call wraps a driver call) is kept.
+    k_launch, cross = _launch_of(gpu, launch)
     f = np.flatnonzero(k_launch >= 0)
     li = k_launch[f]
     thread = launch["thread"][li]
@@ -513,7 +613,7 @@ def _join(ev: _Events) -> _Joined:
 
     return _Joined(
         launch=k_launch, op=k_op, rng=k_rng, rng_pairs=(np.concatenate(pairs_k), np.concatenate(pairs_r)),
-        owner=owner, launch_end=launch_end, step=step,
+        owner=owner, launch_end=launch_end, step=step, n_cross=cross,
     )
 
 
@@ -608,9 +708,8 @@ def _idle_before(gpu: dict, j: _Joined):
     device = pd.factorize(pd.Series(gpu["device"], dtype=object), use_na_sentinel=False)[0]
     order = np.lexsort((ts, device))
     d, t, e = device[order], ts[order], end[order]
-    span = int(end.max()) + 2
-    # running max of end within each device: offset each device so maxima never cross devices
-    ran_dry = np.maximum.accumulate(d.astype(np.int64) * span + e) - d.astype(np.int64) * span
+    # running max of end within each device (no key arithmetic: far-apart kernels cannot overflow it)
+    ran_dry = pd.Series(e).groupby(d).cummax().to_numpy()
     prev = np.empty_like(ran_dry)
     prev[1:] = ran_dry[:-1]
     first = np.ones(len(d), dtype=bool)
@@ -792,6 +891,9 @@ def _summary(ev: _Events, j: _Joined, kernels: pd.DataFrame, path: str, idle_hos
         "n_orphans": int(orphan.sum()),
         "orphan_time_s": float(kernels.loc[orphan, "dur_s"].sum()),
         "n_no_op": int(((j.op < 0) & (j.launch >= 0)).sum()),
+        "n_processes": len(np.unique(ev.launch["process"])),
+        "n_correlation_reused": j.n_cross[0],
+        "n_gpus_process_tied": j.n_cross[1],
         "trace_origin_us": ev.t0_us,
         "assumptions": assumptions,
     }
