@@ -330,3 +330,483 @@ def all_gather(n_elements_total, world, act_dtype):
         act_bytes_written=msg,
         comm_bytes=(world - 1) / world * msg,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# aten ops as a profiler trace records them
+#
+# torch.profiler with record_shapes=True writes, per aten op call, 'Input Dims' (a shape per
+# argument: [] for a non-tensor, a list of shapes for a TensorList), 'Input type' ('c10::BFloat16',
+# 'float', 'long int', 'Scalar', 'ScalarList', 'TensorList', '' for None ...) and 'Concrete Inputs'
+# (scalar arguments as text: '-1', 'True', '[-1]'). ATEN_COSTS maps an op name to a function of an
+# AtenCall that returns the Cost of one call, built from the formulas above where one fits, or
+# raises AtenShapeError when the recorded arguments are not of the form it reads; the trace then
+# reports that call with its GPU time and no count, never a count of zero.
+# Conventions, beyond 1-6 at the top of the file:
+#  a. Every tensor argument is read once at its recorded size (a broadcast input at its own size),
+#     and each output written once. A trace does not say which tensor is a weight: bytes are
+#     activation bytes, except a matmul's right operand and a norm's or embedding's parameters,
+#     which the formulas above count as weight bytes (the sum is the same).
+#  b. Element-wise FLOPs per output element: ATEN_ELEMENTWISE_FLOPS (each arithmetic or
+#     transcendental operation 1 FLOP, as ELEMENTWISE_FLOPS). Pure data movement (copy, cat,
+#     gather, where, fill) is 0 FLOP. A reduction counts 1 FLOP per element read (an add or a
+#     compare), mean one more per element written (the divide).
+#  c. The output has the element size of the first tensor argument, unless the op says otherwise
+#     (argmax and topk indices are int64).
+#  d. Attention: a top-left causal mask keeps min(i + 1, s_k) keys of query row i when
+#     'Concrete Inputs' records is_causal; else the full s_q x s_k (aten_causal_known says which).
+#     Backward counts five matmuls per kept score, as torch.utils.flop_counter does (2.13): the
+#     recomputed q k^T, dO v^T, P^T dO, dS k and dS^T q: 2 * (3 d + 2 d_v) FLOP per pair.
+
+# 'Input type' strings -> bytes per element, and the dtype names of dtypes.py (float types only)
+ATEN_ELEM_BYTES = {
+    "c10::BFloat16": 2, "c10::Half": 2, "float": 4, "double": 8, "c10::Float8_e4m3fn": 1,
+    "c10::Float8_e5m2": 1, "c10::Float8_e4m3fnuz": 1, "c10::Float8_e5m2fnuz": 1, "signed char": 1,
+    "unsigned char": 1, "bool": 1, "short int": 2, "int": 4, "long int": 8, "c10::complex<float>": 8,
+}
+ATEN_DTYPE = {
+    "c10::BFloat16": "bf16", "c10::Half": "fp16", "float": "fp32", "double": "fp64",
+    "c10::Float8_e4m3fn": "fp8", "c10::Float8_e5m2": "fp8", "c10::Float8_e4m3fnuz": "fp8",
+    "c10::Float8_e5m2fnuz": "fp8", "signed char": "int8",
+}
+INDEX_BYTES = 8  # int64 indices: what argmax and topk return
+
+
+class AtenShapeError(ValueError):
+    """An aten call's recorded arguments are not of the form its cost formula reads."""
+
+
+@dataclass(frozen=True)
+class AtenCall:
+    """One aten op call's recorded arguments: ``dims``, ``types`` and ``concrete`` per argument."""
+
+    dims: list
+    types: list
+    concrete: list = ()
+
+    def is_tensor(self, i) -> bool:
+        return i < len(self.types) and self.types[i] in ATEN_ELEM_BYTES and isinstance(self.dims[i], list)
+
+    def shape(self, i) -> list:
+        """The shape of tensor argument i; AtenShapeError when it is not a tensor."""
+        if not self.is_tensor(i):
+            raise AtenShapeError(f"argument {i} is not a tensor")
+        return [_dim(d) for d in self.dims[i]]
+
+    def elem_bytes(self, i) -> float:
+        self.shape(i)
+        return ATEN_ELEM_BYTES[self.types[i]]
+
+    def dtype(self, i=0) -> str:
+        """dtypes.py's name of tensor argument i's type (float types only)."""
+        try:
+            return ATEN_DTYPE[self.types[i]]
+        except (KeyError, IndexError):
+            raise AtenShapeError(f"argument {i} has no floating dtype") from None
+
+    def numel(self, i) -> int:
+        return _prod(self.shape(i))
+
+    def nbytes(self, i) -> float:
+        return self.numel(i) * self.elem_bytes(i)
+
+    def tensors(self) -> list:
+        """Indices of the tensor arguments."""
+        return [i for i in range(len(self.types)) if self.is_tensor(i)]
+
+    def tensor_list(self, i) -> list:
+        """The shapes of a TensorList argument."""
+        if i >= len(self.types) or self.types[i] != "TensorList" or not isinstance(self.dims[i], list):
+            raise AtenShapeError(f"argument {i} is not a TensorList")
+        return [[_dim(d) for d in shape] for shape in self.dims[i]]
+
+    def arg(self, i):
+        """Concrete argument i parsed: an int, a float, a bool, a list of ints; None when not recorded."""
+        if i >= len(self.concrete):
+            return None
+        text = str(self.concrete[i]).strip()
+        if text in ("", "None"):
+            return None
+        if text in ("True", "False"):
+            return text == "True"
+        try:
+            if text.startswith("[") and text.endswith("]"):
+                return [int(x) for x in text[1:-1].split(",") if x.strip()]
+            return int(text) if text.lstrip("-").isdigit() else float(text)
+        except ValueError:
+            raise AtenShapeError(f"argument {i} ({text[:20]!r}) is not a number") from None
+
+
+def _dim(d) -> int:
+    if isinstance(d, bool) or not isinstance(d, int) or d < 0:
+        raise AtenShapeError(f"dimension {d!r} is not a size")
+    return d
+
+
+def _prod(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _broadcast(*shapes) -> list:
+    """The broadcast shape of ``shapes`` (numpy's rule); AtenShapeError when they do not broadcast."""
+    ndim = max((len(s) for s in shapes), default=0)
+    out = []
+    for axis in range(-ndim, 0):
+        sizes = {s[axis] for s in shapes if len(s) >= -axis} - {1}
+        if len(sizes) > 1:
+            raise AtenShapeError(f"shapes {shapes} do not broadcast")
+        out.append(sizes.pop() if sizes else 1)
+    return out
+
+
+ATEN_COSTS = {}
+
+
+def aten_cost(*names):
+    """Register a cost function of an AtenCall under each aten op name; a second one is refused."""
+
+    def register(fn):
+        for name in names:
+            if name in ATEN_COSTS:
+                raise ValueError(f"aten cost '{name}' is registered twice")
+            ATEN_COSTS[name] = fn
+        return fn
+
+    return register
+
+
+# --- matmul-type: built from linear (a [m, k] @ b [k, n] is linear(m, k, n) with b as the weight)
+
+@aten_cost("aten::mm")
+def aten_mm(call: AtenCall) -> Cost:
+    """a [m, k] @ b [k, n] -> [m, n]."""
+    (m, k), (k2, n) = call.shape(0), call.shape(1)
+    _same(k, k2)
+    return linear(m, k, n, call.dtype(0), call.dtype(0))
+
+
+@aten_cost("aten::addmm")
+def aten_addmm(call: AtenCall) -> Cost:
+    """bias [n] or [m, n] + a [m, k] @ b [k, n] -> [m, n]; the add's FLOPs are not counted."""
+    mm = aten_mm(AtenCall(call.dims[1:3], call.types[1:3]))
+    return mm + Cost(act_bytes_read=call.nbytes(0))
+
+
+@aten_cost("aten::bmm")
+def aten_bmm(call: AtenCall) -> Cost:
+    """a [b, m, k] @ c [b, k, n] -> [b, m, n]: b matmuls, each with its own right operand."""
+    (b, m, k), (b2, k2, n) = call.shape(0), call.shape(1)
+    _same(k, k2)
+    _same(b, b2)
+    return linear(m, k, n, call.dtype(0), call.dtype(0)).scaled(b)
+
+
+@aten_cost("aten::baddbmm")
+def aten_baddbmm(call: AtenCall) -> Cost:
+    """self [b, m, n] (or broadcastable) + a [b, m, k] @ c [b, k, n] -> [b, m, n]."""
+    return aten_bmm(AtenCall(call.dims[1:3], call.types[1:3])) + Cost(act_bytes_read=call.nbytes(0))
+
+
+@aten_cost("aten::linear")
+def aten_linear(call: AtenCall) -> Cost:
+    """x [..., k] @ W^T (W [n, k]) (+ bias [n]) -> [..., n]."""
+    x, w = call.shape(0), call.shape(1)
+    if len(w) != 2 or not x:
+        raise AtenShapeError("linear needs x [..., k] and W [n, k]")
+    n, k = w
+    _same(x[-1], k)
+    bias = call.is_tensor(2)
+    return linear(_prod(x[:-1]), k, n, call.dtype(1), call.dtype(0), bias=bias,
+                  bias_dtype=call.dtype(2) if bias else "bf16")
+
+
+@aten_cost("aten::matmul")
+def aten_matmul(call: AtenCall) -> Cost:
+    """torch.matmul's rules: a [..., m, k] @ b [k, n] is linear; batch dims broadcast otherwise;
+    a 1-D operand gains (and loses) a unit dim."""
+    a, b = call.shape(0), call.shape(1)
+    if not a or not b:
+        raise AtenShapeError("matmul of a 0-d tensor")
+    if len(b) <= 2:
+        k, n = (b[0], 1) if len(b) == 1 else b
+        _same(a[-1], k)
+        return linear(_prod(a[:-1]), k, n, call.dtype(1), call.dtype(0))
+    a2 = [1] + a if len(a) == 1 else a
+    m, k = a2[-2:]
+    k2, n = b[-2:]
+    _same(k, k2)
+    batch = _prod(_broadcast(a2[:-2], b[:-2]))
+    return Cost(
+        flops=2.0 * batch * m * k * n,
+        act_bytes_read=call.nbytes(0) + call.nbytes(1),
+        act_bytes_written=batch * m * n * call.elem_bytes(0),
+    )
+
+
+@aten_cost("aten::_grouped_mm")
+def aten_grouped_mm(call: AtenCall) -> Cost:
+    """torch._grouped_mm (mixture-of-experts): a [tokens, k] @ b [g, k, n] with offs splitting the
+    tokens over g groups -> [tokens, n]; a [g, m, k] @ b [g, k, n] is a bmm; a [m, K] @ b [K, n]
+    with offs splitting K -> [g, m, n]. All of b is read (every group's weights)."""
+    a, b = call.shape(0), call.shape(1)
+    size = call.elem_bytes(0)
+    if len(a) == 2 and len(b) == 3:
+        (t, k), (g, k2, n) = a, b
+        _same(k, k2)
+        flops, out = 2.0 * t * k * n, t * n
+    elif len(a) == 3 and len(b) == 3:
+        (g, m, k), (g2, k2, n) = a, b
+        _same(k, k2)
+        _same(g, g2)
+        flops, out = 2.0 * g * m * k * n, g * m * n
+    elif len(a) == 2 and len(b) == 2 and call.is_tensor(2):
+        (m, k), (k2, n) = a, b
+        _same(k, k2)
+        g = _prod(call.shape(2))
+        flops, out = 2.0 * m * k * n, g * m * n
+    else:
+        raise AtenShapeError(f"_grouped_mm of shapes {a} and {b}")
+    return Cost(flops=flops, act_bytes_read=call.nbytes(0), weight_bytes_read=call.nbytes(1),
+                act_bytes_written=out * size)
+
+
+def _same(a, b):
+    if a != b:
+        raise AtenShapeError(f"inner sizes {a} and {b} differ")
+
+
+# --- attention: every SDPA backend's aten op, forward and backward
+
+def attention_flops(q, k, v, causal: bool, backward: bool = False) -> float:
+    """q [..., s_q, d] @ k^T [..., d, s_k] -> scores; scores @ v [..., s_k, d_v] -> [..., s_q, d_v].
+    FLOPs use the query heads (GQA: K/V heads are fewer); 2 FLOP per multiply-add (d + d_v per pair).
+    Equals flash_attention's 4 * d per pair when d_v == d. ``backward``: 2 * (3 d + 2 d_v) per pair."""
+    batch = _prod(q[:-2])
+    s_q, d, s_k, d_v = q[-2], q[-1], k[-2], v[-1]
+    if causal:  # row i of a top-left causal mask keeps min(i + 1, s_k) keys
+        kept = s_q * (s_q + 1) // 2 if s_q <= s_k else s_k * (s_k + 1) // 2 + (s_q - s_k) * s_k
+    else:
+        kept = s_q * s_k
+    return 2.0 * batch * kept * ((3 * d + 2 * d_v) if backward else (d + d_v))
+
+
+# the position of is_causal in each op's schema (torch.ops.aten.<op>.default._schema)
+ATEN_CAUSAL_INDEX = {
+    "aten::scaled_dot_product_attention": 5,
+    "aten::_scaled_dot_product_flash_attention": 4,
+    "aten::_scaled_dot_product_efficient_attention": 6,
+    "aten::_scaled_dot_product_cudnn_attention": 6,
+    "aten::_scaled_dot_product_flash_attention_backward": 11,
+    "aten::_scaled_dot_product_efficient_attention_backward": 11,
+    "aten::_scaled_dot_product_cudnn_attention_backward": 14,
+}
+
+
+def aten_causal_known(name: str, call: AtenCall) -> bool:
+    """Whether an attention call's is_causal was recorded (always True for other ops)."""
+    index = ATEN_CAUSAL_INDEX.get(name)
+    return index is None or isinstance(_arg_or_none(call, index), bool)
+
+
+def _arg_or_none(call, index):
+    try:
+        return call.arg(index)
+    except AtenShapeError:
+        return None
+
+
+def _sdpa(index):
+    def cost(call: AtenCall) -> Cost:
+        """q [b, h, s_q, d], k [b, h_kv, s_k, d], v [b, h_kv, s_k, d_v] -> o [b, h, s_q, d_v]."""
+        q, k, v = call.shape(0), call.shape(1), call.shape(2)
+        if min(len(q), len(k), len(v)) < 2:
+            raise AtenShapeError("attention needs [..., s, d] inputs")
+        causal = _arg_or_none(call, index) is True
+        out = _prod(q[:-1]) * v[-1] * call.elem_bytes(0)
+        return Cost(flops=attention_flops(q, k, v, causal),
+                    act_bytes_read=call.nbytes(0) + call.nbytes(1) + call.nbytes(2), act_bytes_written=out)
+    return cost
+
+
+def _sdpa_backward(index):
+    def cost(call: AtenCall) -> Cost:
+        """grad_out, q, k, v, out, logsumexp, ... -> grad_q, grad_k, grad_v: every tensor read."""
+        q, k, v = call.shape(1), call.shape(2), call.shape(3)
+        causal = _arg_or_none(call, index) is True
+        read = sum(call.nbytes(i) for i in call.tensors())
+        written = call.nbytes(1) + call.nbytes(2) + call.nbytes(3)
+        return Cost(flops=attention_flops(q, k, v, causal, backward=True), act_bytes_read=read,
+                    act_bytes_written=written)
+    return cost
+
+
+for _name, _index in ATEN_CAUSAL_INDEX.items():
+    aten_cost(_name)((_sdpa_backward if _name.endswith("_backward") else _sdpa)(_index))
+
+
+# --- element-wise, normalisation, reductions, data movement
+
+ATEN_ELEMENTWISE_FLOPS = {
+    **{f"aten::{op}{inplace}": 1 for op in ("add", "sub", "mul", "div", "neg", "rsqrt", "sqrt", "pow", "exp",
+                                             "log", "reciprocal", "relu", "clamp", "clamp_min", "tanh", "abs")
+       for inplace in ("", "_")},
+    "aten::silu": ELEMENTWISE_FLOPS["silu"], "aten::silu_": ELEMENTWISE_FLOPS["silu"],
+    "aten::sigmoid": 4,  # 1 / (1 + exp(-x)): negate, exp, add, divide
+    "aten::gelu": ELEMENTWISE_FLOPS["gelu"], "aten::gelu_": ELEMENTWISE_FLOPS["gelu"],
+    "aten::threshold_backward": 1,  # relu's backward: a compare-select
+    "aten::where": 0, "aten::masked_fill": 0, "aten::masked_fill_": 0,
+}
+
+
+def _pointwise(flops_per_element):
+    def cost(call: AtenCall) -> Cost:
+        """Tensor arguments broadcast to the output, which has the first tensor's element size."""
+        tensors = call.tensors()
+        if not tensors:
+            raise AtenShapeError("no tensor argument")
+        out = _prod(_broadcast(*(call.shape(i) for i in tensors)))
+        return elementwise_bytes(out, sum(call.nbytes(i) for i in tensors), out * call.elem_bytes(tensors[0]),
+                                 flops_per_element)
+    return cost
+
+
+def elementwise_bytes(n_out, bytes_read, bytes_written, flops_per_element) -> Cost:
+    """elementwise() for inputs of mixed sizes and element types: bytes given, FLOPs per output element."""
+    return Cost(flops=float(flops_per_element) * n_out, act_bytes_read=bytes_read, act_bytes_written=bytes_written)
+
+
+for _name, _flops in ATEN_ELEMENTWISE_FLOPS.items():
+    aten_cost(_name)(_pointwise(_flops))
+
+
+@aten_cost("aten::copy_")
+def aten_copy_(call: AtenCall) -> Cost:
+    """self.copy_(src): src read, self written (a dtype cast included). 0 FLOP."""
+    return elementwise_bytes(call.numel(0), call.nbytes(1), call.nbytes(0), 0)
+
+
+@aten_cost("aten::clone", "aten::contiguous")
+def aten_clone(call: AtenCall) -> Cost:
+    """A copy of self: read once, written once."""
+    return elementwise_bytes(call.numel(0), call.nbytes(0), call.nbytes(0), 0)
+
+
+@aten_cost("aten::fill_", "aten::zero_")
+def aten_fill_(call: AtenCall) -> Cost:
+    """self filled with a value: written once, nothing read."""
+    return elementwise_bytes(call.numel(0), 0.0, call.nbytes(0), 0)
+
+
+@aten_cost("aten::cat", "aten::stack")
+def aten_cat(call: AtenCall) -> Cost:
+    """cat(tensors, dim) / stack: every input read once, the result written once. The trace records
+    a TensorList's shapes but not its element type: costed only when a tensor argument (out=) gives it."""
+    n = sum(_prod(s) for s in call.tensor_list(0))
+    typed = call.tensors()
+    if not typed:
+        raise AtenShapeError("a TensorList's element type is not recorded")
+    size = call.elem_bytes(typed[0])
+    return elementwise_bytes(n, n * size, n * size, 0)
+
+
+def _reduced(call: AtenCall, dim_index: int) -> tuple:
+    """(elements read, elements written) of a reduction of argument 0 over the dims recorded at
+    dim_index ('[-1]', '1'; '[]' or None: all of them)."""
+    shape = call.shape(0)
+    dims = call.arg(dim_index)
+    if dims is None or dims == []:
+        return _prod(shape), 1
+    dims = [dims] if isinstance(dims, int) and not isinstance(dims, bool) else dims
+    if not isinstance(dims, list) or not shape:
+        raise AtenShapeError("reduction dims not recorded as integers")
+    kept = [s for axis, s in enumerate(shape) if axis not in {d % len(shape) for d in dims}]
+    return _prod(shape), _prod(kept)
+
+
+@aten_cost("aten::sum", "aten::amax", "aten::amin")
+def aten_sum(call: AtenCall) -> Cost:
+    """A reduction over the recorded dims: 1 FLOP (add or compare) per element read."""
+    n_in, n_out = _reduced(call, 1)
+    size = call.elem_bytes(0)
+    return elementwise_bytes(n_out, n_in * size, n_out * size, 0) + Cost(flops=float(n_in))
+
+
+@aten_cost("aten::mean")
+def aten_mean(call: AtenCall) -> Cost:
+    """A sum over the recorded dims, then one divide per element written."""
+    return aten_sum(call) + Cost(flops=float(_reduced(call, 1)[1]))
+
+
+@aten_cost("aten::argmax", "aten::argmin")
+def aten_argmax(call: AtenCall) -> Cost:
+    """1 compare per element read; int64 indices written (dim None: one)."""
+    n_in, n_out = _reduced(call, 1)
+    return Cost(flops=float(n_in), act_bytes_read=n_in * call.elem_bytes(0), act_bytes_written=n_out * INDEX_BYTES)
+
+
+@aten_cost("aten::topk")
+def aten_topk(call: AtenCall) -> Cost:
+    """topk(self, k, dim=-1): 1 compare per element read; k values and k int64 indices written per row."""
+    shape, k = call.shape(0), call.arg(1)
+    dim = call.arg(2)
+    if not isinstance(k, int) or not shape:
+        raise AtenShapeError("topk's k not recorded")
+    dim = -1 if dim is None else dim
+    rows = _prod(shape) // max(shape[dim], 1)
+    return Cost(flops=float(_prod(shape)), act_bytes_read=call.nbytes(0),
+                act_bytes_written=rows * k * (call.elem_bytes(0) + INDEX_BYTES))
+
+
+@aten_cost("aten::softmax", "aten::_softmax", "aten::log_softmax", "aten::_log_softmax")
+def aten_softmax(call: AtenCall) -> Cost:
+    """x -> softmax(x) over one dim, same shape: ELEMENTWISE_FLOPS['softmax'] per element."""
+    n = call.numel(0)
+    return elementwise_bytes(n, call.nbytes(0), call.nbytes(0), ELEMENTWISE_FLOPS["softmax"])
+
+
+def _norm(kind, weight_index):
+    def cost(call: AtenCall) -> Cost:
+        """x [..., hidden] normalised over the recorded normalized_shape (argument 1), scaled by a
+        weight (and bias) when given: norm() over tokens = numel / hidden."""
+        normalized = call.arg(1)
+        if not isinstance(normalized, list) or not normalized:
+            raise AtenShapeError("normalized_shape not recorded")
+        hidden = _prod(normalized)
+        c = norm(call.numel(0) // hidden, hidden, kind, call.dtype(0), call.dtype(0))
+        params = sum(call.nbytes(i) for i in (weight_index, weight_index + 1) if call.is_tensor(i))
+        return Cost(flops=c.flops, weight_bytes_read=params, act_bytes_read=c.act_bytes_read,
+                    act_bytes_written=c.act_bytes_written)
+    return cost
+
+
+aten_cost("aten::rms_norm", "aten::_fused_rms_norm")(_norm("rmsnorm", 2))
+aten_cost("aten::layer_norm", "aten::native_layer_norm")(_norm("layernorm", 2))
+
+
+@aten_cost("aten::embedding")
+def aten_embedding(call: AtenCall) -> Cost:
+    """embedding(weight [rows, hidden], indices [...]) -> [..., hidden]: embedding() plus the indices read."""
+    (rows, hidden), tokens = call.shape(0), call.numel(1)
+    c = embedding(tokens, rows, hidden, call.dtype(0), call.dtype(0))
+    return c + Cost(act_bytes_read=call.nbytes(1))
+
+
+@aten_cost("aten::index_select")
+def aten_index_select(call: AtenCall) -> Cost:
+    """index_select(self, dim, index [n]): n slices of self along dim read and written, plus the index."""
+    shape, dim, n = call.shape(0), call.arg(1), call.numel(2)
+    if not isinstance(dim, int) or isinstance(dim, bool) or not shape:
+        raise AtenShapeError("index_select's dim not recorded")
+    out = _prod(shape) // max(shape[dim], 1) * n
+    size = call.elem_bytes(0)
+    return elementwise_bytes(out, out * size + call.nbytes(2), out * size, 0)
+
+
+@aten_cost("aten::gather")
+def aten_gather(call: AtenCall) -> Cost:
+    """gather(self, dim, index) -> index's shape: one element of self read per index, the index read."""
+    out, size = call.numel(2), call.elem_bytes(0)
+    return elementwise_bytes(out, out * size + call.nbytes(2), out * size, 0)

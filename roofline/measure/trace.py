@@ -41,6 +41,7 @@ import gc
 import gzip
 import json
 import re
+import stat
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,10 +50,15 @@ import numpy as np
 import pandas as pd
 
 from roofline.errors import TraceError
+from roofline.formulas import ATEN_COSTS, ATEN_DTYPE, AtenCall, aten_causal_known
 from roofline.measure.measured import classify_measured
 from roofline.specs import load_spec
 
 NS_PER_US = 1000
+MAX_TRACE_BYTES = 4_000_000_000  # JSON text (after gunzip) read at most; analyze_trace(max_bytes=) raises it
+_CHUNK = 1 << 24
+MAX_TIME_US = 1e17  # 3,000 years of µs: a larger timestamp or duration is not a time
+MAX_SPAN_US = 4e15  # 126 years: events further apart overflow int64 nanoseconds
 S_PER_NS = 1e-9
 TOP_KERNELS = 3  # kernel names listed per op / range row
 
@@ -74,19 +80,6 @@ _BUCKET = {
 _GPU_KIND = {"kernel": "kernel", "gpu_memcpy": "memcpy", "memcpy": "memcpy", "gpu_memset": "memset", "memset": "memset"}
 _LAUNCH_KIND = {"cuda_runtime": "runtime", "runtime": "runtime", "cuda_driver": "driver", "driver": "driver"}
 
-# 'Input type' strings -> bytes per element, and the tensor-core dtype name the specs use.
-_ELEM_BYTES = {
-    "c10::BFloat16": 2, "c10::Half": 2, "float": 4, "double": 8, "c10::Float8_e4m3fn": 1,
-    "c10::Float8_e5m2": 1, "c10::Float8_e4m3fnuz": 1, "c10::Float8_e5m2fnuz": 1, "signed char": 1,
-    "unsigned char": 1, "bool": 1, "short int": 2, "int": 4, "long int": 8, "c10::complex<float>": 8,
-}
-_COMPUTE_DTYPE = {
-    "c10::BFloat16": "bf16", "c10::Half": "fp16", "float": "fp32", "double": "fp64",
-    "c10::Float8_e4m3fn": "fp8", "c10::Float8_e5m2": "fp8", "c10::Float8_e4m3fnuz": "fp8",
-    "c10::Float8_e5m2fnuz": "fp8", "signed char": "int8",
-}
-
-
 @dataclass(frozen=True, eq=False)
 class TraceAnalysis:
     """What ``analyze_trace`` found. Times in seconds from the trace's first event; see the frames' docs there."""
@@ -98,7 +91,7 @@ class TraceAnalysis:
     summary: dict
 
 
-def analyze_trace(path, spec) -> TraceAnalysis:
+def analyze_trace(path, spec, max_bytes: int = MAX_TRACE_BYTES) -> TraceAnalysis:
     """Read, join and classify one torch.profiler trace (``.json`` or ``.json.gz``).
 
     ``spec`` is a ``HardwareSpec`` (or a name/path ``load_spec`` accepts) whose ceilings classify.
@@ -124,7 +117,7 @@ def analyze_trace(path, spec) -> TraceAnalysis:
     """
     spec = load_spec(spec)
     path = str(path)
-    ev = _read_events(path)
+    ev = _read_events(path, max_bytes)
     joined = _join(ev)
     idle_ns, host_bound = _idle_before(ev.gpu, joined)
     kernels = _kernels_frame(ev, joined, idle_ns, host_bound)
@@ -144,8 +137,8 @@ def analyze_trace(path, spec) -> TraceAnalysis:
 # ----------------------------------------------------------------------------------------------
 # reading: one json.loads whose object_hook keeps the fields that matter and drops everything else
 
-def _read_events(path: str) -> "_Events":
-    text = _read_text(path)
+def _read_events(path: str, max_bytes: int = MAX_TRACE_BYTES) -> "_Events":
+    text = _read_text(path, max_bytes)
     keep = _Collector(path)
     was_enabled = gc.isenabled()
     gc.disable()  # millions of short-lived dicts: the cyclic collector would rescan the kept rows again and again
@@ -179,18 +172,43 @@ def _read_events(path: str) -> "_Events":
     return keep.columns(len(events), top.get("deviceProperties"))
 
 
-def _read_text(path: str) -> str:
+
+
+def _read_text(path: str, max_bytes: int = MAX_TRACE_BYTES) -> str:
+    """The trace's JSON text. Refuses what is not a regular file (a FIFO would block, a device never
+    ends) and text over ``max_bytes``, also when a small gzip would expand past it."""
     p = Path(path)
-    if not p.is_file():
-        raise TraceError(f"{path}: no such file; pass a trace written by prof.export_chrome_trace()")
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise TraceError(f"{path}: no such file; pass a trace written by prof.export_chrome_trace()") from None
+    except OSError as exc:
+        raise TraceError(f"{path}: cannot read it ({exc.strerror or exc}); check the path and its permissions") from None
+    if not stat.S_ISREG(mode):
+        what = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket or other special file")
+        raise TraceError(f"{path}: not a regular file ({what}); pass a trace file written by prof.export_chrome_trace()")
+    too_big = (f"{path}: more than {max_bytes / 1e9:.3g} GB of JSON text; trim the trace (record fewer steps) "
+               f"or raise the limit (analyze_trace(..., max_bytes=))")
     try:
         with open(p, "rb") as fh:
             magic = fh.read(2)
-        if magic == b"\x1f\x8b":
-            with gzip.open(p, "rt", encoding="utf-8") as fh:
-                return fh.read()
-        with open(p, encoding="utf-8") as fh:
-            return fh.read()
+            fh.seek(0)
+            if magic == b"\x1f\x8b":
+                chunks, total = [], 0
+                with gzip.GzipFile(fileobj=fh) as gz:
+                    while chunk := gz.read(_CHUNK):  # bounded reads: a gzip bomb stops at the limit
+                        total += len(chunk)
+                        if total > max_bytes:
+                            raise TraceError(too_big.replace(": more than", ": expands to more than", 1))
+                        chunks.append(chunk)
+                data = b"".join(chunks)
+                del chunks
+            else:
+                data = fh.read(max_bytes + 1)
+                if len(data) > max_bytes:
+                    raise TraceError(too_big)
+        return data.decode("utf-8")
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise TraceError(
             f"{path}: the gzip stream is truncated or corrupt ({exc}); copy or export the trace again"
@@ -248,14 +266,15 @@ class _Collector:
         if role == _GPU:
             a = d.get("args") or _NO_ARGS
             self.rows[0].append((name, _GPU_KIND[cat.lower()], d["ts"], d["dur"], a.get("correlation", -1),
-                                 a.get("stream", d.get("tid")), a.get("device", d.get("pid")), a.get("bytes", np.nan)))
+                                 a.get("stream", d.get("tid")), a.get("device", d.get("pid")), a.get("bytes", np.nan),
+                                 d.get("pid")))
         elif role == _LAUNCH:
             a = d.get("args") or _NO_ARGS
             self.rows[1].append((name, _LAUNCH_KIND[cat.lower()], d["ts"], d["dur"], d.get("pid"), d.get("tid"),
                                  a.get("correlation", -1)))
         else:
             rows = self.rows[role]
-            if role == _OP and name in _COSTS:
+            if role == _OP and name in ATEN_COSTS:
                 self.costed.append((len(rows), d.get("args") or _NO_ARGS))
             rows.append((name, d["ts"], d["dur"], d.get("pid"), d.get("tid")))
 
@@ -266,13 +285,19 @@ class _Collector:
                 f"{self.path}: no GPU kernels in the trace (nothing to analyse); record it with "
                 f"activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]"
             )
-        g = _transpose(gpu_rows, 8)
+        g = _transpose(gpu_rows, 9)
         la = _transpose(launch_rows, 7)
         op = _transpose(op_rows, 5)
         rn = _transpose(rng_rows, 5)
         self.rows = None
         ts_us = [self._numbers(c[i], c[0], "ts") for c, i in ((g, 2), (la, 2), (op, 1), (rn, 1))]
         t0 = min(float(t.min()) for t in ts_us if len(t))
+        t1 = max(float(t.max()) for t in ts_us if len(t))
+        if t1 - t0 > MAX_SPAN_US:
+            raise TraceError(
+                f"{self.path}: events {(t1 - t0) / 3.156e13:.3g} years apart (ts {t0:.6g} to {t1:.6g} µs); the trace "
+                f"is malformed or merged from unrelated runs, export it again"
+            )
 
         def ns(us):
             return np.rint((us - t0) * NS_PER_US).astype(np.int64)
@@ -283,12 +308,16 @@ class _Collector:
         gpu = {
             "name": np.array(g[0], dtype=object), "kind": np.array(g[1], dtype=object),
             "ts": ns(ts_us[0]), "dur": dur(g[3], g[0]), "corr": _ints(g[4]),
-            "stream": np.array(g[5], dtype=object), "device": np.array(g[6], dtype=object),
-            "bytes_arg": np.array([b if isinstance(b, (int, float)) else np.nan for b in g[7]], dtype=float),
+            "stream": _ids(g[5], self.path, g[0], "stream"), "device": _ids(g[6], self.path, g[0], "device"),
+            "bytes_arg": np.array([b if isinstance(b, (int, float)) and not isinstance(b, bool) and abs(b) < 1e18
+                                   else np.nan for b in g[7]], dtype=float),
         }
         thread = _threads((la[4], la[5]), (op[3], op[4]), (rn[3], rn[4]))
+        gpu["unit"] = _codes(list(zip(g[8], g[6])))  # (pid, device) of a GPU event: one GPU as the trace names it
+        process = _codes(list(la[4]) + list(op[3]) + list(rn[3]))  # host process of each launch, op, range
         launch = {"name": np.array(la[0], dtype=object), "kind": np.array(la[1], dtype=object),
-                  "ts": ns(ts_us[1]), "dur": dur(la[3], la[0]), "thread": thread[0], "corr": _ints(la[6])}
+                  "ts": ns(ts_us[1]), "dur": dur(la[3], la[0]), "thread": thread[0], "corr": _ints(la[6]),
+                  "process": process[:len(la[4])]}
         ops = {"name": np.array(op[0], dtype=object), "ts": ns(ts_us[2]), "dur": dur(op[2], op[0]), "thread": thread[1]}
         rng = {"name": np.array(rn[0], dtype=object), "ts": ns(ts_us[3]), "dur": dur(rn[2], rn[0]), "thread": thread[2]}
         costs = _op_costs(self.costed, ops["name"])
@@ -297,17 +326,36 @@ class _Collector:
         return _Events(t0, span, gpu, launch, ops, rng, costs, n_events, names)
 
     def _numbers(self, values, names, key) -> np.ndarray:
+        """Times in µs as floats; a boolean, a string, a non-finite or an absurd value is an error."""
         try:
-            out = np.array(values, dtype=float)
-            if not np.isnan(out).any():
-                return out
-        except (TypeError, ValueError):
+            if not any(v is True or v is False for v in values):
+                out = np.array(values, dtype=float)
+                if np.isfinite(out).all() and (np.abs(out) < MAX_TIME_US).all():
+                    return out
+        except (TypeError, ValueError, OverflowError):
             pass
-        i = next(i for i, v in enumerate(values) if not isinstance(v, (int, float)) or v != v)
+        i = next(i for i, v in enumerate(values) if isinstance(v, bool) or not isinstance(v, (int, float))
+                 or not abs(v) < MAX_TIME_US)
+        what = "non-numeric" if isinstance(values[i], bool) or not isinstance(values[i], (int, float)) else "out-of-range"
         raise TraceError(
-            f"{self.path}: event '{str(names[i])[:60]}' has a non-numeric '{key}' ({values[i]!r}); "
+            f"{self.path}: event '{str(names[i])[:60]}' has a {what} '{key}' ({repr(values[i])[:40]}); "
             f"the trace is malformed, export it again"
         )
+
+
+def _ids(values, path, names, key) -> np.ndarray:
+    """A device or stream id per event as an object array of ints or strings; a list, an object or
+    a boolean is an error (it would group nothing right)."""
+    bad = next((i for i, v in enumerate(values) if v is not None and (isinstance(v, bool) or not isinstance(
+        v, (int, str)))), None)
+    if bad is not None:
+        raise TraceError(
+            f"{path}: GPU event '{str(names[bad])[:60]}' has a '{key}' that is a {type(values[bad]).__name__} "
+            f"({str(values[bad])[:40]}), not an id; the trace is malformed, export it again"
+        )
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
 
 
 _NO_ARGS = {}
@@ -340,6 +388,13 @@ def _ints(values) -> np.ndarray:
         return np.array([v if isinstance(v, int) and not isinstance(v, bool) else -1 for v in values], dtype=np.int64)
 
 
+def _codes(values: list) -> np.ndarray:
+    """0..n-1 per distinct value (ints, strings, None or tuples of them)."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return pd.factorize(pd.Series(out, dtype=object).map(repr), use_na_sentinel=False)[0].astype(np.int64)
+
+
 def _threads(*groups):
     """One integer per host thread (pid, tid), shared by all groups; pids/tids may be ints or strings."""
     pids = [p for g in groups for p in g[0]]
@@ -360,123 +415,36 @@ def _threads(*groups):
 
 
 # ----------------------------------------------------------------------------------------------
-# FLOPs and minimum bytes of the ops whose shapes say it all
-#
-# Conventions: one multiply-add = 2 FLOP; minimum bytes = every tensor input read once plus every
-# output written once, at the element size 'Input type' names (outputs in the first input's type).
-# Attention counts the score entries a causal mask keeps when 'Concrete Inputs' records is_causal
-# (PyTorch's top-left aligned mask), else the full s_q x s_k (and the summary says so); backward
-# counts 2x the forward matmuls, as torch.utils.flop_counter does (recompute not counted).
+# FLOPs and minimum bytes: formulas.ATEN_COSTS, one function per aten op, from the recorded shapes
 
-_COSTS = {}
-
-
-def _cost(*names):
-    def register(fn):
-        for name in names:
-            if name in _COSTS:
-                raise ValueError(f"duplicate cost formula for {name}")
-            _COSTS[name] = fn
-        return fn
-    return register
-
-
-@_cost("aten::mm")
-def _mm(dims, concrete):
-    (m, k), (_, n) = dims[0], dims[1]  # a [m, k] @ b [k, n] -> [m, n]
-    return 2 * m * k * n, [[m, n]], True
-
-
-@_cost("aten::addmm")
-def _addmm(dims, concrete):
-    (m, k), (_, n) = dims[1], dims[2]  # bias [n] or [m, n] + a [m, k] @ b [k, n] -> [m, n]
-    return 2 * m * k * n, [[m, n]], True
-
-
-@_cost("aten::bmm")
-def _bmm(dims, concrete):
-    (b, m, k), (_, _, n) = dims[0], dims[1]  # a [b, m, k] @ c [b, k, n] -> [b, m, n]
-    return 2 * b * m * k * n, [[b, m, n]], True
-
-
-@_cost("aten::baddbmm")
-def _baddbmm(dims, concrete):
-    (b, m, k), (_, _, n) = dims[1], dims[2]  # self [b, m, n] + a [b, m, k] @ c [b, k, n] -> [b, m, n]
-    return 2 * b * m * k * n, [[b, m, n]], True
-
-
-def _attention(q, k, v, causal):
-    """q [..., s_q, d] @ k^T [..., d, s_k] -> scores; scores @ v [..., s_k, d_v] -> [..., s_q, d_v]."""
-    batch = int(np.prod(q[:-2], dtype=np.int64))  # query heads (GQA: K/V heads are fewer)
-    s_q, d, s_k, d_v = q[-2], q[-1], k[-2], v[-1]
-    if causal:  # row i of a top-left causal mask keeps min(i + 1, s_k) keys
-        kept = s_q * (s_q + 1) // 2 if s_q <= s_k else s_k * (s_k + 1) // 2 + (s_q - s_k) * s_k
-    else:
-        kept = s_q * s_k
-    return 2 * batch * kept * (d + d_v)
-
-
-def _causal(concrete, index):
-    """is_causal from 'Concrete Inputs' (recorded since PyTorch ~2.4); None when not recorded."""
-    if concrete is None or index >= len(concrete) or concrete[index] not in ("True", "False"):
-        return None
-    return concrete[index] == "True"
-
-
-def _sdpa(index):
-    def cost(dims, concrete):
-        q, k, v = dims[0], dims[1], dims[2]
-        causal = _causal(concrete, index)
-        return _attention(q, k, v, bool(causal)), [q[:-1] + [v[-1]]], causal is not None
-    return cost
-
-
-def _sdpa_backward(index):
-    def cost(dims, concrete):
-        q, k, v = dims[1], dims[2], dims[3]  # inputs: grad_out, query, key, value, ...
-        causal = _causal(concrete, index)
-        return 2 * _attention(q, k, v, bool(causal)), [q, k, v], causal is not None
-    return cost
-
-
-# the position of is_causal in each op's schema (torch.ops.aten.<op>.default._schema)
-_cost("aten::scaled_dot_product_attention")(_sdpa(5))
-_cost("aten::_scaled_dot_product_flash_attention")(_sdpa(4))
-_cost("aten::_scaled_dot_product_efficient_attention")(_sdpa(6))
-_cost("aten::_scaled_dot_product_cudnn_attention")(_sdpa(6))
-_cost("aten::_scaled_dot_product_flash_attention_backward")(_sdpa_backward(11))
-_cost("aten::_scaled_dot_product_efficient_attention_backward")(_sdpa_backward(11))
-_cost("aten::_scaled_dot_product_cudnn_attention_backward")(_sdpa_backward(14))
-COSTED_OPS = tuple(_COSTS)
+COSTED_OPS = tuple(ATEN_COSTS)
 
 
 def _op_costs(costed, names) -> dict:
     """op index -> (flops, bytes, compute_dtype, complete) for the (index, args) given; ops whose
-    shapes were not recorded (record_shapes=False) or do not fit the formula are left out."""
+    shapes were not recorded (record_shapes=False) or do not fit the formula are left out (and
+    reported uncosted). ``complete`` is False for attention whose is_causal was not recorded."""
     out = {}
     for i, args in costed:
         if not isinstance(args, dict):
             continue
         dims = args.get("Input Dims", args.get("Input dims"))
         types = args.get("Input type", args.get("Input types"))
-        if not isinstance(dims, list) or not isinstance(types, list):
+        if not isinstance(dims, list) or not isinstance(types, list) or len(dims) != len(types):
             continue
+        concrete = args.get("Concrete Inputs")
+        call = AtenCall(dims, types, concrete if isinstance(concrete, list) else ())
+        name = names[i]
         try:
-            flops, outputs, causal_known = _COSTS[names[i]](dims, args.get("Concrete Inputs"))
-            size = _ELEM_BYTES[types[0]]
-            read = sum(_numel(d) * _ELEM_BYTES[t] for d, t in zip(dims, types) if t in _ELEM_BYTES)
-            written = sum(_numel(o) for o in outputs) * size
-        except (ValueError, TypeError, IndexError, KeyError):  # shapes not of the form the formula reads
+            cost = ATEN_COSTS[name](call)
+            flops, nbytes = float(cost.flops), float(cost.bytes_read + cost.bytes_written)
+        except (ValueError, TypeError, IndexError, KeyError, OverflowError, ZeroDivisionError):
+            continue  # shapes not of the form the formula reads (AtenShapeError is a ValueError)
+        if not (np.isfinite(flops) and np.isfinite(nbytes)):
             continue
-        out[int(i)] = (float(flops), float(read + written), _COMPUTE_DTYPE.get(types[0]), causal_known)
+        dtype = ATEN_DTYPE.get(types[0]) if types and isinstance(types[0], str) else None
+        out[int(i)] = (flops, nbytes, dtype, aten_causal_known(name, call))
     return out
-
-
-def _numel(dims) -> int:
-    n = 1
-    for d in dims:
-        n *= int(d)
-    return n
 
 
 # ----------------------------------------------------------------------------------------------
@@ -545,6 +513,46 @@ class _Joined:
     owner: np.ndarray  # per GPU event: index of the op whose cost it carries, -1 for none
     launch_end: np.ndarray  # per GPU event: launch end (ns), -1 for orphans
     step: np.ndarray  # per GPU event: ProfilerStep number, -1 for none
+    n_cross: tuple  # GPU events whose correlation id another process also used; GPUs whose process was a tie
+
+
+def _launch_of(gpu: dict, launch: dict):
+    """Per GPU event: the index of its launch call, -1 for an orphan; and (the number of GPU events
+    whose correlation id was also used by another process, the number of GPUs for which two
+    processes had as many matching launches: the join is then a guess, and the summary says so)."""
+    n = len(gpu["ts"])
+    out = np.full(n, -1, dtype=np.int64)
+    has = np.flatnonzero(launch["corr"] >= 0)
+    order = has[np.lexsort((launch["ts"][has], launch["corr"][has]))]  # by correlation, then start
+    corr = launch["corr"][order]
+    lo = np.searchsorted(corr, gpu["corr"], "left")
+    hi = np.searchsorted(corr, gpu["corr"], "right")
+    hi[gpu["corr"] < 0] = lo[gpu["corr"] < 0]
+    count = hi - lo
+    if not count.sum():
+        return out, (0, 0)
+    k = np.repeat(np.arange(n), count)  # every (GPU event, candidate launch) pair
+    cand = order[np.arange(len(k)) - np.repeat(np.cumsum(count) - count, count) + np.repeat(lo, count)]
+    proc = launch["process"][cand]
+    unit = gpu["unit"][k]
+    # each GPU unit's process: per kernel, a vote for the process of the latest call launched before the
+    # kernel started (a launch precedes its kernel, usually closely); the process with most votes wins
+    causal = np.flatnonzero(launch["ts"][cand] <= gpu["ts"][k])
+    latest = causal[np.lexsort((launch["ts"][cand[causal]], k[causal]))]
+    last = np.ones(len(latest), dtype=bool)
+    last[:-1] = k[latest][1:] != k[latest][:-1]
+    vote = latest[last]
+    votes = pd.DataFrame({"unit": unit[vote], "proc": proc[vote]}).value_counts().reset_index()
+    owner = votes.drop_duplicates("unit").set_index("unit")["proc"]
+    second = votes[votes.duplicated("unit")].drop_duplicates("unit").set_index("unit")["count"]
+    tied = int((second == votes.drop_duplicates("unit").set_index("unit")["count"].reindex(second.index)).sum())
+    mine = proc == owner.reindex(unit).to_numpy()
+    first = np.ones(int(mine.sum()), dtype=bool)
+    km = k[mine]
+    first[1:] = km[1:] != km[:-1]  # candidates are in start order: the first is the outer call
+    out[km[first]] = cand[mine][first]
+    n_procs = pd.Series(proc).groupby(k).nunique()
+    return out, (int((n_procs > 1).sum()), tied)
 
 
 def _join(ev: _Events) -> _Joined:
@@ -552,18 +560,11 @@ def _join(ev: _Events) -> _Joined:
     n, span = len(gpu["ts"]), ev.span
     none = np.full(n, -1, dtype=np.int64)
 
-    # 1. GPU event -> launch by correlation (of calls sharing one, the earliest: the outer call)
-    has = np.flatnonzero(launch["corr"] >= 0)
-    order = has[np.lexsort((launch["ts"][has], launch["corr"][has]))]
-    corr = launch["corr"][order]
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = corr[1:] != corr[:-1]
-    u_corr, u_idx = corr[first], order[first]
-    k_launch = none.copy()
-    if len(u_corr):
-        pos = np.minimum(np.searchsorted(u_corr, gpu["corr"]), len(u_corr) - 1)
-        found = (gpu["corr"] >= 0) & (u_corr[pos] == gpu["corr"])
-        k_launch[found] = u_idx[pos[found]]
+    # 1. GPU event -> launch by correlation, within one process: correlation ids count per process, so
+    #    a file holding several ranks repeats them. Each GPU (pid, device) is given the host process
+    #    whose launches share the most of its correlation ids; of that process's calls sharing a
+    #    kernel's id, the earliest (the outer call, where a runtime call wraps a driver call) is kept.
+    k_launch, cross = _launch_of(gpu, launch)
     f = np.flatnonzero(k_launch >= 0)
     li = k_launch[f]
     thread = launch["thread"][li]
@@ -590,6 +591,7 @@ def _join(ev: _Events) -> _Joined:
         sub = _Nest(op["thread"][costed], op["ts"][costed], end, span)
         hit = sub.at_depth(thread, mid, np.zeros(len(f), dtype=np.int64))
         owner[f] = np.where(hit >= 0, costed[np.maximum(hit, 0)], -1)
+    owner[(gpu["kind"] == "memcpy") & ~_is_dtod(gpu["name"])] = -1  # a host or peer copy is not HBM traffic
 
     # ProfilerStep#N: a range (an op in old traces); launches from any thread count, orphans by start
     step = none.copy()
@@ -611,7 +613,7 @@ def _join(ev: _Events) -> _Joined:
 
     return _Joined(
         launch=k_launch, op=k_op, rng=k_rng, rng_pairs=(np.concatenate(pairs_k), np.concatenate(pairs_r)),
-        owner=owner, launch_end=launch_end, step=step,
+        owner=owner, launch_end=launch_end, step=step, n_cross=cross,
     )
 
 
@@ -641,6 +643,11 @@ def short_name(kernel: str) -> str:
     name = name[5:] if name.startswith("void ") else name
     cut = min((i for i in (name.find("<"), name.find("(")) if i > 0), default=len(name))
     return name[:cut]
+
+
+def _is_dtod(names: np.ndarray) -> np.ndarray:
+    """Device-to-device copies (CUDA 'Memcpy DtoD', ROCm 'CopyDeviceToDevice')."""
+    return _per_name(names, lambda n: "DtoD" in n or "DeviceToDevice" in n, dtype=bool)
 
 
 def _is_comm(names: np.ndarray) -> np.ndarray:
@@ -701,9 +708,8 @@ def _idle_before(gpu: dict, j: _Joined):
     device = pd.factorize(pd.Series(gpu["device"], dtype=object), use_na_sentinel=False)[0]
     order = np.lexsort((ts, device))
     d, t, e = device[order], ts[order], end[order]
-    span = int(end.max()) + 2
-    # running max of end within each device: offset each device so maxima never cross devices
-    ran_dry = np.maximum.accumulate(d.astype(np.int64) * span + e) - d.astype(np.int64) * span
+    # running max of end within each device (no key arithmetic: far-apart kernels cannot overflow it)
+    ran_dry = pd.Series(e).groupby(d).cummax().to_numpy()
     prev = np.empty_like(ran_dry)
     prev[1:] = ran_dry[:-1]
     first = np.ones(len(d), dtype=bool)
@@ -742,7 +748,7 @@ def _kernel_costs(ev: _Events, j: _Joined):
         cost_op[has] = ev.op["name"][owners]
     alone = ~has
     memset = alone & (gpu["kind"] == "memset")
-    dtod = alone & (gpu["kind"] == "memcpy") & _per_name(gpu["name"], lambda n: "DtoD" in n, dtype=bool)
+    dtod = alone & (gpu["kind"] == "memcpy") & _is_dtod(gpu["name"])
     flops[memset | dtod] = 0.0
     nbytes[memset] = gpu["bytes_arg"][memset]  # written once
     nbytes[dtod] = 2 * gpu["bytes_arg"][dtod]  # read and written
@@ -855,8 +861,10 @@ def _summary(ev: _Events, j: _Joined, kernels: pd.DataFrame, path: str, idle_hos
     incomplete = {i for i, c in ev.costs.items() if not c[3]}
     n_causal_unknown = int(pd.Series(np.unique(j.owner[j.owner >= 0])).isin(incomplete).sum())
     assumptions = [
-        "FLOPs and minimum bytes are counted for " + ", ".join(COSTED_OPS) + " when the trace has their "
-        "shapes (record_shapes=True); one multiply-add = 2 FLOP; other kernels have no count",
+        f"FLOPs and minimum bytes are counted for the {len(COSTED_OPS)} aten ops of formulas.ATEN_COSTS "
+        "(matmuls, attention, element-wise, norms, reductions, copies, gathers) when the trace has their "
+        "shapes (record_shapes=True); one multiply-add = 2 FLOP; other kernels are reported with their "
+        "time and no count; host and peer copies carry no HBM bytes",
     ]
     if n_causal_unknown:
         assumptions.append(
@@ -883,6 +891,9 @@ def _summary(ev: _Events, j: _Joined, kernels: pd.DataFrame, path: str, idle_hos
         "n_orphans": int(orphan.sum()),
         "orphan_time_s": float(kernels.loc[orphan, "dur_s"].sum()),
         "n_no_op": int(((j.op < 0) & (j.launch >= 0)).sum()),
+        "n_processes": len(np.unique(ev.launch["process"])),
+        "n_correlation_reused": j.n_cross[0],
+        "n_gpus_process_tied": j.n_cross[1],
         "trace_origin_us": ev.t0_us,
         "assumptions": assumptions,
     }
