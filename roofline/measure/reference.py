@@ -48,6 +48,7 @@ from torch.profiler import record_function
 
 from roofline.config import ModelConfig, Workload, check_fit
 from roofline.errors import ConfigError
+from roofline.transformer import model_ops
 
 TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 NORM_EPS = 1e-5
@@ -517,3 +518,8 @@ def decode_context(w: Workload) -> int:
         return int(round(w.prompt_len[0] + (w.gen_tokens + 1) / 2))
     return int(w.prompt_len[0])
 
+
+def op_names(config: ModelConfig, workload: Workload, phase: str) -> list:
+    """The names of the ranges the reference runs for ``phase``, in model order: the op names of
+    ``roofline.transformer.model_ops`` (the structure of the model; no count or cost is read)."""
+    return [op.name for op in model_ops(config, workload, phase, 1.0, 1.0, 1.0)]
