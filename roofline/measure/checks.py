@@ -20,7 +20,8 @@ NOT_MEASURED = "not measured: the reference model runs bf16/fp16 weights on one 
 def step_time(run, phase: str, column: str) -> float:
     """One figure of ``run.steps`` (a MeasuredRun) for ``phase``, e.g. 'eager_step_ref_s'."""
     steps = run.steps
-    return float(steps.loc[steps["phase"] == phase, column].iloc[0])
+    value = steps.loc[steps["phase"] == phase, column].iloc[0]
+    return float("nan") if value is None else float(value)
 
 
 def measure_suggestions(model, workload, spec, advice: pd.DataFrame, baseline, layers: int = 2,
@@ -41,8 +42,13 @@ def measure_suggestions(model, workload, spec, advice: pd.DataFrame, baseline, l
             row["measured"] = True
             row["baseline_s"] = step_time(baseline, phase, "eager_step_ref_s")
             if "cuda_graph" in overrides:
-                row["changed_s"] = step_time(baseline, phase, "graph_step_ref_s")
-                row["how"] = "eager step vs CUDA-graph replay of the same reference step (CUDA events)"
+                graph = step_time(baseline, phase, "graph_step_ref_s")
+                if graph != graph:  # no replay: a CPU run, or a step that could not be captured
+                    row.update(measured=False, baseline_s=float("nan"),
+                               how="not measured: the profile has no CUDA-graph replay of this step")
+                else:
+                    row["changed_s"] = graph
+                    row["how"] = "eager step vs CUDA-graph replay of the same reference step (CUDA events)"
             else:
                 changed = profile_model(ref_model, with_changes(workload, phase=phase, **overrides), spec=spec,
                                         layers=layers, **profile_kw)
