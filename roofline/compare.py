@@ -118,8 +118,8 @@ def compare(analysis: Analysis, run: MeasuredRun) -> Comparison:
     extra = sorted({f"{ph} {op}" for ph, op in zip(meas["phase"], meas["op"]) if (ph, op) not in known})
     if extra:
         notes.append(f"measured ops with no analytic row, left out: {', '.join(extra)}")
-    comm_cols = [c for c in COMM_COLUMNS if c in meas.columns]
-    first = meas.drop(columns=comm_cols)
+    # a distributed run's communication joins in _with_comm; another run's (a trace) goes in as it is
+    first = meas.drop(columns=[c for c in COMM_COLUMNS if c in meas.columns]) if distributed else meas
     frames = []
     for rank in run.ranks:
         f = a.merge(first[first["rank"] == rank].drop(columns="rank"), on=["phase", "op"], how="left")
@@ -283,7 +283,8 @@ def _with_comm(f: pd.DataFrame, meas: pd.DataFrame, spec, run: MeasuredRun) -> p
     for c in ("comm_time_s", "exposed_comm_s"):
         f[c] = f[c].fillna(0.0) if c in f.columns else 0.0
     comm_bytes = f["comm_bytes"].to_numpy(float)
-    f["message_bytes"] = np.where(coll, f["bytes_written"].to_numpy(float), 0.0)  # all-reduce / all-gather write it once
+    # all-reduce and all-gather both write the whole message once
+    f["message_bytes"] = np.where(coll, f["bytes_written"].to_numpy(float), 0.0)
     f["predicted_comm_s"] = f["time_comm_s"].to_numpy(float)
     link = spec.gpu_link_bytes_per_s or spec.host_link_bytes_per_s
     f["datasheet_comm_s"] = roofline_time_s(0.0, 0.0, 1.0, 1.0, comm_bytes, spec.collective_latency_s, link)[3]
@@ -348,7 +349,8 @@ def _steps(ops: pd.DataFrame, run: MeasuredRun, distributed: bool) -> pd.DataFra
         with np.errstate(divide="ignore", invalid="ignore"):
             full["exposed_comm_share_full"] = full["exposed_comm_full_s"] / full["kernel_time_full_s"]
             wait_full = full["comm_time_full_s"] - full["comm_time_min_rank_full_s"]
-            full["balanced_comm_share_full"] = full["comm_time_min_rank_full_s"] / (full["kernel_time_full_s"] - wait_full)
+            balanced = full["kernel_time_full_s"] - wait_full
+            full["balanced_comm_share_full"] = full["comm_time_min_rank_full_s"] / balanced
     out = pd.concat([steps, full], axis=1)
     order = [c for c in STEP_ORDER if c in out.columns]
     out = out[order + [c for c in out.columns if c not in order]]

@@ -71,6 +71,14 @@ def test_join_per_call_and_full_model_scaling():
     assert s["tokens_per_s_est"] == pytest.approx(2 / (2 * SLOW * decode_s))  # batch 2, one token each
     # the tiny GPU: decode ops are far below a 0.1 s launch: the prediction says overhead
     assert set(c.ops["predicted_bound"]) <= {"overhead", "memory", "compute"}
+    summary = c.summary.iloc[0]
+    assert summary["phase"] == "decode" and summary["kernel_time_full_s"] == pytest.approx(SLOW * decode_s)
+    assert summary["predicted_time_s"] == pytest.approx(decode_s)
+    shares = [summary[f"measured_share_{cls}"] for cls in ("compute", "memory", "communication", "overhead",
+                                                           "latency", "unknown")]
+    assert sum(shares) == pytest.approx(1.0)
+    by_class = c.ops.groupby("measured_bound")["total_measured_time_s"].sum() / (SLOW * decode_s)
+    assert all(summary[f"measured_share_{k}"] == pytest.approx(v) for k, v in by_class.items())
 
 
 def test_graph_replay_step_when_the_run_says_cuda_graph():
@@ -206,7 +214,8 @@ def test_report_and_chart_take_the_comparison(tmp_path):
     text = path.read_text()
     assert "## Measured on the GPU" in text
     written = pd.read_csv(tmp_path / "r" / "measured_ops.csv")
-    assert list(written["op"]) == list(c.ops["op"]) and np.allclose(written["measured_time_s"], c.ops["measured_time_s"])
+    assert list(written["op"]) == list(c.ops["op"])
+    assert np.allclose(written["measured_time_s"], c.ops["measured_time_s"])
     assert len(pd.read_csv(tmp_path / "r" / "advice.csv")) == len(advise(c))
 
 
@@ -229,3 +238,12 @@ def test_a_trace_is_a_run_that_meets_the_analysis():
     assert row["measured_time_s"] == pytest.approx(ops.loc["gate_proj", "gpu_time_s"])
     assert row["total_measured_time_s"] == pytest.approx(32 * row["measured_time_s"])  # 32 layers in the model
     assert "measured_flops" in c.ops.columns  # the trace's own count, beside the analytic one
+
+
+def test_a_trace_rows_nccl_time_makes_it_communication():
+    analysis = _analysis()
+    run = _run(analysis, comm_time_s=0.0)
+    run.ops.loc[run.ops["op"] == "q_proj", "comm_time_s"] = run.ops.loc[run.ops["op"] == "q_proj", "gpu_time_s"]
+    c = compare(analysis, replace(run, source="trace"))
+    bound = c.ops.set_index("op")["measured_bound"]
+    assert bound["q_proj"] == "communication" and bound["k_proj"] != "communication"

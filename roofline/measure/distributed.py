@@ -1,8 +1,8 @@
 """``profile_distributed``: the reference decoder split tp ways (Megatron), one process per GPU under
-torchrun, every rank profiled; the NCCL kernels joined to the analytic model's collective rows
-(embed_all_reduce, attn_all_reduce, mlp_all_reduce, logits_all_gather) and set against the
-prediction: communication time, the part of it that no other GPU work hides (exposed), and the bus
-bandwidth achieved.
+torchrun, every rank profiled; the NCCL kernels joined to the collective ranges (embed_all_reduce,
+attn_all_reduce, mlp_all_reduce, logits_all_gather): communication time, and the part of it that no
+other GPU work hides (exposed). It returns a MeasuredRun; ``roofline.compare`` sets it against the
+prediction (bus bandwidth, predicted and datasheet collective time: items marked [compare] below).
 
 How it runs:
 1. The launcher (``profile_distributed``, in the caller's process) checks the set-up before it starts
@@ -32,11 +32,11 @@ the median over steps of the step's sum over the row's calls, divided by its cal
   host-bound, and nothing makes the hosts wait for each other), so the other rank's NCCL kernels
   wait that long at every call: compare comm_time_s with comm_time_min_rank_s before reading it
   as transfer time.
-- busbw_bytes_per_s = comm_bytes / comm_time_s, with comm_bytes the analytic bytes each GPU sends:
+- [compare] busbw_bytes_per_s = comm_bytes / comm_time_s, with comm_bytes the analytic bytes each GPU sends:
   2(N-1)/N x the message for all-reduce, (N-1)/N x the gathered message for all-gather. That is
   nccl-tests' bus bandwidth (algbw x 2(N-1)/N, resp. x (N-1)/N), comparable with the per-direction
   link bandwidth the prediction uses. busbw_min_rank_bytes_per_s uses comm_time_min_rank_s.
-- predicted_comm_s: the analytic alpha + comm_bytes / link of the spec used (measured figures where
+- [compare] predicted_comm_s: the analytic alpha + comm_bytes / link of the spec used (measured figures where
   the spec was calibrated with ``calibrate --collectives``); datasheet_comm_s: the same with the
   spec's datasheet latency and link.
 On the CPU (gloo) there are no kernels: a collective's time is the CPU time of its range, all exposed.

@@ -39,16 +39,12 @@ from roofline.measure.nvml import NvmlSampler, gpu_info, spec_name_for_gpu
 from roofline.measure.reference import (
     build_reference,
     decode_context,
-    op_names,
+    op_calls,
     reference_dtype,
 )
 from roofline.measure.run import MeasuredRun
 from roofline.measure.trace import analyze_trace
 from roofline.specs import load_spec
-
-# ops that run once per forward pass; every other op runs once per layer
-ONCE_PER_PASS = {"embedding", "pos_embedding", "embed_all_reduce", "final_norm", "lm_head", "logits_all_gather"}
-
 
 def resolve_model(model, workload):
     """(ModelConfig, Workload) from a ModelConfig or a model file; ``workload`` wins over the file's."""
@@ -263,11 +259,12 @@ def _per_op_from_events(events, names, per_step, iters, phase, cuda):
     return op_rows, kernel_rows, sequence, totals, notes + more, info
 
 
-def _measure_phase(ref, phase, prompt_len, context, names, spec, *, warmup, iters, timing_iters, cuda, trace_path,
+def _measure_phase(ref, phase, prompt_len, context, per_step, spec, *, warmup, iters, timing_iters, cuda, trace_path,
                    graph_timer):
-    """Profile one phase of the reference; returns (per-op measurements, kernels, sequence, step row)."""
+    """Profile one phase of the reference, ``per_step`` (op name -> calls per step) naming its ranges;
+    returns (per-op measurements, kernels, sequence, step row, notes)."""
     step = ref.make_step(phase, prompt_len, context)
-    per_step = {n: (1 if n in ONCE_PER_PASS else ref.layers) for n in names}
+    names = list(per_step)
     notes = []
     with torch.no_grad():
         ref.annotate = True
@@ -369,7 +366,7 @@ def profile_model(model, workload: Workload = None, spec=None, layers: int = 2, 
         ref = build_reference(m, w, layers=layers, device=device, seed=seed, max_context=need)
         for phase in w.phases:
             results[phase] = _measure_phase(
-                ref, phase, p, context, op_names(m, w, phase), spec, warmup=warmup, iters=iters,
+                ref, phase, p, context, op_calls(m, w, phase, ref.layers), spec, warmup=warmup, iters=iters,
                 timing_iters=timing_iters, cuda=cuda, trace_path=trace_root / f"{phase}_trace.json.gz",
                 graph_timer=graph_timer)
     except torch.cuda.OutOfMemoryError:

@@ -519,7 +519,9 @@ def decode_context(w: Workload) -> int:
     return int(w.prompt_len[0])
 
 
-def op_names(config: ModelConfig, workload: Workload, phase: str) -> list:
-    """The names of the ranges the reference runs for ``phase``, in model order: the op names of
-    ``roofline.transformer.model_ops`` (the structure of the model; no count or cost is read)."""
-    return [op.name for op in model_ops(config, workload, phase, 1.0, 1.0, 1.0)]
+def op_calls(config: ModelConfig, workload: Workload, phase: str, layers: int) -> dict:
+    """The ranges the reference runs in one step of ``phase``, in model order, with how often:
+    op name -> calls per step (``layers`` for an op of every decoder layer, else 1). The names and
+    which ops are per layer come from ``roofline.transformer.model_ops`` (no cost is read)."""
+    ops = model_ops(config, workload, phase, 1.0, 1.0, 1.0)
+    return {op.name: layers if op.count == config.num_hidden_layers else 1 for op in ops}
