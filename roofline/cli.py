@@ -276,6 +276,8 @@ def profile(model, gpu, layers, warmup, iters, trace_dir, nproc, rendezvous, fmt
     import itertools
     from dataclasses import replace
 
+    from roofline.analysis import analyze as run_analysis
+    from roofline.compare import compare
     from roofline.config import load_model_and_workload
 
     m, w = load_model_and_workload(model, workload)
@@ -287,22 +289,22 @@ def profile(model, gpu, layers, warmup, iters, trace_dir, nproc, rendezvous, fmt
         from roofline.measure.profile import profile_model as run_profile
     points = list(itertools.product(w.batch_size, w.prompt_len, w.context_len or (None,)))
     spec = None if gpu == "auto" else gpu
-    results = []
+    comparisons = []
     with click.progressbar(points, label="profiling", file=sys.stderr,
                            show_pos=True) if len(points) > 1 else contextlib.nullcontext(points) as bar:
         for b, p, c in bar:
             point = replace(w, batch_size=(b,), prompt_len=(p,), context_len=(c,) if c else None)
             trace = f"{trace_dir}/b{b}_p{p}_c{c or p}" if trace_dir else None
-            results.append(run_profile(m, point, spec=spec, layers=layers, warmup=warmup, iters=iters,
-                                       trace_dir=trace))
+            run = run_profile(m, point, spec=spec, layers=layers, warmup=warmup, iters=iters, trace_dir=trace)
+            comparisons.append(compare(run_analysis(m, spec or run.device["spec"], workload=run.workload), run))
     import pandas as pd
 
-    ops = pd.concat([r.ops for r in results], ignore_index=True)
-    steps = pd.concat([r.steps for r in results], ignore_index=True)
-    for note in dict.fromkeys(n for r in results for n in r.notes):
+    ops = pd.concat([c.ops for c in comparisons], ignore_index=True)
+    steps = pd.concat([c.steps for c in comparisons], ignore_index=True)
+    for note in dict.fromkeys(n for c in comparisons for n in c.notes):
         click.echo(f"note: {note}", err=True)
     if fmt == "json":
-        emit(render.to_json({"device": results[0].device, "steps": render.to_records(steps),
+        emit(render.to_json({"device": comparisons[0].run.device, "steps": render.to_records(steps),
                              "ops": render.to_records(ops)}), output)
     elif fmt == "csv":
         emit(ops.to_csv(index=False), output)
@@ -312,16 +314,8 @@ def profile(model, gpu, layers, warmup, iters, trace_dir, nproc, rendezvous, fmt
              + render.text_table(ops, _present(ops, render.PROFILE_TABLE), markdown), output)
     if plot_file:
         from roofline import plot
-        from roofline.analysis import analyze as run_analysis
-        from roofline.report import measured_for_advice
 
-        first = results[0]
-        point = replace(w, batch_size=(points[0][0],), prompt_len=(points[0][1],),
-                        context_len=(points[0][2],) if points[0][2] else None)
-        analytic = run_analysis(m, spec or first.device["spec"], workload=point)
-        rank0 = first.ops[first.ops["rank"] == 0] if "rank" in first.ops else first.ops
-        figure = plot.figure_roofline(analytic.ops, analytic.spec, measured=measured_for_advice(rank0))
-        warn_written(plot.save(figure, plot_file))
+        warn_written(plot.save(plot.figure_comparison(comparisons[0]), plot_file))
 
 
 @main.command()
@@ -424,21 +418,22 @@ def report(model, gpu, out_dir, with_profile, layers, **workload):
     from roofline.report import write_report
 
     command_line = _command_line(click.get_current_context())
-    profile_result = checks = None
+    comparison = advice = checks = None
     if with_profile:
         from roofline.advise import advise as run_advise
         from roofline.analysis import analyze as run_analysis
+        from roofline.compare import check_advice, compare
         from roofline.config import load_model_and_workload
-        from roofline.measure.checks import check_suggestions
+        from roofline.measure.checks import measure_suggestions
         from roofline.measure.profile import profile_model
-        from roofline.report import measured_for_advice
 
         m, w = load_model_and_workload(model, workload)
-        profile_result = profile_model(m, w, spec=gpu, layers=layers)
-        advice = run_advise(run_analysis(m, gpu, workload=w), measured=measured_for_advice(profile_result.ops))
-        checks = check_suggestions(m, w, gpu, advice, profile_result, layers=layers)
-    path = write_report(model, gpu, out_dir, command_line=command_line, profile_result=profile_result, checks=checks,
-                        **workload)
+        run = profile_model(m, w, spec=gpu, layers=layers)
+        comparison = compare(run_analysis(m, gpu, workload=w), run)
+        advice = run_advise(comparison)
+        checks = check_advice(comparison, advice, measure_suggestions(m, w, gpu, advice, run, layers=layers))
+    path = write_report(model, gpu, out_dir, command_line=command_line, comparison=comparison, advice=advice,
+                        checks=checks, **workload)
     click.echo(f"wrote {path} and {path.with_suffix('.html')}")
 
 

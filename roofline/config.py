@@ -386,3 +386,13 @@ def check_fit(model: ModelConfig, w: Workload, where: str) -> None:
             raise ConfigError(f"{where}: tp {tp} and num_key_value_heads {kv}: one must divide the other")
         if model.intermediate_size % tp:
             raise ConfigError(f"{where}: tp {tp} does not divide intermediate_size {model.intermediate_size}")
+
+
+def with_changes(w: Workload, **changes) -> Workload:
+    """``w`` with fields replaced, a single value of a sweepable field (batch_size, prompt_len,
+    context_len) taken as a one-point tuple: with_changes(w, batch_size=8) -> batch_size (8,)."""
+    from dataclasses import replace
+
+    fields = {k: ((v,) if k in ("batch_size", "prompt_len", "context_len") and not isinstance(v, tuple) else v)
+              for k, v in changes.items()}
+    return replace(w, **fields)

@@ -48,6 +48,7 @@ from torch.profiler import record_function
 
 from roofline.config import ModelConfig, Workload, check_fit
 from roofline.errors import ConfigError
+from roofline.transformer import model_ops
 
 TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 NORM_EPS = 1e-5
@@ -517,3 +518,10 @@ def decode_context(w: Workload) -> int:
         return int(round(w.prompt_len[0] + (w.gen_tokens + 1) / 2))
     return int(w.prompt_len[0])
 
+
+def op_calls(config: ModelConfig, workload: Workload, phase: str, layers: int) -> dict:
+    """The ranges the reference runs in one step of ``phase``, in model order, with how often:
+    op name -> calls per step (``layers`` for an op of every decoder layer, else 1). The names and
+    which ops are per layer come from ``roofline.transformer.model_ops`` (no cost is read)."""
+    ops = model_ops(config, workload, phase, 1.0, 1.0, 1.0)
+    return {op.name: layers if op.count == config.num_hidden_layers else 1 for op in ops}
