@@ -122,8 +122,9 @@ def analyze_trace(path, spec, max_bytes: int = MAX_TRACE_BYTES) -> TraceAnalysis
     idle_ns, host_bound = _idle_before(ev.gpu, joined)
     kernels = _kernels_frame(ev, joined, idle_ns, host_bound)
     lean = _lean(kernels)
-    by_op = _by_op(ev, joined, kernels, lean)
-    by_range = _by_range(ev, joined, kernels, lean)
+    busy = _busy_timeline(ev.gpu, joined)
+    by_op = _by_op(ev, joined, kernels, lean, busy)
+    by_range = _by_range(ev, joined, kernels, lean, busy)
     summary = _summary(ev, joined, kernels, path, int(idle_ns[host_bound].sum()))
     return TraceAnalysis(
         path=path,
@@ -315,11 +316,15 @@ class _Collector:
         thread = _threads((la[4], la[5]), (op[3], op[4]), (rn[3], rn[4]))
         gpu["unit"] = _codes(list(zip(g[8], g[6])))  # (pid, device) of a GPU event: one GPU as the trace names it
         process = _codes(list(la[4]) + list(op[3]) + list(rn[3]))  # host process of each launch, op, range
+        n_la = len(la[4])
         launch = {"name": np.array(la[0], dtype=object), "kind": np.array(la[1], dtype=object),
                   "ts": ns(ts_us[1]), "dur": dur(la[3], la[0]), "thread": thread[0], "corr": _ints(la[6]),
-                  "process": process[:len(la[4])]}
-        ops = {"name": np.array(op[0], dtype=object), "ts": ns(ts_us[2]), "dur": dur(op[2], op[0]), "thread": thread[1]}
-        rng = {"name": np.array(rn[0], dtype=object), "ts": ns(ts_us[3]), "dur": dur(rn[2], rn[0]), "thread": thread[2]}
+                  "process": process[:n_la]}
+        n_la, n_op = len(la[4]), len(op[3])
+        ops = {"name": np.array(op[0], dtype=object), "ts": ns(ts_us[2]), "dur": dur(op[2], op[0]), "thread": thread[1],
+               "process": process[n_la:n_la + n_op]}
+        rng = {"name": np.array(rn[0], dtype=object), "ts": ns(ts_us[3]), "dur": dur(rn[2], rn[0]), "thread": thread[2],
+               "process": process[n_la + n_op:]}
         costs = _op_costs(self.costed, ops["name"])
         span = 2 + max(int((c["ts"] + c["dur"]).max(initial=0)) for c in (gpu, launch, ops, rng))
         names = [d.get("name") for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
@@ -514,6 +519,8 @@ class _Joined:
     launch_end: np.ndarray  # per GPU event: launch end (ns), -1 for orphans
     step: np.ndarray  # per GPU event: ProfilerStep number, -1 for none
     n_cross: tuple  # GPU events whose correlation id another process also used; GPUs whose process was a tie
+    via_caller: np.ndarray  # per GPU event: its ranges are those of the thread that called backward()
+    unit_process: pd.Series  # GPU unit code -> host process code (the join's vote)
 
 
 def _launch_of(gpu: dict, launch: dict):
@@ -530,7 +537,7 @@ def _launch_of(gpu: dict, launch: dict):
     hi[gpu["corr"] < 0] = lo[gpu["corr"] < 0]
     count = hi - lo
     if not count.sum():
-        return out, (0, 0)
+        return out, (0, 0), pd.Series(dtype=np.int64)
     k = np.repeat(np.arange(n), count)  # every (GPU event, candidate launch) pair
     cand = order[np.arange(len(k)) - np.repeat(np.cumsum(count) - count, count) + np.repeat(lo, count)]
     proc = launch["process"][cand]
@@ -552,7 +559,26 @@ def _launch_of(gpu: dict, launch: dict):
     first[1:] = km[1:] != km[:-1]  # candidates are in start order: the first is the outer call
     out[km[first]] = cand[mine][first]
     n_procs = pd.Series(proc).groupby(k).nunique()
-    return out, (int((n_procs > 1).sum()), tied)
+    return out, (int((n_procs > 1).sum()), tied), owner
+
+
+AUTOGRAD_OP = "autograd::engine::evaluate_function"  # the op an autograd worker thread runs per node
+
+
+def _backward_threads(ev: _Events) -> np.ndarray:
+    """Thread codes that run autograd nodes (the backward pass) and are not a process's main thread."""
+    names = ev.op["name"]
+    is_node = _per_name(names, lambda n: n.startswith(AUTOGRAD_OP), dtype=bool) if len(names) else np.zeros(0, bool)
+    threads = np.unique(ev.op["thread"][is_node])
+    return np.setdiff1d(threads, _main_threads(ev).to_numpy())
+
+
+def _main_threads(ev: _Events) -> pd.Series:
+    """Per host process code: the thread with the most ranges (the one running the training loop)."""
+    if not len(ev.rng["thread"]):
+        return pd.Series(dtype=np.int64)
+    per = pd.DataFrame({"p": ev.rng["process"], "t": ev.rng["thread"]}).value_counts().reset_index()
+    return per.drop_duplicates("p").set_index("p")["t"]
 
 
 def _join(ev: _Events) -> _Joined:
@@ -564,7 +590,7 @@ def _join(ev: _Events) -> _Joined:
     #    a file holding several ranks repeats them. Each GPU (pid, device) is given the host process
     #    whose launches share the most of its correlation ids; of that process's calls sharing a
     #    kernel's id, the earliest (the outer call, where a runtime call wraps a driver call) is kept.
-    k_launch, cross = _launch_of(gpu, launch)
+    k_launch, cross, unit_process = _launch_of(gpu, launch)
     f = np.flatnonzero(k_launch >= 0)
     li = k_launch[f]
     thread = launch["thread"][li]
@@ -583,6 +609,22 @@ def _join(ev: _Events) -> _Joined:
         pairs_k.append(f[sel])
         pairs_r.append(hit[sel])
         k_rng[f[sel]] = hit[sel]  # deeper levels overwrite: the innermost remains
+    # 2b. a launch from an autograd worker thread (backward), outside every range of its own thread,
+    #     takes the ranges its process's main thread (the one with most ranges) was in at that moment:
+    #     the thread that called backward() waits in them ('## backward ##', ProfilerStep#N)
+    via_caller = np.zeros(n, dtype=bool)
+    worker = _backward_threads(ev)
+    lost = np.flatnonzero((k_rng[f] < 0) & np.isin(thread, worker))
+    if len(lost) and len(rng["ts"]):
+        main = _main_threads(ev)
+        caller = main.reindex(launch["process"][li[lost]]).fillna(-1).to_numpy(dtype=np.int64)
+        for depth in range(rngs.levels):
+            hit = rngs.at_depth(caller, mid[lost], np.full(len(lost), depth))
+            sel = hit >= 0
+            pairs_k.append(f[lost][sel])
+            pairs_r.append(hit[sel])
+            k_rng[f[lost][sel]] = hit[sel]
+            via_caller[f[lost][sel]] = True
 
     # 3. cost owner: the outermost costed op enclosing the launch
     costed = np.fromiter(ev.costs, dtype=np.int64, count=len(ev.costs))
@@ -613,7 +655,8 @@ def _join(ev: _Events) -> _Joined:
 
     return _Joined(
         launch=k_launch, op=k_op, rng=k_rng, rng_pairs=(np.concatenate(pairs_k), np.concatenate(pairs_r)),
-        owner=owner, launch_end=launch_end, step=step, n_cross=cross,
+        owner=owner, launch_end=launch_end, step=step, n_cross=cross, via_caller=via_caller,
+        unit_process=unit_process,
     )
 
 
@@ -694,7 +737,19 @@ def _kernels_frame(ev: _Events, j: _Joined, idle: np.ndarray, host_bound: np.nda
         "bytes": nbytes,
         "compute_dtype": dtype,
         "cost_op": cost_op,
+        "graph": _is_graph(ev, j),
+        "range_via": np.where(j.via_caller, "caller thread", np.where(j.rng >= 0, "thread", "none")),
     }, index=pd.RangeIndex(n))
+
+
+GRAPH_LAUNCHES = ("cudaGraphLaunch", "cuGraphLaunch", "hipGraphLaunch")  # with _v10000-style suffixes too
+GRAPH_ROW = "(graph) "  # by_op key prefix of a graph replay's kernels
+
+
+def _is_graph(ev: _Events, j: _Joined) -> np.ndarray:
+    """Per GPU event: launched by a CUDA/HIP graph replay."""
+    is_graph = _per_name(ev.launch["name"], lambda n: n.startswith(GRAPH_LAUNCHES), dtype=bool)
+    return np.where(j.launch >= 0, is_graph[np.maximum(j.launch, 0)] if len(is_graph) else False, False)
 
 
 def _idle_before(gpu: dict, j: _Joined):
@@ -791,22 +846,29 @@ def _group_stats(f: pd.DataFrame, key) -> pd.DataFrame:
     return out
 
 
-def _by_op(ev: _Events, j: _Joined, kernels: pd.DataFrame, lean: pd.DataFrame) -> pd.DataFrame:
+def _by_op(ev: _Events, j: _Joined, kernels: pd.DataFrame, lean: pd.DataFrame, busy: dict) -> pd.DataFrame:
     """Kernels are charged to the op that carries their cost (e.g. a memset inside cuDNN attention
-    to aten::scaled_dot_product_attention), else to their innermost op."""
+    to aten::scaled_dot_product_attention), else to their innermost op; the kernels of a CUDA/HIP
+    graph replay get a row per kernel name ('(graph) name'): the replay records no op per kernel."""
     inst = np.where(j.owner >= 0, j.owner, j.op)
     op = np.where(j.owner >= 0, kernels["cost_op"].to_numpy(), kernels["cpu_op"].to_numpy())
+    graph = kernels["graph"].to_numpy() & (j.owner < 0)
+    op = op.astype(object)
+    op[graph] = GRAPH_ROW + _per_name(kernels["name"].to_numpy()[graph], short_name)  # a row per kernel it ran
     out = _group_stats(lean, op)
     calls = pd.DataFrame({"op": op, "inst": inst})
     calls = calls[calls["inst"] >= 0].drop_duplicates("inst")
-    calls["span_s"] = ev.op["dur"][calls["inst"].to_numpy()] * S_PER_NS
-    per = calls.groupby("op")["span_s"].agg(["size", "sum"])
-    out["n_calls"] = per["size"].reindex(out.index).fillna(0).astype(np.int64)
-    out["span_s"] = per["sum"].reindex(out.index)
+    idx = calls["inst"].to_numpy()
+    calls["span_s"] = ev.op["dur"][idx] * S_PER_NS
+    calls["busy_s"] = _busy_within(busy, ev.op["process"][idx], ev.op["ts"][idx], ev.op["dur"][idx]) * S_PER_NS
+    per = calls.groupby("op")[["span_s", "busy_s"]].agg(["size", "sum"])
+    out["n_calls"] = per[("span_s", "size")].reindex(out.index).fillna(0).astype(np.int64)
+    out["span_s"] = per[("span_s", "sum")].reindex(out.index)
+    out["device_busy_share"] = (per[("busy_s", "sum")] / per[("span_s", "sum")]).reindex(out.index)
     return _finish(out, "op", kernels["dur_s"].sum())
 
 
-def _by_range(ev: _Events, j: _Joined, kernels: pd.DataFrame, lean: pd.DataFrame) -> pd.DataFrame:
+def _by_range(ev: _Events, j: _Joined, kernels: pd.DataFrame, lean: pd.DataFrame, busy: dict) -> pd.DataFrame:
     names = _range_names(ev.rng["name"])
     codes, uniques = pd.factorize(names, use_na_sentinel=False)
     k, r = j.rng_pairs
@@ -819,19 +881,60 @@ def _by_range(ev: _Events, j: _Joined, kernels: pd.DataFrame, lean: pd.DataFrame
     if outside.any():  # kernels outside every range, and orphans, so the rows account for all GPU time
         incl = pd.concat([incl, _group_stats(lean[outside].reset_index(drop=True), own[outside])])
     incl["self_gpu_time_s"] = kernels.groupby("range", sort=False)["dur_s"].sum().reindex(incl.index).fillna(0.0)
-    inst = pd.DataFrame({"name": names, "span_s": ev.rng["dur"] * S_PER_NS})
-    per = inst.groupby("name")["span_s"].agg(["size", "sum"])
-    incl["n_calls"] = per["size"].reindex(incl.index).fillna(0).astype(np.int64)
-    incl["span_s"] = per["sum"].reindex(incl.index)
+    busy_ns = _busy_within(busy, ev.rng["process"], ev.rng["ts"], ev.rng["dur"])
+    inst = pd.DataFrame({"name": names, "span_s": ev.rng["dur"] * S_PER_NS, "busy_s": busy_ns * S_PER_NS})
+    per = inst.groupby("name")[["span_s", "busy_s"]].agg(["size", "sum"])
+    incl["n_calls"] = per[("span_s", "size")].reindex(incl.index).fillna(0).astype(np.int64)
+    incl["span_s"] = per[("span_s", "sum")].reindex(incl.index)
+    incl["device_busy_share"] = (per[("busy_s", "sum")] / per[("span_s", "sum")]).reindex(incl.index)
     return _finish(incl, "range", kernels["dur_s"].sum())
 
 
 def _finish(out: pd.DataFrame, key: str, total_s: float) -> pd.DataFrame:
     out["share"] = out["gpu_time_s"] / total_s if total_s > 0 else np.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["costed_share"] = np.where(out["gpu_time_s"] > 0, out["costed_time_s"] / out["gpu_time_s"], np.nan)
     out = out.rename_axis(key).reset_index().sort_values("gpu_time_s", ascending=False, kind="stable")
-    cols = [key, "gpu_time_s", "self_gpu_time_s", "n_kernels", "n_calls", "span_s", "share", "top_kernels",
-            "flops", "bytes", "costed_time_s", "comm_time_s", "compute_dtype"]
+    cols = [key, "gpu_time_s", "self_gpu_time_s", "n_kernels", "n_calls", "span_s", "device_busy_share", "share",
+            "top_kernels", "flops", "bytes", "costed_time_s", "costed_share", "comm_time_s", "compute_dtype"]
     return out[[c for c in cols if c in out.columns]].reset_index(drop=True)
+
+
+def _busy_timeline(gpu: dict, j: _Joined) -> dict:
+    """Per host process code: (starts, ends, busy before each start) of the merged busy intervals of
+    the GPUs it drives, all streams together: when any of its GPU work ran."""
+    proc = j.unit_process.reindex(gpu["unit"]).fillna(-1).to_numpy(dtype=np.int64)
+    out = {}
+    for p in np.unique(proc[proc >= 0]):  # one turn per host process
+        m = proc == p
+        s, e = _merged(gpu["ts"][m], gpu["ts"][m] + gpu["dur"][m])
+        out[int(p)] = (s, e, np.concatenate([[0], np.cumsum(e - s)[:-1]]))
+    return out
+
+
+def _merged(start: np.ndarray, end: np.ndarray):
+    """The union of intervals as sorted disjoint (starts, ends)."""
+    order = np.argsort(start, kind="stable")
+    s, e = start[order], end[order]
+    reach = np.maximum.accumulate(e)
+    new = np.ones(len(s), dtype=bool)
+    new[1:] = s[1:] > reach[:-1]
+    return s[new], reach[np.append(np.flatnonzero(new)[1:] - 1, len(s) - 1)]
+
+
+def _busy_within(timeline: dict, process: np.ndarray, start: np.ndarray, dur: np.ndarray) -> np.ndarray:
+    """ns of [start, start + dur] during which the process's GPUs were busy (0 for a process with none)."""
+    out = np.zeros(len(start), dtype=np.int64)
+    for p, (s, e, before) in timeline.items():
+        m = np.flatnonzero(process == p)
+
+        def upto(t):  # busy time from the first block to t
+            i = np.searchsorted(s, t, "right") - 1
+            k = np.maximum(i, 0)
+            return np.where(i >= 0, before[k] + np.minimum(t, e[k]) - s[k], 0)
+
+        out[m] = upto(start[m] + dur[m]) - upto(start[m])
+    return out
 
 
 def _union_ns(start: np.ndarray, end: np.ndarray) -> int:
@@ -871,6 +974,27 @@ def _summary(ev: _Events, j: _Joined, kernels: pd.DataFrame, path: str, idle_hos
             f"{n_causal_unknown} attention calls have no recorded is_causal flag: their FLOPs count the "
             f"full s_q x s_k score matrix (a causal mask would halve it)"
         )
+    graph = kernels["graph"].to_numpy()
+    if graph.any():
+        assumptions.append(
+            f"{int(graph.sum())} kernels ({kernels.loc[graph, 'dur_s'].sum() / kernels['dur_s'].sum():.0%} of GPU "
+            f"time) ran in CUDA/HIP graph replays: each is listed by name ('(graph) name' rows per op) with its time; "
+            f"a replay records no op, shapes or range per kernel, so they carry no FLOPs and take the replay call's "
+            f"op and ranges"
+        )
+    caller = kernels["range_via"].to_numpy() == "caller thread"
+    if caller.any():
+        assumptions.append(
+            f"{int(caller.sum())} kernels launched by autograd worker threads (backward) outside their thread's "
+            f"ranges are counted in the ranges the process's main thread was in at launch ('## backward ##', steps)"
+        )
+    if j.n_cross[1]:
+        assumptions.append(
+            f"{j.n_cross[1]} GPUs: launches of two processes matched their correlation ids equally often; the "
+            f"kernel-to-launch join there is a guess (split the trace per rank)"
+        )
+    dur = kernels["dur_s"].to_numpy()
+    known = kernels["flops"].notna().to_numpy() | kernels["bytes"].notna().to_numpy()
     step_ids = np.unique(j.step[j.step >= 0])
     return {
         "path": path,
@@ -894,6 +1018,10 @@ def _summary(ev: _Events, j: _Joined, kernels: pd.DataFrame, path: str, idle_hos
         "n_processes": len(np.unique(ev.launch["process"])),
         "n_correlation_reused": j.n_cross[0],
         "n_gpus_process_tied": j.n_cross[1],
+        "costed_share": float(dur[known].sum() / dur.sum()) if dur.sum() > 0 else float("nan"),
+        "n_graph_kernels": int(graph.sum()),
+        "graph_time_s": float(dur[graph].sum()),
+        "n_kernels_via_caller_thread": int(caller.sum()),
         "trace_origin_us": ev.t0_us,
         "assumptions": assumptions,
     }
