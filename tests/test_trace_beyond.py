@@ -144,3 +144,61 @@ def test_two_ranks_of_a_real_trace_in_one_file(tmp_path):
         assert list(mine["cpu_op"]) == list(one.kernels.sort_values("ts_s", kind="stable")["cpu_op"])
         assert mine["launch_end_s"].min() >= (0.010 if device else 0) - 1e-9  # its own process's launches
     assert two.summary["n_correlation_reused"] == 2 * n
+
+
+def test_a_folder_of_rank_traces_is_one_run(tmp_path):
+    """The 2x H200 tensor-parallel decode: one file per rank, read as one run with a row per rank."""
+    for r in (0, 1):
+        (tmp_path / f"rank{r}.json.gz").write_bytes((DATA / f"h200x2_rank{r}_decode_trace.json.gz").read_bytes())
+    (tmp_path / "notes.txt").write_text("not a trace")
+    spec = load_spec("h200")
+    run = analyze_trace(tmp_path, spec)
+    one = [analyze_trace(DATA / f"h200x2_rank{r}_decode_trace.json.gz", spec) for r in (0, 1)]
+    assert list(run.by_rank["rank"]) == [0, 1]
+    for r in (0, 1):
+        got = run.by_rank.iloc[r]
+        assert got["gpu_time_s"] == pytest.approx(one[r].summary["gpu_time_s"])
+        assert got["comm_time_s"] == pytest.approx(one[r].kernels.loc[one[r].kernels["name"].str.contains(
+            "nccl", case=False), "dur_s"].sum())
+    assert len(run.kernels) == len(one[0].kernels) + len(one[1].kernels)
+    assert set(run.kernels["rank"]) == {0, 1}
+    assert run.summary["gpu_time_s"] == pytest.approx(one[0].summary["gpu_time_s"] + one[1].summary["gpu_time_s"])
+    # per op: the sum over ranks
+    mm = [o.by_op.set_index("op").loc["aten::mm"] for o in one]
+    got = run.by_op.set_index("op").loc["aten::mm"]
+    assert got["gpu_time_s"] == pytest.approx(mm[0]["gpu_time_s"] + mm[1]["gpu_time_s"])
+    assert got["n_calls"] == mm[0]["n_calls"] + mm[1]["n_calls"]
+    assert got["flops"] == pytest.approx(mm[0]["flops"] + mm[1]["flops"])
+    assert run.by_op["gpu_time_s"].sum() == pytest.approx(run.summary["gpu_time_s"])
+
+
+def test_a_folder_without_traces_or_with_two_of_one_rank(tmp_path):
+    from roofline.errors import TraceError
+
+    with pytest.raises(TraceError) as exc:
+        analyze_trace(tmp_path, SPEC)
+    assert str(exc.value) == (f"{tmp_path}: no trace files (*.json, *.json.gz) in the folder; pass a trace file or "
+                              f"a folder of one trace per rank")
+    doc = json.loads(gzip.decompress((DATA / "h200x2_rank1_decode_trace.json.gz").read_bytes()))
+    doc["distributedInfo"] = {"backend": "nccl", "rank": 1, "world_size": 2}
+    for name in ("a.json.gz", "b.json.gz"):
+        (tmp_path / name).write_bytes(gzip.compress(json.dumps(doc).encode()))
+    with pytest.raises(TraceError) as exc:
+        analyze_trace(tmp_path, SPEC)
+    assert str(exc.value) == (f"{tmp_path}: two files say they are rank 1 (a.json.gz, b.json.gz); keep one trace per "
+                              f"rank in the folder")
+
+
+def test_cli_trace_by_rank_on_a_folder(tmp_path):
+    from click.testing import CliRunner
+
+    from roofline.cli import main
+
+    for r in (0, 1):
+        (tmp_path / f"rank{r}.json.gz").write_bytes((DATA / f"h200x2_rank{r}_decode_trace.json.gz").read_bytes())
+    res = CliRunner().invoke(main, ["trace", str(tmp_path), "--gpu", "h200", "--by", "rank", "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    frame = pd.read_csv(__import__("io").StringIO(res.stdout))
+    assert list(frame["rank"]) == [0, 1] and {"busy_s", "comm_time_s", "costed_share"} <= set(frame.columns)
+    res = CliRunner().invoke(main, ["trace", str(tmp_path / "nothing"), "--gpu", "h200"])
+    assert res.exit_code == 1 and "no such file" in res.output and "Traceback" not in res.output

@@ -82,57 +82,141 @@ _LAUNCH_KIND = {"cuda_runtime": "runtime", "runtime": "runtime", "cuda_driver": 
 
 @dataclass(frozen=True, eq=False)
 class TraceAnalysis:
-    """What ``analyze_trace`` found. Times in seconds from the trace's first event; see the frames' docs there."""
+    """What ``analyze_trace`` found. Times in seconds from each trace's first event; see the frames' docs there."""
 
     path: str
     kernels: pd.DataFrame
     by_range: pd.DataFrame
     by_op: pd.DataFrame
     summary: dict
+    by_rank: pd.DataFrame = None  # one row per rank (per file of a folder; one row for a single file)
+
+
+TRACE_SUFFIXES = (".json", ".json.gz")
 
 
 def analyze_trace(path, spec, max_bytes: int = MAX_TRACE_BYTES) -> TraceAnalysis:
-    """Read, join and classify one torch.profiler trace (``.json`` or ``.json.gz``).
+    """Read, join and classify one torch.profiler trace (``.json`` or ``.json.gz``), or a folder of
+    them, one per rank, read as one run.
 
     ``spec`` is a ``HardwareSpec`` (or a name/path ``load_spec`` accepts) whose ceilings classify.
+    ``max_bytes`` caps the JSON text read per file (gunzipped).
 
     Returns a ``TraceAnalysis``:
       - ``kernels``: one row per GPU event (kernel, memcpy, memset): name, kind, device, stream,
         ts_s, dur_s, cpu_op, range (innermost; ``orphan`` / ``(none)``), step, correlation,
         launch_kind (runtime / driver / none), launch_end_s, idle_before_s (device idle just
         before it), host_bound (that idle is the host's: the launch call ended after the device
-        ran dry), flops, bytes, compute_dtype, cost_op.
+        ran dry), flops, bytes, compute_dtype, cost_op, graph (ran in a CUDA/HIP graph replay),
+        range_via (thread / caller thread: a backward kernel from an autograd thread takes the
+        ranges of the thread that called backward() / none), rank.
       - ``by_op``: per cpu op: the outermost costed op enclosing the launch (an aten::mm,
         aten::scaled_dot_product_attention, ... whose FLOPs are known), else the innermost op;
+        a graph replay's kernels get a row per kernel name, '(graph) name'.
         ``by_range``: per record_function range name (gpu_time_s
         counts every kernel launched while the range was open, nested ranges included;
         self_gpu_time_s only those for which it is the innermost range). Both carry gpu_time_s,
-        n_kernels, n_calls, span_s (host wall time of the calls), top_kernels, share (of all
-        GPU time in the trace), flops, bytes, costed_time_s, comm_time_s, compute_dtype, and the
-        columns ``classify_measured`` adds. top_kernels names the largest few by ``short_name``.
+        n_kernels, n_calls, span_s (host wall time of the calls), device_busy_share (of span_s,
+        the share during which the process's GPUs ran anything, all streams), top_kernels, share
+        (of all GPU time), flops, bytes, costed_time_s and costed_share (the GPU time that
+        flops/bytes describe), comm_time_s, compute_dtype, and the columns ``classify_measured``
+        adds. top_kernels names the largest few by ``short_name``. Over a folder: sums over ranks.
       - ``summary``: counts, busy/idle time, host-bound idle, orphans, the assumptions made.
+      - ``by_rank``: per rank (distributedInfo.rank, else the file's place in name order): path,
+        gpu_time_s, busy_s, window_s, idle_s, idle_host_bound_s, comm_time_s, costed_share,
+        n_kernels, n_orphans.
 
-    Raises TraceError for a missing, unreadable, truncated or non-trace file, or one with no GPU
-    events.
+    Raises TraceError for a missing, unreadable, truncated or non-trace file, one with no GPU
+    events, or a folder with no trace files or two files of one rank.
     """
     spec = load_spec(spec)
     path = str(path)
+    if Path(path).is_dir():
+        return _analyze_folder(path, spec, max_bytes)
+    return _analyze_file(path, spec, max_bytes)
+
+
+def _analyze_file(path: str, spec, max_bytes: int, default_rank: int = 0) -> TraceAnalysis:
     ev = _read_events(path, max_bytes)
+    rank = default_rank if ev.rank is None else ev.rank
     joined = _join(ev)
     idle_ns, host_bound = _idle_before(ev.gpu, joined)
-    kernels = _kernels_frame(ev, joined, idle_ns, host_bound)
+    kernels = _kernels_frame(ev, joined, idle_ns, host_bound).assign(rank=rank)
     lean = _lean(kernels)
     busy = _busy_timeline(ev.gpu, joined)
     by_op = _by_op(ev, joined, kernels, lean, busy)
     by_range = _by_range(ev, joined, kernels, lean, busy)
     summary = _summary(ev, joined, kernels, path, int(idle_ns[host_bound].sum()))
+    summary["rank"] = rank
     return TraceAnalysis(
         path=path,
         kernels=kernels,
         by_range=classify_measured(by_range, spec),
         by_op=classify_measured(by_op, spec),
         summary=summary,
+        by_rank=_rank_row(summary, kernels),
     )
+
+
+def _rank_row(summary: dict, kernels: pd.DataFrame) -> pd.DataFrame:
+    keys = ("rank", "path", "gpu_time_s", "busy_s", "window_s", "idle_s", "idle_host_bound_s", "costed_share",
+            "n_kernels", "n_orphans")
+    row = {k: summary[k] for k in keys}
+    row["comm_time_s"] = float(kernels.loc[_is_comm(kernels["name"].to_numpy()), "dur_s"].sum())
+    return pd.DataFrame([row])
+
+
+def _analyze_folder(folder: str, spec, max_bytes: int) -> TraceAnalysis:
+    """Every trace file of a folder (not its subfolders), one per rank, as one run."""
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and p.name.endswith(TRACE_SUFFIXES))
+    if not files:
+        raise TraceError(f"{folder}: no trace files (*.json, *.json.gz) in the folder; pass a trace file or a "
+                         f"folder of one trace per rank")
+    parts = [_analyze_file(str(f), spec, max_bytes, default_rank=i) for i, f in enumerate(files)]  # per rank
+    ranks = [p.summary["rank"] for p in parts]
+    if len(set(ranks)) < len(ranks):
+        dup = next(r for r in ranks if ranks.count(r) > 1)
+        names = ", ".join(p.path.rsplit("/", 1)[-1] for p in parts if p.summary["rank"] == dup)
+        raise TraceError(f"{folder}: two files say they are rank {dup} ({names}); keep one trace per rank in the "
+                         f"folder")
+    kernels = pd.concat([p.kernels for p in parts], ignore_index=True)
+    total = float(kernels["dur_s"].sum())
+    summary = {
+        "path": folder, "n_ranks": len(parts), "ranks": ranks,
+        **{k: sum(p.summary[k] for p in parts) for k in (
+            "n_events", "n_kernels", "n_memcpy", "n_memset", "n_devices", "n_streams", "gpu_time_s", "busy_s",
+            "window_s", "idle_s", "idle_host_bound_s", "idle_other_s", "n_orphans", "orphan_time_s", "n_no_op",
+            "n_graph_kernels", "graph_time_s", "n_kernels_via_caller_thread")},
+        "n_steps": max(p.summary["n_steps"] for p in parts),
+        "devices": [d for p in parts for d in p.summary["devices"]],
+    }
+    known = kernels["flops"].notna() | kernels["bytes"].notna()
+    summary["costed_share"] = float(kernels.loc[known, "dur_s"].sum() / total) if total > 0 else float("nan")
+    summary["assumptions"] = list(dict.fromkeys(a for p in parts for a in p.summary["assumptions"]))
+    return TraceAnalysis(
+        path=folder,
+        kernels=kernels,
+        by_range=classify_measured(_over_ranks([p.by_range for p in parts], "range", total), spec),
+        by_op=classify_measured(_over_ranks([p.by_op for p in parts], "op", total), spec),
+        summary=summary,
+        by_rank=pd.concat([p.by_rank for p in parts], ignore_index=True),
+    )
+
+
+def _over_ranks(frames: list, key: str, total_s: float) -> pd.DataFrame:
+    """Per-rank by_op / by_range rows summed over ranks; device_busy_share weighted by span."""
+    f = pd.concat(frames, ignore_index=True)
+    f = f.assign(busy_s=f["device_busy_share"] * f["span_s"])
+    g = f.groupby(key, sort=False)
+    out = g[["gpu_time_s", "n_kernels", "n_calls", "costed_time_s", "comm_time_s"]].sum()
+    for c in ("self_gpu_time_s", "span_s", "flops", "bytes", "busy_s"):
+        if c in f.columns:
+            out[c] = g[c].sum(min_count=1)
+    out["device_busy_share"] = out.pop("busy_s") / out["span_s"]
+    first = f.sort_values("gpu_time_s", ascending=False, kind="stable").drop_duplicates(key).set_index(key)
+    out["top_kernels"] = first["top_kernels"].reindex(out.index)  # the rank where the row took longest
+    out["compute_dtype"] = first["compute_dtype"].reindex(out.index)
+    return _finish(out, key, total_s)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -170,7 +254,10 @@ def _read_events(path: str, max_bytes: int = MAX_TRACE_BYTES) -> "_Events":
         events, top = top, {}
     else:
         raise TraceError(f"{path}: the JSON holds a {type(top).__name__}, not a Chrome trace object")
-    return keep.columns(len(events), top.get("deviceProperties"))
+    info = top.get("distributedInfo")
+    rank = info.get("rank") if isinstance(info, dict) else None
+    return keep.columns(len(events), top.get("deviceProperties"),
+                        rank if isinstance(rank, int) and not isinstance(rank, bool) else None)
 
 
 
@@ -279,7 +366,7 @@ class _Collector:
                 self.costed.append((len(rows), d.get("args") or _NO_ARGS))
             rows.append((name, d["ts"], d["dur"], d.get("pid"), d.get("tid")))
 
-    def columns(self, n_events: int, devices) -> "_Events":
+    def columns(self, n_events: int, devices, rank=None) -> "_Events":
         gpu_rows, launch_rows, op_rows, rng_rows = self.rows
         if not gpu_rows:
             raise TraceError(
@@ -328,7 +415,7 @@ class _Collector:
         costs = _op_costs(self.costed, ops["name"])
         span = 2 + max(int((c["ts"] + c["dur"]).max(initial=0)) for c in (gpu, launch, ops, rng))
         names = [d.get("name") for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
-        return _Events(t0, span, gpu, launch, ops, rng, costs, n_events, names)
+        return _Events(t0, span, gpu, launch, ops, rng, costs, n_events, names, rank)
 
     def _numbers(self, values, names, key) -> np.ndarray:
         """Times in µs as floats; a boolean, a string, a non-finite or an absurd value is an error."""
@@ -384,6 +471,7 @@ class _Events:
     costs: dict  # op index -> (flops, bytes, compute_dtype, complete): complete is False when is_causal was unknown
     n_events: int
     device_names: list
+    rank: object  # distributedInfo.rank, None when the trace names none
 
 
 def _ints(values) -> np.ndarray:
