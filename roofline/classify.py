@@ -103,7 +103,8 @@ def classify_measured(frame: pd.DataFrame, spec) -> pd.DataFrame:
       where a frame has those), compute_dtype (missing or None:
       bf16), costed_time_s (the part of gpu_time_s that flops/bytes describe; default all of it),
       comm_time_s (time in NCCL kernels; default: all of gpu_time_s when a ``name`` or
-      ``top_kernels`` column mentions 'nccl').
+      ``top_kernels`` column mentions 'nccl'), device_busy_share (the share of span_s during which
+      the device ran any work, all streams; NaN or missing: unknown).
     Columns added: achieved_flops_per_s, achieved_bytes_per_s (over costed_time_s),
       frac_of_compute_ceiling (of spec.ceiling_flops(compute_dtype)), frac_of_mem_ceiling (of
       spec.ceiling_bytes_per_s()), measured_bound (one of MEASURED_BOUNDS) and evidence, a short
@@ -111,9 +112,10 @@ def classify_measured(frame: pd.DataFrame, spec) -> pd.DataFrame:
 
     Rules, first match wins:
       1. communication: comm_time_s >= COMM_SHARE of gpu_time_s.
-      2. overhead: the average kernel is shorter than spec.ceiling_launch_s() and the host span is
-         at least OVERHEAD_SPAN_RATIO x the GPU time: the host issues work slower than the GPU runs
-         it. Needs span_s, not FLOPs.
+      2. overhead: the average kernel is shorter than spec.ceiling_launch_s() and the device
+         waited: it was idle for at least 1 - 1/OVERHEAD_SPAN_RATIO of the host span (from
+         device_busy_share, the device's own timeline), or, where that is unknown, the host span is
+         at least OVERHEAD_SPAN_RATIO x the row's GPU time. Needs span_s, not FLOPs.
       3. unknown: no FLOPs or bytes, or they describe under MIN_COSTED_SHARE of the GPU time.
       4. compute / memory: the larger fraction of ceiling, when it is >= BOUND_FRAC.
       5. latency: both fractions < LATENCY_FRAC and the average kernel < LATENCY_KERNEL_S: too
@@ -137,6 +139,7 @@ def classify_measured(frame: pd.DataFrame, spec) -> pd.DataFrame:
     gpu = col("gpu_time_s")
     kernels = col("n_kernels")
     span = col("span_s")
+    busy = col("device_busy_share")
     flops = col("flops")
     nbytes = col("bytes") if "bytes" in out.columns or "bytes_read" not in out.columns else (
         col("bytes_read") + col("bytes_written", 0.0))
@@ -163,8 +166,9 @@ def classify_measured(frame: pd.DataFrame, spec) -> pd.DataFrame:
         args = (gpu[i], kernels[i], span[i], per_kernel[i], frac_c[i], frac_m[i], rate_f[i], rate_b[i], dtypes[i])
         if comm_share[i] >= COMM_SHARE:
             b, ev = "communication", f"NCCL kernels {comm_share[i]:.0%} of {_si(gpu[i], 's')} GPU time"
-        elif per_kernel[i] < launch_s and span[i] >= OVERHEAD_SPAN_RATIO * gpu[i]:
-            b, ev = "overhead", _overhead_evidence(out, i, *args[:3])
+        elif per_kernel[i] < launch_s and (
+                busy[i] <= 1 / OVERHEAD_SPAN_RATIO if not np.isnan(busy[i]) else span[i] >= OVERHEAD_SPAN_RATIO * gpu[i]):
+            b, ev = "overhead", _overhead_evidence(out, i, *args[:3], busy=busy[i])
         elif np.isnan(flops[i]) and np.isnan(nbytes[i]):
             b, ev = "unknown", f"no FLOP/byte count; {_si(per_kernel[i], 's')} per kernel"
         elif costed_share[i] < MIN_COSTED_SHARE:
@@ -208,12 +212,14 @@ def _mentions_nccl(frame: pd.DataFrame) -> np.ndarray:
     return hit
 
 
-def _overhead_evidence(frame, i, gpu, kernels, span) -> str:
+def _overhead_evidence(frame, i, gpu, kernels, span, busy=np.nan) -> str:
     calls = frame["n_calls"].iloc[i] if "n_calls" in frame.columns else 1
     calls = calls if calls and calls == calls and calls > 0 else 1
-    idle = 1 - gpu / span
     per = " per call" if calls > 1 else ""
-    return f"kernels {_si(gpu / calls, 's')} in a {_si(span / calls, 's')} span{per}; GPU idle {idle:.0%}"
+    if np.isnan(busy):
+        return f"kernels {_si(gpu / calls, 's')} in a {_si(span / calls, 's')} span{per}; GPU idle {1 - gpu / span:.0%}"
+    return (f"kernels {_si(gpu / calls, 's')} in a {_si(span / calls, 's')} span{per}; device idle {1 - busy:.0%} "
+            f"of it (all streams)")
 
 
 def _roof_evidence(per_kernel, frac_c, frac_m, rate_f, rate_b, dtype) -> str:

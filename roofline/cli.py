@@ -356,16 +356,29 @@ TRACE_TABLE = {
     "n_kernels": ("kernels", lambda v: f"{v:.0f}"),
     "gpu_time_s": ("GPU time", lambda v: render.si(v, "s")),
     "share": ("share", render.percent),
+    "costed_share": ("costed", render.percent),
     "measured_bound": ("bound", str),
     "evidence": ("evidence", str),
 }
 
 
+TRACE_RANK_TABLE = {
+    "rank": ("rank", str),
+    "n_kernels": ("kernels", lambda v: f"{v:.0f}"),
+    "gpu_time_s": ("GPU time", lambda v: render.si(v, "s")),
+    "busy_s": ("busy", lambda v: render.si(v, "s")),
+    "idle_s": ("idle", lambda v: render.si(v, "s")),
+    "comm_time_s": ("NCCL", lambda v: render.si(v, "s")),
+    "costed_share": ("costed", render.percent),
+}
+
+
 @main.command()
-@click.argument("trace_file", metavar="TRACE.json[.gz]", type=click.Path(dir_okay=False))
+@click.argument("trace_file", metavar="TRACE.json[.gz]|FOLDER", type=click.Path())
 @click.option("--gpu", required=True, help="The spec of the GPU the trace was recorded on (name or path).")
-@click.option("--by", type=click.Choice(["op", "range"]), default="range", show_default=True,
-              help="Group kernels by their CPU op or by the innermost record_function range.")
+@click.option("--by", type=click.Choice(["op", "range", "rank"]), default="range", show_default=True,
+              help="Group kernels by their CPU op, by the innermost record_function range, or by rank "
+                   "(a folder of one trace per rank).")
 @plot_option
 @output_options
 @library_errors
@@ -380,15 +393,18 @@ def trace(trace_file, gpu, by, fmt, output, plot_file):
     from roofline.specs import load_spec
 
     result = analyze_trace(trace_file, load_spec(gpu))
-    frame = result.by_op if by == "op" else result.by_range
+    frame = {"op": result.by_op, "range": result.by_range, "rank": result.by_rank}[by]
     if fmt == "json":
         emit(render.to_json({"summary": result.summary, "by_range": render.to_records(result.by_range),
-                             "by_op": render.to_records(result.by_op)}), output)
+                             "by_op": render.to_records(result.by_op),
+                             "by_rank": render.to_records(result.by_rank)}), output)
     elif fmt == "csv":
         emit(frame.to_csv(index=False), output)
     else:
         cols = dict(TRACE_TABLE)
-        if by == "range":
+        if by == "rank":
+            cols = TRACE_RANK_TABLE
+        elif by == "range":
             cols = {"range": ("range", str), **{k: v for k, v in cols.items() if k != "op"}}
         summary = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.summary.items()
                             if not isinstance(v, (dict, list)))

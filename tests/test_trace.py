@@ -163,7 +163,10 @@ def test_by_op_rows(joins):
     assert (op.loc["aten::mm", "n_kernels"], op.loc["aten::mm", "n_calls"]) == (1, 1)
     assert op.loc["aten::mm", "span_s"] == pytest.approx(30 * US)
     assert op.loc["aten::mm", "share"] == pytest.approx(20 / 51)
-    assert op.loc["(cudaGraphLaunch)", "n_kernels"] == 2 and np.isnan(op.loc["(cudaGraphLaunch)", "span_s"])
+    # a graph replay records no op per kernel: a row per kernel it ran, no host span
+    assert op.loc["(graph) graph_k1", "n_kernels"] == 1 and op.loc["(graph) graph_k2", "n_kernels"] == 1
+    assert np.isnan(op.loc["(graph) graph_k1", "span_s"])
+    assert op.loc["aten::mm", "costed_share"] == 1 and op.loc["aten::add", "costed_share"] == 0
     assert op["gpu_time_s"].sum() == pytest.approx(51 * US)
     assert set(op["measured_bound"]) <= set(MEASURED_BOUNDS)
 

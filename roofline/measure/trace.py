@@ -82,56 +82,141 @@ _LAUNCH_KIND = {"cuda_runtime": "runtime", "runtime": "runtime", "cuda_driver": 
 
 @dataclass(frozen=True, eq=False)
 class TraceAnalysis:
-    """What ``analyze_trace`` found. Times in seconds from the trace's first event; see the frames' docs there."""
+    """What ``analyze_trace`` found. Times in seconds from each trace's first event; see the frames' docs there."""
 
     path: str
     kernels: pd.DataFrame
     by_range: pd.DataFrame
     by_op: pd.DataFrame
     summary: dict
+    by_rank: pd.DataFrame = None  # one row per rank (per file of a folder; one row for a single file)
+
+
+TRACE_SUFFIXES = (".json", ".json.gz")
 
 
 def analyze_trace(path, spec, max_bytes: int = MAX_TRACE_BYTES) -> TraceAnalysis:
-    """Read, join and classify one torch.profiler trace (``.json`` or ``.json.gz``).
+    """Read, join and classify one torch.profiler trace (``.json`` or ``.json.gz``), or a folder of
+    them, one per rank, read as one run.
 
     ``spec`` is a ``HardwareSpec`` (or a name/path ``load_spec`` accepts) whose ceilings classify.
+    ``max_bytes`` caps the JSON text read per file (gunzipped).
 
     Returns a ``TraceAnalysis``:
       - ``kernels``: one row per GPU event (kernel, memcpy, memset): name, kind, device, stream,
         ts_s, dur_s, cpu_op, range (innermost; ``orphan`` / ``(none)``), step, correlation,
         launch_kind (runtime / driver / none), launch_end_s, idle_before_s (device idle just
         before it), host_bound (that idle is the host's: the launch call ended after the device
-        ran dry), flops, bytes, compute_dtype, cost_op.
+        ran dry), flops, bytes, compute_dtype, cost_op, graph (ran in a CUDA/HIP graph replay),
+        range_via (thread / caller thread: a backward kernel from an autograd thread takes the
+        ranges of the thread that called backward() / none), rank.
       - ``by_op``: per cpu op: the outermost costed op enclosing the launch (an aten::mm,
         aten::scaled_dot_product_attention, ... whose FLOPs are known), else the innermost op;
+        a graph replay's kernels get a row per kernel name, '(graph) name'.
         ``by_range``: per record_function range name (gpu_time_s
         counts every kernel launched while the range was open, nested ranges included;
         self_gpu_time_s only those for which it is the innermost range). Both carry gpu_time_s,
-        n_kernels, n_calls, span_s (host wall time of the calls), top_kernels, share (of all
-        GPU time in the trace), flops, bytes, costed_time_s, comm_time_s, compute_dtype, and the
-        columns ``classify_measured`` adds. top_kernels names the largest few by ``short_name``.
+        n_kernels, n_calls, span_s (host wall time of the calls), device_busy_share (of span_s,
+        the share during which the process's GPUs ran anything, all streams), top_kernels, share
+        (of all GPU time), flops, bytes, costed_time_s and costed_share (the GPU time that
+        flops/bytes describe), comm_time_s, compute_dtype, and the columns ``classify_measured``
+        adds. top_kernels names the largest few by ``short_name``. Over a folder: sums over ranks.
       - ``summary``: counts, busy/idle time, host-bound idle, orphans, the assumptions made.
+      - ``by_rank``: per rank (distributedInfo.rank, else the file's place in name order): path,
+        gpu_time_s, busy_s, window_s, idle_s, idle_host_bound_s, comm_time_s, costed_share,
+        n_kernels, n_orphans.
 
-    Raises TraceError for a missing, unreadable, truncated or non-trace file, or one with no GPU
-    events.
+    Raises TraceError for a missing, unreadable, truncated or non-trace file, one with no GPU
+    events, or a folder with no trace files or two files of one rank.
     """
     spec = load_spec(spec)
     path = str(path)
+    if Path(path).is_dir():
+        return _analyze_folder(path, spec, max_bytes)
+    return _analyze_file(path, spec, max_bytes)
+
+
+def _analyze_file(path: str, spec, max_bytes: int, default_rank: int = 0) -> TraceAnalysis:
     ev = _read_events(path, max_bytes)
+    rank = default_rank if ev.rank is None else ev.rank
     joined = _join(ev)
     idle_ns, host_bound = _idle_before(ev.gpu, joined)
-    kernels = _kernels_frame(ev, joined, idle_ns, host_bound)
+    kernels = _kernels_frame(ev, joined, idle_ns, host_bound).assign(rank=rank)
     lean = _lean(kernels)
-    by_op = _by_op(ev, joined, kernels, lean)
-    by_range = _by_range(ev, joined, kernels, lean)
+    busy = _busy_timeline(ev.gpu, joined)
+    by_op = _by_op(ev, joined, kernels, lean, busy)
+    by_range = _by_range(ev, joined, kernels, lean, busy)
     summary = _summary(ev, joined, kernels, path, int(idle_ns[host_bound].sum()))
+    summary["rank"] = rank
     return TraceAnalysis(
         path=path,
         kernels=kernels,
         by_range=classify_measured(by_range, spec),
         by_op=classify_measured(by_op, spec),
         summary=summary,
+        by_rank=_rank_row(summary, kernels),
     )
+
+
+def _rank_row(summary: dict, kernels: pd.DataFrame) -> pd.DataFrame:
+    keys = ("rank", "path", "gpu_time_s", "busy_s", "window_s", "idle_s", "idle_host_bound_s", "costed_share",
+            "n_kernels", "n_orphans")
+    row = {k: summary[k] for k in keys}
+    row["comm_time_s"] = float(kernels.loc[_is_comm(kernels["name"].to_numpy()), "dur_s"].sum())
+    return pd.DataFrame([row])
+
+
+def _analyze_folder(folder: str, spec, max_bytes: int) -> TraceAnalysis:
+    """Every trace file of a folder (not its subfolders), one per rank, as one run."""
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and p.name.endswith(TRACE_SUFFIXES))
+    if not files:
+        raise TraceError(f"{folder}: no trace files (*.json, *.json.gz) in the folder; pass a trace file or a "
+                         f"folder of one trace per rank")
+    parts = [_analyze_file(str(f), spec, max_bytes, default_rank=i) for i, f in enumerate(files)]  # per rank
+    ranks = [p.summary["rank"] for p in parts]
+    if len(set(ranks)) < len(ranks):
+        dup = next(r for r in ranks if ranks.count(r) > 1)
+        names = ", ".join(p.path.rsplit("/", 1)[-1] for p in parts if p.summary["rank"] == dup)
+        raise TraceError(f"{folder}: two files say they are rank {dup} ({names}); keep one trace per rank in the "
+                         f"folder")
+    kernels = pd.concat([p.kernels for p in parts], ignore_index=True)
+    total = float(kernels["dur_s"].sum())
+    summary = {
+        "path": folder, "n_ranks": len(parts), "ranks": ranks,
+        **{k: sum(p.summary[k] for p in parts) for k in (
+            "n_events", "n_kernels", "n_memcpy", "n_memset", "n_devices", "n_streams", "gpu_time_s", "busy_s",
+            "window_s", "idle_s", "idle_host_bound_s", "idle_other_s", "n_orphans", "orphan_time_s", "n_no_op",
+            "n_graph_kernels", "graph_time_s", "n_kernels_via_caller_thread")},
+        "n_steps": max(p.summary["n_steps"] for p in parts),
+        "devices": [d for p in parts for d in p.summary["devices"]],
+    }
+    known = kernels["flops"].notna() | kernels["bytes"].notna()
+    summary["costed_share"] = float(kernels.loc[known, "dur_s"].sum() / total) if total > 0 else float("nan")
+    summary["assumptions"] = list(dict.fromkeys(a for p in parts for a in p.summary["assumptions"]))
+    return TraceAnalysis(
+        path=folder,
+        kernels=kernels,
+        by_range=classify_measured(_over_ranks([p.by_range for p in parts], "range", total), spec),
+        by_op=classify_measured(_over_ranks([p.by_op for p in parts], "op", total), spec),
+        summary=summary,
+        by_rank=pd.concat([p.by_rank for p in parts], ignore_index=True),
+    )
+
+
+def _over_ranks(frames: list, key: str, total_s: float) -> pd.DataFrame:
+    """Per-rank by_op / by_range rows summed over ranks; device_busy_share weighted by span."""
+    f = pd.concat(frames, ignore_index=True)
+    f = f.assign(busy_s=f["device_busy_share"] * f["span_s"])
+    g = f.groupby(key, sort=False)
+    out = g[["gpu_time_s", "n_kernels", "n_calls", "costed_time_s", "comm_time_s"]].sum()
+    for c in ("self_gpu_time_s", "span_s", "flops", "bytes", "busy_s"):
+        if c in f.columns:
+            out[c] = g[c].sum(min_count=1)
+    out["device_busy_share"] = out.pop("busy_s") / out["span_s"]
+    first = f.sort_values("gpu_time_s", ascending=False, kind="stable").drop_duplicates(key).set_index(key)
+    out["top_kernels"] = first["top_kernels"].reindex(out.index)  # the rank where the row took longest
+    out["compute_dtype"] = first["compute_dtype"].reindex(out.index)
+    return _finish(out, key, total_s)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -169,7 +254,10 @@ def _read_events(path: str, max_bytes: int = MAX_TRACE_BYTES) -> "_Events":
         events, top = top, {}
     else:
         raise TraceError(f"{path}: the JSON holds a {type(top).__name__}, not a Chrome trace object")
-    return keep.columns(len(events), top.get("deviceProperties"))
+    info = top.get("distributedInfo")
+    rank = info.get("rank") if isinstance(info, dict) else None
+    return keep.columns(len(events), top.get("deviceProperties"),
+                        rank if isinstance(rank, int) and not isinstance(rank, bool) else None)
 
 
 
@@ -278,7 +366,7 @@ class _Collector:
                 self.costed.append((len(rows), d.get("args") or _NO_ARGS))
             rows.append((name, d["ts"], d["dur"], d.get("pid"), d.get("tid")))
 
-    def columns(self, n_events: int, devices) -> "_Events":
+    def columns(self, n_events: int, devices, rank=None) -> "_Events":
         gpu_rows, launch_rows, op_rows, rng_rows = self.rows
         if not gpu_rows:
             raise TraceError(
@@ -315,15 +403,19 @@ class _Collector:
         thread = _threads((la[4], la[5]), (op[3], op[4]), (rn[3], rn[4]))
         gpu["unit"] = _codes(list(zip(g[8], g[6])))  # (pid, device) of a GPU event: one GPU as the trace names it
         process = _codes(list(la[4]) + list(op[3]) + list(rn[3]))  # host process of each launch, op, range
+        n_la = len(la[4])
         launch = {"name": np.array(la[0], dtype=object), "kind": np.array(la[1], dtype=object),
                   "ts": ns(ts_us[1]), "dur": dur(la[3], la[0]), "thread": thread[0], "corr": _ints(la[6]),
-                  "process": process[:len(la[4])]}
-        ops = {"name": np.array(op[0], dtype=object), "ts": ns(ts_us[2]), "dur": dur(op[2], op[0]), "thread": thread[1]}
-        rng = {"name": np.array(rn[0], dtype=object), "ts": ns(ts_us[3]), "dur": dur(rn[2], rn[0]), "thread": thread[2]}
+                  "process": process[:n_la]}
+        n_la, n_op = len(la[4]), len(op[3])
+        ops = {"name": np.array(op[0], dtype=object), "ts": ns(ts_us[2]), "dur": dur(op[2], op[0]), "thread": thread[1],
+               "process": process[n_la:n_la + n_op]}
+        rng = {"name": np.array(rn[0], dtype=object), "ts": ns(ts_us[3]), "dur": dur(rn[2], rn[0]), "thread": thread[2],
+               "process": process[n_la + n_op:]}
         costs = _op_costs(self.costed, ops["name"])
         span = 2 + max(int((c["ts"] + c["dur"]).max(initial=0)) for c in (gpu, launch, ops, rng))
         names = [d.get("name") for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
-        return _Events(t0, span, gpu, launch, ops, rng, costs, n_events, names)
+        return _Events(t0, span, gpu, launch, ops, rng, costs, n_events, names, rank)
 
     def _numbers(self, values, names, key) -> np.ndarray:
         """Times in µs as floats; a boolean, a string, a non-finite or an absurd value is an error."""
@@ -379,6 +471,7 @@ class _Events:
     costs: dict  # op index -> (flops, bytes, compute_dtype, complete): complete is False when is_causal was unknown
     n_events: int
     device_names: list
+    rank: object  # distributedInfo.rank, None when the trace names none
 
 
 def _ints(values) -> np.ndarray:
@@ -514,6 +607,8 @@ class _Joined:
     launch_end: np.ndarray  # per GPU event: launch end (ns), -1 for orphans
     step: np.ndarray  # per GPU event: ProfilerStep number, -1 for none
     n_cross: tuple  # GPU events whose correlation id another process also used; GPUs whose process was a tie
+    via_caller: np.ndarray  # per GPU event: its ranges are those of the thread that called backward()
+    unit_process: pd.Series  # GPU unit code -> host process code (the join's vote)
 
 
 def _launch_of(gpu: dict, launch: dict):
@@ -530,7 +625,7 @@ def _launch_of(gpu: dict, launch: dict):
     hi[gpu["corr"] < 0] = lo[gpu["corr"] < 0]
     count = hi - lo
     if not count.sum():
-        return out, (0, 0)
+        return out, (0, 0), pd.Series(dtype=np.int64)
     k = np.repeat(np.arange(n), count)  # every (GPU event, candidate launch) pair
     cand = order[np.arange(len(k)) - np.repeat(np.cumsum(count) - count, count) + np.repeat(lo, count)]
     proc = launch["process"][cand]
@@ -552,7 +647,26 @@ def _launch_of(gpu: dict, launch: dict):
     first[1:] = km[1:] != km[:-1]  # candidates are in start order: the first is the outer call
     out[km[first]] = cand[mine][first]
     n_procs = pd.Series(proc).groupby(k).nunique()
-    return out, (int((n_procs > 1).sum()), tied)
+    return out, (int((n_procs > 1).sum()), tied), owner
+
+
+AUTOGRAD_OP = "autograd::engine::evaluate_function"  # the op an autograd worker thread runs per node
+
+
+def _backward_threads(ev: _Events) -> np.ndarray:
+    """Thread codes that run autograd nodes (the backward pass) and are not a process's main thread."""
+    names = ev.op["name"]
+    is_node = _per_name(names, lambda n: n.startswith(AUTOGRAD_OP), dtype=bool) if len(names) else np.zeros(0, bool)
+    threads = np.unique(ev.op["thread"][is_node])
+    return np.setdiff1d(threads, _main_threads(ev).to_numpy())
+
+
+def _main_threads(ev: _Events) -> pd.Series:
+    """Per host process code: the thread with the most ranges (the one running the training loop)."""
+    if not len(ev.rng["thread"]):
+        return pd.Series(dtype=np.int64)
+    per = pd.DataFrame({"p": ev.rng["process"], "t": ev.rng["thread"]}).value_counts().reset_index()
+    return per.drop_duplicates("p").set_index("p")["t"]
 
 
 def _join(ev: _Events) -> _Joined:
@@ -564,7 +678,7 @@ def _join(ev: _Events) -> _Joined:
     #    a file holding several ranks repeats them. Each GPU (pid, device) is given the host process
     #    whose launches share the most of its correlation ids; of that process's calls sharing a
     #    kernel's id, the earliest (the outer call, where a runtime call wraps a driver call) is kept.
-    k_launch, cross = _launch_of(gpu, launch)
+    k_launch, cross, unit_process = _launch_of(gpu, launch)
     f = np.flatnonzero(k_launch >= 0)
     li = k_launch[f]
     thread = launch["thread"][li]
@@ -583,6 +697,22 @@ def _join(ev: _Events) -> _Joined:
         pairs_k.append(f[sel])
         pairs_r.append(hit[sel])
         k_rng[f[sel]] = hit[sel]  # deeper levels overwrite: the innermost remains
+    # 2b. a launch from an autograd worker thread (backward), outside every range of its own thread,
+    #     takes the ranges its process's main thread (the one with most ranges) was in at that moment:
+    #     the thread that called backward() waits in them ('## backward ##', ProfilerStep#N)
+    via_caller = np.zeros(n, dtype=bool)
+    worker = _backward_threads(ev)
+    lost = np.flatnonzero((k_rng[f] < 0) & np.isin(thread, worker))
+    if len(lost) and len(rng["ts"]):
+        main = _main_threads(ev)
+        caller = main.reindex(launch["process"][li[lost]]).fillna(-1).to_numpy(dtype=np.int64)
+        for depth in range(rngs.levels):
+            hit = rngs.at_depth(caller, mid[lost], np.full(len(lost), depth))
+            sel = hit >= 0
+            pairs_k.append(f[lost][sel])
+            pairs_r.append(hit[sel])
+            k_rng[f[lost][sel]] = hit[sel]
+            via_caller[f[lost][sel]] = True
 
     # 3. cost owner: the outermost costed op enclosing the launch
     costed = np.fromiter(ev.costs, dtype=np.int64, count=len(ev.costs))
@@ -613,7 +743,8 @@ def _join(ev: _Events) -> _Joined:
 
     return _Joined(
         launch=k_launch, op=k_op, rng=k_rng, rng_pairs=(np.concatenate(pairs_k), np.concatenate(pairs_r)),
-        owner=owner, launch_end=launch_end, step=step, n_cross=cross,
+        owner=owner, launch_end=launch_end, step=step, n_cross=cross, via_caller=via_caller,
+        unit_process=unit_process,
     )
 
 
@@ -694,7 +825,19 @@ def _kernels_frame(ev: _Events, j: _Joined, idle: np.ndarray, host_bound: np.nda
         "bytes": nbytes,
         "compute_dtype": dtype,
         "cost_op": cost_op,
+        "graph": _is_graph(ev, j),
+        "range_via": np.where(j.via_caller, "caller thread", np.where(j.rng >= 0, "thread", "none")),
     }, index=pd.RangeIndex(n))
+
+
+GRAPH_LAUNCHES = ("cudaGraphLaunch", "cuGraphLaunch", "hipGraphLaunch")  # with _v10000-style suffixes too
+GRAPH_ROW = "(graph) "  # by_op key prefix of a graph replay's kernels
+
+
+def _is_graph(ev: _Events, j: _Joined) -> np.ndarray:
+    """Per GPU event: launched by a CUDA/HIP graph replay."""
+    is_graph = _per_name(ev.launch["name"], lambda n: n.startswith(GRAPH_LAUNCHES), dtype=bool)
+    return np.where(j.launch >= 0, is_graph[np.maximum(j.launch, 0)] if len(is_graph) else False, False)
 
 
 def _idle_before(gpu: dict, j: _Joined):
@@ -791,22 +934,29 @@ def _group_stats(f: pd.DataFrame, key) -> pd.DataFrame:
     return out
 
 
-def _by_op(ev: _Events, j: _Joined, kernels: pd.DataFrame, lean: pd.DataFrame) -> pd.DataFrame:
+def _by_op(ev: _Events, j: _Joined, kernels: pd.DataFrame, lean: pd.DataFrame, busy: dict) -> pd.DataFrame:
     """Kernels are charged to the op that carries their cost (e.g. a memset inside cuDNN attention
-    to aten::scaled_dot_product_attention), else to their innermost op."""
+    to aten::scaled_dot_product_attention), else to their innermost op; the kernels of a CUDA/HIP
+    graph replay get a row per kernel name ('(graph) name'): the replay records no op per kernel."""
     inst = np.where(j.owner >= 0, j.owner, j.op)
     op = np.where(j.owner >= 0, kernels["cost_op"].to_numpy(), kernels["cpu_op"].to_numpy())
+    graph = kernels["graph"].to_numpy() & (j.owner < 0)
+    op = op.astype(object)
+    op[graph] = GRAPH_ROW + _per_name(kernels["name"].to_numpy()[graph], short_name)  # a row per kernel it ran
     out = _group_stats(lean, op)
     calls = pd.DataFrame({"op": op, "inst": inst})
     calls = calls[calls["inst"] >= 0].drop_duplicates("inst")
-    calls["span_s"] = ev.op["dur"][calls["inst"].to_numpy()] * S_PER_NS
-    per = calls.groupby("op")["span_s"].agg(["size", "sum"])
-    out["n_calls"] = per["size"].reindex(out.index).fillna(0).astype(np.int64)
-    out["span_s"] = per["sum"].reindex(out.index)
+    idx = calls["inst"].to_numpy()
+    calls["span_s"] = ev.op["dur"][idx] * S_PER_NS
+    calls["busy_s"] = _busy_within(busy, ev.op["process"][idx], ev.op["ts"][idx], ev.op["dur"][idx]) * S_PER_NS
+    per = calls.groupby("op")[["span_s", "busy_s"]].agg(["size", "sum"])
+    out["n_calls"] = per[("span_s", "size")].reindex(out.index).fillna(0).astype(np.int64)
+    out["span_s"] = per[("span_s", "sum")].reindex(out.index)
+    out["device_busy_share"] = (per[("busy_s", "sum")] / per[("span_s", "sum")]).reindex(out.index)
     return _finish(out, "op", kernels["dur_s"].sum())
 
 
-def _by_range(ev: _Events, j: _Joined, kernels: pd.DataFrame, lean: pd.DataFrame) -> pd.DataFrame:
+def _by_range(ev: _Events, j: _Joined, kernels: pd.DataFrame, lean: pd.DataFrame, busy: dict) -> pd.DataFrame:
     names = _range_names(ev.rng["name"])
     codes, uniques = pd.factorize(names, use_na_sentinel=False)
     k, r = j.rng_pairs
@@ -819,19 +969,60 @@ def _by_range(ev: _Events, j: _Joined, kernels: pd.DataFrame, lean: pd.DataFrame
     if outside.any():  # kernels outside every range, and orphans, so the rows account for all GPU time
         incl = pd.concat([incl, _group_stats(lean[outside].reset_index(drop=True), own[outside])])
     incl["self_gpu_time_s"] = kernels.groupby("range", sort=False)["dur_s"].sum().reindex(incl.index).fillna(0.0)
-    inst = pd.DataFrame({"name": names, "span_s": ev.rng["dur"] * S_PER_NS})
-    per = inst.groupby("name")["span_s"].agg(["size", "sum"])
-    incl["n_calls"] = per["size"].reindex(incl.index).fillna(0).astype(np.int64)
-    incl["span_s"] = per["sum"].reindex(incl.index)
+    busy_ns = _busy_within(busy, ev.rng["process"], ev.rng["ts"], ev.rng["dur"])
+    inst = pd.DataFrame({"name": names, "span_s": ev.rng["dur"] * S_PER_NS, "busy_s": busy_ns * S_PER_NS})
+    per = inst.groupby("name")[["span_s", "busy_s"]].agg(["size", "sum"])
+    incl["n_calls"] = per[("span_s", "size")].reindex(incl.index).fillna(0).astype(np.int64)
+    incl["span_s"] = per[("span_s", "sum")].reindex(incl.index)
+    incl["device_busy_share"] = (per[("busy_s", "sum")] / per[("span_s", "sum")]).reindex(incl.index)
     return _finish(incl, "range", kernels["dur_s"].sum())
 
 
 def _finish(out: pd.DataFrame, key: str, total_s: float) -> pd.DataFrame:
     out["share"] = out["gpu_time_s"] / total_s if total_s > 0 else np.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["costed_share"] = np.where(out["gpu_time_s"] > 0, out["costed_time_s"] / out["gpu_time_s"], np.nan)
     out = out.rename_axis(key).reset_index().sort_values("gpu_time_s", ascending=False, kind="stable")
-    cols = [key, "gpu_time_s", "self_gpu_time_s", "n_kernels", "n_calls", "span_s", "share", "top_kernels",
-            "flops", "bytes", "costed_time_s", "comm_time_s", "compute_dtype"]
+    cols = [key, "gpu_time_s", "self_gpu_time_s", "n_kernels", "n_calls", "span_s", "device_busy_share", "share",
+            "top_kernels", "flops", "bytes", "costed_time_s", "costed_share", "comm_time_s", "compute_dtype"]
     return out[[c for c in cols if c in out.columns]].reset_index(drop=True)
+
+
+def _busy_timeline(gpu: dict, j: _Joined) -> dict:
+    """Per host process code: (starts, ends, busy before each start) of the merged busy intervals of
+    the GPUs it drives, all streams together: when any of its GPU work ran."""
+    proc = j.unit_process.reindex(gpu["unit"]).fillna(-1).to_numpy(dtype=np.int64)
+    out = {}
+    for p in np.unique(proc[proc >= 0]):  # one turn per host process
+        m = proc == p
+        s, e = _merged(gpu["ts"][m], gpu["ts"][m] + gpu["dur"][m])
+        out[int(p)] = (s, e, np.concatenate([[0], np.cumsum(e - s)[:-1]]))
+    return out
+
+
+def _merged(start: np.ndarray, end: np.ndarray):
+    """The union of intervals as sorted disjoint (starts, ends)."""
+    order = np.argsort(start, kind="stable")
+    s, e = start[order], end[order]
+    reach = np.maximum.accumulate(e)
+    new = np.ones(len(s), dtype=bool)
+    new[1:] = s[1:] > reach[:-1]
+    return s[new], reach[np.append(np.flatnonzero(new)[1:] - 1, len(s) - 1)]
+
+
+def _busy_within(timeline: dict, process: np.ndarray, start: np.ndarray, dur: np.ndarray) -> np.ndarray:
+    """ns of [start, start + dur] during which the process's GPUs were busy (0 for a process with none)."""
+    out = np.zeros(len(start), dtype=np.int64)
+    for p, (s, e, before) in timeline.items():
+        m = np.flatnonzero(process == p)
+
+        def upto(t):  # busy time from the first block to t
+            i = np.searchsorted(s, t, "right") - 1
+            k = np.maximum(i, 0)
+            return np.where(i >= 0, before[k] + np.minimum(t, e[k]) - s[k], 0)
+
+        out[m] = upto(start[m] + dur[m]) - upto(start[m])
+    return out
 
 
 def _union_ns(start: np.ndarray, end: np.ndarray) -> int:
@@ -871,6 +1062,27 @@ def _summary(ev: _Events, j: _Joined, kernels: pd.DataFrame, path: str, idle_hos
             f"{n_causal_unknown} attention calls have no recorded is_causal flag: their FLOPs count the "
             f"full s_q x s_k score matrix (a causal mask would halve it)"
         )
+    graph = kernels["graph"].to_numpy()
+    if graph.any():
+        assumptions.append(
+            f"{int(graph.sum())} kernels ({kernels.loc[graph, 'dur_s'].sum() / kernels['dur_s'].sum():.0%} of GPU "
+            f"time) ran in CUDA/HIP graph replays: each is listed by name ('(graph) name' rows per op) with its time; "
+            f"a replay records no op, shapes or range per kernel, so they carry no FLOPs and take the replay call's "
+            f"op and ranges"
+        )
+    caller = kernels["range_via"].to_numpy() == "caller thread"
+    if caller.any():
+        assumptions.append(
+            f"{int(caller.sum())} kernels launched by autograd worker threads (backward) outside their thread's "
+            f"ranges are counted in the ranges the process's main thread was in at launch ('## backward ##', steps)"
+        )
+    if j.n_cross[1]:
+        assumptions.append(
+            f"{j.n_cross[1]} GPUs: launches of two processes matched their correlation ids equally often; the "
+            f"kernel-to-launch join there is a guess (split the trace per rank)"
+        )
+    dur = kernels["dur_s"].to_numpy()
+    known = kernels["flops"].notna().to_numpy() | kernels["bytes"].notna().to_numpy()
     step_ids = np.unique(j.step[j.step >= 0])
     return {
         "path": path,
@@ -894,6 +1106,10 @@ def _summary(ev: _Events, j: _Joined, kernels: pd.DataFrame, path: str, idle_hos
         "n_processes": len(np.unique(ev.launch["process"])),
         "n_correlation_reused": j.n_cross[0],
         "n_gpus_process_tied": j.n_cross[1],
+        "costed_share": float(dur[known].sum() / dur.sum()) if dur.sum() > 0 else float("nan"),
+        "n_graph_kernels": int(graph.sum()),
+        "graph_time_s": float(dur[graph].sum()),
+        "n_kernels_via_caller_thread": int(caller.sum()),
         "trace_origin_us": ev.t0_us,
         "assumptions": assumptions,
     }
