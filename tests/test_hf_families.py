@@ -215,3 +215,76 @@ def test_deepseek_v3_caches_576_values_per_token_and_layer():
     assert m.kv_lora_rank + m.qk_rope_head_dim == 576  # what serving engines allocate
     r = analyze(m, "h200", batch_size=1, prompt_len=1000, phase="decode").summary.iloc[0]
     assert r["kv_cache_bytes"] == 1000 * 576 * 2 * 61
+
+
+# --- the small gaps of the families that worked before, and falcon's new decoder layout, against HF
+
+SMALL = {
+    # llama with attention_bias: biases on q, k, v and o_proj
+    "llama-attention-bias": dict(model_type="llama", hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                                 num_attention_heads=8, num_key_value_heads=2, vocab_size=1000, attention_bias=True),
+    # qwen3: per-head q/k norms
+    "qwen3": dict(model_type="qwen3", hidden_size=256, intermediate_size=512, num_hidden_layers=2, head_dim=64,
+                  num_attention_heads=8, num_key_value_heads=2, vocab_size=1000, tie_word_embeddings=True),
+    # qwen2 windowing only the layers from max_window_layers on
+    "qwen2-max-window-layers": dict(model_type="qwen2", hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+                                    num_attention_heads=8, num_key_value_heads=2, vocab_size=1000,
+                                    use_sliding_window=True, sliding_window=32, max_window_layers=2),
+    # falcon-40b's layout: grouped KV heads, two parallel norms
+    "falcon-new-decoder": dict(model_type="falcon", hidden_size=256, num_hidden_layers=2, num_attention_heads=8,
+                               num_kv_heads=2, new_decoder_architecture=True, parallel_attn=True, bias=False,
+                               vocab_size=1000),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_small_configs_match_hf(name):
+    raw = SMALL[name]
+    model = hf_model(raw)
+    ours = parse_model(raw)
+    assert parameter_count(ours) == sum(p.numel() for p in model.parameters())
+    b, s = 2, 40  # past qwen2's window of 32
+    with FlopCounterMode(display=False) as counter:
+        out = model(input_ids=torch.zeros(b, s, dtype=torch.long, device="meta"), logits_to_keep=1, use_cache=True)
+    hf = hf_group_flops(counter.get_flop_counts())
+    window_of = {"attention": None, "sliding_attention": ours.sliding_window}
+    flops = our_group_flops(model_ops(ours, Workload(), "prefill", b, s, s), s, window_of, "prefill")
+    for group in ("attention", "mlp", "lm_head"):
+        assert flops[group] == pytest.approx(hf[group], rel=2e-3), group
+    summary = analyze(ours, "h100-sxm", batch_size=b, prompt_len=s, phase="prefill").summary.iloc[0]
+    hf_bytes = 0
+    for layer in out.past_key_values.layers:
+        kept = layer.keys.shape[-2]
+        if getattr(layer, "sliding_window", None) and kept == layer.sliding_window - 1:
+            kept += 1  # as in test_kv_cache_bytes_match_the_cache_hf_keeps
+        hf_bytes += (layer.keys.numel() + layer.values.numel()) / layer.keys.shape[-2] * kept * 2
+    if name == "falcon-new-decoder":
+        # HF's falcon broadcasts k and v to every query head before caching them (_split_heads); we count the
+        # num_kv_heads that serving engines cache, 8 / 2 = 4 times less
+        hf_bytes /= ours.num_attention_heads // ours.num_key_value_heads
+    assert summary["kv_cache_bytes"] == hf_bytes
+
+
+def test_absorbed_mla_decode_counts_the_matmuls_it_runs_with_hf_weights():
+    """The absorbed form written out with HF's own kv_b_proj split into W_UK and W_UV (FlashMLA's order)."""
+    raw = raw_config("deepseek-v2-lite", 2)
+    attn = hf_model(raw).model.layers[0].self_attn
+    m = parse_model(raw)
+    H, nope, rope, r, dv = (m.num_attention_heads, m.qk_nope_head_dim, m.qk_rope_head_dim, m.kv_lora_rank,
+                            m.v_head_dim)
+    w = attn.kv_b_proj.weight.view(H, nope + dv, r)
+    w_uk, w_uv = w[:, :nope], w[:, nope:]
+    b, L = 2, 100
+
+    def empty(*shape):
+        return torch.empty(*shape, device="meta", dtype=torch.bfloat16)
+
+    q_nope, q_pe, latent, k_pe = empty(b, H, nope), empty(b, H, rope), empty(b, L, r), empty(b, L, rope)
+    with FlopCounterMode(display=False) as counter:
+        q_latent = torch.einsum("bhn,hnr->bhr", q_nope, w_uk)  # q_absorb
+        scores = torch.einsum("bhr,blr->bhl", q_latent, latent) + torch.einsum("bhp,blp->bhl", q_pe, k_pe)
+        o_latent = torch.einsum("bhl,blr->bhr", scores.softmax(-1), latent)  # attention over the latent
+        torch.einsum("bhr,hvr->bhv", o_latent, w_uv)  # v_absorb
+    ops = {op.name: op for op in model_ops(m, Workload(), "decode", b, 1, L)}
+    ours = sum(float(ops[n].cost.flops) for n in ("q_absorb", "attention", "v_absorb"))
+    assert ours == counter.get_total_flops()
