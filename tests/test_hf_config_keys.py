@@ -101,3 +101,12 @@ def test_a_multimodal_wrapper_points_to_its_text_config():
     with pytest.raises(ConfigError, match="model_type 'gemma3' is a multimodal wrapper; give its text_config section "
                                           "as the model \\(model_type gemma3_text\\)"):
         parse_model({"model_type": "gemma3", "text_config": {}})
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_example_analyses_both_phases(path):
+    from roofline import analyze
+
+    s = analyze(path, "h200", batch_size=[1, 16], context_len=4096, phase="both").summary
+    for key in ("prefill_time_s", "decode_time_s", "kv_cache_bytes", "weight_bytes"):
+        assert (s[key] > 0).all() and s[key].notna().all(), key

@@ -288,3 +288,22 @@ def test_absorbed_mla_decode_counts_the_matmuls_it_runs_with_hf_weights():
     ops = {op.name: op for op in model_ops(m, Workload(), "decode", b, 1, L)}
     ours = sum(float(ops[n].cost.flops) for n in ("q_absorb", "attention", "v_absorb"))
     assert ours == counter.get_total_flops()
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_examples_have_the_parameters_of_the_hf_build(path):
+    """The families that worked before issue 9 still agree with HF, and so do the new examples."""
+    import yaml
+
+    from roofline.config import IGNORED_KEYS
+
+    raw = yaml.safe_load(path.read_text())
+    ours = parse_model(raw)
+    keep = {k: v for k, v in raw.items() if k not in ("name", "workload") and k not in IGNORED_KEYS}
+    if raw["model_type"] == "deepseek_v3":  # 61 layers of 256 experts: composed as in convention 7
+        assert parameter_count(ours) == hf_parameters("deepseek-r1")
+        return
+    assert parameter_count(ours) == sum(p.numel() for p in hf_model(keep).parameters())
