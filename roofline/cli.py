@@ -11,7 +11,7 @@ import sys
 import click
 
 from roofline import render
-from roofline.config import ATTN_IMPLS, PHASES, parse_sweep
+from roofline.config import ATTN_IMPLS, MLA_FORMS, PHASES, parse_sweep
 from roofline.dtypes import ACT_DTYPES, STORAGE_DTYPES
 from roofline.errors import ConfigError, RooflineError
 
@@ -113,6 +113,9 @@ WORKLOAD_OPTIONS = [
     click.option("--act-dtype", type=click.Choice(ACT_DTYPES), help="Dtype of activations."),
     click.option("--kv-dtype", type=click.Choice(STORAGE_DTYPES), help="Dtype of the KV cache."),
     click.option("--attn", "attn_impl", type=click.Choice(ATTN_IMPLS), help="Attention implementation."),
+    click.option("--mla", "mla_form", type=click.Choice(MLA_FORMS),
+                 help="MLA models (DeepSeek): absorbed or decompressed attention; auto: decompressed prefill, "
+                      "absorbed decode."),
     click.option("--tp", type=click.IntRange(min=1), help="Tensor-parallel degree (counts are per GPU)."),
     click.option("--pp", type=click.IntRange(min=1), help="Pipeline-parallel stages (layers split evenly)."),
     click.option("--ep", type=click.IntRange(min=1), help="Expert-parallel GPUs (MoE): experts spread, all-to-all."),

@@ -130,6 +130,7 @@ class ReferenceDecoder:
                  tp: int = 1, rank: int = 0, group=None):
         if layers < 1:
             raise ConfigError(f"layers must be at least 1, got {layers}")
+        reference_supports(config)
         if attn_impl not in ("flash", "naive"):
             raise ConfigError(f"attn_impl '{attn_impl}' is not one of flash, naive")
         tp_shard_check(config, tp)
@@ -479,6 +480,20 @@ class ReferenceDecoder:
         for t in tensors:
             flat.extend(t if isinstance(t, tuple) else [t])
         return sum(t.numel() * t.element_size() for t in flat if isinstance(t, torch.Tensor))
+
+
+REFERENCE_FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gpt2")
+
+
+def reference_supports(config: ModelConfig) -> None:
+    """Raises ConfigError for a model the reference decoder cannot build faithfully: a family other than
+    REFERENCE_FAMILIES, or windowed and global layers mixed (the reference windows every layer or none)."""
+    if config.model_type not in REFERENCE_FAMILIES:
+        raise ConfigError(f"the GPU reference model builds {', '.join(REFERENCE_FAMILIES)}, not {config.model_type}; "
+                          f"'roofline analyze' models it, profiling it needs the reference extended")
+    if len(set(config.layer_windows)) > 1:
+        raise ConfigError(f"{config.name}: windowed and global layers mixed (layer_types / max_window_layers); "
+                          f"the GPU reference model windows every layer or none")
 
 
 def build_reference(config: ModelConfig, workload: Workload, *, layers: int = 2, device="cuda", seed: int = 0,
