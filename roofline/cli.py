@@ -129,7 +129,7 @@ def workload_options(fn):
 
 
 @main.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
 @click.option("--gpu", required=True, help="A shipped spec name (roofline specs) or a path to a spec YAML.")
 @workload_options
 @click.option("--summary", "summary_only", is_flag=True, help="Print only the summary (one row per point).")
@@ -192,7 +192,8 @@ def render_single_point(result, markdown: bool) -> str:
     w, spec, s = result.workload, result.spec, result.summary.iloc[0]
     head = (
         f"{result.model.name} on {spec.name} ({spec.full_name}): batch {s['batch_size']:.0f}, "
-        f"prompt {s['prompt_len']:.0f}, context {s['context_len']:g}; weights {w.weight_dtype}, activations "
+        f"prompt {s['prompt_len']:.0f}, context {s['context_len']:g}; weights {w.weight_dtype}"
+        f"{'' if w.weight_dtype_source == 'default' else ' from ' + w.weight_dtype_source}, activations "
         f"{w.act_dtype}, KV {w.kv_dtype}; {w.attn_impl} attention; tp {w.tp}; "
         f"{'CUDA graph' if w.cuda_graph else 'eager'} launch floor {render.si(spec.ceiling_launch_s(w.cuda_graph), 's')}"
     )
@@ -222,7 +223,7 @@ def render_single_point(result, markdown: bool) -> str:
 
 # ------------------------------------------------------------------------------------------------
 @main.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
 @click.option("--gpu", required=True, help="A shipped spec name (roofline specs) or a path to a spec YAML.")
 @workload_options
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="How many suggestions.")
@@ -249,7 +250,7 @@ def advise(model, gpu, top, fmt, output, **workload):
 
 # ------------------------------------------------------------------------------------------------
 @main.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
 @click.option("--gpu", default="auto", show_default=True, help="Spec to compare with: auto (from NVML), a name or a path.")
 @click.option("--layers", type=click.IntRange(min=1), default=2, show_default=True, help="Decoder layers in the reference model.")
 @workload_options
@@ -407,7 +408,7 @@ def trace(trace_file, gpu, by, fmt, output, plot_file):
 
 # ------------------------------------------------------------------------------------------------
 @main.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
 @click.option("--gpu", required=True, help="A shipped spec name or a path to a spec YAML (a calibrated one too).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="The report folder to write.")
 @click.option("--profile", "with_profile", is_flag=True, help="Also measure on this machine's GPU and check the advice.")

@@ -11,10 +11,12 @@ Supported architectures (``model_type``):
 """
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Optional
 
 from roofline.dtypes import ACT_DTYPES, STORAGE_DTYPES
-from roofline.errors import ConfigError
+from roofline.errors import ConfigError, InputFileError
+from roofline.quant import CHECKPOINT_SOURCE, WeightQuant, parse_quantization_config
 from roofline.validate import load_mapping, number, suggest
 
 ARCHITECTURES = {
@@ -33,7 +35,7 @@ _MODEL_KEYS = {
     "model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
     "intermediate_size", "vocab_size", "hidden_act", "tie_word_embeddings", "num_local_experts",
     "num_experts_per_tok", "attention_bias", "mlp_bias", "max_position_embeddings", "sliding_window",
-    "use_sliding_window", "name", "workload",
+    "use_sliding_window", "name", "workload", "quantization_config",
 }
 _GPT2_ALIASES = {
     "n_embd": "hidden_size", "n_layer": "num_hidden_layers", "n_head": "num_attention_heads",
@@ -48,7 +50,7 @@ _HF_IGNORED = {
     "embd_pdrop", "attn_pdrop", "summary_activation", "summary_first_dropout", "summary_proj_to_labels",
     "summary_type", "summary_use_proj", "task_specific_params", "scale_attn_weights",
     "reorder_and_upcast_attn", "scale_attn_by_inverse_layer_idx", "n_ctx", "_name_or_path", "name_or_path",
-    "layer_types", "quantization_config", "is_decoder", "id2label", "label2id", "tokenizer_class",
+    "layer_types", "is_decoder", "id2label", "label2id", "tokenizer_class",
 }
 
 PHASES = ("prefill", "decode", "both")
@@ -78,6 +80,7 @@ class ModelConfig:
     max_position_embeddings: Optional[int] = None
     sliding_window: Optional[int] = None
     ignored_keys: tuple = ()
+    quant: Optional[WeightQuant] = None  # the checkpoint's quantization_config (roofline/quant.py)
 
     @property
     def head_dim(self) -> int:
@@ -135,6 +138,7 @@ class Workload:
     ep: int = 1
     microbatches: int = 1
     cuda_graph: bool = False
+    weight_dtype_source: str = "default"  # where weight_dtype came from: a flag, the file, the checkpoint
 
     @property
     def phases(self) -> tuple:
@@ -152,6 +156,7 @@ def load_model(path) -> ModelConfig:
 
 def load_model_and_workload(path, overrides: Optional[dict] = None):
     """(ModelConfig, Workload) from a file, with ``overrides`` (CLI flags, None = not given) applied."""
+    path = resolve_model_path(path)
     raw = load_mapping(path, "model")
     model = parse_model(raw, str(path))
     workload_raw = raw.get("workload") or {}
@@ -159,7 +164,8 @@ def load_model_and_workload(path, overrides: Optional[dict] = None):
         raise ConfigError(f"{path}: workload must be a mapping of settings, e.g. {{batch_size: 1}}")
     merged = dict(workload_raw)
     merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    workload = parse_workload(merged, f"{path}: workload")
+    merged["weight_dtype_source"] = weight_dtype_source(overrides or {}, workload_raw)
+    workload = with_checkpoint_weights(model, parse_workload(merged, f"{path}: workload"))
     check_fit(model, workload, str(path))
     return model, workload
 
@@ -268,6 +274,7 @@ def parse_model(raw: dict, where: str = "<model>") -> ModelConfig:
         max_position_embeddings=opt_int("max_position_embeddings"),
         sliding_window=window,
         ignored_keys=tuple(ignored),
+        quant=parse_quantization_config(raw["quantization_config"], where) if raw.get("quantization_config") else None,
     )
 
 
@@ -343,6 +350,8 @@ def parse_workload(raw: dict, where: str = "workload") -> Workload:
             if value not in choices:
                 raise ConfigError(f"{where}: {key} '{raw[key]}' is not one of {', '.join(choices)}{suggest(value, choices)}")
             values[key] = value
+    if raw.get("weight_dtype_source"):
+        values["weight_dtype_source"] = str(raw["weight_dtype_source"])
     if raw.get("cuda_graph") is not None:
         if not isinstance(raw["cuda_graph"], bool):
             raise ConfigError(f"{where}: cuda_graph must be true or false")
@@ -386,3 +395,77 @@ def check_fit(model: ModelConfig, w: Workload, where: str) -> None:
             raise ConfigError(f"{where}: tp {tp} and num_key_value_heads {kv}: one must divide the other")
         if model.intermediate_size % tp:
             raise ConfigError(f"{where}: tp {tp} does not divide intermediate_size {model.intermediate_size}")
+
+
+def weight_dtype_source(flags: dict, workload_raw: dict) -> str:
+    """Where the weight dtype comes from: the flag wins over the model file's workload section, which
+    wins over the checkpoint's quantization_config (``with_checkpoint_weights``), then the default."""
+    if flags.get("weight_dtype") is not None:
+        return "--weight-dtype"
+    if workload_raw.get("weight_dtype") is not None:
+        return "workload.weight_dtype in the model file"
+    return "default"
+
+
+def with_checkpoint_weights(model: ModelConfig, w: Workload) -> Workload:
+    """``w`` with the checkpoint's weight dtype where nothing else chose one (source 'default')."""
+    if model.quant is None or w.weight_dtype_source != "default":
+        return w
+    return replace(w, weight_dtype=model.quant.dtype,
+                   weight_dtype_source=f"{CHECKPOINT_SOURCE} ({model.quant.describe()})")
+
+
+HUB_CACHE_PREFIX = "models--"
+
+
+def resolve_model_path(name_or_path) -> Path:
+    """A model argument -> the file to read, offline. Raises InputFileError naming the fix.
+
+    Accepts a YAML/JSON file; a folder holding config.json (a downloaded checkpoint or a Hugging Face
+    hub cache snapshot, ``models--org--name/snapshots/<hash>/``); a hub cache repo folder
+    (``models--org--name``: the snapshot refs/main points at, else the only one); or the name of a
+    shipped example ('llama-2-7b', from ``roofline.specs.data_dir('examples')``).
+    """
+    from roofline.specs import data_dir
+
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return path / "config.json"
+        snapshot = _hub_snapshot(path)
+        if snapshot is not None:
+            return snapshot / "config.json"
+        raise InputFileError(f"model folder {text} holds no config.json; pass the checkpoint folder or a model file")
+    shipped = sorted(p.stem for p in data_dir("examples").glob("*.yaml"))
+    looks_like_path = path.suffix in (".yaml", ".yml", ".json") or "/" in text or "\\" in text
+    if not looks_like_path and (data_dir("examples") / f"{text}.yaml").is_file():
+        return data_dir("examples") / f"{text}.yaml"
+    if looks_like_path:
+        raise InputFileError(f"model file not found: {text}")
+    raise InputFileError(
+        f"unknown model '{text}'{suggest(text, shipped)}: no such file or folder, and no shipped example of that "
+        f"name; shipped: {', '.join(shipped)} (or pass a model YAML, a config.json or a checkpoint folder)"
+    )
+
+
+def _hub_snapshot(repo: Path) -> Optional[Path]:
+    """The snapshot folder of a hub cache repo folder (models--org--name) that holds a config.json."""
+    snapshots = repo / "snapshots"
+    if not snapshots.is_dir():
+        return None
+    ref = repo / "refs" / "main"
+    if ref.is_file():
+        candidate = snapshots / ref.read_text().strip()
+        if (candidate / "config.json").is_file():
+            return candidate
+    found = [p for p in snapshots.iterdir() if (p / "config.json").is_file()]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        names = ", ".join(sorted(p.name for p in found))
+        raise InputFileError(f"{repo}: {len(found)} snapshots hold a config.json ({names}) and refs/main names none of "
+                             f"them; pass the snapshot folder you mean")
+    return None

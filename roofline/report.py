@@ -22,6 +22,7 @@ import pandas as pd
 from roofline import render
 from roofline.advise import advise, render_advice
 from roofline.analysis import Analysis, analyze
+from roofline.config import resolve_model_path
 from roofline.errors import InputFileError
 
 # the ops columns shown in the report's tables
@@ -90,7 +91,8 @@ def write_report(model, gpu, out_dir, command_line: str = "", profile_result=Non
 def _write_inputs(analysis: Analysis, model, folder: Path, command_line: str, profile_result) -> None:
     folder.mkdir(exist_ok=True)
     if isinstance(model, (str, Path)):
-        shutil.copyfile(model, folder / ("model" + Path(model).suffix))
+        path = resolve_model_path(model)  # a shipped name or a checkpoint folder -> the file read
+        shutil.copyfile(path, folder / ("model" + path.suffix))
     if analysis.spec.path:
         shutil.copyfile(analysis.spec.path, folder / "spec.yaml")
     (folder / "command.txt").write_text(command_line + "\n")

@@ -37,6 +37,7 @@ from roofline.formulas import (
     flash_attention, kv_cache_write, linear, norm, p2p_send, pos_embedding, qk_matmul, rope, softmax, sv_matmul,
     weight_storage_bytes,
 )
+from roofline.quant import linear_weight_dtype
 
 # what each op computes on: tensor cores (matmul, attention), CUDA cores (elementwise), nothing
 # (memory: gathers and copies), or the GPU link (collective)
@@ -110,20 +111,19 @@ def model_ops(m: ModelConfig, w: Workload, phase: str, batch, prompt_len, contex
     sh = Shard.of(m, tp)
     h, d, L = m.hidden_size, m.head_dim, m.num_hidden_layers
     act, p16 = w.act_dtype, param16_dtype(w)
-    mm_dtype = compute_dtype(w.weight_dtype, act)
     head_dtype = compute_dtype(p16, act)
     attn_dtype = act if act in ("bf16", "fp16") else p16
     ops = []
 
-    def add(name, count, category, dtype, cost, params=0.0, param_dtype=None):
-        pbytes = weight_storage_bytes(params, param_dtype) if params else 0.0
+    def add(name, count, category, dtype, cost, params=0.0, param_dtype=None, fan_in=None):
+        pbytes = weight_storage_bytes(params, param_dtype, fan_in=fan_in) if params else 0.0
         ops.append(Op(name, count, category, dtype, cost, float(params), float(pbytes)))
 
     def proj(name, count, fan_in, fan_out, bias, quantised=True):
-        wd = w.weight_dtype if quantised else p16
+        wd = linear_weight_dtype(m, w, name, p16) if quantised else p16  # checkpoint format, or not converted
         cost = linear(tokens, fan_in, fan_out, wd, act, bias=bias, bias_dtype=p16)
         params = fan_in * fan_out
-        add(name, count, "matmul", mm_dtype if quantised else head_dtype, cost, params, wd)
+        add(name, count, "matmul", compute_dtype(wd, act) if quantised else head_dtype, cost, params, wd, fan_in)
         if bias:  # stored in 16-bit beside the (maybe quantised) weight
             ops[-1] = _with_params(ops[-1], fan_out, fan_out * DTYPE_BYTES[p16])
 
@@ -170,9 +170,10 @@ def model_ops(m: ModelConfig, w: Workload, phase: str, batch, prompt_len, contex
         add("router", L, "matmul", head_dtype, linear(tokens, h, E, p16, act), h * E, p16)
         if w.ep > 1:
             add("moe_dispatch", L, "collective", VECTOR_DTYPE, all_to_all(tokens * k * h, w.ep, act))
-        cost = experts(tokens, h, sh.intermediate, E, k, w.weight_dtype, act, gated=m.gated_mlp, ep=w.ep)
+        ed = linear_weight_dtype(m, w, "experts", p16)
+        cost = experts(tokens, h, sh.intermediate, E, k, ed, act, gated=m.gated_mlp, ep=w.ep)
         n_mats = 3 if m.gated_mlp else 2
-        add("experts", L, "matmul", mm_dtype, cost, E // w.ep * n_mats * h * sh.intermediate, w.weight_dtype)
+        add("experts", L, "matmul", compute_dtype(ed, act), cost, E // w.ep * n_mats * h * sh.intermediate, ed)
         if w.ep > 1:
             add("moe_combine", L, "collective", VECTOR_DTYPE, all_to_all(tokens * k * h, w.ep, act))
     else:
