@@ -555,7 +555,8 @@ def specs_show(name, fmt, output):
 
     frame = pd.DataFrame(rows)
     if fmt == "json":
-        emit(render.to_json({**info, "dtypes": render.to_records(frame), "sources": spec.sources}), output)
+        emit(render.to_json({**info, "dtypes": render.to_records(frame), "sources": spec.sources,
+                             "references": spec.references}), output)
         return
     if fmt == "csv":
         emit(frame.to_csv(index=False), output)
@@ -580,7 +581,41 @@ def specs_show(name, fmt, output):
         "ridge_flop_per_byte": ("ridge FLOP/B", lambda v: f"{v:.1f}"),
     }
     lines.append(render.text_table(frame, formats, markdown=fmt == "markdown"))
+    lines += ["", "sources:"] + [f"  {key}: {_flat(text)}" for key, text in spec.sources.items()]
+    if spec.references:
+        lines += ["", "references:"] + [f"  [{tag}] {text}" for tag, text in spec.references.items()]
+    if spec.notes:
+        lines += ["", f"notes: {spec.notes}"]
     emit("\n".join(lines), output)
+
+
+def _flat(text) -> str:
+    if isinstance(text, dict):
+        return "; ".join(f"{k}: {v}" for k, v in text.items())
+    return " ".join(str(text).split())
+
+
+@specs.command("check")
+@click.argument("files", nargs=-1, required=True)
+@library_errors
+def specs_check(files):
+    """Lint spec files: sparse figures used as dense, ridge points out of family, unit slips, missing
+    sources or references. One line per finding and exit 1; exit 0 when clean.
+
+    \b
+    Example:
+      roofline specs check h100-sxm rtx-4090
+    """
+    from roofline.specs import check_spec_file
+
+    findings = []
+    for name in files:
+        findings += check_spec_file(name)
+    for line in findings:
+        click.echo(line)
+    if findings:
+        raise SystemExit(1)
+    click.echo(f"{', '.join(files)}: no findings")
 
 
 def _source(spec, dtype):

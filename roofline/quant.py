@@ -289,8 +289,8 @@ def _mxfp4(raw, where) -> WeightQuant:
 def _modelopt(raw, where) -> WeightQuant:
     algo = str(raw.get("quant_algo") or "").upper()
     not_converted = _names(raw.get("ignore"), where, "ignore") + _names(raw.get("exclude_modules"), where, "exclude_modules")
-    common = dict(zero_bytes=0.0, block_shape=None, channel_bytes=0.0, not_converted=not_converted,
-                  targets=("Linear",), quant_method=f"modelopt {algo}", where=where)
+    common = {"zero_bytes": 0.0, "block_shape": None, "channel_bytes": 0.0, "not_converted": not_converted,
+              "targets": ("Linear",), "quant_method": f"modelopt {algo}", "where": where}
     if algo == "FP8":
         return WeightQuant(dtype="fp8", bits=8, group_size=None, scale_bytes=0.0, tensor_bytes=FP32, act_dtype="fp8",
                            **common)
@@ -349,8 +349,8 @@ def _ct_scheme(group, where) -> tuple:
         if act_dtype == "nvfp4" and acts.get("group_size") == 32:
             act_dtype = "mxfp4"
     zero = 0.0 if symmetric else bits / 8 if isinstance(bits, int) else 0.0
-    out = dict(group_size=None, scale_bytes=0.0, zero_bytes=0.0, block_shape=None, channel_bytes=0.0,
-               tensor_bytes=0.0, act_dtype=act_dtype)
+    out = {"group_size": None, "scale_bytes": 0.0, "zero_bytes": 0.0, "block_shape": None, "channel_bytes": 0.0,
+           "tensor_bytes": 0.0, "act_dtype": act_dtype}
     if kind == "float" and bits == 4:
         if strategy == "tensor_group" and group_size in (16, None):  # NVFP4
             out.update(dtype="nvfp4", bits=4, group_size=16, scale_bytes=E4M3, tensor_bytes=FP32)
