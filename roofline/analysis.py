@@ -53,8 +53,9 @@ def analyze(model, gpu, workload: Optional[Workload] = None, **overrides) -> Ana
         raw = dict(vars(workload)) if workload else {}
         raw = {k: v for k, v in raw.items() if v is not None}
         raw.update({k: v for k, v in overrides.items() if v is not None})
-        if overrides.get("weight_dtype") is not None:
-            raw["weight_dtype_source"] = "weight_dtype argument"
+        for key in ("weight_dtype", "kv_dtype"):
+            if overrides.get(key) is not None:
+                raw[f"{key}_source"] = f"{key} argument"
         w = with_checkpoint_weights(model, parse_workload(raw))
         check_fit(model, w, model.name)
         m = model

@@ -194,7 +194,8 @@ def render_single_point(result, markdown: bool) -> str:
         f"{result.model.name} on {spec.name} ({spec.full_name}): batch {s['batch_size']:.0f}, "
         f"prompt {s['prompt_len']:.0f}, context {s['context_len']:g}; weights {w.weight_dtype}"
         f"{'' if w.weight_dtype_source == 'default' else ' from ' + w.weight_dtype_source}, activations "
-        f"{w.act_dtype}, KV {w.kv_dtype}; {w.attn_impl} attention; tp {w.tp}; "
+        f"{w.act_dtype}, KV {w.kv_dtype}{'' if w.kv_dtype_source == 'default' else ' from ' + w.kv_dtype_source}; "
+        f"{w.attn_impl} attention; tp {w.tp}; "
         f"{'CUDA graph' if w.cuda_graph else 'eager'} launch floor {render.si(spec.ceiling_launch_s(w.cuda_graph), 's')}"
     )
     out = [head]

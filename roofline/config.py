@@ -139,6 +139,7 @@ class Workload:
     microbatches: int = 1
     cuda_graph: bool = False
     weight_dtype_source: str = "default"  # where weight_dtype came from: a flag, the file, the checkpoint
+    kv_dtype_source: str = "default"  # where kv_dtype came from
 
     @property
     def phases(self) -> tuple:
@@ -158,6 +159,8 @@ def load_model_and_workload(path, overrides: Optional[dict] = None):
     """(ModelConfig, Workload) from a file, with ``overrides`` (CLI flags, None = not given) applied."""
     path = resolve_model_path(path)
     raw = load_mapping(path, "model")
+    if path.name == "config.json" and not (raw.get("name") or raw.get("_name_or_path")):
+        raw = {**raw, "_name_or_path": checkpoint_name(path)}
     model = parse_model(raw, str(path))
     workload_raw = raw.get("workload") or {}
     if not isinstance(workload_raw, dict):
@@ -165,6 +168,7 @@ def load_model_and_workload(path, overrides: Optional[dict] = None):
     merged = dict(workload_raw)
     merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
     merged["weight_dtype_source"] = weight_dtype_source(overrides or {}, workload_raw)
+    merged["kv_dtype_source"] = weight_dtype_source(overrides or {}, workload_raw, "kv_dtype")
     workload = with_checkpoint_weights(model, parse_workload(merged, f"{path}: workload"))
     check_fit(model, workload, str(path))
     return model, workload
@@ -350,8 +354,9 @@ def parse_workload(raw: dict, where: str = "workload") -> Workload:
             if value not in choices:
                 raise ConfigError(f"{where}: {key} '{raw[key]}' is not one of {', '.join(choices)}{suggest(value, choices)}")
             values[key] = value
-    if raw.get("weight_dtype_source"):
-        values["weight_dtype_source"] = str(raw["weight_dtype_source"])
+    for key in ("weight_dtype_source", "kv_dtype_source"):
+        if raw.get(key):
+            values[key] = str(raw[key])
     if raw.get("cuda_graph") is not None:
         if not isinstance(raw["cuda_graph"], bool):
             raise ConfigError(f"{where}: cuda_graph must be true or false")
@@ -397,22 +402,28 @@ def check_fit(model: ModelConfig, w: Workload, where: str) -> None:
             raise ConfigError(f"{where}: tp {tp} does not divide intermediate_size {model.intermediate_size}")
 
 
-def weight_dtype_source(flags: dict, workload_raw: dict) -> str:
-    """Where the weight dtype comes from: the flag wins over the model file's workload section, which
-    wins over the checkpoint's quantization_config (``with_checkpoint_weights``), then the default."""
-    if flags.get("weight_dtype") is not None:
-        return "--weight-dtype"
-    if workload_raw.get("weight_dtype") is not None:
-        return "workload.weight_dtype in the model file"
+def weight_dtype_source(flags: dict, workload_raw: dict, key: str = "weight_dtype") -> str:
+    """Where the weight (or KV, ``key``) dtype comes from: the flag wins over the model file's workload
+    section, which wins over the checkpoint's quantization_config (``with_checkpoint_weights``), then
+    the default."""
+    if flags.get(key) is not None:
+        return "--" + key.replace("_", "-")
+    if workload_raw.get(key) is not None:
+        return f"workload.{key} in the model file"
     return "default"
 
 
 def with_checkpoint_weights(model: ModelConfig, w: Workload) -> Workload:
-    """``w`` with the checkpoint's weight dtype where nothing else chose one (source 'default')."""
-    if model.quant is None or w.weight_dtype_source != "default":
+    """``w`` with the checkpoint's weight dtype, and the KV cache dtype its kv_cache_scheme declares,
+    where nothing else chose one (source 'default')."""
+    q = model.quant
+    if q is None:
         return w
-    return replace(w, weight_dtype=model.quant.dtype,
-                   weight_dtype_source=f"{CHECKPOINT_SOURCE} ({model.quant.describe()})")
+    if w.weight_dtype_source == "default":
+        w = replace(w, weight_dtype=q.dtype, weight_dtype_source=f"{CHECKPOINT_SOURCE} ({q.describe()})")
+    if q.kv_dtype and w.kv_dtype_source == "default":
+        w = replace(w, kv_dtype=q.kv_dtype, kv_dtype_source=f"{CHECKPOINT_SOURCE} (kv_cache_scheme)")
+    return w
 
 
 HUB_CACHE_PREFIX = "models--"
@@ -449,6 +460,14 @@ def resolve_model_path(name_or_path) -> Path:
         f"unknown model '{text}'{suggest(text, shipped)}: no such file or folder, and no shipped example of that "
         f"name; shipped: {', '.join(shipped)} (or pass a model YAML, a config.json or a checkpoint folder)"
     )
+
+
+def checkpoint_name(config_json: Path) -> str:
+    """A name for a checkpoint's config.json: 'org/name' inside a hub cache, else its folder's name."""
+    for folder in config_json.resolve().parents:
+        if folder.name.startswith(HUB_CACHE_PREFIX):
+            return folder.name[len(HUB_CACHE_PREFIX):].replace("--", "/", 1)
+    return config_json.resolve().parent.name
 
 
 def _hub_snapshot(repo: Path) -> Optional[Path]:

@@ -72,6 +72,7 @@ class WeightQuant:
     targets: tuple  # module patterns converted; ("Linear",) = every linear layer
     quant_method: str
     where: str
+    kv_dtype: Optional[str] = None  # the KV cache dtype the checkpoint declares (kv_cache_scheme), None = not said
 
     @property
     def format(self) -> Format:
@@ -104,6 +105,8 @@ class WeightQuant:
         if self.tensor_bytes and (self.group_size or self.block_shape):
             parts.append(f"{self.tensor_bytes:g}-byte scale per tensor")
         parts.append(f"activations {self.act_dtype}" if self.act_dtype else "weight-only")
+        if self.kv_dtype:
+            parts.append(f"KV cache {self.kv_dtype}")
         if self.not_converted:
             parts.append("not converted: " + " ".join(self.not_converted))
         return ", ".join(parts)
@@ -179,16 +182,34 @@ def parse_quantization_config(raw, where: str) -> WeightQuant:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a mapping with a quant_method, got {type(raw).__name__}")
     method = str(raw.get("quant_method") or "").lower().replace("_", "-")
-    if method == "compressed-tensors" or method == "compressed_tensors":
-        return _compressed_tensors(raw, where)
-    parsers = {"awq": _awq, "gptq": _gptq, "fp8": _fp8, "modelopt": _modelopt, "mxfp4": _mxfp4}
+    parsers = {"awq": _awq, "gptq": _gptq, "fp8": _fp8, "compressed-tensors": _compressed_tensors,
+               "modelopt": _modelopt, "mxfp4": _mxfp4}
     if method not in parsers:
         shown = raw.get("quant_method")
         raise ConfigError(
             f"{where}: quant_method {shown!r} is not supported; supported: {', '.join(SUPPORTED_METHODS)} "
             f"(or remove quantization_config and pass --weight-dtype)"
         )
-    return parsers[method](raw, where)
+    return replace(parsers[method](raw, where), kv_dtype=_kv_dtype(raw, where))
+
+
+def _kv_dtype(raw, where) -> Optional[str]:
+    """The KV cache dtype a checkpoint declares: ModelOpt's kv_cache_quant_algo, or a kv_cache_scheme
+    {num_bits, type} (ModelOpt, compressed-tensors), which serving engines apply unless told otherwise."""
+    algo = raw.get("kv_cache_quant_algo")
+    if algo:
+        kv = {"FP8": "fp8", "INT8": "int8", "NVFP4": "nvfp4"}.get(str(algo).upper())
+        if kv is None:
+            raise ConfigError(f"{where}: kv_cache_quant_algo {algo!r} is not modelled (FP8, INT8, NVFP4)")
+        return kv
+    scheme = raw.get("kv_cache_scheme")
+    if not isinstance(scheme, dict):
+        return None
+    kind = (scheme.get("num_bits"), str(scheme.get("type") or "float").lower())
+    kv = {(8, "float"): "fp8", (8, "int"): "int8", (4, "float"): "nvfp4"}.get(kind)
+    if kv is None:
+        raise ConfigError(f"{where}: kv_cache_scheme {scheme!r} is not modelled (8-bit float or int, 4-bit float)")
+    return kv
 
 
 def _names(value, where, key) -> tuple:

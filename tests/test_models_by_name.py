@@ -51,6 +51,7 @@ def test_checkpoint_folder_is_read_as_its_config_json(tmp_path):
     out = CliRunner().invoke(main, ["analyze", str(folder), "--gpu", "h100-sxm", "--phase", "decode"])
     assert out.exit_code == 0, out.output
     assert "weights 5.73 GB" in out.output  # the checkpoint's AWQ int4, not bf16
+    assert out.output.startswith("Meta-Llama-3.1-8B-Instruct-AWQ-INT4 on h100-sxm")  # named after its folder
 
 
 def hub_repo(root: Path, snapshots=("abc123",), main_ref="abc123") -> Path:
@@ -69,6 +70,7 @@ def test_hub_cache_snapshot_and_repo_folders(tmp_path):
     snapshot = repo / "snapshots" / "abc123"
     assert resolve_model_path(snapshot) == snapshot / "config.json"
     assert resolve_model_path(repo) == snapshot / "config.json"  # the snapshot refs/main names
+    assert roofline.load_model(repo).name == "hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4"
     out = CliRunner().invoke(main, ["analyze", str(repo), "--gpu", "a10", "--summary", "--format", "json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["summary"][0]["weight_bytes"] == pytest.approx(5.7279e9, rel=1e-4)

@@ -212,3 +212,22 @@ def test_cli_unknown_quant_method_exits_1_with_one_line(tmp_path):
         f"Error: {path}: quantization_config: quant_method 'hqq' is not supported; supported: awq, gptq, fp8, "
         f"compressed-tensors, modelopt, mxfp4 (or remove quantization_config and pass --weight-dtype)"
     ]
+
+
+def test_a_declared_kv_cache_scheme_sets_the_kv_dtype_unless_a_flag_does():
+    # NVIDIA's ModelOpt NVFP4 export declares kv_cache_scheme {num_bits: 8, type: float}: an fp8 KV cache,
+    # which vLLM applies without --kv-cache-dtype
+    assert parse_quantization_config(block("modelopt-nvfp4.json"), "m").kv_dtype == "fp8"
+    assert parse_quantization_config(block("compressed-tensors-nvfp4.json"), "m").kv_dtype is None  # null there
+    assert parse_quantization_config({"quant_method": "modelopt", "quant_algo": "FP8", "kv_cache_quant_algo": "FP8"},
+                                     "m").kv_dtype == "fp8"
+    m = tiny(block("modelopt-nvfp4.json"))
+    r = roofline.analyze(m, "b200", phase="decode", batch_size=1, context_len=16, prompt_len=16)
+    assert (r.workload.kv_dtype, r.workload.kv_dtype_source) == ("fp8", "checkpoint quantization_config (kv_cache_scheme)")
+    # tiny: 2 layers x (k, v) x 2 KV heads x 8 dims = 64 values per cached token, 1 byte each in fp8
+    assert r.summary["kv_cache_bytes"].iloc[0] == 16 * 64 * 1
+    flagged = roofline.analyze(m, "b200", phase="decode", batch_size=1, context_len=16, prompt_len=16, kv_dtype="bf16")
+    assert (flagged.workload.kv_dtype, flagged.workload.kv_dtype_source) == ("bf16", "kv_dtype argument")
+    assert flagged.summary["kv_cache_bytes"].iloc[0] == 16 * 64 * 2
+    with pytest.raises(ConfigError, match="kv_cache_quant_algo 'FP6' is not modelled"):
+        tiny({"quant_method": "modelopt", "quant_algo": "FP8", "kv_cache_quant_algo": "FP6"})
