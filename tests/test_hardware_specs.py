@@ -269,6 +269,7 @@ def h100_pcie(**changes):
     ({"mem_bandwidth_gb_per_s": 2}, "mem_bandwidth_gb_per_s 2 looks like TB/s; the key is in GB/s (2000)"),
     ({"mem_bandwidth_gb_per_s": 200}, "bf16 ridge 3780 FLOP/byte is outside 30-700"),
     ({"mem_bandwidth_gb_per_s": "2 TB/s"}, "mem_bandwidth_gb_per_s '2 TB/s' is text; write the number in GB/s"),
+    ({"mem_bandwidth": 2000}, "unknown key 'mem_bandwidth' (did you mean 'mem_bandwidth_gb_per_s'?)"),
     ({"sources.l2_cache_mb": ""}, "sources.l2_cache_mb is missing; cite where the l2_cache_mb figure comes from"),
     ({"sources.host_link": "See gpu_specs.md section 1"},
      "sources.host_link points to a file outside the package (gpu_specs.md); cite the datasheet by name and URL"),

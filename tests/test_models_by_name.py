@@ -112,3 +112,22 @@ def test_other_commands_take_names_too(elsewhere, command):
     assert out.exit_code == 0, out.output
     if command == "report":
         assert (elsewhere / "out" / "inputs" / "model.yaml").read_text() == (data_dir("examples") / "llama-2-7b.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_installed_wheel_analyses_an_example_by_name(tmp_path):
+    """After `pip install`, from a folder with no checkout: `roofline analyze llama-2-7b --gpu a10`."""
+    import subprocess
+    import sys
+
+    wheel_dir, site = tmp_path / "wheel", tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT),
+                    "-w", str(wheel_dir)], check=True, capture_output=True)
+    wheel = next(wheel_dir.glob("roofline-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+                   check=True, capture_output=True)
+    code = "from roofline.cli import main; main()"
+    out = subprocess.run([sys.executable, "-c", code, "analyze", "llama-2-7b", "--gpu", "a10", "--phase", "decode"],
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "decode: 22.5 ms per step" in out.stdout
