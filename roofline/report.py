@@ -113,6 +113,9 @@ def _sections(analysis, advice, charts, profile_result, checks, command_line) ->
     out.append(("p", f"{spec.full_name}; weights {w.weight_dtype}, activations {w.act_dtype}, KV cache {w.kv_dtype}; "
                      f"{w.attn_impl} attention; tensor parallel {w.tp}; ceilings "
                      f"{'measured (calibrated spec)' if spec.is_calibrated else 'from the datasheet'}."))
+    for what, dtype, source in (("Weights", w.weight_dtype, w.weight_dtype_source), ("KV cache", w.kv_dtype, w.kv_dtype_source)):
+        if source != "default":
+            out.append(("p", f"{what} {dtype} from {source}."))
     out.append(("h2", "Summary"))
     out.append(("table", s, {k: v for k, v in render.SWEEP_TABLE.items() if k in s.columns}))
     if len(s) == 1:

@@ -131,3 +131,14 @@ def test_installed_wheel_analyses_an_example_by_name(tmp_path):
                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "decode: 22.5 ms per step" in out.stdout
+
+
+def test_report_says_where_the_weight_format_came_from(tmp_path):
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    shutil.copy(AWQ_LLAMA, folder / "config.json")
+    out = CliRunner().invoke(main, ["report", str(folder), "--gpu", "a10", "--phase", "decode", "--out", str(tmp_path / "r")])
+    assert out.exit_code == 0, out.output
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "Weights int4 from checkpoint quantization_config (awq, 4-bit int4, group 128" in text
+    assert (tmp_path / "r" / "inputs" / "model.json").read_text() == AWQ_LLAMA.read_text()
