@@ -12,8 +12,11 @@ import numpy as np
 import pandas as pd
 
 from roofline.classify import BOUNDS, classify
-from roofline.config import ModelConfig, Workload, check_fit, load_model_and_workload, parse_workload
+from roofline.config import (
+    ModelConfig, Workload, check_fit, load_model_and_workload, parse_workload, with_checkpoint_weights,
+)
 from roofline.errors import ConfigError
+from roofline.quant import on_gpu
 from roofline.specs import HardwareSpec, load_spec
 from roofline.transformer import kv_cache_layers, model_ops
 
@@ -50,11 +53,15 @@ def analyze(model, gpu, workload: Optional[Workload] = None, **overrides) -> Ana
         raw = dict(vars(workload)) if workload else {}
         raw = {k: v for k, v in raw.items() if v is not None}
         raw.update({k: v for k, v in overrides.items() if v is not None})
-        w = parse_workload(raw)
+        for key in ("weight_dtype", "kv_dtype"):
+            if overrides.get(key) is not None:
+                raw[f"{key}_source"] = f"{key} argument"
+        w = with_checkpoint_weights(model, parse_workload(raw))
         check_fit(model, w, model.name)
         m = model
     else:
         m, w = load_model_and_workload(model, overrides)
+    m, w = on_gpu(m, w, spec)  # a W8A8 / W4A4 checkpoint without those tensor cores runs weight-only
     points = sweep_points(w)
     n_rows = len(points["batch_size"]) * len(w.phases) * 30
     if n_rows > MAX_ROWS:

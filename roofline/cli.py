@@ -132,7 +132,7 @@ def workload_options(fn):
 
 
 @main.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
 @click.option("--gpu", required=True, help="A shipped spec name (roofline specs) or a path to a spec YAML.")
 @workload_options
 @click.option("--summary", "summary_only", is_flag=True, help="Print only the summary (one row per point).")
@@ -195,8 +195,10 @@ def render_single_point(result, markdown: bool) -> str:
     w, spec, s = result.workload, result.spec, result.summary.iloc[0]
     head = (
         f"{result.model.name} on {spec.name} ({spec.full_name}): batch {s['batch_size']:.0f}, "
-        f"prompt {s['prompt_len']:.0f}, context {s['context_len']:g}; weights {w.weight_dtype}, activations "
-        f"{w.act_dtype}, KV {w.kv_dtype}; {w.attn_impl} attention; tp {w.tp}; "
+        f"prompt {s['prompt_len']:.0f}, context {s['context_len']:g}; weights {w.weight_dtype}"
+        f"{'' if w.weight_dtype_source == 'default' else ' from ' + w.weight_dtype_source}, activations "
+        f"{w.act_dtype}, KV {w.kv_dtype}{'' if w.kv_dtype_source == 'default' else ' from ' + w.kv_dtype_source}; "
+        f"{w.attn_impl} attention; tp {w.tp}; "
         f"{'CUDA graph' if w.cuda_graph else 'eager'} launch floor {render.si(spec.ceiling_launch_s(w.cuda_graph), 's')}"
     )
     out = [head]
@@ -225,7 +227,7 @@ def render_single_point(result, markdown: bool) -> str:
 
 # ------------------------------------------------------------------------------------------------
 @main.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
 @click.option("--gpu", required=True, help="A shipped spec name (roofline specs) or a path to a spec YAML.")
 @workload_options
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="How many suggestions.")
@@ -252,7 +254,7 @@ def advise(model, gpu, top, fmt, output, **workload):
 
 # ------------------------------------------------------------------------------------------------
 @main.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
 @click.option("--gpu", default="auto", show_default=True, help="Spec to compare with: auto (from NVML), a name or a path.")
 @click.option("--layers", type=click.IntRange(min=1), default=2, show_default=True, help="Decoder layers in the reference model.")
 @workload_options
@@ -420,7 +422,7 @@ def trace(trace_file, gpu, by, fmt, output, plot_file):
 
 # ------------------------------------------------------------------------------------------------
 @main.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
 @click.option("--gpu", required=True, help="A shipped spec name or a path to a spec YAML (a calibrated one too).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="The report folder to write.")
 @click.option("--profile", "with_profile", is_flag=True, help="Also measure on this machine's GPU and check the advice.")
@@ -568,7 +570,8 @@ def specs_show(name, fmt, output):
 
     frame = pd.DataFrame(rows)
     if fmt == "json":
-        emit(render.to_json({**info, "dtypes": render.to_records(frame), "sources": spec.sources}), output)
+        emit(render.to_json({**info, "dtypes": render.to_records(frame), "sources": spec.sources,
+                             "references": spec.references}), output)
         return
     if fmt == "csv":
         emit(frame.to_csv(index=False), output)
@@ -593,7 +596,41 @@ def specs_show(name, fmt, output):
         "ridge_flop_per_byte": ("ridge FLOP/B", lambda v: f"{v:.1f}"),
     }
     lines.append(render.text_table(frame, formats, markdown=fmt == "markdown"))
+    lines += ["", "sources:"] + [f"  {key}: {_flat(text)}" for key, text in spec.sources.items()]
+    if spec.references:
+        lines += ["", "references:"] + [f"  [{tag}] {text}" for tag, text in spec.references.items()]
+    if spec.notes:
+        lines += ["", f"notes: {spec.notes}"]
     emit("\n".join(lines), output)
+
+
+def _flat(text) -> str:
+    if isinstance(text, dict):
+        return "; ".join(f"{k}: {v}" for k, v in text.items())
+    return " ".join(str(text).split())
+
+
+@specs.command("check")
+@click.argument("files", nargs=-1, required=True)
+@library_errors
+def specs_check(files):
+    """Lint spec files: sparse figures used as dense, ridge points out of family, unit slips, missing
+    sources or references. One line per finding and exit 1; exit 0 when clean.
+
+    \b
+    Example:
+      roofline specs check h100-sxm rtx-4090
+    """
+    from roofline.specs import check_spec_file
+
+    findings = []
+    for name in files:
+        findings += check_spec_file(name)
+    for line in findings:
+        click.echo(line)
+    if findings:
+        raise SystemExit(1)
+    click.echo(f"{', '.join(files)}: no findings")
 
 
 def _source(spec, dtype):

@@ -27,10 +27,12 @@ layers windowed); else (mistral, mixtral, phi3) ``sliding_window`` applies to ev
 """
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Optional
 
 from roofline.dtypes import ACT_DTYPES, STORAGE_DTYPES
-from roofline.errors import ConfigError
+from roofline.errors import ConfigError, InputFileError
+from roofline.quant import CHECKPOINT_SOURCE, WeightQuant, parse_quantization_config
 from roofline.validate import load_mapping, number, suggest
 
 
@@ -85,7 +87,7 @@ _MODEL_KEYS = {
     "model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
     "intermediate_size", "vocab_size", "hidden_act", "tie_word_embeddings", "num_local_experts",
     "num_experts_per_tok", "attention_bias", "mlp_bias", "max_position_embeddings", "sliding_window",
-    "use_sliding_window", "name", "workload",
+    "use_sliding_window", "name", "workload", "quantization_config",
     # per-layer windows
     "layer_types", "max_window_layers", "sliding_window_pattern",
     # mixture of experts
@@ -129,7 +131,6 @@ IGNORED_KEYS = {
                     "training only (dropout, auxiliary losses, heads for other tasks)"),
     "num_nextn_predict_layers": "multi-token-prediction module: used in training and speculative decoding only; "
                                 "HF transformers does not build it either",
-    "quantization_config": "the weight format is chosen by the workload's weight_dtype",
 }
 
 PHASES = ("prefill", "decode", "both")
@@ -181,6 +182,7 @@ class ModelConfig:
     @property
     def family(self) -> Family:
         return FAMILIES[self.model_type]
+    quant: Optional[WeightQuant] = None  # the checkpoint's quantization_config (roofline/quant.py)
 
     @property
     def head_dim(self) -> int:
@@ -259,6 +261,8 @@ class Workload:
     ep: int = 1
     microbatches: int = 1
     cuda_graph: bool = False
+    weight_dtype_source: str = "default"  # where weight_dtype came from: a flag, the file, the checkpoint
+    kv_dtype_source: str = "default"  # where kv_dtype came from
 
     @property
     def phases(self) -> tuple:
@@ -276,14 +280,19 @@ def load_model(path) -> ModelConfig:
 
 def load_model_and_workload(path, overrides: Optional[dict] = None):
     """(ModelConfig, Workload) from a file, with ``overrides`` (CLI flags, None = not given) applied."""
+    path = resolve_model_path(path)
     raw = load_mapping(path, "model")
+    if path.name == "config.json" and not (raw.get("name") or raw.get("_name_or_path")):
+        raw = {**raw, "_name_or_path": checkpoint_name(path)}
     model = parse_model(raw, str(path))
     workload_raw = raw.get("workload") or {}
     if not isinstance(workload_raw, dict):
         raise ConfigError(f"{path}: workload must be a mapping of settings, e.g. {{batch_size: 1}}")
     merged = dict(workload_raw)
     merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    workload = parse_workload(merged, f"{path}: workload")
+    merged["weight_dtype_source"] = weight_dtype_source(overrides or {}, workload_raw)
+    merged["kv_dtype_source"] = weight_dtype_source(overrides or {}, workload_raw, "kv_dtype")
+    workload = with_checkpoint_weights(model, parse_workload(merged, f"{path}: workload"))
     check_fit(model, workload, str(path))
     return model, workload
 
@@ -423,6 +432,7 @@ def parse_model(raw: dict, where: str = "<model>") -> ModelConfig:
         parallel_norms=parallel_norms,
         **moe,
         **mla,
+        quant=parse_quantization_config(raw["quantization_config"], where) if raw.get("quantization_config") else None,
     )
 
 
@@ -582,6 +592,9 @@ def parse_workload(raw: dict, where: str = "workload") -> Workload:
             if value not in choices:
                 raise ConfigError(f"{where}: {key} '{raw[key]}' is not one of {', '.join(choices)}{suggest(value, choices)}")
             values[key] = value
+    for key in ("weight_dtype_source", "kv_dtype_source"):
+        if raw.get(key):
+            values[key] = str(raw[key])
     if raw.get("cuda_graph") is not None:
         if not isinstance(raw["cuda_graph"], bool):
             raise ConfigError(f"{where}: cuda_graph must be true or false")
@@ -639,3 +652,91 @@ def with_changes(w: Workload, **changes) -> Workload:
     fields = {k: ((v,) if k in ("batch_size", "prompt_len", "context_len") and not isinstance(v, tuple) else v)
               for k, v in changes.items()}
     return replace(w, **fields)
+
+
+def weight_dtype_source(flags: dict, workload_raw: dict, key: str = "weight_dtype") -> str:
+    """Where the weight (or KV, ``key``) dtype comes from: the flag wins over the model file's workload
+    section, which wins over the checkpoint's quantization_config (``with_checkpoint_weights``), then
+    the default."""
+    if flags.get(key) is not None:
+        return "--" + key.replace("_", "-")
+    if workload_raw.get(key) is not None:
+        return f"workload.{key} in the model file"
+    return "default"
+
+
+def with_checkpoint_weights(model: ModelConfig, w: Workload) -> Workload:
+    """``w`` with the checkpoint's weight dtype, and the KV cache dtype its kv_cache_scheme declares,
+    where nothing else chose one (source 'default')."""
+    q = model.quant
+    if q is None:
+        return w
+    if w.weight_dtype_source == "default":
+        w = replace(w, weight_dtype=q.dtype, weight_dtype_source=f"{CHECKPOINT_SOURCE} ({q.describe()})")
+    if q.kv_dtype and w.kv_dtype_source == "default":
+        w = replace(w, kv_dtype=q.kv_dtype, kv_dtype_source=f"{CHECKPOINT_SOURCE} (kv_cache_scheme)")
+    return w
+
+
+HUB_CACHE_PREFIX = "models--"
+
+
+def resolve_model_path(name_or_path) -> Path:
+    """A model argument -> the file to read, offline. Raises InputFileError naming the fix.
+
+    Accepts a YAML/JSON file; a folder holding config.json (a downloaded checkpoint or a Hugging Face
+    hub cache snapshot, ``models--org--name/snapshots/<hash>/``); a hub cache repo folder
+    (``models--org--name``: the snapshot refs/main points at, else the only one); or the name of a
+    shipped example ('llama-2-7b', from ``roofline.specs.data_dir('examples')``).
+    """
+    from roofline.specs import data_dir
+
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return path / "config.json"
+        snapshot = _hub_snapshot(path)
+        if snapshot is not None:
+            return snapshot / "config.json"
+        raise InputFileError(f"model folder {text} holds no config.json; pass the checkpoint folder or a model file")
+    shipped = sorted(p.stem for p in data_dir("examples").glob("*.yaml"))
+    looks_like_path = path.suffix in (".yaml", ".yml", ".json") or "/" in text or "\\" in text
+    if not looks_like_path and (data_dir("examples") / f"{text}.yaml").is_file():
+        return data_dir("examples") / f"{text}.yaml"
+    if looks_like_path:
+        raise InputFileError(f"model file not found: {text}")
+    raise InputFileError(
+        f"unknown model '{text}'{suggest(text, shipped)}: no such file or folder, and no shipped example of that "
+        f"name; shipped: {', '.join(shipped)} (or pass a model YAML, a config.json or a checkpoint folder)"
+    )
+
+
+def checkpoint_name(config_json: Path) -> str:
+    """A name for a checkpoint's config.json: 'org/name' inside a hub cache, else its folder's name."""
+    for folder in config_json.resolve().parents:
+        if folder.name.startswith(HUB_CACHE_PREFIX):
+            return folder.name[len(HUB_CACHE_PREFIX):].replace("--", "/", 1)
+    return config_json.resolve().parent.name
+
+
+def _hub_snapshot(repo: Path) -> Optional[Path]:
+    """The snapshot folder of a hub cache repo folder (models--org--name) that holds a config.json."""
+    snapshots = repo / "snapshots"
+    if not snapshots.is_dir():
+        return None
+    ref = repo / "refs" / "main"
+    if ref.is_file():
+        candidate = snapshots / ref.read_text().strip()
+        if (candidate / "config.json").is_file():
+            return candidate
+    found = [p for p in snapshots.iterdir() if (p / "config.json").is_file()]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        names = ", ".join(sorted(p.name for p in found))
+        raise InputFileError(f"{repo}: {len(found)} snapshots hold a config.json ({names}) and refs/main names none of "
+                             f"them; pass the snapshot folder you mean")
+    return None

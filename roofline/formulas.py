@@ -7,7 +7,9 @@ Conventions, stated once:
    output written once, at the dtype's size (int4 = 0.5 byte). No cache reuse across ops is assumed,
    and none of a real kernel's re-reads (a flash-attention kernel re-reads K/V once per query block).
 3. Bytes are split by kind: weights (read), activations (read, written), KV cache (read, written).
-   int4 weights carry one fp16 scale per 128 values, counted as weight bytes (dtypes.scale_bytes).
+   Quantised weights carry their scales and zero points (dtypes.Format: int4 one fp16 scale per 128
+   values, nvfp4 one e4m3 per 16, mxfp4 one e8m0 per 32, or a checkpoint's own layout), counted as
+   weight bytes (weight_storage_bytes).
 4. Prefill attention with a causal mask counts the useful work: query i attends to min(i+1, window)
    keys, so s*(s+1)/2 pairs without a window. Naive attention counts what it executes: the full
    s_q x s_k score matrix, written and read back. GQA: FLOPs use query heads, KV bytes KV heads.
@@ -22,7 +24,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from roofline.dtypes import DTYPE_BYTES, scale_bytes
+from roofline.dtypes import DTYPE_BYTES, as_format, scale_bytes
 
 # FLOPs per output element of element-wise work (CUDA cores)
 ELEMENTWISE_FLOPS = {
@@ -85,9 +87,12 @@ def _b(dtype: str) -> float:
     return DTYPE_BYTES[dtype]
 
 
-def weight_storage_bytes(n_params, dtype: str):
-    """Bytes to store ``n_params`` weights of ``dtype``, quantisation scales included."""
-    return n_params * _b(dtype) + scale_bytes(dtype, n_params)
+def weight_storage_bytes(n_params, dtype, fan_in=None):
+    """Bytes to store ``n_params`` weights of ``dtype`` (a name or a dtypes.Format) in one tensor,
+    quantisation scales and zero points included (dtypes.scale_bytes; ``fan_in`` gives the rows
+    for block and per-channel scales), plus the format's per-tensor scale."""
+    fmt = as_format(dtype)
+    return n_params * fmt.value_bytes + scale_bytes(fmt, n_params, fan_in=fan_in) + fmt.tensor_bytes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,7 +103,7 @@ def linear(tokens, in_features, out_features, weight_dtype, act_dtype, bias=Fals
     """x [tokens, in] @ W^T [in, out] (+ b) -> y [tokens, out]."""
     return Cost(
         flops=2.0 * tokens * in_features * out_features,
-        weight_bytes_read=weight_storage_bytes(in_features * out_features, weight_dtype)
+        weight_bytes_read=weight_storage_bytes(in_features * out_features, weight_dtype, fan_in=in_features)
         + (out_features * _b(bias_dtype) if bias else 0.0),
         act_bytes_read=tokens * in_features * _b(act_dtype),
         act_bytes_written=tokens * out_features * _b(act_dtype),
@@ -216,7 +221,8 @@ def experts(tokens, hidden, intermediate, n_experts, top_k, weight_dtype, act_dt
     )
     all_tokens = np.asarray(tokens, dtype=float) * ep
     touched = n_experts / ep * (1.0 - (1.0 - top_k / n_experts) ** all_tokens)
-    per_expert = weight_storage_bytes(len(mats) * hidden * intermediate, weight_dtype)
+    per_expert = sum(weight_storage_bytes(hidden * intermediate, weight_dtype, fan_in=intermediate if m == "down" else hidden)
+                     for m in mats)
     if bias:
         per_expert = per_expert + ((len(mats) - 1) * intermediate + hidden) * _b(bias_dtype)
     return Cost(

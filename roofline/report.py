@@ -26,6 +26,7 @@ import pandas as pd
 from roofline import render
 from roofline.advise import advise, render_advice
 from roofline.analysis import Analysis, analyze
+from roofline.config import resolve_model_path
 from roofline.errors import InputFileError
 
 # the ops columns shown in the report's tables
@@ -89,7 +90,8 @@ def write_report(model, gpu, out_dir, command_line: str = "", comparison=None, a
 def _write_inputs(analysis: Analysis, model, folder: Path, command_line: str, comparison) -> None:
     folder.mkdir(exist_ok=True)
     if isinstance(model, (str, Path)):
-        shutil.copyfile(model, folder / ("model" + Path(model).suffix))
+        path = resolve_model_path(model)  # a shipped name or a checkpoint folder -> the file read
+        shutil.copyfile(path, folder / ("model" + path.suffix))
     if analysis.spec.path:
         shutil.copyfile(analysis.spec.path, folder / "spec.yaml")
     (folder / "command.txt").write_text(command_line + "\n")
@@ -110,6 +112,9 @@ def _sections(analysis, advice, charts, comparison, checks, command_line) -> lis
     out.append(("p", f"{spec.full_name}; weights {w.weight_dtype}, activations {w.act_dtype}, KV cache {w.kv_dtype}; "
                      f"{w.attn_impl} attention; tensor parallel {w.tp}; ceilings "
                      f"{'measured (calibrated spec)' if spec.is_calibrated else 'from the datasheet'}."))
+    for what, dtype, source in (("Weights", w.weight_dtype, w.weight_dtype_source), ("KV cache", w.kv_dtype, w.kv_dtype_source)):
+        if source != "default":
+            out.append(("p", f"{what} {dtype} from {source}."))
     out.append(("h2", "Summary"))
     out.append(("table", s, {k: v for k, v in render.SWEEP_TABLE.items() if k in s.columns}))
     if len(s) == 1:

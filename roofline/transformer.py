@@ -57,6 +57,7 @@ from roofline.formulas import (
     flash_attention, kv_cache_write, latent_cache_write, linear, mla_attention, norm, p2p_send, per_head_linear,
     pos_embedding, qk_matmul, rope, softmax, sv_matmul, weight_storage_bytes,
 )
+from roofline.quant import linear_weight_dtype
 
 # what each op computes on: tensor cores (matmul, attention), CUDA cores (elementwise), nothing
 # (memory: gathers and copies), or the GPU link (collective)
@@ -117,7 +118,8 @@ def param16_dtype(w: Workload) -> str:
 def weight_dtype_of(m: ModelConfig, w: Workload, op_name: str) -> str:
     """The storage dtype of ``op_name``'s weights: the workload's for the decoder's linear layers,
     16-bit for the rest (convention 2). The one place a weight dtype is chosen."""
-    return w.weight_dtype if op_name in QUANTISABLE_OPS else param16_dtype(w)
+    p16 = param16_dtype(w)
+    return linear_weight_dtype(m, w, op_name, p16) if op_name in QUANTISABLE_OPS else p16
 
 
 def mla_form(w: Workload, phase: str) -> str:
@@ -157,22 +159,22 @@ def model_ops(m: ModelConfig, w: Workload, phase: str, batch, prompt_len, contex
     h, d, L = m.hidden_size, m.head_dim, m.num_hidden_layers
     fam = m.family
     act, p16 = w.act_dtype, param16_dtype(w)
-    mm_dtype = compute_dtype(w.weight_dtype, act)
     head_dtype = compute_dtype(p16, act)
     attn_dtype = act if act in ("bf16", "fp16") else p16
     ops = []
 
-    def add(name, count, category, dtype, cost, params=0.0, param_dtype=None):
+    def add(name, count, category, dtype, cost, params=0.0, param_dtype=None, fan_in=None):
         if count <= 0:
             return
-        pbytes = weight_storage_bytes(params, param_dtype) if params else 0.0
+        pbytes = weight_storage_bytes(params, param_dtype, fan_in=fan_in) if params else 0.0
         ops.append(Op(name, count, category, dtype, cost, float(params), float(pbytes)))
 
     def proj(name, count, fan_in, fan_out, bias, rows=None):
         wd = weight_dtype_of(m, w, name)
         quantised = name in QUANTISABLE_OPS
         cost = linear(tokens if rows is None else rows, fan_in, fan_out, wd, act, bias=bias, bias_dtype=p16)
-        add(name, count, "matmul", mm_dtype if quantised else head_dtype, cost, fan_in * fan_out, wd)
+        add(name, count, "matmul", compute_dtype(wd, act) if quantised else head_dtype, cost, fan_in * fan_out, wd,
+            fan_in)
         if bias and ops and ops[-1].name == name:  # stored in 16-bit beside the (maybe quantised) weight
             ops[-1] = _with_params(ops[-1], fan_out, fan_out * DTYPE_BYTES[p16])
 
@@ -248,7 +250,7 @@ def model_ops(m: ModelConfig, w: Workload, phase: str, batch, prompt_len, contex
     act_kind = ACTIVATION_KIND.get(m.hidden_act, "gelu")
     n_moe = m.moe_layer_count
     if n_moe:
-        _moe_block(m, w, ops, add, proj, tokens, sh, n_moe, act, p16, head_dtype, mm_dtype)
+        _moe_block(m, w, ops, add, proj, tokens, sh, n_moe, act, p16, head_dtype)
     n_dense = L - n_moe
     if m.gated_mlp and fam.fused_gate_up:
         proj("gate_up_proj", n_dense, h, 2 * sh.intermediate, m.mlp_bias)
@@ -322,7 +324,7 @@ def _mla_block(m, w, phase, ops, add, proj, norm_op, b, s, tokens, keys, from_ca
     proj("o_proj", L, H * dv, h, m.o_bias)
 
 
-def _moe_block(m, w, ops, add, proj, tokens, sh, n_moe, act, p16, head_dtype, mm_dtype):
+def _moe_block(m, w, ops, add, proj, tokens, sh, n_moe, act, p16, head_dtype):
     """Router, routed experts and shared experts of the MoE layers."""
     h, E, k = m.hidden_size, m.num_local_experts, m.num_experts_per_tok
     router = linear(tokens, h, E, p16, act, bias=m.expert_bias, bias_dtype=p16)
@@ -333,7 +335,7 @@ def _moe_block(m, w, ops, add, proj, tokens, sh, n_moe, act, p16, head_dtype, mm
     inter = sh.expert_intermediate
     cost = experts(tokens, h, inter, E, k, wd, act, gated=m.gated_mlp, ep=w.ep, bias=m.expert_bias, bias_dtype=p16)
     n_mats = 3 if m.gated_mlp else 2
-    add("experts", n_moe, "matmul", mm_dtype, cost, E // w.ep * n_mats * h * inter, wd)
+    add("experts", n_moe, "matmul", compute_dtype(wd, act), cost, E // w.ep * n_mats * h * inter, wd)
     if m.expert_bias:
         bias_params = E // w.ep * ((n_mats - 1) * inter + h)
         ops[-1] = _with_params(ops[-1], bias_params, bias_params * DTYPE_BYTES[p16])
@@ -343,7 +345,7 @@ def _moe_block(m, w, ops, add, proj, tokens, sh, n_moe, act, p16, head_dtype, mm
         name = "shared_expert" if m.shared_expert_gate else "shared_experts"
         swd = weight_dtype_of(m, w, name)
         cost = experts(tokens, h, sh.shared_intermediate, 1, 1, swd, act, gated=m.gated_mlp)
-        add(name, n_moe, "matmul", mm_dtype, cost, n_mats * h * sh.shared_intermediate, swd)
+        add(name, n_moe, "matmul", compute_dtype(swd, act), cost, n_mats * h * sh.shared_intermediate, swd)
         if m.shared_expert_gate:  # sigmoid(x @ w[h, 1]) scales the shared expert's output
             add("shared_expert_gate", n_moe, "matmul", head_dtype, linear(tokens, h, 1, p16, act), h, p16)
 
