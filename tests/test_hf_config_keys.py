@@ -110,3 +110,12 @@ def test_every_example_analyses_both_phases(path):
     s = analyze(path, "h200", batch_size=[1, 16], context_len=4096, phase="both").summary
     for key in ("prefill_time_s", "decode_time_s", "kv_cache_bytes", "weight_bytes"):
         assert (s[key] > 0).all() and s[key].notna().all(), key
+
+
+def test_the_table_says_which_mla_form_runs():
+    args = ["analyze", str(ROOT / "examples" / "deepseek-v2-lite.yaml"), "--gpu", "h100-sxm"]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0, out.output
+    assert "MLA decompressed in prefill, absorbed in decode (--mla), latent KV cache" in out.output
+    forced = CliRunner().invoke(main, args + ["--mla", "absorbed"])
+    assert "MLA absorbed in prefill, absorbed in decode" in forced.output
