@@ -201,6 +201,11 @@ def render_single_point(result, markdown: bool) -> str:
         f"{w.attn_impl} attention; tp {w.tp}; "
         f"{'CUDA graph' if w.cuda_graph else 'eager'} launch floor {render.si(spec.ceiling_launch_s(w.cuda_graph), 's')}"
     )
+    if result.model.is_mla:
+        from roofline.transformer import mla_form
+
+        head += (f"; MLA {mla_form(w, 'prefill')} in prefill, {mla_form(w, 'decode')} in decode "
+                 f"(--mla), latent KV cache")
     out = [head]
     for phase in w.phases:
         rows = result.ops[result.ops["phase"] == phase]

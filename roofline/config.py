@@ -99,6 +99,8 @@ _MODEL_KEYS = {
     "hidden_activation", "final_logit_softcapping", "attn_logit_softcapping", "query_pre_attn_scalar",
     "partial_rotary_factor", "lm_head_bias", "multi_query", "new_decoder_architecture", "parallel_attn",
     "num_kv_heads", "num_ln_in_parallel_attn", "bias", "alibi", "ffn_hidden_size", "activation",
+    # names transformers 5 writes when it saves these configs
+    "qkv_bias", "_sliding_window_pattern", "use_bidirectional_attention",
 }
 _GPT2_ALIASES = {
     "n_embd": "hidden_size", "n_layer": "num_hidden_layers", "n_head": "num_attention_heads",
@@ -131,6 +133,9 @@ IGNORED_KEYS = {
                     "training only (dropout, auxiliary losses, heads for other tasks)"),
     "num_nextn_predict_layers": "multi-token-prediction module: used in training and speculative decoding only; "
                                 "HF transformers does not build it either",
+    "qk_head_dim": "derived by transformers 5: qk_nope_head_dim + qk_rope_head_dim",
+    "swiglu_alpha": "a value inside gpt-oss's activation, not a shape",
+    "rope_interleave": "the order of the rotated pairs, not the work",
 }
 
 PHASES = ("prefill", "decode", "both")
@@ -356,7 +361,10 @@ def parse_model(raw: dict, where: str = "<model>") -> ModelConfig:
     kv_heads = opt_int("num_key_value_heads", heads)
     head_dim = opt_int("head_dim")
     vocab = need("vocab_size")
-    qkv_bias = flag("attention_bias", fam.qkv_bias)
+    qkv_bias = flag("attention_bias", flag("qkv_bias", fam.qkv_bias))
+    if flag("use_bidirectional_attention", False):
+        raise ConfigError(f"{where}: use_bidirectional_attention (an encoder's attention) is not modelled; "
+                          f"roofline models causal decoders")
     o_bias = model_type == "gpt2" or (fam.o_bias_follows_attention_bias and flag("attention_bias", False))
     parallel_norms = 1
     if model_type == "falcon":
@@ -397,6 +405,8 @@ def parse_model(raw: dict, where: str = "<model>") -> ModelConfig:
         kv_heads = heads  # MLA: every head has its own (decompressed) k and v
 
     partial = data.get("partial_rotary_factor")
+    if partial is None and isinstance(data.get("rope_parameters"), dict):  # where transformers 5 saves it
+        partial = data["rope_parameters"].get("partial_rotary_factor")
     partial = 1.0 if partial is None else number(partial, f"{where}: partial_rotary_factor", ConfigError)
     if partial > 1:
         raise ConfigError(f"{where}: partial_rotary_factor {partial} is above 1; it is the rotated share of head_dim")
@@ -489,7 +499,7 @@ def _parse_mla(data, fam: Family, where: str, opt_int, need) -> dict:
 
 def _parse_windows(data, fam: Family, layers: int, where: str, opt_int, flag):
     """(window, per-layer flags or None) as the modeling code decides which layers are windowed."""
-    window = opt_int("sliding_window")
+    window = None if data.get("sliding_window") in (None, 0) else opt_int("sliding_window")  # 0: none (HF saves it)
     types = data.get("layer_types")
     if fam.windows == "qwen" and not flag("use_sliding_window", False):
         window = None  # qwen2/3 configs ship a sliding_window they do not use
@@ -515,7 +525,7 @@ def _parse_windows(data, fam: Family, layers: int, where: str, opt_int, flag):
     if fam.windows == "gemma2":
         return window, tuple(i % 2 == 0 for i in range(layers))
     if fam.windows == "gemma3":
-        pattern = opt_int("sliding_window_pattern", 6)
+        pattern = opt_int("sliding_window_pattern", opt_int("_sliding_window_pattern", 6))
         return window, tuple((i + 1) % pattern != 0 for i in range(layers))
     return window, None
 

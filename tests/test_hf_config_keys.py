@@ -111,3 +111,29 @@ def test_every_example_analyses_both_phases(path):
     s = analyze(path, "h200", batch_size=[1, 16], context_len=4096, phase="both").summary
     for key in ("prefill_time_s", "decode_time_s", "kv_cache_bytes", "weight_bytes"):
         assert (s[key] > 0).all() and s[key].notna().all(), key
+
+
+def test_the_table_says_which_mla_form_runs():
+    args = ["analyze", str(ROOT / "examples" / "deepseek-v2-lite.yaml"), "--gpu", "h100-sxm"]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0, out.output
+    assert "MLA decompressed in prefill, absorbed in decode (--mla), latent KV cache" in out.output
+    forced = CliRunner().invoke(main, args + ["--mla", "absorbed"])
+    assert "MLA absorbed in prefill, absorbed in decode" in forced.output
+
+
+def test_partial_rotary_factor_inside_rope_parameters():
+    """transformers 5 saves partial_rotary_factor inside rope_parameters; it changes the rope op's work."""
+    raw = json.loads((CONFIGS / "phi-4-mini.json").read_text())
+    top = parse_model(raw)
+    del raw["partial_rotary_factor"]
+    nested = parse_model(dict(raw, rope_parameters={"rope_type": "default", "partial_rotary_factor": 0.75}))
+    assert nested.partial_rotary_factor == top.partial_rotary_factor == 0.75
+    rope = next(op for op in model_ops(nested, Workload(), "decode", 1, 1, 1) if op.name == "rope")
+    assert rope.cost.flops == 3 * (24 + 8) * 96  # 3 FLOP x (24 query + 8 KV heads) x 96 rotated dims of 128
+
+
+def test_bidirectional_attention_is_refused_not_counted_as_causal():
+    raw = json.loads((CONFIGS / "gemma-3-1b.json").read_text())
+    with pytest.raises(ConfigError, match="use_bidirectional_attention \\(an encoder's attention\\) is not modelled"):
+        parse_model(dict(raw, use_bidirectional_attention=True))

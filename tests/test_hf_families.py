@@ -307,3 +307,15 @@ def test_shipped_examples_have_the_parameters_of_the_hf_build(path):
         assert parameter_count(ours) == hf_parameters("deepseek-r1")
         return
     assert parameter_count(ours) == sum(p.numel() for p in hf_model(keep).parameters())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_config_saved_by_transformers_reads_the_same(name):
+    """What save_pretrained writes (transformers 5 renames and adds keys) gives the same model."""
+    raw = raw_config(name)
+    saved = json.loads(transformers.AutoConfig.for_model(**raw).to_json_string())
+    a, b = parse_model(raw), parse_model(saved)
+    assert b.ignored_keys == ()
+    assert parameter_count(a) == parameter_count(b)
+    assert a.layer_windows == b.layer_windows and a.partial_rotary_factor == b.partial_rotary_factor
+    assert model_ops(a, Workload(), "decode", 1, 1, 100) == model_ops(b, Workload(), "decode", 1, 1, 100)
