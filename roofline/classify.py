@@ -1,4 +1,6 @@
-"""Roofline arithmetic: intensity, ridge, attainable FLOP/s, predicted time and the bound class.
+"""Roofline arithmetic and every bound rule: intensity, ridge, attainable FLOP/s, predicted time and
+the predicted class (``classify``), and the class of what was measured (``classify_measured``, below).
+Both speak one vocabulary, ``CLASSES``; a prediction uses its first four.
 
 For an op with F FLOPs, B bytes moved (read + written) and, for collectives, C bytes sent per GPU:
   arithmetic_intensity = F / B                              FLOP/byte
@@ -17,6 +19,8 @@ fp32 CUDA-core peak for element-wise work). Ceilings come from HardwareSpec.ceil
 where the spec was calibrated, datasheet otherwise. ``launch_s`` is one kernel launch (eager, or
 inside a CUDA graph); ``time_s`` stays the pure roofline time and the launch floor is reported
 beside it, so a sum of ``max(time_s, launch_s)`` is the time with launch overhead.
+
+Imports neither torch nor matplotlib.
 """
 
 import math

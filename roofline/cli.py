@@ -389,18 +389,31 @@ TRACE_RANK_TABLE = {
 @click.option("--by", type=click.Choice(["op", "range", "rank"]), default="range", show_default=True,
               help="Group kernels by their CPU op, by the innermost record_function range, or by rank "
                    "(a folder of one trace per rank).")
+@click.option("--model", "model_file", type=click.Path(dir_okay=False),
+              help="Compare with this model's analysis (ranges named like its ops; workload flags, one --phase).")
+@workload_options
 @plot_option
 @output_options
 @library_errors
-def trace(trace_file, gpu, by, fmt, output, plot_file):
+def trace(trace_file, gpu, by, model_file, fmt, output, plot_file, **workload):
     """Join a torch.profiler Chrome trace's kernels to ops and ranges, and classify what happened.
+
+    \b
+    With --model, each range (or op) named like an analytic op is set beside its prediction, as the
+    profile command does; the trace is one phase, given with --phase.
 
     \b
     Example:
       roofline trace tests/data/h100_decode_trace.json.gz --gpu h100-sxm
     """
-    from roofline.measure.trace import analyze_trace
     from roofline.specs import load_spec
+
+    if model_file:
+        return trace_against_model(trace_file, load_spec(gpu), by, model_file, fmt, output, plot_file, workload)
+    given = [p.opts[0] for p in click.get_current_context().command.params if workload.get(p.name) is not None]
+    if given:
+        raise click.UsageError(f"{given[0]} describes the model's workload; give --model too")
+    from roofline.measure.trace import analyze_trace
 
     result = analyze_trace(trace_file, load_spec(gpu))
     frame = {"op": result.by_op, "range": result.by_range, "rank": result.by_rank}[by]
@@ -423,6 +436,33 @@ def trace(trace_file, gpu, by, fmt, output, plot_file):
         from roofline import plot
 
         warn_written(plot.save(plot.figure_trace(result), plot_file))
+
+
+def trace_against_model(trace_file, spec, by, model_file, fmt, output, plot_file, workload) -> None:
+    """``roofline trace --model``: the trace as a MeasuredRun, compared with the model's analysis."""
+    from roofline.analysis import analyze as run_analysis
+    from roofline.compare import compare
+    from roofline.config import load_model_and_workload
+    from roofline.measure.trace import trace_run
+
+    m, w = load_model_and_workload(model_file, workload)
+    if len(w.phases) != 1:
+        raise ConfigError("a trace holds one phase; give --phase prefill or --phase decode")
+    comparison = compare(run_analysis(m, spec, workload=w), trace_run(trace_file, spec, phase=w.phases[0], by=by))
+    for note in comparison.notes:
+        click.echo(f"note: {note}", err=True)
+    ops = comparison.ops
+    if fmt == "json":
+        emit(render.to_json({"trace": comparison.run.device.get("trace", {}), "summary":
+                             render.to_records(comparison.summary), "ops": render.to_records(ops)}), output)
+    elif fmt == "csv":
+        emit(ops.to_csv(index=False), output)
+    else:
+        emit(render.text_table(ops, _present(ops, render.PROFILE_TABLE), fmt == "markdown"), output)
+    if plot_file:
+        from roofline import plot
+
+        warn_written(plot.save(plot.figure_comparison(comparison), plot_file))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1115,7 +1115,7 @@ def _summary(ev: _Events, j: _Joined, kernels: pd.DataFrame, path: str, idle_hos
     }
 
 
-def trace_run(path, spec, phase: str = "decode", by: str = "range") -> "MeasuredRun":
+def trace_run(path, spec, phase: str = "decode", by: str = "range"):
     """The trace at ``path`` as a ``MeasuredRun`` (source 'trace', rank 0, every row in ``phase``):
     one row per record_function range (``by='range'``; the ProfilerStep ranges left out) or per CPU
     op (``by='op'``), figures per call: gpu_time_s (a range: its self time, the kernels for which it
