@@ -14,19 +14,40 @@ from roofline import render
 from roofline.config import ATTN_IMPLS, PHASES, parse_sweep
 from roofline.dtypes import ACT_DTYPES, STORAGE_DTYPES
 from roofline.errors import ConfigError, RooflineError
+from roofline.validate import MAX_INT
+
+# whole-number flags: at most MAX_INT (2**53), the largest count a float holds exactly
+COUNT = click.IntRange(min=1, max=MAX_INT)
 
 
 def library_errors(fn):
-    """Turn RooflineError into click's one-line 'Error: ...' with exit code 1."""
+    """Turn RooflineError (and an OSError the library did not catch) into click's one-line
+    'Error: ...' with exit code 1; control characters in the message are shown, not run."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except RooflineError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(render.term_safe(str(exc))) from None
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(render.term_safe(f"{where}{exc.strerror or exc}; check the path and the disk")) from None
 
     return wrapper
+
+
+def refuse_input_as_output(output, inputs: dict) -> None:
+    """Raise a usage error (exit 2) when ``output`` names one of the ``inputs`` ({flag: path}) or lies
+    inside the folder of one of them: writing would destroy an input."""
+    if not output:
+        return
+    from roofline import io
+
+    for what, path in inputs.items():
+        if path and io.same_file(output, path):
+            raise click.UsageError(render.term_safe(
+                f"the output {output} is the {what} file; write the result to another file"))
 
 
 def output_options(fn):
@@ -39,22 +60,22 @@ def output_options(fn):
 
 
 def emit(text: str, output) -> None:
+    """Write ``text`` to file ``output`` atomically (the old file survives any failure), or print it
+    with control characters made visible. Raises OutputError (exit 1, one line) when it cannot write."""
     if output:
-        try:
-            with open(output, "w") as fh:
-                fh.write(text if text.endswith("\n") else text + "\n")
-        except OSError as exc:
-            raise click.ClickException(f"cannot write {output}: {exc.strerror}") from None
+        from roofline import io
+
+        io.write_text(output, text if text.endswith("\n") else text + "\n")
     else:
-        click.echo(text.rstrip("\n"))
+        click.echo(render.term_safe(text.rstrip("\n"), keep_newlines=True))
 
 
 def warn(message: str) -> None:
-    click.echo(f"warning: {message}", err=True)
+    click.echo(f"warning: {render.term_safe(message)}", err=True)
 
 
 def warn_written(paths) -> None:
-    click.echo("wrote " + ", ".join(str(p) for p in paths), err=True)
+    click.echo(render.term_safe("wrote " + ", ".join(str(p) for p in paths)), err=True)
 
 
 RENDEZVOUS_FLAGS = ("nnodes", "node-rank", "master-addr", "master-port", "rdzv-backend", "rdzv-endpoint", "rdzv-id")
@@ -107,16 +128,16 @@ WORKLOAD_OPTIONS = [
     click.option("--batch", "batch_size", callback=sweep_option, help="Batch size: 8, a list 1,8,64 or a range 1:256:x2."),
     click.option("--prompt-len", callback=sweep_option, help="Prompt (prefill) tokens per sequence; list or range."),
     click.option("--context-len", callback=sweep_option, help="KV length a decode step attends to; list or range."),
-    click.option("--gen-tokens", type=click.IntRange(min=1), help="Generated tokens: decode at the mean context instead."),
+    click.option("--gen-tokens", type=COUNT, help="Generated tokens: decode at the mean context instead."),
     click.option("--phase", type=click.Choice(PHASES), help="Which phase to analyse."),
     click.option("--weight-dtype", type=click.Choice(STORAGE_DTYPES), help="Dtype of the linear-layer weights."),
     click.option("--act-dtype", type=click.Choice(ACT_DTYPES), help="Dtype of activations."),
     click.option("--kv-dtype", type=click.Choice(STORAGE_DTYPES), help="Dtype of the KV cache."),
     click.option("--attn", "attn_impl", type=click.Choice(ATTN_IMPLS), help="Attention implementation."),
-    click.option("--tp", type=click.IntRange(min=1), help="Tensor-parallel degree (counts are per GPU)."),
-    click.option("--pp", type=click.IntRange(min=1), help="Pipeline-parallel stages (layers split evenly)."),
-    click.option("--ep", type=click.IntRange(min=1), help="Expert-parallel GPUs (MoE): experts spread, all-to-all."),
-    click.option("--microbatches", type=click.IntRange(min=1), help="Micro-batches in flight through the pipeline."),
+    click.option("--tp", type=COUNT, help="Tensor-parallel degree (counts are per GPU)."),
+    click.option("--pp", type=COUNT, help="Pipeline-parallel stages (layers split evenly)."),
+    click.option("--ep", type=COUNT, help="Expert-parallel GPUs (MoE): experts spread, all-to-all."),
+    click.option("--microbatches", type=COUNT, help="Micro-batches in flight through the pipeline."),
     click.option("--cuda-graph/--eager", "cuda_graph", default=None, help="Launch floor of a CUDA graph or of eager ops."),
 ]
 
@@ -145,6 +166,8 @@ def analyze(model, gpu, fmt, output, summary_only, plot_file, **workload):
     """
     from roofline.analysis import analyze as run_analysis
 
+    refuse_input_as_output(output, {"model": model, "spec": gpu})
+    refuse_input_as_output(plot_file, {"model": model, "spec": gpu, "--output": output})
     result = run_analysis(model, gpu, **workload)
     for key in result.model.ignored_keys:
         warn(f"{model}: ignoring key '{key}', which roofline does not model")
@@ -177,7 +200,7 @@ def render_analysis(result, fmt: str, summary_only: bool) -> str:
             payload["ops"] = render.to_records(ops)
         return render.to_json(payload)
     if fmt == "csv":
-        return (summary if summary_only else ops).to_csv(index=False)
+        return render.to_csv(summary if summary_only else ops)
     markdown = fmt == "markdown"
     if summary_only or len(summary) > 1:
         return render.text_table(summary, _present(summary, render.SWEEP_TABLE), markdown)
@@ -190,8 +213,9 @@ def _present(frame, formats):
 
 def render_single_point(result, markdown: bool) -> str:
     w, spec, s = result.workload, result.spec, result.summary.iloc[0]
+    name = render.md_escape if markdown else render.term_safe  # names come from files: shown, never run
     head = (
-        f"{result.model.name} on {spec.name} ({spec.full_name}): batch {s['batch_size']:.0f}, "
+        f"{name(result.model.name)} on {name(spec.name)} ({name(spec.full_name)}): batch {s['batch_size']:.0f}, "
         f"prompt {s['prompt_len']:.0f}, context {s['context_len']:g}; weights {w.weight_dtype}, activations "
         f"{w.act_dtype}, KV {w.kv_dtype}; {w.attn_impl} attention; tp {w.tp}; "
         f"{'CUDA graph' if w.cuda_graph else 'eager'} launch floor {render.si(spec.ceiling_launch_s(w.cuda_graph), 's')}"
@@ -225,7 +249,7 @@ def render_single_point(result, markdown: bool) -> str:
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--gpu", required=True, help="A shipped spec name (roofline specs) or a path to a spec YAML.")
 @workload_options
-@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="How many suggestions.")
+@click.option("--top", type=COUNT, default=10, show_default=True, help="How many suggestions.")
 @output_options
 @library_errors
 def advise(model, gpu, top, fmt, output, **workload):
@@ -238,11 +262,12 @@ def advise(model, gpu, top, fmt, output, **workload):
     from roofline.advise import advise as run_advise, render_advice
     from roofline.analysis import analyze as run_analysis
 
+    refuse_input_as_output(output, {"model": model, "spec": gpu})
     frame = run_advise(run_analysis(model, gpu, **workload), top=top)
     if fmt == "json":
         emit(render.to_json(render.to_records(frame)), output)
     elif fmt == "csv":
-        emit(frame.to_csv(index=False), output)
+        emit(render.to_csv(frame), output)
     else:
         emit(render_advice(frame), output)
 
@@ -251,12 +276,12 @@ def advise(model, gpu, top, fmt, output, **workload):
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--gpu", default="auto", show_default=True, help="Spec to compare with: auto (from NVML), a name or a path.")
-@click.option("--layers", type=click.IntRange(min=1), default=2, show_default=True, help="Decoder layers in the reference model.")
+@click.option("--layers", type=COUNT, default=2, show_default=True, help="Decoder layers in the reference model.")
 @workload_options
-@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True, help="Warm-up iterations.")
-@click.option("--iters", type=click.IntRange(min=1), default=10, show_default=True, help="Profiled iterations (median).")
+@click.option("--warmup", type=click.IntRange(min=0, max=MAX_INT), default=5, show_default=True, help="Warm-up iterations.")
+@click.option("--iters", type=COUNT, default=10, show_default=True, help="Profiled iterations (median).")
 @click.option("--trace-dir", type=click.Path(file_okay=False), help="Keep each phase's Chrome trace here.")
-@click.option("--nproc", type=click.IntRange(min=1), help="With --tp: GPUs (processes) on this host; default tp / nnodes.")
+@click.option("--nproc", type=COUNT, help="With --tp: GPUs (processes) on this host; default tp / nnodes.")
 @rendezvous_options
 @plot_option
 @output_options
@@ -278,6 +303,8 @@ def profile(model, gpu, layers, warmup, iters, trace_dir, nproc, rendezvous, fmt
 
     from roofline.config import load_model_and_workload
 
+    refuse_input_as_output(output, {"model": model, "spec": gpu})
+    refuse_input_as_output(plot_file, {"model": model, "spec": gpu, "--output": output})
     m, w = load_model_and_workload(model, workload)
     if w.tp > 1 or nproc or rendezvous:  # one process per GPU under torchrun
         from roofline.measure.distributed import profile_distributed
@@ -305,7 +332,7 @@ def profile(model, gpu, layers, warmup, iters, trace_dir, nproc, rendezvous, fmt
         emit(render.to_json({"device": results[0].device, "steps": render.to_records(steps),
                              "ops": render.to_records(ops)}), output)
     elif fmt == "csv":
-        emit(ops.to_csv(index=False), output)
+        emit(render.to_csv(ops), output)
     else:
         markdown = fmt == "markdown"
         emit(render.text_table(steps, _present(steps, render.STEP_TABLE), markdown) + "\n\n"
@@ -341,6 +368,7 @@ def calibrate(gpu, output, quick, collectives, nproc, rendezvous):
     """
     from roofline.measure.calibrate import calibrate as run_calibrate, write_spec
 
+    refuse_input_as_output(output, {"spec": gpu})
     raw = run_calibrate(output=None, spec=None if gpu == "auto" else gpu, quick=quick)
     if collectives:
         from roofline.measure.collectives import calibrate_collectives, merge_collectives
@@ -385,13 +413,15 @@ def trace(trace_file, gpu, by, fmt, output, plot_file):
     from roofline.measure.trace import analyze_trace
     from roofline.specs import load_spec
 
+    refuse_input_as_output(output, {"trace": trace_file, "spec": gpu})
+    refuse_input_as_output(plot_file, {"trace": trace_file, "spec": gpu, "--output": output})
     result = analyze_trace(trace_file, load_spec(gpu))
     frame = result.by_op if by == "op" else result.by_range
     if fmt == "json":
         emit(render.to_json({"summary": result.summary, "by_range": render.to_records(result.by_range),
                              "by_op": render.to_records(result.by_op)}), output)
     elif fmt == "csv":
-        emit(frame.to_csv(index=False), output)
+        emit(render.to_csv(frame), output)
     else:
         cols = dict(TRACE_TABLE)
         if by == "range":
@@ -411,7 +441,7 @@ def trace(trace_file, gpu, by, fmt, output, plot_file):
 @click.option("--gpu", required=True, help="A shipped spec name or a path to a spec YAML (a calibrated one too).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="The report folder to write.")
 @click.option("--profile", "with_profile", is_flag=True, help="Also measure on this machine's GPU and check the advice.")
-@click.option("--layers", type=click.IntRange(min=1), default=2, show_default=True, help="Reference layers for --profile.")
+@click.option("--layers", type=COUNT, default=2, show_default=True, help="Reference layers for --profile.")
 @workload_options
 @library_errors
 def report(model, gpu, out_dir, with_profile, layers, **workload):
@@ -472,7 +502,12 @@ def plot_result(result, gpu, output):
     """
     from roofline import plot
 
+    refuse_input_as_output(output, {"result": result, "spec": gpu})
     ops, summary, spec_name = plot.load_result_json(result)
+    if gpu is None and ("/" in spec_name or "\\" in spec_name or spec_name.lower().endswith((".yaml", ".yml", ".json"))):
+        raise click.ClickException(render.term_safe(
+            f"{result}: its gpu field '{spec_name}' is a path; roofline does not open a path read from a data "
+            f"file: pass --gpu with the spec's name or the path you trust"))
     warn_written(plot.save(plot.figure_result(ops, summary, gpu or spec_name), output))
 
 
@@ -507,7 +542,7 @@ def specs(ctx, fmt, output):
     if fmt == "json":
         emit(render.to_json(render.to_records(frame)), output)
     elif fmt == "csv":
-        emit(frame.to_csv(index=False), output)
+        emit(render.to_csv(frame), output)
     else:
         formats = {
             "name": ("name", str), "full_name": ("device", str),
@@ -532,6 +567,7 @@ def specs_show(name, fmt, output):
     """
     from roofline.specs import load_spec
 
+    refuse_input_as_output(output, {"spec": name})
     spec = load_spec(name)
     rows = [{
         "dtype": dtype,
@@ -557,7 +593,7 @@ def specs_show(name, fmt, output):
         emit(render.to_json({**info, "dtypes": render.to_records(frame), "sources": spec.sources}), output)
         return
     if fmt == "csv":
-        emit(frame.to_csv(index=False), output)
+        emit(render.to_csv(frame), output)
         return
     lines = [
         f"{spec.name}: {spec.full_name}",

@@ -185,6 +185,9 @@ def parse_model(raw: dict, where: str = "<model>") -> ModelConfig:
     model_type = data.get("model_type")
     if model_type is None:
         raise ConfigError(f"{where}: missing key 'model_type' (one of: {', '.join(ARCHITECTURES)})")
+    if not isinstance(model_type, str):
+        raise ConfigError(f"{where}: model_type must be a name (one of: {', '.join(ARCHITECTURES)}), "
+                          f"got a {type(model_type).__name__}")
     if model_type not in ARCHITECTURES:
         raise ConfigError(
             f"{where}: model_type '{model_type}' is not supported{suggest(model_type, ARCHITECTURES)}; "

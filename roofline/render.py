@@ -1,8 +1,10 @@
 """Rendering frames as text: table (SI prefixes), markdown, csv, json. Formatting happens only here;
 frames and CSV/JSON hold raw SI numbers."""
 
+import html
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -26,14 +28,80 @@ def si(value, unit: str = "", digits: int = 3) -> str:
     return f"{v:.{digits}g} {unit}".strip()
 
 
+# -- escaping: names come from files a user may have downloaded; each medium gets its own escaping --
+# C0 controls (newline, ESC ...), DEL, C1 controls, Unicode line/paragraph separators and bidi overrides
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_VISIBLE = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _visible(match) -> str:
+    ch = match.group(0)
+    return _VISIBLE.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+
+
+def term_safe(text, keep_newlines: bool = False) -> str:
+    """``text`` with control characters (terminal escape sequences, newlines unless ``keep_newlines``,
+    bidi overrides) shown as visible escapes: '\\x1b[31m' prints as the 9 characters, not as red."""
+    return (_CONTROL_BUT_NEWLINE if keep_newlines else _CONTROL).sub(_visible, str(text))
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~$#!])")
+
+
+def md_escape(text) -> str:
+    """``text`` as literal inline markdown on one line: HTML special characters as entities (no raw
+    HTML), markdown punctuation backslash-escaped (no links, emphasis, table cells or math), control
+    characters as visible escapes."""
+    text = html.escape(term_safe(text), quote=False)
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def md_fence(text: str) -> str:
+    """A fenced code block holding ``text`` verbatim: the fence is longer than any run of backticks in it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{term_safe(text, keep_newlines=True)}\n{fence}"
+
+
+def html_escape(text) -> str:
+    """``text`` for HTML element content or a quoted attribute: &, <, >, quotes escaped, control
+    characters visible."""
+    return html.escape(term_safe(text, keep_newlines=True), quote=True)
+
+
+_NUMERIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def csv_safe(value):
+    """A CSV cell a spreadsheet will not run as a formula: a string starting with =, +, -, @, tab or CR
+    gets a leading apostrophe (OWASP's advice), unless it is a plain number. Other values unchanged."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") and not _NUMERIC.match(value):
+        return "'" + value
+    return value
+
+
+def to_csv(frame: pd.DataFrame) -> str:
+    """``frame`` as CSV (no index), its text cells made safe for spreadsheets with ``csv_safe``."""
+    text_cols = [c for c in frame.columns
+                 if not pd.api.types.is_numeric_dtype(frame[c].dtype) and not pd.api.types.is_bool_dtype(frame[c].dtype)]
+    if text_cols:
+        frame = frame.copy()
+        for col in text_cols:
+            frame[col] = frame[col].astype(object).map(csv_safe)
+    return frame.to_csv(index=False)
+
+
 def percent(value) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}%"
 
 
 def text_table(frame: pd.DataFrame, formats: dict, markdown: bool = False) -> str:
     """Render ``frame``'s columns named in ``formats`` (column -> (header, formatter))."""
+    escape = md_escape if markdown else term_safe
     headers = [formats[c][0] for c in formats]
-    rows = [[formats[c][1](v) for c, v in zip(formats, row)] for row in frame[list(formats)].itertuples(index=False)]
+    rows = [[escape(formats[c][1](v)) for c, v in zip(formats, row)]
+            for row in frame[list(formats)].itertuples(index=False)]
     if markdown:
         lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]

@@ -9,17 +9,15 @@ report.html, the charts as PNG and SVG, the tables as CSV, and the inputs needed
 """
 
 import base64
-import html
 import json
 import platform
-import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
-from roofline import render
+from roofline import io, render
 from roofline.advise import advise, render_advice
 from roofline.analysis import Analysis, analyze
 from roofline.errors import InputFileError
@@ -48,13 +46,24 @@ def write_report(model, gpu, out_dir, command_line: str = "", profile_result=Non
     ``checks``: predicted-vs-achieved rows for suggestions that were measured (optional).
     Returns the path of report.md. Raises RooflineError for bad input, OSError if the folder cannot be written.
     """
-    from roofline import plot
-
     analysis = analyze(model, gpu, **overrides)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     measured = measured_for_advice(profile_result.ops) if profile_result is not None else None
     advice = advise(analysis, measured=measured)
+    # built in a temporary folder beside out_dir and swapped in whole: a failure or a kill leaves the old
+    # report; a folder holding files roofline did not write is refused (io.replace_folder)
+    with io.replace_folder(out_dir, tool_version=_version()) as out:
+        _write_folder(out, analysis, advice, measured, model, command_line, profile_result, checks)
+    return Path(out_dir) / "report.md"
+
+
+def _version() -> str:
+    from roofline import __version__
+
+    return __version__
+
+
+def _write_folder(out: Path, analysis, advice, measured, model, command_line, profile_result, checks) -> None:
+    from roofline import plot
 
     charts = {}
     ops, summary, spec = analysis.ops, analysis.summary, analysis.spec
@@ -71,28 +80,27 @@ def write_report(model, gpu, out_dir, command_line: str = "", profile_result=Non
         title = f"{analysis.model.name} on {spec.name}"
         charts["sweep"] = plot.save(plot.figure_sweep(summary, title=title, spec=spec), out / "sweep")[0]
 
-    ops.to_csv(out / "ops.csv", index=False)
-    summary.to_csv(out / "summary.csv", index=False)
-    advice.drop(columns=["overrides"]).to_csv(out / "advice.csv", index=False)
+    tables = {"ops": ops, "summary": summary, "advice": advice.drop(columns=["overrides"])}
     if profile_result is not None:
-        profile_result.ops.to_csv(out / "measured_ops.csv", index=False)
-        profile_result.steps.to_csv(out / "measured_steps.csv", index=False)
+        tables.update(measured_ops=profile_result.ops, measured_steps=profile_result.steps)
     if checks is not None:
-        checks.to_csv(out / "checks.csv", index=False)
+        tables["checks"] = checks
+    for name, frame in tables.items():
+        (out / f"{name}.csv").write_text(render.to_csv(frame))
     _write_inputs(analysis, model, out / "inputs", command_line, profile_result)
 
     sections = _sections(analysis, advice, charts, profile_result, checks, command_line)
     (out / "report.md").write_text(_markdown(sections))
     (out / "report.html").write_text(_html(sections, out))
-    return out / "report.md"
 
 
 def _write_inputs(analysis: Analysis, model, folder: Path, command_line: str, profile_result) -> None:
     folder.mkdir(exist_ok=True)
+    # copies of the files as read (a report re-run from its own inputs/ reads them before the swap)
     if isinstance(model, (str, Path)):
-        shutil.copyfile(model, folder / ("model" + Path(model).suffix))
+        (folder / ("model" + Path(model).suffix)).write_bytes(io.read_bytes(model, "model"))
     if analysis.spec.path:
-        shutil.copyfile(analysis.spec.path, folder / "spec.yaml")
+        (folder / "spec.yaml").write_bytes(io.read_bytes(analysis.spec.path, "hardware spec"))
     (folder / "command.txt").write_text(command_line + "\n")
     versions = {"python": sys.version.split()[0], "platform": platform.platform()}
     for name in ("roofline", "numpy", "pandas", "matplotlib", "torch"):
@@ -168,13 +176,13 @@ def _markdown(sections) -> str:
     lines = []
     for kind, *payload in sections:
         if kind == "h1":
-            lines += [f"# {payload[0]}", ""]
+            lines += [f"# {render.md_escape(payload[0])}", ""]
         elif kind == "h2":
-            lines += [f"## {payload[0]}", ""]
+            lines += [f"## {render.md_escape(payload[0])}", ""]
         elif kind == "p":
-            lines += [payload[0], ""]
+            lines += [render.md_escape(payload[0]), ""]
         elif kind == "pre":
-            lines += ["```", payload[0], "```", ""]
+            lines += [render.md_fence(payload[0]), ""]
         elif kind == "table":
             lines += [render.text_table(payload[0], payload[1], markdown=True), ""]
         elif kind == "img":
@@ -187,15 +195,15 @@ def _html(sections, folder: Path) -> str:
     body = []
     for kind, *payload in sections:
         if kind in ("h1", "h2", "p"):
-            body.append(f"<{kind}>{html.escape(payload[0])}</{kind}>")
+            body.append(f"<{kind}>{render.html_escape(payload[0])}</{kind}>")
         elif kind == "pre":
-            body.append(f"<pre>{html.escape(payload[0])}</pre>")
+            body.append(f"<pre>{render.html_escape(payload[0])}</pre>")
         elif kind == "table":
             frame, formats = payload
-            head = "".join(f"<th>{html.escape(h)}</th>" for h, _ in formats.values())
+            head = "".join(f"<th>{render.html_escape(h)}</th>" for h, _ in formats.values())
             rows = []
             for row in frame[list(formats)].itertuples(index=False):
-                cells = "".join(f"<td>{html.escape(fmt(v))}</td>" for (_, fmt), v in zip(formats.values(), row))
+                cells = "".join(f"<td>{render.html_escape(fmt(v))}</td>" for (_, fmt), v in zip(formats.values(), row))
                 rows.append(f"<tr>{cells}</tr>")
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
         elif kind == "img":
@@ -203,7 +211,7 @@ def _html(sections, folder: Path) -> str:
             if not path.exists():
                 raise InputFileError(f"chart {path} was not written")
             data = base64.b64encode(path.read_bytes()).decode("ascii")
-            body.append(f'<img alt="{path.stem}" src="data:image/png;base64,{data}">')
+            body.append(f'<img alt="{render.html_escape(path.stem)}" src="data:image/png;base64,{data}">')
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
              "font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
              "td:first-child,th:first-child{text-align:left}img{max-width:100%}pre{white-space:pre-wrap}")
