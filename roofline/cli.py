@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from roofline import render
+from roofline import __version__, render
 from roofline.config import ATTN_IMPLS, PHASES, parse_sweep
 from roofline.dtypes import ACT_DTYPES, STORAGE_DTYPES
 from roofline.errors import ConfigError, RooflineError
@@ -50,24 +50,53 @@ def refuse_input_as_output(output, inputs: dict) -> None:
                 f"the output {output} is the {what} file; write the result to another file"))
 
 
+FORMAT_BY_SUFFIX = {".json": "json", ".csv": "csv", ".md": "markdown", ".markdown": "markdown"}
+
+
+def format_for(output) -> str:
+    """The format an output file's extension asks for (.json, .csv, .md); table otherwise."""
+    from pathlib import Path
+
+    return FORMAT_BY_SUFFIX.get(Path(output).suffix.lower(), "table") if output else "table"
+
+
 def output_options(fn):
-    """The shared --format / --output pair."""
-    fn = click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
-                      help="Write to this file instead of standard output.")(fn)
-    fn = click.option("--format", "fmt", type=click.Choice(render.FORMATS), default="table", show_default=True,
-                      help="table for people; csv and json hold raw SI numbers.")(fn)
-    return fn
+    """The shared --format / --output pair; without --format, the output's extension picks the format."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, fmt=None, output=None, **kwargs):
+        return fn(*args, fmt=fmt or format_for(output), output=output, **kwargs)
+
+    wrapper = click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
+                           help="Write to this file instead of standard output.")(wrapper)
+    wrapper = click.option("--format", "fmt", type=click.Choice(render.FORMATS), default=None,
+                           help="table for people; csv and json hold raw SI numbers. Default: from the "
+                                "--output extension (.json, .csv, .md), else table.")(wrapper)
+    return wrapper
 
 
-def emit(text: str, output) -> None:
-    """Write ``text`` to file ``output`` atomically (the old file survives any failure), or print it
-    with control characters made visible. Raises OutputError (exit 1, one line) when it cannot write."""
+def emit(text, output) -> None:
+    """Write ``text`` (a string, or an iterable of strings that is streamed) to file ``output``
+    atomically (the old file survives any failure), or print it with control characters made visible.
+    The output ends with one newline. Raises OutputError (exit 1, one line) when it cannot write."""
+    chunks = _one_final_newline([text] if isinstance(text, str) else text)
     if output:
         from roofline import io
 
-        io.write_text(output, text if text.endswith("\n") else text + "\n")
+        io.write_chunks(output, chunks)
     else:
-        click.echo(render.term_safe(text.rstrip("\n"), keep_newlines=True))
+        for chunk in chunks:
+            click.echo(render.term_safe(chunk, keep_newlines=True), nl=False)
+
+
+def _one_final_newline(chunks):
+    """The chunks, the last one with its trailing newlines replaced by exactly one."""
+    previous = None
+    for chunk in chunks:
+        if previous:
+            yield previous
+        previous = chunk if chunk else previous
+    yield (previous or "").rstrip("\n") + "\n"
 
 
 def warn(message: str) -> None:
@@ -105,7 +134,7 @@ def rendezvous_options(fn):
 
 def plot_option(fn):
     return click.option("--plot", "plot_file", type=click.Path(dir_okay=False),
-                        help="Also draw the chart to this file (PNG, and SVG beside it).")(fn)
+                        help="Also draw the chart to this file: x.png (x.svg beside it), or one .pdf, .jpg, ...")(fn)
 
 
 def sweep_option(ctx, param, value):
@@ -118,7 +147,7 @@ def sweep_option(ctx, param, value):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="roofline")
+@click.version_option(version=__version__, prog_name="roofline")
 def main():
     """Why a transformer runs as fast as it does on a GPU, and what to try next."""
 
@@ -169,6 +198,7 @@ def analyze(model, gpu, fmt, output, summary_only, plot_file, **workload):
     refuse_input_as_output(output, {"model": model, "spec": gpu})
     refuse_input_as_output(plot_file, {"model": model, "spec": gpu, "--output": output})
     result = run_analysis(model, gpu, **workload)
+    check_finite(result)
     for key in result.model.ignored_keys:
         warn(f"{model}: ignoring key '{key}', which roofline does not model")
     worst = result.summary.loc[~result.summary["fits_in_memory"]]
@@ -187,20 +217,45 @@ def analyze(model, gpu, fmt, output, summary_only, plot_file, **workload):
         warn_written(plot.save(figure, plot_file))
 
 
-def render_analysis(result, fmt: str, summary_only: bool) -> str:
+# the layout of `analyze --format json`: raise it when a key changes meaning or goes away
+JSON_SCHEMA_VERSION = 1
+
+
+def check_finite(result) -> None:
+    """Raise RooflineError when a derived figure of ``result`` came out infinite (never printed as 'inf').
+    Input values are range-checked (validate.number), so this guards the arithmetic, not the user."""
+    import numpy as np
+
+    for frame in (result.summary, result.ops):
+        numeric = frame.select_dtypes("number")
+        bad = np.isinf(numeric.to_numpy(dtype=float)).any(axis=0)
+        if bad.any():
+            raise RooflineError(
+                f"the analysis gives an infinite {numeric.columns[bad.argmax()]}: a value of the model, the spec or "
+                f"the workload is too large or too small for it; check them")
+
+
+def render_analysis(result, fmt: str, summary_only: bool):
+    """The text of ``result`` in ``fmt``: a string, or for json and csv a stream of strings."""
     ops, summary = result.ops, result.summary
     if fmt == "json":
+        from dataclasses import asdict
+
         payload = {
+            "schema_version": JSON_SCHEMA_VERSION,
+            "roofline_version": __version__,
             "model": result.model.name,
             "gpu": result.spec.name,
             "workload": {k: v for k, v in vars(result.workload).items()},
-            "summary": render.to_records(summary),
+            "model_config": asdict(result.model),
+            "spec": asdict(result.spec),
+            "summary": summary,
         }
         if not summary_only:
-            payload["ops"] = render.to_records(ops)
-        return render.to_json(payload)
+            payload["ops"] = ops
+        return render.json_chunks(payload)
     if fmt == "csv":
-        return render.to_csv(summary if summary_only else ops)
+        return render.csv_chunks(summary if summary_only else ops)
     markdown = fmt == "markdown"
     if summary_only or len(summary) > 1:
         return render.text_table(summary, _present(summary, render.SWEEP_TABLE), markdown)
@@ -439,7 +494,8 @@ def trace(trace_file, gpu, by, fmt, output, plot_file):
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--gpu", required=True, help="A shipped spec name or a path to a spec YAML (a calibrated one too).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="The report folder to write.")
+@click.option("--out", "-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="The report folder to write (built aside, swapped in whole).")
 @click.option("--profile", "with_profile", is_flag=True, help="Also measure on this machine's GPU and check the advice.")
 @click.option("--layers", type=COUNT, default=2, show_default=True, help="Reference layers for --profile.")
 @workload_options
@@ -490,7 +546,8 @@ def _command_line(ctx) -> str:
 @main.command("plot")
 @click.argument("result", type=click.Path(dir_okay=False))
 @click.option("--gpu", help="The spec, when the result was made with a spec YAML that is not shipped.")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="PNG to write (SVG beside it).")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
+              help="Chart to write: x.png (x.svg beside it), or one file .pdf, .jpg, .eps, .tiff, .webp.")
 @library_errors
 def plot_result(result, gpu, output):
     """Draw the charts of a saved `roofline analyze --format json` result.

@@ -579,23 +579,32 @@ def mathtext_safe(text, keep_newlines: bool = False) -> str:
     return term_safe(text, keep_newlines=keep_newlines).replace("$", r"\$")
 
 
-def save(fig, path_stem) -> list:
-    """Write ``fig`` as PATH_STEM.png (150 dpi) and PATH_STEM.svg; return the two paths.
+# formats written as the one file asked for; a .png or .svg name (or none) gets both PNG and SVG
+SINGLE_FILE_FORMATS = (".pdf", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
 
-    A stem ending in .png or .svg has that suffix replaced, so `--plot out.png` writes out.png and out.svg.
+
+def save(fig, path_stem) -> list:
+    """Write ``fig`` as PATH_STEM.png (150 dpi) and PATH_STEM.svg; return the paths written.
+
+    A stem ending in .png or .svg has that suffix replaced, so `--plot out.png` writes out.png and out.svg;
+    one ending in .pdf, .jpg, .eps, .tiff or .webp is written as that one file (`-o x.pdf` writes a PDF).
     Missing parent folders are created. Each file is written atomically (roofline.io.atomic_write): a
     failure leaves the old file; it raises OutputError naming the file.
     """
     from roofline import io
 
     stem = Path(path_stem)
-    if stem.suffix.lower() in (".png", ".svg"):
-        stem = stem.with_suffix("")
+    suffix = stem.suffix.lower()
+    if suffix in SINGLE_FILE_FORMATS:
+        targets = [(stem, {"dpi": 150} if suffix not in (".pdf", ".eps", ".ps") else {})]
+    else:
+        if suffix in (".png", ".svg"):
+            stem = stem.with_suffix("")
+        targets = [(stem.parent / (stem.name + ".png"), {"dpi": 150}), (stem.parent / (stem.name + ".svg"), {})]
     written = []
-    for suffix, kwargs in ((".png", {"dpi": 150}), (".svg", {})):
-        path = stem.parent / (stem.name + suffix)
+    for path, kwargs in targets:
         with io.atomic_write(path, "wb") as fh:
-            fig.savefig(fh, format=suffix[1:], **kwargs)
+            fig.savefig(fh, format=path.suffix[1:].lower(), **kwargs)
         written.append(path)
     return written
 

@@ -1,13 +1,17 @@
 """Rendering frames as text: table (SI prefixes), markdown, csv, json. Formatting happens only here;
-frames and CSV/JSON hold raw SI numbers."""
+frames and CSV/JSON hold raw SI numbers. pandas and numpy are imported where a frame is rendered,
+so that `roofline --help` starts without them."""
+
+from __future__ import annotations
 
 import html
 import json
 import math
 import re
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 FORMATS = ("table", "csv", "json", "markdown")
 _PREFIXES = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n")]
@@ -83,6 +87,8 @@ def csv_safe(value):
 
 def to_csv(frame: pd.DataFrame) -> str:
     """``frame`` as CSV (no index), its text cells made safe for spreadsheets with ``csv_safe``."""
+    import pandas as pd
+
     text_cols = [c for c in frame.columns
                  if not pd.api.types.is_numeric_dtype(frame[c].dtype) and not pd.api.types.is_bool_dtype(frame[c].dtype)]
     if text_cols:
@@ -116,6 +122,7 @@ def text_table(frame: pd.DataFrame, formats: dict, markdown: bool = False) -> st
 
 def to_records(frame: pd.DataFrame) -> list:
     """Rows as JSON-safe dicts: NaN/inf -> None, numpy scalars -> Python numbers."""
+    import numpy as np
     records = []
     for row in frame.to_dict(orient="records"):
         clean = {}
@@ -132,8 +139,57 @@ def to_records(frame: pd.DataFrame) -> list:
     return records
 
 
+def json_safe(obj):
+    """``obj`` with every NaN/inf float (at any depth, e.g. in a spec's sources) replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def to_json(obj) -> str:
-    return json.dumps(obj, indent=2, allow_nan=False)
+    return json.dumps(json_safe(obj), indent=2, allow_nan=False)
+
+
+ROWS_PER_CHUNK = 10_000
+
+
+def json_chunks(obj: dict, rows_per_chunk: int = ROWS_PER_CHUNK):
+    """``to_json(obj)`` as a stream of strings, with each DataFrame value of the dict ``obj`` written as
+    its ``to_records`` list a slice of rows at a time: a large sweep never exists whole as Python
+    objects or as one string. The concatenation equals ``to_json`` of the same dict with the frames
+    replaced by their records."""
+    import pandas as pd
+
+    yield "{"
+    for i, (key, value) in enumerate(obj.items()):
+        yield ("," if i else "") + "\n  " + json.dumps(key) + ": "
+        if not isinstance(value, pd.DataFrame):
+            yield json.dumps(json_safe(value), indent=2, allow_nan=False).replace("\n", "\n  ")
+            continue
+        if not len(value):
+            yield "[]"
+            continue
+        yield "["
+        for start in range(0, len(value), rows_per_chunk):
+            records = to_records(value.iloc[start:start + rows_per_chunk])
+            yield ("," if start else "") + ",".join(
+                "\n    " + json.dumps(r, indent=2, allow_nan=False).replace("\n", "\n    ") for r in records)
+        yield "\n  ]"
+    yield "\n}" if obj else "}"
+
+
+def csv_chunks(frame: pd.DataFrame, rows_per_chunk: int = 100_000):
+    """``to_csv(frame)`` as a stream of strings, a slice of rows at a time."""
+    if not len(frame):
+        yield to_csv(frame)
+        return
+    for start in range(0, len(frame), rows_per_chunk):
+        text = to_csv(frame.iloc[start:start + rows_per_chunk])
+        yield text if start == 0 else text.split("\n", 1)[1]
 
 
 def _f(fmt):

@@ -47,7 +47,7 @@ def leftovers(folder: Path) -> list:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
-def model_file(tmp_path, text: str = None, filename="m.yaml", **changes) -> Path:
+def model_file(tmp_path, text: str | None = None, filename="m.yaml", **changes) -> Path:
     path = tmp_path / filename
     if text is None:
         data = yaml.safe_load(TINY_MODEL.read_text())
@@ -213,7 +213,7 @@ def test_report_killed_halfway_keeps_the_old_report(old_report, tmp_path, monkey
 def test_report_out_is_a_file(tmp_path):
     target = tmp_path / "afile"
     target.write_text("x")
-    fails(report(target), 2, f"Error: Invalid value for '--out': Directory '{target}' is a file.")
+    fails(report(target), 2, f"Error: Invalid value for '--out' / '-o' / '--output': Directory '{target}' is a file.")
     with pytest.raises(OutputError, match=f"cannot write the report folder {target}: it is a file or a link, "
                                           "not a folder; choose another --out"):
         io.check_replaceable(target)
@@ -371,8 +371,8 @@ def test_yaml_aliases_are_refused(tmp_path):
 
 @pytest.mark.parametrize("target, message", [
     ("/dev/full", "Error: cannot write /dev/full: No space left on device; free some space or write elsewhere"),
-    ("{model}/below", "Error: cannot write {model}/below: Not a directory; check the path: a part of it is missing "
-                      "or is a file, not a folder"),
+    ("{model}/below", ("Error: cannot write {model}/below: Not a directory; check the path: a part of it is "
+                       "missing or is a file, not a folder")),
     ("{tmp}", "Error: Invalid value for '--output' / '-o': File '{tmp}' is a directory."),
 ])
 def test_write_errors(tmp_path, target, message):
@@ -504,3 +504,82 @@ def test_largest_accepted_values_give_finite_results():
 def test_output_error_is_a_roofline_error():
     with pytest.raises(OutputError, match="it is a folder; give a file name"):
         io.write_text(ROOT, "x")
+
+
+def test_an_infinite_derived_figure_is_refused():
+    """The guard behind the input ranges: an analysis whose arithmetic overflowed is not printed."""
+    from roofline.analysis import analyze
+    from roofline.cli import check_finite
+    from roofline.errors import RooflineError
+
+    result = analyze(TINY_MODEL, TINY_GPU)
+    check_finite(result)  # the normal case passes
+    result.summary["decode_time_s"] = float("inf")
+    with pytest.raises(RooflineError, match="^the analysis gives an infinite decode_time_s: a value of the model, "
+                                            "the spec or the workload is too large or too small for it; check them$"):
+        check_finite(result)
+
+
+def test_streamed_json_equals_the_whole_document():
+    import pandas as pd
+
+    frame = pd.DataFrame({"a": [1.5, float("nan"), 3.0], "b": ["x\"y", "\x1b", "z"]})
+    obj = {"model": "m", "workload": {"batch_size": [1, 2]}, "summary": frame, "ops": frame.iloc[:0]}
+    whole = render.to_json({**obj, "summary": render.to_records(frame), "ops": []})
+    assert "".join(render.json_chunks(obj, rows_per_chunk=2)) == whole
+    assert json.loads(whole)["summary"][1] == {"a": None, "b": "\x1b"}
+    assert "".join(render.csv_chunks(frame, rows_per_chunk=2)) == render.to_csv(frame)
+
+
+# ================================================================================================
+# 6. the command line: python -m roofline, --version, -o everywhere, format from the extension
+
+def test_python_dash_m_and_version():
+    out = subprocess.run([sys.executable, "-m", "roofline", "--version"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    from roofline import __version__
+
+    assert out.stdout.strip() == f"roofline, version {__version__}"
+
+
+def test_help_does_not_import_pandas():
+    code = ("import sys\nfrom roofline.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('pandas', 'numpy', 'matplotlib', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("name, fmt, check", [
+    ("r.json", None, lambda text: json.loads(text)["summary"][0]["batch_size"] == 2),
+    ("r.csv", None, lambda text: text.startswith("point,batch_size,prompt_len,context_len,phase,op")),
+    ("r.md", None, lambda text: "| op | count |" in text),
+    ("r.txt", None, lambda text: text.startswith("tiny-llama on tiny (Tiny test GPU): batch 2")),
+    ("r.csv", "json", lambda text: json.loads(text)["gpu"] == "tiny"),
+])
+def test_format_follows_the_output_extension(tmp_path, name, fmt, check):
+    out = tmp_path / name
+    r = run("analyze", TINY_MODEL, "--gpu", TINY_GPU, "-o", out, *(["--format", fmt] if fmt else []))
+    assert r.exit_code == 0, r.output
+    assert check(out.read_text())
+
+
+def test_json_carries_versions_and_the_resolved_inputs():
+    r = run("analyze", TINY_MODEL, "--gpu", TINY_GPU, "--format", "json", "--summary")
+    data = json.loads(r.stdout)
+    from roofline import __version__
+
+    assert (data["schema_version"], data["roofline_version"]) == (1, __version__)
+    assert data["model_config"]["hidden_size"] == 64 and data["model_config"]["num_key_value_heads"] == 2
+    assert data["spec"]["mem_bytes_per_s"] == pytest.approx(10.0)  # 1e-8 GB/s = 10 B/s
+    assert data["workload"]["batch_size"] == [2]
+
+
+def test_plot_writes_the_format_its_name_asks_for(tmp_path):
+    result = tmp_path / "r.json"
+    assert run("analyze", TINY_MODEL, "--gpu", TINY_GPU, "-o", result).exit_code == 0
+    r = run("plot", result, "--gpu", TINY_GPU, "-o", tmp_path / "x.pdf")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "x.pdf").read_bytes()[:5] == b"%PDF-"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "x.pdf"]
