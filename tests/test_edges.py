@@ -476,6 +476,19 @@ def test_duplicate_keys_are_refused(tmp_path, name, text, line):
     fails(run("analyze", path, "--gpu", TINY_GPU), 1, f"Error: {path}: {line}")
 
 
+def test_json_nan_is_refused(tmp_path):
+    path = model_file(tmp_path, '{"model_type": "llama", "hidden_size": NaN}', filename="config.json")
+    fails(run("analyze", path, "--gpu", TINY_GPU), 1, f"Error: {path}: NaN is not a number JSON allows; write a number")
+
+
+def test_a_nan_in_a_specs_sources_is_written_as_null(tmp_path):
+    path = tmp_path / "gpu.yaml"
+    path.write_text(TINY_GPU.read_text().replace("l2_cache_mb: made up for tests", "l2_cache_mb: [.nan]"))
+    r = run("specs", "show", path, "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["sources"]["l2_cache_mb"] == [None]
+
+
 @pytest.mark.parametrize("key, value, message", [
     ("mem_bandwidth_gb_per_s", "1.0e+300", "1e+300 is too large; at most 1e+30"),
     ("mem_capacity_gb", "1.0e+40", "1e+40 is too large; at most 1e+30"),
