@@ -300,15 +300,17 @@ def check_replaceable(folder) -> None:
         if folder.is_symlink() or not folder.is_dir():
             raise OutputError(f"cannot write the report folder {folder}: it is a file or a link, not a folder; "
                               f"choose another --out")
+        with os.scandir(folder) as entries:
+            top = sorted(e.name for e in entries)
+        fix = "choose another --out folder, or move those files away"
+        if top and MANIFEST not in top:  # refused without walking the folder (it may be '/' or a home)
+            shown = ", ".join(top[:3]) + (", ..." if len(top) > 3 else "")
+            raise OutputError(f"{folder} already holds files roofline did not write ({shown}); {fix}")
         present = _listing(folder)
     except OSError as exc:
         raise _write_error(folder, exc) from None
     if not present:
         return
-    fix = "choose another --out folder, or move those files away"
-    if MANIFEST not in present:
-        shown = ", ".join(present[:3]) + (", ..." if len(present) > 3 else "")
-        raise OutputError(f"{folder} already holds files roofline did not write ({shown}); {fix}")
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
         files = manifest["files"]
@@ -352,6 +354,8 @@ def replace_folder(folder, tool_version: str = ""):
     exception the temporary folder is removed and ``folder`` is left as it was. A kill during the swap
     leaves the old or the new folder under ``folder``'s name (one atomic exchange on Linux)."""
     folder = Path(folder)
+    if folder.name in ("", ".", ".."):  # '.', '..', '/': build beside the real folder, not inside it
+        folder = folder.resolve()
     check_replaceable(folder)
     parent = _parent(folder)
     try:
