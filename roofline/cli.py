@@ -10,51 +10,101 @@ import sys
 
 import click
 
-from roofline import render
+from roofline import __version__, render
 from roofline.config import ATTN_IMPLS, MLA_FORMS, PHASES, parse_sweep
 from roofline.dtypes import ACT_DTYPES, STORAGE_DTYPES
 from roofline.errors import ConfigError, RooflineError
+from roofline.validate import MAX_INT
+
+# whole-number flags: at most MAX_INT (2**53), the largest count a float holds exactly
+COUNT = click.IntRange(min=1, max=MAX_INT)
 
 
 def library_errors(fn):
-    """Turn RooflineError into click's one-line 'Error: ...' with exit code 1."""
+    """Turn RooflineError (and an OSError the library did not catch) into click's one-line
+    'Error: ...' with exit code 1; control characters in the message are shown, not run."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except RooflineError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(render.term_safe(str(exc))) from None
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(render.term_safe(f"{where}{exc.strerror or exc}; check the path and the disk")) from None
 
     return wrapper
 
 
+def refuse_input_as_output(output, inputs: dict) -> None:
+    """Raise a usage error (exit 2) when ``output`` names one of the ``inputs`` ({flag: path}) or lies
+    inside the folder of one of them: writing would destroy an input."""
+    if not output:
+        return
+    from roofline import io
+
+    for what, path in inputs.items():
+        if path and io.same_file(output, path):
+            raise click.UsageError(render.term_safe(
+                f"the output {output} is the {what} file; write the result to another file"))
+
+
+FORMAT_BY_SUFFIX = {".json": "json", ".csv": "csv", ".md": "markdown", ".markdown": "markdown"}
+
+
+def format_for(output) -> str:
+    """The format an output file's extension asks for (.json, .csv, .md); table otherwise."""
+    from pathlib import Path
+
+    return FORMAT_BY_SUFFIX.get(Path(output).suffix.lower(), "table") if output else "table"
+
+
 def output_options(fn):
-    """The shared --format / --output pair."""
-    fn = click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
-                      help="Write to this file instead of standard output.")(fn)
-    fn = click.option("--format", "fmt", type=click.Choice(render.FORMATS), default="table", show_default=True,
-                      help="table for people; csv and json hold raw SI numbers.")(fn)
-    return fn
+    """The shared --format / --output pair; without --format, the output's extension picks the format."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, fmt=None, output=None, **kwargs):
+        return fn(*args, fmt=fmt or format_for(output), output=output, **kwargs)
+
+    wrapper = click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
+                           help="Write to this file instead of standard output.")(wrapper)
+    wrapper = click.option("--format", "fmt", type=click.Choice(render.FORMATS), default=None,
+                           help="table for people; csv and json hold raw SI numbers. Default: from the "
+                                "--output extension (.json, .csv, .md), else table.")(wrapper)
+    return wrapper
 
 
-def emit(text: str, output) -> None:
+def emit(text, output) -> None:
+    """Write ``text`` (a string, or an iterable of strings that is streamed) to file ``output``
+    atomically (the old file survives any failure), or print it with control characters made visible.
+    The output ends with one newline. Raises OutputError (exit 1, one line) when it cannot write."""
+    chunks = _one_final_newline([text] if isinstance(text, str) else text)
     if output:
-        try:
-            with open(output, "w") as fh:
-                fh.write(text if text.endswith("\n") else text + "\n")
-        except OSError as exc:
-            raise click.ClickException(f"cannot write {output}: {exc.strerror}") from None
+        from roofline import io
+
+        io.write_chunks(output, chunks)
     else:
-        click.echo(text.rstrip("\n"))
+        for chunk in chunks:
+            click.echo(render.term_safe(chunk, keep_newlines=True), nl=False)
+
+
+def _one_final_newline(chunks):
+    """The chunks, the last one with its trailing newlines replaced by exactly one."""
+    previous = None
+    for chunk in chunks:
+        if previous:
+            yield previous
+        previous = chunk if chunk else previous
+    yield (previous or "").rstrip("\n") + "\n"
 
 
 def warn(message: str) -> None:
-    click.echo(f"warning: {message}", err=True)
+    click.echo(f"warning: {render.term_safe(message)}", err=True)
 
 
 def warn_written(paths) -> None:
-    click.echo("wrote " + ", ".join(str(p) for p in paths), err=True)
+    click.echo(render.term_safe("wrote " + ", ".join(str(p) for p in paths)), err=True)
 
 
 RENDEZVOUS_FLAGS = ("nnodes", "node-rank", "master-addr", "master-port", "rdzv-backend", "rdzv-endpoint", "rdzv-id")
@@ -84,7 +134,7 @@ def rendezvous_options(fn):
 
 def plot_option(fn):
     return click.option("--plot", "plot_file", type=click.Path(dir_okay=False),
-                        help="Also draw the chart to this file (PNG, and SVG beside it).")(fn)
+                        help="Also draw the chart to this file: x.png (x.svg beside it), or one .pdf, .jpg, ...")(fn)
 
 
 def sweep_option(ctx, param, value):
@@ -97,7 +147,7 @@ def sweep_option(ctx, param, value):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="roofline")
+@click.version_option(version=__version__, prog_name="roofline")
 def main():
     """Why a transformer runs as fast as it does on a GPU, and what to try next."""
 
@@ -107,7 +157,7 @@ WORKLOAD_OPTIONS = [
     click.option("--batch", "batch_size", callback=sweep_option, help="Batch size: 8, a list 1,8,64 or a range 1:256:x2."),
     click.option("--prompt-len", callback=sweep_option, help="Prompt (prefill) tokens per sequence; list or range."),
     click.option("--context-len", callback=sweep_option, help="KV length a decode step attends to; list or range."),
-    click.option("--gen-tokens", type=click.IntRange(min=1), help="Generated tokens: decode at the mean context instead."),
+    click.option("--gen-tokens", type=COUNT, help="Generated tokens: decode at the mean context instead."),
     click.option("--phase", type=click.Choice(PHASES), help="Which phase to analyse."),
     click.option("--weight-dtype", type=click.Choice(STORAGE_DTYPES), help="Dtype of the linear-layer weights."),
     click.option("--act-dtype", type=click.Choice(ACT_DTYPES), help="Dtype of activations."),
@@ -116,10 +166,10 @@ WORKLOAD_OPTIONS = [
     click.option("--mla", "mla_form", type=click.Choice(MLA_FORMS),
                  help="MLA models (DeepSeek): absorbed or decompressed attention; auto: decompressed prefill, "
                       "absorbed decode."),
-    click.option("--tp", type=click.IntRange(min=1), help="Tensor-parallel degree (counts are per GPU)."),
-    click.option("--pp", type=click.IntRange(min=1), help="Pipeline-parallel stages (layers split evenly)."),
-    click.option("--ep", type=click.IntRange(min=1), help="Expert-parallel GPUs (MoE): experts spread, all-to-all."),
-    click.option("--microbatches", type=click.IntRange(min=1), help="Micro-batches in flight through the pipeline."),
+    click.option("--tp", type=COUNT, help="Tensor-parallel degree (counts are per GPU)."),
+    click.option("--pp", type=COUNT, help="Pipeline-parallel stages (layers split evenly)."),
+    click.option("--ep", type=COUNT, help="Expert-parallel GPUs (MoE): experts spread, all-to-all."),
+    click.option("--microbatches", type=COUNT, help="Micro-batches in flight through the pipeline."),
     click.option("--cuda-graph/--eager", "cuda_graph", default=None, help="Launch floor of a CUDA graph or of eager ops."),
 ]
 
@@ -148,7 +198,10 @@ def analyze(model, gpu, fmt, output, summary_only, plot_file, **workload):
     """
     from roofline.analysis import analyze as run_analysis
 
+    refuse_input_as_output(output, {"model": model, "spec": gpu})
+    refuse_input_as_output(plot_file, {"model": model, "spec": gpu, "--output": output})
     result = run_analysis(model, gpu, **workload)
+    check_finite(result)
     for key in result.model.ignored_keys:
         warn(f"{model}: ignoring key '{key}', which roofline does not model")
     worst = result.summary.loc[~result.summary["fits_in_memory"]]
@@ -167,20 +220,45 @@ def analyze(model, gpu, fmt, output, summary_only, plot_file, **workload):
         warn_written(plot.save(figure, plot_file))
 
 
-def render_analysis(result, fmt: str, summary_only: bool) -> str:
+# the layout of `analyze --format json`: raise it when a key changes meaning or goes away
+JSON_SCHEMA_VERSION = 1
+
+
+def check_finite(result) -> None:
+    """Raise RooflineError when a derived figure of ``result`` came out infinite (never printed as 'inf').
+    Input values are range-checked (validate.number), so this guards the arithmetic, not the user."""
+    import numpy as np
+
+    for frame in (result.summary, result.ops):
+        numeric = frame.select_dtypes("number")
+        bad = np.isinf(numeric.to_numpy(dtype=float)).any(axis=0)
+        if bad.any():
+            raise RooflineError(
+                f"the analysis gives an infinite {numeric.columns[bad.argmax()]}: a value of the model, the spec or "
+                f"the workload is too large or too small for it; check them")
+
+
+def render_analysis(result, fmt: str, summary_only: bool):
+    """The text of ``result`` in ``fmt``: a string, or for json and csv a stream of strings."""
     ops, summary = result.ops, result.summary
     if fmt == "json":
+        from dataclasses import asdict
+
         payload = {
+            "schema_version": JSON_SCHEMA_VERSION,
+            "roofline_version": __version__,
             "model": result.model.name,
             "gpu": result.spec.name,
             "workload": {k: v for k, v in vars(result.workload).items()},
-            "summary": render.to_records(summary),
+            "model_config": asdict(result.model),
+            "spec": asdict(result.spec),
+            "summary": summary,
         }
         if not summary_only:
-            payload["ops"] = render.to_records(ops)
-        return render.to_json(payload)
+            payload["ops"] = ops
+        return render.json_chunks(payload)
     if fmt == "csv":
-        return (summary if summary_only else ops).to_csv(index=False)
+        return render.csv_chunks(summary if summary_only else ops)
     markdown = fmt == "markdown"
     if summary_only or len(summary) > 1:
         return render.text_table(summary, _present(summary, render.SWEEP_TABLE), markdown)
@@ -193,11 +271,13 @@ def _present(frame, formats):
 
 def render_single_point(result, markdown: bool) -> str:
     w, spec, s = result.workload, result.spec, result.summary.iloc[0]
+    name = render.md_escape if markdown else render.term_safe  # names come from files: shown, never run
     head = (
-        f"{result.model.name} on {spec.name} ({spec.full_name}): batch {s['batch_size']:.0f}, "
+        f"{name(result.model.name)} on {name(spec.name)} ({name(spec.full_name)}): batch {s['batch_size']:.0f}, "
         f"prompt {s['prompt_len']:.0f}, context {s['context_len']:g}; weights {w.weight_dtype}"
-        f"{'' if w.weight_dtype_source == 'default' else ' from ' + w.weight_dtype_source}, activations "
-        f"{w.act_dtype}, KV {w.kv_dtype}{'' if w.kv_dtype_source == 'default' else ' from ' + w.kv_dtype_source}; "
+        f"{'' if w.weight_dtype_source == 'default' else ' from ' + name(w.weight_dtype_source)}, activations "
+        f"{w.act_dtype}, KV {w.kv_dtype}"
+        f"{'' if w.kv_dtype_source == 'default' else ' from ' + name(w.kv_dtype_source)}; "
         f"{w.attn_impl} attention; tp {w.tp}; "
         f"{'CUDA graph' if w.cuda_graph else 'eager'} launch floor {render.si(spec.ceiling_launch_s(w.cuda_graph), 's')}"
     )
@@ -235,7 +315,7 @@ def render_single_point(result, markdown: bool) -> str:
 @click.argument("model", type=click.Path())
 @click.option("--gpu", required=True, help="A shipped spec name (roofline specs) or a path to a spec YAML.")
 @workload_options
-@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="How many suggestions.")
+@click.option("--top", type=COUNT, default=10, show_default=True, help="How many suggestions.")
 @output_options
 @library_errors
 def advise(model, gpu, top, fmt, output, **workload):
@@ -248,11 +328,12 @@ def advise(model, gpu, top, fmt, output, **workload):
     from roofline.advise import advise as run_advise, render_advice
     from roofline.analysis import analyze as run_analysis
 
+    refuse_input_as_output(output, {"model": model, "spec": gpu})
     frame = run_advise(run_analysis(model, gpu, **workload), top=top)
     if fmt == "json":
         emit(render.to_json(render.to_records(frame)), output)
     elif fmt == "csv":
-        emit(frame.to_csv(index=False), output)
+        emit(render.to_csv(frame), output)
     else:
         emit(render_advice(frame), output)
 
@@ -261,12 +342,12 @@ def advise(model, gpu, top, fmt, output, **workload):
 @main.command()
 @click.argument("model", type=click.Path())
 @click.option("--gpu", default="auto", show_default=True, help="Spec to compare with: auto (from NVML), a name or a path.")
-@click.option("--layers", type=click.IntRange(min=1), default=2, show_default=True, help="Decoder layers in the reference model.")
+@click.option("--layers", type=COUNT, default=2, show_default=True, help="Decoder layers in the reference model.")
 @workload_options
-@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True, help="Warm-up iterations.")
-@click.option("--iters", type=click.IntRange(min=1), default=10, show_default=True, help="Profiled iterations (median).")
+@click.option("--warmup", type=click.IntRange(min=0, max=MAX_INT), default=5, show_default=True, help="Warm-up iterations.")
+@click.option("--iters", type=COUNT, default=10, show_default=True, help="Profiled iterations (median).")
 @click.option("--trace-dir", type=click.Path(file_okay=False), help="Keep each phase's Chrome trace here.")
-@click.option("--nproc", type=click.IntRange(min=1), help="With --tp: GPUs (processes) on this host; default tp / nnodes.")
+@click.option("--nproc", type=COUNT, help="With --tp: GPUs (processes) on this host; default tp / nnodes.")
 @rendezvous_options
 @plot_option
 @output_options
@@ -290,6 +371,8 @@ def profile(model, gpu, layers, warmup, iters, trace_dir, nproc, rendezvous, fmt
     from roofline.compare import compare
     from roofline.config import load_model_and_workload
 
+    refuse_input_as_output(output, {"model": model, "spec": gpu})
+    refuse_input_as_output(plot_file, {"model": model, "spec": gpu, "--output": output})
     m, w = load_model_and_workload(model, workload)
     if w.tp > 1 or nproc or rendezvous:  # one process per GPU under torchrun
         from roofline.measure.distributed import profile_distributed
@@ -317,7 +400,7 @@ def profile(model, gpu, layers, warmup, iters, trace_dir, nproc, rendezvous, fmt
         emit(render.to_json({"device": comparisons[0].run.device, "steps": render.to_records(steps),
                              "ops": render.to_records(ops)}), output)
     elif fmt == "csv":
-        emit(ops.to_csv(index=False), output)
+        emit(render.to_csv(ops), output)
     else:
         markdown = fmt == "markdown"
         emit(render.text_table(steps, _present(steps, render.STEP_TABLE), markdown) + "\n\n"
@@ -345,6 +428,7 @@ def calibrate(gpu, output, quick, collectives, nproc, rendezvous):
     """
     from roofline.measure.calibrate import calibrate as run_calibrate, write_spec
 
+    refuse_input_as_output(output, {"spec": gpu})
     raw = run_calibrate(output=None, spec=None if gpu == "auto" else gpu, quick=quick)
     if collectives:
         from roofline.measure.collectives import calibrate_collectives, merge_collectives
@@ -408,6 +492,8 @@ def trace(trace_file, gpu, by, model_file, fmt, output, plot_file, **workload):
     """
     from roofline.specs import load_spec
 
+    refuse_input_as_output(output, {"trace": trace_file, "spec": gpu})
+    refuse_input_as_output(plot_file, {"trace": trace_file, "spec": gpu, "--output": output})
     if model_file:
         return trace_against_model(trace_file, load_spec(gpu), by, model_file, fmt, output, plot_file, workload)
     given = [p.opts[0] for p in click.get_current_context().command.params if workload.get(p.name) is not None]
@@ -422,7 +508,7 @@ def trace(trace_file, gpu, by, model_file, fmt, output, plot_file, **workload):
                              "by_op": render.to_records(result.by_op),
                              "by_rank": render.to_records(result.by_rank)}), output)
     elif fmt == "csv":
-        emit(frame.to_csv(index=False), output)
+        emit(render.to_csv(frame), output)
     else:
         cols = dict(TRACE_TABLE)
         if by == "rank":
@@ -456,7 +542,7 @@ def trace_against_model(trace_file, spec, by, model_file, fmt, output, plot_file
         emit(render.to_json({"trace": comparison.run.device.get("trace", {}), "summary":
                              render.to_records(comparison.summary), "ops": render.to_records(ops)}), output)
     elif fmt == "csv":
-        emit(ops.to_csv(index=False), output)
+        emit(render.to_csv(ops), output)
     else:
         emit(render.text_table(ops, _present(ops, render.PROFILE_TABLE), fmt == "markdown"), output)
     if plot_file:
@@ -469,9 +555,10 @@ def trace_against_model(trace_file, spec, by, model_file, fmt, output, plot_file
 @main.command()
 @click.argument("model", type=click.Path())
 @click.option("--gpu", required=True, help="A shipped spec name or a path to a spec YAML (a calibrated one too).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="The report folder to write.")
+@click.option("--out", "-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="The report folder to write (built aside, swapped in whole).")
 @click.option("--profile", "with_profile", is_flag=True, help="Also measure on this machine's GPU and check the advice.")
-@click.option("--layers", type=click.IntRange(min=1), default=2, show_default=True, help="Reference layers for --profile.")
+@click.option("--layers", type=COUNT, default=2, show_default=True, help="Reference layers for --profile.")
 @workload_options
 @library_errors
 def report(model, gpu, out_dir, with_profile, layers, **workload):
@@ -521,7 +608,8 @@ def _command_line(ctx) -> str:
 @main.command("plot")
 @click.argument("result", type=click.Path(dir_okay=False))
 @click.option("--gpu", help="The spec, when the result was made with a spec YAML that is not shipped.")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="PNG to write (SVG beside it).")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
+              help="Chart to write: x.png (x.svg beside it), or one file .pdf, .jpg, .eps, .tiff, .webp.")
 @library_errors
 def plot_result(result, gpu, output):
     """Draw the charts of a saved `roofline analyze --format json` result.
@@ -533,7 +621,12 @@ def plot_result(result, gpu, output):
     """
     from roofline import plot
 
+    refuse_input_as_output(output, {"result": result, "spec": gpu})
     ops, summary, spec_name = plot.load_result_json(result)
+    if gpu is None and ("/" in spec_name or "\\" in spec_name or spec_name.lower().endswith((".yaml", ".yml", ".json"))):
+        raise click.ClickException(render.term_safe(
+            f"{result}: its gpu field '{spec_name}' is a path; roofline does not open a path read from a data "
+            f"file: pass --gpu with the spec's name or the path you trust"))
     warn_written(plot.save(plot.figure_result(ops, summary, gpu or spec_name), output))
 
 
@@ -568,7 +661,7 @@ def specs(ctx, fmt, output):
     if fmt == "json":
         emit(render.to_json(render.to_records(frame)), output)
     elif fmt == "csv":
-        emit(frame.to_csv(index=False), output)
+        emit(render.to_csv(frame), output)
     else:
         formats = {
             "name": ("name", str), "full_name": ("device", str),
@@ -593,6 +686,7 @@ def specs_show(name, fmt, output):
     """
     from roofline.specs import load_spec
 
+    refuse_input_as_output(output, {"spec": name})
     spec = load_spec(name)
     rows = [{
         "dtype": dtype,
@@ -619,7 +713,7 @@ def specs_show(name, fmt, output):
                              "references": spec.references}), output)
         return
     if fmt == "csv":
-        emit(frame.to_csv(index=False), output)
+        emit(render.to_csv(frame), output)
         return
     lines = [
         f"{spec.name}: {spec.full_name}",

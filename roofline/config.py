@@ -317,6 +317,9 @@ def parse_model(raw: dict, where: str = "<model>") -> ModelConfig:
     model_type = data.get("model_type")
     if model_type is None:
         raise ConfigError(f"{where}: missing key 'model_type' (one of: {', '.join(FAMILIES)})")
+    if not isinstance(model_type, str):
+        raise ConfigError(f"{where}: model_type must be a name (one of: {', '.join(FAMILIES)}), "
+                          f"got a {type(model_type).__name__}")
     model_type = MODEL_TYPE_ALIASES.get(model_type, model_type)
     if model_type in MULTIMODAL_WRAPPERS:
         raise ConfigError(f"{where}: model_type '{model_type}' is a multimodal wrapper; give its text_config "
@@ -703,8 +706,8 @@ def resolve_model_path(name_or_path) -> Path:
 
     text = str(name_or_path)
     path = Path(text).expanduser()
-    if path.is_file():
-        return path
+    if path.is_file() or (path.exists() and not path.is_dir()):
+        return path  # a FIFO or a device too: the loader refuses it with its reason (roofline.io)
     if path.is_dir():
         if (path / "config.json").is_file():
             return path / "config.json"

@@ -18,7 +18,6 @@ writes (1/16 or 1/32 byte per value more) are not counted, as fp8's are not.
 from dataclasses import dataclass
 from typing import Optional, Union
 
-import numpy as np
 
 DTYPE_BYTES = {
     "fp64": 8.0,
@@ -100,6 +99,8 @@ def scale_bytes(dtype, n_values, group_size: Optional[int] = None, fan_in=None):
         br, bc = fmt.block_shape
         if fan_in:
             rows = n_values / fan_in
+            import numpy as np  # here, not at import: `roofline --help` loads no numpy
+
             out = out + np.ceil(rows / br) * np.ceil(fan_in / bc) * fmt.scale_bytes
         else:
             out = out + n_values / (br * bc) * fmt.scale_bytes

@@ -31,3 +31,7 @@ class TraceError(RooflineError):
 
 class DeviceError(RooflineError):
     """No usable GPU, or the GPU run failed (out of memory, profiler failure)."""
+
+
+class OutputError(RooflineError):
+    """An output file or folder cannot be written, or writing it would lose a file roofline did not write."""

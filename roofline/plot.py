@@ -280,7 +280,7 @@ def _cluster_text(rows, n_small: int) -> str:
     """'gate_proj, up_proj, down_proj 21% each; q_proj 8.0%' (+ 'and 3 < 1%'), wrapped."""
     groups = {}
     for r in rows:  # ops with the same share (the same matmul shape) are named together
-        groups.setdefault(f"{100 * r.share:.2g}", []).append(str(r.op))
+        groups.setdefault(f"{100 * r.share:.2g}", []).append(mathtext_safe(r.op))
     parts = [f"{', '.join(names)} {pct}%{' each' if len(names) > 1 else ''}" for pct, names in groups.items()]
     if n_small:
         parts.append(f"+{n_small} under {100 * LABEL_MIN_SHARE:g}%")
@@ -290,7 +290,7 @@ def _cluster_text(rows, n_small: int) -> str:
 def _roofline_note(ops, collective, flops, unlabelled, phases) -> str:
     """The ops that are not on the chart (no FLOPs, collectives) and the small ones left unlabelled."""
     lines = []
-    names = ops["op"].astype(str).to_numpy()
+    names = ops["op"].astype(str).map(mathtext_safe).to_numpy()
     zero = list(dict.fromkeys(names[(flops <= 0) & ~collective]))
     if zero:
         lines.append("no FLOPs, not plotted: " + ", ".join(zero))
@@ -300,12 +300,12 @@ def _roofline_note(ops, collective, flops, unlabelled, phases) -> str:
         for op in dict.fromkeys(coll["op"].astype(str)):
             rows = coll[coll["op"].astype(str) == op]
             shares = {str(p): s for p, s in zip(rows["phase"], rows["share"])}
-            parts.append(f"{op} " + " / ".join(f"{100 * shares[p]:.2g}%" if p in shares else "-" for p in phases))
+            parts.append(f"{mathtext_safe(op)} " + " / ".join(f"{100 * shares[p]:.2g}%" if p in shares else "-" for p in phases))
         parts = [p.replace(" ", NBSP) for p in parts]
         head = "collectives, not plotted (share of " + " / ".join(phases) + " time): "
         lines.append(head + ", ".join(parts))
     if unlabelled:
-        small = list(dict.fromkeys(op for _, op in unlabelled))
+        small = list(dict.fromkeys(mathtext_safe(op) for _, op in unlabelled))
         lines.append(f"unlabelled, under {100 * LABEL_MIN_SHARE:g}% of phase time each: " + ", ".join(small))
     return "\n".join(textwrap.fill(line, 62, subsequent_indent="   ") for line in lines).replace(NBSP, " ")
 
@@ -364,7 +364,7 @@ def time_breakdown(ops: pd.DataFrame, ax, by: str = "op", top: int = 8, point: i
         left = 0.0
         for name, value in segments:
             color = (OTHER_COLOR if name == "other" else palette[name]) if by == "op" else BOUND_COLORS[name]
-            label = name if by == "op" else f"{name}-bound"
+            label = mathtext_safe(name) if by == "op" else f"{name}-bound"
             ax.barh(i, value, left=left, height=0.6, color=color, edgecolor="white", linewidth=0.8,
                     label=None if name in seen else label, gid=f"segment-{phase}-{name}")
             seen.add(name)
@@ -546,7 +546,7 @@ def trace_breakdown(by_range: pd.DataFrame, ax, top: int = 20):
     for i, t in enumerate(times):
         ax.text(t, i, f"  {si(t, 's')} ({100 * t / total:.0f}%)", va="center", fontsize=7.5)
     ax.set_yticks(range(len(names)))
-    ax.set_yticklabels(names, fontsize=8)
+    ax.set_yticklabels([mathtext_safe(n) for n in names], fontsize=8)
     ax.set_ylim(len(names) - 0.5, -0.5)
     ax.set_xlabel("GPU time [s]")
     ax.xaxis.set_major_formatter(EngFormatter(unit="s"))
@@ -569,25 +569,46 @@ def figure_trace(trace, title: str = None) -> Figure:
     fig = new_figure(9, 1.2 + 0.28 * min(n, 21))
     trace_breakdown(trace.by_range, fig.add_subplot())
     s = trace.summary
-    fig.suptitle(title or f"{Path(trace.path).name}: {si(s.get('gpu_time_s', 0), 's')} of kernels, "
-                          f"GPU idle {si(s.get('idle_s', 0), 's')} of {si(s.get('window_s', 0), 's')}", fontsize=10)
+    fig.suptitle(mathtext_safe(title or f"{Path(trace.path).name}: {si(s.get('gpu_time_s', 0), 's')} of kernels, "
+                               f"GPU idle {si(s.get('idle_s', 0), 's')} of {si(s.get('window_s', 0), 's')}",
+                               keep_newlines=True), fontsize=10)
     return fig
 
 
-def save(fig, path_stem) -> list:
-    """Write ``fig`` as PATH_STEM.png (150 dpi) and PATH_STEM.svg; return the two paths.
+def mathtext_safe(text, keep_newlines: bool = False) -> str:
+    """``text`` drawn literally by matplotlib: each $ escaped (a $...$ pair would be parsed as mathtext,
+    crash on bad TeX or lose its $ signs), control characters shown as escapes (render.term_safe)."""
+    from roofline.render import term_safe
 
-    A stem ending in .png or .svg has that suffix replaced, so `--plot out.png` writes out.png and out.svg.
-    Missing parent folders are created.
+    return term_safe(text, keep_newlines=keep_newlines).replace("$", r"\$")
+
+
+# formats written as the one file asked for; a .png or .svg name (or none) gets both PNG and SVG
+SINGLE_FILE_FORMATS = (".pdf", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
+
+
+def save(fig, path_stem) -> list:
+    """Write ``fig`` as PATH_STEM.png (150 dpi) and PATH_STEM.svg; return the paths written.
+
+    A stem ending in .png or .svg has that suffix replaced, so `--plot out.png` writes out.png and out.svg;
+    one ending in .pdf, .jpg, .eps, .tiff or .webp is written as that one file (`-o x.pdf` writes a PDF).
+    Missing parent folders are created. Each file is written atomically (roofline.io.atomic_write): a
+    failure leaves the old file; it raises OutputError naming the file.
     """
+    from roofline import io
+
     stem = Path(path_stem)
-    if stem.suffix.lower() in (".png", ".svg"):
-        stem = stem.with_suffix("")
-    stem.parent.mkdir(parents=True, exist_ok=True)
+    suffix = stem.suffix.lower()
+    if suffix in SINGLE_FILE_FORMATS:
+        targets = [(stem, {"dpi": 150} if suffix not in (".pdf", ".eps", ".ps") else {})]
+    else:
+        if suffix in (".png", ".svg"):
+            stem = stem.with_suffix("")
+        targets = [(stem.parent / (stem.name + ".png"), {"dpi": 150}), (stem.parent / (stem.name + ".svg"), {})]
     written = []
-    for suffix, kwargs in ((".png", {"dpi": 150}), (".svg", {})):
-        path = stem.parent / (stem.name + suffix)
-        fig.savefig(path, **kwargs)
+    for path, kwargs in targets:
+        with io.atomic_write(path, "wb") as fh:
+            fig.savefig(fh, format=path.suffix[1:].lower(), **kwargs)
         written.append(path)
     return written
 
@@ -607,7 +628,7 @@ def figure_roofline(ops, spec, measured=None, point: int = 0, title: str = None)
     fig = new_figure(10, 6.8)
     ax = fig.add_subplot()
     roofline_chart(ops, spec, ax, measured=measured, point=point)
-    ax.set_title(title or _title(ops, spec, point), fontsize=10)
+    ax.set_title(mathtext_safe(title or _title(ops, spec, point), keep_newlines=True), fontsize=10)
     return fig
 
 
@@ -626,7 +647,7 @@ def figure_time_breakdown(ops, by: str = "op", top: int = 8, point: int = 0, tit
     for phase in phases:
         time_breakdown(sel[sel["phase"].astype(str) == phase], fig.add_subplot(len(phases), 1, len(fig.axes) + 1),
                        by=by, top=top)
-    fig.suptitle(title or _title(ops, spec, point), fontsize=10)
+    fig.suptitle(mathtext_safe(title or _title(ops, spec, point), keep_newlines=True), fontsize=10)
     return fig
 
 
@@ -639,8 +660,9 @@ def figure_sweep(summary, x: str = None, title: str = None, spec=None) -> Figure
         sweep_chart(summary, fig.add_subplot(len(phases), 2, 2 * i + 1), x=x, metric=f"{phase}_tokens_per_s")
         sweep_chart(summary, fig.add_subplot(len(phases), 2, 2 * i + 2), x=x, metric=f"{phase}_time_s")
     name = summary.attrs.get("model")
-    fig.suptitle(title or " ".join(p for p in (name, "on" if name and spec else None,
-                                                 _spec_name(spec)) if p) or "sweep", fontsize=10)
+    fig.suptitle(mathtext_safe(title or " ".join(p for p in (name, "on" if name and spec else None,
+                                                              _spec_name(spec)) if p) or "sweep",
+                               keep_newlines=True), fontsize=10)
     return fig
 
 
@@ -662,7 +684,7 @@ def figure_result(ops, summary, spec, measured=None, title: str = None) -> Figur
         time_breakdown(ops[ops["phase"].astype(str) == phase], fig.add_subplot(grid[1 + i]), by="op")
     ax = fig.add_subplot(grid[0])
     roofline_chart(ops, spec, ax, measured=measured)
-    ax.set_title(title or _title(ops, spec, 0), fontsize=10)
+    ax.set_title(mathtext_safe(title or _title(ops, spec, 0), keep_newlines=True), fontsize=10)
     return fig
 
 
@@ -670,20 +692,29 @@ def load_result_json(path):
     """Read what `roofline analyze --format json` writes. Returns (ops, summary, gpu name): the two
     frames with the analysis' columns (``ops`` is empty for a --summary file), with the model's name in
     ``frame.attrs['model']``. Raises InputFileError naming the problem and how to make a valid file."""
+    from roofline import io
+    from roofline.validate import parse_json
+
     path = Path(path)
     fix = f"write one with `roofline analyze MODEL --gpu GPU --format json --output {path.name}`"
-    if not path.is_file():
-        raise InputFileError(f"result file not found: {path}")
+    text = io.read_text(path, "result", MAX_RESULT_BYTES)
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"cannot read result file {path}: {exc}") from None
+        data = parse_json(text)
     except json.JSONDecodeError as exc:
         raise InputFileError(
             f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}; {fix}"
         ) from None
+    except (ValueError, RecursionError) as exc:
+        raise InputFileError(f"{path}: {str(exc).splitlines()[0] if str(exc) else 'nested too deeply'}; {fix}") from None
     if not isinstance(data, dict) or "summary" not in data or "gpu" not in data:
         raise InputFileError(f"{path}: not a roofline result (needs keys gpu, summary and ops); {fix}")
+    for key in ("summary", "ops"):
+        rows = data.get(key) or []
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise InputFileError(f"{path}: '{key}' must be a list of row objects; {fix}")
+    if not isinstance(data["gpu"], str) or not data["gpu"]:
+        raise InputFileError(f"{path}: 'gpu' must be the name of a spec, got {data['gpu']!r:.40}; {fix}")
+    _check_result_columns(data, path, fix)
     summary = _numeric(pd.DataFrame(data["summary"]), keep={"fits_in_memory"})
     ops = _numeric(pd.DataFrame(data.get("ops") or []), keep={"phase", "op", "category", "compute_dtype", "bound"})
     if len(ops):
@@ -700,6 +731,29 @@ def load_result_json(path):
         frame.attrs["model"] = data.get("model")
         frame.attrs["workload"] = data.get("workload")
     return ops, summary, str(data["gpu"])
+
+
+MAX_RESULT_BYTES = 100_000_000  # a 100 MB result JSON parses to about 1 GB of Python objects
+# the columns the charts read, and the values their text columns may take
+RESULT_OPS_COLUMNS = ("phase", "op", "count", "flops", "time_s", "arithmetic_intensity", "share", "bound",
+                      "compute_dtype")
+
+
+def _check_result_columns(data: dict, path, fix: str) -> None:
+    """Raise InputFileError naming the first column the charts need that a result's rows lack."""
+    summary, ops = data["summary"], data.get("ops") or []
+    if not summary:
+        raise InputFileError(f"{path}: the result's summary is empty; {fix}")
+    needed = {"batch_size"} | {f"{p}_tokens_per_s" for p in PHASES if f"{p}_time_s" in summary[0]}
+    for what, rows, columns in (("summary", summary, needed), ("ops", ops, RESULT_OPS_COLUMNS)):
+        for i, row in enumerate(rows):
+            missing = [c for c in columns if c not in row]
+            if missing:
+                raise InputFileError(f"{path}: {what} row {i} has no '{missing[0]}' column; {fix}")
+    for column, allowed in (("phase", PHASES), ("bound", BOUNDS)):
+        bad = next((r[column] for r in ops if r[column] not in allowed), None)
+        if bad is not None:
+            raise InputFileError(f"{path}: ops {column} {bad!r:.40} is not one of {', '.join(allowed)}; {fix}")
 
 
 def _numeric(frame: pd.DataFrame, keep) -> pd.DataFrame:

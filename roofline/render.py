@@ -1,11 +1,17 @@
 """Rendering frames as text: table (SI prefixes), markdown, csv, json. Formatting happens only here;
-frames and CSV/JSON hold raw SI numbers."""
+frames and CSV/JSON hold raw SI numbers. pandas and numpy are imported where a frame is rendered,
+so that `roofline --help` starts without them."""
 
+from __future__ import annotations
+
+import html
 import json
 import math
+import re
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 FORMATS = ("table", "csv", "json", "markdown")
 _PREFIXES = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n")]
@@ -26,14 +32,82 @@ def si(value, unit: str = "", digits: int = 3) -> str:
     return f"{v:.{digits}g} {unit}".strip()
 
 
+# -- escaping: names come from files a user may have downloaded; each medium gets its own escaping --
+# C0 controls (newline, ESC ...), DEL, C1 controls, Unicode line/paragraph separators and bidi overrides
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_VISIBLE = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _visible(match) -> str:
+    ch = match.group(0)
+    return _VISIBLE.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+
+
+def term_safe(text, keep_newlines: bool = False) -> str:
+    """``text`` with control characters (terminal escape sequences, newlines unless ``keep_newlines``,
+    bidi overrides) shown as visible escapes: '\\x1b[31m' prints as the 9 characters, not as red."""
+    return (_CONTROL_BUT_NEWLINE if keep_newlines else _CONTROL).sub(_visible, str(text))
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~$#!])")
+
+
+def md_escape(text) -> str:
+    """``text`` as literal inline markdown on one line: HTML special characters as entities (no raw
+    HTML), markdown punctuation backslash-escaped (no links, emphasis, table cells or math), control
+    characters as visible escapes."""
+    text = html.escape(term_safe(text), quote=False)
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def md_fence(text: str) -> str:
+    """A fenced code block holding ``text`` verbatim: the fence is longer than any run of backticks in it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{term_safe(text, keep_newlines=True)}\n{fence}"
+
+
+def html_escape(text) -> str:
+    """``text`` for HTML element content or a quoted attribute: &, <, >, quotes escaped, control
+    characters visible."""
+    return html.escape(term_safe(text, keep_newlines=True), quote=True)
+
+
+_NUMERIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def csv_safe(value):
+    """A CSV cell a spreadsheet will not run as a formula: a string starting with =, +, -, @, tab or CR
+    gets a leading apostrophe (OWASP's advice), unless it is a plain number. Other values unchanged."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") and not _NUMERIC.match(value):
+        return "'" + value
+    return value
+
+
+def to_csv(frame: pd.DataFrame) -> str:
+    """``frame`` as CSV (no index), its text cells made safe for spreadsheets with ``csv_safe``."""
+    import pandas as pd
+
+    text_cols = [c for c in frame.columns
+                 if not pd.api.types.is_numeric_dtype(frame[c].dtype) and not pd.api.types.is_bool_dtype(frame[c].dtype)]
+    if text_cols:
+        frame = frame.copy()
+        for col in text_cols:
+            frame[col] = frame[col].astype(object).map(csv_safe)
+    return frame.to_csv(index=False)
+
+
 def percent(value) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}%"
 
 
 def text_table(frame: pd.DataFrame, formats: dict, markdown: bool = False) -> str:
     """Render ``frame``'s columns named in ``formats`` (column -> (header, formatter))."""
+    escape = md_escape if markdown else term_safe
     headers = [formats[c][0] for c in formats]
-    rows = [[formats[c][1](v) for c, v in zip(formats, row)] for row in frame[list(formats)].itertuples(index=False)]
+    rows = [[escape(formats[c][1](v)) for c, v in zip(formats, row)]
+            for row in frame[list(formats)].itertuples(index=False)]
     if markdown:
         lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -48,6 +122,7 @@ def text_table(frame: pd.DataFrame, formats: dict, markdown: bool = False) -> st
 
 def to_records(frame: pd.DataFrame) -> list:
     """Rows as JSON-safe dicts: NaN/inf -> None, numpy scalars -> Python numbers."""
+    import numpy as np
     records = []
     for row in frame.to_dict(orient="records"):
         clean = {}
@@ -64,8 +139,57 @@ def to_records(frame: pd.DataFrame) -> list:
     return records
 
 
+def json_safe(obj):
+    """``obj`` with every NaN/inf float (at any depth, e.g. in a spec's sources) replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def to_json(obj) -> str:
-    return json.dumps(obj, indent=2, allow_nan=False)
+    return json.dumps(json_safe(obj), indent=2, allow_nan=False)
+
+
+ROWS_PER_CHUNK = 10_000
+
+
+def json_chunks(obj: dict, rows_per_chunk: int = ROWS_PER_CHUNK):
+    """``to_json(obj)`` as a stream of strings, with each DataFrame value of the dict ``obj`` written as
+    its ``to_records`` list a slice of rows at a time: a large sweep never exists whole as Python
+    objects or as one string. The concatenation equals ``to_json`` of the same dict with the frames
+    replaced by their records."""
+    import pandas as pd
+
+    yield "{"
+    for i, (key, value) in enumerate(obj.items()):
+        yield ("," if i else "") + "\n  " + json.dumps(key) + ": "
+        if not isinstance(value, pd.DataFrame):
+            yield json.dumps(json_safe(value), indent=2, allow_nan=False).replace("\n", "\n  ")
+            continue
+        if not len(value):
+            yield "[]"
+            continue
+        yield "["
+        for start in range(0, len(value), rows_per_chunk):
+            records = to_records(value.iloc[start:start + rows_per_chunk])
+            yield ("," if start else "") + ",".join(
+                "\n    " + json.dumps(r, indent=2, allow_nan=False).replace("\n", "\n    ") for r in records)
+        yield "\n  ]"
+    yield "\n}" if obj else "}"
+
+
+def csv_chunks(frame: pd.DataFrame, rows_per_chunk: int = 100_000):
+    """``to_csv(frame)`` as a stream of strings, a slice of rows at a time."""
+    if not len(frame):
+        yield to_csv(frame)
+        return
+    for start in range(0, len(frame), rows_per_chunk):
+        text = to_csv(frame.iloc[start:start + rows_per_chunk])
+        yield text if start == 0 else text.split("\n", 1)[1]
 
 
 def _f(fmt):

@@ -13,17 +13,15 @@ come in (a ``roofline.compare.Comparison`` and its advice) or, without a measure
 """
 
 import base64
-import html
 import json
 import platform
-import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
-from roofline import render
+from roofline import io, render
 from roofline.advise import advise, render_advice
 from roofline.analysis import Analysis, analyze
 from roofline.config import resolve_model_path
@@ -47,14 +45,25 @@ def write_report(model, gpu, out_dir, command_line: str = "", comparison=None, a
     ``checks``: compare.check_advice's predicted-vs-achieved rows (optional).
     Returns the path of report.md. Raises RooflineError for bad input, OSError if the folder cannot be written.
     """
-    from roofline import plot
-
     analysis = comparison.analysis if comparison is not None else analyze(model, gpu, **overrides)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     measured = comparison.measured if comparison is not None else None
     if advice is None:
         advice = advise(comparison if comparison is not None else analysis)
+    # built in a temporary folder beside out_dir and swapped in whole: a failure or a kill leaves the old
+    # report; a folder holding files roofline did not write is refused (io.replace_folder)
+    with io.replace_folder(out_dir, tool_version=_version()) as out:
+        _write_folder(out, analysis, advice, measured, model, command_line, comparison, checks)
+    return Path(out_dir) / "report.md"
+
+
+def _version() -> str:
+    from roofline import __version__
+
+    return __version__
+
+
+def _write_folder(out: Path, analysis, advice, measured, model, command_line, comparison, checks) -> None:
+    from roofline import plot
 
     charts = {}
     ops, summary, spec = analysis.ops, analysis.summary, analysis.spec
@@ -71,29 +80,28 @@ def write_report(model, gpu, out_dir, command_line: str = "", comparison=None, a
         title = f"{analysis.model.name} on {spec.name}"
         charts["sweep"] = plot.save(plot.figure_sweep(summary, title=title, spec=spec), out / "sweep")[0]
 
-    ops.to_csv(out / "ops.csv", index=False)
-    summary.to_csv(out / "summary.csv", index=False)
-    advice.drop(columns=["overrides"]).to_csv(out / "advice.csv", index=False)
+    tables = {"ops": ops, "summary": summary, "advice": advice.drop(columns=["overrides"])}
     if comparison is not None:
-        comparison.ops.to_csv(out / "measured_ops.csv", index=False)
-        comparison.steps.to_csv(out / "measured_steps.csv", index=False)
+        tables.update(measured_ops=comparison.ops, measured_steps=comparison.steps)
     if checks is not None:
-        checks.to_csv(out / "checks.csv", index=False)
+        tables["checks"] = checks
+    for name, frame in tables.items():
+        (out / f"{name}.csv").write_text(render.to_csv(frame))
     _write_inputs(analysis, model, out / "inputs", command_line, comparison)
 
     sections = _sections(analysis, advice, charts, comparison, checks, command_line)
     (out / "report.md").write_text(_markdown(sections))
     (out / "report.html").write_text(_html(sections, out))
-    return out / "report.md"
 
 
 def _write_inputs(analysis: Analysis, model, folder: Path, command_line: str, comparison) -> None:
     folder.mkdir(exist_ok=True)
+    # copies of the files as read (a report re-run from its own inputs/ reads them before the swap)
     if isinstance(model, (str, Path)):
         path = resolve_model_path(model)  # a shipped name or a checkpoint folder -> the file read
-        shutil.copyfile(path, folder / ("model" + path.suffix))
+        (folder / ("model" + path.suffix)).write_bytes(io.read_bytes(path, "model"))
     if analysis.spec.path:
-        shutil.copyfile(analysis.spec.path, folder / "spec.yaml")
+        (folder / "spec.yaml").write_bytes(io.read_bytes(analysis.spec.path, "hardware spec"))
     (folder / "command.txt").write_text(command_line + "\n")
     versions = {"python": sys.version.split()[0], "platform": platform.platform()}
     for name in ("roofline", "numpy", "pandas", "matplotlib", "torch"):
@@ -172,13 +180,13 @@ def _markdown(sections) -> str:
     lines = []
     for kind, *payload in sections:
         if kind == "h1":
-            lines += [f"# {payload[0]}", ""]
+            lines += [f"# {render.md_escape(payload[0])}", ""]
         elif kind == "h2":
-            lines += [f"## {payload[0]}", ""]
+            lines += [f"## {render.md_escape(payload[0])}", ""]
         elif kind == "p":
-            lines += [payload[0], ""]
+            lines += [render.md_escape(payload[0]), ""]
         elif kind == "pre":
-            lines += ["```", payload[0], "```", ""]
+            lines += [render.md_fence(payload[0]), ""]
         elif kind == "table":
             lines += [render.text_table(payload[0], payload[1], markdown=True), ""]
         elif kind == "img":
@@ -191,15 +199,15 @@ def _html(sections, folder: Path) -> str:
     body = []
     for kind, *payload in sections:
         if kind in ("h1", "h2", "p"):
-            body.append(f"<{kind}>{html.escape(payload[0])}</{kind}>")
+            body.append(f"<{kind}>{render.html_escape(payload[0])}</{kind}>")
         elif kind == "pre":
-            body.append(f"<pre>{html.escape(payload[0])}</pre>")
+            body.append(f"<pre>{render.html_escape(payload[0])}</pre>")
         elif kind == "table":
             frame, formats = payload
-            head = "".join(f"<th>{html.escape(h)}</th>" for h, _ in formats.values())
+            head = "".join(f"<th>{render.html_escape(h)}</th>" for h, _ in formats.values())
             rows = []
             for row in frame[list(formats)].itertuples(index=False):
-                cells = "".join(f"<td>{html.escape(fmt(v))}</td>" for (_, fmt), v in zip(formats.values(), row))
+                cells = "".join(f"<td>{render.html_escape(fmt(v))}</td>" for (_, fmt), v in zip(formats.values(), row))
                 rows.append(f"<tr>{cells}</tr>")
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
         elif kind == "img":
@@ -207,7 +215,7 @@ def _html(sections, folder: Path) -> str:
             if not path.exists():
                 raise InputFileError(f"chart {path} was not written")
             data = base64.b64encode(path.read_bytes()).decode("ascii")
-            body.append(f'<img alt="{path.stem}" src="data:image/png;base64,{data}">')
+            body.append(f'<img alt="{render.html_escape(path.stem)}" src="data:image/png;base64,{data}">')
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
              "font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
              "td:first-child,th:first-child{text-align:left}img{max-width:100%}pre{white-space:pre-wrap}")

@@ -245,10 +245,11 @@ def calibrate(output=None, spec=None, device_index: int = 0, quick: bool = False
 
 def write_spec(raw: dict, output) -> Path:
     """Write a spec mapping as YAML and check that it loads. Returns the path."""
+    from roofline import io
+
     path = Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
     header = "# Written by roofline calibrate: the shipped spec plus a measured: section (ceilings used first).\n"
-    path.write_text(header + yaml.safe_dump(raw, sort_keys=False, width=110))
+    io.write_text(path, header + yaml.safe_dump(raw, sort_keys=False, width=110))  # atomic: old spec kept on failure
     try:
         load_spec(path)
     except SpecError as exc:  # a bug here, not bad input
