@@ -108,7 +108,10 @@ def analyze_trace(path, spec) -> TraceAnalysis:
         ts_s, dur_s, cpu_op, range (innermost; ``orphan`` / ``(none)``), step, correlation,
         launch_kind (runtime / driver / none), launch_end_s, idle_before_s (device idle just
         before it), host_bound (that idle is the host's: the launch call ended after the device
-        ran dry), flops, bytes, compute_dtype, cost_op.
+        ran dry), flops, bytes, compute_dtype, cost_op; the recorded shapes around the launch
+        (None without record_shapes): op_dims, op_types (innermost op), owner_dims (cost owner),
+        outer_op, outer_dims, outer_types, outer_id (outermost op); tid (host thread of the launch) and
+        launch_ts_s.
       - ``by_op``: per cpu op: the outermost costed op enclosing the launch (an aten::mm,
         aten::scaled_dot_product_attention, ... whose FLOPs are known), else the innermost op;
         ``by_range``: per record_function range name (gpu_time_s
@@ -212,6 +215,7 @@ class _Collector:
         self.path = path
         self.rows = ([], [], [], [])  # per role: tuples, see _add
         self.costed = []  # (op row, args) of ops that have a cost formula
+        self.shapes = []  # per op row: (Input Dims, Input type), None where not recorded
         self.strings = {}  # one str object per distinct name
         self.roles = dict(_BUCKET)  # category -> role, learning other capitalisations as they come
 
@@ -255,8 +259,12 @@ class _Collector:
                                  a.get("correlation", -1)))
         else:
             rows = self.rows[role]
-            if role == _OP and name in _COSTS:
-                self.costed.append((len(rows), d.get("args") or _NO_ARGS))
+            if role == _OP:
+                a = d.get("args") or _NO_ARGS
+                if name in _COSTS:
+                    self.costed.append((len(rows), a))
+                self.shapes.append((a.get("Input Dims", a.get("Input dims")), a.get("Input type", a.get("Input types")))
+                                   if isinstance(a, dict) else (None, None))
             rows.append((name, d["ts"], d["dur"], d.get("pid"), d.get("tid")))
 
     def columns(self, n_events: int, devices) -> "_Events":
@@ -288,8 +296,10 @@ class _Collector:
         }
         thread = _threads((la[4], la[5]), (op[3], op[4]), (rn[3], rn[4]))
         launch = {"name": np.array(la[0], dtype=object), "kind": np.array(la[1], dtype=object),
-                  "ts": ns(ts_us[1]), "dur": dur(la[3], la[0]), "thread": thread[0], "corr": _ints(la[6])}
+                  "ts": ns(ts_us[1]), "dur": dur(la[3], la[0]), "thread": thread[0], "corr": _ints(la[6]),
+                  "tid": np.array(la[5], dtype=object)}
         ops = {"name": np.array(op[0], dtype=object), "ts": ns(ts_us[2]), "dur": dur(op[2], op[0]), "thread": thread[1]}
+        ops["dims"], ops["types"] = _objects(sh[0] for sh in self.shapes), _objects(sh[1] for sh in self.shapes)
         rng = {"name": np.array(rn[0], dtype=object), "ts": ns(ts_us[3]), "dur": dur(rn[2], rn[0]), "thread": thread[2]}
         costs = _op_costs(self.costed, ops["name"])
         span = 2 + max(int((c["ts"] + c["dur"]).max(initial=0)) for c in (gpu, launch, ops, rng))
@@ -331,6 +341,15 @@ class _Events:
     costs: dict  # op index -> (flops, bytes, compute_dtype, complete): complete is False when is_causal was unknown
     n_events: int
     device_names: list
+
+
+def _objects(values) -> np.ndarray:
+    """A 1-D object array holding each value as it is (nested lists are not turned into dimensions)."""
+    values = list(values)
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        out[i] = v
+    return out
 
 
 def _ints(values) -> np.ndarray:
@@ -545,6 +564,7 @@ class _Joined:
     owner: np.ndarray  # per GPU event: index of the op whose cost it carries, -1 for none
     launch_end: np.ndarray  # per GPU event: launch end (ns), -1 for orphans
     step: np.ndarray  # per GPU event: ProfilerStep number, -1 for none
+    outer: np.ndarray  # per GPU event: outermost op index, -1 for none
 
 
 def _join(ev: _Events) -> _Joined:
@@ -572,8 +592,10 @@ def _join(ev: _Events) -> _Joined:
     launch_end[f] = launch["ts"][li] + launch["dur"][li]
 
     # 2. launch -> innermost op, and every enclosing range (innermost last), on its thread
-    k_op, k_rng, owner = none.copy(), none.copy(), none.copy()
-    k_op[f] = _Nest(op["thread"], op["ts"], op["ts"] + op["dur"], span).innermost(thread, mid)
+    k_op, k_rng, owner, outer = none.copy(), none.copy(), none.copy(), none.copy()
+    op_nest = _Nest(op["thread"], op["ts"], op["ts"] + op["dur"], span)
+    k_op[f] = op_nest.innermost(thread, mid)
+    outer[f] = op_nest.at_depth(thread, mid, np.zeros(len(f), dtype=np.int64))
     rngs = _Nest(rng["thread"], rng["ts"], rng["ts"] + rng["dur"], span)
     pairs_k, pairs_r = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     for depth in range(rngs.levels):  # one turn per nesting level, outermost first
@@ -611,7 +633,7 @@ def _join(ev: _Events) -> _Joined:
 
     return _Joined(
         launch=k_launch, op=k_op, rng=k_rng, rng_pairs=(np.concatenate(pairs_k), np.concatenate(pairs_r)),
-        owner=owner, launch_end=launch_end, step=step,
+        owner=owner, launch_end=launch_end, step=step, outer=outer,
     )
 
 
@@ -687,6 +709,16 @@ def _kernels_frame(ev: _Events, j: _Joined, idle: np.ndarray, host_bound: np.nda
         "bytes": nbytes,
         "compute_dtype": dtype,
         "cost_op": cost_op,
+        # recorded shapes of the ops around the launch (None without record_shapes), for roofline.attribute
+        "op_dims": _pick(ev.op["dims"], j.op, None),
+        "op_types": _pick(ev.op["types"], j.op, None),
+        "owner_dims": _pick(ev.op["dims"], j.owner, None),
+        "outer_op": _pick(ev.op["name"], j.outer, None),
+        "outer_dims": _pick(ev.op["dims"], j.outer, None),
+        "outer_types": _pick(ev.op["types"], j.outer, None),
+        "outer_id": j.outer,  # one id per outermost op call (-1 for none): its kernels share it
+        "tid": _pick(ev.launch["tid"], j.launch, None),
+        "launch_ts_s": np.where(orphan, np.nan, _pick(ev.launch["ts"], j.launch, -1).astype(float) * S_PER_NS),
     }, index=pd.RangeIndex(n))
 
 
