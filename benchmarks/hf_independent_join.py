@@ -139,21 +139,33 @@ def attributed_groups(kernels, groups) -> dict:
     return dict(out)
 
 
-def compare(path: str, model_path: str):
-    """Rows (phase, group, independent s, attributed s, relative difference)."""
+def compare(path: str, model_path: str, kernels=None):
+    """Rows (phase, group, independent s, attributed s, relative difference). ``kernels``: the
+    attribution's kernels frame of the same trace (computed when None)."""
     import yaml
 
     from roofline.attribute import attribute
 
-    cfg = yaml.safe_load(open(model_path)) if model_path.endswith((".yaml", ".yml")) else json.load(open(model_path))
+    with open(model_path) as fh:
+        cfg = yaml.safe_load(fh) if model_path.endswith((".yaml", ".yml")) else json.load(fh)
     ind = independent_groups(path, cfg)
-    att = attributed_groups(attribute(path, model_path).kernels, list(ind))
+    kernels = attribute(path, model_path).kernels if kernels is None else kernels
+    att = attributed_groups(kernels, list(ind))
     rows = []
     for key in sorted(set(ind) | set(att), key=str):
         a, b = ind.get(key, 0.0), att.get(key, 0.0)
         rows.append((key[0], key[1] if isinstance(key[1], str) else "+".join(sorted(key[1])), a, b,
                      abs(a - b) / a if a else (0.0 if not b else float("inf"))))
     return rows
+
+
+def kernels_per_call(kernels):
+    """Rows (phase, op, calls, fewest and most kernels in one call): the positions placed the same
+    kernels in every layer of every pass when fewest == most."""
+    on = kernels[~kernels["op"].str.startswith("(")]
+    per = on.groupby(["phase", "op", "pass_id", "layer"]).size()
+    out = per.groupby(level=["phase", "op"]).agg(["size", "min", "max"])
+    return [(ph, op, int(r["size"]), int(r["min"]), int(r["max"])) for (ph, op), r in out.iterrows()]
 
 
 if __name__ == "__main__":

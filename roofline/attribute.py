@@ -83,6 +83,7 @@ MODULE_OPS = {
     "lm_head": "lm_head", "output": "lm_head",
 }
 _LAYER = re.compile(r"\.(?:layers|h|blocks)\.(\d+)(?:\.|$)")
+COMPILED_RANGE = "## Call CompiledFxGraph"  # torch.compile's range around a compiled graph's kernels
 
 
 @dataclass(frozen=True, eq=False)
@@ -229,6 +230,16 @@ class _K:
     owner_dims: list
     rng: str
     uid: int  # the outermost op call that launched it (-1: none); a GEMM's memset and split-K reduce share it
+    iid: int  # the innermost op call (-1: none)
+
+
+def _same_call(a: _K, b: _K) -> bool:
+    """b was launched by the same op call as the anchor a: the same innermost op (a cuBLAS memset, a
+    split-K reduce), or the same outermost op when that is the GEMM itself (not a wrapper such as a
+    compiled graph's)."""
+    if a.iid >= 0 and b.iid == a.iid:
+        return True
+    return a.uid >= 0 and b.uid == a.uid and gemm_shape(a.outer, a.outer_dims) is not None
 
 
 def _is_attention(k: _K) -> bool:
@@ -251,8 +262,33 @@ def _is_embedding(k: _K) -> bool:
     return k.outer == "aten::embedding" or k.op == "aten::embedding"
 
 
+def _compiled_start(k: _K, before) -> bool:
+    """The first kernel of a torch.compile'd forward: an Inductor kernel that fuses the embedding gather
+    (its first input the integer token ids), launched as the compiled graph is entered (the kernel
+    before it ran outside that graph). Later layers' residual kernels recompute the embedding too, so
+    the entry is what tells a pass."""
+    if not (k.op or "").startswith("triton_") or "embedding" not in k.op:
+        return False
+    if not (k.rng or "").startswith(COMPILED_RANGE) or (before is not None and before.rng == k.rng):
+        return False
+    return _ids_shape(k.dims, k.types) is not None
+
+
+def _ids_shape(dims, types):
+    """The [batch, tokens] shape of the first integer 2-D input, or None."""
+    if not isinstance(dims, list) or not isinstance(types, list):
+        return None
+    for d, t in zip(dims, types):
+        if t in ("long int", "int") and isinstance(d, list) and len(d) == 2:
+            return d
+    return None
+
+
 def _embedding_tokens(k: _K):
     """(batch, tokens per sequence) from the embedding's index shape."""
+    if k.outer != "aten::embedding" and k.op != "aten::embedding":
+        ids = _ids_shape(k.dims, k.types)  # a fused (compiled) embedding
+        return (ids[0], ids[1]) if ids else None
     dims = k.outer_dims if k.outer == "aten::embedding" else k.dims
     t = _tensors(dims)
     if len(t) >= 2:
@@ -326,13 +362,15 @@ def _features(kernels: pd.DataFrame) -> list:
 
     cols = [col(c) for c in ("name", "dur_s", "cpu_op", "op_dims", "op_types", "outer_op", "outer_dims",
                              "outer_types", "cost_op", "owner_dims", "range")]
-    uid = kernels["outer_id"].to_numpy() if "outer_id" in kernels.columns else np.full(len(kernels), -1)
+    none = np.full(len(kernels), -1)
+    uid = kernels["outer_id"].to_numpy() if "outer_id" in kernels.columns else none
+    iid = kernels["op_id"].to_numpy() if "op_id" in kernels.columns else none
     out = []
-    for (name, dur, op, dims, types, outer, odims, otypes, owner, owdims, rng), u in zip(zip(*cols), uid):
+    for (name, dur, op, dims, types, outer, odims, otypes, owner, owdims, rng), u, v in zip(zip(*cols), uid, iid):
         out.append(_K(str(name), float(dur), op if isinstance(op, str) else None, dims, types,
                       outer if isinstance(outer, str) else None, odims, otypes,
                       owner if isinstance(owner, str) else None, owdims, rng if isinstance(rng, str) else None,
-                      int(u)))
+                      int(u), int(v)))
     return out
 
 
@@ -362,12 +400,17 @@ class _Walker:
         while i < n:
             k_i = order[i]
             k = feats[k_i]
-            if _is_embedding(k):
+            compiled = _compiled_start(k, feats[order[i - 1]] if i else None)
+            if compiled:
+                self.notes["torch.compile'd passes: a fused (Inductor) kernel is charged to the op at its position; "
+                           "the first kernel of a pass, which also computes attn_norm, to embedding, and residual + "
+                           "norm kernels to the norm"] = 1
+            if _is_embedding(k) or compiled:
                 if current is not None:
                     self._close(current, prev, gap, layer)
                 # consecutive embedding kernels belong to one gather
                 run = [k_i]
-                while i + 1 < n and _is_embedding(feats[order[i + 1]]):
+                while not compiled and i + 1 < n and _is_embedding(feats[order[i + 1]]):
                     i += 1
                     run.append(order[i])
                 current = self._open(k, len(self.passes))
@@ -393,7 +436,7 @@ class _Walker:
             self._resolve_gap(current, before, layer, prev, op, gap)
             gap = []
             self._put(k_i, current, layer, op, evidence)
-            while k.uid >= 0 and i + 1 < n and feats[order[i + 1]].uid == k.uid:  # the rest of the same op call
+            while i + 1 < n and _same_call(k, feats[order[i + 1]]):  # the rest of the same op call
                 i += 1
                 self._put(order[i], current, layer, op, evidence)
             if op == "attention":
@@ -708,7 +751,7 @@ def attribute(traces, model, spec=None, **overrides) -> Attribution:
     from roofline.measure.trace import TraceAnalysis, analyze_trace
 
     m = model if isinstance(model, ModelConfig) else load_model(model)
-    items = _trace_list(traces)
+    items = trace_list(traces)
     spec = resolve_spec(spec, items)
     frames, passes, notes = [], [], Counter()
     for rank, item in enumerate(items):
@@ -717,8 +760,8 @@ def attribute(traces, model, spec=None, **overrides) -> Attribution:
         if not len(p) and t.kernels["name"].astype(str).str.startswith("triton_").any():
             raise TraceError(
                 f"{t.path}: no forward pass found: the kernels are torch.compile'd (Triton) and Inductor fuses the "
-                f"embedding gather, which marks a pass, into them; profile the model eagerly (or with CUDA graphs "
-                f"of an eager pass) to map its kernels"
+                f"embedding gather, which marks a pass, into them, and no '{COMPILED_RANGE}' range shows where a "
+                f"compiled forward starts; profile with torch.profiler around the compiled model's calls, or eagerly"
             )
         frames.append(k)
         passes.append(p)
@@ -752,7 +795,8 @@ def attribute(traces, model, spec=None, **overrides) -> Attribution:
     return Attribution(kernels, ops, unattributed_frame(kernels), passes, workload, notes, summary, spec)
 
 
-def _trace_list(traces) -> list:
+def trace_list(traces) -> list:
+    """Trace paths (a folder: its .json and .json.gz files, sorted: rank 0, 1, ...) and TraceAnalysis objects."""
     from pathlib import Path
 
     if not isinstance(traces, (list, tuple)):

@@ -500,14 +500,14 @@ ATTRIBUTE_TABLE = {
 
 def trace_model(trace_file, gpu, model_file, batch_size, prompt_len, fmt, output, plot_file):
     """``roofline trace --model``: attribute, compare, render."""
-    from roofline.attribute import _trace_list, attribute, compare_frame, device_mismatch
+    from roofline.attribute import attribute, compare_frame, device_mismatch, trace_list
     from roofline.config import load_model
 
     model = load_model(model_file)
     result = attribute(trace_file, model, spec=gpu, batch_size=batch_size, prompt_len=prompt_len)
     spec_name = result.summary["gpu"]
     if gpu:
-        mismatch = device_mismatch(result.spec, _trace_list(trace_file))
+        mismatch = device_mismatch(result.spec, trace_list(trace_file))
         if mismatch:
             warn(mismatch)
     ops = compare_frame(result, model, result.spec)

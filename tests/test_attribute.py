@@ -278,3 +278,57 @@ def test_profile_transformers_renders_steps_and_ops(llama):
 def test_profile_transformers_refuses_parallel_flags():
     r = CliRunner().invoke(main, ["profile", "examples/mixtral-8x7b.yaml", "--impl", "transformers", "--tp", "2"])
     assert r.exit_code == 2 and "--impl transformers runs on one GPU; drop --tp, --pp and --ep" in r.output
+
+
+def test_cuda_graph_replays_take_the_rows_of_the_eager_pass():
+    """llama-3-8b-graph: an eager prefill, one eager decode forward (the warm-up before capture), then 8
+    replays of a CUDA graph of that forward, whose 239 kernels have no op and no shapes."""
+    a = attribute(DATA / "h200_hf_llama3_4l_graph_trace.json.gz", DATA / "llama_3_8b_4_layers.yaml")
+    k = a.kernels
+    replays = k[k["evidence"] == "graph"]
+    assert len(replays) == 8 * 239 and replays["correlation"].nunique() == 8
+    assert list(a.passes["phase"]) == ["prefill"] + ["decode"] * 9
+    ops = a.ops.set_index(["phase", "op"])
+    assert ops.loc[("decode", "q_proj"), "calls"] == 9 * 4  # 9 decode forwards x 4 layers
+    assert ops.loc[("decode", "lm_head"), "calls"] == 9
+    assert UNATTRIBUTED not in set(k["op"])
+    assert any("CUDA graph replays mapped kernel by kernel onto the eager decode pass they repeat (8x)" in n
+               for n in a.notes)
+    assert any("a padded (static) cache" in n for n in a.notes)  # StaticCache of 265 positions
+
+
+def test_a_compiled_trace():
+    """llama-3-8b-compile: Inductor fuses the embedding (and each residual + norm) into Triton kernels; a
+    pass starts where the compiled graph is entered; GEMMs keep their aten::mm shapes."""
+    a = attribute(DATA / "h200_hf_llama3_4l_compile_trace.json.gz", DATA / "llama_3_8b_4_layers.yaml")
+    assert list(a.passes["phase"]) == ["prefill"] + ["decode"] * 8
+    assert a.workload["batch_size"] == 4 and a.workload["prompt_len"] == 256
+    ops = a.ops.set_index(["phase", "op"])
+    for op in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"):
+        assert ops.loc[("prefill", op), "calls"] == 4 and ops.loc[("decode", op), "calls"] == 8 * 4
+    assert UNATTRIBUTED not in set(a.kernels["op"])
+    assert any(n.startswith("torch.compile'd passes: a fused (Inductor) kernel is charged") for n in a.notes)
+
+
+def test_a_compiled_trace_without_its_ranges_says_why_it_cannot_be_mapped():
+    from dataclasses import replace
+
+    from roofline.measure.trace import analyze_trace
+
+    t = analyze_trace(DATA / "h200_hf_llama3_4l_compile_trace.json.gz", "h200")
+    t = replace(t, kernels=t.kernels.assign(range="(none)"))
+    with pytest.raises(TraceError, match="the kernels are torch.compile'd \\(Triton\\) and Inductor fuses the "
+                                         "embedding gather"):
+        attribute(t, DATA / "llama_3_8b_4_layers.yaml")
+
+
+def test_a_folder_of_rank_files(tmp_path):
+    for rank in (0, 1):
+        (tmp_path / f"rank{rank}.json.gz").write_bytes(LLAMA_TRACE.read_bytes())
+    a = attribute(tmp_path, LLAMA)
+    assert a.summary["n_ranks"] == 2 and sorted(set(a.ops["rank"])) == [0, 1]
+    one = attribute(LLAMA_TRACE, LLAMA)
+    both = a.ops.groupby(["phase", "op"])["gpu_time_s"].sum()
+    assert np.allclose(both, 2 * one.ops.set_index(["phase", "op"])["gpu_time_s"].reindex(both.index))
+    r = CliRunner().invoke(main, ["trace", str(tmp_path), "--model", str(LLAMA), "--format", "csv"])
+    assert r.exit_code == 0 and r.output.startswith("rank,phase,op,")

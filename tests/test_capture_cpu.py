@@ -76,7 +76,7 @@ def test_hooks_are_removed_when_the_block_raises():
 
 
 def test_a_forward_that_raises_inside_a_module_closes_its_range():
-    m, model = _model(TINY)
+    _, model = _model(TINY)
     with pytest.raises(IndexError), ModuleRanges(model) as ranges:
         model(torch.full((1, 4), 10_000, dtype=torch.long))  # ids beyond the vocabulary: embedding raises
     assert not any(ranges.open.values()) and _hooks(model) == 0

@@ -110,7 +110,7 @@ class Capture:
         try:
             self._prof = profile(activities=self.activities, record_shapes=True)
             self._prof.__enter__()
-        except Exception as exc:
+        except (RuntimeError, OSError) as exc:
             self._ranges.remove()
             raise DeviceError(f"the PyTorch profiler failed to start: {exc}") from None
         return self

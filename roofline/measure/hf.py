@@ -16,6 +16,7 @@ The run, as benchmarks/record_hf_traces.py recorded the committed H200 traces:
 
 import time
 from dataclasses import replace
+from typing import Optional
 
 import torch
 
@@ -130,7 +131,7 @@ def generate_steps(model, batch: int, prompt_len: int, steps: int, device) -> li
     return times
 
 
-def profile_hf(m: ModelConfig, w: Workload, spec=None, layers=None, steps: int = None, warmup: int = 1,
+def profile_hf(m: ModelConfig, w: Workload, spec=None, layers=None, steps: Optional[int] = None, warmup: int = 1,
                trace_path=None, compare=None, device: str = "cuda"):
     """Build the HF model of ``m`` (``layers`` of them; default all), warm up, and run one prefill and
     ``steps`` decode steps (default: the workload's gen_tokens, else 8) under ``capture``.

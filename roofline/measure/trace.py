@@ -110,7 +110,7 @@ def analyze_trace(path, spec) -> TraceAnalysis:
         before it), host_bound (that idle is the host's: the launch call ended after the device
         ran dry), flops, bytes, compute_dtype, cost_op; the recorded shapes around the launch
         (None without record_shapes): op_dims, op_types (innermost op), owner_dims (cost owner),
-        outer_op, outer_dims, outer_types, outer_id (outermost op); tid (host thread of the launch) and
+        outer_op, outer_dims, outer_types, outer_id (outermost op), op_id (innermost op call); tid (host thread of the launch) and
         launch_ts_s.
       - ``by_op``: per cpu op: the outermost costed op enclosing the launch (an aten::mm,
         aten::scaled_dot_product_attention, ... whose FLOPs are known), else the innermost op;
@@ -717,6 +717,7 @@ def _kernels_frame(ev: _Events, j: _Joined, idle: np.ndarray, host_bound: np.nda
         "outer_dims": _pick(ev.op["dims"], j.outer, None),
         "outer_types": _pick(ev.op["types"], j.outer, None),
         "outer_id": j.outer,  # one id per outermost op call (-1 for none): its kernels share it
+        "op_id": j.op,  # the same for the innermost op call
         "tid": _pick(ev.launch["tid"], j.launch, None),
         "launch_ts_s": np.where(orphan, np.nan, _pick(ev.launch["ts"], j.launch, -1).astype(float) * S_PER_NS),
     }, index=pd.RangeIndex(n))
