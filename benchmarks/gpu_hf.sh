@@ -2,8 +2,8 @@
 # Hugging Face transformers models measured live on one GPU: `roofline profile --impl transformers`
 # (roofline.capture: module ranges, kernels on the analytic rows, beside the prediction), the same
 # trace re-read by `roofline trace --model`, and two independent joins of it. Writes
-# reports/h200-hf-<case>-live/ (profile.md, profile.json, roofline.png/svg, hf_trace.json.gz,
-# trace_model.md, independent_join.txt, capture_join.txt, commands.txt). Then the GPU tests.
+# reports/h200-hf-<case>-live/ (profile.json, roofline.png/svg, hf_trace.json.gz, trace_model.md: the
+# per-op table of the same trace, independent_join.txt, capture_join.txt, commands.txt). Then the GPU tests.
 #
 #   bash benchmarks/gpu_hf.sh            # on the H200, from the repository root, with roofline[hf] installed
 set -euo pipefail
@@ -19,13 +19,11 @@ for entry in "${CASES[@]}"; do
   IFS='|' read -r case model flags <<< "$entry"
   dir="$OUT/h200-hf-$case-live"
   mkdir -p "$dir"
-  cmd="roofline profile $model --impl transformers $flags --gen-tokens 8 --trace-dir $dir --format markdown --output $dir/profile.md --plot $dir/roofline.png"
+  cmd="roofline profile $model --impl transformers $flags --gen-tokens 8 --trace-dir $dir --format json --output $dir/profile.json --plot $dir/roofline.png"
   echo "$cmd" > "$dir/commands.txt"
   # shellcheck disable=SC2086
   $PY -m roofline.cli profile "$model" --impl transformers $flags --gen-tokens 8 --trace-dir "$dir" \
-      --format markdown --output "$dir/profile.md" --plot "$dir/roofline.png" 2> "$dir/profile.stderr.txt"
-  # shellcheck disable=SC2086
-  $PY -m roofline.cli profile "$model" --impl transformers $flags --gen-tokens 8 --format json --output "$dir/profile.json"
+      --format json --output "$dir/profile.json" --plot "$dir/roofline.png" 2> "$dir/profile.stderr.txt"
   echo "roofline trace $dir/hf_trace.json.gz --model $model --format markdown" >> "$dir/commands.txt"
   $PY -m roofline.cli trace "$dir/hf_trace.json.gz" --model "$model" --format markdown --output "$dir/trace_model.md"
   echo "python benchmarks/hf_independent_join.py $dir/hf_trace.json.gz $model" >> "$dir/commands.txt"

@@ -957,7 +957,7 @@ def departures(kernels: pd.DataFrame, passes: pd.DataFrame, m: ModelConfig, work
         if not np.isnan(ctx).any() and np.any(ctx > expected + 0.5):
             notes.append(f"decode attention reads {ctx.max():.0f} cached positions per step where "
                          f"{expected.min():.0f}..{expected.max():.0f} are filled: a padded (static) cache; the "
-                         f"prediction attends to the filled ones")
+                         f"prediction counts the {ctx.max():.0f} the kernels read")
     if (passes["phase"] == "prefill").sum() == 0:
         notes.append("the trace holds no prefill pass: prompt_len is taken as the first decode context minus one")
     return notes

@@ -110,8 +110,8 @@ def analyze_trace(path, spec) -> TraceAnalysis:
         before it), host_bound (that idle is the host's: the launch call ended after the device
         ran dry), flops, bytes, compute_dtype, cost_op; the recorded shapes around the launch
         (None without record_shapes): op_dims, op_types (innermost op), owner_dims (cost owner),
-        outer_op, outer_dims, outer_types, outer_id (outermost op), op_id (innermost op call); tid (host thread of the launch) and
-        launch_ts_s.
+        outer_op, outer_dims, outer_types (outermost op); outer_id, op_id (one id per outermost /
+        innermost op call, -1 for none); tid (host thread of the launch) and launch_ts_s.
       - ``by_op``: per cpu op: the outermost costed op enclosing the launch (an aten::mm,
         aten::scaled_dot_product_attention, ... whose FLOPs are known), else the innermost op;
         ``by_range``: per record_function range name (gpu_time_s
