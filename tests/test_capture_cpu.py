@@ -125,7 +125,8 @@ def test_capture_on_the_gpu_agrees_with_the_shape_only_mapping():
     hf.generate_steps(model, 2, 32, 4, "cuda")
     with roofline.capture(model, m) as cap:
         hf.generate_steps(model, 2, 32, 4, "cuda")
-    assert cap.run.summary["attributed_share"] >= 0.99 - 0.02  # tiny: argmax and position fills are 1-2%
+    assert cap.run.summary["attributed_share"] >= 0.95  # tiny: the argmax and position fills outside are ~3%
+    assert set(cap.run.unattributed["op"]) <= {"(outside forward)"}
     by_module = cap.run.kernels[cap.run.kernels["evidence"] == "module"]
     shapes, _, _ = attribute_kernels(analyze_trace(cap.trace_path, cap.run.spec).kernels.drop(columns="range"), m)
     for (phase, op), t in by_module.groupby(["phase", "op"])["dur_s"].sum().items():

@@ -87,7 +87,10 @@ def build_hf_model(m: ModelConfig, device="cuda", dtype: str = "bf16", attn: str
     torch.manual_seed(seed)
     try:
         with torch.device(device):
-            model = AutoModelForCausalLM.from_config(cfg, dtype=HF_DTYPES[dtype], attn_implementation=attn)
+            try:
+                model = AutoModelForCausalLM.from_config(cfg, dtype=HF_DTYPES[dtype], attn_implementation=attn)
+            except TypeError:  # transformers before 4.56 names it torch_dtype
+                model = AutoModelForCausalLM.from_config(cfg, torch_dtype=HF_DTYPES[dtype], attn_implementation=attn)
     except torch.OutOfMemoryError:
         raise DeviceError(f"out of GPU memory building {m.name} ({m.num_hidden_layers} layers); "
                           f"use --layers to build fewer") from None
@@ -104,6 +107,12 @@ def generate_steps(model, batch: int, prompt_len: int, steps: int, device) -> li
     # the cache argument is ``cache`` since transformers 5.2x, ``past_key_values`` before
     name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
+    def new_cache():
+        try:
+            return DynamicCache(config=model.config)
+        except TypeError:  # transformers before 4.56 builds it empty
+            return DynamicCache()
+
     def cache_of(out):
         return getattr(out, "cache", None) if name == "cache" else out.past_key_values
 
@@ -113,7 +122,7 @@ def generate_steps(model, batch: int, prompt_len: int, steps: int, device) -> li
     times = []
     with torch.no_grad():
         t0 = time.perf_counter()
-        out = model(input_ids=ids, use_cache=True, **{name: DynamicCache(config=model.config)})
+        out = model(input_ids=ids, use_cache=True, **{name: new_cache()})
         nxt = out.logits[:, -1, :].argmax(-1, keepdim=True)
         if cuda:
             torch.cuda.synchronize()
