@@ -20,6 +20,17 @@ def analyze(model, gpu, workload=None, **overrides):
     return _analyze(model, gpu, workload, **overrides)
 
 
+def capture(model, config, gpu=None, **options):
+    """Profile the code in a ``with`` block on a live ``torch.nn.Module``, one range per module:
+    ``with roofline.capture(model, "config.yaml") as cap: model.generate(...)`` leaves ``cap.run``
+    (kernels on the analytic model's (phase, op) rows) and ``cap.comparison`` (beside the prediction).
+    See roofline.measure.capture.capture; imports torch."""
+    from roofline.attribute import compare_frame
+    from roofline.measure.capture import capture as _capture
+
+    return _capture(model, config, gpu=gpu, compare=compare_frame, **options)
+
+
 def load_spec(name_or_path):
     """See roofline.specs.load_spec."""
     from roofline.specs import load_spec as _load_spec

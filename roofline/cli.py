@@ -6,6 +6,7 @@ exit with 2. The analytic commands (analyze, specs) never import torch or matplo
 
 import contextlib
 import functools
+import math
 import sys
 
 import click
@@ -342,7 +343,12 @@ def advise(model, gpu, top, fmt, output, **workload):
 @main.command()
 @click.argument("model", type=click.Path())
 @click.option("--gpu", default="auto", show_default=True, help="Spec to compare with: auto (from NVML), a name or a path.")
-@click.option("--layers", type=COUNT, default=2, show_default=True, help="Decoder layers in the reference model.")
+@click.option("--layers", type=COUNT, help="Decoder layers to build: default 2 for the reference "
+                                                            "model, all for --impl transformers.")
+@click.option("--impl", type=click.Choice(["reference", "transformers"]), default="reference", show_default=True,
+              help="reference: the project's decoder, one range per op; transformers: the Hugging Face implementation "
+                   "of the config (random weights), prefill + --gen-tokens decode steps (default 8) through its own "
+                   "forward and cache, kernels mapped to ops by roofline.capture. Needs pip install 'roofline[hf]'.")
 @workload_options
 @click.option("--warmup", type=click.IntRange(min=0, max=MAX_INT), default=5, show_default=True, help="Warm-up iterations.")
 @click.option("--iters", type=COUNT, default=10, show_default=True, help="Profiled iterations (median).")
@@ -352,7 +358,7 @@ def advise(model, gpu, top, fmt, output, **workload):
 @plot_option
 @output_options
 @library_errors
-def profile(model, gpu, layers, warmup, iters, trace_dir, nproc, rendezvous, fmt, output, plot_file, **workload):
+def profile(model, gpu, layers, impl, warmup, iters, trace_dir, nproc, rendezvous, fmt, output, plot_file, **workload):
     """Measure every op on this machine's GPU with the torch profiler, beside the analytic prediction.
 
     \b
@@ -374,6 +380,9 @@ def profile(model, gpu, layers, warmup, iters, trace_dir, nproc, rendezvous, fmt
     refuse_input_as_output(output, {"model": model, "spec": gpu})
     refuse_input_as_output(plot_file, {"model": model, "spec": gpu, "--output": output})
     m, w = load_model_and_workload(model, workload)
+    if impl == "transformers":
+        return profile_transformers(m, w, gpu, layers, trace_dir, fmt, output, plot_file, workload)
+    layers = layers or 2
     if w.tp > 1 or nproc or rendezvous:  # one process per GPU under torchrun
         from roofline.measure.distributed import profile_distributed
 
@@ -409,6 +418,57 @@ def profile(model, gpu, layers, warmup, iters, trace_dir, nproc, rendezvous, fmt
         from roofline import plot
 
         warn_written(plot.save(plot.figure_comparison(comparisons[0]), plot_file))
+
+
+def render_hf_profile(ops, run, times, trace_path, fmt: str) -> str:
+    """The text of ``profile --impl transformers``: per phase the step wall time (profiler off) and the
+    kernel time per pass, then the op rows beside the prediction (as trace --model prints them)."""
+    import pandas as pd
+
+    steps = pd.DataFrame({"phase": ["prefill"] + ["decode"] * (len(times) - 1), "wall_time_s": times})
+    steps = steps.groupby("phase", sort=False)["wall_time_s"].agg(["size", "median"]).reset_index()
+    steps.columns = ["phase", "passes", "median_wall_time_s"]
+    steps["median_gpu_time_s"] = steps["phase"].map(run.passes.groupby("phase", sort=False)["gpu_time_s"].median())
+    if fmt == "json":
+        return render.to_json({"device": run.spec.name, "summary": run.summary, "steps": render.to_records(steps),
+                               "ops": render.to_records(ops), "unattributed": render.to_records(run.unattributed),
+                               "notes": run.notes, "trace": trace_path})
+    if fmt == "csv":
+        return ops.to_csv(index=False)
+    step_cols = {"phase": ("phase", str), "passes": ("passes", lambda v: f"{v:.0f}"),
+                 "median_wall_time_s": ("wall per pass", lambda v: render.si(v, "s")),
+                 "median_gpu_time_s": ("kernels per pass", lambda v: render.si(v, "s"))}
+    markdown = fmt == "markdown"
+    return (render.text_table(steps, step_cols, markdown) + "\n\n"
+            + render.text_table(ops, _present(ops, ATTRIBUTE_TABLE), markdown))
+
+
+def profile_transformers(m, w, gpu, layers, trace_dir, fmt, output, plot_file, flags):
+    """``roofline profile --impl transformers``: the HF model under roofline.capture, rendered like trace --model.
+    It runs on one GPU: the model file's tp/pp/ep are ignored, the same flags refused."""
+    from roofline.attribute import compare_frame
+    from roofline.measure.hf import profile_hf, require_transformers
+
+    if any((flags.get(k) or 1) > 1 for k in ("tp", "pp", "ep")):
+        raise click.UsageError("--impl transformers runs on one GPU; drop --tp, --pp and --ep")
+    require_transformers()
+    trace_path = f"{trace_dir}/hf_trace.json.gz" if trace_dir else None
+    cap, times, _ = profile_hf(m, w, spec=None if gpu == "auto" else gpu, layers=layers, trace_path=trace_path,
+                               compare=compare_frame)
+    ops, run = cap.comparison, cap.run
+    for note in run.notes:
+        click.echo(f"note: {note}", err=True)
+    emit(render_hf_profile(ops, run, times, cap.trace_path, fmt), output)
+    if plot_file:
+        from roofline import plot
+        from roofline.analysis import analyze as run_analysis
+
+        wl = run.workload
+        context = round(sum(wl["context_lens"]) / len(wl["context_lens"])) if wl["context_lens"] else None
+        analytic = run_analysis(cap.config, run.spec, batch_size=round(wl["batch_size"]),
+                                prompt_len=round(wl["prompt_len"]), context_len=context)
+        warn_written(plot.save(plot.figure_roofline(analytic.ops, analytic.spec, measured=measured_points(ops)),
+                               plot_file))
 
 
 @main.command()
@@ -469,39 +529,44 @@ TRACE_RANK_TABLE = {
 
 @main.command()
 @click.argument("trace_file", metavar="TRACE.json[.gz]|FOLDER", type=click.Path())
-@click.option("--gpu", required=True, help="The spec of the GPU the trace was recorded on (name or path).")
+@click.option("--gpu", help="The spec of the GPU the trace was recorded on (name or path); default: the trace's own "
+                            "deviceProperties.")
 @click.option("--by", type=click.Choice(["op", "range", "rank"]), default="range", show_default=True,
               help="Group kernels by their CPU op, by the innermost record_function range, or by rank "
                    "(a folder of one trace per rank).")
 @click.option("--model", "model_file", type=click.Path(dir_okay=False),
-              help="Compare with this model's analysis (ranges named like its ops; workload flags, one --phase).")
-@workload_options
+              help="The model's config (YAML or config.json): map every kernel to the analytic (phase, op) rows "
+                   "and compare with the prediction. TRACE may then be a folder of rank files.")
+@click.option("--batch", "batch_size", type=COUNT, help="With --model: the batch, instead of inferring it.")
+@click.option("--prompt-len", type=COUNT, help="With --model: the prompt length, instead of inferring it.")
 @plot_option
 @output_options
 @library_errors
-def trace(trace_file, gpu, by, model_file, fmt, output, plot_file, **workload):
+def trace(trace_file, gpu, by, model_file, batch_size, prompt_len, fmt, output, plot_file):
     """Join a torch.profiler Chrome trace's kernels to ops and ranges, and classify what happened.
 
     \b
-    With --model, each range (or op) named like an analytic op is set beside its prediction, as the
-    profile command does; the trace is one phase, given with --phase.
+    With --model, every kernel goes to a row (phase, op) of the analytic model (by module ranges,
+    recorded shapes and position in the layer), the workload is inferred from the shapes, and each
+    row's GPU time is put beside the analytic time of the same calls.
 
     \b
     Example:
       roofline trace tests/data/h100_decode_trace.json.gz --gpu h100-sxm
+      roofline trace tests/data/h200_hf_tiny_llama_trace.json.gz --model tests/data/tiny_hf_llama.yaml
     """
-    from roofline.specs import load_spec
+    from roofline.attribute import resolve_spec, trace_list
 
-    refuse_input_as_output(output, {"trace": trace_file, "spec": gpu})
-    refuse_input_as_output(plot_file, {"trace": trace_file, "spec": gpu, "--output": output})
+    refuse_input_as_output(output, {"trace": trace_file, "spec": gpu, "model": model_file})
+    refuse_input_as_output(plot_file, {"trace": trace_file, "spec": gpu, "model": model_file, "--output": output})
     if model_file:
-        return trace_against_model(trace_file, load_spec(gpu), by, model_file, fmt, output, plot_file, workload)
-    given = [p.opts[0] for p in click.get_current_context().command.params if workload.get(p.name) is not None]
-    if given:
-        raise click.UsageError(f"{given[0]} describes the model's workload; give --model too")
+        return trace_model(trace_file, gpu, model_file, batch_size, prompt_len, fmt, output, plot_file)
+    for flag, value in (("--batch", batch_size), ("--prompt-len", prompt_len)):
+        if value is not None:
+            raise click.UsageError(f"{flag} describes the model's workload; give --model too")
     from roofline.measure.trace import analyze_trace
 
-    result = analyze_trace(trace_file, load_spec(gpu))
+    result = analyze_trace(trace_file, resolve_spec(gpu, trace_list(trace_file)))
     frame = {"op": result.by_op, "range": result.by_range, "rank": result.by_rank}[by]
     if fmt == "json":
         emit(render.to_json({"summary": result.summary, "by_range": render.to_records(result.by_range),
@@ -524,31 +589,76 @@ def trace(trace_file, gpu, by, model_file, fmt, output, plot_file, **workload):
         warn_written(plot.save(plot.figure_trace(result), plot_file))
 
 
-def trace_against_model(trace_file, spec, by, model_file, fmt, output, plot_file, workload) -> None:
-    """``roofline trace --model``: the trace as a MeasuredRun, compared with the model's analysis."""
-    from roofline.analysis import analyze as run_analysis
-    from roofline.compare import compare
-    from roofline.config import load_model_and_workload
-    from roofline.measure.trace import trace_run
+ATTRIBUTE_TABLE = {
+    "phase": ("phase", str),
+    "op": ("op", str),
+    "n_kernels": ("kernels", lambda v: f"{v:.0f}"),
+    "calls": ("calls", lambda v: f"{v:.0f}"),
+    "gpu_time_s": ("GPU time", lambda v: render.si(v, "s")),
+    "predicted_time_s": ("predicted", lambda v: render.si(v, "s")),
+    "measured_over_predicted": ("meas/pred", lambda v: "-" if math.isnan(v) else f"{v:.2f}"),
+    "predicted_bound": ("predicted", str),
+    "measured_bound": ("measured", str),
+    "evidence_kind": ("by", str),
+    "evidence": ("evidence", str),
+}
 
-    m, w = load_model_and_workload(model_file, workload)
-    if len(w.phases) != 1:
-        raise ConfigError("a trace holds one phase; give --phase prefill or --phase decode")
-    comparison = compare(run_analysis(m, spec, workload=w), trace_run(trace_file, spec, phase=w.phases[0], by=by))
-    for note in comparison.notes:
-        click.echo(f"note: {note}", err=True)
-    ops = comparison.ops
+
+def trace_model(trace_file, gpu, model_file, batch_size, prompt_len, fmt, output, plot_file):
+    """``roofline trace --model``: attribute, compare, render."""
+    from roofline.attribute import attribute, compare_frame, device_mismatch, trace_list
+    from roofline.config import load_model
+
+    model = load_model(model_file)
+    result = attribute(trace_file, model, spec=gpu, batch_size=batch_size, prompt_len=prompt_len)
+    spec_name = result.summary["gpu"]
+    if gpu:
+        mismatch = device_mismatch(result.spec, trace_list(trace_file))
+        if mismatch:
+            warn(mismatch)
+    ops = compare_frame(result, model, result.spec)
+    s = result.summary
     if fmt == "json":
-        emit(render.to_json({"trace": comparison.run.device.get("trace", {}), "summary":
-                             render.to_records(comparison.summary), "ops": render.to_records(ops)}), output)
+        emit(render.to_json({"model": model.name, "gpu": spec_name, "summary": {k: v for k, v in s.items()},
+                             "notes": result.notes, "ops": render.to_records(ops),
+                             "unattributed": render.to_records(result.unattributed),
+                             "passes": render.to_records(result.passes)}), output)
     elif fmt == "csv":
-        emit(render.to_csv(ops), output)
+        emit(ops.to_csv(index=False), output)
     else:
-        emit(render.text_table(ops, _present(ops, render.PROFILE_TABLE), fmt == "markdown"), output)
+        w = s["workload"]
+        ctx = w["context_lens"]
+        lines = [
+            f"{model.name} on {spec_name}: {s['forward_passes']['prefill']} prefill and {s['forward_passes']['decode']} "
+            f"decode passes; batch {w['batch_size']:.0f}, prompt {w['prompt_len']:.0f}"
+            + (f", decode context {min(ctx):.0f}..{max(ctx):.0f}" if ctx else ""),
+            render.text_table(ops, _present(ops, ATTRIBUTE_TABLE), fmt == "markdown"),
+            "",
+            (f"GPU time {render.si(s['gpu_time_s'], 's')}: {render.percent(s['attributed_share'])} on op rows, "
+             f"{render.si(s['unattributed_gpu_time_s'], 's')} on none"),
+        ]
+        off = result.unattributed.groupby(["op", "reason"], sort=False)["gpu_time_s"].sum()
+        lines += [f"  {render.si(t, 's')} {op}: {reason}" for (op, reason), t in off.items()]
+        lines += [f"note: {n}" for n in result.notes]
+        emit("\n".join(lines), output)
     if plot_file:
         from roofline import plot
+        from roofline.analysis import analyze as run_analysis
 
-        warn_written(plot.save(plot.figure_comparison(comparison), plot_file))
+        w = result.workload
+        context = round(sum(w["context_lens"]) / len(w["context_lens"])) if w["context_lens"] else None
+        analytic = run_analysis(model, result.spec, batch_size=round(w["batch_size"]),
+                                prompt_len=round(w["prompt_len"]), context_len=context)
+        figure = plot.figure_roofline(analytic.ops, analytic.spec, measured=measured_points(ops))
+        warn_written(plot.save(figure, plot_file))
+
+
+def measured_points(ops):
+    """The compared rows as the measured points plot.figure_roofline draws."""
+    import pandas as pd
+
+    return pd.DataFrame({"phase": ops["phase"], "op": ops["op"], "flops": ops["analytic_flops"],
+                         "measured_time_s": ops["gpu_time_s"]})  # both over all the calls measured
 
 
 # ------------------------------------------------------------------------------------------------

@@ -109,7 +109,10 @@ def analyze_trace(path, spec, max_bytes: int = MAX_TRACE_BYTES) -> TraceAnalysis
         before it), host_bound (that idle is the host's: the launch call ended after the device
         ran dry), flops, bytes, compute_dtype, cost_op, graph (ran in a CUDA/HIP graph replay),
         range_via (thread / caller thread: a backward kernel from an autograd thread takes the
-        ranges of the thread that called backward() / none), rank.
+        ranges of the thread that called backward() / none), rank; the recorded shapes around the
+        launch (None without record_shapes): op_dims, op_types (innermost op), owner_dims (cost
+        owner), outer_op, outer_dims, outer_types (outermost op); outer_id, op_id (one id per
+        outermost / innermost op call, -1 for none); tid (host thread of the launch) and launch_ts_s.
       - ``by_op``: per cpu op: the outermost costed op enclosing the launch (an aten::mm,
         aten::scaled_dot_product_attention, ... whose FLOPs are known), else the innermost op;
         a graph replay's kernels get a row per kernel name, '(graph) name'.
@@ -318,6 +321,7 @@ class _Collector:
         self.path = path
         self.rows = ([], [], [], [])  # per role: tuples, see _add
         self.costed = []  # (op row, args) of ops that have a cost formula
+        self.shapes = []  # per op row: (Input Dims, Input type), None where not recorded
         self.strings = {}  # one str object per distinct name
         self.roles = dict(_BUCKET)  # category -> role, learning other capitalisations as they come
 
@@ -362,8 +366,12 @@ class _Collector:
                                  a.get("correlation", -1)))
         else:
             rows = self.rows[role]
-            if role == _OP and name in ATEN_COSTS:
-                self.costed.append((len(rows), d.get("args") or _NO_ARGS))
+            if role == _OP:
+                a = d.get("args") or _NO_ARGS
+                if name in ATEN_COSTS:
+                    self.costed.append((len(rows), a))
+                self.shapes.append((a.get("Input Dims", a.get("Input dims")), a.get("Input type", a.get("Input types")))
+                                   if isinstance(a, dict) else (None, None))
             rows.append((name, d["ts"], d["dur"], d.get("pid"), d.get("tid")))
 
     def columns(self, n_events: int, devices, rank=None) -> "_Events":
@@ -406,10 +414,11 @@ class _Collector:
         n_la = len(la[4])
         launch = {"name": np.array(la[0], dtype=object), "kind": np.array(la[1], dtype=object),
                   "ts": ns(ts_us[1]), "dur": dur(la[3], la[0]), "thread": thread[0], "corr": _ints(la[6]),
-                  "process": process[:n_la]}
+                  "process": process[:n_la], "tid": np.array(la[5], dtype=object)}
         n_la, n_op = len(la[4]), len(op[3])
         ops = {"name": np.array(op[0], dtype=object), "ts": ns(ts_us[2]), "dur": dur(op[2], op[0]), "thread": thread[1],
                "process": process[n_la:n_la + n_op]}
+        ops["dims"], ops["types"] = _objects(sh[0] for sh in self.shapes), _objects(sh[1] for sh in self.shapes)
         rng = {"name": np.array(rn[0], dtype=object), "ts": ns(ts_us[3]), "dur": dur(rn[2], rn[0]), "thread": thread[2],
                "process": process[n_la + n_op:]}
         costs = _op_costs(self.costed, ops["name"])
@@ -472,6 +481,15 @@ class _Events:
     n_events: int
     device_names: list
     rank: object  # distributedInfo.rank, None when the trace names none
+
+
+def _objects(values) -> np.ndarray:
+    """A 1-D object array holding each value as it is (nested lists are not turned into dimensions)."""
+    values = list(values)
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        out[i] = v
+    return out
 
 
 def _ints(values) -> np.ndarray:
@@ -609,6 +627,7 @@ class _Joined:
     n_cross: tuple  # GPU events whose correlation id another process also used; GPUs whose process was a tie
     via_caller: np.ndarray  # per GPU event: its ranges are those of the thread that called backward()
     unit_process: pd.Series  # GPU unit code -> host process code (the join's vote)
+    outer: np.ndarray  # per GPU event: outermost op index, -1 for none
 
 
 def _launch_of(gpu: dict, launch: dict):
@@ -687,8 +706,10 @@ def _join(ev: _Events) -> _Joined:
     launch_end[f] = launch["ts"][li] + launch["dur"][li]
 
     # 2. launch -> innermost op, and every enclosing range (innermost last), on its thread
-    k_op, k_rng, owner = none.copy(), none.copy(), none.copy()
-    k_op[f] = _Nest(op["thread"], op["ts"], op["ts"] + op["dur"], span).innermost(thread, mid)
+    k_op, k_rng, owner, outer = none.copy(), none.copy(), none.copy(), none.copy()
+    op_nest = _Nest(op["thread"], op["ts"], op["ts"] + op["dur"], span)
+    k_op[f] = op_nest.innermost(thread, mid)
+    outer[f] = op_nest.at_depth(thread, mid, np.zeros(len(f), dtype=np.int64))
     rngs = _Nest(rng["thread"], rng["ts"], rng["ts"] + rng["dur"], span)
     pairs_k, pairs_r = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     for depth in range(rngs.levels):  # one turn per nesting level, outermost first
@@ -744,7 +765,7 @@ def _join(ev: _Events) -> _Joined:
     return _Joined(
         launch=k_launch, op=k_op, rng=k_rng, rng_pairs=(np.concatenate(pairs_k), np.concatenate(pairs_r)),
         owner=owner, launch_end=launch_end, step=step, n_cross=cross, via_caller=via_caller,
-        unit_process=unit_process,
+        unit_process=unit_process, outer=outer,
     )
 
 
@@ -827,6 +848,17 @@ def _kernels_frame(ev: _Events, j: _Joined, idle: np.ndarray, host_bound: np.nda
         "cost_op": cost_op,
         "graph": _is_graph(ev, j),
         "range_via": np.where(j.via_caller, "caller thread", np.where(j.rng >= 0, "thread", "none")),
+        # recorded shapes of the ops around the launch (None without record_shapes), for roofline.attribute
+        "op_dims": _pick(ev.op["dims"], j.op, None),
+        "op_types": _pick(ev.op["types"], j.op, None),
+        "owner_dims": _pick(ev.op["dims"], j.owner, None),
+        "outer_op": _pick(ev.op["name"], j.outer, None),
+        "outer_dims": _pick(ev.op["dims"], j.outer, None),
+        "outer_types": _pick(ev.op["types"], j.outer, None),
+        "outer_id": j.outer,  # one id per outermost op call (-1 for none): its kernels share it
+        "op_id": j.op,  # the same for the innermost op call
+        "tid": _pick(ev.launch["tid"], j.launch, None),
+        "launch_ts_s": np.where(orphan, np.nan, _pick(ev.launch["ts"], j.launch, -1).astype(float) * S_PER_NS),
     }, index=pd.RangeIndex(n))
 
 
