@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from roofline.classify import BOUNDS, classify
+from roofline.predict import occurrence_time, prediction_columns
 from roofline.config import ModelConfig, Workload, check_fit, load_model_and_workload, parse_workload
 from roofline.errors import ConfigError
 from roofline.specs import HardwareSpec, load_spec
@@ -63,7 +64,9 @@ def analyze(model, gpu, workload: Optional[Workload] = None, **overrides) -> Ana
             f"narrow the ranges or use fewer values"
         )
     ops = classify(ops_frame(m, w, points), spec, cuda_graph=w.cuda_graph)
-    ops["total_time_s"] = ops["count"] * ops["time_s"]
+    for key, value in prediction_columns(ops, spec, cuda_graph=w.cuda_graph).items():  # predict.py, in place
+        ops[key] = value
+    ops["total_time_s"] = ops["count"].to_numpy() * occurrence_time(ops)  # the step's basis (predict.py)
     key = ops["point"].to_numpy() * 2 + ops["phase"].cat.codes.to_numpy()  # (point, phase) group id
     ops["share"] = ops["total_time_s"] / np.bincount(key, weights=ops["total_time_s"].to_numpy())[key]
     summary = summarise(ops, m, w, spec, points)
@@ -122,13 +125,17 @@ def ops_frame(m: ModelConfig, w: Workload, points: dict) -> pd.DataFrame:
 
 
 def summarise(ops: pd.DataFrame, m: ModelConfig, w: Workload, spec: HardwareSpec, points: dict) -> pd.DataFrame:
-    """One row per point: phase times, tokens/s, share of time per bound class, memory fit, ridge batch."""
+    """One row per point: phase times, tokens/s, share of time per bound class, memory fit, ridge batch.
+
+    ``{phase}_time_s`` (and tokens/s, shares) is the step of predict.py: sum of count * max(predicted_time_s,
+    host_s); ``{phase}_roofline_time_s`` is the pure roofline sum, count * time_s, beside it.
+    """
     n = len(points["batch_size"])
     b, p, c = points["batch_size"], points["prompt_len"], points["context_len"]
     out = {"point": np.arange(n), "batch_size": b, "prompt_len": p, "context_len": c}
     point = ops["point"].to_numpy()
-    total = ops["count"].to_numpy() * ops["time_s"].to_numpy()
-    with_launch = ops["count"].to_numpy() * np.maximum(ops["time_s"].to_numpy(), ops["launch_s"].to_numpy())
+    total = ops["total_time_s"].to_numpy()
+    roofline = ops["count"].to_numpy() * ops["time_s"].to_numpy()
     bound = ops["bound"].to_numpy()
     phase_col = ops["phase"].to_numpy()
     for phase in ("prefill", "decode"):
@@ -137,7 +144,7 @@ def summarise(ops: pd.DataFrame, m: ModelConfig, w: Workload, spec: HardwareSpec
         sel = phase_col == phase
         t = np.bincount(point[sel], weights=total[sel], minlength=n)
         out[f"{phase}_time_s"] = t
-        out[f"{phase}_time_with_launch_s"] = np.bincount(point[sel], weights=with_launch[sel], minlength=n)
+        out[f"{phase}_roofline_time_s"] = np.bincount(point[sel], weights=roofline[sel], minlength=n)
         for key in ("flops", "bytes_read", "bytes_written"):
             v = ops[key].to_numpy() * ops["count"].to_numpy()
             out[f"{phase}_{key}"] = np.bincount(point[sel], weights=v[sel], minlength=n)
@@ -170,7 +177,9 @@ def summarise(ops: pd.DataFrame, m: ModelConfig, w: Workload, spec: HardwareSpec
     else:
         weight_bytes = float(stored.sum())
     kv_per_token = _kv_cache_bytes_per_token(m, w) / w.pp
-    longest = np.maximum(p, c) if "decode" in w.phases else p
+    # the largest context the workload reaches: the last generated token, not the mean context
+    last = p + w.gen_tokens if (w.gen_tokens and not w.context_len) else c
+    longest = np.maximum(p, last) if "decode" in w.phases else p
     if m.sliding_window:
         longest = np.minimum(longest, m.sliding_window)
     kv = b / w.ep * longest * kv_per_token  # expert parallelism: 1/ep of the sequences per GPU

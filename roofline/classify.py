@@ -22,7 +22,8 @@ import pandas as pd
 
 from roofline.specs import HardwareSpec
 
-BOUNDS = ("compute", "memory", "communication", "overhead")
+# "latency": neither roof reached (predict.py sets it from the calibrated kernel model)
+BOUNDS = ("compute", "memory", "communication", "overhead", "latency")
 
 
 def classify(frame: pd.DataFrame, spec: HardwareSpec, cuda_graph: bool = False) -> pd.DataFrame:

@@ -29,7 +29,7 @@ CASES = {
 
 
 def _time(result, phase):
-    return float(result.summary[f"{phase}_time_with_launch_s"].iloc[0])
+    return float(result.summary[f"{phase}_time_s"].iloc[0])
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,7 @@ def test_flags_reproduce_through_the_cli(advised):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0, result.output
         summary = json.loads(result.output[result.output.index("{"):])["summary"][0]
-        assert summary["decode_time_with_launch_s"] == pytest.approx(row.new_time_s, rel=1e-12), row.flags
+        assert summary["decode_time_s"] == pytest.approx(row.new_time_s, rel=1e-12), row.flags
 
 
 def test_fusion_hand_count():
@@ -183,7 +183,7 @@ def test_fusion_hand_count():
     assert total_saved == 2 * 4096 + 4096 + 4096 + 2 * 1024  # 18432
     # every op here is memory-bound and far above the 0.1 s launch: the step loses 18432 B / 10 B/s
     before = _time(analysis, "prefill")
-    after = float((fused["count"] * fused["time_s"].clip(lower=fused["launch_s"])).sum())
+    after = float((fused["count"] * fused["predicted_time_s"].clip(lower=fused["host_s"])).sum())
     assert before - after == pytest.approx(18432 / 10)
     assert fused["count"].sum() == analysis.ops["count"].sum() - 6  # six fewer kernels
 
@@ -192,7 +192,7 @@ def test_fusion_row_matches_fuse_elementwise(advised):
     analysis, frame = advised["7b-a10-decode"]
     row = frame[frame["change"] == "fuse element-wise ops"].iloc[0]
     fused = fuse_elementwise(analysis.ops, analysis.spec)
-    with_launch = fused["count"] * fused["time_s"].clip(lower=fused["launch_s"])
+    with_launch = fused["count"] * fused["predicted_time_s"].clip(lower=fused["host_s"])
     assert row["new_time_s"] == pytest.approx(float(with_launch.sum()))
     assert row["overrides"] == {} and row["flags"] == ""
 
@@ -200,7 +200,7 @@ def test_fusion_row_matches_fuse_elementwise(advised):
 def test_measured_frame_replaces_analytic_figures():
     analysis = roofline.analyze(LLAMA_7B, "a10", phase="decode")
     ops = analysis.ops
-    ideal = ops["count"] * ops["time_s"].clip(lower=ops["launch_s"])
+    ideal = ops["count"] * ops["predicted_time_s"].clip(lower=ops["host_s"])
     slow = ops["category"] == "elementwise"
     measured = pd.DataFrame({"phase": "decode", "op": ops["op"].astype(str),
                              "measured_time_s": ideal * slow.map({True: 3.0, False: 1.0})})
@@ -216,7 +216,7 @@ def test_measured_frame_replaces_analytic_figures():
     in_chain = ops["op"].isin(chain_ops)
     measured_chain = float(measured.loc[in_chain.to_numpy(), "measured_time_s"].sum())
     fused_chain = fused[fused["op"].isin(chain_ops) | (fused["saved_bytes"] > 0)]
-    ideal_fused = float((fused_chain["count"] * fused_chain["time_s"].clip(lower=fused_chain["launch_s"])).sum())
+    ideal_fused = float((fused_chain["count"] * fused_chain["predicted_time_s"].clip(lower=fused_chain["host_s"])).sum())
     baseline = float(measured["measured_time_s"].sum())
     assert fusion["baseline_time_s"] == pytest.approx(baseline)
     assert fusion["new_time_s"] == pytest.approx(baseline - (measured_chain - ideal_fused))

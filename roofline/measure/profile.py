@@ -419,7 +419,8 @@ def profile_model(model, workload: Workload = None, spec=None, layers: int = 2, 
     op_frames, kernel_rows, seq_rows, step_rows = [], [], [], []
     for phase, (analytic, (op_rows, krows, seq, step_row, phase_notes)) in results.items():
         notes.extend(phase_notes)
-        a = analytic.rename(columns={"time_s": "predicted_time_s", "bound": "predicted_bound",
+        a = analytic.rename(columns={"predicted_time_s": "calibrated_time_s", "time_s": "predicted_time_s",
+                                     "bound": "predicted_bound",
                                      "total_time_s": "predicted_total_time_s", "share": "predicted_share"})
         a = a.drop(columns=[c for c in ("point",) if c in a.columns])
         a["phase"] = a["phase"].astype(str)
