@@ -9,7 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from roofline.cli import main
-from roofline.measure.validate import TARGETS, error_summary, load_validation, rescore, validate, write_validation
+from roofline.measure.validate import (
+    TARGETS, error_summary, graph_advice, load_validation, rescore, validate, write_validation,
+)
 
 DATA = Path(__file__).parent / "data"
 TINY = str(DATA / "tiny_llama.yaml")
@@ -94,3 +96,15 @@ def test_a_written_run_rescored_with_another_spec(cpu_run, tmp_path):
     q = again.ops["op"] == "q_proj"
     assert again.ops.loc[q, "time_s"].to_numpy() == pytest.approx(cpu_run.ops.loc[q, "time_s"].to_numpy() * 3350 / 4800)
     assert again.device["spec"] == "h200" and again.device["rescored"]
+
+
+def test_graph_advice_scores_predicted_against_achieved_speedup():
+    # case a: predicted 2.0 / 1.0 = 2x, achieved 2.4 / 1.0 = 2.4x -> ratio 0.833, within 25%
+    # case b: predicted 1.0x, achieved 1.5x -> ratio 0.667, outside; case c has no graph measurement
+    steps = pd.DataFrame({"case": ["a", "a", "b", "b", "c", "c"], "mode": ["eager", "graph"] * 3,
+                          "predicted_step_s": [2.0, 1.0, 1.0, 1.0, 1.0, 0.5],
+                          "measured_step_s": [2.4, 1.0, 1.5, 1.0, 1.0, np.nan]})
+    a = graph_advice(steps).set_index("case")
+    assert list(a.index) == ["a", "b"]
+    assert a.loc["a", "predicted_speedup"] == 2.0 and a.loc["a", "achieved_speedup"] == pytest.approx(2.4)
+    assert a.loc["a", "within"] and not a.loc["b", "within"]

@@ -91,7 +91,7 @@ def measure_case(case, spec, layers: int = 2, device: str = "cuda", warmup: int 
         prof = profile_model(ref, w, spec=spec, layers=ref.num_hidden_layers, warmup=warmup, iters=iters,
                              timing_iters=timing_iters, trace_dir=tmp, device=device)
     step = prof.steps.iloc[0]
-    measured = prof.ops[["op", "measured_time_s", "n_kernels", "measured_bound"]].copy()
+    measured = prof.ops[["op", "measured_time_s", "n_kernels", "measured_bound", "span_s"]].copy()
     graph = step["graph_step_ref_s"]
     return measured, {"eager": step["eager_step_ref_s"], "graph": graph if graph else np.nan,
                       "kernel": step["kernel_time_ref_s"]}
@@ -130,6 +130,7 @@ def score_case(case, spec, measured: pd.DataFrame, measured_step: dict, layers: 
                 "measured_time_s": float(meas.at[name, "measured_time_s"]) if hit else np.nan,
                 "n_kernels": float(meas.at[name, "n_kernels"]) if hit else np.nan,
                 "measured_bound": str(meas.at[name, "measured_bound"]) if hit else "",
+                "span_s": float(meas.at[name, "span_s"]) if hit and "span_s" in meas.columns else np.nan,
             })
     ops = pd.DataFrame(op_rows)
     steps = pd.DataFrame(step_rows)
@@ -276,6 +277,27 @@ def error_summary(ops: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def graph_advice(steps: pd.DataFrame) -> pd.DataFrame:
+    """The advisor's "CUDA graphs" suggestion scored on every case that ran both modes: predicted speedup
+    (predicted eager step / predicted graph step, the summary's steps) beside the achieved one (measured
+    eager / measured graph), and whether the prediction is within ADVICE_TOLERANCE of it."""
+    rows = []
+    for case, g in steps.groupby("case", sort=False):
+        s = g.set_index("mode")
+        if not {"eager", "graph"} <= set(s.index):
+            continue
+        achieved = s.at["eager", "measured_step_s"] / s.at["graph", "measured_step_s"]
+        if not np.isfinite(achieved):
+            continue
+        predicted = s.at["eager", "predicted_step_s"] / s.at["graph", "predicted_step_s"]
+        rows.append({"case": case, "change": "CUDA graphs", "predicted_speedup": predicted, "achieved_speedup": achieved,
+                     "ratio": predicted / achieved, "within": abs(predicted / achieved - 1) <= ADVICE_TOLERANCE})
+    return pd.DataFrame(rows)
+
+
+ADVICE_TOLERANCE = 0.25
+
+
 def write_validation(v: Validation, out_dir, command: str = "") -> Path:
     """Write ``out_dir``: ops.csv, steps.csv, checks.csv, summary.md, errors.png/.svg (the error
     distribution), device.json, clocks.csv. Built in a sibling folder and swapped in. Returns the path."""
@@ -290,6 +312,8 @@ def write_validation(v: Validation, out_dir, command: str = "") -> Path:
     v.ops.to_csv(tmp / "ops.csv", index=False)
     v.steps.to_csv(tmp / "steps.csv", index=False)
     checks.to_csv(tmp / "checks.csv", index=False)
+    if len(v.steps):
+        graph_advice(v.steps).to_csv(tmp / "advice.csv", index=False)
     v.clocks.to_csv(tmp / "clocks.csv", index=False)
     (tmp / "device.json").write_text(json.dumps(v.device, indent=2, default=str) + "\n")
     if len(v.ops):
@@ -323,6 +347,11 @@ def render_summary(v: Validation, checks: pd.DataFrame, command: str = "") -> st
     if len(v.steps):
         lines += ["## Steps (predicted against the measured wall-clock step of the same model)", "",
                   render.text_table(v.steps, STEP_TABLE, markdown=True), ""]
+    advice = graph_advice(v.steps) if len(v.steps) else pd.DataFrame()
+    if len(advice):
+        lines += ["## The advisor's CUDA-graph suggestion, predicted against achieved (target: within 25%)", "",
+                  render.text_table(advice, ADVICE_TABLE, markdown=True), "",
+                  f"{int(advice['within'].sum())} of {len(advice)} within 25%.", ""]
     if len(v.ops):
         key = v.ops[v.ops["op"].isin(KEY_OPS)]
         lines += ["## Projections and attention, per occurrence (kernel time)", "",
@@ -362,6 +391,11 @@ STEP_TABLE = {
     "case": ("case", str), "mode": ("mode", str), "predicted_step_s": ("predicted", _si_s),
     "measured_step_s": ("measured", _si_s), "error": ("error", _pct), "roofline_step_s": ("roofline", _si_s),
     "roofline_error": ("roofline error", _pct),
+}
+ADVICE_TABLE = {
+    "case": ("case", str), "change": ("change", str),
+    "predicted_speedup": ("predicted", lambda v: f"{v:.2f}x"), "achieved_speedup": ("achieved", lambda v: f"{v:.2f}x"),
+    "within": ("within 25%", lambda v: "yes" if v else "NO"),
 }
 OP_TABLE = {
     "case": ("case", str), "op": ("op", str), "bound": ("bound", str), "time_s": ("roofline", _si_s),
