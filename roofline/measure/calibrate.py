@@ -449,12 +449,19 @@ def measure_attention_tables(spec, repeats: int = 3) -> dict:
                 roof = _roofline_s(spec, [_cost_row(cost, "bf16")])[0]
                 if roof > MAX_KERNEL_S:
                     continue
-                q = torch.randn(b, heads, s, d, device="cuda", dtype=torch.bfloat16)
-                k = torch.randn(b, kv_heads, s, d, device="cuda", dtype=torch.bfloat16)
+                # as the reference's attention op runs it: [b, s, h, d] views transposed into SDPA, the
+                # output transposed back and reshaped to [b, s, h * d] (a copy)
+                q = torch.randn(b, s, heads, d, device="cuda", dtype=torch.bfloat16)
+                k = torch.randn(b, s, kv_heads, d, device="cuda", dtype=torch.bfloat16)
                 v = torch.randn_like(k)
                 gqa = kv_heads != heads
-                t = kernel_time_s(lambda q=q, k=k, v=v, gqa=gqa: F.scaled_dot_product_attention(
-                    q, k, v, is_causal=True, enable_gqa=gqa), repeats)
+
+                def op(q=q, k=k, v=v, gqa=gqa, b=b, s=s):
+                    o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                                       is_causal=True, enable_gqa=gqa)
+                    return o.transpose(1, 2).reshape(b, s, heads * d)
+
+                t = kernel_time_s(op, repeats)
                 effs.append(roof / t)
                 del q, k, v
             row.append(float(np.exp(np.mean(np.log(effs)))) if effs else None)
@@ -470,11 +477,16 @@ def measure_attention_tables(spec, repeats: int = 3) -> dict:
             ctx = max(int(tokens // b), 16)
             cost = flash_attention(b, 1, ctx, ctx, heads, kv_heads, d, "bf16", "bf16", True)
             roof = _roofline_s(spec, [_cost_row(cost, "bf16")])[0]
-            q = torch.randn(b, heads, 1, d, device="cuda", dtype=torch.bfloat16)
-            k = torch.randn(b, kv_heads, ctx, d, device="cuda", dtype=torch.bfloat16)
+            # as the reference runs it: q [b, 1, h, d] transposed, K/V a slice of a cache [b, h_kv, ctx + 1, d]
+            q = torch.randn(b, 1, heads, d, device="cuda", dtype=torch.bfloat16)
+            k = torch.randn(b, kv_heads, ctx + 1, d, device="cuda", dtype=torch.bfloat16)
             v = torch.randn_like(k)
-            t = kernel_time_s(lambda q=q, k=k, v=v, gqa=g > 1: F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa),
-                              repeats)
+
+            def op(q=q, k=k, v=v, gqa=g > 1, b=b, ctx=ctx):
+                o = F.scaled_dot_product_attention(q.transpose(1, 2), k[:, :, :ctx], v[:, :, :ctx], enable_gqa=gqa)
+                return o.transpose(1, 2).reshape(b, 1, heads * d)
+
+            t = kernel_time_s(op, repeats)
             row.append(roof / t)
             del q, k, v
         decode.append(row)
@@ -493,7 +505,7 @@ def kernel_min_s(repeats: int = 50) -> float:
     return kernel_time_s(lambda: x.add_(1.0), repeats)
 
 
-def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict = None) -> tuple:
+def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = None) -> tuple:
     """Per-op fixed and host costs of the reference model as it really runs: two layers of a small
     Llama-style model (hidden 512, 8 heads, 2 KV heads), decode at batch 1, context 128, every op
     small enough that its kernels take their minimum time and the eager step is host-bound.
