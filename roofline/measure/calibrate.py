@@ -267,6 +267,17 @@ def calibrate(output=None, spec=None, device_index: int = 0, quick: bool = False
     return raw
 
 
+def plain(obj):
+    """``obj`` with numpy scalars turned into Python numbers (yaml.safe_dump refuses numpy types)."""
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        return obj.item()
+    return obj
+
+
 KERNEL_MODEL_DOC = """#
 # measured: keys of the kernel model (roofline/predict.py reads them; plain numbers, SI prefixes as named):
 #   kernel_min_us      device time of the smallest kernel (add_ on one element): the floor of any op
@@ -291,6 +302,7 @@ def write_spec(raw: dict, output) -> Path:
     """Write a spec mapping as YAML and check that it loads. Returns the path."""
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
+    raw = plain(raw)
     header = "# Written by roofline calibrate: the shipped spec plus a measured: section (ceilings used first).\n"
     if any(k in raw.get("measured", {}) for k in ("gemm", "attention", "bandwidth_curve", "ops", "kernel_min_us")):
         header += KERNEL_MODEL_DOC
