@@ -96,3 +96,16 @@ def test_calibrate_without_a_gpu_says_so():
 
     r = CliRunner().invoke(main, ["calibrate", "--output", "x.yaml"])
     assert r.exit_code == 1 and "no CUDA GPU" in r.output
+
+
+def test_operands_rotate_through_copies_larger_than_the_l2():
+    from roofline.measure.calibrate import COLD_BYTES, copies_for, rotating
+
+    assert copies_for(33.6e6) == 8  # a 4096 x 4096 bf16 weight: 8 copies = 269 MB > 256 MB
+    assert copies_for(1e9) == 1 and copies_for(1e3) == 64 and copies_for(1e3, cap=16) == 16
+    assert 8 * 33.6e6 >= COLD_BYTES
+    seen = []
+    fn = rotating(lambda a, b: seen.append(a + b), [(1, 10), (2, 20), (3, 30)])
+    for _ in range(4):
+        fn()
+    assert seen == [11, 22, 33, 11]

@@ -340,17 +340,44 @@ LARGE_MODEL = {"name": "calibration-large", "model_type": "llama", "hidden_size"
                "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 32000,
                "hidden_act": "silu"}
 TRAFFIC_TOKENS = 2048  # prefill tokens of the traffic run: 16.8 MB per hidden-state tensor
-MAX_KERNEL_S = 0.2  # a grid point whose roofline time exceeds this is skipped (held from its neighbour)
+MAX_KERNEL_S = 0.2
+WARMUP_S = 0.05  # wall time of warm-up calls before each timing
+COLD_BYTES = 256e6  # operands are rotated among copies adding up to this (> 4x the L2 of an H200): each call
+# reads its weights / cache from HBM, as a model's op does, not from the L2 a repeated call would hit
 
 
-def kernel_time_s(fn, repeats: int = 10, warmup: int = 3) -> float:
+def copies_for(n_bytes: float, cap: int = 64) -> int:
+    """How many copies of an operand of ``n_bytes`` add up to COLD_BYTES (at least 1, at most ``cap``)."""
+    return int(max(1, min(cap, math.ceil(COLD_BYTES / max(n_bytes, 1)))))
+
+
+def rotating(fn, operands: list):
+    """A closure calling ``fn(*operands[i])`` for i = 0, 1, 2, ... cyclically."""
+    state = {"i": 0}
+
+    def call():
+        args = operands[state["i"] % len(operands)]
+        state["i"] += 1
+        return fn(*args)
+
+    return call  # a grid point whose roofline time exceeds this is skipped (held from its neighbour)
+
+
+def kernel_time_s(fn, repeats: int = 10, warmup: int = 3, warmup_s: float = WARMUP_S) -> float:
     """Mean device time of the CUDA kernels one call of ``fn`` launches (torch.profiler), seconds.
-    Raises DeviceError when the profiler records no kernel."""
+    Warm-up: ``warmup`` calls and at least ``warmup_s`` of wall time, so large kernels are timed at the
+    clocks a sustained run settles to (power capping), as in a model's step. Raises DeviceError when the
+    profiler records no kernel."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
-    for _ in range(warmup):
+    t0 = time.perf_counter()
+    done = 0
+    while done < warmup or time.perf_counter() - t0 < warmup_s:
         fn()
+        done += 1
+        if done % 8 == 0:
+            torch.cuda.synchronize()
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         for _ in range(repeats):
@@ -402,12 +429,13 @@ def measure_bandwidth_curve(spec, repeats: int = 10, sizes=BANDWIDTH_BYTES) -> d
     out = {"bytes": [], "gb_per_s": []}
     for moved in sizes:
         n = max(moved // 4, 2)  # bf16 elements read (and as many written)
-        src = torch.randn(n, device="cuda", dtype=torch.bfloat16)
-        dst = torch.empty_like(src)
-        t = kernel_time_s(lambda src=src, dst=dst: torch.neg(src, out=dst), repeats)  # an element-wise kernel, not a DMA copy
+        pairs = [(torch.randn(n, device="cuda", dtype=torch.bfloat16), torch.empty(n, device="cuda", dtype=torch.bfloat16))
+                 for _ in range(copies_for(4 * n))]
+        fn = rotating(lambda src, dst: torch.neg(src, out=dst), pairs)  # an element-wise kernel, not a DMA copy
+        t = kernel_time_s(fn, max(repeats, len(pairs)))
         out["bytes"].append(int(4 * n))
         out["gb_per_s"].append(round(4 * n / t / 1e9, 2))
-        del src, dst
+        del pairs, fn
     torch.cuda.empty_cache()
     return out
 
@@ -423,17 +451,19 @@ def measure_gemm_table(spec, dtype: str = "bf16", tokens=GEMM_TOKENS, shapes=GEM
     t_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     cells = {}
     for k_in, n_out in shapes:
-        w = torch.randn(n_out, k_in, device="cuda", dtype=t_dtype) * 0.02
+        weights = [torch.randn(n_out, k_in, device="cuda", dtype=t_dtype) * 0.02
+                   for _ in range(copies_for(n_out * k_in * 2))]
         for m in tokens:
             cost = linear(m, k_in, n_out, dtype, dtype)
             roof = _roofline_s(spec, [_cost_row(cost, dtype)])[0]
             if roof > MAX_KERNEL_S:
                 continue
             x = torch.randn(m, k_in, device="cuda", dtype=t_dtype)
-            t = kernel_time_s(lambda x=x, w=w: F.linear(x, w), repeats)
+            fn = rotating(F.linear, [(x, w) for w in weights])
+            t = kernel_time_s(fn, max(repeats, len(weights)))
             cells.setdefault(k_in * n_out, {}).setdefault(m, []).append(roof / t)
-            del x
-        del w
+            del x, fn
+        del weights
         torch.cuda.empty_cache()
     kn = sorted(cells)
     eff = [[float(np.exp(np.mean(np.log(cells[v][m])))) if m in cells[v] else None for v in kn] for m in tokens]
@@ -491,16 +521,17 @@ def measure_attention_tables(spec, repeats: int = 3) -> dict:
             roof = _roofline_s(spec, [_cost_row(cost, "bf16")])[0]
             # as the reference runs it: q [b, 1, h, d] transposed, K/V a slice of a cache [b, h_kv, ctx + 1, d]
             q = torch.randn(b, 1, heads, d, device="cuda", dtype=torch.bfloat16)
-            k = torch.randn(b, kv_heads, ctx + 1, d, device="cuda", dtype=torch.bfloat16)
-            v = torch.randn_like(k)
+            caches = [(torch.randn(b, kv_heads, ctx + 1, d, device="cuda", dtype=torch.bfloat16),
+                       torch.randn(b, kv_heads, ctx + 1, d, device="cuda", dtype=torch.bfloat16))
+                      for _ in range(copies_for(kv_bytes, cap=16))]
 
-            def op(q=q, k=k, v=v, gqa=g > 1, b=b, ctx=ctx):
+            def op(k, v, q=q, gqa=g > 1, b=b, ctx=ctx):
                 o = F.scaled_dot_product_attention(q.transpose(1, 2), k[:, :, :ctx], v[:, :, :ctx], enable_gqa=gqa)
                 return o.transpose(1, 2).reshape(b, 1, heads * d)
 
-            t = kernel_time_s(op, repeats)
+            t = kernel_time_s(rotating(op, caches), max(repeats, len(caches)))
             row.append(roof / t)
-            del q, k, v
+            del q, caches
         decode.append(row)
         torch.cuda.empty_cache()
     return {
