@@ -77,6 +77,8 @@ def main():
             if key == "ops":
                 value, cond = value
                 raw["measured"]["conditions"]["ops_measured_on"] = cond
+                if cond.get("kernel_gap_us") is not None:
+                    raw["measured"]["kernel_gap_us"] = cond["kernel_gap_us"]
             raw["measured"][key] = value
             C.write_spec(raw, cal_path)  # after each part: a cut-short run keeps what it measured
             log(f"{key}: {time.perf_counter() - t0:.1f} s")

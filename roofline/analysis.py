@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from roofline.classify import BOUNDS, classify
-from roofline.predict import occurrence_time, prediction_columns
+from roofline.predict import host_bound_classes, layer_block, prediction_columns, queue_step
 from roofline.config import ModelConfig, Workload, check_fit, load_model_and_workload, parse_workload
 from roofline.errors import ConfigError
 from roofline.specs import HardwareSpec, load_spec
@@ -66,11 +66,33 @@ def analyze(model, gpu, workload: Optional[Workload] = None, **overrides) -> Ana
     ops = classify(ops_frame(m, w, points), spec, cuda_graph=w.cuda_graph)
     for key, value in prediction_columns(ops, spec, cuda_graph=w.cuda_graph).items():  # predict.py, in place
         ops[key] = value
-    ops["total_time_s"] = ops["count"].to_numpy() * occurrence_time(ops)  # the step's basis (predict.py)
+    # the step of each (point, phase) by predict.py's launch queue, and each op's share of it: in proportion
+    # to count * stream_s where the GPU is the bottleneck of the step, count * host_s where the host is
     key = ops["point"].to_numpy() * 2 + ops["phase"].cat.codes.to_numpy()  # (point, phase) group id
-    ops["share"] = ops["total_time_s"] / np.bincount(key, weights=ops["total_time_s"].to_numpy())[key]
+    count = ops["count"].to_numpy()
+    stream, host = ops["stream_s"].to_numpy(), ops["host_s"].to_numpy()
+    host_bound = (np.bincount(key, weights=count * host) > np.bincount(key, weights=count * stream))[key]
+    weight = count * np.where(host_bound, host, stream)
+    ops["share"] = weight / np.bincount(key, weights=weight)[key]
+    ops["total_time_s"] = ops["share"].to_numpy() * phase_steps(ops, len(points["batch_size"]))
+    ops["bound"] = host_bound_classes(ops["bound"], host_bound)
     summary = summarise(ops, m, w, spec, points)
     return Analysis(m, w, spec, ops, summary)
+
+
+def phase_steps(ops: pd.DataFrame, n_points: int) -> np.ndarray:
+    """Per row, the step time of its (point, phase): predict.queue_step over the phase's ops in order,
+    the per-layer ops as one block repeated num_hidden_layers times."""
+    out = np.empty(len(ops))
+    phase_codes = ops["phase"].cat.codes.to_numpy()
+    for code in np.unique(phase_codes):
+        sel = np.flatnonzero(phase_codes == code)  # point-major, ops in order within a point
+        n_ops = len(sel) // n_points
+        counts = ops["count"].to_numpy(float)[sel[:n_ops]]
+        host = ops["host_s"].to_numpy(float)[sel].reshape(n_points, n_ops)
+        stream = ops["stream_s"].to_numpy(float)[sel].reshape(n_points, n_ops)
+        out[sel] = np.repeat(queue_step(host, stream, counts, layer_block(counts)), n_ops)
+    return out
 
 
 def sweep_points(w: Workload) -> dict:

@@ -19,17 +19,31 @@ them; otherwise the datasheet roofline is used with a per-kernel minimum. Per oc
     fixed_s  the op's measured minimum device time (``measured.ops.NAME.fixed_us``: its kernels at
              the smallest size), else ``measured.kernel_min_us``, else the spec's CUDA-graph
              per-kernel figure (datasheet)
-  host_s   = per-occurrence host cost in the workload's execution mode: ``measured.ops.NAME.host_eager_us``
-             or ``host_graph_us`` where calibrated, else one kernel launch (spec eager / graph figure)
-  step time of a phase = sum over ops of count * max(predicted_time_s, host_s)
+  launch_gap_s = kernels * gap: the idle time the GPU spends between the op's kernels and the one
+             before (``measured.kernel_gap_us``, from a CUDA-graph replay against its kernel sum, else
+             the spec's CUDA-graph per-kernel figure; kernels: ``measured.ops.NAME.kernels``, else 1)
+  stream_s = predicted_time_s + launch_gap_s: how long the op holds the GPU's stream
+  host_s   = what one occurrence costs the host: eager, ``measured.ops.NAME.host_eager_us`` where
+             calibrated (the reference model's Python, dispatch and launches), else one eager launch
+             (the spec's figure); in a CUDA graph 0 (the replay is one launch for the whole step)
 
-The step time, tokens/s and the class shares of the summary (and so of advise, plot and report) are
-that one sum. Tables are interpolated linearly in log-log space between measured points and held
+The step time of a phase is a launch queue: the host issues the ops in order, each after its host_s;
+the GPU runs each op's stream_s once it is issued and the previous one is done. The step ends when
+the last op ends:
+  step = max over ops k of (host time up to and including k + GPU time from k to the end)
+which is sum(stream_s) when the GPU is the bottleneck (always in a CUDA graph), sum(host_s) plus the
+tail when the host is. The per-layer ops repeat num_hidden_layers times in order; the maximum over
+the repeats is taken in closed form (the first or the last layer). The summary's step time,
+tokens/s and class shares (and so advise, plot and report) are this one number; an op's share of it
+(``total_time_s``) is count * stream_s (a GPU-bound step) or count * host_s (a host-bound step),
+scaled to add up to the step. Tables are interpolated linearly in log-log space between measured points and held
 constant beyond the ends (no extrapolation). ``prediction_source`` says 'calibrated' where a
 measured table or fixed cost set the row's time, 'datasheet roofline' otherwise.
 
 Classes (``bound``): the roofline classes of classify.py, then two refinements from the prediction:
-  overhead  host_s > predicted_time_s (the host cannot launch the op as fast as the GPU runs it)
+  overhead  host_s > stream_s in a step whose host time exceeds its GPU time (the host cannot issue
+            the op as fast as the GPU runs it, and nothing hides it); in a GPU-bound step such an op
+            keeps its roofline class
   latency   (calibrated rows only) predicted_time_s >= LATENCY_RATIO * time_s: the op reaches less than
             half of its nearest roof, neither compute nor memory (fixed cost, small transfers, tails)
 Communication rows keep their class.
@@ -48,6 +62,7 @@ CALIBRATED, DATASHEET = "calibrated", "datasheet roofline"
 # keys of the measured: section this module reads (specs.py accepts them; documented in the YAML)
 KERNEL_KEYS = ("kernel_min_us", "bandwidth_curve", "gemm", "attention", "ops")
 _OP_KEYS = {"fixed_us", "host_eager_us", "host_graph_us", "kernels", "traffic"}
+KERNEL_KEYS = KERNEL_KEYS + ("kernel_gap_us",)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -62,6 +77,8 @@ def parse_kernel_tables(measured: dict, where: str) -> dict:
     w = f"{where}: measured"
     if measured.get("kernel_min_us") is not None:
         out["kernel_min_s"] = number(measured["kernel_min_us"], f"{w}.kernel_min_us", SpecError) * MICRO
+    if measured.get("kernel_gap_us") is not None:
+        out["kernel_gap_s"] = number(measured["kernel_gap_us"], f"{w}.kernel_gap_us", SpecError) * MICRO
     if measured.get("bandwidth_curve") is not None:
         c = _mapping(measured["bandwidth_curve"], f"{w}.bandwidth_curve", {"bytes", "gb_per_s"})
         x = _axis(c.get("bytes"), f"{w}.bandwidth_curve.bytes")
@@ -246,8 +263,8 @@ def prediction_columns(ops: pd.DataFrame, spec, cuda_graph: bool = False) -> dic
     fixed = np.full(n, k.get("kernel_min_s", spec.graph_launch_overhead_s))
     if "kernel_min_s" in k:
         calibrated |= ~comm
-    host_key = "host_graph_s" if cuda_graph else "host_eager_s"
-    host = np.full(n, spec.ceiling_launch_s(cuda_graph))
+    host = np.full(n, 0.0 if cuda_graph else spec.ceiling_launch_s(False))
+    kernels = np.ones(n)
     for i, name in enumerate(names):
         entry = per_op.get(name)
         if not entry:
@@ -256,13 +273,16 @@ def prediction_columns(ops: pd.DataFrame, spec, cuda_graph: bool = False) -> dic
         if "fixed_s" in entry:
             fixed[s] = entry["fixed_s"]
             calibrated |= s
-        if host_key in entry:
-            host[s] = entry[host_key]
+        if "host_eager_s" in entry and not cuda_graph:
+            host[s] = entry["host_eager_s"]
+        if "kernels" in entry:
+            kernels[s] = max(entry["kernels"], 1.0)
         if "traffic" in entry:
             t = s & elementwise
             model[t] = np.maximum(t_compute[t], t_mem[t] * entry["traffic"])
     fixed[comm] = 0.0  # collectives: the alpha of the link model is their fixed cost
     predicted = np.maximum(fixed, model)
+    gap = kernels * k.get("kernel_gap_s", spec.ceiling_launch_s(True))
 
     # 3. classes: overhead where the host is slower than the kernel, latency where no roof is reached
     b_codes, b_cats = _codes(ops["bound"])
@@ -273,24 +293,88 @@ def prediction_columns(ops: pd.DataFrame, spec, cuda_graph: bool = False) -> dic
     bound = np.where(t_compute >= t_memory, code["compute"], code["memory"])
     bound[keep] = code["communication"]
     bound[calibrated & ~keep & (predicted >= LATENCY_RATIO * t_roof)] = code["latency"]
-    bound[~keep & (host > predicted)] = code["overhead"]
+    bound[~keep & (host > predicted + gap)] = code["overhead"]  # kept only in host-bound steps (analysis)
     return {
         "predicted_time_s": predicted,
         "prediction_source": pd.Categorical.from_codes(np.where(calibrated, 0, 1), [CALIBRATED, DATASHEET]),
         "fixed_s": fixed,
+        "launch_gap_s": gap,
+        "stream_s": predicted + gap,
         "host_s": host,
         "bound": pd.Categorical.from_codes(bound, classes),
     }
 
 
+def host_bound_classes(bound: pd.Series, host_bound: np.ndarray) -> pd.Categorical:
+    """``bound`` with 'overhead' kept only in steps whose host time exceeds their GPU time; elsewhere the
+    host cost is hidden behind the GPU's queue and the op keeps its roofline class (memory: an op shorter
+    than a launch moves little and computes less)."""
+    cat = pd.Categorical(bound)
+    codes = np.asarray(cat.codes).copy()
+    cats = list(cat.categories)
+    if "overhead" in cats:
+        hidden = (codes == cats.index("overhead")) & ~host_bound
+        if hidden.any():
+            if "memory" not in cats:
+                cats.append("memory")
+            codes[hidden] = cats.index("memory")
+    return pd.Categorical.from_codes(codes, cats)
+
+
 def occurrence_time(ops: pd.DataFrame) -> np.ndarray:
-    """Seconds one occurrence of each row takes in the step: max(predicted_time_s, host_s)."""
-    return np.maximum(ops["predicted_time_s"].to_numpy(float), ops["host_s"].to_numpy(float))
+    """An occurrence's weight in the step's attribution: max(stream_s, host_s), seconds."""
+    return np.maximum(ops["stream_s"].to_numpy(float), ops["host_s"].to_numpy(float))
+
+
+def queue_step(host: np.ndarray, stream: np.ndarray, counts: np.ndarray, block=None) -> np.ndarray:
+    """Step time of the launch queue (module docstring) for ``host`` and ``stream`` [points, ops] (seconds
+    per occurrence, ops in execution order), ``counts`` [ops]. ``block`` = (start, stop): the ops
+    [start, stop) run as one block repeated counts[start] times (the layers); every other op runs its
+    occurrences back to back. Returns [points]."""
+    host = np.atleast_2d(host)
+    stream = np.atleast_2d(stream)
+    n_ops = host.shape[1]
+    segments = []  # (start, stop, repeats)
+    i = 0
+    while i < n_ops:
+        if block and i == block[0]:
+            segments.append((block[0], block[1], float(counts[block[0]])))
+            i = block[1]
+        else:
+            segments.append((i, i + 1, float(counts[i])))
+            i += 1
+    h_seg = np.stack([host[:, a:b].sum(axis=1) * r for a, b, r in segments], axis=1)  # host of all repeats
+    g_seg = np.stack([stream[:, a:b].sum(axis=1) * r for a, b, r in segments], axis=1)
+    h_before = np.cumsum(h_seg, axis=1) - h_seg
+    g_after = g_seg[:, ::-1].cumsum(axis=1)[:, ::-1] - g_seg
+    best = np.zeros(host.shape[0])
+    for j, (a, b, r) in enumerate(segments):
+        hb, gb = host[:, a:b], stream[:, a:b]
+        # inside one repeat: host up to and including op i + GPU from op i to the end of the repeat
+        inner = (np.cumsum(hb, axis=1) + gb[:, ::-1].cumsum(axis=1)[:, ::-1]).max(axis=1)
+        repeats = (r - 1) * np.maximum(hb.sum(axis=1), gb.sum(axis=1))  # the first or the last repeat
+        best = np.maximum(best, h_before[:, j] + inner + repeats + g_after[:, j])
+    return best
+
+
+def layer_block(counts: np.ndarray):
+    """(start, stop) of the contiguous run of ops with the largest count (> 1), or None."""
+    top = counts.max() if len(counts) else 0
+    if top <= 1:
+        return None
+    idx = np.flatnonzero(counts == top)
+    if idx[-1] - idx[0] + 1 != len(idx):
+        return None
+    return int(idx[0]), int(idx[-1]) + 1
 
 
 def step_time(ops: pd.DataFrame) -> float:
-    """Step time of these rows: sum of count * max(predicted_time_s, host_s), in seconds."""
-    return float((ops["count"].to_numpy(float) * occurrence_time(ops)).sum())
+    """Step time of these rows (one point, one phase, in execution order) by the launch queue, seconds."""
+    counts = ops["count"].to_numpy(float)
+    if not len(counts):
+        return 0.0
+    return float(queue_step(ops["host_s"].to_numpy(float)[None, :], ops["stream_s"].to_numpy(float)[None, :],
+                            counts, layer_block(counts))[0])
 
 
 def describe_source(spec) -> str:

@@ -35,10 +35,10 @@ _MEASURED_KEYS = {
     "peak_tflops", "mem_bandwidth_gb_per_s", "launch_overhead_us", "graph_launch_overhead_us",
     "collective_latency_us", "link_busbw_gb_per_s", "conditions",
     # the kernel model of roofline/predict.py (documented there and in reports/h200/calibration.yaml):
-    # kernel_min_us, bandwidth_curve {bytes, gb_per_s}, gemm {dtype: {tokens, weight_elements, efficiency}},
+    # kernel_min_us, kernel_gap_us, bandwidth_curve {bytes, gb_per_s}, gemm {dtype: {tokens, weight_elements, efficiency}},
     # attention {prefill: {query_len, flops_per_pair, efficiency}, decode: {kv_bytes, flops_per_kv_byte, efficiency}},
     # ops {name: {fixed_us, host_eager_us, host_graph_us, kernels}}
-    "kernel_min_us", "bandwidth_curve", "gemm", "attention", "ops",
+    "kernel_min_us", "kernel_gap_us", "bandwidth_curve", "gemm", "attention", "ops",
 }
 
 

@@ -109,3 +109,13 @@ def test_operands_rotate_through_copies_larger_than_the_l2():
     for _ in range(4):
         fn()
     assert seen == [11, 22, 33, 11]
+
+
+def test_kernel_gap_is_the_replay_minus_its_kernels_per_kernel():
+    from roofline.measure.calibrate import kernel_gap_s
+
+    # 2 ops per step: a (2 occurrences x 1 kernel) and b (1 x 3 kernels) = 5 kernels; 100 us of kernels
+    # replayed in 104 us -> 0.8 us per kernel
+    ops = pd.DataFrame({"n_kernels": [1.0, 3.0], "ref_count": [2, 1]})
+    assert kernel_gap_s(ops, {"graph_step_ref_s": 104e-6, "kernel_time_ref_s": 100e-6}) == pytest.approx(0.8e-6)
+    assert kernel_gap_s(ops, {"graph_step_ref_s": None, "kernel_time_ref_s": 100e-6}) is None

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import roofline
 from roofline.cli import main
 from roofline.errors import SpecError
-from roofline.predict import interp_loglog, interp_table, step_time
+from roofline.predict import interp_loglog, interp_table, layer_block, queue_step, step_time
 from roofline.specs import parse_spec
 
 DATA = Path(__file__).parent / "data"
@@ -55,8 +55,11 @@ def test_datasheet_fallback_is_roofline_with_a_kernel_minimum():
     # tiny_gpu: graph_launch_overhead_us 1e4 = 0.01 s per kernel minimum; eager launch 0.1 s
     assert ops["predicted_time_s"].to_numpy() == pytest.approx(np.maximum(ops["time_s"], 0.01).to_numpy())
     assert ops["host_s"].to_numpy() == pytest.approx(np.full(len(ops), 0.1))
+    # the GPU's gap before each kernel: the CUDA-graph figure, one kernel per op without calibration
+    assert ops["launch_gap_s"].to_numpy() == pytest.approx(np.full(len(ops), 0.01))
+    assert ops["stream_s"].to_numpy() == pytest.approx((ops["predicted_time_s"] + 0.01).to_numpy())
     r_graph = roofline.analyze(TINY_MODEL, tiny_spec(), phase="decode", cuda_graph=True)
-    assert r_graph.ops["host_s"].to_numpy() == pytest.approx(np.full(len(ops), 0.01))
+    assert (r_graph.ops["host_s"] == 0).all()  # a replay is one launch for the whole step
 
 
 def test_gemm_table_scales_the_roofline_time_and_sets_the_class():
@@ -114,7 +117,8 @@ def test_traffic_factor_multiplies_the_memory_time_of_element_wise_ops():
 
 
 def test_per_op_fixed_and_host_costs():
-    measured = {"kernel_min_us": 2e4, "ops": {"rope": {"fixed_us": 1e9, "host_eager_us": 3e5, "host_graph_us": 2e4}}}
+    measured = {"kernel_min_us": 2e4, "kernel_gap_us": 5e3,
+                "ops": {"rope": {"fixed_us": 1e9, "host_eager_us": 3e5, "host_graph_us": 2e4, "kernels": 8}}}
     spec = tiny_spec(measured)
     eager = roofline.analyze(TINY_MODEL, spec, phase="decode").ops.set_index("op")
     assert eager.loc["rope", "predicted_time_s"] == pytest.approx(1000.0)  # the fixed cost wins over 67 s
@@ -122,14 +126,20 @@ def test_per_op_fixed_and_host_costs():
     assert eager.loc["rope", "host_s"] == pytest.approx(0.3)
     assert eager.loc["attn_residual", "host_s"] == pytest.approx(0.1)  # not measured: one eager launch
     assert eager.loc["attn_residual", "fixed_s"] == pytest.approx(0.02)  # kernel_min_us
+    assert eager.loc["rope", "launch_gap_s"] == pytest.approx(8 * 0.005)  # 8 kernels x the measured gap
+    assert eager.loc["attn_residual", "launch_gap_s"] == pytest.approx(0.005)  # one kernel
+    assert eager.loc["rope", "stream_s"] == pytest.approx(1000.0 + 0.04)
     graph = roofline.analyze(TINY_MODEL, spec, phase="decode", cuda_graph=True).ops.set_index("op")
-    assert graph.loc["rope", "host_s"] == pytest.approx(0.02)
+    assert graph.loc["rope", "host_s"] == 0.0
 
 
 def test_overhead_when_the_host_is_slower_than_the_kernel():
-    spec = tiny_spec({"ops": {"attn_norm": {"host_eager_us": 1e9}}})  # 1000 s of host per norm
-    ops = roofline.analyze(TINY_MODEL, spec, phase="decode").ops.set_index("op")
-    assert ops.loc["attn_norm", "bound"] == "overhead"
+    # 1e6 s of host per norm: the step is host-bound, and the norm is its overhead
+    ops = roofline.analyze(TINY_MODEL, tiny_spec({"ops": {"attn_norm": {"host_eager_us": 1e12}}}), phase="decode").ops
+    assert ops.set_index("op").loc["attn_norm", "bound"] == "overhead"
+    # 1000 s (x 2 layers): the GPU's 20,565 s of work hide it; the norm keeps its roofline class
+    ops = roofline.analyze(TINY_MODEL, tiny_spec({"ops": {"attn_norm": {"host_eager_us": 1e9}}}), phase="decode").ops
+    assert ops.set_index("op").loc["attn_norm", "bound"] == "memory"
 
 
 def test_summary_step_is_the_one_formula_and_shares_add_up():
@@ -195,3 +205,38 @@ def test_a_10000_point_sweep_stays_fast():
                          phase="decode")
     assert len(r.summary) == 10_000 and not math.isnan(r.summary["decode_time_s"].iloc[-1])
     assert time.perf_counter() - start < 5.0
+
+
+def simulate(host, stream, counts, block):
+    """The launch queue by brute force: expand the sequence and run it op by op."""
+    seq = []
+    i = 0
+    while i < len(counts):
+        if block and i == block[0]:
+            seq += [j for _ in range(int(counts[i])) for j in range(block[0], block[1])]
+            i = block[1]
+        else:
+            seq += [i] * int(counts[i])
+            i += 1
+    h_done = g_done = 0.0
+    for j in seq:
+        h_done += host[j]  # the host has issued op j
+        g_done = max(g_done, h_done) + stream[j]  # the GPU runs it once issued and free
+    return g_done
+
+
+def test_queue_step_matches_a_brute_force_simulation():
+    # by hand: host [1, 1], GPU [3, 1], once each: op 0 issued at 1, runs to 4; op 1 issued at 2, runs 4 -> 5
+    assert queue_step(np.array([[1.0, 1.0]]), np.array([[3.0, 1.0]]), np.array([1, 1]))[0] == 5.0
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(3, 9))
+        counts = np.ones(n)
+        a = int(rng.integers(0, n - 1))
+        b = int(rng.integers(a + 1, n + 1))
+        counts[a:b] = rng.integers(2, 6)
+        counts[rng.integers(0, n)] = max(counts[rng.integers(0, n)], 1)
+        host, stream = rng.exponential(1.0, n), rng.exponential(1.0, n)
+        block = layer_block(counts)
+        got = queue_step(host[None, :], stream[None, :], counts, block)[0]
+        assert got == pytest.approx(simulate(host, stream, counts, block))

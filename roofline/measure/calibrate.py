@@ -281,6 +281,7 @@ def plain(obj):
 KERNEL_MODEL_DOC = """#
 # measured: keys of the kernel model (roofline/predict.py reads them; plain numbers, SI prefixes as named):
 #   kernel_min_us      device time of the smallest kernel (add_ on one element): the floor of any op
+#   kernel_gap_us      idle GPU time per kernel in a CUDA-graph replay of the reference's step (the launch gap)
 #   bandwidth_curve    bytes: bytes moved (read + written) by one bf16 element-wise kernel; gb_per_s: achieved
 #                      at that size. Element-wise and memory ops take bytes / this (log-log interpolated)
 #   gemm.<dtype>       tokens (M) x weight_elements (K*N) -> efficiency = roofline time / measured time of
@@ -572,6 +573,16 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
     w = Workload(batch_size=(1,), prompt_len=(128,), context_len=(128,), phase="decode")
     result = profile_model(small, w, spec=spec, layers=2, warmup=5, iters=repeats, timing_iters=50)
     out = op_costs(result.ops, result.steps.iloc[0])
+    gap = kernel_gap_s(result.ops, result.steps.iloc[0])
+    # the MoE ops (router, experts: a loop over the experts with a host sync each), on the same small model
+    # with 8 experts of which 2 per token (Mixtral's routing); eager only (not graph-capturable)
+    moe = parse_model(dict(SMALL_MODEL, name="calibration-small-moe", model_type="mixtral", num_local_experts=8,
+                           num_experts_per_tok=2), "calibration-small-moe")
+    moe_run = profile_model(moe, w, spec=spec, layers=2, warmup=5, iters=repeats, timing_iters=20)
+    for name, entry in op_costs(moe_run.ops, moe_run.steps.iloc[0]).items():
+        if name not in out:
+            entry.pop("host_graph_us", None)
+            out[name] = entry
     if bandwidth_curve:
         from roofline.predict import interp_loglog
 
@@ -590,7 +601,19 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
             "eager_step_us": round(step["eager_step_ref_s"] * 1e6, 2),
             "graph_step_us": round(graph * 1e6, 2) if graph else None,
             "kernel_time_us": round(step["kernel_time_ref_s"] * 1e6, 2)}
+    if gap is not None:
+        cond["kernel_gap_us"] = round(gap * 1e6, 3)
     return out, cond
+
+
+def kernel_gap_s(ops, step):
+    """Idle GPU time per kernel inside a CUDA-graph replay: (replayed step - its kernels' time) / kernels
+    per step. None without a graph measurement."""
+    graph = step["graph_step_ref_s"]
+    if not graph or math.isnan(graph):
+        return None
+    kernels = float((ops["n_kernels"].to_numpy(float) * ops["ref_count"].to_numpy(float)).sum())
+    return max(graph - step["kernel_time_ref_s"], 0.0) / kernels if kernels else None
 
 
 def op_costs(ops, step) -> dict:
@@ -628,5 +651,7 @@ def measure_kernel_model(spec) -> tuple:
     out["gemm"] = {"bf16": measure_gemm_table(spec)}
     out["attention"] = measure_attention_tables(spec)
     out["ops"], ops_cond = measure_op_costs(spec, bandwidth_curve=out["bandwidth_curve"])
+    if ops_cond.get("kernel_gap_us") is not None:
+        out["kernel_gap_us"] = ops_cond["kernel_gap_us"]
     conditions = {"kernel_model_seconds": round(time.perf_counter() - t0, 1), "ops_measured_on": ops_cond}
     return out, conditions
