@@ -852,9 +852,9 @@ def error_distribution(ops: pd.DataFrame, ax, key_ops=("q_proj", "k_proj", "v_pr
     lo, hi = max(np.nanmin(both), -100.0), min(np.nanmax(both), 300.0)
     bins = np.linspace(min(lo, -30.0), max(hi, 30.0), 41)
     ax.hist(np.clip(err[finite & key], bins[0], bins[-1]), bins=bins, color="#1f77b4", alpha=0.8,
-            label="projections + attention, calibrated", gid="errors-key")
+            label="projections + attention, predicted", gid="errors-key")
     ax.hist(np.clip(err[finite & ~key], bins[0], bins[-1]), bins=bins, color="#ff7f0e", alpha=0.5,
-            label="other ops, calibrated", gid="errors-other")
+            label="other ops, predicted", gid="errors-other")
     ax.hist(np.clip(roof[np.isfinite(roof) & key], bins[0], bins[-1]), bins=bins, histtype="step", color="k",
             lw=1.0, label="projections + attention, pure roofline", gid="errors-roofline")
     for x in (-25, -10, 10, 25):

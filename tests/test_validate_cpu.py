@@ -58,9 +58,9 @@ def test_error_summary_against_the_targets():
     steps = pd.DataFrame({"phase": ["decode", "decode", "prefill"], "mode": ["eager", "graph", "eager"],
                           "error": [0.09, -0.12, 0.14], "roofline_error": [-0.3, -0.2, -0.05]})
     s = error_summary(ops, steps).set_index("check")
-    med = s.loc["projections + attention, calibrated (median)"]
+    med = s.loc["projections + attention, predicted (median)"]
     assert med["n"] == 3 and med["median_abs_error"] == pytest.approx(0.08) and med["passed"]
-    worst = s.loc["projections + attention, calibrated (worst)"]
+    worst = s.loc["projections + attention, predicted (worst)"]
     assert worst["worst_abs_error"] == pytest.approx(0.30) and not worst["passed"]
     assert s.loc["projections + attention, pure roofline (median)", "median_abs_error"] == pytest.approx(0.2)
     assert s.loc["decode step, eager", "passed"] and not s.loc["decode step, graph", "passed"]  # 12% > 10%

@@ -264,8 +264,8 @@ def error_summary(ops: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
                      "target": target, "on": stat, "passed": bool(value <= target) if len(e) else False})
 
     if len(key):
-        add("projections + attention, calibrated (median)", key["error"], TARGETS["key_ops_median"], "median")
-        add("projections + attention, calibrated (worst)", key["error"], TARGETS["key_ops_worst"], "worst")
+        add("projections + attention, predicted (median)", key["error"], TARGETS["key_ops_median"], "median")
+        add("projections + attention, predicted (worst)", key["error"], TARGETS["key_ops_worst"], "worst")
         add("projections + attention, pure roofline (median)", key["roofline_error"], TARGETS["key_ops_median"],
             "median")
     for phase in ("decode", "prefill"):
@@ -358,7 +358,7 @@ def render_summary(v: Validation, checks: pd.DataFrame, command: str = "") -> st
                   render.text_table(key, OP_TABLE, markdown=True), ""]
         by_op = (v.ops.assign(abs_error=v.ops["error"].abs()).groupby("op", sort=False)["abs_error"]
                  .agg(["median", "max"]).reset_index())
-        lines += ["## Every op: |error| over the cases", "",
+        lines += ["## Every op: abs error over the cases", "",
                   render.text_table(by_op, {"op": ("op", str), "median": ("median", render.percent),
                                             "max": ("worst", render.percent)}, markdown=True), ""]
     if v.notes:
@@ -382,8 +382,8 @@ def _si_s(v):
 
 CHECK_TABLE = {
     "check": ("check", str), "n": ("n", lambda v: f"{v:d}"),
-    "median_abs_error": ("median |error|", lambda v: "-" if _missing(v) else f"{100 * v:.1f}%"),
-    "worst_abs_error": ("worst |error|", lambda v: "-" if _missing(v) else f"{100 * v:.1f}%"),
+    "median_abs_error": ("median abs error", lambda v: "-" if _missing(v) else f"{100 * v:.1f}%"),
+    "worst_abs_error": ("worst abs error", lambda v: "-" if _missing(v) else f"{100 * v:.1f}%"),
     "target": ("target", lambda v: f"{100 * v:.0f}%"), "on": ("on", str),
     "passed": ("passed", lambda v: "yes" if v else "NO"),
 }
