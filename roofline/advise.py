@@ -8,8 +8,8 @@ speedup is a guessed factor.
 
 Assumptions, numbered:
 1. The time of a phase is the summary's ``{phase}_time_s``: the calibrated step of predict.py, each op
-   max(predicted kernel time, host cost of the execution mode: eager, or the CUDA-graph figure when
-   the workload says cuda_graph). Without the host cost CUDA graphs could not be weighed against the
+   the launch queue of the ops' GPU time (kernels + launch gaps) and their host cost in the execution
+   mode (eager, or nothing per op when the workload says cuda_graph). Without the host cost CUDA graphs could not be weighed against the
    rest. The shares of time per bound class quoted in ``why`` are the summary's, on the same basis.
 2. ``predicted_speedup`` is baseline time / new time of the phase (``metric`` 'step time'), except
    for a larger batch, where it is the tokens/s gain (``metric`` 'tokens/s'): the step gets longer,
@@ -587,7 +587,7 @@ def _measured_walls(measured, phase):
 
 
 def _with_launch(ops: pd.DataFrame) -> float:
-    """Time of these op rows in the step: predict.step_time, sum of count * max(predicted_time_s, host_s)."""
+    """Time of these op rows run on their own: predict.step_time (the launch queue)."""
     return step_time(ops)
 
 

@@ -149,8 +149,8 @@ def ops_frame(m: ModelConfig, w: Workload, points: dict) -> pd.DataFrame:
 def summarise(ops: pd.DataFrame, m: ModelConfig, w: Workload, spec: HardwareSpec, points: dict) -> pd.DataFrame:
     """One row per point: phase times, tokens/s, share of time per bound class, memory fit, ridge batch.
 
-    ``{phase}_time_s`` (and tokens/s, shares) is the step of predict.py: sum of count * max(predicted_time_s,
-    host_s); ``{phase}_roofline_time_s`` is the pure roofline sum, count * time_s, beside it.
+    ``{phase}_time_s`` (and tokens/s, shares) is the step of predict.py's launch queue (``phase_steps``);
+    ``{phase}_roofline_time_s`` is the pure roofline sum, count * time_s, beside it.
     """
     n = len(points["batch_size"])
     b, p, c = points["batch_size"], points["prompt_len"], points["context_len"]

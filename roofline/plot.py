@@ -348,7 +348,7 @@ def time_breakdown(ops: pd.DataFrame, ax, by: str = "op", top: int = 8, point: i
     seen, percent_texts = set(), []
     for i, phase in enumerate(phases):
         rows = ops[ops["phase"].astype(str) == phase]
-        if "total_time_s" in rows:  # the step's basis (predict.py): count x max(predicted, host)
+        if "total_time_s" in rows:  # each op's part of the step (predict.py)
             total_s = rows["total_time_s"].to_numpy(dtype=float)
         else:
             total_s = rows["count"].to_numpy(dtype=float) * rows["time_s"].to_numpy(dtype=float)

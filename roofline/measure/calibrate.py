@@ -291,11 +291,13 @@ KERNEL_MODEL_DOC = """#
 #   attention.decode   kv_bytes (K + V read) x flops_per_kv_byte (the GQA ratio in bf16) -> efficiency of
 #                      one-query flash SDPA against a cache
 #   ops.<name>         the reference model's op <name>: fixed_us (its kernels at the smallest size: a floor),
-#                      host_eager_us / host_graph_us (what one occurrence costs the host eager / inside a
-#                      CUDA graph), kernels (per occurrence), traffic (element-wise ops: measured time
-#                      at a large size over ideal bytes / bandwidth: the reference's extra passes)
-# An op's predicted time = max(fixed, roofline time / efficiency); a step = sum of count * max(predicted,
-# host cost of the mode). Efficiencies use this file's measured peak and bandwidth.
+#                      host_eager_us (what one occurrence costs the host, eager), host_graph_us (its share
+#                      of a CUDA-graph replay of the small model; recorded, not used: in a graph the
+#                      prediction adds kernel_gap_us per kernel), kernels (per occurrence), traffic
+#                      (element-wise ops: measured time at a large size over ideal bytes / bandwidth)
+# An op's predicted time = max(fixed, roofline time / efficiency); a step = the launch queue of the ops'
+# GPU time (predicted + kernels x kernel_gap) and host cost (host_eager; none inside a CUDA graph).
+# Efficiencies use this file's measured peak and bandwidth.
 """
 
 

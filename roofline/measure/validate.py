@@ -7,7 +7,7 @@ Method, per case (a model, a phase, one batch / prompt / context):
    wall time of one step eager and replayed as a CUDA graph (CUDA events).
 2. ``analyze`` predicts the same ``layers``-layer model at the same point with the same spec, once
    eager and once with ``cuda_graph``: per op ``predicted_time_s`` (kernel), per step the summary's
-   ``{phase}_time_s`` (sum of count * max(predicted, host), predict.py).
+   ``{phase}_time_s`` (predict.py's launch queue).
 3. error = predicted / measured - 1, per op (kernel against kernel) and per step (step against the
    wall-clock step of the same mode). The same like-for-like model, so no scaling is involved.
 
