@@ -14,7 +14,13 @@ from click.testing import CliRunner
 import roofline
 from roofline.cli import main
 from roofline.errors import SpecError
-from roofline.predict import interp_loglog, interp_table, layer_block, queue_step, step_time
+from roofline.predict import (
+    interp_loglog,
+    interp_table,
+    layer_block,
+    queue_step,
+    step_time,
+)
 from roofline.specs import parse_spec
 
 DATA = Path(__file__).parent / "data"

@@ -10,7 +10,13 @@ from click.testing import CliRunner
 
 from roofline.cli import main
 from roofline.measure.validate import (
-    TARGETS, error_summary, graph_advice, load_validation, rescore, validate, write_validation,
+    TARGETS,
+    error_summary,
+    graph_advice,
+    load_validation,
+    rescore,
+    validate,
+    write_validation,
 )
 
 DATA = Path(__file__).parent / "data"

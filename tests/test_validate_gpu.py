@@ -23,7 +23,12 @@ def test_kernel_time_is_the_kernels_not_the_host():
 
 
 def test_small_tables_load_into_a_spec(tmp_path):
-    from roofline.measure.calibrate import build_spec, measure_bandwidth_curve, measure_gemm_table, write_spec
+    from roofline.measure.calibrate import (
+        build_spec,
+        measure_bandwidth_curve,
+        measure_gemm_table,
+        write_spec,
+    )
     from roofline.measure.nvml import spec_name_for_gpu
     from roofline.specs import resolve_spec_path
     from roofline.validate import load_mapping

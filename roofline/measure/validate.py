@@ -73,7 +73,7 @@ class Validation:
 
 def _case_setup(case, layers: int):
     """(reference ModelConfig of ``layers`` layers, Workload) of one case."""
-    label, model, phase, batch, prompt, context = case
+    _, model, phase, batch, prompt, context = case
     m = load_model(model if str(model).endswith((".yaml", ".json")) else data_dir("examples") / f"{model}.yaml")
     raw = {"batch_size": batch, "prompt_len": prompt, "phase": phase}
     if context:
