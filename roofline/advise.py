@@ -7,11 +7,10 @@ flag expresses, from re-classifying the ops frame with the fused ops (``fuse_ele
 speedup is a guessed factor.
 
 Assumptions, numbered:
-1. The time of a phase is one step with the launch floor, the summary's ``{phase}_time_with_launch_s``
-   (each op takes at least one kernel launch: eager, or the CUDA-graph figure when the workload
-   says cuda_graph). Without the floor CUDA graphs could not be weighed against the rest. The
-   shares of time per bound class quoted in ``why`` are on the same basis, so an op shorter than a
-   launch counts as a launch of overhead.
+1. The time of a phase is the summary's ``{phase}_time_s``: the calibrated step of predict.py, each op
+   the launch queue of the ops' GPU time (kernels + launch gaps) and their host cost in the execution
+   mode (eager, or nothing per op when the workload says cuda_graph). Without the host cost CUDA graphs could not be weighed against the
+   rest. The shares of time per bound class quoted in ``why`` are the summary's, on the same basis.
 2. ``predicted_speedup`` is baseline time / new time of the phase (``metric`` 'step time'), except
    for a larger batch, where it is the tokens/s gain (``metric`` 'tokens/s'): the step gets longer,
    so single-stream latency does not improve; ``step_time_ratio`` (new / baseline) says by how much.
@@ -49,6 +48,7 @@ import pandas as pd
 from roofline.analysis import Analysis, analyze
 from roofline.classify import BOUNDS, classify
 from roofline.dtypes import DTYPE_BYTES
+from roofline.predict import occurrence_time, predict, step_time
 from roofline.errors import ConfigError, RooflineError
 from roofline.render import si
 
@@ -179,8 +179,8 @@ def fuse_elementwise(ops: pd.DataFrame, spec, cuda_graph: bool = False) -> pd.Da
     base["count"] = pd.Series(left)
     frame = pd.concat([base[base["count"] > 0], pd.DataFrame(fused)], ignore_index=True)
     frame["count"] = frame["count"].astype(np.int64)
-    out = classify(frame, spec, cuda_graph=cuda_graph)
-    out["total_time_s"] = out["count"] * out["time_s"]
+    out = predict(classify(frame, spec, cuda_graph=cuda_graph), spec, cuda_graph=cuda_graph)
+    out["total_time_s"] = out["count"] * occurrence_time(out)
     return out
 
 
@@ -216,7 +216,7 @@ class _Context:
         self.phases = {p: _PhaseFacts(analysis, p) for p in self.w.phases}
 
     def time(self, result: Analysis, phase: str) -> float:
-        return float(result.summary[f"{phase}_time_with_launch_s"].iloc[0])
+        return float(result.summary[f"{phase}_time_s"].iloc[0])
 
     def rerun(self, overrides: dict):
         """The changed analysis, or None where the model or the part cannot take the change."""
@@ -252,13 +252,11 @@ class _PhaseFacts:
         s = analysis.summary.iloc[0]
         ops = analysis.ops[analysis.ops["phase"] == phase]
         self.name = phase
-        # shares of the step with the launch floor (assumption 1): an op under one launch counts a launch
-        with_launch = ops["count"] * np.maximum(ops["time_s"], ops["launch_s"])
-        by_class = with_launch.groupby(ops["bound"].astype(str)).sum()
-        self.shares = {cls: float(by_class.get(cls, 0.0)) / float(with_launch.sum()) for cls in BOUNDS}
+        # shares and step time: the summary's (assumption 1)
+        self.shares = {cls: float(s[f"{phase}_share_{cls}"]) for cls in BOUNDS}
         self.bound = max(self.shares, key=self.shares.get)
-        self.time_s = float(s[f"{phase}_time_with_launch_s"])
-        self.roofline_time_s = float(s[f"{phase}_time_s"])
+        self.time_s = float(s[f"{phase}_time_s"])
+        self.roofline_time_s = float(s[f"{phase}_roofline_time_s"])
         count = ops["count"].to_numpy()
         read = float((count * ops["bytes_read"]).sum())
         self.weight_share = float((count * ops["weight_bytes_read"]).sum()) / read
@@ -270,7 +268,7 @@ class _PhaseFacts:
         flops = count * ops["flops"]
         self.linear_flop_share = float(flops[linear].sum()) / float(flops.sum())
         self.kernels = int(count.sum())
-        self.short_kernels = int(count[(ops["time_s"] < ops["launch_s"]).to_numpy()].sum())
+        self.short_kernels = int(count[(ops["predicted_time_s"] < ops["host_s"]).to_numpy()].sum())
 
     @property
     def bound_text(self) -> str:
@@ -507,7 +505,7 @@ def _fusion(ctx: _Context, measured):
             got = m[m["op"].isin(names)].groupby("op")["measured_time_s"].sum()
             absent = chain[~chain["op"].isin(got.index)]  # ops not measured: their analytic time
             measured_chain = float(got.sum()) + float(
-                (absent["count"] * np.maximum(absent["time_s"], absent["launch_s"])).sum())
+                step_time(absent))
             base = float(m["measured_time_s"].sum())
             new = base - max(measured_chain - fused_time, 0.0)
             why = (f"measured: {', '.join(got.index)} take {si(measured_chain, 's')} against "
@@ -595,8 +593,8 @@ def _measured_walls(measured, phase):
 
 
 def _with_launch(ops: pd.DataFrame) -> float:
-    """Time of these op rows with the launch floor: sum of count * max(time_s, launch_s)."""
-    return float((ops["count"] * np.maximum(ops["time_s"], ops["launch_s"])).sum())
+    """Time of these op rows run on their own: predict.step_time (the launch queue)."""
+    return step_time(ops)
 
 
 def _linear_text(p: _PhaseFacts) -> str:

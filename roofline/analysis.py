@@ -15,6 +15,7 @@ from roofline.classify import BOUNDS, classify
 from roofline.config import (
     ModelConfig, Workload, check_fit, load_model_and_workload, parse_workload, with_checkpoint_weights,
 )
+from roofline.predict import host_bound_classes, layer_block, prediction_columns, queue_step
 from roofline.errors import ConfigError
 from roofline.quant import on_gpu
 from roofline.specs import HardwareSpec, load_spec
@@ -70,11 +71,35 @@ def analyze(model, gpu, workload: Optional[Workload] = None, **overrides) -> Ana
             f"narrow the ranges or use fewer values"
         )
     ops = classify(ops_frame(m, w, points), spec, cuda_graph=w.cuda_graph)
-    ops["total_time_s"] = ops["count"] * ops["time_s"]
+    for key, value in prediction_columns(ops, spec, cuda_graph=w.cuda_graph).items():  # predict.py, in place
+        ops[key] = value
+    # the step of each (point, phase) by predict.py's launch queue, and each op's share of it: in proportion
+    # to count * stream_s where the GPU is the bottleneck of the step, count * host_s where the host is
     key = ops["point"].to_numpy() * 2 + ops["phase"].cat.codes.to_numpy()  # (point, phase) group id
-    ops["share"] = ops["total_time_s"] / np.bincount(key, weights=ops["total_time_s"].to_numpy())[key]
+    count = ops["count"].to_numpy()
+    stream, host = ops["stream_s"].to_numpy(), ops["host_s"].to_numpy()
+    host_bound = (np.bincount(key, weights=count * host) > np.bincount(key, weights=count * stream))[key]
+    weight = count * np.where(host_bound, host, stream)
+    ops["share"] = weight / np.bincount(key, weights=weight)[key]
+    ops["total_time_s"] = ops["share"].to_numpy() * phase_steps(ops, len(points["batch_size"]))
+    ops["bound"] = host_bound_classes(ops["bound"], host_bound)
     summary = summarise(ops, m, w, spec, points)
     return Analysis(m, w, spec, ops, summary)
+
+
+def phase_steps(ops: pd.DataFrame, n_points: int) -> np.ndarray:
+    """Per row, the step time of its (point, phase): predict.queue_step over the phase's ops in order,
+    the per-layer ops as one block repeated num_hidden_layers times."""
+    out = np.empty(len(ops))
+    phase_codes = ops["phase"].cat.codes.to_numpy()
+    for code in np.unique(phase_codes):
+        sel = np.flatnonzero(phase_codes == code)  # point-major, ops in order within a point
+        n_ops = len(sel) // n_points
+        counts = ops["count"].to_numpy(float)[sel[:n_ops]]
+        host = ops["host_s"].to_numpy(float)[sel].reshape(n_points, n_ops)
+        stream = ops["stream_s"].to_numpy(float)[sel].reshape(n_points, n_ops)
+        out[sel] = np.repeat(queue_step(host, stream, counts, layer_block(counts)), n_ops)
+    return out
 
 
 def sweep_points(w: Workload) -> dict:
@@ -129,13 +154,17 @@ def ops_frame(m: ModelConfig, w: Workload, points: dict) -> pd.DataFrame:
 
 
 def summarise(ops: pd.DataFrame, m: ModelConfig, w: Workload, spec: HardwareSpec, points: dict) -> pd.DataFrame:
-    """One row per point: phase times, tokens/s, share of time per bound class, memory fit, ridge batch."""
+    """One row per point: phase times, tokens/s, share of time per bound class, memory fit, ridge batch.
+
+    ``{phase}_time_s`` (and tokens/s, shares) is the step of predict.py's launch queue (``phase_steps``);
+    ``{phase}_roofline_time_s`` is the pure roofline sum, count * time_s, beside it.
+    """
     n = len(points["batch_size"])
     b, p, c = points["batch_size"], points["prompt_len"], points["context_len"]
     out = {"point": np.arange(n), "batch_size": b, "prompt_len": p, "context_len": c}
     point = ops["point"].to_numpy()
-    total = ops["count"].to_numpy() * ops["time_s"].to_numpy()
-    with_launch = ops["count"].to_numpy() * np.maximum(ops["time_s"].to_numpy(), ops["launch_s"].to_numpy())
+    total = ops["total_time_s"].to_numpy()
+    roofline = ops["count"].to_numpy() * ops["time_s"].to_numpy()
     bound = ops["bound"].to_numpy()
     phase_col = ops["phase"].to_numpy()
     for phase in ("prefill", "decode"):
@@ -144,7 +173,7 @@ def summarise(ops: pd.DataFrame, m: ModelConfig, w: Workload, spec: HardwareSpec
         sel = phase_col == phase
         t = np.bincount(point[sel], weights=total[sel], minlength=n)
         out[f"{phase}_time_s"] = t
-        out[f"{phase}_time_with_launch_s"] = np.bincount(point[sel], weights=with_launch[sel], minlength=n)
+        out[f"{phase}_roofline_time_s"] = np.bincount(point[sel], weights=roofline[sel], minlength=n)
         for key in ("flops", "bytes_read", "bytes_written"):
             v = ops[key].to_numpy() * ops["count"].to_numpy()
             out[f"{phase}_{key}"] = np.bincount(point[sel], weights=v[sel], minlength=n)
@@ -176,7 +205,9 @@ def summarise(ops: pd.DataFrame, m: ModelConfig, w: Workload, spec: HardwareSpec
         weight_bytes = float(stored[layer].sum() / w.pp + max(stored[np.isin(names, FIRST_STAGE_OPS)].sum(), head))
     else:
         weight_bytes = float(stored.sum())
-    longest = np.maximum(p, c) if "decode" in w.phases else p
+    # the largest context the workload reaches: the last generated token, not the mean context
+    last = p + w.gen_tokens if (w.gen_tokens and not w.context_len) else c
+    longest = np.maximum(p, last) if "decode" in w.phases else p
     kv = b / w.ep * _kv_cache_bytes_per_sequence(m, w, longest) / w.pp  # ep: 1/ep of the sequences per GPU
     out["weight_bytes"] = np.full(n, weight_bytes)
     out["kv_cache_bytes"] = kv

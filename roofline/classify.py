@@ -33,7 +33,9 @@ from roofline.specs import HardwareSpec
 
 # One vocabulary of classes for both sides; each has one colour in the charts (plot.BOUND_COLORS).
 CLASSES = ("compute", "memory", "communication", "overhead", "latency", "unknown")
-BOUNDS = CLASSES[:4]  # what a prediction can say (the summary's share columns, one per class)
+# what a prediction can say (the summary's share columns, one per class); "latency": neither roof reached,
+# set by predict.py from the calibrated kernel model
+BOUNDS = CLASSES[:5]
 MEASURED_BOUNDS = CLASSES  # a measurement can also be latency-bound, or unknown (no FLOP/byte count)
 
 

@@ -287,7 +287,9 @@ def render_single_point(result, markdown: bool) -> str:
 
         head += (f"; MLA {mla_form(w, 'prefill')} in prefill, {mla_form(w, 'decode')} in decode "
                  f"(--mla), latent KV cache")
-    out = [head]
+    from roofline.predict import describe_source
+
+    out = [head, describe_source(spec)]
     for phase in w.phases:
         rows = result.ops[result.ops["phase"] == phase]
         if phase == "prefill":
@@ -298,8 +300,8 @@ def render_single_point(result, markdown: bool) -> str:
                      f"{render.si(s['decode_tokens_per_s'])} tokens/s")
         out += ["", title, render.text_table(rows, render.OP_TABLE, markdown)]
         shares = ", ".join(f"{cls} {render.percent(s[f'{phase}_share_{cls}'])}"
-                           for cls in ("compute", "memory", "communication", "overhead"))
-        out.append(f"time by bound: {shares}; with launch floor: {render.si(s[f'{phase}_time_with_launch_s'], 's')}")
+                           for cls in ("compute", "memory", "communication", "overhead", "latency"))
+        out.append(f"time by bound: {shares}; pure roofline: {render.si(s[f'{phase}_roofline_time_s'], 's')}")
     out += [
         "",
         f"memory per GPU: weights {render.si(s['weight_bytes'], 'B')} + KV cache {render.si(s['kv_cache_bytes'], 'B')}"
@@ -475,11 +477,13 @@ def profile_transformers(m, w, gpu, layers, trace_dir, fmt, output, plot_file, f
 @click.option("--gpu", default="auto", show_default=True, help="Shipped spec to extend: auto (from the GPU's name), a name or a path.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the calibrated spec YAML here.")
 @click.option("--quick", is_flag=True, help="Small sizes and few repeats: a smoke test, not real numbers.")
+@click.option("--kernels/--no-kernels", default=True, show_default=True,
+              help="Also measure the kernel model the prediction uses (bandwidth by size, GEMM and attention tables, per-op costs).")
 @click.option("--collectives", is_flag=True, help="Also measure all-reduce bus bandwidth and latency over the GPUs present.")
 @click.option("--nproc", type=click.IntRange(min=2), help="With --collectives: GPUs to use on this host (default: all).")
 @rendezvous_options
 @library_errors
-def calibrate(gpu, output, quick, collectives, nproc, rendezvous):
+def calibrate(gpu, output, quick, kernels, collectives, nproc, rendezvous):
     """Measure this GPU's ceilings (bandwidth, matmul FLOP/s per dtype, launch floor) into a spec YAML.
 
     \b
@@ -489,7 +493,7 @@ def calibrate(gpu, output, quick, collectives, nproc, rendezvous):
     from roofline.measure.calibrate import calibrate as run_calibrate, write_spec
 
     refuse_input_as_output(output, {"spec": gpu})
-    raw = run_calibrate(output=None, spec=None if gpu == "auto" else gpu, quick=quick)
+    raw = run_calibrate(output=None, spec=None if gpu == "auto" else gpu, quick=quick, kernels=kernels)
     if collectives:
         from roofline.measure.collectives import calibrate_collectives, merge_collectives
 
@@ -499,10 +503,56 @@ def calibrate(gpu, output, quick, collectives, nproc, rendezvous):
     if output:
         write_spec(raw, output)
     measured = raw.get("measured", {})
-    lines = [f"{k}: {v}" for k, v in measured.items() if k != "conditions"]
+    lines = [f"{k}: {v}" if not isinstance(v, dict) else f"{k}: table ({', '.join(map(str, v))})"
+             for k, v in measured.items() if k != "conditions"]
     if output:
         lines.append(f"wrote {output}; use it with --gpu {output}")
     click.echo("\n".join(lines))
+
+
+
+# ------------------------------------------------------------------------------------------------
+@main.command("validate")
+@click.option("--gpu", default="auto", show_default=True,
+              help="Spec to predict with: auto (the detected GPU's shipped spec), a name or a calibrated spec YAML.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Report folder (default: reports/validate-SPEC).")
+@click.option("--layers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Decoder layers of the reference model per case.")
+@click.option("--quick", is_flag=True, help="Two cases instead of the whole matrix: a smoke test.")
+@click.option("--rescore", "rescore_dir", type=click.Path(file_okay=False, exists=True),
+              help="No GPU: score the measurements of a written validate folder with --gpu's prediction instead.")
+@library_errors
+def validate_command(gpu, out_dir, layers, quick, rescore_dir):
+    """Run the reference model over a matrix (MHA, GQA, MoE, a small model; prefill and decode; batch 1-256;
+    context 128-32k; eager and CUDA graph) and print the predicted against the measured time per op and
+    per step, with the error; write tables, an error-distribution chart and the device to a folder.
+    With --rescore DIR, no GPU: the measurements in DIR scored with the prediction of --gpu.
+
+    \b
+    Example (needs a CUDA GPU):
+      roofline validate --gpu h200 --out validate-h200 --quick
+    """
+    from roofline.validation import (
+        CHECK_TABLE, MATRIX, QUICK_MATRIX, STEP_TABLE, error_summary, load_validation, rescore, validate,
+        write_validation,
+    )
+
+    def log(line):
+        click.echo(line, err=True)
+
+    if rescore_dir:
+        if gpu == "auto":
+            raise click.UsageError("--rescore needs --gpu: the spec whose prediction to score (a name or a path)")
+        result = rescore(load_validation(rescore_dir), gpu)
+    else:
+        result = validate(spec=None if gpu == "auto" else gpu, matrix=QUICK_MATRIX if quick else MATRIX,
+                          layers=layers, log=log)
+    path = write_validation(result, out_dir or f"reports/validate-{result.device['spec']}",
+                            command=" ".join(["roofline", *sys.argv[1:]]))
+    out = [render.text_table(result.steps, STEP_TABLE, False), "",
+           render.text_table(error_summary(result.ops, result.steps), CHECK_TABLE, False), "", f"wrote {path}"]
+    click.echo("\n".join(out))
 
 
 TRACE_TABLE = {
@@ -794,6 +844,7 @@ def specs_show(name, fmt, output):
     Example:
       roofline specs show a10
     """
+    from roofline.predict import describe_source
     from roofline.specs import load_spec
 
     refuse_input_as_output(output, {"spec": name})
@@ -836,6 +887,7 @@ def specs_show(name, fmt, output):
         f"launch overhead: {render.si(spec.launch_overhead_s, 's')} eager, "
         f"{render.si(spec.graph_launch_overhead_s, 's')} in a CUDA graph; "
         f"collective latency {render.si(spec.collective_latency_s, 's')}",
+        describe_source(spec),
         "",
     ]
     formats = {

@@ -38,7 +38,10 @@ from roofline.measure.run import MeasuredRun
 
 # measured columns renamed where they meet the analytic frame (per call of the op)
 MEASURED_NAMES = {"calls": "ref_count", "gpu_time_s": "measured_time_s", "gpu_time_spread": "measured_time_spread"}
-PREDICTED_NAMES = {"time_s": "predicted_time_s", "bound": "predicted_bound", "total_time_s": "predicted_total_time_s",
+# the analysis' roofline time meets the run as predicted_time_s (per call); its calibrated prediction
+# (predict.py's predicted_time_s) as calibrated_time_s
+PREDICTED_NAMES = {"time_s": "predicted_time_s", "predicted_time_s": "calibrated_time_s",
+                   "bound": "predicted_bound", "total_time_s": "predicted_total_time_s",
                    "share": "predicted_share"}
 COMM_COLUMNS = ["comm_time_s", "exposed_comm_s", "message_bytes", "predicted_comm_s", "datasheet_comm_s",
                 "link_bytes_per_s", "comm_time_min_rank_s", "comm_time_max_rank_s", "busbw_bytes_per_s",
@@ -219,8 +222,8 @@ def check_advice(comparison: Comparison, advice: pd.DataFrame, measured: pd.Data
     baseline_s, changed_s and how; NaN speedups where the change was not measured. ``measured`` is
     ``measure_suggestions``' frame for ``advice``, row for row.
 
-    Predicted on the reference: the phase time with the launch floor, before / after the change (a
-    CUDA graph: eager floor before, graph floor after); a larger batch is a tokens/s gain, so both
+    Predicted on the reference: the summary's step time (predict.py: host costs of the workload's
+    execution mode included), before / after the change; a larger batch is a tokens/s gain, so both
     speedups are multiplied by new batch / old batch."""
     a = comparison.analysis
     layers = comparison.run.layers or a.model.num_hidden_layers
@@ -237,9 +240,9 @@ def check_advice(comparison: Comparison, advice: pd.DataFrame, measured: pd.Data
             phase, overrides = m["phase"], m["overrides"]
             base_pred = base_pred or analyze(ref_model, a.spec, workload=a.workload)
             new_pred = analyze(ref_model, a.spec, workload=with_changes(a.workload, **overrides))
-            before = float(base_pred.summary[f"{phase}_time_with_launch_s"].iloc[0])
-            after_key = f"{phase}_time_s" if "cuda_graph" in overrides else f"{phase}_time_with_launch_s"
-            ratio = before / float(new_pred.summary[after_key].iloc[0])
+            # the summary's step (predict.py): eager host costs before, the graph's after a CUDA-graph change
+            before = float(base_pred.summary[f"{phase}_time_s"].iloc[0])
+            ratio = before / float(new_pred.summary[f"{phase}_time_s"].iloc[0])
             achieved = m["baseline_s"] / m["changed_s"]
             if "batch_size" in overrides:  # a throughput gain: tokens per second, not step time
                 gain = overrides["batch_size"] / a.workload.batch_size[0]
@@ -383,7 +386,7 @@ def _summary(ops: pd.DataFrame, steps: pd.DataFrame, analysis: Analysis) -> pd.D
         total = f["total_measured_time_s"].to_numpy(float)
         whole = float(np.nansum(total))
         row = {"phase": phase, "predicted_time_s": float(analysis.summary[f"{phase}_time_s"].iloc[0]),
-               "predicted_time_with_launch_s": float(analysis.summary[f"{phase}_time_with_launch_s"].iloc[0]),
+               "predicted_roofline_time_s": float(analysis.summary[f"{phase}_roofline_time_s"].iloc[0]),
                "kernel_time_full_s": whole}
         st = steps[steps["phase"] == phase] if len(steps) else steps
         row["step_full_est_s"] = float(st["step_full_est_s"].iloc[0]) if len(st) else np.nan

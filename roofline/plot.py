@@ -42,7 +42,7 @@ BOUND_COLORS = {  # one colour per class of classify.CLASSES, fixed, so a class 
     "memory": "#1f77b4",
     "communication": "#9467bd",
     "overhead": "#7f7f7f",
-    "latency": "#ff7f0e",
+    "latency": "#ff7f0e",  # neither roof reached (predict.py; measured: too little work per kernel)
     "unknown": "#bcbd22",
 }
 PHASE_MARKERS = {"prefill": "o", "decode": "s"}
@@ -59,9 +59,9 @@ METRIC_LABELS = {
     "decode_tokens_per_s": ("decode throughput [tokens/s]", ""),
     "prefill_tokens_per_s": ("prefill throughput [tokens/s]", ""),
     "decode_time_s": ("decode step latency [s]", "s"),
-    "decode_time_with_launch_s": ("decode step latency with launch floor [s]", "s"),
+    "decode_roofline_time_s": ("decode step latency, pure roofline [s]", "s"),
     "prefill_time_s": ("time to first token [s]", "s"),
-    "prefill_time_with_launch_s": ("time to first token with launch floor [s]", "s"),
+    "prefill_roofline_time_s": ("time to first token, pure roofline [s]", "s"),
     "generate_time_s": ("generation time [s]", "s"),
 }
 
@@ -335,7 +335,8 @@ def time_breakdown(ops: pd.DataFrame, ax, by: str = "op", top: int = 8, point: i
     """Draw one stacked horizontal bar per phase of ``ops`` into ``ax``; return ``ax``.
 
     Segments are the ``top`` ops by time (the rest merged into "other") with ``by='op'``, or the bound
-    classes with ``by='bound'``; widths are seconds (every call of the op: count x time_s). Segments
+    classes with ``by='bound'``; widths are seconds (every call of the op: ``total_time_s``, the step's
+    basis, where the frame has it; else count x time_s). Segments
     wide enough to hold it carry their percentage of the phase. Of a sweep, only ``point`` is drawn.
     Raises ValueError for another ``by``.
     """
@@ -348,7 +349,10 @@ def time_breakdown(ops: pd.DataFrame, ax, by: str = "op", top: int = 8, point: i
     seen, percent_texts = set(), []
     for i, phase in enumerate(phases):
         rows = ops[ops["phase"].astype(str) == phase]
-        total_s = rows["count"].to_numpy(dtype=float) * rows["time_s"].to_numpy(dtype=float)
+        if "total_time_s" in rows:  # each op's part of the step (predict.py)
+            total_s = rows["total_time_s"].to_numpy(dtype=float)
+        else:
+            total_s = rows["count"].to_numpy(dtype=float) * rows["time_s"].to_numpy(dtype=float)
         keys = rows[by].astype(str).to_numpy()
         t = pd.Series(total_s).groupby(keys, sort=False).sum()  # model order breaks ties
         if by == "op":
@@ -894,3 +898,62 @@ def _overlap(a, b) -> float:
     w = min(a.x1, b.x1) - max(a.x0, b.x0)
     h = min(a.y1, b.y1) - max(a.y0, b.y0)
     return w * h if w > 0 and h > 0 else 0.0
+
+
+# ------------------------------------------------------------------------------------------------
+# roofline validate: where the prediction misses (roofline/validation.py's frames)
+
+def error_distribution(ops: pd.DataFrame, ax, key_ops=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                        "up_proj", "down_proj", "attention")):
+    """Histogram of per-op errors (predicted / measured - 1, in %) over every case: the projections and
+    attention beside the other ops, and the pure roofline's errors of the same key ops as an outline."""
+    err = ops["error"].to_numpy(dtype=float) * 100
+    roof = ops["roofline_error"].to_numpy(dtype=float) * 100
+    key = ops["op"].isin(key_ops).to_numpy()
+    finite = np.isfinite(err)
+    both = np.concatenate([err[finite], roof[np.isfinite(roof)]])
+    lo, hi = max(np.nanmin(both), -100.0), min(np.nanmax(both), 300.0)
+    bins = np.linspace(min(lo, -30.0), max(hi, 30.0), 41)
+    ax.hist(np.clip(err[finite & key], bins[0], bins[-1]), bins=bins, color="#1f77b4", alpha=0.8,
+            label="projections + attention, predicted", gid="errors-key")
+    ax.hist(np.clip(err[finite & ~key], bins[0], bins[-1]), bins=bins, color="#ff7f0e", alpha=0.5,
+            label="other ops, predicted", gid="errors-other")
+    ax.hist(np.clip(roof[np.isfinite(roof) & key], bins[0], bins[-1]), bins=bins, histtype="step", color="k",
+            lw=1.0, label="projections + attention, pure roofline", gid="errors-roofline")
+    for x in (-25, -10, 10, 25):
+        ax.axvline(x, color="#999999", lw=0.6, ls="--" if abs(x) == 10 else ":")
+    ax.set_xlabel("predicted / measured - 1 [%] (clipped at the ends)")
+    ax.set_ylabel("op occurrences (cases x ops)")
+    ax.legend(fontsize=7, loc="upper right")
+    return ax
+
+
+def step_errors(steps: pd.DataFrame, ax):
+    """Per case, the step error eager and CUDA graph (points), the targets as bands (10% decode, 15% prefill)."""
+    cases = list(dict.fromkeys(steps["case"]))
+    y = {c: i for i, c in enumerate(cases)}
+    for mode, marker, color in (("eager", "o", "#1f77b4"), ("graph", "s", "#2ca02c")):
+        s = steps[steps["mode"] == mode]
+        ax.scatter(s["error"] * 100, [y[c] for c in s["case"]], marker=marker, color=color, label=mode, zorder=3,
+                   gid=f"steps-{mode}")
+        ax.scatter(s["roofline_error"] * 100, [y[c] for c in s["case"]], marker=marker, facecolors="none",
+                   edgecolors="#999999", zorder=2, label=f"{mode}, pure roofline")
+    ax.axvspan(-10, 10, color="#2ca02c", alpha=0.08)
+    ax.axvspan(-15, 15, color="#2ca02c", alpha=0.05)
+    ax.axvline(0, color="k", lw=0.6)
+    ax.set_yticks(range(len(cases)))
+    ax.set_yticklabels(cases, fontsize=7)
+    ax.set_xlabel("step: predicted / measured - 1 [%]")
+    ax.legend(fontsize=7, loc="lower right")
+    return ax
+
+
+def figure_errors(ops: pd.DataFrame, steps: pd.DataFrame, title: str = None) -> Figure:
+    """The error distribution of a validate run: per-op histogram and per-step errors side by side."""
+    fig = new_figure(12, 5)
+    error_distribution(ops, fig.add_subplot(1, 2, 1))
+    if len(steps):
+        step_errors(steps, fig.add_subplot(1, 2, 2))
+    if title:
+        fig.suptitle(title)
+    return fig

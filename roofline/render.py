@@ -205,7 +205,9 @@ OP_TABLE = {
     "arithmetic_intensity": ("FLOP/B", lambda v: si(v)),
     "ridge_ratio": ("AI/ridge", lambda v: f"{v:.3g}"),
     "bound": ("bound", str),
-    "time_s": ("time", lambda v: si(v, "s")),
+    "time_s": ("roofline", lambda v: si(v, "s")),
+    "predicted_time_s": ("predicted", lambda v: si(v, "s")),
+    "host_s": ("host", lambda v: si(v, "s")),
     "total_time_s": ("x count", lambda v: si(v, "s")),
     "share": ("share", percent),
 }

@@ -29,7 +29,7 @@ from roofline.errors import InputFileError
 
 # the ops columns shown in the report's tables
 OP_COLUMNS = ["op", "count", "flops", "bytes_read", "bytes_written", "arithmetic_intensity", "bound", "time_s",
-              "total_time_s", "share"]
+              "predicted_time_s", "host_s", "total_time_s", "share"]
 MEASURED_COLUMNS = ["phase", "op", "n_kernels", "measured_time_s", "predicted_time_s", "measured_over_predicted",
                     "predicted_bound", "measured_bound", "evidence"]
 SWEEP_BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]

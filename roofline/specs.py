@@ -19,6 +19,7 @@ from typing import Optional
 
 from roofline.dtypes import DTYPE_BYTES
 from roofline.errors import SpecError, UnknownHardware
+from roofline.predict import parse_kernel_tables
 from roofline.validate import check_keys, load_mapping, number, suggest
 
 TERA, GIGA, MEGA, MICRO = 1e12, 1e9, 1e6, 1e-6
@@ -34,6 +35,11 @@ _LINK_KEYS = {"name", "bidirectional_gb_per_s"}
 _MEASURED_KEYS = {
     "peak_tflops", "mem_bandwidth_gb_per_s", "launch_overhead_us", "graph_launch_overhead_us",
     "collective_latency_us", "link_busbw_gb_per_s", "conditions",
+    # the kernel model of roofline/predict.py (documented there and in reports/h200/calibration.yaml):
+    # kernel_min_us, kernel_gap_us, bandwidth_curve {bytes, gb_per_s}, gemm {dtype: {tokens, weight_elements, efficiency}},
+    # attention {prefill: {query_len, flops_per_pair, efficiency}, decode: {kv_bytes, flops_per_kv_byte, efficiency}},
+    # ops {name: {fixed_us, host_eager_us, host_graph_us, kernels}}
+    "kernel_min_us", "kernel_gap_us", "bandwidth_curve", "gemm", "attention", "ops",
 }
 
 
@@ -63,6 +69,7 @@ class HardwareSpec:
     measured_graph_launch_overhead_s: Optional[float] = None
     measured_link_bytes_per_s: Optional[float] = None
     measured_collective_latency_s: Optional[float] = None
+    measured_kernels: dict = field(default_factory=dict)  # predict.parse_kernel_tables: the kernel model
     path: Optional[str] = None
 
     # -- ceilings used for classification: measured where calibrated, else datasheet --
@@ -250,6 +257,9 @@ def _measured(measured, where) -> dict:
     for key, (attr, unit) in scalar.items():
         if measured.get(key) is not None:
             out[attr] = number(measured[key], f"{where}: measured.{key}", SpecError) * unit
+    kernels = parse_kernel_tables(measured, where)
+    if kernels:
+        out["measured_kernels"] = kernels
     return out
 
 

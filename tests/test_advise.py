@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import roofline
+from roofline.predict import step_time
 from roofline.advise import COLUMNS, advise, apply_changes, fuse_elementwise, max_batch_that_fits, render_advice
 from roofline.config import parse_model
 from roofline.errors import ConfigError
@@ -29,7 +30,7 @@ CASES = {
 
 
 def _time(result, phase):
-    return float(result.summary[f"{phase}_time_with_launch_s"].iloc[0])
+    return float(result.summary[f"{phase}_time_s"].iloc[0])
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +165,7 @@ def test_flags_reproduce_through_the_cli(advised):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0, result.output
         summary = json.loads(result.output[result.output.index("{"):])["summary"][0]
-        assert summary["decode_time_with_launch_s"] == pytest.approx(row.new_time_s, rel=1e-12), row.flags
+        assert summary["decode_time_s"] == pytest.approx(row.new_time_s, rel=1e-12), row.flags
 
 
 def test_fusion_hand_count():
@@ -181,26 +182,29 @@ def test_fusion_hand_count():
     assert pairs.loc["rope+kv_cache_write", "saved_bytes"] == 1024
     total_saved = (pairs["count"] * pairs["saved_bytes"]).sum()
     assert total_saved == 2 * 4096 + 4096 + 4096 + 2 * 1024  # 18432
-    # every op here is memory-bound and far above the 0.1 s launch: the step loses 18432 B / 10 B/s
+    # every op here is memory-bound and far above the 0.1 s launch (the GPU is the bottleneck): the step
+    # loses 18432 B / 10 B/s and the 0.01 s launch gap of each of the six kernels fused away
     before = _time(analysis, "prefill")
-    after = float((fused["count"] * fused["time_s"].clip(lower=fused["launch_s"])).sum())
-    assert before - after == pytest.approx(18432 / 10)
+    after = step_time(fused)
+    assert before - after == pytest.approx(18432 / 10 + 6 * 0.01)
     assert fused["count"].sum() == analysis.ops["count"].sum() - 6  # six fewer kernels
 
 
-def test_fusion_row_matches_fuse_elementwise(advised):
-    analysis, frame = advised["7b-a10-decode"]
+def test_fusion_row_matches_fuse_elementwise():
+    # a small model whose decode step is host-bound: fusing saves launches (on Llama-2-7B on an A10 the
+    # GPU is the bottleneck and fusion saves under 2%, so it is not suggested)
+    analysis = roofline.analyze(str(EXAMPLES / "gpt2.yaml"), "h100-sxm", phase="decode")
+    frame = advise(analysis, top=None)
     row = frame[frame["change"] == "fuse element-wise ops"].iloc[0]
     fused = fuse_elementwise(analysis.ops, analysis.spec)
-    with_launch = fused["count"] * fused["time_s"].clip(lower=fused["launch_s"])
-    assert row["new_time_s"] == pytest.approx(float(with_launch.sum()))
+    assert row["new_time_s"] == pytest.approx(step_time(fused))
     assert row["overrides"] == {} and row["flags"] == ""
 
 
 def test_measured_frame_replaces_analytic_figures():
     analysis = roofline.analyze(LLAMA_7B, "a10", phase="decode")
     ops = analysis.ops
-    ideal = ops["count"] * ops["time_s"].clip(lower=ops["launch_s"])
+    ideal = ops["count"] * ops["predicted_time_s"].clip(lower=ops["host_s"])
     slow = ops["category"] == "elementwise"
     measured = pd.DataFrame({"phase": "decode", "op": ops["op"].astype(str),
                              "measured_time_s": ideal * slow.map({True: 3.0, False: 1.0})})
@@ -216,7 +220,7 @@ def test_measured_frame_replaces_analytic_figures():
     in_chain = ops["op"].isin(chain_ops)
     measured_chain = float(measured.loc[in_chain.to_numpy(), "measured_time_s"].sum())
     fused_chain = fused[fused["op"].isin(chain_ops) | (fused["saved_bytes"] > 0)]
-    ideal_fused = float((fused_chain["count"] * fused_chain["time_s"].clip(lower=fused_chain["launch_s"])).sum())
+    ideal_fused = step_time(fused_chain)
     baseline = float(measured["measured_time_s"].sum())
     assert fusion["baseline_time_s"] == pytest.approx(baseline)
     assert fusion["new_time_s"] == pytest.approx(baseline - (measured_chain - ideal_fused))

@@ -24,7 +24,7 @@ def run(*args):
 def test_analyze_table_shows_both_phases():
     r = run("analyze", LLAMA, "--gpu", "a10")
     assert r.exit_code == 0, r.output
-    assert "prefill: time to first token" in r.output and "decode: 22.5 ms per step, 44.5 tokens/s" in r.output
+    assert "prefill: time to first token" in r.output and "decode: 23.2 ms per step, 43.1 tokens/s" in r.output
     assert "decode weight matmuls reach the ridge at batch" in r.output
 
 
@@ -59,7 +59,8 @@ def test_overrides_win_over_the_file():
     r = run("analyze", LLAMA, "--gpu", "a10", "--weight-dtype", "int4", "--phase", "decode", "--format", "json", "--summary")
     data = json.loads(r.stdout)
     assert data["workload"]["weight_dtype"] == "int4"
-    assert data["summary"][0]["decode_time_s"] < 0.008  # 4x fewer weight bytes than the 22 ms bf16 step
+    assert data["summary"][0]["decode_roofline_time_s"] < 0.008  # 4x fewer weight bytes than the 22 ms bf16 step
+    assert data["summary"][0]["decode_time_s"] < 0.010  # + the eager launch floor of the small ops
 
 
 def test_memory_warning(tmp_path):

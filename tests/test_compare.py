@@ -58,10 +58,10 @@ def test_join_per_call_and_full_model_scaling():
     assert np.allclose(c.ops["measured_time_s"], SLOW * analysis.ops["time_s"])
     assert np.allclose(c.ops["measured_over_predicted"], SLOW)
     assert np.allclose(c.ops["roofline_fraction"], 1 / SLOW)
-    assert np.allclose(c.ops["total_measured_time_s"], SLOW * analysis.ops["total_time_s"])
+    assert np.allclose(c.ops["total_measured_time_s"], SLOW * analysis.ops["count"] * analysis.ops["time_s"])
     s = c.steps.iloc[0]
-    # the full model's kernel time: every op at 3x, times its analytic count = 3 x the predicted step
-    decode_s = float(analysis.summary["decode_time_s"].iloc[0])
+    # the full model's kernel time: every op at 3x, times its analytic count = 3 x the roofline sum
+    decode_s = float(analysis.summary["decode_roofline_time_s"].iloc[0])
     assert s["kernel_time_full_s"] == pytest.approx(SLOW * decode_s)
     assert s["predicted_time_full_s"] == pytest.approx(decode_s)
     assert s["measured_over_predicted_full"] == pytest.approx(SLOW)
@@ -73,7 +73,8 @@ def test_join_per_call_and_full_model_scaling():
     assert set(c.ops["predicted_bound"]) <= {"overhead", "memory", "compute"}
     summary = c.summary.iloc[0]
     assert summary["phase"] == "decode" and summary["kernel_time_full_s"] == pytest.approx(SLOW * decode_s)
-    assert summary["predicted_time_s"] == pytest.approx(decode_s)
+    assert summary["predicted_time_s"] == pytest.approx(float(analysis.summary["decode_time_s"].iloc[0]))
+    assert summary["predicted_roofline_time_s"] == pytest.approx(decode_s)
     shares = [summary[f"measured_share_{cls}"] for cls in ("compute", "memory", "communication", "overhead",
                                                            "latency", "unknown")]
     assert sum(shares) == pytest.approx(1.0)
@@ -85,7 +86,8 @@ def test_graph_replay_step_when_the_run_says_cuda_graph():
     analysis = _analysis()
     s = compare(analysis, _run(analysis, cuda_graph=True)).steps.iloc[0]
     assert s["step_full_est_from"] == "graph replay"
-    assert s["step_full_est_s"] == pytest.approx(1.5 * SLOW * float(analysis.summary["decode_time_s"].iloc[0]))
+    # the fake run's kernels are 3x each op's roofline time: the full model's kernel time is 3x the roofline sum
+    assert s["step_full_est_s"] == pytest.approx(1.5 * SLOW * float(analysis.summary["decode_roofline_time_s"].iloc[0]))
 
 
 def test_measured_class_uses_the_analytic_counts_of_one_call():
@@ -178,7 +180,7 @@ def test_check_advice_sets_achieved_beside_predicted():
     ref = analyze(replace(analysis.model, num_hidden_layers=1), GPU, workload=analysis.workload)
     graph = analyze(replace(analysis.model, num_hidden_layers=1), GPU,
                     workload=replace(analysis.workload, cuda_graph=True))
-    expected = ref.summary["decode_time_with_launch_s"].iloc[0] / graph.summary["decode_time_s"].iloc[0]
+    expected = ref.summary["decode_time_s"].iloc[0] / graph.summary["decode_time_s"].iloc[0]
     assert out.loc["CUDA graphs", "predicted_speedup_ref"] == pytest.approx(expected)
     assert list(out.reset_index().columns) == ["change", "phase", "predicted_speedup", "predicted_speedup_ref",
                                                "achieved_speedup", "baseline_s", "changed_s", "how"]

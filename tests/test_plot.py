@@ -80,7 +80,7 @@ def test_roofline_chart_roofs_points_axes_and_legend(llama_a10):
     assert ax.xaxis.get_major_formatter()(1000) == "1 kFLOP/B"
     assert ax.yaxis.get_major_formatter()(1e12) == "1 TFLOP/s"
     classes = set(plotted(ops)["bound"].astype(str))
-    assert classes == {"compute", "memory", "overhead"}
+    assert classes == {"compute", "memory"}  # the A10 steps are GPU-bound: short ops' launches are hidden
     texts = legend_texts(ax)
     assert [t for t in texts if t.endswith("-bound")] == [f"{b}-bound" for b in BOUNDS if b in classes]
     assert "prefill" in texts and "decode" in texts
@@ -96,7 +96,7 @@ def test_roofline_labels_name_the_big_ops_and_do_not_overlap(llama_a10):
     labels = [a for a in ax.texts if isinstance(a, matplotlib.text.Annotation) and a.arrowprops]
     text = "\n".join(a.get_text() for a in labels)
     assert "decode: gate_proj, up_proj, down_proj 21% each" in text  # the batch-1 decode cluster, one label
-    assert "q_proj, k_proj, v_proj, o_proj 8% each" in text
+    assert "q_proj, k_proj, v_proj, o_proj 7.9% each" in text
     boxes = [matplotlib.text.Text.get_window_extent(a, renderer) for a in labels]
     for i, a in enumerate(boxes):
         for b in boxes[i + 1:]:
@@ -112,7 +112,7 @@ def test_roofline_lists_collectives_instead_of_plotting_them(llama70_tp4):
     assert n_points(ax, "ops-") == len(plotted(ops))
     note = all_text(ax)
     assert "collectives, not plotted (share of decode time):" in note
-    assert "attn_all_reduce 6.7%" in note and "logits_all_gather" in note
+    assert "attn_all_reduce 6.4%" in note and "logits_all_gather" in note
     assert [t for t in legend_texts(ax) if t in ("prefill", "decode")] == ["decode"]
 
 
@@ -166,10 +166,10 @@ def test_time_breakdown_by_bound(llama70_tp4):
     ax = plot.time_breakdown(llama70_tp4.ops, axes(), by="bound")
     s = llama70_tp4.summary.iloc[0]
     gids = [p.get_gid() for p in segments(ax, "decode")]
-    assert gids == ["segment-decode-memory", "segment-decode-communication", "segment-decode-overhead"]
+    assert gids == ["segment-decode-memory", "segment-decode-communication"]  # GPU-bound: no overhead
     comm = next(p for p in segments(ax, "decode") if p.get_gid().endswith("communication"))
     assert comm.get_width() == pytest.approx(s["decode_share_communication"] * s["decode_time_s"])
-    assert legend_texts(ax) == ["memory-bound", "communication-bound", "overhead-bound"]
+    assert legend_texts(ax) == ["memory-bound", "communication-bound"]
     with pytest.raises(ValueError, match="by must be 'op' or 'bound'"):
         plot.time_breakdown(llama70_tp4.ops, axes(), by="dtype")
 
@@ -246,5 +246,5 @@ def test_result_json_errors_name_the_fix(tmp_path):
 def test_one_colour_per_class_of_the_one_vocabulary():
     # predicted classes are the first four of the vocabulary; measured ones may also be latency or unknown
     assert tuple(plot.BOUND_COLORS) == CLASSES == MEASURED_BOUNDS
-    assert BOUNDS == CLASSES[:4]
+    assert BOUNDS == CLASSES[:5]
     assert len(set(plot.BOUND_COLORS.values()) | {plot.OTHER_COLOR}) == len(CLASSES) + 1  # all distinct

@@ -64,7 +64,8 @@ def test_awq_llama_31_8b_weight_bytes_follow_the_checkpoint():
     # decode streams the weights: about 16.06 / 5.73 = 2.8x less than the same model read as bf16
     bf16 = roofline.analyze(AWQ_LLAMA, "h100-sxm", phase="decode", batch_size=1, context_len=1024, weight_dtype="bf16")
     assert bf16.summary["weight_bytes"].iloc[0] == pytest.approx(16.06e9, rel=1e-3)
-    assert bf16.summary["decode_time_s"].iloc[0] / r.summary["decode_time_s"].iloc[0] > 2.5
+    # (the roofline step: the eager step at batch 1 is bound by the host's launches either way)
+    assert bf16.summary["decode_roofline_time_s"].iloc[0] / r.summary["decode_roofline_time_s"].iloc[0] > 2.5
 
 
 def test_the_flag_wins_over_the_checkpoint_and_says_so():

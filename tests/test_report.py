@@ -20,7 +20,7 @@ def test_report_folder(tmp_path):
                  "inputs/command.txt", "inputs/versions.json"):
         assert (out / name).is_file(), name
     md = (out / "report.md").read_text()
-    assert "# llama-2-7b on a10" in md and "22.5 ms" in md and "## What to try next" in md
+    assert "# llama-2-7b on a10" in md and "23.2 ms" in md and "## What to try next" in md
     assert "1. batch" in md or "1. weights" in md
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3  # self-contained: charts embedded

@@ -17,6 +17,7 @@ The written file is the shipped spec of the detected GPU plus ``measured:`` (the
 
 import datetime
 import json
+import math
 import statistics
 import time
 from pathlib import Path
@@ -180,12 +181,14 @@ def build_spec(shipped: dict, measured: dict, source_text: str) -> dict:
     return raw
 
 
-def calibrate(output=None, spec=None, device_index: int = 0, quick: bool = False) -> dict:
+def calibrate(output=None, spec=None, device_index: int = 0, quick: bool = False, kernels: bool = True) -> dict:
     """Measure the ceilings of CUDA device ``device_index``; return the calibrated spec mapping and
     write it as YAML to ``output`` when given.
 
     ``spec``: the shipped spec (name or path) to extend; by default the one the GPU's name maps to.
     ``quick``: small sizes and few repeats (tests), not for real numbers.
+    ``kernels``: also measure the kernel model of predict.py (bandwidth by size, GEMM and attention
+    efficiency tables, per-op fixed and host costs of the reference model); skipped with ``quick``.
     Raises DeviceError (no GPU, out of memory), UnknownHardware (a GPU with no shipped spec and no
     ``spec`` given).
     """
@@ -202,6 +205,12 @@ def calibrate(output=None, spec=None, device_index: int = 0, quick: bool = False
             bw = measure_bandwidth(sizes["copy_bytes"], sizes["warmup"], sizes["repeats"])
             mm = measure_matmul(sizes["matmul_n"], sizes["warmup"], sizes["repeats"])
             launch = measure_launch(sizes["launches"], sizes["graph_kernels"])
+            kernel_model = None
+            if kernels and not quick:
+                basic = {"peak_tflops": {k: v / 1e12 for k, v in mm["flops_per_s"].items()},
+                         "mem_bandwidth_gb_per_s": max(bw["copy_bytes_per_s"], bw["read_bytes_per_s"]) / 1e9}
+                interim = parse_spec(build_spec(shipped, basic, "interim"), "<calibration in progress>")
+                kernel_model = measure_kernel_model(interim)
     except torch.cuda.OutOfMemoryError:
         raise DeviceError(
             f"out of GPU memory during calibration on {name}; free the GPU (other processes?) and retry"
@@ -226,6 +235,10 @@ def calibrate(output=None, spec=None, device_index: int = 0, quick: bool = False
     }
     if not measured["peak_tflops"]:
         del measured["peak_tflops"]
+    if kernel_model is not None:
+        tables, kernel_conditions = kernel_model
+        measured.update(tables)
+        measured["conditions"].update(kernel_conditions)
     c = measured["conditions"]
     source = (
         f"roofline calibrate on {c['gpu']} (driver {c['driver']}, torch {c['torch']}, CUDA {c['cuda']}), "
@@ -237,10 +250,55 @@ def calibrate(output=None, spec=None, device_index: int = 0, quick: bool = False
         f"device time per kernel of a CUDA graph of {sizes['graph_kernels']} add_ kernels. Each figure the "
         f"median of {sizes['repeats']} repeats after {sizes['warmup']} warm-ups."
     )
+    if kernel_model is not None:
+        source += (
+            " Kernel model (roofline/predict.py): kernel_min_us = device time of add_ on one element; "
+            "bandwidth_curve = a bf16 element-wise kernel (neg) moving 4 KB to 1 GB (read + written); gemm.bf16 = F.linear over "
+            f"tokens {GEMM_TOKENS[0]}-{GEMM_TOKENS[-1]} x {len(GEMM_SHAPES)} (in, out) shapes of the shipped models; "
+            "attention = flash SDPA, prefill causal by length x batch*heads (MHA and GQA 4), decode by KV bytes x "
+            "GQA ratio; efficiency = classify.py's roofline time with this run's peak and bandwidth / measured time; "
+            "ops = profile_model of two layers of a small Llama-style model at decode batch 1 (host costs scaled "
+            "to the measured eager and CUDA-graph steps). Times: kernel durations from torch.profiler, mean of "
+            "the repeats after warm-up."
+        )
     raw = build_spec(shipped, measured, source)
     if output is not None:
         write_spec(raw, output)
     return raw
+
+
+def plain(obj):
+    """``obj`` with numpy scalars turned into Python numbers (yaml.safe_dump refuses numpy types)."""
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        return obj.item()
+    return obj
+
+
+KERNEL_MODEL_DOC = """#
+# measured: keys of the kernel model (roofline/predict.py reads them; plain numbers, SI prefixes as named):
+#   kernel_min_us      device time of the smallest kernel (add_ on one element): the floor of any op
+#   kernel_gap_us      idle GPU time per kernel in a CUDA-graph replay of the reference's step (the launch gap)
+#   bandwidth_curve    bytes: bytes moved (read + written) by one bf16 element-wise kernel; gb_per_s: achieved
+#                      at that size. Element-wise and memory ops take bytes / this (log-log interpolated)
+#   gemm.<dtype>       tokens (M) x weight_elements (K*N) -> efficiency = roofline time / measured time of
+#                      F.linear(x [M, K], W [N, K]); rows follow tokens, columns weight_elements
+#   attention.prefill  query_len x flops_per_pair (4 * batch * heads * head_dim) -> efficiency of causal
+#                      flash SDPA (MHA and GQA 4, geometric mean)
+#   attention.decode   kv_bytes (K + V read) x flops_per_kv_byte (the GQA ratio in bf16) -> efficiency of
+#                      one-query flash SDPA against a cache
+#   ops.<name>         the reference model's op <name>: fixed_us (its kernels at the smallest size: a floor),
+#                      host_eager_us (what one occurrence costs the host, eager), host_graph_us (its share
+#                      of a CUDA-graph replay of the small model; recorded, not used: in a graph the
+#                      prediction adds kernel_gap_us per kernel), kernels (per occurrence), traffic
+#                      (element-wise ops: measured time at a large size over ideal bytes / bandwidth)
+# An op's predicted time = max(fixed, roofline time / efficiency); a step = the launch queue of the ops'
+# GPU time (predicted + kernels x kernel_gap) and host cost (host_eager; none inside a CUDA graph).
+# Efficiencies use this file's measured peak and bandwidth.
+"""
 
 
 def write_spec(raw: dict, output) -> Path:
@@ -248,10 +306,355 @@ def write_spec(raw: dict, output) -> Path:
     from roofline import io
 
     path = Path(output)
+    raw = plain(raw)
     header = "# Written by roofline calibrate: the shipped spec plus a measured: section (ceilings used first).\n"
+    if any(k in raw.get("measured", {}) for k in ("gemm", "attention", "bandwidth_curve", "ops", "kernel_min_us")):
+        header += KERNEL_MODEL_DOC
     io.write_text(path, header + yaml.safe_dump(raw, sort_keys=False, width=110))  # atomic: old spec kept on failure
     try:
         load_spec(path)
     except SpecError as exc:  # a bug here, not bad input
         raise DeviceError(f"the calibrated spec written to {path} does not load: {exc}") from None
     return path
+
+
+# ------------------------------------------------------------------------------------------------
+# the kernel model of roofline/predict.py: what a roofline leaves out, measured
+#
+# Every time below is the device time of the CUDA kernels one call launches, from torch.profiler
+# (kernel durations summed, mean over ``repeats`` calls after warm-up): the quantity profile_model
+# measures per op, so a calibrated prediction and a profiled op are the same kind of number.
+# Efficiencies are the roofline time of the same work (classify.py's formula, with the measured
+# peak and bandwidth of this run, FLOPs and bytes from formulas.py) over the measured time.
+
+GEMM_TOKENS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+# (in, out) of the linear layers of the shipped models: small (gpt2), Llama-2-7B, Llama-3-8B / Mixtral
+# (GQA k/v, the MLP), and two vocabularies (lm_head)
+GEMM_SHAPES = ((768, 768), (768, 3072), (3072, 768), (4096, 1024), (4096, 4096), (4096, 11008), (11008, 4096),
+               (4096, 14336), (14336, 4096), (4096, 32000), (4096, 128256))
+BANDWIDTH_BYTES = tuple(4096 * 4**i for i in range(10))  # 4 KB .. 1.07 GB moved (read + written)
+PREFILL_LENS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+PREFILL_BATCH_HEADS = (32, 256)  # batch x query heads, head_dim 128
+DECODE_KV_BYTES = tuple(2**19 * 4**i for i in range(9))  # 0.5 MB .. 34 GB of K and V read
+DECODE_GQA = (1, 4, 8)  # query heads per KV head, 32 query heads of 128
+SMALL_MODEL = {"name": "calibration-small", "model_type": "llama", "hidden_size": 512, "num_hidden_layers": 2,
+               "num_attention_heads": 8, "num_key_value_heads": 2, "intermediate_size": 1408, "vocab_size": 32000,
+               "hidden_act": "silu"}
+LARGE_MODEL = {"name": "calibration-large", "model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 1,
+               "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 32000,
+               "hidden_act": "silu"}
+TRAFFIC_TOKENS = 2048  # prefill tokens of the traffic run: 16.8 MB per hidden-state tensor
+MAX_KERNEL_S = 0.2
+WARMUP_S = 0.05  # wall time of warm-up calls before each timing
+COLD_BYTES = 256e6  # operands are rotated among copies adding up to this (> 4x the L2 of an H200): each call
+# reads its weights / cache from HBM, as a model's op does, not from the L2 a repeated call would hit
+
+
+def copies_for(n_bytes: float, cap: int = 64) -> int:
+    """How many copies of an operand of ``n_bytes`` add up to COLD_BYTES (at least 1, at most ``cap``)."""
+    return int(max(1, min(cap, math.ceil(COLD_BYTES / max(n_bytes, 1)))))
+
+
+def rotating(fn, operands: list):
+    """A closure calling ``fn(*operands[i])`` for i = 0, 1, 2, ... cyclically."""
+    state = {"i": 0}
+
+    def call():
+        args = operands[state["i"] % len(operands)]
+        state["i"] += 1
+        return fn(*args)
+
+    return call  # a grid point whose roofline time exceeds this is skipped (held from its neighbour)
+
+
+def kernel_time_s(fn, repeats: int = 10, warmup: int = 3, warmup_s: float = WARMUP_S) -> float:
+    """Mean device time of the CUDA kernels one call of ``fn`` launches (torch.profiler), seconds.
+    Warm-up: ``warmup`` calls and at least ``warmup_s`` of wall time, so large kernels are timed at the
+    clocks a sustained run settles to (power capping), as in a model's step. Raises DeviceError when the
+    profiler records no kernel."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    t0 = time.perf_counter()
+    done = 0
+    while done < warmup or time.perf_counter() - t0 < warmup_s:
+        fn()
+        done += 1
+        if done % 8 == 0:
+            torch.cuda.synchronize()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(repeats):
+            fn()
+        torch.cuda.synchronize()
+    events = prof.events()
+    us = sum(e.time_range.elapsed_us() for e in events if e.device_type == DeviceType.CUDA)
+    if not us:  # older layouts: kernels hang off the CPU ops that launched them
+        us = sum(k.duration for e in events if e.device_type == DeviceType.CPU for k in e.kernels)
+    if not us:
+        raise DeviceError("calibration: torch.profiler recorded no CUDA kernel; is CUPTI available?")
+    return us * 1e-6 / repeats
+
+
+def _roofline_s(spec, rows: list) -> "list[float]":
+    """classify.py's time_s of cost rows (dicts of flops, bytes_read, bytes_written, compute_dtype)."""
+    import pandas as pd
+
+    from roofline.classify import classify
+
+    frame = pd.DataFrame(rows)
+    frame["comm_bytes"] = 0.0
+    return list(classify(frame, spec)["time_s"].to_numpy(float))
+
+
+def _cost_row(cost, dtype: str) -> dict:
+    return {"flops": float(cost.flops), "bytes_read": float(cost.bytes_read), "bytes_written": float(cost.bytes_written),
+            "kv_bytes_read": float(cost.kv_bytes_read), "compute_dtype": dtype}
+
+
+def _fill(eff):
+    """Grid cells left None (skipped) take the nearest measured value in their row, then column."""
+    import numpy as np
+
+    a = np.array([[np.nan if v is None else v for v in row] for row in eff], dtype=float)
+    for _ in range(2):
+        for row in a:
+            idx = np.flatnonzero(~np.isnan(row))
+            if len(idx):
+                for j in np.flatnonzero(np.isnan(row)):
+                    row[j] = row[idx[np.argmin(abs(idx - j))]]
+        a = a.T
+    return [[round(float(v), 4) for v in row] for row in a]
+
+
+def measure_bandwidth_curve(spec, repeats: int = 10, sizes=BANDWIDTH_BYTES) -> dict:
+    """Achieved bandwidth of an element-wise kernel (bf16 ``neg``: n read, n written) by bytes moved: the
+    curve memory-bound element-wise ops are held against. {bytes: [...], gb_per_s: [...]}."""
+    out = {"bytes": [], "gb_per_s": []}
+    for moved in sizes:
+        n = max(moved // 4, 2)  # bf16 elements read (and as many written)
+        pairs = [(torch.randn(n, device="cuda", dtype=torch.bfloat16), torch.empty(n, device="cuda", dtype=torch.bfloat16))
+                 for _ in range(copies_for(4 * n))]
+        fn = rotating(lambda src, dst: torch.neg(src, out=dst), pairs)  # an element-wise kernel, not a DMA copy
+        t = kernel_time_s(fn, max(repeats, len(pairs)))
+        out["bytes"].append(int(4 * n))
+        out["gb_per_s"].append(round(4 * n / t / 1e9, 2))
+        del pairs, fn
+    torch.cuda.empty_cache()
+    return out
+
+
+def measure_gemm_table(spec, dtype: str = "bf16", tokens=GEMM_TOKENS, shapes=GEMM_SHAPES, repeats: int = 5) -> dict:
+    """GEMM/GEMV efficiency over tokens x weight elements: F.linear(x [M, K], W [N, K]) as the reference
+    runs it. Shapes of equal K*N are merged (geometric mean). {tokens, weight_elements, efficiency}."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    from roofline.formulas import linear
+
+    t_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    cells = {}
+    for k_in, n_out in shapes:
+        weights = [torch.randn(n_out, k_in, device="cuda", dtype=t_dtype) * 0.02
+                   for _ in range(copies_for(n_out * k_in * 2))]
+        for m in tokens:
+            cost = linear(m, k_in, n_out, dtype, dtype)
+            roof = _roofline_s(spec, [_cost_row(cost, dtype)])[0]
+            if roof > MAX_KERNEL_S:
+                continue
+            x = torch.randn(m, k_in, device="cuda", dtype=t_dtype)
+            fn = rotating(F.linear, [(x, w) for w in weights])
+            t = kernel_time_s(fn, max(repeats, len(weights)))
+            cells.setdefault(k_in * n_out, {}).setdefault(m, []).append(roof / t)
+            del x, fn
+        del weights
+        torch.cuda.empty_cache()
+    kn = sorted(cells)
+    eff = [[float(np.exp(np.mean(np.log(cells[v][m])))) if m in cells[v] else None for v in kn] for m in tokens]
+    return {"tokens": list(tokens), "weight_elements": [int(v) for v in kn], "efficiency": _fill(eff)}
+
+
+def measure_attention_tables(spec, repeats: int = 3) -> dict:
+    """Flash SDPA efficiency: prefill (causal, fresh K/V) by query length x FLOPs per causal pair
+    (4 b h d), MHA and GQA 4 merged (geometric mean); decode (one query per sequence against a cache) by
+    K+V bytes read x GQA ratio (FLOPs per KV byte in bf16). {prefill: {...}, decode: {...}}."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    from roofline.formulas import causal_pairs, flash_attention
+
+    d, heads = 128, 32
+    prefill = []
+    for s in PREFILL_LENS:
+        row = []
+        for bh in PREFILL_BATCH_HEADS:
+            b = bh // heads
+            effs = []
+            for kv_heads in (heads, heads // 4):
+                cost = flash_attention(b, s, s, causal_pairs(s), heads, kv_heads, d, "bf16", "bf16", False)
+                roof = _roofline_s(spec, [_cost_row(cost, "bf16")])[0]
+                if roof > MAX_KERNEL_S:
+                    continue
+                # as the reference's attention op runs it: [b, s, h, d] views transposed into SDPA, the
+                # output transposed back and reshaped to [b, s, h * d] (a copy)
+                q = torch.randn(b, s, heads, d, device="cuda", dtype=torch.bfloat16)
+                k = torch.randn(b, s, kv_heads, d, device="cuda", dtype=torch.bfloat16)
+                v = torch.randn_like(k)
+                gqa = kv_heads != heads
+
+                def op(q=q, k=k, v=v, gqa=gqa, b=b, s=s):
+                    o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                                       is_causal=True, enable_gqa=gqa)
+                    return o.transpose(1, 2).reshape(b, s, heads * d)
+
+                t = kernel_time_s(op, repeats)
+                effs.append(roof / t)
+                del q, k, v
+            row.append(float(np.exp(np.mean(np.log(effs)))) if effs else None)
+        prefill.append(row)
+        torch.cuda.empty_cache()
+    decode = []
+    for kv_bytes in DECODE_KV_BYTES:
+        row = []
+        for g in DECODE_GQA:
+            kv_heads = heads // g
+            tokens = kv_bytes // (2 * kv_heads * d * 2)  # K and V, bf16
+            b = int(min(64, max(1, 2 ** round(np.log2(max(tokens / 4096, 1))))))
+            ctx = max(int(tokens // b), 16)
+            cost = flash_attention(b, 1, ctx, ctx, heads, kv_heads, d, "bf16", "bf16", True)
+            roof = _roofline_s(spec, [_cost_row(cost, "bf16")])[0]
+            # as the reference runs it: q [b, 1, h, d] transposed, K/V a slice of a cache [b, h_kv, ctx + 1, d]
+            q = torch.randn(b, 1, heads, d, device="cuda", dtype=torch.bfloat16)
+            caches = [(torch.randn(b, kv_heads, ctx + 1, d, device="cuda", dtype=torch.bfloat16),
+                       torch.randn(b, kv_heads, ctx + 1, d, device="cuda", dtype=torch.bfloat16))
+                      for _ in range(copies_for(kv_bytes, cap=16))]
+
+            def op(k, v, q=q, gqa=g > 1, b=b, ctx=ctx):
+                o = F.scaled_dot_product_attention(q.transpose(1, 2), k[:, :, :ctx], v[:, :, :ctx], enable_gqa=gqa)
+                return o.transpose(1, 2).reshape(b, 1, heads * d)
+
+            t = kernel_time_s(rotating(op, caches), max(repeats, len(caches)))
+            row.append(roof / t)
+            del q, caches
+        decode.append(row)
+        torch.cuda.empty_cache()
+    return {
+        "prefill": {"query_len": list(PREFILL_LENS), "flops_per_pair": [4 * bh * d for bh in PREFILL_BATCH_HEADS],
+                    "efficiency": _fill(prefill)},
+        "decode": {"kv_bytes": list(DECODE_KV_BYTES), "flops_per_kv_byte": [float(g) for g in DECODE_GQA],
+                   "efficiency": _fill(decode)},
+    }
+
+
+def kernel_min_s(repeats: int = 50) -> float:
+    """Device time of the smallest kernel: ``add_`` on one element."""
+    x = torch.zeros(1, device="cuda")
+    return kernel_time_s(lambda: x.add_(1.0), repeats)
+
+
+def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = None) -> tuple:
+    """Per-op fixed and host costs of the reference model as it really runs: two layers of a small
+    Llama-style model (hidden 512, 8 heads, 2 KV heads), decode at batch 1, context 128, every op
+    small enough that its kernels take their minimum time and the eager step is host-bound.
+
+    fixed_us       the op's kernel time per occurrence (the profiler's sum of its kernels)
+    host_eager_us  the host time of the op's range (profiler on) scaled so that the ops of one step add
+                   up to the measured eager step (CUDA events, profiler off)
+    host_graph_us  fixed_us scaled so that the ops of one step add up to the CUDA-graph replay of it
+                   (kernels plus the gaps between them inside a graph)
+    kernels        kernels per occurrence
+    traffic        (with ``bandwidth_curve``) element-wise and memory ops only: the op's kernel time in a
+                   prefill of LARGE_MODEL at TRAFFIC_TOKENS tokens over the ideal bytes / the curve's
+                   bandwidth at that size: how many times the ideal traffic the reference really moves
+    Returns (ops mapping, conditions mapping)."""
+    import numpy as np
+
+    from roofline.config import Workload, parse_model
+    from roofline.measure.profile import profile_model
+
+    small = parse_model(dict(SMALL_MODEL), "calibration-small")
+    w = Workload(batch_size=(1,), prompt_len=(128,), context_len=(128,), phase="decode")
+    result = profile_model(small, w, spec=spec, layers=2, warmup=5, iters=repeats, timing_iters=50)
+    out = op_costs(result.ops, result.steps.iloc[0])
+    gap = kernel_gap_s(result.ops, result.steps.iloc[0])
+    # the MoE ops (router, experts: a loop over the experts with a host sync each), on the same small model
+    # with 8 experts of which 2 per token (Mixtral's routing); eager only (not graph-capturable)
+    moe = parse_model(dict(SMALL_MODEL, name="calibration-small-moe", model_type="mixtral", num_local_experts=8,
+                           num_experts_per_tok=2), "calibration-small-moe")
+    moe_run = profile_model(moe, w, spec=spec, layers=2, warmup=5, iters=repeats, timing_iters=20)
+    for name, entry in op_costs(moe_run.ops, moe_run.steps.iloc[0]).items():
+        if name not in out:
+            entry.pop("host_graph_us", None)
+            out[name] = entry
+    if bandwidth_curve:
+        from roofline.predict import interp_loglog
+
+        large = parse_model(dict(LARGE_MODEL), "calibration-large")
+        wl = Workload(batch_size=(1,), prompt_len=(TRAFFIC_TOKENS,), phase="prefill")
+        big = profile_model(large, wl, spec=spec, layers=1, warmup=3, iters=repeats, timing_iters=3).ops
+        curve = (np.array(bandwidth_curve["bytes"], float), np.array(bandwidth_curve["gb_per_s"], float) * 1e9)
+        for r in big.itertuples(index=False):
+            moved = r.bytes_read + r.bytes_written
+            if r.category in ("elementwise", "memory") and str(r.op) in out and moved > 0 and r.measured_time_s > 0:
+                ideal = moved / float(interp_loglog(np.array([moved]), *curve)[0])
+                out[str(r.op)]["traffic"] = round(max(r.measured_time_s / ideal, 1.0), 3)
+    step = result.steps.iloc[0]
+    graph = step["graph_step_ref_s"]
+    cond = {"model": "llama-style hidden 512, 8 heads / 2 KV heads, MLP 1408, 2 layers; decode batch 1 context 128",
+            "eager_step_us": round(step["eager_step_ref_s"] * 1e6, 2),
+            "graph_step_us": round(graph * 1e6, 2) if graph else None,
+            "kernel_time_us": round(step["kernel_time_ref_s"] * 1e6, 2)}
+    if gap is not None:
+        cond["kernel_gap_us"] = round(gap * 1e6, 3)
+    return out, cond
+
+
+def kernel_gap_s(ops, step):
+    """Idle GPU time per kernel inside a CUDA-graph replay: (replayed step - its kernels' time) / kernels
+    per step. None without a graph measurement."""
+    graph = step["graph_step_ref_s"]
+    if not graph or math.isnan(graph):
+        return None
+    kernels = float((ops["n_kernels"].to_numpy(float) * ops["ref_count"].to_numpy(float)).sum())
+    return max(graph - step["kernel_time_ref_s"], 0.0) / kernels if kernels else None
+
+
+def op_costs(ops, step) -> dict:
+    """The ``measured.ops`` mapping from a profile_model run (its ``ops`` frame and one ``steps`` row):
+    per op fixed_us (kernel time per occurrence), host_eager_us (host span scaled so the step's ops add
+    up to the eager step), host_graph_us (fixed_us scaled so they add up to the graph replay; fixed_us
+    where no graph was measured), kernels. Ops that launched nothing are left out."""
+    ref_count = ops["ref_count"].to_numpy(float)
+    span = ops["span_s"].to_numpy(float)
+    fixed = ops["measured_time_s"].to_numpy(float)
+    import numpy as np
+
+    host_scale = step["eager_step_ref_s"] / float(np.nansum(span * ref_count))
+    graph = step["graph_step_ref_s"]
+    graph_scale = (graph / float(np.nansum(fixed * ref_count))) if graph and not math.isnan(graph) else 1.0
+    out = {}
+    for i, name in enumerate(ops["op"]):
+        if not fixed[i] > 0:
+            continue
+        entry = {"fixed_us": round(fixed[i] * 1e6, 3)}
+        if span[i] > 0:  # no host span recorded: the op keeps the spec's launch figure
+            entry["host_eager_us"] = round(span[i] * host_scale * 1e6, 3)
+        entry["host_graph_us"] = round(fixed[i] * graph_scale * 1e6, 3)
+        entry["kernels"] = round(float(ops["n_kernels"].iloc[i]), 2)
+        out[str(name)] = entry
+    return out
+
+
+def measure_kernel_model(spec) -> tuple:
+    """(the kernel-model keys of ``measured:`` (predict.py), their conditions) for ``spec``, a HardwareSpec
+    whose measured peak and bandwidth are this run's. About a minute on an H200."""
+    t0 = time.perf_counter()
+    out = {"kernel_min_us": round(kernel_min_s() * 1e6, 3)}
+    out["bandwidth_curve"] = measure_bandwidth_curve(spec)
+    out["gemm"] = {"bf16": measure_gemm_table(spec)}
+    out["attention"] = measure_attention_tables(spec)
+    out["ops"], ops_cond = measure_op_costs(spec, bandwidth_curve=out["bandwidth_curve"])
+    if ops_cond.get("kernel_gap_us") is not None:
+        out["kernel_gap_us"] = ops_cond["kernel_gap_us"]
+    conditions = {"kernel_model_seconds": round(time.perf_counter() - t0, 1), "ops_measured_on": ops_cond}
+    return out, conditions

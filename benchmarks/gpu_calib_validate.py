@@ -1,0 +1,118 @@
+"""Issue 10 on one GPU, in one call: calibrate the kernel model, then validate the prediction.
+
+    OUT=/tmp/out python benchmarks/gpu_calib_validate.py [--spec h200] [--quick]
+
+1. roofline calibrate's measurements (bandwidth, matmul peaks, launch floor) and its kernel model
+   (roofline.measure.calibrate.measure_kernel_model's parts, each timed and logged; a part that fails is
+   logged and left out, so one failure does not lose the rest) -> $OUT/calibration.yaml
+2. roofline validate over the matrix with that spec -> $OUT/validate-<spec>/ (tarred to
+   $OUT/validate.tar.gz: the device returns at most 8 files)
+3. the checks table last on stdout.
+Everything is logged to $OUT/log.txt as it happens, so a run cut short still returns what it did.
+"""
+
+import argparse
+import os
+import sys
+import tarfile
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from roofline import render  # noqa: E402
+from roofline.measure import calibrate as C  # noqa: E402
+from roofline.validation import (  # noqa: E402
+    CHECK_TABLE, MATRIX, QUICK_MATRIX, STEP_TABLE, Validation, error_summary, validate, write_validation,
+)
+from roofline.specs import parse_spec  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--spec", default=None, help="shipped spec to extend (default: from the GPU's name)")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--skip-calibrate", help="use this calibrated spec instead of measuring one")
+    args = ap.parse_args()
+    out = Path(os.environ.get("OUT", "out"))
+    out.mkdir(parents=True, exist_ok=True)
+    logf = open(out / "log.txt", "a", buffering=1)
+
+    def log(line):
+        line = f"[{time.strftime('%H:%M:%S')}] {line}"
+        print(line, flush=True)
+        logf.write(line + "\n")
+
+    log(f"{torch.cuda.get_device_name(0)}; torch {torch.__version__}, CUDA {torch.version.cuda}")
+    cal_path = out / "calibration.yaml"
+    if args.skip_calibrate:
+        cal_path = Path(args.skip_calibrate)
+    else:
+        t0 = time.perf_counter()
+        raw = C.calibrate(spec=args.spec, quick=args.quick, kernels=False)
+        C.write_spec(raw, cal_path)
+        log(f"ceilings in {time.perf_counter() - t0:.1f} s: {({k: v for k, v in raw['measured'].items() if k != 'conditions'})}")
+        spec = parse_spec(raw, "<calibrating>")
+        parts = {
+            "kernel_min_us": lambda: round(C.kernel_min_s() * 1e6, 3),
+            "bandwidth_curve": lambda: C.measure_bandwidth_curve(spec),
+            "gemm": lambda: {"bf16": C.measure_gemm_table(spec)},
+            "attention": lambda: C.measure_attention_tables(spec),
+            "ops": lambda: C.measure_op_costs(spec, bandwidth_curve=raw["measured"].get("bandwidth_curve")),
+        }
+        t_all = time.perf_counter()
+        for key, fn in parts.items():
+            t0 = time.perf_counter()
+            try:
+                value = fn()
+            except Exception as exc:  # keep the rest of the run
+                log(f"{key}: FAILED {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                logf.write(traceback.format_exc())
+                continue
+            if key == "ops":
+                value, cond = value
+                raw["measured"]["conditions"]["ops_measured_on"] = cond
+                if cond.get("kernel_gap_us") is not None:
+                    raw["measured"]["kernel_gap_us"] = cond["kernel_gap_us"]
+            raw["measured"][key] = value
+            C.write_spec(raw, cal_path)  # after each part: a cut-short run keeps what it measured
+            log(f"{key}: {time.perf_counter() - t0:.1f} s")
+        raw["measured"]["conditions"]["kernel_model_seconds"] = round(time.perf_counter() - t_all, 1)
+        raw["sources"]["measured"] += (
+            " Kernel model (roofline/predict.py), measured by benchmarks/gpu_calib_validate.py with the functions "
+            "roofline calibrate calls: see measured.conditions and reports/h200/README.md."
+        )
+        C.write_spec(raw, cal_path)
+        log(f"wrote {cal_path}")
+
+    matrix = QUICK_MATRIX if args.quick else MATRIX
+    runs = []
+    for case in matrix:  # one case at a time, the partial tables rewritten after each: a cut-short run keeps them
+        runs.append(validate(spec=str(cal_path), matrix=[case], layers=2, log=log))
+        pd.concat([r.ops for r in runs]).to_csv(out / "partial_ops.csv", index=False)
+        pd.concat([r.steps for r in runs]).to_csv(out / "partial_steps.csv", index=False)
+    v = Validation(ops=pd.concat([r.ops for r in runs], ignore_index=True),
+                   steps=pd.concat([r.steps for r in runs], ignore_index=True),
+                   clocks=pd.concat([r.clocks for r in runs], ignore_index=True),
+                   device=runs[-1].device, notes=tuple(n for r in runs for n in r.notes))
+    name = f"validate-{v.device['spec']}"
+    folder = write_validation(v, out / name, command=f"OUT=... python benchmarks/gpu_calib_validate.py {' '.join(sys.argv[1:])}")
+    with tarfile.open(out / "validate.tar.gz", "w:gz") as tar:
+        tar.add(folder, arcname=name)
+    import shutil
+
+    shutil.rmtree(folder)
+    for name in ("partial_ops.csv", "partial_steps.csv"):
+        (out / name).unlink()
+    print(render.text_table(v.steps, STEP_TABLE, False))
+    print(render.text_table(error_summary(v.ops, v.steps), CHECK_TABLE, False))
+    log("done")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,388 @@
+"""The calibrated per-op prediction: what one occurrence of an op takes on a real GPU, and what the
+host pays to launch it. Torch-free and vectorised over the ops frame.
+
+A pure roofline (classify.py's ``time_s``) has no per-kernel fixed cost and assumes every kernel
+reaches a roof; small transfers and skinny GEMMs do not. Where the spec carries the tables that
+``roofline calibrate`` measures (``measured:`` section, see specs.py), each op's time is read off
+them; otherwise the datasheet roofline is used with a per-kernel minimum. Per occurrence:
+
+  predicted_time_s = max(fixed_s, model_s)
+    model_s  matmul     time_s / efficiency_gemm[dtype](tokens M, weight elements K*N)
+             attention  flash prefill: time_s / efficiency_prefill(query length s, FLOPs per causal pair:
+                                       FLOPs / (s (s + 1) / 2) = 4 b h d, the kernel's parallel width)
+                        flash decode:  time_s / efficiency_decode(KV bytes read, FLOPs per KV byte)
+             element-wise, memory: max(FLOPs / peak, traffic * bytes moved / bandwidth(bytes moved))
+                        (traffic: ``measured.ops.NAME.traffic``, how many times the ideal bytes the
+                        reference's kernels for the op really move, measured at a large size; else 1)
+             otherwise  time_s (collectives: alpha + bytes / link)
+             (datasheet: model_s = time_s)
+    fixed_s  the op's measured minimum device time (``measured.ops.NAME.fixed_us``: its kernels at
+             the smallest size), else ``measured.kernel_min_us``, else the spec's CUDA-graph
+             per-kernel figure (datasheet)
+  launch_gap_s = kernels * gap: the idle time the GPU spends between the op's kernels and the one
+             before (``measured.kernel_gap_us``, from a CUDA-graph replay against its kernel sum, else
+             the spec's CUDA-graph per-kernel figure; kernels: ``measured.ops.NAME.kernels``, else 1)
+  stream_s = predicted_time_s + launch_gap_s: how long the op holds the GPU's stream
+  host_s   = what one occurrence costs the host: eager, ``measured.ops.NAME.host_eager_us`` where
+             calibrated (the reference model's Python, dispatch and launches), else one eager launch
+             (the spec's figure); in a CUDA graph 0 (the replay is one launch for the whole step)
+
+The step time of a phase is a launch queue: the host issues the ops in order, each after its host_s;
+the GPU runs each op's stream_s once it is issued and the previous one is done. The step ends when
+the last op ends:
+  step = max over ops k of (host time up to and including k + GPU time from k to the end)
+which is sum(stream_s) when the GPU is the bottleneck (always in a CUDA graph), sum(host_s) plus the
+tail when the host is. The per-layer ops repeat num_hidden_layers times in order; the maximum over
+the repeats is taken in closed form (the first or the last layer). The summary's step time,
+tokens/s and class shares (and so advise, plot and report) are this one number; an op's share of it
+(``total_time_s``) is count * stream_s (a GPU-bound step) or count * host_s (a host-bound step),
+scaled to add up to the step. Tables are interpolated linearly in log-log space between measured points and held
+constant beyond the ends (no extrapolation). ``prediction_source`` says 'calibrated' where a
+measured table or fixed cost set the row's time, 'datasheet roofline' otherwise.
+
+Classes (``bound``): the roofline classes of classify.py, then two refinements from the prediction:
+  overhead  host_s > stream_s in a step whose host time exceeds its GPU time (the host cannot issue
+            the op as fast as the GPU runs it, and nothing hides it); in a GPU-bound step such an op
+            keeps its roofline class
+  latency   (calibrated rows only) predicted_time_s >= LATENCY_RATIO * time_s: the op reaches less than
+            half of its nearest roof, neither compute nor memory (fixed cost, small transfers, tails)
+Communication rows keep their class.
+"""
+
+import numpy as np
+import pandas as pd
+
+from roofline.errors import SpecError
+from roofline.validate import check_keys, number
+
+MICRO, GIGA = 1e-6, 1e9
+LATENCY_RATIO = 2.0
+CALIBRATED, DATASHEET = "calibrated", "datasheet roofline"
+
+# keys of the measured: section this module reads (specs.py accepts them; documented in the YAML)
+KERNEL_KEYS = ("kernel_min_us", "bandwidth_curve", "gemm", "attention", "ops")
+_OP_KEYS = {"fixed_us", "host_eager_us", "host_graph_us", "kernels", "traffic"}
+KERNEL_KEYS = KERNEL_KEYS + ("kernel_gap_us",)
+
+
+# --------------------------------------------------------------------------------------------------
+# the tables: parsing (called by specs.parse_spec) and interpolation
+
+def parse_kernel_tables(measured: dict, where: str) -> dict:
+    """Validate the kernel-model keys of a spec's ``measured:`` mapping; return them in SI units:
+    kernel_min_s, bandwidth (bytes, bytes_per_s arrays), gemm {dtype: (tokens, weight_elements, eff)},
+    attention {'prefill'|'decode': (x, y, eff)}, ops {name: {fixed_s, host_eager_s, host_graph_s, kernels}}.
+    Raises SpecError naming the key."""
+    out = {}
+    w = f"{where}: measured"
+    if measured.get("kernel_min_us") is not None:
+        out["kernel_min_s"] = number(measured["kernel_min_us"], f"{w}.kernel_min_us", SpecError) * MICRO
+    if measured.get("kernel_gap_us") is not None:
+        out["kernel_gap_s"] = number(measured["kernel_gap_us"], f"{w}.kernel_gap_us", SpecError) * MICRO
+    if measured.get("bandwidth_curve") is not None:
+        c = _mapping(measured["bandwidth_curve"], f"{w}.bandwidth_curve", {"bytes", "gb_per_s"})
+        x = _axis(c.get("bytes"), f"{w}.bandwidth_curve.bytes")
+        y = _values(c.get("gb_per_s"), len(x), f"{w}.bandwidth_curve.gb_per_s")
+        out["bandwidth"] = (x, y * GIGA)
+    if measured.get("gemm") is not None:
+        g = measured["gemm"]
+        if not isinstance(g, dict) or not g:
+            raise SpecError(f"{w}.gemm must be a mapping of dtype -> table (tokens, weight_elements, efficiency)")
+        out["gemm"] = {str(d): _table(t, f"{w}.gemm.{d}", ("tokens", "weight_elements")) for d, t in g.items()}
+    if measured.get("attention") is not None:
+        a = _mapping(measured["attention"], f"{w}.attention", {"prefill", "decode"})
+        out["attention"] = {}
+        if a.get("prefill") is not None:
+            out["attention"]["prefill"] = _table(a["prefill"], f"{w}.attention.prefill", ("query_len", "flops_per_pair"))
+        if a.get("decode") is not None:
+            out["attention"]["decode"] = _table(a["decode"], f"{w}.attention.decode",
+                                                ("kv_bytes", "flops_per_kv_byte"))
+    if measured.get("ops") is not None:
+        ops = measured["ops"]
+        if not isinstance(ops, dict):
+            raise SpecError(f"{w}.ops must be a mapping of op name -> {{fixed_us, host_eager_us, host_graph_us}}")
+        out["ops"] = {}
+        for name, entry in ops.items():
+            e = _mapping(entry, f"{w}.ops.{name}", _OP_KEYS)
+            out["ops"][str(name)] = {
+                k.replace("_us", "_s"): number(v, f"{w}.ops.{name}.{k}", SpecError) * (MICRO if k.endswith("_us") else 1)
+                for k, v in e.items() if v is not None
+            }
+    return out
+
+
+def _mapping(value, where, allowed) -> dict:
+    if not isinstance(value, dict):
+        raise SpecError(f"{where} must be a mapping with keys {', '.join(sorted(allowed))}")
+    check_keys(value, allowed, where, SpecError)
+    return value
+
+
+def _axis(values, where) -> np.ndarray:
+    if not isinstance(values, list) or not values:
+        raise SpecError(f"{where} must be a non-empty list of increasing positive numbers")
+    x = np.array([number(v, f"{where}[{i}]", SpecError) for i, v in enumerate(values)], dtype=float)
+    if np.any(np.diff(x) <= 0):
+        raise SpecError(f"{where} must be strictly increasing; sort the values (and their table rows)")
+    return x
+
+
+def _values(values, n, where) -> np.ndarray:
+    if not isinstance(values, list) or len(values) != n:
+        got = len(values) if isinstance(values, list) else type(values).__name__
+        raise SpecError(f"{where} must be a list of {n} positive numbers (one per axis value), got {got}")
+    return np.array([number(v, f"{where}[{i}]", SpecError) for i, v in enumerate(values)], dtype=float)
+
+
+def _table(value, where, axes) -> tuple:
+    """(x, y, eff[len(x), len(y)]) of a 2-D efficiency table."""
+    t = _mapping(value, where, set(axes) | {"efficiency"})
+    x = _axis(t.get(axes[0]), f"{where}.{axes[0]}")
+    y = _axis(t.get(axes[1]), f"{where}.{axes[1]}")
+    rows = t.get("efficiency")
+    if not isinstance(rows, list) or len(rows) != len(x):
+        raise SpecError(f"{where}.efficiency must be a list of {len(x)} rows (one per {axes[0]}), each of {len(y)}")
+    eff = np.stack([_values(r, len(y), f"{where}.efficiency[{i}]") for i, r in enumerate(rows)])
+    return x, y, eff
+
+
+def interp_loglog(x: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Piecewise-linear in (log x, log y) through (xs, ys); constant beyond the ends."""
+    return np.exp(np.interp(np.log(np.maximum(x, 1e-300)), np.log(xs), np.log(ys)))
+
+
+def interp_table(x: np.ndarray, y: np.ndarray, table: tuple) -> np.ndarray:
+    """Bilinear interpolation of log(eff) over (log x, log y) of ``table`` = (xs, ys, eff); clamped."""
+    xs, ys, eff = table
+    lx, ly = np.log(xs), np.log(ys)
+    px = np.clip(np.log(np.maximum(x, 1e-300)), lx[0], lx[-1])
+    py = np.clip(np.log(np.maximum(y, 1e-300)), ly[0], ly[-1])
+    i = np.clip(np.searchsorted(lx, px, side="right") - 1, 0, max(len(lx) - 2, 0))
+    j = np.clip(np.searchsorted(ly, py, side="right") - 1, 0, max(len(ly) - 2, 0))
+    le = np.log(eff)
+    if len(lx) == 1 and len(ly) == 1:
+        return np.full(np.shape(px), eff[0, 0])
+    if len(lx) == 1:
+        return np.exp(np.interp(py, ly, le[0]))
+    if len(ly) == 1:
+        return np.exp(np.interp(px, lx, le[:, 0]))
+    fx = (px - lx[i]) / (lx[i + 1] - lx[i])
+    fy = (py - ly[j]) / (ly[j + 1] - ly[j])
+    v = (le[i, j] * (1 - fx) * (1 - fy) + le[i + 1, j] * fx * (1 - fy)
+         + le[i, j + 1] * (1 - fx) * fy + le[i + 1, j + 1] * fx * fy)
+    return np.exp(v)
+
+
+# --------------------------------------------------------------------------------------------------
+# the prediction
+
+def predict(ops: pd.DataFrame, spec, cuda_graph: bool = False) -> pd.DataFrame:
+    """Add ``predicted_time_s``, ``prediction_source``, ``host_s``, ``fixed_s`` (per occurrence) to a
+    classified ops frame (classify.classify's columns plus op, category, phase, params,
+    weight_bytes_read, kv_bytes_read, prompt_len) and refine ``bound`` with 'overhead' / 'latency'
+    (module docstring). Returns a new frame; ``prediction_columns`` gives the columns alone."""
+    out = ops.copy()
+    for key, value in prediction_columns(ops, spec, cuda_graph).items():
+        out[key] = value
+    return out
+
+
+def _codes(column: pd.Series) -> tuple:
+    """(codes, categories as str) of a column, through a categorical: no per-row strings."""
+    cat = column.array if isinstance(column.dtype, pd.CategoricalDtype) else pd.Categorical(column)
+    return np.asarray(cat.codes), [str(c) for c in cat.categories]
+
+
+def _mask(codes, categories, wanted) -> np.ndarray:
+    hit = [i for i, c in enumerate(categories) if c in wanted]
+    return np.isin(codes, hit) if hit else np.zeros(len(codes), dtype=bool)
+
+
+def prediction_columns(ops: pd.DataFrame, spec, cuda_graph: bool = False) -> dict:
+    """The columns ``predict`` adds, as arrays (``bound`` refined). Vectorised: per-op-name work is
+    one mask per distinct name, never a loop over rows."""
+    k = getattr(spec, "measured_kernels", None) or {}
+    n = len(ops)
+    t_roof = ops["time_s"].to_numpy(float)
+    t_compute = ops["time_compute_s"].to_numpy(float)
+    t_memory = ops["time_memory_s"].to_numpy(float)
+    flops = ops["flops"].to_numpy(float)
+    moved = ops["bytes_read"].to_numpy(float) + ops["bytes_written"].to_numpy(float)
+    name_codes, names = _codes(ops["op"])
+    cat_codes, cats = _codes(ops["category"])
+    calibrated = np.zeros(n, dtype=bool)
+    comm = _mask(cat_codes, cats, {"collective"})
+
+    # 1. kernel model
+    model = t_roof.copy()
+    t_mem = t_memory.copy()  # memory time at the calibrated bandwidth for the op's size
+    if "bandwidth" in k:
+        sel = _mask(cat_codes, cats, {"elementwise", "memory"})
+        t_mem[sel] = moved[sel] / interp_loglog(moved[sel], *k["bandwidth"])
+        model[sel] = np.maximum(t_compute[sel], t_mem[sel])
+        calibrated |= sel
+    if "gemm" in k:
+        sel = _mask(cat_codes, cats, {"matmul"})
+        if sel.any():
+            kn = ops["params"].to_numpy(float)[sel]
+            kn = np.where(kn > 0, kn, ops["weight_bytes_read"].to_numpy(float)[sel] / 2.0)  # tied lm_head: 16-bit
+            with np.errstate(divide="ignore", invalid="ignore"):
+                tokens = np.where(kn > 0, flops[sel] / (2.0 * kn), 1.0)
+            d_codes, dtypes = _codes(ops["compute_dtype"])
+            d_sel = d_codes[sel]
+            m_sel = model[sel]
+            for i, dtype in enumerate(dtypes):
+                s = d_sel == i
+                if not s.any():
+                    continue
+                table = k["gemm"].get(dtype) or k["gemm"].get("bf16") or next(iter(k["gemm"].values()))
+                m_sel[s] = t_roof[sel][s] / interp_table(tokens[s], kn[s], table)
+            model[sel] = m_sel
+            calibrated |= sel
+    attn = k.get("attention", {})
+    if attn:
+        p_codes, phases = _codes(ops["phase"])
+        flash = _mask(name_codes, names, {"attention"})
+        if "prefill" in attn:
+            s = flash & _mask(p_codes, phases, {"prefill"})
+            q_len = ops["prompt_len"].to_numpy(float)[s]
+            width = flops[s] / (q_len * (q_len + 1) / 2)
+            model[s] = t_roof[s] / interp_table(q_len, width, attn["prefill"])
+            calibrated |= s
+        if "decode" in attn:
+            s = flash & _mask(p_codes, phases, {"decode"})
+            kv = ops["kv_bytes_read"].to_numpy(float)[s]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(kv > 0, flops[s] / kv, 1.0)
+            model[s] = t_roof[s] / interp_table(kv, ratio, attn["decode"])
+            calibrated |= s
+
+    # 2. fixed per-occurrence cost and host cost (and the traffic factor of element-wise ops)
+    per_op = k.get("ops", {})
+    elementwise = _mask(cat_codes, cats, {"elementwise", "memory"}) if "bandwidth" in k else np.zeros(n, dtype=bool)
+    fixed = np.full(n, k.get("kernel_min_s", spec.graph_launch_overhead_s))
+    if "kernel_min_s" in k:
+        calibrated |= ~comm
+    host = np.full(n, 0.0 if cuda_graph else spec.ceiling_launch_s(False))
+    kernels = np.ones(n)
+    for i, name in enumerate(names):
+        entry = per_op.get(name)
+        if not entry:
+            continue
+        s = name_codes == i
+        if "fixed_s" in entry:
+            fixed[s] = entry["fixed_s"]
+            calibrated |= s
+        if "host_eager_s" in entry and not cuda_graph:
+            host[s] = entry["host_eager_s"]
+        if "kernels" in entry:
+            kernels[s] = max(entry["kernels"], 1.0)
+        if "traffic" in entry:
+            t = s & elementwise
+            model[t] = np.maximum(t_compute[t], t_mem[t] * entry["traffic"])
+    fixed[comm] = 0.0  # collectives: the alpha of the link model is their fixed cost
+    predicted = np.maximum(fixed, model)
+    gap = kernels * k.get("kernel_gap_s", spec.ceiling_launch_s(True))
+
+    # 3. classes: overhead where the host is slower than the kernel, latency where no roof is reached
+    b_codes, b_cats = _codes(ops["bound"])
+    classes = list(b_cats) + [c for c in ("compute", "memory", "communication", "overhead", "latency")
+                              if c not in b_cats]
+    code = {c: i for i, c in enumerate(classes)}
+    keep = _mask(b_codes, b_cats, {"communication"})
+    bound = np.where(t_compute >= t_memory, code["compute"], code["memory"])
+    bound[keep] = code["communication"]
+    bound[calibrated & ~keep & (predicted >= LATENCY_RATIO * t_roof)] = code["latency"]
+    bound[~keep & (host > predicted + gap)] = code["overhead"]  # kept only in host-bound steps (analysis)
+    return {
+        "predicted_time_s": predicted,
+        "prediction_source": pd.Categorical.from_codes(np.where(calibrated, 0, 1), [CALIBRATED, DATASHEET]),
+        "fixed_s": fixed,
+        "launch_gap_s": gap,
+        "stream_s": predicted + gap,
+        "host_s": host,
+        "bound": pd.Categorical.from_codes(bound, classes),
+    }
+
+
+def host_bound_classes(bound: pd.Series, host_bound: np.ndarray) -> pd.Categorical:
+    """``bound`` with 'overhead' kept only in steps whose host time exceeds their GPU time; elsewhere the
+    host cost is hidden behind the GPU's queue and the op keeps its roofline class (memory: an op shorter
+    than a launch moves little and computes less)."""
+    cat = pd.Categorical(bound)
+    codes = np.asarray(cat.codes).copy()
+    cats = list(cat.categories)
+    if "overhead" in cats:
+        hidden = (codes == cats.index("overhead")) & ~host_bound
+        if hidden.any():
+            if "memory" not in cats:
+                cats.append("memory")
+            codes[hidden] = cats.index("memory")
+    return pd.Categorical.from_codes(codes, cats)
+
+
+def occurrence_time(ops: pd.DataFrame) -> np.ndarray:
+    """An occurrence's weight in the step's attribution: max(stream_s, host_s), seconds."""
+    return np.maximum(ops["stream_s"].to_numpy(float), ops["host_s"].to_numpy(float))
+
+
+def queue_step(host: np.ndarray, stream: np.ndarray, counts: np.ndarray, block=None) -> np.ndarray:
+    """Step time of the launch queue (module docstring) for ``host`` and ``stream`` [points, ops] (seconds
+    per occurrence, ops in execution order), ``counts`` [ops]. ``block`` = (start, stop): the ops
+    [start, stop) run as one block repeated counts[start] times (the layers); every other op runs its
+    occurrences back to back. Returns [points]."""
+    host = np.atleast_2d(host)
+    stream = np.atleast_2d(stream)
+    n_ops = host.shape[1]
+    segments = []  # (start, stop, repeats)
+    i = 0
+    while i < n_ops:
+        if block and i == block[0]:
+            segments.append((block[0], block[1], float(counts[block[0]])))
+            i = block[1]
+        else:
+            segments.append((i, i + 1, float(counts[i])))
+            i += 1
+    h_seg = np.stack([host[:, a:b].sum(axis=1) * r for a, b, r in segments], axis=1)  # host of all repeats
+    g_seg = np.stack([stream[:, a:b].sum(axis=1) * r for a, b, r in segments], axis=1)
+    h_before = np.cumsum(h_seg, axis=1) - h_seg
+    g_after = g_seg[:, ::-1].cumsum(axis=1)[:, ::-1] - g_seg
+    best = np.zeros(host.shape[0])
+    for j, (a, b, r) in enumerate(segments):
+        hb, gb = host[:, a:b], stream[:, a:b]
+        # inside one repeat: host up to and including op i + GPU from op i to the end of the repeat
+        inner = (np.cumsum(hb, axis=1) + gb[:, ::-1].cumsum(axis=1)[:, ::-1]).max(axis=1)
+        repeats = (r - 1) * np.maximum(hb.sum(axis=1), gb.sum(axis=1))  # the first or the last repeat
+        best = np.maximum(best, h_before[:, j] + inner + repeats + g_after[:, j])
+    return best
+
+
+def layer_block(counts: np.ndarray):
+    """(start, stop) of the contiguous run of ops with the largest count (> 1), or None."""
+    top = counts.max() if len(counts) else 0
+    if top <= 1:
+        return None
+    idx = np.flatnonzero(counts == top)
+    if idx[-1] - idx[0] + 1 != len(idx):
+        return None
+    return int(idx[0]), int(idx[-1]) + 1
+
+
+def step_time(ops: pd.DataFrame) -> float:
+    """Step time of these rows (one point, one phase, in execution order) by the launch queue, seconds."""
+    counts = ops["count"].to_numpy(float)
+    if not len(counts):
+        return 0.0
+    return float(queue_step(ops["host_s"].to_numpy(float)[None, :], ops["stream_s"].to_numpy(float)[None, :],
+                            counts, layer_block(counts))[0])
+
+
+def describe_source(spec) -> str:
+    """One line naming what the prediction uses for ``spec``."""
+    k = getattr(spec, "measured_kernels", None) or {}
+    if not k:
+        return (f"prediction: datasheet roofline of {spec.name} with a per-kernel minimum of "
+                f"{spec.graph_launch_overhead_s * 1e6:.2f} µs (no measured kernel tables; run roofline calibrate)")
+    have = [key for key in ("bandwidth", "gemm", "attention", "ops") if key in k]
+    return f"prediction: calibrated kernel model of {spec.name} ({', '.join(have)})"
+

@@ -1,0 +1,121 @@
+"""The kernel-model part of roofline calibrate that needs no GPU: the roofline the efficiencies are
+taken against, grid filling, per-op costs from a profile, and a calibrated spec that loads and is used."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import roofline
+from roofline.formulas import flash_attention, linear
+from roofline.measure.calibrate import (
+    _cost_row,
+    _fill,
+    _roofline_s,
+    build_spec,
+    op_costs,
+    write_spec,
+)
+from roofline.specs import load_spec, resolve_spec_path
+from roofline.validate import load_mapping
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def test_roofline_of_a_gemm_is_classify_formula():
+    spec = load_spec("h200")  # datasheet: bf16 989.4 TFLOP/s, 4800 GB/s
+    # decode GEMV 1 x 4096 x 4096 bf16: 33,554,432 B of weights + 8192 in + 8192 out = 33,570,816 B -> 6.994 us
+    # prefill 4096 x 4096 x 4096: 2 * 4096^3 = 1.374e11 FLOP / 989.4e12 = 138.9 us (bytes: 100.7 MB -> 21 us)
+    t = _roofline_s(spec, [_cost_row(linear(1, 4096, 4096, "bf16", "bf16"), "bf16"),
+                           _cost_row(linear(4096, 4096, 4096, "bf16", "bf16"), "bf16")])
+    assert t[0] == pytest.approx(33_570_816 / 4800e9)
+    assert t[1] == pytest.approx(2 * 4096**3 / 989.4e12)
+
+
+def test_roofline_of_decode_attention_counts_the_cache():
+    spec = load_spec("h200")
+    # batch 8, 8 KV heads of 128, 4096 cached: K+V = 2 * 8 * 8 * 4096 * 128 * 2 B = 134,217,728 B; q and out 2 * 8 * 32 * 128 * 2
+    cost = flash_attention(8, 1, 4096, 4096, 32, 8, 128, "bf16", "bf16", True)
+    assert cost.kv_bytes_read == 134_217_728
+    t = _roofline_s(spec, [_cost_row(cost, "bf16")])[0]
+    assert t == pytest.approx((134_217_728 + 2 * 8 * 32 * 128 * 2) / 4800e9)
+
+
+def test_fill_takes_the_nearest_measured_cell_in_the_row_then_the_column():
+    assert _fill([[0.5, None, 0.9], [None, None, None], [0.1, 0.2, None]]) == [
+        [0.5, 0.5, 0.9],  # ties go to the left neighbour
+        [0.5, 0.5, 0.9],  # an empty row takes the column's nearest
+        [0.1, 0.2, 0.2],
+    ]
+
+
+def test_op_costs_scale_host_spans_to_the_measured_steps():
+    # ops per step: a (2 occurrences, span 10 us, kernels 2 us), b (1, span 30 us, kernels 4 us), c (1, span 5 us,
+    # no kernel: left out of the table, but its span is host time of the step)
+    # spans add up to 2 * 10 + 30 + 5 = 55 us; the eager step measured 110 us -> host scale 2
+    # kernels add up to 2 * 2 + 4 = 8 us; the graph replay measured 12 us -> graph scale 1.5
+    ops = pd.DataFrame({"op": ["a", "b", "c"], "ref_count": [2, 1, 1], "span_s": [10e-6, 30e-6, 5e-6],
+                        "measured_time_s": [2e-6, 4e-6, 0.0], "n_kernels": [1.0, 3.0, 0.0]})
+    step = {"eager_step_ref_s": 110e-6, "graph_step_ref_s": 12e-6}
+    got = op_costs(ops, step)
+    assert set(got) == {"a", "b"}
+    assert got["a"] == {"fixed_us": 2.0, "host_eager_us": 20.0, "host_graph_us": 3.0, "kernels": 1.0}
+    assert got["b"]["host_eager_us"] == pytest.approx(60.0) and got["b"]["host_graph_us"] == pytest.approx(6.0)
+    no_graph = op_costs(ops, {"eager_step_ref_s": 110e-6, "graph_step_ref_s": None})
+    assert no_graph["b"]["host_graph_us"] == 4.0  # no replay measured: the kernels alone
+
+
+def test_a_calibrated_spec_with_a_kernel_model_round_trips(tmp_path):
+    shipped = load_mapping(resolve_spec_path("h200"), "hardware spec")
+    measured = {
+        "peak_tflops": {"bf16": 800.0}, "mem_bandwidth_gb_per_s": 4200.0,
+        "kernel_min_us": 2.0,
+        "bandwidth_curve": {"bytes": [4096, 1_073_741_824], "gb_per_s": [3.0, 4000.0]},
+        "gemm": {"bf16": {"tokens": [1, 16384], "weight_elements": [589_824, 525_336_576],
+                          "efficiency": [[0.3, 0.9], [0.8, 0.95]]}},
+        "ops": {"rope": {"fixed_us": 12.0, "host_eager_us": 80.0, "host_graph_us": 14.0, "kernels": 8}},
+        "conditions": {"gpu": "NVIDIA H200", "date": "2026-12-01T00:00:00Z"},
+    }
+    path = write_spec(build_spec(shipped, measured, "made up for this test"), tmp_path / "h200-cal.yaml")
+    spec = load_spec(path)
+    assert spec.measured_kernels["kernel_min_s"] == pytest.approx(2e-6)
+    assert spec.measured_kernels["ops"]["rope"]["host_eager_s"] == pytest.approx(80e-6)
+    r = roofline.analyze(str(EXAMPLES / "llama-2-7b.yaml"), spec, phase="decode")
+    ops = r.ops.set_index("op")
+    assert (r.ops["prediction_source"] == "calibrated").all()
+    assert ops.loc["rope", "predicted_time_s"] == pytest.approx(12e-6)
+    assert ops.loc["rope", "host_s"] == pytest.approx(80e-6)
+    # q_proj at 1 token, 16.8M weight elements: between the table's columns in log space
+    assert ops.loc["q_proj", "predicted_time_s"] > ops.loc["q_proj", "time_s"] / 0.9
+
+
+def test_calibrate_without_a_gpu_says_so():
+    from click.testing import CliRunner
+
+    from roofline.cli import main
+
+    r = CliRunner().invoke(main, ["calibrate", "--output", "x.yaml"])
+    assert r.exit_code == 1 and "no CUDA GPU" in r.output
+
+
+def test_operands_rotate_through_copies_larger_than_the_l2():
+    from roofline.measure.calibrate import COLD_BYTES, copies_for, rotating
+
+    assert copies_for(33.6e6) == 8  # a 4096 x 4096 bf16 weight: 8 copies = 269 MB > 256 MB
+    assert copies_for(1e9) == 1 and copies_for(1e3) == 64 and copies_for(1e3, cap=16) == 16
+    assert 8 * 33.6e6 >= COLD_BYTES
+    seen = []
+    fn = rotating(lambda a, b: seen.append(a + b), [(1, 10), (2, 20), (3, 30)])
+    for _ in range(4):
+        fn()
+    assert seen == [11, 22, 33, 11]
+
+
+def test_kernel_gap_is_the_replay_minus_its_kernels_per_kernel():
+    from roofline.measure.calibrate import kernel_gap_s
+
+    # 2 ops per step: a (2 occurrences x 1 kernel) and b (1 x 3 kernels) = 5 kernels; 100 us of kernels
+    # replayed in 104 us -> 0.8 us per kernel
+    ops = pd.DataFrame({"n_kernels": [1.0, 3.0], "ref_count": [2, 1]})
+    assert kernel_gap_s(ops, {"graph_step_ref_s": 104e-6, "kernel_time_ref_s": 100e-6}) == pytest.approx(0.8e-6)
+    assert kernel_gap_s(ops, {"graph_step_ref_s": None, "kernel_time_ref_s": 100e-6}) is None

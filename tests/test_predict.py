@@ -1,0 +1,248 @@
+"""The calibrated per-op prediction (roofline/predict.py): tables, fallback, classes, the step formula."""
+
+import copy
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+import roofline
+from roofline.cli import main
+from roofline.errors import SpecError
+from roofline.predict import (
+    interp_loglog,
+    interp_table,
+    layer_block,
+    queue_step,
+    step_time,
+)
+from roofline.specs import parse_spec
+
+DATA = Path(__file__).parent / "data"
+EXAMPLES = Path(__file__).parent.parent / "examples"
+TINY_MODEL = str(DATA / "tiny_llama.yaml")
+PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def tiny_spec(measured: dict | None = None):
+    raw = yaml.safe_load((DATA / "tiny_gpu.yaml").read_text())
+    if measured is not None:
+        raw["measured"] = copy.deepcopy(measured)
+    return parse_spec(raw, "tiny-calibrated")
+
+
+def flat_gemm(eff):
+    return {"tokens": [1, 1000], "weight_elements": [1, 1e9], "efficiency": [[eff, eff], [eff, eff]]}
+
+
+def test_interp_loglog_is_linear_in_log_space_and_clamped():
+    xs, ys = np.array([1e3, 1e6]), np.array([1e9, 1e12])
+    got = interp_loglog(np.array([1.0, 10**4.5, 1e6, 1e9]), xs, ys)
+    # halfway in log x between 1e3 and 1e6 -> halfway in log y: 1e10.5; held at the ends
+    assert got == pytest.approx([1e9, 10**10.5, 1e12, 1e12])
+
+
+def test_interp_table_bilinear_in_log_space():
+    table = (np.array([1.0, 100.0]), np.array([1.0, 100.0]), np.array([[0.5, 1.0], [0.25, 0.5]]))
+    # corners exact; the centre (10, 10) is the geometric mean of the four: (0.5 * 1 * 0.25 * 0.5) ** 0.25 = 0.5
+    got = interp_table(np.array([1.0, 100.0, 10.0, 1e6]), np.array([1.0, 1.0, 10.0, 1e6]), table)
+    assert got == pytest.approx([0.5, 0.25, 0.5, 0.5])
+
+
+def test_datasheet_fallback_is_roofline_with_a_kernel_minimum():
+    r = roofline.analyze(TINY_MODEL, tiny_spec(), phase="decode")
+    ops = r.ops
+    assert (ops["prediction_source"] == "datasheet roofline").all()
+    # tiny_gpu: graph_launch_overhead_us 1e4 = 0.01 s per kernel minimum; eager launch 0.1 s
+    assert ops["predicted_time_s"].to_numpy() == pytest.approx(np.maximum(ops["time_s"], 0.01).to_numpy())
+    assert ops["host_s"].to_numpy() == pytest.approx(np.full(len(ops), 0.1))
+    # the GPU's gap before each kernel: the CUDA-graph figure, one kernel per op without calibration
+    assert ops["launch_gap_s"].to_numpy() == pytest.approx(np.full(len(ops), 0.01))
+    assert ops["stream_s"].to_numpy() == pytest.approx((ops["predicted_time_s"] + 0.01).to_numpy())
+    r_graph = roofline.analyze(TINY_MODEL, tiny_spec(), phase="decode", cuda_graph=True)
+    assert (r_graph.ops["host_s"] == 0).all()  # a replay is one launch for the whole step
+
+
+def test_gemm_table_scales_the_roofline_time_and_sets_the_class():
+    # efficiency 0.8: matmuls take time_s / 0.8 and keep their roofline class
+    r = roofline.analyze(TINY_MODEL, tiny_spec({"gemm": {"bf16": flat_gemm(0.8)}}), phase="decode")
+    mm = r.ops[r.ops["category"] == "matmul"]
+    assert mm["predicted_time_s"].to_numpy() == pytest.approx(mm["time_s"].to_numpy() / 0.8)
+    assert (mm["prediction_source"] == "calibrated").all()
+    assert set(mm["bound"].astype(str)) == {"memory"}
+    # efficiency 0.25: under half of the nearest roof -> latency
+    r = roofline.analyze(TINY_MODEL, tiny_spec({"gemm": {"bf16": flat_gemm(0.25)}}), phase="decode")
+    mm = r.ops[r.ops["category"] == "matmul"]
+    assert mm["predicted_time_s"].to_numpy() == pytest.approx(mm["time_s"].to_numpy() * 4)
+    assert set(mm["bound"].astype(str)) == {"latency"}
+    other = r.ops[r.ops["category"] != "matmul"]
+    assert (other["prediction_source"] == "datasheet roofline").all()
+
+
+def test_gemm_table_reads_tokens_and_weight_elements_off_the_row():
+    # tiny_llama q_proj: hidden 64 -> 8 heads x 8 = 64, K*N = 4096; prefill 2 x 16 = 32 tokens
+    # table: efficiency 1 at 1 token, 0.5 at 1024 tokens (log-linear in tokens): 32 tokens -> 0.5 ** (5 / 10)
+    table = {"tokens": [1, 1024], "weight_elements": [4096], "efficiency": [[1.0], [0.5]]}
+    r = roofline.analyze(TINY_MODEL, tiny_spec({"gemm": {"bf16": table}}), phase="prefill")
+    q = r.ops[r.ops["op"] == "q_proj"].iloc[0]
+    assert q["flops"] == 2 * 32 * 4096
+    assert q["predicted_time_s"] == pytest.approx(q["time_s"] / 0.5 ** 0.5)
+
+
+def test_attention_and_bandwidth_tables():
+    # copies reach 5 B/s below 1 kB and 10 B/s from 1 MB; decode attention at half its roofline
+    measured = {
+        "bandwidth_curve": {"bytes": [1e3, 1e6], "gb_per_s": [5e-9, 1e-8]},
+        "attention": {"decode": {"kv_bytes": [1, 1e9], "flops_per_kv_byte": [0.5, 8],
+                                 "efficiency": [[0.5, 0.5], [0.5, 0.5]]}},
+    }
+    r = roofline.analyze(TINY_MODEL, tiny_spec(measured), phase="decode")
+    ops = r.ops.set_index("op")
+    attn = ops.loc["attention"]
+    assert attn["predicted_time_s"] == pytest.approx(attn["time_s"] / 0.5)
+    norm = ops.loc["attn_norm"]  # a few hundred bytes: the 5 B/s end of the curve, twice the roofline
+    moved = norm["bytes_read"] + norm["bytes_written"]
+    assert moved < 1e3
+    assert norm["predicted_time_s"] == pytest.approx(max(moved / 5.0, norm["time_compute_s"], 0.01))
+    assert norm["prediction_source"] == "calibrated"
+
+
+def test_traffic_factor_multiplies_the_memory_time_of_element_wise_ops():
+    # rope's kernels move 3x the ideal bytes; at 10 B/s flat the calibrated time is 3 x bytes / 10
+    measured = {"bandwidth_curve": {"bytes": [1, 1e9], "gb_per_s": [1e-8, 1e-8]}, "ops": {"rope": {"traffic": 3.0}}}
+    ops = roofline.analyze(TINY_MODEL, tiny_spec(measured), phase="prefill").ops.set_index("op")
+    rope = ops.loc["rope"]
+    assert rope["predicted_time_s"] == pytest.approx(3 * (rope["bytes_read"] + rope["bytes_written"]) / 10)
+    assert rope["bound"] == "latency"  # 3x its roofline: neither roof reached
+    assert ops.loc["attn_residual", "predicted_time_s"] == pytest.approx(ops.loc["attn_residual", "time_s"])
+
+
+def test_per_op_fixed_and_host_costs():
+    measured = {"kernel_min_us": 2e4, "kernel_gap_us": 5e3,
+                "ops": {"rope": {"fixed_us": 1e9, "host_eager_us": 3e5, "host_graph_us": 2e4, "kernels": 8}}}
+    spec = tiny_spec(measured)
+    eager = roofline.analyze(TINY_MODEL, spec, phase="decode").ops.set_index("op")
+    assert eager.loc["rope", "predicted_time_s"] == pytest.approx(1000.0)  # the fixed cost wins over 67 s
+    assert eager.loc["rope", "bound"] == "latency"
+    assert eager.loc["rope", "host_s"] == pytest.approx(0.3)
+    assert eager.loc["attn_residual", "host_s"] == pytest.approx(0.1)  # not measured: one eager launch
+    assert eager.loc["attn_residual", "fixed_s"] == pytest.approx(0.02)  # kernel_min_us
+    assert eager.loc["rope", "launch_gap_s"] == pytest.approx(8 * 0.005)  # 8 kernels x the measured gap
+    assert eager.loc["attn_residual", "launch_gap_s"] == pytest.approx(0.005)  # one kernel
+    assert eager.loc["rope", "stream_s"] == pytest.approx(1000.0 + 0.04)
+    graph = roofline.analyze(TINY_MODEL, spec, phase="decode", cuda_graph=True).ops.set_index("op")
+    assert graph.loc["rope", "host_s"] == 0.0
+
+
+def test_overhead_when_the_host_is_slower_than_the_kernel():
+    # 1e6 s of host per norm: the step is host-bound, and the norm is its overhead
+    ops = roofline.analyze(TINY_MODEL, tiny_spec({"ops": {"attn_norm": {"host_eager_us": 1e12}}}), phase="decode").ops
+    assert ops.set_index("op").loc["attn_norm", "bound"] == "overhead"
+    # 1000 s (x 2 layers): the GPU's 20,565 s of work hide it; the norm keeps its roofline class
+    ops = roofline.analyze(TINY_MODEL, tiny_spec({"ops": {"attn_norm": {"host_eager_us": 1e9}}}), phase="decode").ops
+    assert ops.set_index("op").loc["attn_norm", "bound"] == "memory"
+
+
+def test_summary_step_is_the_one_formula_and_shares_add_up():
+    spec = tiny_spec({"gemm": {"bf16": flat_gemm(0.25)}, "kernel_min_us": 2e4})
+    for cuda_graph in (False, True):
+        r = roofline.analyze(TINY_MODEL, spec, cuda_graph=cuda_graph)
+        s = r.summary.iloc[0]
+        for phase in ("prefill", "decode"):
+            ops = r.ops[r.ops["phase"] == phase]
+            assert s[f"{phase}_time_s"] == pytest.approx(step_time(ops))
+            assert s[f"{phase}_roofline_time_s"] == pytest.approx(float((ops["count"] * ops["time_s"]).sum()))
+            shares = sum(s[f"{phase}_share_{c}"] for c in roofline.classify.BOUNDS)
+            assert shares == pytest.approx(1.0)
+            assert ops["share"].sum() == pytest.approx(1.0)
+        assert s["decode_tokens_per_s"] == pytest.approx(s["batch_size"] / s["decode_time_s"])
+
+
+def test_memory_fit_at_the_last_token_not_the_mean():
+    # llama-2-7b on an A10 (24 GB): 13.48 GB of weights; KV = 2 x 32 layers x 4096 x 2 B = 524,288 B per token.
+    # batch 8, prompt 512, 3000 generated: the last token holds 8 x 3512 tokens = 14.7 GB of KV -> 28.2 GB, no fit
+    # (at the mean context 512 + 1500.5 it would be 8.4 GB and fit)
+    r = roofline.analyze(str(EXAMPLES / "llama-2-7b.yaml"), "a10", batch_size=8, prompt_len=512, gen_tokens=3000)
+    s = r.summary.iloc[0]
+    assert s["kv_cache_bytes"] == pytest.approx(8 * 3512 * 524_288)
+    assert not s["fits_in_memory"]
+    assert s["context_len"] == pytest.approx(512 + 3001 / 2)  # the step itself stays at the mean context
+
+
+def test_spec_errors_name_the_key():
+    with pytest.raises(SpecError, match=r"measured\.gemm\.bf16\.tokens must be strictly increasing"):
+        tiny_spec({"gemm": {"bf16": {"tokens": [8, 1], "weight_elements": [1], "efficiency": [[1], [1]]}}})
+    with pytest.raises(SpecError, match=r"measured\.gemm\.bf16\.efficiency\[1\] must be a list of 2 positive numbers"):
+        tiny_spec({"gemm": {"bf16": {"tokens": [1, 8], "weight_elements": [1, 2], "efficiency": [[1, 1], [1]]}}})
+    with pytest.raises(SpecError, match=r"measured\.bandwidth_curve: unknown key 'gbps'"):
+        tiny_spec({"bandwidth_curve": {"bytes": [1], "gbps": [1]}})
+    with pytest.raises(SpecError, match=r"measured\.ops\.rope\.fixed_us: must be greater than zero"):
+        tiny_spec({"ops": {"rope": {"fixed_us": -1}}})
+
+
+def test_json_has_the_three_times_per_op():
+    r = CliRunner().invoke(main, ["analyze", TINY_MODEL, "--gpu", str(DATA / "tiny_gpu.yaml"), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    op = json.loads(r.stdout)["ops"][0]
+    assert {"time_s", "predicted_time_s", "prediction_source", "host_s"} <= set(op)
+    assert op["prediction_source"] == "datasheet roofline"
+
+
+def test_shipped_h200_calibration_loads_and_is_used():
+    path = Path(__file__).parent.parent / "reports" / "h200" / "calibration.yaml"
+    if not path.exists():
+        pytest.skip("reports/h200/calibration.yaml not committed")
+    r = roofline.analyze(str(EXAMPLES / "llama-2-7b.yaml"), str(path), phase="decode")
+    proj = r.ops[r.ops["op"].isin(PROJECTIONS)]
+    assert (proj["prediction_source"] == "calibrated").all()
+    assert (proj["predicted_time_s"] >= proj["time_s"]).all()
+
+
+def test_a_10000_point_sweep_stays_fast():
+    spec = tiny_spec({"gemm": {"bf16": flat_gemm(0.5)}, "kernel_min_us": 2e4,
+                      "bandwidth_curve": {"bytes": [1e3, 1e6], "gb_per_s": [5e-9, 1e-8]}})
+    start = time.perf_counter()
+    r = roofline.analyze(TINY_MODEL, spec, batch_size=list(range(1, 101)), context_len=list(range(16, 116)),
+                         phase="decode")
+    assert len(r.summary) == 10_000 and not math.isnan(r.summary["decode_time_s"].iloc[-1])
+    assert time.perf_counter() - start < 5.0
+
+
+def simulate(host, stream, counts, block):
+    """The launch queue by brute force: expand the sequence and run it op by op."""
+    seq = []
+    i = 0
+    while i < len(counts):
+        if block and i == block[0]:
+            seq += [j for _ in range(int(counts[i])) for j in range(block[0], block[1])]
+            i = block[1]
+        else:
+            seq += [i] * int(counts[i])
+            i += 1
+    h_done = g_done = 0.0
+    for j in seq:
+        h_done += host[j]  # the host has issued op j
+        g_done = max(g_done, h_done) + stream[j]  # the GPU runs it once issued and free
+    return g_done
+
+
+def test_queue_step_matches_a_brute_force_simulation():
+    # by hand: host [1, 1], GPU [3, 1], once each: op 0 issued at 1, runs to 4; op 1 issued at 2, runs 4 -> 5
+    assert queue_step(np.array([[1.0, 1.0]]), np.array([[3.0, 1.0]]), np.array([1, 1]))[0] == 5.0
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(3, 9))
+        counts = np.ones(n)
+        a = int(rng.integers(0, n - 1))
+        b = int(rng.integers(a + 1, n + 1))
+        counts[a:b] = rng.integers(2, 6)
+        counts[rng.integers(0, n)] = max(counts[rng.integers(0, n)], 1)
+        host, stream = rng.exponential(1.0, n), rng.exponential(1.0, n)
+        block = layer_block(counts)
+        got = queue_step(host[None, :], stream[None, :], counts, block)[0]
+        assert got == pytest.approx(simulate(host, stream, counts, block))
