@@ -245,8 +245,8 @@ def _read_events(path: str, max_bytes: int = MAX_TRACE_BYTES, piece_bytes: int =
     was_enabled = gc.isenabled()
     gc.disable()  # millions of short-lived dicts: the cyclic collector would rescan the kept rows again and again
     try:
-        typed = _parse_typed(data, keep) if parser == "msgspec" else None
-        top, n_events = typed if typed is not None else _parse(data, keep, piece_bytes)
+        top, n_events = _parse(data, keep, piece_bytes, typed=parser == "msgspec")
+        del data  # costed calls keep copies of their recorded arguments, not views of the text
     finally:
         if was_enabled:
             gc.enable()
@@ -259,6 +259,20 @@ def _read_events(path: str, max_bytes: int = MAX_TRACE_BYTES, piece_bytes: int =
 # ----------------------------------------------------------------------------------------------
 # the fast path: msgspec decodes the events into small typed objects holding only the fields used
 # (every other key is skipped inside the C decoder), about 5x faster than a dict per event
+
+class _Recorded(tuple):
+    """An op call's recorded 'Input Dims', 'Input type' and 'Concrete Inputs' as JSON text (b'' when absent)."""
+
+    def __new__(cls, dims: bytes, types: bytes, concrete: bytes):
+        return super().__new__(cls, (dims, types, concrete))
+
+    def decoded(self) -> dict:
+        keys = ("Input Dims", "Input type", "Concrete Inputs")
+        try:
+            return {k: orjson.loads(v) for k, v in zip(keys, self) if v}
+        except orjson.JSONDecodeError:  # integers beyond 64 bits: not shapes the formulas read
+            return {}
+
 
 _ABSENT = "\x00absent"  # an args key that the event does not have (None is a value a trace may hold)
 
@@ -276,14 +290,10 @@ if msgspec is not None:
         types_old: msgspec.Raw = msgspec.field(name="Input types", default=_NO_RAW)
         concrete: msgspec.Raw = msgspec.field(name="Concrete Inputs", default=_NO_RAW)
 
-        def shapes(self) -> dict:
-            """The recorded arguments of an op call, decoded now (only costed ops need them)."""
-            out = {}
-            for key, raw in (("Input Dims", self.dims or self.dims_old), ("Input type", self.types or self.types_old),
-                             ("Concrete Inputs", self.concrete)):
-                if raw:
-                    out[key] = msgspec.json.decode(raw)
-            return out
+        def recorded(self) -> "_Recorded":
+            """A copy of the recorded arguments' text (the Raw fields are views of the whole trace's text)."""
+            return _Recorded(bytes(self.dims or self.dims_old), bytes(self.types or self.types_old),
+                             bytes(self.concrete))
 
     class _Event(msgspec.Struct):
         ph: Any = "X"
@@ -295,41 +305,27 @@ if msgspec is not None:
         dur: Any = None
         args: _Args | None = None
 
-    class _Trace(msgspec.Struct):
-        traceEvents: list[_Event]  # the trace's own keys
-        deviceProperties: Any = None
-        distributedInfo: Any = None
-
-    _DECODE = msgspec.json.Decoder(_Trace).decode
+    _DECODE_EVENTS = msgspec.json.Decoder(list[_Event]).decode
     _NO_STRUCT_ARGS = _Args()
-
-
-def _parse_typed(data: bytes, keep):
-    """(top-level fields, number of events) by msgspec; None where the text does not fit the types
-    (a bare event array, args that are not objects, integers beyond 64 bits, bad JSON): the
-    general path then reads it, or words the error."""
-    try:
-        doc = _DECODE(data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-    events = doc.traceEvents
-    doc.traceEvents = []
-    for e in events:
-        keep.add_struct(e)
-    return {"deviceProperties": doc.deviceProperties, "distributedInfo": doc.distributedInfo}, len(events)
 
 
 _BOUNDARY = re.compile(rb"\}[ \t\r]*,[ \t\r]*\n[ \t\r\n]*\{")  # '},' newline '{': between two events
 _EVENTS_KEY = b'"traceEvents"'
 
 
-def _parse(data: bytes, keep, piece_bytes: int) -> tuple:
+def _parse(data: bytes, keep, piece_bytes: int, typed: bool) -> tuple:
     """(the top-level object without its events, the number of events), every event passed to ``keep``.
 
-    The event array is parsed by orjson in pieces of about piece_bytes cut between two events (a
-    newline can only sit between JSON tokens, so '},' newline '{' never cuts a string), so only one
-    piece of parsed dicts is alive at a time. Text laid out otherwise (one line, several top-level
-    keys after the array) is parsed whole; any error is reported by the standard library's parser."""
+    The event array is decoded in pieces of about piece_bytes cut between two events (a newline
+    can only sit between JSON tokens, so '},' newline '{' never cuts a string), so only one piece
+    of decoded events is alive at a time: by msgspec into _Event objects when ``typed``, else by
+    orjson into dicts. Text laid out otherwise (one line) is decoded whole; anything msgspec
+    refuses is read again by orjson, any error worded by the standard library's parser."""
+    if typed:
+        decode, add, errors = _DECODE_EVENTS, keep.add_struct, (orjson.JSONDecodeError, msgspec.DecodeError,
+                                                                  msgspec.ValidationError)
+    else:
+        decode, add, errors = orjson.loads, keep, (orjson.JSONDecodeError,)
     start = data.find(_EVENTS_KEY)
     bracket = data.find(b"[", start + len(_EVENTS_KEY)) if start >= 0 else -1
     if bracket < 0 or data[start + len(_EVENTS_KEY):bracket].strip() != b":":
@@ -339,16 +335,16 @@ def _parse(data: bytes, keep, piece_bytes: int) -> tuple:
         cut = _BOUNDARY.search(data, pos + piece_bytes) if len(data) - pos > 2 * piece_bytes else None
         end = cut.start() + 1 if cut else len(data)
         try:
-            events = orjson.loads(b"[" + data[pos:end] + b"]") if cut else None
-        except orjson.JSONDecodeError:
+            events = decode(b"[" + data[pos:end] + b"]") if cut else None
+            if events is None:  # the last piece: the array's end, then the rest of the top-level object
+                events, rest = _last_piece(data, pos, decode)
+        except errors:
+            events = None
+        if events is None:
             return _parse_whole(data, keep) if n == 0 else _parse_error_after(data, keep)
-        if events is None:  # the last piece: the array's end, then the rest of the top-level object
-            events, rest = _last_piece(data, pos)
-            if events is None:
-                return _parse_whole(data, keep) if n == 0 else _parse_error_after(data, keep)
         for e in events:
-            if isinstance(e, dict):
-                keep(e)
+            if typed or isinstance(e, dict):
+                add(e)
         n += len(events)
         del events
         if not cut:
@@ -363,7 +359,7 @@ def _parse(data: bytes, keep, piece_bytes: int) -> tuple:
     return top, n
 
 
-def _last_piece(data: bytes, pos: int):
+def _last_piece(data: bytes, pos: int, decode):
     """(events, the text after the array) of the array's last piece starting at pos, or (None, None)."""
     piece = b"[" + data[pos:]
     try:
@@ -375,9 +371,9 @@ def _last_piece(data: bytes, pos: int):
         at = exc.pos  # a character index: the first one after the array
     try:
         end = len(piece.decode("utf-8")[:at].encode("utf-8"))  # as a byte index
-        return orjson.loads(piece[:end]), piece[end:]
-    except (UnicodeDecodeError, orjson.JSONDecodeError):
+    except UnicodeDecodeError:
         return None, None
+    return decode(piece[:end]), piece[end:]
 
 
 def _parse_error_after(data, keep):
@@ -565,7 +561,7 @@ class _Collector:
         else:
             rows = self.rows[role]
             if role == _OP and name in ATEN_COSTS:
-                self.costed.append((len(rows), a))
+                self.costed.append((len(rows), a.recorded()))
             rows.append((name, e.ts, e.dur, e.pid, e.tid))
 
     def columns(self, n_events: int, devices, rank=None) -> "_Events":
@@ -727,12 +723,12 @@ def _op_costs(costed, names) -> dict:
         if isinstance(args, dict):
             key = (name, repr(args.get("Input Dims", args.get("Input dims"))),
                    repr(args.get("Input type", args.get("Input types"))), repr(args.get("Concrete Inputs")))
-        elif msgspec is not None and isinstance(args, _Args):
-            key = (name, bytes(args.dims or args.dims_old), bytes(args.types or args.types_old), bytes(args.concrete))
+        elif isinstance(args, _Recorded):
+            key = (name, *args)
         else:
             continue  # args that are not an object: no shapes
         if key not in seen:
-            seen[key] = _op_cost(name, args if isinstance(args, dict) else args.shapes())
+            seen[key] = _op_cost(name, args if isinstance(args, dict) else args.decoded())
         if seen[key] is not None:
             out[int(i)] = seen[key]
     return out
