@@ -126,7 +126,7 @@ def build(source: dict, n_events: int, out: Path) -> int:
 def run_child(code: str, trace: Path, python: str = sys.executable) -> dict:
     t0 = time.perf_counter()
     proc = subprocess.run([python, "-c", code, str(trace)], capture_output=True, text=True,
-                          cwd=REPO, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                          cwd=REPO, check=False, env={**os.environ, "PYTHONPATH": os.pathsep.join(
                               [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])})
     wall = time.perf_counter() - t0
     if proc.returncode:
@@ -138,7 +138,7 @@ def run_child(code: str, trace: Path, python: str = sys.executable) -> dict:
 
 def hta_missing(python: str):
     """None when ``python`` can import HTA, else why not (one line)."""
-    proc = subprocess.run([python, "-c", "import hta.trace_analysis"], capture_output=True, text=True)
+    proc = subprocess.run([python, "-c", "import hta.trace_analysis"], capture_output=True, text=True, check=False)
     if proc.returncode == 0:
         return None
     last = (proc.stderr.strip().splitlines() or ["no output"])[-1]

@@ -16,25 +16,39 @@ The format, as Kineto writes it (checked against traces from PyTorch 2.11 on an 
     torch.distributed also writes a ``user_annotation`` per collective call (``nccl:all_reduce``,
     ``gloo:all_reduce``: c10d's Work); those describe an op, not a user's range, and are read as
     ``cpu_op``s, so a collective's kernels stay in the ``record_function`` range that called it.
-  - A GPU event and the API call that launched it share ``args.correlation``; the ``ac2g`` flow
-    events repeat that link for viewers and are not needed. One cudaGraphLaunch correlates with
-    every kernel of the graph. Header keys (``deviceProperties``, ``baseTimeNanoseconds``, ...) are
-    optional.
+  - A GPU event and the API call that launched it share ``args.correlation``, an id counted per
+    process (a file holding several ranks repeats them); the ``ac2g`` flow events repeat that link
+    for viewers and are not needed. One cudaGraphLaunch (hipGraphLaunch) correlates with every
+    kernel of the graph. The backward pass runs on autograd worker threads (ops named
+    ``autograd::engine::evaluate_function: ...``) while the thread that called backward() waits
+    inside its ranges. ROCm traces use the same categories (hipLaunchKernel, ...). Header keys
+    (``deviceProperties``, ``distributedInfo``, ...) are optional.
 
-Reading: one ``json.loads`` whose object_hook turns each event of the four roles used (GPU work,
-launches, ops, ranges) into a tuple and drops every event dict once parsed, so the whole parsed
-trace never sits in memory (about a third of HolisticTraceAnalysis' peak on a 1M-event trace; see
-benchmarks/bench_trace.py). That hook is the only Python code run per event; the rest is columns.
+Reading: msgspec decodes the event array, in pieces of ~16 MB cut between events, into small typed
+objects holding only the fields used (every other key is skipped inside the decoder); each event of
+the four roles used (GPU work, launches, ops, ranges) becomes a tuple, the rest is dropped. Without
+msgspec, orjson decodes the same pieces into dicts; what neither reads (integers beyond 64 bits) the
+standard library does, and it words every JSON error. Not a regular file, more than MAX_TRACE_BYTES
+of text (a gzip bomb stops there), times that are booleans or beyond MAX_TIME_US, ids that are
+lists: a TraceError naming the fix. About 10x faster than HolisticTraceAnalysis; see
+benchmarks/bench_trace.py. The rest is columns.
 
 How a kernel is joined (numpy searches on sorted keys, no per-event Python):
-  1. kernel -> launch: equal correlation. Where a runtime call and a driver call share one (the
-     driver call nested in the runtime call), the outer, earlier one is kept. No launch: an orphan.
+  1. kernel -> launch: equal correlation, within one process: each GPU (pid, device) belongs to the
+     process whose call most often is the latest launch before its kernels start. Where a runtime
+     and a driver call share an id (one nested in the other), the outer, earlier one is kept. No
+     launch: an orphan.
   2. launch -> op and range: the innermost ``cpu_op`` (``user_annotation``) on the launch's thread
      whose [ts, ts + dur] contains the launch. The launch's midpoint is used, so ops that touch at
      a boundary (common with integer-microsecond traces) never capture a launch that is not theirs.
-  3. kernel -> cost: the outermost op of the costed set below enclosing the launch. Its FLOPs and
-     bytes are spread over its kernels in proportion to their durations, so any sum of kernels
-     counts each op call exactly once.
+     A launch from an autograd worker thread outside its own thread's ranges takes the ranges the
+     process's main thread (the one with most ranges) was in at that moment ('## backward ##').
+  3. kernel -> cost: the outermost op enclosing the launch that formulas.ATEN_COSTS can cost from
+     its recorded shapes. Its FLOPs and bytes are spread over its kernels in proportion to their
+     durations, so any sum of kernels counts each op call exactly once. Host and peer copies carry
+     no HBM bytes; a graph replay's kernels carry no cost (the replay records no shapes).
+Overhead is judged on the device's own timeline: device_busy_share is the part of a row's host
+span during which its process's GPUs ran anything, all streams (classify_measured reads it).
 """
 
 import gc
@@ -599,8 +613,8 @@ class _Collector:
                                    else np.nan for b in g[7]], dtype=float),
         }
         thread = _threads((la[4], la[5]), (op[3], op[4]), (rn[3], rn[4]))
-        gpu["unit"] = _codes(list(zip(g[8], g[6])))  # (pid, device) of a GPU event: one GPU as the trace names it
-        process = _codes(list(la[4]) + list(op[3]) + list(rn[3]))  # host process of each launch, op, range
+        gpu["unit"] = _codes(g[8], g[6])  # (pid, device) of a GPU event: one GPU as the trace names it
+        process = _codes(la[4] + op[3] + rn[3])  # host process of each launch, op, range
         n_la = len(la[4])
         launch = {"name": np.array(la[0], dtype=object), "kind": np.array(la[1], dtype=object),
                   "ts": ns(ts_us[1]), "dur": dur(la[3], la[0]), "thread": thread[0], "corr": _ints(la[6]),
@@ -679,11 +693,18 @@ def _ints(values) -> np.ndarray:
         return np.array([v if isinstance(v, int) and not isinstance(v, bool) else -1 for v in values], dtype=np.int64)
 
 
-def _codes(values: list) -> np.ndarray:
-    """0..n-1 per distinct value (ints, strings, None or tuples of them)."""
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return pd.factorize(pd.Series(out, dtype=object).map(repr), use_na_sentinel=False)[0].astype(np.int64)
+def _codes(*columns) -> np.ndarray:
+    """0..n-1 per distinct row of the given equal-length columns (ints, strings or None)."""
+    code = np.zeros(len(columns[0]), dtype=np.int64)
+    for values in columns:
+        col = np.empty(len(values), dtype=object)
+        col[:] = values
+        try:
+            c, uniques = pd.factorize(col, use_na_sentinel=False)
+        except TypeError:  # an unhashable id (a list): compare its text
+            c, uniques = pd.factorize(pd.Series(col, dtype=object).map(repr).to_numpy(), use_na_sentinel=False)
+        code = pd.factorize(code * max(len(uniques), 1) + c)[0].astype(np.int64)
+    return code
 
 
 def _threads(*groups):
