@@ -104,20 +104,23 @@ def run_calibration(out: Path):
     return out / "calibration.yaml"
 
 
-def save_case(out: Path, case: str, r, extra: dict = None, clocks_label: str = "clocks") -> None:
-    """Write one profiled case's frames (``extra``: more name -> frame) and log its notes and clocks."""
-    frames = {"ops": r.ops, **(extra or {}), "kernels": r.kernels, "sequence": r.sequence}
+def save_case(out: Path, case: str, c, extra: dict = None, clocks_label: str = "clocks") -> None:
+    """Write one profiled case's frames (a roofline.compare.Comparison; ``extra``: more name -> frame)
+    and log its notes and clocks."""
+    frames = {"ops": c.ops, **(extra or {}), "kernels": c.run.kernels, "sequence": c.run.sequence}
     for name, frame in frames.items():
         frame.assign(case=case).to_csv(out / f"{case}_{name}.csv", index=False)
-    r.clocks.to_csv(out / f"{case}_clocks.csv", index=False)
-    (out / f"{case}_device.json").write_text(json.dumps({"device": r.device, "notes": r.notes}, indent=1,
+    c.run.clocks.to_csv(out / f"{case}_clocks.csv", index=False)
+    (out / f"{case}_device.json").write_text(json.dumps({"device": c.run.device, "notes": c.notes}, indent=1,
                                                         default=str))
-    for note in r.notes:
+    for note in c.notes:
         log(f"  note: {note}")
-    log(f"  {clocks_label}: {json.dumps(r.device.get('clocks'), default=str)}")
+    log(f"  {clocks_label}: {json.dumps(c.run.device.get('clocks'), default=str)}")
 
 
 def run_profiles(out: Path, spec):
+    from roofline.analysis import analyze
+    from roofline.compare import compare
     from roofline.measure.profile import profile_model
 
     all_steps, results = [], {}
@@ -125,8 +128,9 @@ def run_profiles(out: Path, spec):
         m, w = model_and_workload(case)
         log(f"profile {case}: batch {w.batch_size[0]} prompt {w.prompt_len[0]} context {w.context_len} phase {w.phase}")
         try:
-            r = profile_model(m, w, spec=spec, layers=LAYERS, warmup=5, iters=10, timing_iters=20, cuda_graph=True,
-                              trace_dir=out / "traces" / case)
+            run = profile_model(m, w, spec=spec, layers=LAYERS, warmup=5, iters=10, timing_iters=20, cuda_graph=True,
+                                trace_dir=out / "traces" / case)
+            r = compare(analyze(m, spec, workload=run.workload), run)
         except Exception as exc:  # noqa: BLE001 - keep the other cases
             log(f"profile {case} FAILED: {type(exc).__name__}: {exc}")
             continue

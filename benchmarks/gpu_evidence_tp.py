@@ -116,7 +116,9 @@ def run_calibration(out: Path):
 
 
 def run_profiles(out: Path, spec):
-    from roofline.measure.distributed import comm_table, profile_distributed
+    from roofline.analysis import analyze
+    from roofline.compare import comm_table, compare
+    from roofline.measure.distributed import profile_distributed
 
     results, all_steps = {}, []
     for case in CASES:
@@ -124,8 +126,9 @@ def run_profiles(out: Path, spec):
         log(f"profile {case}: tp {w.tp} batch {w.batch_size[0]} prompt {w.prompt_len[0]} context {w.context_len} "
             f"phase {w.phase}")
         try:
-            r = profile_distributed(m, w, spec=spec, layers=LAYERS, warmup=5, iters=10, trace_dir=out / "traces" / case,
-                                    backend=OPTS["backend"], cuda_graph=True, timeout_s=300, init_timeout_s=120)
+            run = profile_distributed(m, w, spec=spec, layers=LAYERS, warmup=5, iters=10, trace_dir=out / "traces" / case,
+                                      backend=OPTS["backend"], cuda_graph=True, timeout_s=300, init_timeout_s=120)
+            r = compare(analyze(m, spec, workload=run.workload), run)
         except Exception as exc:  # noqa: BLE001 - keep the other cases
             log(f"profile {case} FAILED: {type(exc).__name__}: {exc}")
             continue
@@ -138,7 +141,7 @@ def run_profiles(out: Path, spec):
 
 
 def summary(out: Path, frame, results, steps) -> str:
-    from roofline.measure.distributed import comm_table
+    from roofline.compare import comm_table
 
     parts = ["# tp 2 evidence summary\n"]
     if frame is not None:

@@ -52,7 +52,7 @@ measured = nb([
         "a 2-layer Llama-2-7B reference model profiled with the torch profiler, each op's kernels summed per step, "
         "median over 10 steps, beside the analytic roofline time against the calibrated H100 ceilings."),
  ("code", "%matplotlib inline\nfrom pathlib import Path\nimport pandas as pd\nimport roofline\nfrom roofline import plot\n"
-          "from roofline.report import measured_for_advice\nfrom roofline.specs import data_dir, load_spec\n\n"
+          "from roofline.compare import measured_for_advice\nfrom roofline.specs import data_dir, load_spec\n\n"
           "REPORT = Path('..') / 'reports' / 'h100'\npd.set_option('display.width', 160)\n"
           "spec = load_spec(REPORT / 'calibration.yaml')\n"
           "print(spec.full_name, '| measured bandwidth', spec.measured_mem_bytes_per_s / 1e9, 'GB/s | measured bf16',\n"

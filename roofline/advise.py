@@ -87,8 +87,11 @@ _UNCLASSIFIED = [
 # ------------------------------------------------------------------------------------------------
 # public API
 
-def advise(analysis: Analysis, measured: pd.DataFrame = None, top: int = DEFAULT_TOP) -> pd.DataFrame:
+def advise(analysis, measured: pd.DataFrame = None, top: int = DEFAULT_TOP) -> pd.DataFrame:
     """Ranked suggestions for a single-point analysis: a DataFrame with the columns ``COLUMNS``.
+
+    ``analysis``: an Analysis, or a ``roofline.compare.Comparison``, whose analysis is advised with its
+    measured figures (``Comparison.measured``) unless ``measured`` is given.
 
     ``overrides`` holds the workload settings that apply a suggestion (``analyze(model, gpu,
     workload=analysis.workload, **overrides)`` reproduces ``new_time_s``); ``flags`` is the same as
@@ -98,6 +101,9 @@ def advise(analysis: Analysis, measured: pd.DataFrame = None, top: int = DEFAULT
 
     Raises ConfigError for a sweep (more than one point) or a ``measured`` frame without its columns.
     """
+    if not isinstance(analysis, Analysis):  # a Comparison: its analysis, with what was measured
+        measured = analysis.measured if measured is None else measured
+        analysis = analysis.analysis
     if len(analysis.summary) != 1:
         raise ConfigError(
             f"advise needs a single point; the analysis has {len(analysis.summary)} "

@@ -12,10 +12,13 @@ import numpy as np
 import pandas as pd
 
 from roofline.classify import BOUNDS, classify
-from roofline.config import ModelConfig, Workload, check_fit, load_model_and_workload, parse_workload
+from roofline.config import (
+    ModelConfig, Workload, check_fit, load_model_and_workload, parse_workload, with_checkpoint_weights,
+)
 from roofline.errors import ConfigError
+from roofline.quant import on_gpu
 from roofline.specs import HardwareSpec, load_spec
-from roofline.transformer import model_ops
+from roofline.transformer import kv_cache_layers, model_ops
 
 # columns of the ops frame, in order
 OP_COLUMNS = [
@@ -50,11 +53,15 @@ def analyze(model, gpu, workload: Optional[Workload] = None, **overrides) -> Ana
         raw = dict(vars(workload)) if workload else {}
         raw = {k: v for k, v in raw.items() if v is not None}
         raw.update({k: v for k, v in overrides.items() if v is not None})
-        w = parse_workload(raw)
+        for key in ("weight_dtype", "kv_dtype"):
+            if overrides.get(key) is not None:
+                raw[f"{key}_source"] = f"{key} argument"
+        w = with_checkpoint_weights(model, parse_workload(raw))
         check_fit(model, w, model.name)
         m = model
     else:
         m, w = load_model_and_workload(model, overrides)
+    m, w = on_gpu(m, w, spec)  # a W8A8 / W4A4 checkpoint without those tensor cores runs weight-only
     points = sweep_points(w)
     n_rows = len(points["batch_size"]) * len(w.phases) * 30
     if n_rows > MAX_ROWS:
@@ -162,18 +169,15 @@ def summarise(ops: pd.DataFrame, m: ModelConfig, w: Workload, spec: HardwareSpec
     stored = (first["count"] * first["param_bytes"]).to_numpy()
     if w.pp > 1:
         names = first["op"].astype(str).to_numpy()
-        layer = first["count"].to_numpy() == m.num_hidden_layers
+        layer = ~np.isin(names, FIRST_STAGE_OPS + LAST_STAGE_OPS + ["pp_send"])
         head = stored[np.isin(names, LAST_STAGE_OPS)].sum()
         if m.tie_word_embeddings:  # the last stage keeps its own copy of the tied matrix
             head += stored[names == "embedding"].sum()
         weight_bytes = float(stored[layer].sum() / w.pp + max(stored[np.isin(names, FIRST_STAGE_OPS)].sum(), head))
     else:
         weight_bytes = float(stored.sum())
-    kv_per_token = _kv_cache_bytes_per_token(m, w) / w.pp
     longest = np.maximum(p, c) if "decode" in w.phases else p
-    if m.sliding_window:
-        longest = np.minimum(longest, m.sliding_window)
-    kv = b / w.ep * longest * kv_per_token  # expert parallelism: 1/ep of the sequences per GPU
+    kv = b / w.ep * _kv_cache_bytes_per_sequence(m, w, longest) / w.pp  # ep: 1/ep of the sequences per GPU
     out["weight_bytes"] = np.full(n, weight_bytes)
     out["kv_cache_bytes"] = kv
     out["memory_bytes"] = weight_bytes + kv
@@ -191,22 +195,22 @@ def _pipeline_stage_time(ops, sel, total, point, n, m, w) -> np.ndarray:
     """Time of the busiest pipeline stage per point: 1/pp of the per-layer ops, the embedding (first
     stage) or the head (last stage), whichever is larger, and one send to the next stage."""
     names = ops["op"].astype(str).to_numpy()
-    counts = ops["count"].to_numpy()
 
     def part(mask):
         return np.bincount(point[sel & mask], weights=total[sel & mask], minlength=n)
 
-    layers = part(counts == m.num_hidden_layers) / w.pp
+    layers = part(~np.isin(names, FIRST_STAGE_OPS + LAST_STAGE_OPS + ["pp_send"])) / w.pp
     ends = np.maximum(part(np.isin(names, FIRST_STAGE_OPS)), part(np.isin(names, LAST_STAGE_OPS)))
     send = part(names == "pp_send") / (w.pp - 1)
     return layers + ends + send
 
 
-def _kv_cache_bytes_per_token(m: ModelConfig, w: Workload) -> float:
-    """KV-cache bytes per cached token per sequence on one GPU (all layers), from kv_cache_write."""
-    ops = model_ops(m, replace(w, phase="decode"), "decode", 1, 1, 1)
-    write = next(op for op in ops if op.name == "kv_cache_write")
-    return float(write.cost.kv_bytes_written) * write.count
+def _kv_cache_bytes_per_sequence(m: ModelConfig, w: Workload, tokens):
+    """KV-cache bytes of one sequence of ``tokens`` cached positions on one GPU (all layers): each
+    layer's bytes per token (kv_cache_write: MLA's latent, the kv dtype's scales) times the positions
+    it keeps, its sliding window at most."""
+    layers = kv_cache_layers(m, replace(w, phase="decode"))
+    return sum(per_token * (tokens if window is None else np.minimum(tokens, window)) for window, per_token in layers)
 
 
 def decode_ridge_batch(m: ModelConfig, w: Workload, spec: HardwareSpec) -> float:

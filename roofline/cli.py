@@ -11,7 +11,7 @@ import sys
 import click
 
 from roofline import render
-from roofline.config import ATTN_IMPLS, PHASES, parse_sweep
+from roofline.config import ATTN_IMPLS, MLA_FORMS, PHASES, parse_sweep
 from roofline.dtypes import ACT_DTYPES, STORAGE_DTYPES
 from roofline.errors import ConfigError, RooflineError
 
@@ -113,6 +113,9 @@ WORKLOAD_OPTIONS = [
     click.option("--act-dtype", type=click.Choice(ACT_DTYPES), help="Dtype of activations."),
     click.option("--kv-dtype", type=click.Choice(STORAGE_DTYPES), help="Dtype of the KV cache."),
     click.option("--attn", "attn_impl", type=click.Choice(ATTN_IMPLS), help="Attention implementation."),
+    click.option("--mla", "mla_form", type=click.Choice(MLA_FORMS),
+                 help="MLA models (DeepSeek): absorbed or decompressed attention; auto: decompressed prefill, "
+                      "absorbed decode."),
     click.option("--tp", type=click.IntRange(min=1), help="Tensor-parallel degree (counts are per GPU)."),
     click.option("--pp", type=click.IntRange(min=1), help="Pipeline-parallel stages (layers split evenly)."),
     click.option("--ep", type=click.IntRange(min=1), help="Expert-parallel GPUs (MoE): experts spread, all-to-all."),
@@ -129,7 +132,7 @@ def workload_options(fn):
 
 
 @main.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
 @click.option("--gpu", required=True, help="A shipped spec name (roofline specs) or a path to a spec YAML.")
 @workload_options
 @click.option("--summary", "summary_only", is_flag=True, help="Print only the summary (one row per point).")
@@ -192,10 +195,17 @@ def render_single_point(result, markdown: bool) -> str:
     w, spec, s = result.workload, result.spec, result.summary.iloc[0]
     head = (
         f"{result.model.name} on {spec.name} ({spec.full_name}): batch {s['batch_size']:.0f}, "
-        f"prompt {s['prompt_len']:.0f}, context {s['context_len']:g}; weights {w.weight_dtype}, activations "
-        f"{w.act_dtype}, KV {w.kv_dtype}; {w.attn_impl} attention; tp {w.tp}; "
+        f"prompt {s['prompt_len']:.0f}, context {s['context_len']:g}; weights {w.weight_dtype}"
+        f"{'' if w.weight_dtype_source == 'default' else ' from ' + w.weight_dtype_source}, activations "
+        f"{w.act_dtype}, KV {w.kv_dtype}{'' if w.kv_dtype_source == 'default' else ' from ' + w.kv_dtype_source}; "
+        f"{w.attn_impl} attention; tp {w.tp}; "
         f"{'CUDA graph' if w.cuda_graph else 'eager'} launch floor {render.si(spec.ceiling_launch_s(w.cuda_graph), 's')}"
     )
+    if result.model.is_mla:
+        from roofline.transformer import mla_form
+
+        head += (f"; MLA {mla_form(w, 'prefill')} in prefill, {mla_form(w, 'decode')} in decode "
+                 f"(--mla), latent KV cache")
     out = [head]
     for phase in w.phases:
         rows = result.ops[result.ops["phase"] == phase]
@@ -222,7 +232,7 @@ def render_single_point(result, markdown: bool) -> str:
 
 # ------------------------------------------------------------------------------------------------
 @main.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
 @click.option("--gpu", required=True, help="A shipped spec name (roofline specs) or a path to a spec YAML.")
 @workload_options
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="How many suggestions.")
@@ -249,7 +259,7 @@ def advise(model, gpu, top, fmt, output, **workload):
 
 # ------------------------------------------------------------------------------------------------
 @main.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
 @click.option("--gpu", default="auto", show_default=True, help="Spec to compare with: auto (from NVML), a name or a path.")
 @click.option("--layers", type=click.IntRange(min=1), default=2, show_default=True, help="Decoder layers in the reference model.")
 @workload_options
@@ -276,6 +286,8 @@ def profile(model, gpu, layers, warmup, iters, trace_dir, nproc, rendezvous, fmt
     import itertools
     from dataclasses import replace
 
+    from roofline.analysis import analyze as run_analysis
+    from roofline.compare import compare
     from roofline.config import load_model_and_workload
 
     m, w = load_model_and_workload(model, workload)
@@ -287,22 +299,22 @@ def profile(model, gpu, layers, warmup, iters, trace_dir, nproc, rendezvous, fmt
         from roofline.measure.profile import profile_model as run_profile
     points = list(itertools.product(w.batch_size, w.prompt_len, w.context_len or (None,)))
     spec = None if gpu == "auto" else gpu
-    results = []
+    comparisons = []
     with click.progressbar(points, label="profiling", file=sys.stderr,
                            show_pos=True) if len(points) > 1 else contextlib.nullcontext(points) as bar:
         for b, p, c in bar:
             point = replace(w, batch_size=(b,), prompt_len=(p,), context_len=(c,) if c else None)
             trace = f"{trace_dir}/b{b}_p{p}_c{c or p}" if trace_dir else None
-            results.append(run_profile(m, point, spec=spec, layers=layers, warmup=warmup, iters=iters,
-                                       trace_dir=trace))
+            run = run_profile(m, point, spec=spec, layers=layers, warmup=warmup, iters=iters, trace_dir=trace)
+            comparisons.append(compare(run_analysis(m, spec or run.device["spec"], workload=run.workload), run))
     import pandas as pd
 
-    ops = pd.concat([r.ops for r in results], ignore_index=True)
-    steps = pd.concat([r.steps for r in results], ignore_index=True)
-    for note in dict.fromkeys(n for r in results for n in r.notes):
+    ops = pd.concat([c.ops for c in comparisons], ignore_index=True)
+    steps = pd.concat([c.steps for c in comparisons], ignore_index=True)
+    for note in dict.fromkeys(n for c in comparisons for n in c.notes):
         click.echo(f"note: {note}", err=True)
     if fmt == "json":
-        emit(render.to_json({"device": results[0].device, "steps": render.to_records(steps),
+        emit(render.to_json({"device": comparisons[0].run.device, "steps": render.to_records(steps),
                              "ops": render.to_records(ops)}), output)
     elif fmt == "csv":
         emit(ops.to_csv(index=False), output)
@@ -312,16 +324,8 @@ def profile(model, gpu, layers, warmup, iters, trace_dir, nproc, rendezvous, fmt
              + render.text_table(ops, _present(ops, render.PROFILE_TABLE), markdown), output)
     if plot_file:
         from roofline import plot
-        from roofline.analysis import analyze as run_analysis
-        from roofline.report import measured_for_advice
 
-        first = results[0]
-        point = replace(w, batch_size=(points[0][0],), prompt_len=(points[0][1],),
-                        context_len=(points[0][2],) if points[0][2] else None)
-        analytic = run_analysis(m, spec or first.device["spec"], workload=point)
-        rank0 = first.ops[first.ops["rank"] == 0] if "rank" in first.ops else first.ops
-        figure = plot.figure_roofline(analytic.ops, analytic.spec, measured=measured_for_advice(rank0))
-        warn_written(plot.save(figure, plot_file))
+        warn_written(plot.save(plot.figure_comparison(comparisons[0]), plot_file))
 
 
 @main.command()
@@ -385,18 +389,31 @@ TRACE_RANK_TABLE = {
 @click.option("--by", type=click.Choice(["op", "range", "rank"]), default="range", show_default=True,
               help="Group kernels by their CPU op, by the innermost record_function range, or by rank "
                    "(a folder of one trace per rank).")
+@click.option("--model", "model_file", type=click.Path(dir_okay=False),
+              help="Compare with this model's analysis (ranges named like its ops; workload flags, one --phase).")
+@workload_options
 @plot_option
 @output_options
 @library_errors
-def trace(trace_file, gpu, by, fmt, output, plot_file):
+def trace(trace_file, gpu, by, model_file, fmt, output, plot_file, **workload):
     """Join a torch.profiler Chrome trace's kernels to ops and ranges, and classify what happened.
+
+    \b
+    With --model, each range (or op) named like an analytic op is set beside its prediction, as the
+    profile command does; the trace is one phase, given with --phase.
 
     \b
     Example:
       roofline trace tests/data/h100_decode_trace.json.gz --gpu h100-sxm
     """
-    from roofline.measure.trace import analyze_trace
     from roofline.specs import load_spec
+
+    if model_file:
+        return trace_against_model(trace_file, load_spec(gpu), by, model_file, fmt, output, plot_file, workload)
+    given = [p.opts[0] for p in click.get_current_context().command.params if workload.get(p.name) is not None]
+    if given:
+        raise click.UsageError(f"{given[0]} describes the model's workload; give --model too")
+    from roofline.measure.trace import analyze_trace
 
     result = analyze_trace(trace_file, load_spec(gpu))
     frame = {"op": result.by_op, "range": result.by_range, "rank": result.by_rank}[by]
@@ -421,9 +438,36 @@ def trace(trace_file, gpu, by, fmt, output, plot_file):
         warn_written(plot.save(plot.figure_trace(result), plot_file))
 
 
+def trace_against_model(trace_file, spec, by, model_file, fmt, output, plot_file, workload) -> None:
+    """``roofline trace --model``: the trace as a MeasuredRun, compared with the model's analysis."""
+    from roofline.analysis import analyze as run_analysis
+    from roofline.compare import compare
+    from roofline.config import load_model_and_workload
+    from roofline.measure.trace import trace_run
+
+    m, w = load_model_and_workload(model_file, workload)
+    if len(w.phases) != 1:
+        raise ConfigError("a trace holds one phase; give --phase prefill or --phase decode")
+    comparison = compare(run_analysis(m, spec, workload=w), trace_run(trace_file, spec, phase=w.phases[0], by=by))
+    for note in comparison.notes:
+        click.echo(f"note: {note}", err=True)
+    ops = comparison.ops
+    if fmt == "json":
+        emit(render.to_json({"trace": comparison.run.device.get("trace", {}), "summary":
+                             render.to_records(comparison.summary), "ops": render.to_records(ops)}), output)
+    elif fmt == "csv":
+        emit(ops.to_csv(index=False), output)
+    else:
+        emit(render.text_table(ops, _present(ops, render.PROFILE_TABLE), fmt == "markdown"), output)
+    if plot_file:
+        from roofline import plot
+
+        warn_written(plot.save(plot.figure_comparison(comparison), plot_file))
+
+
 # ------------------------------------------------------------------------------------------------
 @main.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
 @click.option("--gpu", required=True, help="A shipped spec name or a path to a spec YAML (a calibrated one too).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="The report folder to write.")
 @click.option("--profile", "with_profile", is_flag=True, help="Also measure on this machine's GPU and check the advice.")
@@ -440,21 +484,22 @@ def report(model, gpu, out_dir, with_profile, layers, **workload):
     from roofline.report import write_report
 
     command_line = _command_line(click.get_current_context())
-    profile_result = checks = None
+    comparison = advice = checks = None
     if with_profile:
         from roofline.advise import advise as run_advise
         from roofline.analysis import analyze as run_analysis
+        from roofline.compare import check_advice, compare
         from roofline.config import load_model_and_workload
-        from roofline.measure.checks import check_suggestions
+        from roofline.measure.checks import measure_suggestions
         from roofline.measure.profile import profile_model
-        from roofline.report import measured_for_advice
 
         m, w = load_model_and_workload(model, workload)
-        profile_result = profile_model(m, w, spec=gpu, layers=layers)
-        advice = run_advise(run_analysis(m, gpu, workload=w), measured=measured_for_advice(profile_result.ops))
-        checks = check_suggestions(m, w, gpu, advice, profile_result, layers=layers)
-    path = write_report(model, gpu, out_dir, command_line=command_line, profile_result=profile_result, checks=checks,
-                        **workload)
+        run = profile_model(m, w, spec=gpu, layers=layers)
+        comparison = compare(run_analysis(m, gpu, workload=w), run)
+        advice = run_advise(comparison)
+        checks = check_advice(comparison, advice, measure_suggestions(m, w, gpu, advice, run, layers=layers))
+    path = write_report(model, gpu, out_dir, command_line=command_line, comparison=comparison, advice=advice,
+                        checks=checks, **workload)
     click.echo(f"wrote {path} and {path.with_suffix('.html')}")
 
 
@@ -570,7 +615,8 @@ def specs_show(name, fmt, output):
 
     frame = pd.DataFrame(rows)
     if fmt == "json":
-        emit(render.to_json({**info, "dtypes": render.to_records(frame), "sources": spec.sources}), output)
+        emit(render.to_json({**info, "dtypes": render.to_records(frame), "sources": spec.sources,
+                             "references": spec.references}), output)
         return
     if fmt == "csv":
         emit(frame.to_csv(index=False), output)
@@ -595,7 +641,41 @@ def specs_show(name, fmt, output):
         "ridge_flop_per_byte": ("ridge FLOP/B", lambda v: f"{v:.1f}"),
     }
     lines.append(render.text_table(frame, formats, markdown=fmt == "markdown"))
+    lines += ["", "sources:"] + [f"  {key}: {_flat(text)}" for key, text in spec.sources.items()]
+    if spec.references:
+        lines += ["", "references:"] + [f"  [{tag}] {text}" for tag, text in spec.references.items()]
+    if spec.notes:
+        lines += ["", f"notes: {spec.notes}"]
     emit("\n".join(lines), output)
+
+
+def _flat(text) -> str:
+    if isinstance(text, dict):
+        return "; ".join(f"{k}: {v}" for k, v in text.items())
+    return " ".join(str(text).split())
+
+
+@specs.command("check")
+@click.argument("files", nargs=-1, required=True)
+@library_errors
+def specs_check(files):
+    """Lint spec files: sparse figures used as dense, ridge points out of family, unit slips, missing
+    sources or references. One line per finding and exit 1; exit 0 when clean.
+
+    \b
+    Example:
+      roofline specs check h100-sxm rtx-4090
+    """
+    from roofline.specs import check_spec_file
+
+    findings = []
+    for name in files:
+        findings += check_spec_file(name)
+    for line in findings:
+        click.echo(line)
+    if findings:
+        raise SystemExit(1)
+    click.echo(f"{', '.join(files)}: no findings")
 
 
 def _source(spec, dtype):

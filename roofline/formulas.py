@@ -7,7 +7,9 @@ Conventions, stated once:
    output written once, at the dtype's size (int4 = 0.5 byte). No cache reuse across ops is assumed,
    and none of a real kernel's re-reads (a flash-attention kernel re-reads K/V once per query block).
 3. Bytes are split by kind: weights (read), activations (read, written), KV cache (read, written).
-   int4 weights carry one fp16 scale per 128 values, counted as weight bytes (dtypes.scale_bytes).
+   Quantised weights carry their scales and zero points (dtypes.Format: int4 one fp16 scale per 128
+   values, nvfp4 one e4m3 per 16, mxfp4 one e8m0 per 32, or a checkpoint's own layout), counted as
+   weight bytes (weight_storage_bytes).
 4. Prefill attention with a causal mask counts the useful work: query i attends to min(i+1, window)
    keys, so s*(s+1)/2 pairs without a window. Naive attention counts what it executes: the full
    s_q x s_k score matrix, written and read back. GQA: FLOPs use query heads, KV bytes KV heads.
@@ -22,7 +24,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from roofline.dtypes import DTYPE_BYTES, scale_bytes
+from roofline.dtypes import DTYPE_BYTES, as_format, scale_bytes
 
 # FLOPs per output element of element-wise work (CUDA cores)
 ELEMENTWISE_FLOPS = {
@@ -85,9 +87,12 @@ def _b(dtype: str) -> float:
     return DTYPE_BYTES[dtype]
 
 
-def weight_storage_bytes(n_params, dtype: str):
-    """Bytes to store ``n_params`` weights of ``dtype``, quantisation scales included."""
-    return n_params * _b(dtype) + scale_bytes(dtype, n_params)
+def weight_storage_bytes(n_params, dtype, fan_in=None):
+    """Bytes to store ``n_params`` weights of ``dtype`` (a name or a dtypes.Format) in one tensor,
+    quantisation scales and zero points included (dtypes.scale_bytes; ``fan_in`` gives the rows
+    for block and per-channel scales), plus the format's per-tensor scale."""
+    fmt = as_format(dtype)
+    return n_params * fmt.value_bytes + scale_bytes(fmt, n_params, fan_in=fan_in) + fmt.tensor_bytes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,7 +103,7 @@ def linear(tokens, in_features, out_features, weight_dtype, act_dtype, bias=Fals
     """x [tokens, in] @ W^T [in, out] (+ b) -> y [tokens, out]."""
     return Cost(
         flops=2.0 * tokens * in_features * out_features,
-        weight_bytes_read=weight_storage_bytes(in_features * out_features, weight_dtype)
+        weight_bytes_read=weight_storage_bytes(in_features * out_features, weight_dtype, fan_in=in_features)
         + (out_features * _b(bias_dtype) if bias else 0.0),
         act_bytes_read=tokens * in_features * _b(act_dtype),
         act_bytes_written=tokens * out_features * _b(act_dtype),
@@ -122,21 +127,26 @@ def _kv_read_bytes(batch, keys, kv_heads, head_dim, kv_dtype):
 
 
 @formula("flash_attention")
-def flash_attention(batch, q_len, kv_len, pairs, heads, kv_heads, head_dim, act_dtype, kv_dtype, from_cache):
-    """softmax(q k^T) v in one kernel: q [b, h, s_q, d], k/v [b, h_kv, s_k, d] -> o [b, h, s_q, d].
+def flash_attention(batch, q_len, kv_len, pairs, heads, kv_heads, head_dim, act_dtype, kv_dtype, from_cache,
+                    v_head_dim=None):
+    """softmax(q k^T) v in one kernel: q [b, h, s_q, d], k [b, h_kv, s_k, d], v [b, h_kv, s_k, d_v] -> o [b, h, s_q, d_v].
 
     ``pairs`` = query-key pairs per sequence and head (causal_pairs for prefill, s_q*s_k in decode).
     ``from_cache``: K/V are read from the KV cache (decode, kv dtype) or from fresh activations (prefill).
+    ``v_head_dim``: the value head size when it differs from the query/key one (decompressed MLA: 192 vs 128).
     """
+    dv = head_dim if v_head_dim is None else v_head_dim
     q_bytes = batch * q_len * heads * head_dim * _b(act_dtype)
+    o_bytes = batch * q_len * heads * dv * _b(act_dtype)
     if from_cache:
-        kv_read, act_kv = _kv_read_bytes(batch, kv_len, kv_heads, head_dim, kv_dtype), 0.0
+        kv_read = _kv_read_bytes(batch, kv_len, kv_heads, (head_dim + dv) / 2, kv_dtype)
+        act_kv = 0.0
     else:
-        kv_read, act_kv = 0.0, 2.0 * batch * kv_len * kv_heads * head_dim * _b(act_dtype)
+        kv_read, act_kv = 0.0, batch * kv_len * kv_heads * (head_dim + dv) * _b(act_dtype)
     return Cost(
-        flops=4.0 * batch * heads * head_dim * pairs,  # q k^T and p v: 2 matmuls of 2*d FLOP per pair
+        flops=2.0 * batch * heads * (head_dim + dv) * pairs,  # q k^T (2*d per pair) and p v (2*d_v per pair)
         act_bytes_read=q_bytes + act_kv,
-        act_bytes_written=q_bytes,
+        act_bytes_written=o_bytes,
         kv_bytes_read=kv_read,
     )
 
@@ -183,14 +193,16 @@ def sv_matmul(batch, q_len, kv_len, heads, kv_heads, head_dim, act_dtype, kv_dty
 
 
 @formula("experts")
-def experts(tokens, hidden, intermediate, n_experts, top_k, weight_dtype, act_dtype, gated=True, ep=1):
+def experts(tokens, hidden, intermediate, n_experts, top_k, weight_dtype, act_dtype, gated=True, ep=1,
+            bias=False, bias_dtype="bf16"):
     """Routed MLPs: each token runs top_k experts (gate/up -> act -> down), then a weighted sum.
 
     Built from the dense pieces over rows = tokens * top_k: the projections (linear), the
     activation (elementwise) and the combine (read top_k outputs and fp32 routing weights per
     token, multiply-add, write one row). Weights read: only the experts that receive a token.
     With routing uniform over experts the expected number is E * (1 - (1 - k/E)^tokens), which
-    is every expert once tokens >> E/k. With expert parallelism over ``ep`` GPUs, ``tokens`` is one
+    is every expert once tokens >> E/k. ``bias``: each expert's projections carry biases (gpt-oss),
+    read with its weights. With expert parallelism over ``ep`` GPUs, ``tokens`` is one
     GPU's share: it holds E/ep experts, which see the routed tokens of all ep GPUs, and (balanced
     routing) runs as many token-expert rows as its own tokens produce.
     """
@@ -209,7 +221,10 @@ def experts(tokens, hidden, intermediate, n_experts, top_k, weight_dtype, act_dt
     )
     all_tokens = np.asarray(tokens, dtype=float) * ep
     touched = n_experts / ep * (1.0 - (1.0 - top_k / n_experts) ** all_tokens)
-    per_expert = weight_storage_bytes(len(mats) * hidden * intermediate, weight_dtype)
+    per_expert = sum(weight_storage_bytes(hidden * intermediate, weight_dtype, fan_in=intermediate if m == "down" else hidden)
+                     for m in mats)
+    if bias:
+        per_expert = per_expert + ((len(mats) - 1) * intermediate + hidden) * _b(bias_dtype)
     return Cost(
         flops=cost.flops + combine.flops,
         weight_bytes_read=touched * per_expert,
@@ -285,6 +300,54 @@ def kv_cache_write(tokens, kv_heads, head_dim, act_dtype, kv_dtype):
     return Cost(
         act_bytes_read=n * _b(act_dtype),
         kv_bytes_written=n * _b(kv_dtype) + scale_bytes(kv_dtype, n, group_size=head_dim),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# multi-head latent attention (DeepSeek-V2/V3)
+#
+# Per token and layer the cache holds one latent c_kv [kv_lora_rank] and one shared rotary key k_pe
+# [rope_dim], for all heads. Per head, k = [c_kv @ W_UK, k_pe] and v = c_kv @ W_UV (W_UK, W_UV: the
+# two halves of kv_b_proj). Decompressed form: kv_b_proj rebuilds k and v for every key, then ordinary
+# attention with d_qk = nope + rope and d_v. Absorbed form (FlashMLA, vLLM decode): W_UK is folded into
+# the query (q_absorb), attention runs over the latent directly (one shared "KV head" of width
+# kv_lora_rank + rope_dim), and W_UV is applied to the output (v_absorb).
+
+@formula("per_head_linear")
+def per_head_linear(tokens, heads, in_features, out_features, weight_dtype, act_dtype):
+    """x [tokens, h, in] @ W [h, in, out] -> y [tokens, h, out]: one matrix per head (a batched matmul)."""
+    return Cost(
+        flops=2.0 * tokens * heads * in_features * out_features,
+        weight_bytes_read=weight_storage_bytes(heads * in_features * out_features, weight_dtype),
+        act_bytes_read=tokens * heads * in_features * _b(act_dtype),
+        act_bytes_written=tokens * heads * out_features * _b(act_dtype),
+    )
+
+
+@formula("mla_attention")
+def mla_attention(batch, q_len, kv_len, pairs, heads, kv_lora_rank, rope_dim, act_dtype, kv_dtype, from_cache):
+    """Absorbed MLA: q [b, h, s_q, r + p] . [c_kv, k_pe] [b, s_k, r + p] -> scores; scores @ c_kv -> o [b, h, s_q, r].
+
+    r = kv_lora_rank, p = rope_dim; per query-key pair and head 2(r + p) FLOP for the scores and 2r for
+    the output. The latent is read once for all heads (from the cache in decode, kv dtype).
+    """
+    width = kv_lora_rank + rope_dim
+    latent = batch * kv_len * width
+    return Cost(
+        flops=2.0 * batch * heads * pairs * (2 * kv_lora_rank + rope_dim),
+        act_bytes_read=batch * q_len * heads * width * _b(act_dtype) + (0.0 if from_cache else latent * _b(act_dtype)),
+        act_bytes_written=batch * q_len * heads * kv_lora_rank * _b(act_dtype),
+        kv_bytes_read=latent * _b(kv_dtype) + scale_bytes(kv_dtype, latent, group_size=width) if from_cache else 0.0,
+    )
+
+
+@formula("latent_cache_write")
+def latent_cache_write(tokens, width, act_dtype, kv_dtype):
+    """Store the new latent [tokens, kv_lora_rank + rope_dim] into the MLA cache (one vector per token)."""
+    n = 1.0 * tokens * width
+    return Cost(
+        act_bytes_read=n * _b(act_dtype),
+        kv_bytes_written=n * _b(kv_dtype) + scale_bytes(kv_dtype, n, group_size=width),
     )
 
 

@@ -37,11 +37,13 @@ from roofline.render import si
 from roofline.specs import HardwareSpec, load_spec
 
 PHASES = ("prefill", "decode")
-BOUND_COLORS = {  # fixed, so a class has the same colour in every chart
+BOUND_COLORS = {  # one colour per class of classify.CLASSES, fixed, so a class looks the same in every chart
     "compute": "#d62728",
     "memory": "#1f77b4",
     "communication": "#9467bd",
     "overhead": "#7f7f7f",
+    "latency": "#ff7f0e",
+    "unknown": "#bcbd22",
 }
 PHASE_MARKERS = {"prefill": "o", "decode": "s"}
 OTHER_COLOR = "#d9d9d9"
@@ -551,9 +553,11 @@ def trace_breakdown(by_range: pd.DataFrame, ax, top: int = 20):
     ax.set_xlim(0, max(times) * 1.35 if times else 1)
     ax.grid(True, axis="x", color="0.92", lw=0.6)
     ax.set_axisbelow(True)
-    handles = [Patch(color=BOUND_COLORS[c], label=f"{c}-bound") for c in BOUND_COLORS if c in set(classes)]
+    labels = {"unknown": "unknown (no FLOP/byte count)"}
+    handles = [Patch(color=BOUND_COLORS[c], label=labels.get(c, f"{c}-bound")) for c in BOUND_COLORS
+               if c in set(classes)]
     if set(classes) - set(BOUND_COLORS):
-        handles.append(Patch(color=OTHER_COLOR, label="no class (no FLOP/byte count) or other"))
+        handles.append(Patch(color=OTHER_COLOR, label="other ranges"))
     if handles:
         ax.legend(handles=handles, loc="lower right", fontsize=7.5, frameon=False)
     return ax
@@ -605,6 +609,12 @@ def figure_roofline(ops, spec, measured=None, point: int = 0, title: str = None)
     roofline_chart(ops, spec, ax, measured=measured, point=point)
     ax.set_title(title or _title(ops, spec, point), fontsize=10)
     return fig
+
+
+def figure_comparison(comparison, title: str = None) -> Figure:
+    """The roofline of a ``roofline.compare.Comparison``: its analysis, and each op's measured time
+    (rank 0, all calls of one full-model step) as a hollow point joined to the predicted one."""
+    return figure_roofline(comparison.analysis.ops, comparison.spec, measured=comparison.measured, title=title)
 
 
 def figure_time_breakdown(ops, by: str = "op", top: int = 8, point: int = 0, title: str = None,

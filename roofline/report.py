@@ -6,6 +6,10 @@ report.html, the charts as PNG and SVG, the tables as CSV, and the inputs needed
       roofline.png/.svg  breakdown.png/.svg  sweep.png/.svg
       ops.csv  summary.csv  advice.csv  [measured_ops.csv  measured_steps.csv  checks.csv]
       inputs/  model.yaml  spec.yaml  command.txt  versions.json
+
+It analyses nothing itself beyond the batch-sweep chart: the analysis, the measurement and the advice
+come in (a ``roofline.compare.Comparison`` and its advice) or, without a measurement, from one
+``analyze`` and one ``advise``.
 """
 
 import base64
@@ -22,6 +26,7 @@ import pandas as pd
 from roofline import render
 from roofline.advise import advise, render_advice
 from roofline.analysis import Analysis, analyze
+from roofline.config import resolve_model_path
 from roofline.errors import InputFileError
 
 # the ops columns shown in the report's tables
@@ -32,29 +37,24 @@ MEASURED_COLUMNS = ["phase", "op", "n_kernels", "measured_time_s", "predicted_ti
 SWEEP_BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
 
 
-def measured_for_advice(profile_ops: pd.DataFrame) -> pd.DataFrame:
-    """The frame advise() and the roofline chart take from a profile: the op's time per step."""
-    frame = profile_ops[["phase", "op", "flops", "count"]].copy()
-    frame["measured_time_s"] = profile_ops["total_measured_time_s"].to_numpy()
-    frame["flops"] = profile_ops["flops"].to_numpy() * profile_ops["count"].to_numpy()
-    return frame
+def write_report(model, gpu, out_dir, command_line: str = "", comparison=None, advice: pd.DataFrame = None,
+                 checks: pd.DataFrame = None, **overrides) -> Path:
+    """Write the report folder of ``model`` on ``gpu`` with workload ``overrides``.
 
-
-def write_report(model, gpu, out_dir, command_line: str = "", profile_result=None, checks: pd.DataFrame = None,
-                 **overrides) -> Path:
-    """Analyse ``model`` on ``gpu`` with workload ``overrides`` and write the report folder.
-
-    ``profile_result``: a measure.profile.ProfileResult of the same model and workload (optional);
-    ``checks``: predicted-vs-achieved rows for suggestions that were measured (optional).
+    ``comparison``: a roofline.compare.Comparison of the same model and workload (optional): its
+    analysis is the report's, and its measured ops and steps get a section; without one, the report
+    analyses ``model``. ``advice``: advise()'s frame for that analysis (computed here when None);
+    ``checks``: compare.check_advice's predicted-vs-achieved rows (optional).
     Returns the path of report.md. Raises RooflineError for bad input, OSError if the folder cannot be written.
     """
     from roofline import plot
 
-    analysis = analyze(model, gpu, **overrides)
+    analysis = comparison.analysis if comparison is not None else analyze(model, gpu, **overrides)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    measured = measured_for_advice(profile_result.ops) if profile_result is not None else None
-    advice = advise(analysis, measured=measured)
+    measured = comparison.measured if comparison is not None else None
+    if advice is None:
+        advice = advise(comparison if comparison is not None else analysis)
 
     charts = {}
     ops, summary, spec = analysis.ops, analysis.summary, analysis.spec
@@ -74,23 +74,24 @@ def write_report(model, gpu, out_dir, command_line: str = "", profile_result=Non
     ops.to_csv(out / "ops.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
     advice.drop(columns=["overrides"]).to_csv(out / "advice.csv", index=False)
-    if profile_result is not None:
-        profile_result.ops.to_csv(out / "measured_ops.csv", index=False)
-        profile_result.steps.to_csv(out / "measured_steps.csv", index=False)
+    if comparison is not None:
+        comparison.ops.to_csv(out / "measured_ops.csv", index=False)
+        comparison.steps.to_csv(out / "measured_steps.csv", index=False)
     if checks is not None:
         checks.to_csv(out / "checks.csv", index=False)
-    _write_inputs(analysis, model, out / "inputs", command_line, profile_result)
+    _write_inputs(analysis, model, out / "inputs", command_line, comparison)
 
-    sections = _sections(analysis, advice, charts, profile_result, checks, command_line)
+    sections = _sections(analysis, advice, charts, comparison, checks, command_line)
     (out / "report.md").write_text(_markdown(sections))
     (out / "report.html").write_text(_html(sections, out))
     return out / "report.md"
 
 
-def _write_inputs(analysis: Analysis, model, folder: Path, command_line: str, profile_result) -> None:
+def _write_inputs(analysis: Analysis, model, folder: Path, command_line: str, comparison) -> None:
     folder.mkdir(exist_ok=True)
     if isinstance(model, (str, Path)):
-        shutil.copyfile(model, folder / ("model" + Path(model).suffix))
+        path = resolve_model_path(model)  # a shipped name or a checkpoint folder -> the file read
+        shutil.copyfile(path, folder / ("model" + path.suffix))
     if analysis.spec.path:
         shutil.copyfile(analysis.spec.path, folder / "spec.yaml")
     (folder / "command.txt").write_text(command_line + "\n")
@@ -99,18 +100,21 @@ def _write_inputs(analysis: Analysis, model, folder: Path, command_line: str, pr
         module = sys.modules.get(name)
         if module is not None:
             versions[name] = getattr(module, "__version__", "?")
-    if profile_result is not None:
-        versions["device"] = profile_result.device
+    if comparison is not None:
+        versions["device"] = comparison.run.device
     (folder / "versions.json").write_text(json.dumps(versions, indent=2, default=str) + "\n")
 
 
-def _sections(analysis, advice, charts, profile_result, checks, command_line) -> list:
+def _sections(analysis, advice, charts, comparison, checks, command_line) -> list:
     """The report as a list of (kind, payload): ('h1'|'h2'|'p'|'pre', text), ('table', frame, formats), ('img', path)."""
     m, w, spec, s = analysis.model, analysis.workload, analysis.spec, analysis.summary
     out = [("h1", f"{m.name} on {spec.name}")]
     out.append(("p", f"{spec.full_name}; weights {w.weight_dtype}, activations {w.act_dtype}, KV cache {w.kv_dtype}; "
                      f"{w.attn_impl} attention; tensor parallel {w.tp}; ceilings "
                      f"{'measured (calibrated spec)' if spec.is_calibrated else 'from the datasheet'}."))
+    for what, dtype, source in (("Weights", w.weight_dtype, w.weight_dtype_source), ("KV cache", w.kv_dtype, w.kv_dtype_source)):
+        if source != "default":
+            out.append(("p", f"{what} {dtype} from {source}."))
     out.append(("h2", "Summary"))
     out.append(("table", s, {k: v for k, v in render.SWEEP_TABLE.items() if k in s.columns}))
     if len(s) == 1:
@@ -128,19 +132,19 @@ def _sections(analysis, advice, charts, profile_result, checks, command_line) ->
             out.append(("table", rows, {k: render.OP_TABLE[k] for k in OP_COLUMNS}))
     out.append(("h2", "What to try next"))
     out.append(("pre", render_advice(advice) or "no change predicts a speedup of 2% or more"))
-    if profile_result is not None:
+    if comparison is not None:
         out.append(("h2", "Measured on the GPU"))
-        dev = profile_result.device
+        dev = comparison.run.device
         clocks = dev.get("clocks", {}).get("sm_clock_mhz", {})
         device = (f"{dev.get('gpu')}, driver {dev.get('driver')}, torch {dev.get('torch')} (CUDA {dev.get('cuda')}), "
                   f"{dev.get('layers_run')} reference layers, SM clock median {clocks.get('median', '?')} MHz")
         out.append(("p", f"Device: {device}. Per-op times are the "
                          "median over profiled iterations of the sum of the op's kernels, per occurrence; predicted "
                          "is the analytic roofline time against the same spec."))
-        steps, ops = profile_result.steps, profile_result.ops
+        steps, ops = comparison.steps, comparison.ops
         out.append(("table", steps, {k: v for k, v in render.STEP_TABLE.items() if k in steps}))
         out.append(("table", ops, {k: v for k, v in render.PROFILE_TABLE.items() if k in ops}))
-        for note in profile_result.notes:
+        for note in comparison.notes:
             out.append(("p", f"Note: {note}"))
     if checks is not None and len(checks):
         out.append(("h2", "Suggestions checked on the GPU: predicted against achieved"))

@@ -12,6 +12,7 @@ Ceilings. Where a spec carries a ``measured:`` section (written by ``roofline ca
 stays available as ``peak_flops_per_s`` / ``mem_bytes_per_s``.
 """
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -26,7 +27,7 @@ _REQUIRED = {
     "name", "full_name", "peak_tflops", "mem_bandwidth_gb_per_s", "mem_capacity_gb", "l2_cache_mb",
     "gpu_link", "host_link", "launch_overhead_us", "graph_launch_overhead_us", "collective_latency_us", "sources",
 }
-_OPTIONAL = {"sparse_tflops", "notes", "measured", "vendor"}
+_OPTIONAL = {"sparse_tflops", "notes", "measured", "vendor", "references"}
 # every number needs a source; these are the keys of `sources`
 _SOURCED = _REQUIRED - {"name", "full_name", "sources"}
 _LINK_KEYS = {"name", "bidirectional_gb_per_s"}
@@ -54,6 +55,7 @@ class HardwareSpec:
     graph_launch_overhead_s: float  # per kernel inside a replayed CUDA graph
     collective_latency_s: float  # alpha of the alpha-beta collective model
     sources: dict = field(default_factory=dict)
+    references: dict = field(default_factory=dict)  # tag ('S5') -> datasheet name and URL, cited as [S5]
     notes: str = ""
     measured_peak_flops_per_s: dict = field(default_factory=dict)
     measured_mem_bytes_per_s: Optional[float] = None
@@ -171,6 +173,8 @@ def parse_spec(raw: dict, where: str = "<spec>") -> HardwareSpec:
     for key in sorted(_SOURCED):
         if not sources.get(key):
             raise SpecError(f"{where}: sources.{key} is missing; cite where the {key} figure comes from")
+    if raw.get("references") is not None and not isinstance(raw["references"], dict):
+        raise SpecError(f"{where}: references must be a mapping of tag -> 'datasheet name, URL'")
     if isinstance(sources["peak_tflops"], dict):
         for dtype in peaks:
             if not sources["peak_tflops"].get(dtype):
@@ -197,6 +201,7 @@ def parse_spec(raw: dict, where: str = "<spec>") -> HardwareSpec:
         graph_launch_overhead_s=num(raw["graph_launch_overhead_us"], "graph_launch_overhead_us") * MICRO,
         collective_latency_s=num(raw["collective_latency_us"], "collective_latency_us") * MICRO,
         sources=dict(sources),
+        references={str(k): str(v) for k, v in (raw.get("references") or {}).items()},
         notes=str(raw.get("notes") or ""),
         path=where,
         **measured,
@@ -246,3 +251,121 @@ def _measured(measured, where) -> dict:
         if measured.get(key) is not None:
             out[attr] = number(measured[key], f"{where}: measured.{key}", SpecError) * unit
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# lint: `roofline specs check FILE`
+
+# The 2:4-sparsity figures vendors print (gpu_specs survey, section 2, and the shipped specs' sparse_tflops):
+# a dense peak equal to one of these for the same dtype is almost always the sparse figure used as dense.
+KNOWN_SPARSE_TFLOPS = {
+    "tf32": (125, 312, 989, 756, 835, 120, 366, 165.2, 2200, 1307.4, 2500, 209.5),
+    "bf16": (250, 624, 1979, 1513, 1671, 242, 733, 330.4, 4500, 2614.9, 5000, 419),
+    "fp16": (250, 624, 1979, 1513, 1671, 242, 733, 330.4, 4500, 2614.9, 5000, 419),
+    "fp8": (3958, 3026, 3341, 485, 1466, 660.6, 9000, 5229.8, 10000, 838),
+    "int8": (500, 1248, 3958, 3026, 3341, 485, 1466, 1321.2, 9000, 5229.8, 10000, 1676),
+    "fp4": (18000, 20000, 1676, 3352),
+}
+# adjacent tensor-core dtypes: the dense rate doubles from one to the next on every part in the survey
+TENSOR_LADDER = (("tf32", "bf16"), ("bf16", "fp8"), ("fp8", "fp4"))
+RIDGE_BF16_RANGE = (30.0, 700.0)  # FLOP/byte: H20 37 (export-capped) ... L40S 419; outside is a unit slip
+_TAG = re.compile(r"\[([A-Za-z]+[0-9]*)\]")
+_OUTSIDE = re.compile(r"gpu_specs\.md|\.\./|/work/|shared/reference")
+
+
+def lint_spec(raw: dict, where: str = "<spec>") -> list:
+    """Findings on a spec mapping, one line each (empty when clean).
+
+    Catches what loads but misleads: a dense peak equal to a known printed sparse figure or equal to the
+    file's own sparse figure, a tensor-core dtype whose rate is not about 2x the one below it (the sparse
+    figure of one row among dense ones), a bf16 ridge point outside 50-700 FLOP/byte, a unit slip (a
+    string with a unit, a bandwidth in TB/s), a source that is missing, points outside the package, or
+    cites a [TAG] with no datasheet name and URL under ``references``.
+    """
+    out = []
+    try:
+        parse_spec(raw, where)
+    except SpecError as exc:
+        out.append(str(exc))
+    peaks = raw.get("peak_tflops") if isinstance(raw.get("peak_tflops"), dict) else {}
+    sparse = raw.get("sparse_tflops") if isinstance(raw.get("sparse_tflops"), dict) else {}
+
+    def value(table, key):
+        v = table.get(key)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    for dtype in peaks:
+        dense = value(peaks, dtype)
+        if dense is None:
+            if isinstance(peaks[dtype], str):
+                out.append(f"{where}: peak_tflops.{dtype} {peaks[dtype]!r} is text; write the number in TFLOP/s")
+            continue
+        own = value(sparse, dtype)
+        if own is not None and abs(own - dense) <= 0.005 * own:
+            out.append(f"{where}: peak_tflops.{dtype} {dense:g} equals sparse_tflops.{dtype}: a dense peak is half the "
+                       f"printed with-sparsity figure")
+        elif any(abs(dense - k) <= 0.002 * k for k in KNOWN_SPARSE_TFLOPS.get(dtype, ())):
+            out.append(f"{where}: peak_tflops.{dtype} {dense:g} is a figure vendors print with 2:4 sparsity; "
+                       f"check the datasheet's footnote and use the dense figure (half)")
+    for lo, hi in TENSOR_LADDER:
+        a, b = value(peaks, lo), value(peaks, hi)
+        if a and b and not 1.4 <= b / a <= 3.1:
+            out.append(f"{where}: peak_tflops.{hi} / peak_tflops.{lo} = {b / a:.2f}, expected about 2 (one of them "
+                       f"may be a sparse, a half-rate-accumulate or a rounded-wrong figure)")
+    bw = value(raw, "mem_bandwidth_gb_per_s")
+    if isinstance(raw.get("mem_bandwidth_gb_per_s"), str):
+        out.append(f"{where}: mem_bandwidth_gb_per_s {raw['mem_bandwidth_gb_per_s']!r} is text; write the number in GB/s")
+    elif bw is not None and bw < 50:
+        out.append(f"{where}: mem_bandwidth_gb_per_s {bw:g} looks like TB/s; the key is in GB/s ({bw * 1000:g})")
+    bf16 = value(peaks, "bf16") or value(peaks, "fp16")
+    if bw and bf16:
+        ridge = bf16 * TERA / (bw * GIGA)
+        if not RIDGE_BF16_RANGE[0] <= ridge <= RIDGE_BF16_RANGE[1]:
+            out.append(f"{where}: bf16 ridge {ridge:.0f} FLOP/byte is outside {RIDGE_BF16_RANGE[0]:.0f}-"
+                       f"{RIDGE_BF16_RANGE[1]:.0f} (every part surveyed lies inside); check the units and sparsity")
+    for key in ("mem_capacity_gb", "l2_cache_mb", "launch_overhead_us", "graph_launch_overhead_us",
+                "collective_latency_us"):
+        if isinstance(raw.get(key), str):
+            out.append(f"{where}: {key} {raw[key]!r} is text; write the number in the key's unit")
+    out += _lint_sources(raw, where)
+    return out
+
+
+def _lint_sources(raw, where) -> list:
+    out = []
+    sources = raw.get("sources") if isinstance(raw.get("sources"), dict) else {}
+    references = raw.get("references") if isinstance(raw.get("references"), dict) else {}
+    texts = {f"sources.{k}": v for k, v in sources.items()}
+    texts.update({f"sources.peak_tflops.{k}": v for k, v in (sources.get("peak_tflops") or {}).items()}
+                 if isinstance(sources.get("peak_tflops"), dict) else {})
+    texts["notes"] = raw.get("notes") or ""
+    peaks = raw.get("peak_tflops") if isinstance(raw.get("peak_tflops"), dict) else {}
+    if isinstance(sources.get("peak_tflops"), dict):
+        for dtype in peaks:
+            if not sources["peak_tflops"].get(dtype):
+                out.append(f"{where}: sources.peak_tflops.{dtype} is missing; cite the datasheet row")
+    for key in sorted(_SOURCED):
+        if key in raw and not sources.get(key):
+            out.append(f"{where}: sources.{key} is missing; cite where the {key} figure comes from")
+    if raw.get("sparse_tflops") and not sources.get("sparse_tflops"):
+        out.append(f"{where}: sources.sparse_tflops is missing; cite the datasheet rows printed with sparsity")
+    for name, text in texts.items():
+        if not isinstance(text, str):
+            continue
+        if _OUTSIDE.search(text):
+            out.append(f"{where}: {name} points to a file outside the package ({_OUTSIDE.search(text).group(0)}); "
+                       f"cite the datasheet by name and URL under references")
+        for tag in dict.fromkeys(_TAG.findall(text)):
+            if tag not in references:
+                out.append(f"{where}: {name} cites [{tag}] but references has no {tag}; add '{tag}: datasheet name, URL'")
+    for tag, text in references.items():
+        if "http" not in str(text) and not str(text).lower().startswith("measured"):
+            out.append(f"{where}: references.{tag} has no URL; give the datasheet's name and URL")
+    return out
+
+
+def check_spec_file(path) -> list:
+    """``lint_spec`` on a spec file (a shipped name or a path). Raises SpecError / InputFileError when it
+    cannot be read at all."""
+    path = resolve_spec_path(path)
+    return lint_spec(load_mapping(path, "hardware spec"), str(path))

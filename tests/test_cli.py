@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,102 @@ def test_profile_passes_rendezvous_flags_to_torchrun(monkeypatch):
     assert r.exit_code == 1 and "stop here" in r.output
     assert seen["tp"] == 4
     assert seen["rdzv_args"] == ("--nnodes", "2", "--node-rank", "1", "--master-addr", "10.0.0.1", "--master-port", "29500")
+
+
+# ---------------------------------------------------------------------------------------------
+# profile and report --profile end to end on the CPU: the reference runs with op times from CPU time
+
+TINY_MODEL = str(ROOT / "tests" / "data" / "tiny_llama.yaml")
+
+
+@pytest.fixture
+def cpu_profile(monkeypatch):
+    """profile_model on the CPU in place of the GPU run, wherever the CLI and the checks call it."""
+    import roofline.measure.checks as checks
+    import roofline.measure.profile as profile
+
+    real = profile.profile_model
+    calls = []
+
+    def on_cpu(model, workload, spec=None, layers=2, **kwargs):
+        calls.append(workload)
+        # the advisor's "larger batch" fills an H100's 80 GB: on the CPU run a batch of 8 in its place
+        small = replace(workload, batch_size=(min(workload.batch_size[0], 8),))
+        return real(model, small, spec=spec or "h100-sxm", layers=layers, device="cpu", warmup=0, iters=2,
+                    timing_iters=1)
+
+    monkeypatch.setattr(profile, "profile_model", on_cpu)
+    monkeypatch.setattr(checks, "profile_model", on_cpu)
+    return calls
+
+
+def test_profile_prints_measured_beside_predicted(cpu_profile, tmp_path):
+    plot = tmp_path / "p.png"
+    r = run("profile", TINY_MODEL, "--gpu", "h100-sxm", "--phase", "decode", "--format", "csv", "--plot", plot)
+    assert r.exit_code == 0, r.output
+    import io
+
+    import pandas as pd
+
+    ops = pd.read_csv(io.StringIO(r.stdout))
+    assert list(ops["op"])[:3] == ["embedding", "attn_norm", "q_proj"] and (ops["phase"] == "decode").all()
+    assert (ops["measured_time_s"] > 0).all() and ops["predicted_time_s"].notna().all()
+    assert set(ops["measured_bound"]) <= {"compute", "memory", "communication", "overhead", "latency", "unknown"}
+    assert "rank" not in ops.columns and plot.exists() and plot.with_suffix(".svg").exists()
+    assert len(cpu_profile) == 1
+
+
+def test_report_profile_checks_the_advice_once(cpu_profile, tmp_path, monkeypatch):
+    import roofline.advise as advise_module
+    import roofline.report as report_module
+
+    counted = []
+    real = advise_module.advise
+    for module in (advise_module, report_module):  # the CLI's call and the report's own
+        monkeypatch.setattr(module, "advise", lambda *a, **k: counted.append(1) or real(*a, **k))
+    out = tmp_path / "rep"
+    r = run("report", TINY_MODEL, "--gpu", "h100-sxm", "--out", out, "--profile", "--phase", "decode",
+            "--attn", "naive", "--layers", "1")
+    assert r.exit_code == 0, r.output
+    assert len(counted) == 1  # the advice is computed once, for the comparison, and reported as it is
+    md = (out / "report.md").read_text()
+    assert "## Measured on the GPU" in md
+    import pandas as pd
+
+    checks = pd.read_csv(out / "checks.csv")
+    assert list(checks.columns) == ["change", "phase", "predicted_speedup", "predicted_speedup_ref",
+                                    "achieved_speedup", "baseline_s", "changed_s", "how"]
+    flash = checks[checks["change"].str.contains("FlashAttention")]
+    assert len(flash) == 1 and flash["achieved_speedup"].iloc[0] > 0  # profiled again with flash attention
+    assert any(w.attn_impl == "flash" for w in cpu_profile)
+    graphs = checks[checks["change"].str.contains("CUDA graph")]
+    assert graphs["how"].str.startswith("not measured: the profile has no CUDA-graph replay").all()
+
+
+def test_trace_against_a_model_sets_each_range_beside_its_prediction(tmp_path):
+    trace = ROOT / "tests" / "data" / "h100_decode_trace.json.gz"
+    r = run("trace", trace, "--gpu", "h100-sxm", "--model", LLAMA, "--phase", "decode", "--batch", "1",
+            "--context-len", "1024", "--format", "csv")
+    assert r.exit_code == 0, r.output
+    import io
+
+    import pandas as pd
+
+    ops = pd.read_csv(io.StringIO(r.stdout)).set_index("op")
+    # the trace is the 2-layer reference: 2 calls of gate_proj; the full model runs it 32 times
+    assert ops.loc["gate_proj", "ref_count"] == 2 and ops.loc["gate_proj", "count"] == 32
+    assert ops.loc["gate_proj", "total_measured_time_s"] == pytest.approx(32 * ops.loc["gate_proj", "measured_time_s"])
+    # 4096 x 11008 bf16 weights at batch 1: memory-bound by the prediction
+    assert ops.loc["gate_proj", "predicted_bound"] == "memory" and ops.loc["gate_proj", "measured_time_s"] > 0
+    table = run("trace", trace, "--gpu", "h100-sxm", "--model", LLAMA, "--phase", "decode", "--batch", "1",
+                "--context-len", "1024", "--plot", tmp_path / "t.png")
+    assert table.exit_code == 0 and "gate_proj" in table.output and "meas/pred" in table.output
+    assert (tmp_path / "t.png").exists() and (tmp_path / "t.svg").exists()
+
+
+def test_trace_workload_flags_need_a_model_and_one_phase():
+    trace = ROOT / "tests" / "data" / "h100_decode_trace.json.gz"
+    r = run("trace", trace, "--gpu", "h100-sxm", "--batch", "4")
+    assert r.exit_code == 2 and "--batch describes the model's workload; give --model too" in r.output
+    r = run("trace", trace, "--gpu", "h100-sxm", "--model", LLAMA, "--phase", "both")
+    assert r.exit_code == 1 and "Error: a trace holds one phase; give --phase prefill or --phase decode" in r.output

@@ -16,6 +16,7 @@ import torch
 import torch.multiprocessing as mp
 
 from roofline.analysis import analyze
+from roofline.compare import COMM_TABLE_COLUMNS, comm_against_prediction, comm_table, compare
 from roofline.config import load_model_and_workload, parse_model, parse_workload
 from roofline.errors import ConfigError, DeviceError
 from roofline.measure import distributed as D
@@ -121,8 +122,9 @@ def test_tp_without_a_process_group_says_how_to_run_it():
 @pytest.fixture(scope="module")
 def gloo_run(tmp_path_factory):
     m, w = _setup()
-    return m, w, D.profile_distributed(m, w, spec="h200", backend="gloo", trace_dir=tmp_path_factory.mktemp("tr"),
-                                       **FAST)
+    run = D.profile_distributed(m, w, spec="h200", backend="gloo", trace_dir=tmp_path_factory.mktemp("tr"), **FAST)
+    assert run.source == "distributed" and run.ranks == [0, 1]
+    return m, w, compare(analyze(m, "h200", workload=run.workload), run)
 
 
 def test_every_rank_reports_every_analytic_op(gloo_run):
@@ -131,9 +133,9 @@ def test_every_rank_reports_every_analytic_op(gloo_run):
     for (rank, phase), rows in r.ops.groupby(["rank", "phase"]):
         assert list(rows["op"]) == [o.name for o in model_ops(m, w, phase, BATCH, PROMPT, CONTEXT)], (rank, phase)
         assert (rows["measured_time_s"] > 0).all()
-    assert set(r.traces) == {f"{ph}_rank{k}" for ph in ("prefill", "decode") for k in (0, 1)}
-    assert all(Path(p).exists() for p in r.traces.values())
-    assert r.device["world_size"] == 2 and r.device["backend"] == "gloo"
+    assert set(r.run.traces) == {f"{ph}_rank{k}" for ph in ("prefill", "decode") for k in (0, 1)}
+    assert all(Path(p).exists() for p in r.run.traces.values())
+    assert r.run.device["world_size"] == 2 and r.run.device["backend"] == "gloo"
 
 
 def test_collective_rows_carry_time_exposure_busbw_and_prediction(gloo_run):
@@ -152,14 +154,14 @@ def test_collective_rows_carry_time_exposure_busbw_and_prediction(gloo_run):
     assert (coll["measured_bound"] == "communication").all()
     other = r.ops[r.ops["comm_bytes"] == 0]
     assert (other["comm_time_s"] == 0).all() and other["busbw_bytes_per_s"].isna().all()
-    table = D.comm_table(r)
-    assert len(table) == 8 and list(table.columns) == D.COMM_TABLE_COLUMNS
+    table = comm_table(r)
+    assert len(table) == 8 and list(table.columns) == COMM_TABLE_COLUMNS
     s = r.steps
     assert len(s) == 4 and ((s["exposed_comm_share"] > 0) & (s["exposed_comm_share"] <= 1)).all()
 
 
 def _alive(pids):
-    return [p for p in pids if D._ours(p)]
+    return [p for p in pids if D.is_our_worker(p)]
 
 
 @pytest.mark.parametrize("fault, message", [
@@ -202,14 +204,14 @@ def test_stop_ends_torchrun_and_workers_in_their_own_sessions(tmp_path):
             break
         time.sleep(0.05)
     pid = D.worker_pids(tmp_path)[0]
-    assert D._ours(pid)
+    assert D.is_our_worker(pid)
     old = D.KILL_GRACE_S
     D.KILL_GRACE_S = 0.5
     try:
         D.stop(proc, tmp_path)
     finally:
         D.KILL_GRACE_S = old
-    assert proc.poll() is not None and not D._ours(pid)
+    assert proc.poll() is not None and not D.is_our_worker(pid)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,11 +260,11 @@ def test_bad_launch_arguments_are_refused(kwargs, message):
 
 
 def test_world_from_hosts_and_processes():
-    assert D._world(4, None, 2) == (4, 2)
-    assert D._world(1, 2, 2) == (4, 2)
-    assert D._nnodes(["--nnodes=2", "--node-rank", "1"]) == 2
+    assert D.world_of(4, None, 2) == (4, 2)
+    assert D.world_of(1, 2, 2) == (4, 2)
+    assert D.nnodes_of(["--nnodes=2", "--node-rank", "1"]) == 2
     with pytest.raises(ConfigError, match="tp 1 runs in one process"):
-        D._world(1, 1, 1)
+        D.world_of(1, 1, 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,8 +307,7 @@ def test_committed_h200x2_traces_join_every_nccl_kernel_to_its_collective():
     traces = {r: DATA / f"h200x2_rank{r}_decode_trace.json.gz" for r in (0, 1)}
     m, w = load_model_and_workload(Path(__file__).parent.parent / "examples" / "llama-2-7b.yaml")
     w = replace(w, tp=2, phase="decode", batch_size=(1,), prompt_len=(1024,), context_len=(1024,), gen_tokens=None)
-    analytic = analyze(m, "h200", workload=w).ops
-    j = D.join_rank_traces(traces, "h200", analytic).set_index("range")
+    j = comm_against_prediction(D.join_rank_traces(traces, "h200"), analyze(m, "h200", workload=w)).set_index("range")
     # one NCCL kernel per call: 1 embedding, 2 layers x (attention, MLP), 1 logits gather per step
     assert j["calls_per_step"].to_dict() == {"embed_all_reduce": 1, "attn_all_reduce": 2, "mlp_all_reduce": 2,
                                              "logits_all_gather": 1}

@@ -20,8 +20,11 @@ SMALL = dict(model_type="llama", hidden_size=1024, intermediate_size=2816, num_h
 def run(tmp_path_factory):
     m = parse_model(SMALL)
     w = parse_workload(dict(batch_size=4, prompt_len=256, context_len=512, tp=2))
-    return D.profile_distributed(m, w, layers=2, warmup=2, iters=3, timing_iters=5,
-                                 trace_dir=tmp_path_factory.mktemp("tp"))
+    from roofline.analysis import analyze
+    from roofline.compare import compare
+
+    r = D.profile_distributed(m, w, layers=2, warmup=2, iters=3, timing_iters=5, trace_dir=tmp_path_factory.mktemp("tp"))
+    return compare(analyze(m, r.device["spec"], workload=r.workload), r)
 
 
 def test_every_collective_row_is_its_nccl_kernels(run):
@@ -40,7 +43,7 @@ def test_steps_account_for_the_nccl_time(run):
     assert (s["join"] == "roofline.measure.trace").all(), run.notes
     assert (s["unattributed_gpu_time_per_step_s"] < 0.05 * s["kernel_time_ref_s"]).all()
     assert ((s["exposed_comm_share"] > 0) & (s["exposed_comm_share"] <= 1)).all()
-    assert run.device["world_size"] == 2 and run.device["backend"] == "nccl"
+    assert run.run.device["world_size"] == 2 and run.run.device["backend"] == "nccl"
 
 
 def test_all_reduce_calibration_on_two_gpus():

@@ -122,6 +122,47 @@ def case_kv_cache_write():
     assert c.kv_bytes_written == n * 0.5 + n / 8 * 2  # int4 + one fp16 scale per head vector (group = head_dim)
 
 
+# --- multi-head latent attention (DeepSeek): the absorbed matmuls written out on meta tensors
+
+def case_per_head_linear():
+    t, H, i, o = 5, 4, 8, 12  # q_nope [t, H, 8] @ W_UK [H, 8, 12] per head
+    c = f.per_head_linear(t, H, i, o, "bf16", "bf16")
+    assert c.flops == counted_flops(lambda x, w: torch.einsum("thi,hio->tho", x, w), (t, H, i), (H, i, o))
+    assert c.weight_bytes_read == H * i * o * 2 and c.act_bytes_written == t * H * o * 2
+
+
+def case_mla_attention():
+    b, H, r, p, L = 2, 4, 16, 8, 30  # decode: one query against 30 cached latents of r + p values
+    c = f.mla_attention(b, 1, L, L, H, r, p, "bf16", "fp8", from_cache=True)
+
+    def absorbed(q, latent):
+        scores = q @ latent.transpose(-1, -2)  # [b, H, 1, r+p] @ [b, 1, r+p, L]
+        return scores @ latent[..., :r]  # [b, H, 1, L] @ [b, 1, L, r]
+
+    assert c.flops == counted_flops(absorbed, (b, H, 1, r + p), (b, 1, L, r + p))
+    assert c.kv_bytes_read == b * L * (r + p) * 1  # the latent once for all heads, fp8
+    assert c.act_bytes_written == b * H * r * 2
+
+
+def case_latent_cache_write():
+    c = f.latent_cache_write(3, 576, "bf16", "bf16")
+    assert c.kv_bytes_written == 3 * 576 * 2  # one 576-value latent per token (DeepSeek-V3: 512 + 64)
+
+
+def case_flash_attention_with_a_value_head_size():
+    # decompressed MLA: q/k of 24 values, v of 16; sdpa accepts a different value size
+    b, H, s, dq, dv = 1, 2, 10, 24, 16
+    c = f.flash_attention(b, s, s, s * s, H, H, dq, "bf16", "bf16", from_cache=False, v_head_dim=dv)
+    sdpa = lambda q, k, v: F.scaled_dot_product_attention(q, k, v)  # noqa: E731
+    assert c.flops == counted_flops(sdpa, (b, H, s, dq), (b, H, s, dq), (b, H, s, dv))
+    assert c.act_bytes_read == (b * s * H * dq + b * s * H * (dq + dv)) * 2 and c.act_bytes_written == b * s * H * dv * 2
+
+
+def case_experts_with_biases():
+    c = f.experts(1, 16, 40, 8, 2, "bf16", "bf16", bias=True)
+    assert c.weight_bytes_read == pytest.approx(2 * (3 * 16 * 40 + 2 * 40 + 16) * 2)  # 2 experts, biases of gate/up/down
+
+
 def case_all_reduce():
     c = f.all_reduce(1000, 4, "bf16")
     assert c.comm_bytes == 2 * 3 / 4 * 2000  # ring: 2(N-1)/N of the 2000-byte message = 3000
@@ -146,13 +187,14 @@ def case_all_to_all():
 
 
 CASES = {name[len("case_"):]: fn for name, fn in dict(globals()).items() if name.startswith("case_")}
+EXTRA_CASES = {"flash_attention_with_a_value_head_size", "experts_with_biases"}  # second cases of a formula
 
 
 def test_every_formula_tested():
-    assert set(FORMULAS) == set(CASES)
+    assert set(FORMULAS) == set(CASES) - EXTRA_CASES
 
 
-@pytest.mark.parametrize("kind", sorted(FORMULAS))
+@pytest.mark.parametrize("kind", sorted(FORMULAS) + sorted(EXTRA_CASES))
 def test_formula(kind):
     CASES[kind]()
 

@@ -32,9 +32,13 @@ def _small(**workload):
 def profiled(tmp_path_factory):
     from roofline.measure.profile import profile_model
 
+    from roofline.analysis import analyze
+    from roofline.compare import compare
+
     m, w = _small()
-    return m, w, profile_model(m, w, spec="h100-sxm", layers=2, warmup=2, iters=3, timing_iters=5,
-                               trace_dir=tmp_path_factory.mktemp("traces"))
+    run = profile_model(m, w, spec="h100-sxm", layers=2, warmup=2, iters=3, timing_iters=5,
+                        trace_dir=tmp_path_factory.mktemp("traces"))
+    return m, w, compare(analyze(m, "h100-sxm", workload=run.workload), run)
 
 
 def test_every_op_has_kernels_and_a_time(profiled):
@@ -62,7 +66,7 @@ def test_one_step_trace_is_small_and_readable(profiled):
     from roofline.measure.trace import analyze_trace
 
     _, _, result = profiled
-    for phase, path in result.traces.items():
+    for phase, path in result.run.traces.items():
         with gzip.open(path) as fh:
             events = json.load(fh)["traceEvents"]
         assert any(e.get("cat") == "kernel" for e in events)

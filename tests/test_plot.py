@@ -14,7 +14,7 @@ from click.testing import CliRunner  # noqa: E402
 
 import roofline  # noqa: E402
 from roofline import plot  # noqa: E402
-from roofline.classify import BOUNDS  # noqa: E402
+from roofline.classify import BOUNDS, CLASSES, MEASURED_BOUNDS  # noqa: E402
 from roofline.errors import InputFileError, RooflineError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -241,3 +241,10 @@ def test_result_json_errors_name_the_fix(tmp_path):
     other.write_text(json.dumps({"hello": 1}))
     with pytest.raises(InputFileError, match="not a roofline result \\(needs keys gpu, summary and ops\\)"):
         plot.load_result_json(other)
+
+
+def test_one_colour_per_class_of_the_one_vocabulary():
+    # predicted classes are the first four of the vocabulary; measured ones may also be latency or unknown
+    assert tuple(plot.BOUND_COLORS) == CLASSES == MEASURED_BOUNDS
+    assert BOUNDS == CLASSES[:4]
+    assert len(set(plot.BOUND_COLORS.values()) | {plot.OTHER_COLOR}) == len(CLASSES) + 1  # all distinct

@@ -10,6 +10,8 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from roofline.analysis import analyze
+from roofline.compare import compare
 from roofline.config import parse_model, parse_workload
 from roofline.errors import ConfigError, UnknownHardware
 from roofline.measure.calibrate import build_spec
@@ -112,8 +114,17 @@ def test_mixed_16_bit_dtypes_and_tp_are_refused():
 def test_profile_pipeline_on_cpu(tmp_path):
     """The whole profile pipeline, op times from CPU time: one row per analytic op, a trace per phase."""
     m, w = _setup("llama")
-    result = profile_model(m, w, spec="h100-sxm", device="cpu", layers=2, warmup=1, iters=2, timing_iters=2,
-                           trace_dir=tmp_path)
+    run = profile_model(m, w, spec="h100-sxm", device="cpu", layers=2, warmup=1, iters=2, timing_iters=2,
+                        trace_dir=tmp_path)
+    assert run.source == "reference" and run.ranks == [0] and run.layers == 2
+    for phase in ("prefill", "decode"):  # the run itself: measured figures only, every op of the model
+        rows = run.ops[run.ops["phase"] == phase]
+        assert list(rows["op"]) == [op.name for op in model_ops(m, w, phase, BATCH, PROMPT, CONTEXT)]
+        assert (rows["gpu_time_s"] > 0).all() and not {"flops", "predicted_time_s", "measured_bound"} & set(rows)
+        # 2 reference layers: a per-layer op runs twice per step, embedding and lm_head once
+        assert rows.set_index("op")["calls"].to_dict() == {
+            op.name: 2 if op.count == m.num_hidden_layers else 1 for op in model_ops(m, w, phase, 1, 1, 1)}
+    result = compare(analyze(m, "h100-sxm", workload=run.workload), run)
     for phase in ("prefill", "decode"):
         rows = result.ops[result.ops["phase"] == phase]
         analytic = [op.name for op in model_ops(m, w, phase, BATCH, PROMPT, CONTEXT)]
@@ -121,7 +132,7 @@ def test_profile_pipeline_on_cpu(tmp_path):
         assert (rows["measured_time_s"] > 0).all()
         assert rows["predicted_time_s"].notna().all()
         assert rows["measured_bound"].notna().all()
-        with gzip.open(result.traces[phase]) as fh:
+        with gzip.open(run.traces[phase]) as fh:
             names = {e.get("name") for e in json.load(fh)["traceEvents"]}
         assert set(analytic) <= names
     assert list(result.steps["phase"]) == ["prefill", "decode"]

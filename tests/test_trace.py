@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from roofline.errors import TraceError
-from roofline.measure.measured import MEASURED_BOUNDS, classify_measured
-from roofline.measure.trace import STEP_RANGE, analyze_trace, short_name
+from roofline.classify import MEASURED_BOUNDS, classify_measured
+from roofline.measure.trace import COSTED_OPS, STEP_RANGE, analyze_trace, short_name
 from roofline.specs import load_spec
 
 DATA = Path(__file__).parent / "data"
@@ -369,7 +369,7 @@ def test_real_trace(path):
 
 
 def test_trace_modules_import_no_torch():
-    code = ("import sys, roofline.measure, roofline.measure.trace, roofline.measure.measured; "
+    code = ("import sys, roofline.measure, roofline.measure.trace, roofline.classify; "
             "bad = [m for m in ('torch', 'matplotlib') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from test_trace import DATA, US, _write, row
 
-from roofline.measure.measured import classify_measured
+from roofline.classify import classify_measured
 from roofline.measure.trace import analyze_trace
 from roofline.specs import load_spec
 

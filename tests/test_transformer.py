@@ -48,6 +48,18 @@ def test_weight_bytes_equal_a_real_module(arch):
     ("mixtral-8x7b", 46_702_792_704),
     ("qwen2.5-7b", 7_615_616_512),
     ("gpt2", 124_439_808),
+    # the families of issue 9: HF transformers' meta build of the shipped config.json (tests/test_hf_families),
+    # equal to the model card's figure (tests/data/hf_configs/SOURCES.md)
+    ("deepseek-r1", 671_026_404_352),
+    ("deepseek-v2-lite", 15_706_484_224),
+    ("qwen3-30b-a3b", 30_532_122_624),
+    ("qwen1.5-moe-a2.7b", 14_315_784_192),
+    ("gemma-2-9b", 9_241_705_984),
+    ("gemma-3-1b", 999_885_952),
+    ("phi-4-mini", 3_836_021_760),
+    ("falcon-7b", 6_921_720_704),
+    ("olmo-2-7b", 7_298_617_344),
+    ("gpt-oss-20b", 20_914_757_184),
 ])
 def test_published_parameter_counts(name, published):
     assert parameter_count(load_model(EXAMPLES / f"{name}.yaml")) == published
@@ -219,3 +231,57 @@ def test_expert_parallelism_needs_moe():
 
     with pytest.raises(ConfigError, match="ep 2 needs a mixture-of-experts model"):
         roofline.analyze(EXAMPLES / "llama-2-7b.yaml", "h100-sxm", ep=2)
+
+
+def test_max_window_layers_windows_only_the_layers_from_it_on():
+    """qwen2 with use_sliding_window: layers >= max_window_layers are windowed, the rest see everything."""
+    m = parse_model(dict(TINY_CONFIGS["qwen2"], num_hidden_layers=4, use_sliding_window=True, sliding_window=100,
+                         max_window_layers=3))
+    assert m.layer_windows == (None, None, None, 100)
+    ops = {op.name: op for op in model_ops(m, Workload(), "decode", 1, 1, 1000)}
+    assert ops["attention"].count == 3 and ops["sliding_attention"].count == 1
+    assert ops["attention"].cost.kv_bytes_read == 2 * 2 * 16 * 1000 * 2  # K and V, 2 KV heads of 16, 1000 keys
+    assert ops["sliding_attention"].cost.kv_bytes_read == 2 * 2 * 16 * 100 * 2  # the window's 100 keys
+    r = roofline.analyze(m, "h100-sxm", batch_size=1, prompt_len=1000, phase="decode").summary.iloc[0]
+    assert r["kv_cache_bytes"] == (3 * 1000 + 1 * 100) * 2 * 2 * 16 * 2  # per layer: its keys x K,V x heads x d x bf16
+
+
+def test_use_sliding_window_false_windows_no_layer():
+    m = load_model(EXAMPLES / "qwen2.5-7b.yaml")  # sliding_window 131072 shipped, use_sliding_window false
+    assert m.sliding_window is None and set(m.layer_windows) == {None}
+
+
+def test_gemma2_alternates_windowed_and_global_layers():
+    m = load_model(EXAMPLES / "gemma-2-9b.yaml")
+    assert m.layer_windows[:4] == (4096, None, 4096, None)
+    ops = {op.name: op for op in model_ops(m, Workload(), "decode", 1, 1, 8192)}
+    assert ops["attention"].count == ops["sliding_attention"].count == 21
+    # 16 query heads of 256: 4 FLOP per pair per dim
+    assert ops["attention"].cost.flops == 4 * 16 * 256 * 8192
+    assert ops["sliding_attention"].cost.flops == 4 * 16 * 256 * 4096
+    names = [op.name for op in model_ops(m, Workload(), "decode", 1, 1, 8192)]
+    assert {"embed_scale", "post_attn_norm", "post_mlp_norm", "logit_softcap"} <= set(names)
+
+
+def test_mla_cache_is_the_latent_and_the_form_is_selectable():
+    m = load_model(EXAMPLES / "deepseek-r1.yaml")
+    decode = {op.name: op for op in model_ops(m, Workload(), "decode", 1, 1, 4096)}
+    assert {"q_absorb", "v_absorb"} <= set(decode) and "kv_b_proj" not in decode  # absorbed by default
+    assert decode["kv_cache_write"].cost.kv_bytes_written == 576 * 2
+    # absorbed attention: 128 heads x 4096 latents x 2 x (2 x 512 + 64) FLOP; the latent read once
+    assert decode["attention"].cost.flops == 128 * 4096 * 2 * (2 * 512 + 64)
+    assert decode["attention"].cost.kv_bytes_read == 4096 * 576 * 2
+    prefill = {op.name: op for op in model_ops(m, Workload(), "prefill", 1, 16, 16)}
+    assert "kv_b_proj" in prefill and "q_absorb" not in prefill  # decompressed by default
+    forced = {op.name for op in model_ops(m, Workload(mla_form="decompressed"), "decode", 1, 1, 4096)}
+    assert "kv_b_proj" in forced
+    # the split of kv_b_proj into its K and V halves keeps the parameters
+    assert decode["q_absorb"].params + decode["v_absorb"].params == prefill["kv_b_proj"].params == 512 * 128 * 256
+
+
+def test_llama_attention_bias_covers_o_proj_and_qwen2_does_not():
+    llama = {op.name: op for op in model_ops(parse_model(dict(TINY_CONFIGS["llama"], attention_bias=True)),
+                                             Workload(), "decode", 1, 1, 1)}
+    assert llama["o_proj"].params == 64 * 64 + 64 and llama["q_proj"].params == 64 * 64 + 64
+    qwen2 = {op.name: op for op in model_ops(parse_model(TINY_CONFIGS["qwen2"]), Workload(), "decode", 1, 1, 1)}
+    assert qwen2["o_proj"].params == 64 * 64 and qwen2["q_proj"].params == 64 * 64 + 64

@@ -1,82 +1,62 @@
-"""Check the advisor's suggestions on the GPU: measure the reference model with the change applied
-and set the achieved speedup beside the predicted one.
+"""Measure the advisor's suggestions on the GPU: the reference model with the change applied.
 
 Measurable with the reference model (bf16/fp16 weights, one GPU): CUDA graphs (the profile measures
 the eager and the graph-replayed step anyway), a larger decode batch, FlashAttention instead of
 naive attention. Quantisation, tensor parallelism and fusion are listed as not measured, with why.
-
-Both speedups are on the reference model (``layers`` decoder layers + embedding + head), so they
-compare like with like; the advisor's full-model figure is kept beside them.
+``roofline.compare.check_advice`` sets the achieved speedup beside the predicted one.
 """
 
 from dataclasses import replace
 
 import pandas as pd
 
-from roofline.analysis import analyze
+from roofline.config import with_changes
 from roofline.measure.profile import profile_model
 
 MEASURABLE = {"cuda_graph", "batch_size", "attn_impl"}
+NOT_MEASURED = "not measured: the reference model runs bf16/fp16 weights on one GPU, unfused"
 
 
-def _phase_time(result, phase: str, eager: bool = True) -> float:
-    key = f"{phase}_time_with_launch_s" if eager else f"{phase}_time_s"
-    return float(result.summary[key].iloc[0])
+def step_time(run, phase: str, column: str) -> float:
+    """One figure of ``run.steps`` (a MeasuredRun) for ``phase``, e.g. 'eager_step_ref_s'."""
+    steps = run.steps
+    value = steps.loc[steps["phase"] == phase, column].iloc[0]
+    return float("nan") if value is None else float(value)
 
 
-def _step(profile, phase: str, column: str) -> float:
-    steps = profile.steps
-    return float(steps.loc[steps["phase"] == phase, column].iloc[0])
-
-
-def check_suggestions(model, workload, spec, advice: pd.DataFrame, baseline, layers: int = 2, **profile_kw):
-    """One row per suggestion: change, phase, predicted_speedup (full model, from the advisor),
-    predicted_speedup_ref and achieved_speedup (both on the reference model), baseline_s,
-    changed_s and how it was measured; NaN achieved with the reason where it cannot be measured.
-    ``baseline`` is the ProfileResult of ``workload`` without the change."""
+def measure_suggestions(model, workload, spec, advice: pd.DataFrame, baseline, layers: int = 2,
+                        **profile_kw) -> pd.DataFrame:
+    """One row per suggestion of ``advice``: change, phase, overrides, measured (bool), baseline_s and
+    changed_s (the reference step, s: eager, or the graph replay for CUDA graphs) and how they were
+    measured; NaN times and the reason where the reference cannot run the change. ``baseline`` is
+    the MeasuredRun of ``workload`` without the change; other changes are profiled here (DeviceError
+    and ConfigError as profile_model raises them)."""
     ref_model = replace(model, num_hidden_layers=min(layers, model.num_hidden_layers))
     rows = []
     for _, s in advice.iterrows():
         overrides = s["overrides"] or {}
         phase = s["phase"]
-        row = {"change": s["change"], "phase": phase, "predicted_speedup": s["predicted_speedup"],
-               "predicted_speedup_ref": float("nan"), "achieved_speedup": float("nan"),
-               "baseline_s": float("nan"), "changed_s": float("nan"), "how": ""}
-        if not overrides or not set(overrides) <= MEASURABLE:
-            row["how"] = "not measured: the reference model runs bf16/fp16 weights on one GPU, unfused"
-            rows.append(row)
-            continue
-        base_pred = analyze(ref_model, spec, workload=workload)
-        new_pred = analyze(ref_model, spec, workload=replace(workload, **_as_workload(overrides)))
-        if "cuda_graph" in overrides:
-            row["predicted_speedup_ref"] = _phase_time(base_pred, phase) / _phase_time(new_pred, phase, eager=False)
-            row["baseline_s"] = _step(baseline, phase, "eager_step_ref_s")
-            row["changed_s"] = _step(baseline, phase, "graph_step_ref_s")
-            row["how"] = "eager step vs CUDA-graph replay of the same reference step (CUDA events)"
-        else:
-            changed = profile_model(ref_model, replace(workload, phase=phase, **_as_workload(overrides)), spec=spec,
-                                    layers=layers, **profile_kw)
-            row["baseline_s"] = _step(baseline, phase, "eager_step_ref_s")
-            row["changed_s"] = _step(changed, phase, "eager_step_ref_s")
-            ratio_pred = _phase_time(base_pred, phase) / _phase_time(new_pred, phase)
-            if "batch_size" in overrides:  # a throughput gain: tokens per second, not step time
-                b0, b1 = workload.batch_size[0], overrides["batch_size"]
-                row["predicted_speedup_ref"] = ratio_pred * b1 / b0
-                row["achieved_speedup"] = (b1 / row["changed_s"]) / (b0 / row["baseline_s"])
-                row["how"] = f"eager steps at batch {b0} and {b1}, tokens/s (CUDA events)"
+        row = {"change": s["change"], "phase": phase, "overrides": overrides, "measured": False,
+               "baseline_s": float("nan"), "changed_s": float("nan"), "how": NOT_MEASURED}
+        if overrides and set(overrides) <= MEASURABLE:
+            row["measured"] = True
+            row["baseline_s"] = step_time(baseline, phase, "eager_step_ref_s")
+            if "cuda_graph" in overrides:
+                graph = step_time(baseline, phase, "graph_step_ref_s")
+                if graph != graph:  # no replay: a CPU run, or a step that could not be captured
+                    row.update(measured=False, baseline_s=float("nan"),
+                               how="not measured: the profile has no CUDA-graph replay of this step")
+                else:
+                    row["changed_s"] = graph
+                    row["how"] = "eager step vs CUDA-graph replay of the same reference step (CUDA events)"
             else:
-                row["predicted_speedup_ref"] = ratio_pred
-                row["how"] = "eager steps with and without the change (CUDA events)"
-        if row["achieved_speedup"] != row["achieved_speedup"]:
-            row["achieved_speedup"] = row["baseline_s"] / row["changed_s"]
+                changed = profile_model(ref_model, with_changes(workload, phase=phase, **overrides), spec=spec,
+                                        layers=layers, **profile_kw)
+                row["changed_s"] = step_time(changed, phase, "eager_step_ref_s")
+                if "batch_size" in overrides:
+                    row["how"] = (f"eager steps at batch {workload.batch_size[0]} and {overrides['batch_size']}, "
+                                  f"tokens/s (CUDA events)")
+                else:
+                    row["how"] = "eager steps with and without the change (CUDA events)"
         rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _as_workload(overrides: dict) -> dict:
-    """Advisor overrides -> Workload fields (sweepable fields are tuples)."""
-    out = dict(overrides)
-    for key in ("batch_size", "prompt_len", "context_len"):
-        if key in out and not isinstance(out[key], tuple):
-            out[key] = (out[key],)
-    return out
+    return pd.DataFrame(rows, columns=["change", "phase", "overrides", "measured", "baseline_s", "changed_s", "how"])

@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 
 from roofline.errors import ConfigError, DeviceError
-from roofline.measure.distributed import check_devices, check_rdzv_args, _nnodes, launch, worker_main
+from roofline.measure.distributed import check_devices, check_rdzv_args, launch, nnodes_of, worker_main
 from roofline.specs import parse_spec
 
 DEFAULT_SIZES = tuple(1024 * 4**k for k in range(11))  # 1 KiB, 4 KiB, ..., 1 GiB (bytes)
@@ -63,7 +63,7 @@ def calibrate_collectives(sizes=None, nproc: int = None, *, dtype: str = "bf16",
     if min(warmup, iters, repeats) < 0 or iters < 1 or repeats < 1:
         raise ConfigError("iters and repeats must be at least 1, warmup at least 0")
     rdzv = check_rdzv_args(rdzv_args)
-    nnodes = _nnodes(rdzv)
+    nnodes = nnodes_of(rdzv)
     if nproc is None:
         nproc = (torch.cuda.device_count() if backend == "nccl" and torch.cuda.is_available() else 2)
     check_devices(backend, nproc, what=f"the all-reduce calibration on {nproc} processes")

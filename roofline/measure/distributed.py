@@ -1,8 +1,8 @@
 """``profile_distributed``: the reference decoder split tp ways (Megatron), one process per GPU under
-torchrun, every rank profiled; the NCCL kernels joined to the analytic model's collective rows
-(embed_all_reduce, attn_all_reduce, mlp_all_reduce, logits_all_gather) and set against the
-prediction: communication time, the part of it that no other GPU work hides (exposed), and the bus
-bandwidth achieved.
+torchrun, every rank profiled; the NCCL kernels joined to the collective ranges (embed_all_reduce,
+attn_all_reduce, mlp_all_reduce, logits_all_gather): communication time, and the part of it that no
+other GPU work hides (exposed). It returns a MeasuredRun; ``roofline.compare`` sets it against the
+prediction (bus bandwidth, predicted and datasheet collective time: items marked [compare] below).
 
 How it runs:
 1. The launcher (``profile_distributed``, in the caller's process) checks the set-up before it starts
@@ -32,11 +32,11 @@ the median over steps of the step's sum over the row's calls, divided by its cal
   host-bound, and nothing makes the hosts wait for each other), so the other rank's NCCL kernels
   wait that long at every call: compare comm_time_s with comm_time_min_rank_s before reading it
   as transfer time.
-- busbw_bytes_per_s = comm_bytes / comm_time_s, with comm_bytes the analytic bytes each GPU sends:
+- [compare] busbw_bytes_per_s = comm_bytes / comm_time_s, with comm_bytes the analytic bytes each GPU sends:
   2(N-1)/N x the message for all-reduce, (N-1)/N x the gathered message for all-gather. That is
   nccl-tests' bus bandwidth (algbw x 2(N-1)/N, resp. x (N-1)/N), comparable with the per-direction
   link bandwidth the prediction uses. busbw_min_rank_bytes_per_s uses comm_time_min_rank_s.
-- predicted_comm_s: the analytic alpha + comm_bytes / link of the spec used (measured figures where
+- [compare] predicted_comm_s: the analytic alpha + comm_bytes / link of the spec used (measured figures where
   the spec was calibrated with ``calibrate --collectives``); datasheet_comm_s: the same with the
   spec's datasheet latency and link.
 On the CPU (gloo) there are no kernels: a collective's time is the CPU time of its range, all exposed.
@@ -63,11 +63,16 @@ import torch
 
 from roofline import errors
 from roofline.errors import ConfigError, DeviceError
-from roofline.measure.measured import classify_measured
-from roofline.measure.profile import ProfileResult, _resolve, _single_point, profile_model
+from roofline.measure.profile import (
+    graph_time,
+    profile_model,
+    resolve_model,
+    single_point,
+)
 from roofline.measure.reference import reference_dtype, tp_shard_check
+from roofline.measure.run import MeasuredRun
 from roofline.measure.trace import analyze_trace
-from roofline.specs import HardwareSpec, load_spec
+from roofline.specs import load_spec
 
 COLLECTIVE_OPS = ("embed_all_reduce", "attn_all_reduce", "mlp_all_reduce", "logits_all_gather")
 BACKENDS = ("nccl", "gloo")
@@ -89,7 +94,7 @@ RESULT_FILE = "result.pkl"
 def profile_distributed(model, workload=None, spec=None, layers: int = 2, nproc: int = None, warmup: int = 5,
                         iters: int = 10, trace_dir=None, rdzv_args=(), *, backend: str = "nccl",
                         cuda_graph: bool = None, timing_iters: int = 20, seed: int = 0, timeout_s: float = 1800.0,
-                        init_timeout_s: float = 300.0) -> ProfileResult:
+                        init_timeout_s: float = 300.0) -> MeasuredRun:
     """Profile ``layers`` reference layers of ``model`` split over ``workload.tp`` GPUs, one process
     per GPU, for the single point of ``workload`` (the model file's when None), against ``spec``
     (name, path or HardwareSpec; default: the shipped spec of the GPUs).
@@ -103,24 +108,23 @@ def profile_distributed(model, workload=None, spec=None, layers: int = 2, nproc:
     ``cuda_graph``, ``timing_iters``, ``seed``: as profile_model's. ``timeout_s``: the watchdog on the
     whole run; ``init_timeout_s``: joining the group, and each collective (torch.distributed's timeout).
 
-    Returns a ProfileResult with profile_model's frames for every rank, a ``rank`` column first.
-    ``ops`` adds, per row: comm_time_s, exposed_comm_s, comm_time_min_rank_s, comm_time_max_rank_s,
-    busbw_bytes_per_s, busbw_min_rank_bytes_per_s, predicted_comm_s, datasheet_comm_s,
-    link_bytes_per_s, message_bytes, comm_over_predicted (communication columns are 0 or NaN on
-    rows that are not collectives); ``steps`` adds, per rank and phase, for the reference step (_ref)
-    and the full model (_full): comm_time, exposed_comm, comm_time_min_rank, predicted_comm_full_s,
+    Returns a MeasuredRun (source 'distributed') with profile_model's frames for every rank, by
+    ``rank``. ``ops`` adds, per call: comm_time_s, exposed_comm_s, comm_time_min_rank_s,
+    comm_time_max_rank_s (0 or NaN on rows that are not collectives); ``steps`` adds, per rank and
+    phase, for the reference step: comm_time_ref_s, exposed_comm_ref_s, comm_time_min_rank_ref_s,
     exposed_comm_share (of the kernel time), skew_wait_ref_s (NCCL time spent waiting for a later
     rank) and balanced_comm_share (communication's share of the step with that wait taken out).
-    ``comm_table(result)`` puts the collective rows of all ranks side by side.
+    ``roofline.compare.compare`` sets them against the prediction (bus bandwidth, full model) and
+    ``compare.comm_table`` puts the collective rows of all ranks side by side.
 
     Raises ConfigError (a sweep, a dtype or split the reference cannot run, tp not nodes x nproc,
     unknown rendezvous arguments), DeviceError (too few GPUs, no NCCL, a rank that failed or hung),
     UnknownHardware (no spec for the GPU).
     """
-    m, w = _resolve(model, workload)
-    _single_point(w)
+    m, w = resolve_model(model, workload)
+    single_point(w)
     rdzv = check_rdzv_args(rdzv_args)
-    tp, nproc = _world(w.tp, nproc, _nnodes(rdzv))
+    tp, nproc = world_of(w.tp, nproc, nnodes_of(rdzv))
     w = replace(w, tp=tp)
     tp_shard_check(m, tp)
     reference_dtype(w, distributed=True)
@@ -148,7 +152,9 @@ def check_rdzv_args(rdzv_args) -> list:
     return out
 
 
-def _nnodes(rdzv: list) -> int:
+def nnodes_of(rdzv: list) -> int:
+    """The number of hosts that torchrun rendezvous arguments ask for (1 without --nnodes); raises
+    ConfigError for a range or a value that is not a whole number."""
     value = None
     for i, a in enumerate(rdzv):
         if a == "--nnodes" and i + 1 < len(rdzv):
@@ -169,7 +175,7 @@ def _nnodes(rdzv: list) -> int:
     return n
 
 
-def _world(tp: int, nproc, nnodes: int):
+def world_of(tp: int, nproc, nnodes: int):
     """(tp, processes per host) from the workload's tp, nproc and the number of hosts."""
     if nproc is not None and nproc < 1:
         raise ConfigError(f"nproc must be at least 1, got {nproc}")
@@ -282,7 +288,7 @@ def stop(proc: subprocess.Popen, run_dir) -> None:
     kill_workers(run_dir)
 
 
-def _ours(pid: int) -> bool:
+def is_our_worker(pid: int) -> bool:
     """Is ``pid`` alive and one of our workers (its command line names roofline.measure)?"""
     try:
         os.kill(pid, 0)
@@ -313,7 +319,7 @@ def kill_workers(run_dir) -> list:
     starts them). Returns the pids it killed."""
     killed = []
     for pid in worker_pids(run_dir).values():
-        if not _ours(pid):
+        if not is_our_worker(pid):
             continue
         try:
             os.killpg(pid, signal.SIGKILL)
@@ -324,7 +330,7 @@ def kill_workers(run_dir) -> list:
                 continue
         killed.append(pid)
     deadline = time.monotonic() + 5.0
-    while killed and time.monotonic() < deadline and any(_ours(p) for p in killed):
+    while killed and time.monotonic() < deadline and any(is_our_worker(p) for p in killed):
         time.sleep(0.05)
     return killed
 
@@ -440,13 +446,10 @@ def _fault(rank: int) -> None:
 
 def _profile_rank(job, rank, world, local_rank, device) -> dict:
     """One rank's profile_model run plus its communication kernels; the payload combine() reads."""
-    from roofline.measure import profile as profile_module
-
     w = job["workload"]
     cuda = device.type == "cuda"
     trace_dir = Path(job["trace_dir"]) / f"rank{rank}"
     notes = []
-    graph_time = profile_module._graph_time
 
     def guarded_graph_time(step, iters):  # NCCL inside a CUDA graph: measured where capture works, noted if not
         try:
@@ -456,14 +459,10 @@ def _profile_rank(job, rank, world, local_rank, device) -> dict:
             torch.cuda.synchronize()
             return None
 
-    profile_module._graph_time = guarded_graph_time
-    try:
-        result = profile_model(job["model"], w, spec=job["spec"], layers=job["layers"], warmup=job["warmup"],
-                               iters=job["iters"], cuda_graph=job["cuda_graph"], trace_dir=trace_dir,
-                               timing_iters=job["timing_iters"],
-                               device=str(device), seed=job["seed"])
-    finally:
-        profile_module._graph_time = graph_time
+    result = profile_model(job["model"], w, spec=job["spec"], layers=job["layers"], warmup=job["warmup"],
+                           iters=job["iters"], cuda_graph=job["cuda_graph"], trace_dir=trace_dir,
+                           timing_iters=job["timing_iters"], device=str(device), seed=job["seed"],
+                           graph_timer=guarded_graph_time)
     spec = job["spec"] if job["spec"] is not None else load_spec(result.device["spec"])
     kernels = []
     if cuda:
@@ -482,7 +481,8 @@ def _profile_rank(job, rank, world, local_rank, device) -> dict:
         "steps": result.steps, "clocks": result.clocks, "traces": result.traces, "device": device_info,
         "notes": list(result.notes) + notes, "spec": spec,
         "comm_kernels": pd.concat(kernels, ignore_index=True) if kernels else pd.DataFrame(),
-        "cuda": cuda,
+        "cuda": cuda, "model": result.model, "workload": result.workload, "layers": result.layers,
+        "cuda_graph": result.cuda_graph,
     }
 
 
@@ -578,13 +578,12 @@ def cross_rank(ck: pd.DataFrame, keys=("phase",)) -> pd.DataFrame:
     return res
 
 
-def join_rank_traces(traces: dict, spec, analytic: pd.DataFrame = None) -> pd.DataFrame:
+def join_rank_traces(traces: dict, spec) -> pd.DataFrame:
     """Join the NCCL kernels of one trace per rank (``{rank: path}``, Chrome traces of the same
     profiled steps) to their collective ranges. One row per range: calls_per_step, comm_time_s and
     exposed_comm_s (per call, the mean over ranks of each rank's figure), comm_time_min_rank_s,
-    comm_time_max_rank_s and n_ranks. With ``analytic`` (an ops frame of ``roofline.analyze`` for the
-    same point: op, comm_bytes, time_comm_s) also comm_bytes, predicted_comm_s, busbw_bytes_per_s,
-    busbw_min_rank_bytes_per_s. Raises TraceError for an unreadable trace."""
+    comm_time_max_rank_s and n_ranks. ``roofline.compare.comm_against_prediction`` adds the analytic
+    bytes, the predicted time and the bus bandwidth. Raises TraceError for an unreadable trace."""
     spec = load_spec(spec)
     ck = pd.concat([comm_kernels(analyze_trace(p, spec).kernels).assign(rank=r) for r, p in sorted(traces.items())],
                    ignore_index=True)
@@ -592,30 +591,16 @@ def join_rank_traces(traces: dict, spec, analytic: pd.DataFrame = None) -> pd.Da
     out = per_rank.groupby("range", sort=False).agg(
         calls_per_step=("calls_per_step", "median"), comm_time_s=("comm_time_s", "mean"),
         exposed_comm_s=("exposed_comm_s", "mean")).reset_index()
-    out = out.merge(cross_rank(ck, ()), on="range", how="left")
-    if analytic is not None:
-        a = analytic[["op", "comm_bytes", "time_comm_s"]].rename(columns={"op": "range", "time_comm_s": "predicted_comm_s"})
-        out = out.merge(a, on="range", how="left")
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out["busbw_bytes_per_s"] = out["comm_bytes"] / out["comm_time_s"]
-            out["busbw_min_rank_bytes_per_s"] = out["comm_bytes"] / out["comm_time_min_rank_s"]
-    return out
+    return out.merge(cross_rank(ck, ()), on="range", how="left")
 
 
 # ----------------------------------------------------------------------------------------------
 # putting the ranks together
 
-def _datasheet_comm_s(comm_bytes: np.ndarray, spec: HardwareSpec) -> np.ndarray:
-    link = spec.gpu_link_bytes_per_s or spec.host_link_bytes_per_s
-    return np.where(comm_bytes > 0, spec.collective_latency_s + comm_bytes / link, 0.0)
-
-
 def _rank_ops(p: dict) -> pd.DataFrame:
     """One rank's ops frame with its own communication columns (the cross-rank ones come later)."""
     ops = p["ops"].copy()
-    spec = p["spec"]
-    coll = ops["category"].astype(str).eq("collective").to_numpy() if "category" in ops.columns else \
-        ops["op"].isin(COLLECTIVE_OPS).to_numpy()
+    coll = ops["op"].isin(COLLECTIVE_OPS).to_numpy()
     comm = np.zeros(len(ops))
     exposed = np.zeros(len(ops))
     if p["cuda"]:
@@ -626,51 +611,37 @@ def _rank_ops(p: dict) -> pd.DataFrame:
             comm = by["comm_time_s"].reindex(idx).fillna(0.0).to_numpy(float)
             exposed = by["exposed_comm_s"].reindex(idx).fillna(0.0).to_numpy(float)
     else:  # gloo: the CPU time of the collective's range, all of it exposed
-        comm = np.where(coll, ops["measured_time_s"].to_numpy(float), 0.0)
+        comm = np.where(coll, ops["gpu_time_s"].to_numpy(float), 0.0)
         exposed = comm.copy()
     ops["comm_time_s"] = comm
     ops["exposed_comm_s"] = exposed
-    comm_bytes = ops["comm_bytes"].to_numpy(float)
-    # all-reduce and all-gather both write the whole message once
-    ops["message_bytes"] = np.where(coll, ops["bytes_written"].to_numpy(float), 0.0)
-    ops["predicted_comm_s"] = ops["time_comm_s"].to_numpy(float)
-    ops["datasheet_comm_s"] = _datasheet_comm_s(comm_bytes, spec)
-    ops["link_bytes_per_s"] = np.where(coll, spec.ceiling_link_bytes_per_s(), np.nan)
-    ops = classify_measured(ops, spec)  # again, now with comm_time_s: a collective row is judged on its NCCL share
-    ops.insert(0, "rank", p["rank"])
+    ops["rank"] = p["rank"]
     return ops
 
 
 def _rank_steps(p: dict, ops: pd.DataFrame) -> pd.DataFrame:
+    """One rank's steps with the communication of its reference step."""
     steps = p["steps"].copy()
     rows = []
     for phase in steps["phase"]:
-        f = ops[(ops["phase"] == phase) & (ops["comm_bytes"] > 0)]
-        ref = f["ref_count"].to_numpy(float) if "ref_count" in f.columns else np.ones(len(f))
-        cnt = f["count"].to_numpy(float)
+        f = ops[(ops["phase"] == phase) & ops["op"].isin(COLLECTIVE_OPS)]
+        calls = f["calls"].to_numpy(float)
         lo = f["comm_time_min_rank_s"].fillna(f["comm_time_s"])
         rows.append({
-            "comm_time_ref_s": float((f["comm_time_s"] * ref).sum()),
-            "exposed_comm_ref_s": float((f["exposed_comm_s"] * ref).sum()),
-            "comm_time_min_rank_ref_s": float((lo * ref).sum()),
-            "comm_time_full_s": float((f["comm_time_s"] * cnt).sum()),
-            "exposed_comm_full_s": float((f["exposed_comm_s"] * cnt).sum()),
-            "comm_time_min_rank_full_s": float((lo * cnt).sum()),
-            "predicted_comm_full_s": float((f["predicted_comm_s"] * cnt).sum()),
+            "comm_time_ref_s": float((f["comm_time_s"] * calls).sum()),
+            "exposed_comm_ref_s": float((f["exposed_comm_s"] * calls).sum()),
+            "comm_time_min_rank_ref_s": float((lo * calls).sum()),
         })
     extra = pd.DataFrame(rows, index=steps.index)
     steps = pd.concat([steps, extra], axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         steps["exposed_comm_share"] = steps["exposed_comm_ref_s"] / steps["kernel_time_ref_s"]
-        steps["exposed_comm_share_full"] = steps["exposed_comm_full_s"] / steps["kernel_time_full_s"]
         # the part of this rank's NCCL time spent waiting for a later rank, and the share communication
         # would take of the step without it (each call at the fastest rank's time)
         steps["skew_wait_ref_s"] = steps["comm_time_ref_s"] - steps["comm_time_min_rank_ref_s"]
         steps["balanced_comm_share"] = steps["comm_time_min_rank_ref_s"] / (
             steps["kernel_time_ref_s"] - steps["skew_wait_ref_s"])
-        wait_full = steps["comm_time_full_s"] - steps["comm_time_min_rank_full_s"]
-        steps["balanced_comm_share_full"] = steps["comm_time_min_rank_full_s"] / (steps["kernel_time_full_s"] - wait_full)
-    steps.insert(0, "rank", p["rank"])
+    steps["rank"] = p["rank"]
     return steps
 
 
@@ -678,12 +649,15 @@ def _with_rank(frame: pd.DataFrame, rank: int) -> pd.DataFrame:
     if frame is None or not len(frame):
         return pd.DataFrame()
     f = frame.copy()
-    f.insert(0, "rank", rank)
+    if "rank" in f.columns:
+        f["rank"] = rank
+    else:
+        f.insert(0, "rank", rank)
     return f
 
 
-def combine(payloads: list) -> ProfileResult:
-    """One ProfileResult from the per-rank payloads of ``_profile_rank`` (rank order)."""
+def combine(payloads: list) -> MeasuredRun:
+    """One MeasuredRun (source 'distributed') from the per-rank payloads of ``_profile_rank``."""
     payloads = sorted(payloads, key=lambda p: p["rank"])
     ops = pd.concat([_rank_ops(p) for p in payloads], ignore_index=True)
     ck = [p["comm_kernels"].assign(rank=p["rank"]) for p in payloads if len(p["comm_kernels"])]
@@ -692,15 +666,9 @@ def combine(payloads: list) -> ProfileResult:
         ops = ops.merge(cr.drop(columns="n_ranks"), on=["phase", "op"], how="left")
     else:  # gloo: per row, the smallest and largest rank time
         g = ops.groupby(["phase", "op"])["comm_time_s"]
-        ops["comm_time_min_rank_s"] = g.transform("min").where(ops["comm_bytes"] > 0)
-        ops["comm_time_max_rank_s"] = g.transform("max").where(ops["comm_bytes"] > 0)
-    comm_bytes = ops["comm_bytes"].to_numpy(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ops["busbw_bytes_per_s"] = np.where(comm_bytes > 0, comm_bytes / ops["comm_time_s"].to_numpy(float), np.nan)
-        ops["busbw_min_rank_bytes_per_s"] = np.where(
-            comm_bytes > 0, comm_bytes / ops["comm_time_min_rank_s"].to_numpy(float), np.nan)
-        ops["comm_over_predicted"] = np.where(
-            comm_bytes > 0, ops["comm_time_s"].to_numpy(float) / ops["predicted_comm_s"].to_numpy(float), np.nan)
+        coll = ops["op"].isin(COLLECTIVE_OPS)
+        ops["comm_time_min_rank_s"] = g.transform("min").where(coll)
+        ops["comm_time_max_rank_s"] = g.transform("max").where(coll)
     steps = pd.concat([_rank_steps(p, ops[ops["rank"] == p["rank"]]) for p in payloads], ignore_index=True)
     notes = []
     for p in payloads:
@@ -710,45 +678,16 @@ def combine(payloads: list) -> ProfileResult:
     device["ranks"] = [{k: p["device"].get(k) for k in ("rank", "local_rank", "host", "gpu", "pci_bus_id", "uuid")
                         if k in p["device"]} for p in payloads]
     traces = {f"{ph}_rank{p['rank']}": path for p in payloads for ph, path in p["traces"].items()}
-    return ProfileResult(
+    return MeasuredRun(
+        source="distributed",
         ops=ops,
         kernels=pd.concat([_with_rank(p["kernels"], p["rank"]) for p in payloads], ignore_index=True),
         sequence=pd.concat([_with_rank(p["sequence"], p["rank"]) for p in payloads], ignore_index=True),
         steps=steps,
         clocks=pd.concat([_with_rank(p["clocks"], p["rank"]) for p in payloads], ignore_index=True),
-        traces=traces, device=device, notes=tuple(notes),
+        traces=traces, device=device, notes=tuple(notes), model=first["model"], workload=first["workload"],
+        layers=first["layers"], cuda_graph=first["cuda_graph"],
     )
-
-
-COMM_TABLE_COLUMNS = [
-    "phase", "op", "count", "message_bytes", "comm_bytes", "predicted_comm_s", "datasheet_comm_s", "comm_time_s",
-    "comm_time_min_rank_s", "comm_time_max_rank_s", "exposed_comm_s", "busbw_bytes_per_s", "busbw_min_rank_bytes_per_s",
-    "link_bytes_per_s", "comm_over_predicted", "n_kernels", "measured_bound",
-]
-
-
-def comm_table(result: ProfileResult) -> pd.DataFrame:
-    """The collective rows of a ``profile_distributed`` result, one per (phase, op): time and exposed
-    time per call as the mean over ranks (busbw from that mean), with the cross-rank min / max and the
-    prediction beside them."""
-    ops = result.ops
-    f = ops[ops["comm_bytes"] > 0]
-    if not len(f):
-        return pd.DataFrame(columns=COMM_TABLE_COLUMNS)
-    keep = ["count", "message_bytes", "comm_bytes", "predicted_comm_s", "datasheet_comm_s", "comm_time_min_rank_s",
-            "comm_time_max_rank_s", "link_bytes_per_s"]
-    g = f.groupby(["phase", "op"], sort=False)
-    out = g[keep].first()
-    out["comm_time_s"] = g["comm_time_s"].mean()
-    out["exposed_comm_s"] = g["exposed_comm_s"].mean()
-    out["n_kernels"] = g["n_kernels"].mean()
-    out["measured_bound"] = g["measured_bound"].agg(lambda b: "/".join(sorted(set(map(str, b)))))
-    out = out.reset_index()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["busbw_bytes_per_s"] = out["comm_bytes"] / out["comm_time_s"]
-        out["busbw_min_rank_bytes_per_s"] = out["comm_bytes"] / out["comm_time_min_rank_s"]
-        out["comm_over_predicted"] = out["comm_time_s"] / out["predicted_comm_s"]
-    return out[COMM_TABLE_COLUMNS]
 
 
 if __name__ == "__main__":

@@ -1,5 +1,4 @@
-"""``profile_model``: run the reference decoder on the GPU under torch.profiler and put each op's
-measured time beside its analytic prediction.
+"""``profile_model``: run the reference decoder on the GPU under torch.profiler and measure each op.
 
 Method:
 1. Build ``layers`` decoder layers of the model (reference.py), run ``warmup`` steps, then ``iters``
@@ -8,14 +7,14 @@ Method:
    trace of those steps (kernel -> launch by correlation -> innermost ``record_function`` range on the
    launching thread; each step inside a ``ProfilerStep#N`` range). Where that finds no GPU kernels
    (a CPU run) the profiler's events API is used instead (op time = CPU time of the range). An op's
-   time in one step = the sum of its kernels' durations over its occurrences; per occurrence = that
-   over the occurrences per step (``layers`` for per-layer ops); ``measured_time_s`` = the median
-   over steps.
+   time in one step = the sum of its kernels' durations over its occurrences; per call = that over
+   its calls per step (``layers`` for per-layer ops); ``gpu_time_s`` = the median over steps.
 3. Wall-clock time of the step without the profiler and without ranges (CUDA events, median of
-   repeats), and as a CUDA-graph replay; eager minus graph is host overhead (launches, Python).
-4. Full-model figures scale the per-occurrence times by the analytic counts (per-layer ops x
-   num_hidden_layers); the step estimates scale the reference's step by full / reference kernel time.
-5. The analytic side comes from ``roofline.analysis.analyze`` for the same single point.
+   repeats), and as a CUDA-graph replay (``graph_timer``); eager minus graph is host overhead
+   (launches, Python).
+
+It returns a ``MeasuredRun`` (run.py): measured figures only. ``roofline.compare.compare`` puts them
+beside an analysis, scales the reference to the full model and classifies what was measured.
 """
 
 import gzip
@@ -25,7 +24,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,63 +33,35 @@ import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, record_function
 
-from roofline.analysis import analyze
 from roofline.config import ModelConfig, Workload, load_model_and_workload
 from roofline.errors import ConfigError, DeviceError, TraceError
-from roofline.measure.measured import classify_measured
 from roofline.measure.nvml import NvmlSampler, gpu_info, spec_name_for_gpu
-from roofline.measure.reference import build_reference, decode_context, reference_dtype
+from roofline.measure.reference import (
+    build_reference,
+    decode_context,
+    op_calls,
+    reference_dtype,
+)
+from roofline.measure.run import MeasuredRun
 from roofline.measure.trace import analyze_trace
-from roofline.specs import HardwareSpec, load_spec
+from roofline.specs import load_spec
 
-# ops that run once per forward pass; every other op runs once per layer
-ONCE_PER_PASS = {"embedding", "pos_embedding", "embed_all_reduce", "final_norm", "lm_head", "logits_all_gather"}
-
-
-@dataclass(frozen=True)
-class ProfileResult:
-    """Frames of one ``profile_model`` run (raw floats, SI units).
-
-    ops:      one row per (phase, op): analytic counts and prediction, measured time, achieved rates
-    kernels:  one row per (phase, op, kernel name): calls and time per occurrence of the op
-    sequence: one row per kernel of one profiled step, in launch order (phase, op, kernel, time_s)
-    steps:    one row per phase: the reference step's kernel / eager / graph times, full-model estimates
-    clocks:   NVML samples during the run (empty without NVML)
-    traces:   phase -> path of the gzipped Chrome trace of one step
-    """
-
-    ops: pd.DataFrame
-    kernels: pd.DataFrame
-    sequence: pd.DataFrame
-    steps: pd.DataFrame
-    clocks: pd.DataFrame
-    traces: dict = field(default_factory=dict)
-    device: dict = field(default_factory=dict)
-    notes: tuple = ()
-
-
-def _resolve(model, workload):
+def resolve_model(model, workload):
+    """(ModelConfig, Workload) from a ModelConfig or a model file; ``workload`` wins over the file's."""
     if isinstance(model, ModelConfig):
         return model, workload or Workload()
     m, w = load_model_and_workload(model)
     return m, workload or w
 
 
-def _single_point(w: Workload) -> Workload:
+def single_point(w: Workload) -> Workload:
+    """``w`` if it is one point; raises ConfigError for a sweep."""
     for key in ("batch_size", "prompt_len"):
         if len(getattr(w, key)) != 1:
             raise ConfigError(f"profile runs one point at a time; {key} has {len(getattr(w, key))} values")
     if w.context_len and len(w.context_len) != 1:
         raise ConfigError(f"profile runs one point at a time; context_len has {len(w.context_len)} values")
     return w
-
-
-def _phase_workload(w: Workload, phase: str, context: int) -> Workload:
-    """The single analytic point that matches what the reference runs for ``phase``."""
-    if phase == "prefill":
-        return replace(w, phase="prefill", context_len=None, gen_tokens=None)
-    return replace(w, phase="decode", prompt_len=(min(w.prompt_len[0], context),), context_len=(context,),
-                   gen_tokens=None)
 
 
 def _sync(cuda: bool):
@@ -156,8 +127,9 @@ def _wall_time(fn, iters: int, cuda: bool, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def _graph_time(step, iters: int) -> float:
-    """Seconds per replay of a CUDA graph holding one step."""
+def graph_time(step, iters: int) -> float:
+    """Seconds per replay of a CUDA graph holding one step (the default ``graph_timer`` of
+    ``profile_model``; a timer may return None where the step cannot be captured)."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
@@ -205,7 +177,7 @@ def _rows(phase, names, per_step, iters, found) -> tuple:
         steps_s, kstats, span = found.get(name, ([], {}, np.nan))
         if not steps_s:
             notes.append(f"{phase}: op '{name}' launched no GPU work in the profiled steps")
-            op_rows.append({"op": name, "ref_count": k, "measured_time_s": 0.0, "n_kernels": 0.0, "kernels": "",
+            op_rows.append({"op": name, "calls": k, "gpu_time_s": 0.0, "n_kernels": 0.0, "kernels": "",
                             "span_s": span})
             continue
         if len(steps_s) == iters:
@@ -216,8 +188,8 @@ def _rows(phase, names, per_step, iters, found) -> tuple:
             kernel_rows.append({"phase": phase, "op": name, "kernel": kname, "calls": calls / occurrences,
                                 "time_s": total / occurrences})
         op_rows.append({
-            "op": name, "ref_count": k, "measured_time_s": med / k,
-            "measured_time_spread": (max(steps_s) - min(steps_s)) / med if med > 0 else np.nan,
+            "op": name, "calls": k, "gpu_time_s": med / k,
+            "gpu_time_spread": (max(steps_s) - min(steps_s)) / med if med > 0 else np.nan,
             "n_kernels": sum(c for c, _ in kstats.values()) / occurrences,
             "kernels": " | ".join(kstats), "span_s": span,
         })
@@ -287,10 +259,12 @@ def _per_op_from_events(events, names, per_step, iters, phase, cuda):
     return op_rows, kernel_rows, sequence, totals, notes + more, info
 
 
-def _measure_phase(ref, phase, prompt_len, context, names, spec, *, warmup, iters, timing_iters, cuda, trace_path):
-    """Profile one phase of the reference; returns (per-op measurements, kernels, sequence, step row)."""
+def _measure_phase(ref, phase, prompt_len, context, per_step, spec, *, warmup, iters, timing_iters, cuda, trace_path,
+                   graph_timer):
+    """Profile one phase of the reference, ``per_step`` (op name -> calls per step) naming its ranges;
+    returns (per-op measurements, kernels, sequence, step row, notes)."""
     step = ref.make_step(phase, prompt_len, context)
-    per_step = {n: (1 if n in ONCE_PER_PASS else ref.layers) for n in names}
+    names = list(per_step)
     notes = []
     with torch.no_grad():
         ref.annotate = True
@@ -323,7 +297,7 @@ def _measure_phase(ref, phase, prompt_len, context, names, spec, *, warmup, iter
             eager = _wall_time(step, timing_iters, cuda)
             graph = None
             if cuda and ref.graph_capturable:
-                graph = _graph_time(step, timing_iters)
+                graph = graph_timer(step, timing_iters)
             elif cuda:
                 notes.append(f"{phase}: CUDA-graph replay skipped: the MoE reference routes with host syncs")
         finally:
@@ -340,30 +314,27 @@ def _measure_phase(ref, phase, prompt_len, context, names, spec, *, warmup, iter
     return op_rows, kernel_rows, sequence, step_row, notes
 
 
-def _datasheet_time(frame: pd.DataFrame, spec: HardwareSpec) -> np.ndarray:
-    peak = np.array([spec.peak_flops_per_s[d] for d in frame["compute_dtype"].astype(str)])
-    moved = frame["bytes_read"].to_numpy(float) + frame["bytes_written"].to_numpy(float)
-    return np.maximum(frame["flops"].to_numpy(float) / peak, moved / spec.mem_bytes_per_s)
-
-
 def profile_model(model, workload: Workload = None, spec=None, layers: int = 2, warmup: int = 5, iters: int = 10,
                   cuda_graph: bool = None, trace_dir=None, timing_iters: int = 20, device: str = "cuda",
-                  seed: int = 0) -> ProfileResult:
+                  seed: int = 0, graph_timer=graph_time) -> MeasuredRun:
     """Profile ``layers`` reference layers of ``model`` (a ModelConfig or a model file) for the single
     point of ``workload`` (the file's workload when None), on ``spec`` (name, path or HardwareSpec;
-    by default the shipped spec of the detected GPU).
+    by default the shipped spec of the detected GPU; its name goes to ``device['spec']``).
 
-    ``cuda_graph`` picks which reference step time the full-model step estimate uses: the graph replay
-    (True) or eager launches (False); default: the workload's ``cuda_graph``. Both are measured.
+    ``cuda_graph`` picks which reference step time a full-model step estimate starts from: the graph
+    replay (True) or eager launches (False); default: the workload's ``cuda_graph``. Both are measured.
     ``trace_dir``: where to write ``{phase}_trace.json.gz`` (one step each, small enough to commit) and
     ``{phase}_profiled_steps.json.gz`` (the ``iters`` profiled steps the join read); None = a temporary folder.
     ``device='cpu'`` runs the same pipeline on the CPU, op times from CPU time (for tests).
+    ``graph_timer(step, iters)``: seconds per CUDA-graph replay of ``step``, or None where it cannot
+    be captured (the distributed profile passes one that notes a failed capture).
 
-    Returns a ProfileResult. Raises DeviceError (no CUDA GPU, out of GPU memory, profiler failure),
-    ConfigError (a dtype or tp the reference cannot run, a sweep), UnknownHardware (no spec for the GPU).
+    Returns a MeasuredRun (source 'reference', rank 0). Raises DeviceError (no CUDA GPU, out of GPU
+    memory, profiler failure), ConfigError (a dtype or tp the reference cannot run, a sweep),
+    UnknownHardware (no spec for the GPU).
     """
-    m, w = _resolve(model, workload)
-    _single_point(w)
+    m, w = resolve_model(model, workload)
+    single_point(w)
     reference_dtype(w)
     cuda = torch.device(device).type == "cuda"
     if cuda and not torch.cuda.is_available():
@@ -394,12 +365,10 @@ def profile_model(model, workload: Workload = None, spec=None, layers: int = 2, 
     try:
         ref = build_reference(m, w, layers=layers, device=device, seed=seed, max_context=need)
         for phase in w.phases:
-            pw = _phase_workload(w, phase, context)
-            analytic = analyze(m, spec, workload=pw).ops
-            names = list(analytic["op"].astype(str))
-            results[phase] = (analytic, _measure_phase(
-                ref, phase, p, context, names, spec, warmup=warmup, iters=iters, timing_iters=timing_iters, cuda=cuda,
-                trace_path=trace_root / f"{phase}_trace.json.gz"))
+            results[phase] = _measure_phase(
+                ref, phase, p, context, op_calls(m, w, phase, ref.layers), spec, warmup=warmup, iters=iters,
+                timing_iters=timing_iters, cuda=cuda, trace_path=trace_root / f"{phase}_trace.json.gz",
+                graph_timer=graph_timer)
     except torch.cuda.OutOfMemoryError:
         ref = None
         if cuda:
@@ -417,61 +386,21 @@ def profile_model(model, workload: Workload = None, spec=None, layers: int = 2, 
         torch.cuda.empty_cache()
 
     op_frames, kernel_rows, seq_rows, step_rows = [], [], [], []
-    for phase, (analytic, (op_rows, krows, seq, step_row, phase_notes)) in results.items():
+    for phase, (op_rows, krows, seq, step_row, phase_notes) in results.items():
         notes.extend(phase_notes)
-        a = analytic.rename(columns={"time_s": "predicted_time_s", "bound": "predicted_bound",
-                                     "total_time_s": "predicted_total_time_s", "share": "predicted_share"})
-        a = a.drop(columns=[c for c in ("point",) if c in a.columns])
-        a["phase"] = a["phase"].astype(str)
-        a["op"] = a["op"].astype(str)
-        a["predicted_bound"] = a["predicted_bound"].astype(str)
-        meas = pd.DataFrame(op_rows)
-        f = a.merge(meas, on="op", how="left")
-        f["datasheet_time_s"] = _datasheet_time(f, spec)
-        # classify_measured reads one row per op occurrence: gpu_time_s, n_kernels, span_s (host time of
-        # the range, profiler on), flops, bytes, compute_dtype; it adds achieved rates, fractions of the
-        # ceilings, measured_bound and evidence
-        f["gpu_time_s"] = f["measured_time_s"]
-        f["n_calls"] = 1
-        f["bytes"] = f["bytes_read"] + f["bytes_written"]
-        f = classify_measured(f, spec)
-        t = f["measured_time_s"].to_numpy(float)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            f["total_measured_time_s"] = t * f["count"].to_numpy(float)
-            f["roofline_fraction"] = f["predicted_time_s"].to_numpy(float) / t  # max of the two fractions
-            f["measured_over_predicted"] = t / f["predicted_time_s"].to_numpy(float)
+        f = pd.DataFrame(op_rows)
+        f.insert(0, "phase", phase)
+        f.insert(0, "rank", 0)
         f["time_source"] = "cuda kernels" if cuda else "cpu time"
         op_frames.append(f)
         kernel_rows.extend(krows)
         seq_rows.extend(seq)
-
-        L = m.num_hidden_layers
-        kernel_full = float(np.nansum(f["total_measured_time_s"]))
-        predicted_full = float((f["predicted_time_s"] * f["count"]).sum())
-        with_launch = float((np.maximum(f["predicted_time_s"], f["launch_s"]) * f["count"]).sum())
-        ref_kernel = step_row["kernel_time_ref_s"]
-        scale = kernel_full / ref_kernel if ref_kernel > 0 else np.nan
-        use_graph = bool(cuda_graph and step_row["graph_step_ref_s"])
-        headline = step_row["graph_step_ref_s"] if use_graph else step_row["eager_step_ref_s"]
-        tokens = b * (p if phase == "prefill" else 1)
-        full_est = headline * scale
         step_rows.append({
-            "phase": phase, "batch_size": b, "prompt_len": p, "context_len": context if phase == "decode" else None,
-            "attn_impl": w.attn_impl, "dtype": w.weight_dtype, "ref_layers": layers, "model_layers": L,
-            **step_row,
-            "kernel_time_full_s": kernel_full,
-            "predicted_time_full_s": predicted_full,
-            "predicted_with_launch_full_s": with_launch,
-            "step_full_est_s": full_est,
-            "step_full_est_from": "graph replay" if use_graph else "eager",
-            "measured_over_predicted_full": kernel_full / predicted_full if predicted_full else np.nan,
-            "tokens_per_s_est": tokens / full_est if full_est else np.nan,
-            "bytes_full": float(((f["bytes_read"] + f["bytes_written"]) * f["count"]).sum()),
-            "flops_full": float((f["flops"] * f["count"]).sum()),
-            "weight_bytes_ref": weight_bytes_ref,
+            "rank": 0, "phase": phase, "batch_size": b, "prompt_len": p,
+            "context_len": context if phase == "decode" else None, "attn_impl": w.attn_impl, "dtype": w.weight_dtype,
+            "ref_layers": layers, "model_layers": m.num_hidden_layers, **step_row, "weight_bytes_ref": weight_bytes_ref,
         })
 
-    ops = pd.concat(op_frames, ignore_index=True)
     clocks = sampler.samples if sampler else pd.DataFrame()
     info = {"gpu": gpu_name, "spec": spec.name, "spec_calibrated": spec.is_calibrated, "torch": torch.__version__,
             "cuda": torch.version.cuda if cuda else None, "model": m.name, "layers_run": layers}
@@ -479,8 +408,10 @@ def profile_model(model, workload: Workload = None, spec=None, layers: int = 2, 
         info.update({k: v for k, v in gpu_info(dev_index).items() if k != "name"})
         info["clocks"] = sampler.summary()
         notes.extend(sampler.notes)
-    return ProfileResult(
-        ops=ops, kernels=pd.DataFrame(kernel_rows), sequence=pd.DataFrame(seq_rows), steps=pd.DataFrame(step_rows),
-        clocks=clocks, traces={ph: str(trace_root / f"{ph}_trace.json.gz") for ph in results}, device=info,
-        notes=tuple(notes),
+    measured_point = replace(w, context_len=(context,) if "decode" in w.phases else w.context_len, gen_tokens=None)
+    return MeasuredRun(
+        source="reference", ops=pd.concat(op_frames, ignore_index=True), steps=pd.DataFrame(step_rows),
+        kernels=pd.DataFrame(kernel_rows), sequence=pd.DataFrame(seq_rows), clocks=clocks,
+        traces={ph: str(trace_root / f"{ph}_trace.json.gz") for ph in results}, device=info, notes=tuple(notes),
+        model=m, workload=measured_point, layers=layers, cuda_graph=bool(cuda_graph),
     )

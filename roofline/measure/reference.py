@@ -48,6 +48,7 @@ from torch.profiler import record_function
 
 from roofline.config import ModelConfig, Workload, check_fit
 from roofline.errors import ConfigError
+from roofline.transformer import model_ops
 
 TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 NORM_EPS = 1e-5
@@ -129,6 +130,7 @@ class ReferenceDecoder:
                  tp: int = 1, rank: int = 0, group=None):
         if layers < 1:
             raise ConfigError(f"layers must be at least 1, got {layers}")
+        reference_supports(config)
         if attn_impl not in ("flash", "naive"):
             raise ConfigError(f"attn_impl '{attn_impl}' is not one of flash, naive")
         tp_shard_check(config, tp)
@@ -480,6 +482,20 @@ class ReferenceDecoder:
         return sum(t.numel() * t.element_size() for t in flat if isinstance(t, torch.Tensor))
 
 
+REFERENCE_FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gpt2")
+
+
+def reference_supports(config: ModelConfig) -> None:
+    """Raises ConfigError for a model the reference decoder cannot build faithfully: a family other than
+    REFERENCE_FAMILIES, or windowed and global layers mixed (the reference windows every layer or none)."""
+    if config.model_type not in REFERENCE_FAMILIES:
+        raise ConfigError(f"the GPU reference model builds {', '.join(REFERENCE_FAMILIES)}, not {config.model_type}; "
+                          f"'roofline analyze' models it, profiling it needs the reference extended")
+    if len(set(config.layer_windows)) > 1:
+        raise ConfigError(f"{config.name}: windowed and global layers mixed (layer_types / max_window_layers); "
+                          f"the GPU reference model windows every layer or none")
+
+
 def build_reference(config: ModelConfig, workload: Workload, *, layers: int = 2, device="cuda", seed: int = 0,
                     batch: int = None, max_context: int = None, rank: int = None, group=None) -> ReferenceDecoder:
     """A ``ReferenceDecoder`` sized for one point of ``workload`` (its first batch size, prompt and
@@ -517,3 +533,10 @@ def decode_context(w: Workload) -> int:
         return int(round(w.prompt_len[0] + (w.gen_tokens + 1) / 2))
     return int(w.prompt_len[0])
 
+
+def op_calls(config: ModelConfig, workload: Workload, phase: str, layers: int) -> dict:
+    """The ranges the reference runs in one step of ``phase``, in model order, with how often:
+    op name -> calls per step (``layers`` for an op of every decoder layer, else 1). The names and
+    which ops are per layer come from ``roofline.transformer.model_ops`` (no cost is read)."""
+    ops = model_ops(config, workload, phase, 1.0, 1.0, 1.0)
+    return {op.name: layers if op.count == config.num_hidden_layers else 1 for op in ops}

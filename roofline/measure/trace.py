@@ -71,8 +71,8 @@ except ImportError:
     msgspec = None
 
 from roofline.errors import TraceError
+from roofline.classify import classify_measured
 from roofline.formulas import ATEN_COSTS, ATEN_DTYPE, AtenCall, aten_causal_known
-from roofline.measure.measured import classify_measured
 from roofline.specs import load_spec
 
 NS_PER_US = 1000
@@ -1349,3 +1349,29 @@ def _summary(ev: _Events, j: _Joined, kernels: pd.DataFrame, path: str, idle_hos
         "trace_origin_us": ev.t0_us,
         "assumptions": assumptions,
     }
+
+
+def trace_run(path, spec, phase: str = "decode", by: str = "range"):
+    """The trace at ``path`` as a ``MeasuredRun`` (source 'trace', rank 0, every row in ``phase``):
+    one row per record_function range (``by='range'``; the ProfilerStep ranges left out) or per CPU
+    op (``by='op'``), figures per call: gpu_time_s (a range: its self time, the kernels for which it
+    is the innermost range, as the profile joins them), n_kernels, span_s, flops, bytes,
+    costed_time_s and comm_time_s over ``n_calls``; calls = n_calls. ``spec`` as analyze_trace takes
+    it. Raises TraceError as analyze_trace does, ValueError for another ``by``."""
+    from roofline.measure.run import MeasuredRun
+
+    if by not in ("range", "op"):
+        raise ValueError(f"by must be 'range' or 'op', not {by!r}")
+    ta = analyze_trace(path, spec)
+    f = ta.by_range[ta.by_range["range"] != STEP_RANGE] if by == "range" else ta.by_op
+    calls = f["n_calls"].to_numpy(float)
+    gpu = (f["self_gpu_time_s"] if by == "range" else f["gpu_time_s"]).to_numpy(float)
+    ops = pd.DataFrame({"rank": 0, "phase": phase, "op": f[by].astype(str).to_numpy(), "calls": calls,
+                        "gpu_time_s": gpu / calls, "n_kernels": f["n_kernels"].to_numpy(float) / calls,
+                        "span_s": f["span_s"].to_numpy(float) / calls, "kernels": f["top_kernels"].to_numpy(),
+                        "time_source": "cuda kernels"})
+    for col in ("flops", "bytes", "costed_time_s", "comm_time_s"):
+        ops[col] = f[col].to_numpy(float) / calls
+    summary = {k: v for k, v in ta.summary.items() if not isinstance(v, (dict, list))}
+    return MeasuredRun(source="trace", ops=ops, kernels=ta.kernels, traces={phase: str(path)},
+                       device={"spec": load_spec(spec).name, "trace": summary})
