@@ -70,8 +70,8 @@ try:  # optional: the fast path (setup.cfg installs it); without it orjson reads
 except ImportError:
     msgspec = None
 
-from roofline.errors import TraceError
 from roofline.classify import classify_measured
+from roofline.errors import TraceError
 from roofline.formulas import ATEN_COSTS, ATEN_DTYPE, AtenCall, aten_causal_known
 from roofline.specs import load_spec
 
@@ -494,6 +494,7 @@ class _Collector:
         self.path = path
         self.rows = ([], [], [], [])  # per role: tuples, see _add
         self.costed = []  # (op row, args) of ops that have a cost formula
+        self.shapes = []  # per op row: (Input Dims, Input type) as read, a _Recorded, or None
         self.strings = {}  # one str object per distinct name
         self.roles = dict(_BUCKET)  # category -> role, learning other capitalisations as they come
 
@@ -541,8 +542,12 @@ class _Collector:
                                  a.get("correlation", -1)))
         else:
             rows = self.rows[role]
-            if role == _OP and name in ATEN_COSTS:
-                self.costed.append((len(rows), d.get("args") or _NO_ARGS))
+            if role == _OP:
+                a = d.get("args") or _NO_ARGS
+                if name in ATEN_COSTS:
+                    self.costed.append((len(rows), a))
+                dims = a.get("Input Dims", a.get("Input dims")) if isinstance(a, dict) else None
+                self.shapes.append(None if dims is None else (dims, a.get("Input type", a.get("Input types"))))
             rows.append((name, d["ts"], d["dur"], d.get("pid"), d.get("tid")))
 
     def add_struct(self, e):
@@ -574,8 +579,11 @@ class _Collector:
             self.rows[1].append((name, _LAUNCH_KIND[cat.lower()], e.ts, e.dur, e.pid, e.tid, a.correlation))
         else:
             rows = self.rows[role]
-            if role == _OP and name in ATEN_COSTS:
-                self.costed.append((len(rows), a.recorded()))
+            if role == _OP:
+                recorded = a.recorded() if a.dims or a.dims_old else None
+                if name in ATEN_COSTS:
+                    self.costed.append((len(rows), recorded or a.recorded()))
+                self.shapes.append(recorded)
             rows.append((name, e.ts, e.dur, e.pid, e.tid))
 
     def columns(self, n_events: int, devices, rank=None) -> "_Events":
@@ -618,10 +626,10 @@ class _Collector:
         n_la = len(la[4])
         launch = {"name": np.array(la[0], dtype=object), "kind": np.array(la[1], dtype=object),
                   "ts": ns(ts_us[1]), "dur": dur(la[3], la[0]), "thread": thread[0], "corr": _ints(la[6]),
-                  "process": process[:n_la]}
+                  "process": process[:n_la], "tid": _objects(la[5])}
         n_la, n_op = len(la[4]), len(op[3])
         ops = {"name": np.array(op[0], dtype=object), "ts": ns(ts_us[2]), "dur": dur(op[2], op[0]), "thread": thread[1],
-               "process": process[n_la:n_la + n_op]}
+               "process": process[n_la:n_la + n_op], "shape": _objects(self.shapes)}
         rng = {"name": np.array(rn[0], dtype=object), "ts": ns(ts_us[3]), "dur": dur(rn[2], rn[0]), "thread": thread[2],
                "process": process[n_la + n_op:]}
         costs = _op_costs(self.costed, ops["name"])
@@ -691,6 +699,32 @@ def _ints(values) -> np.ndarray:
         return np.array(values, dtype=np.int64)
     except (TypeError, ValueError, OverflowError):  # a stray string or None: treat as absent
         return np.array([v if isinstance(v, int) and not isinstance(v, bool) else -1 for v in values], dtype=np.int64)
+
+
+def _objects(values) -> np.ndarray:
+    """A 1-D object array holding each value as it is (nested lists are not turned into dimensions)."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = list(values) if not isinstance(values, list) else values
+    return out
+
+
+def _shapes_of(ev: "_Events", index: np.ndarray):
+    """(Input Dims, Input type) of the ops at ``index`` (-1: none) as object arrays, None where not
+    recorded; each op's recorded text decoded once."""
+    dims = np.full(len(index), None, dtype=object)
+    types = np.full(len(index), None, dtype=object)
+    hit = np.flatnonzero(index >= 0)
+    uniq, back = np.unique(index[hit], return_inverse=True)
+    got_d, got_t = np.full(len(uniq), None, dtype=object), np.full(len(uniq), None, dtype=object)
+    for n, i in enumerate(uniq):  # one turn per op call that launched a kernel
+        sh = ev.op["shape"][i]
+        if isinstance(sh, _Recorded):
+            sh = sh.decoded()
+            sh = (sh.get("Input Dims"), sh.get("Input type"))
+        if sh is not None:
+            got_d[n], got_t[n] = sh
+    dims[hit], types[hit] = got_d[back], got_t[back]
+    return dims, types
 
 
 def _codes(*columns) -> np.ndarray:
@@ -843,6 +877,7 @@ class _Joined:
     n_cross: tuple  # GPU events whose correlation id another process also used; GPUs whose process was a tie
     via_caller: np.ndarray  # per GPU event: its ranges are those of the thread that called backward()
     unit_process: pd.Series  # GPU unit code -> host process code (the join's vote)
+    outer: np.ndarray  # per GPU event: outermost op index, -1 for none
 
 
 def _launch_of(gpu: dict, launch: dict):
@@ -922,7 +957,10 @@ def _join(ev: _Events) -> _Joined:
 
     # 2. launch -> innermost op, and every enclosing range (innermost last), on its thread
     k_op, k_rng, owner = none.copy(), none.copy(), none.copy()
-    k_op[f] = _Nest(op["thread"], op["ts"], op["ts"] + op["dur"], span).innermost(thread, mid)
+    op_nest = _Nest(op["thread"], op["ts"], op["ts"] + op["dur"], span)
+    k_op[f] = op_nest.innermost(thread, mid)
+    outer = none.copy()
+    outer[f] = op_nest.at_depth(thread, mid, np.zeros(len(f), dtype=np.int64))
     rngs = _Nest(rng["thread"], rng["ts"], rng["ts"] + rng["dur"], span)
     pairs_k, pairs_r = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     for depth in range(rngs.levels):  # one turn per nesting level, outermost first
@@ -977,7 +1015,7 @@ def _join(ev: _Events) -> _Joined:
 
     return _Joined(
         launch=k_launch, op=k_op, rng=k_rng, rng_pairs=(np.concatenate(pairs_k), np.concatenate(pairs_r)),
-        owner=owner, launch_end=launch_end, step=step, n_cross=cross, via_caller=via_caller,
+        owner=owner, launch_end=launch_end, step=step, n_cross=cross, via_caller=via_caller, outer=outer,
         unit_process=unit_process,
     )
 
@@ -1040,6 +1078,8 @@ def _kernels_frame(ev: _Events, j: _Joined, idle: np.ndarray, host_bound: np.nda
     kind = _pick(ev.launch["kind"], j.launch, "none")
 
     flops, nbytes, dtype, cost_op = _kernel_costs(ev, j)
+    op_dims, op_types = _shapes_of(ev, j.op)
+    outer_dims, outer_types = _shapes_of(ev, j.outer)
     return pd.DataFrame({
         "name": gpu["name"],
         "kind": gpu["kind"],
@@ -1061,6 +1101,17 @@ def _kernels_frame(ev: _Events, j: _Joined, idle: np.ndarray, host_bound: np.nda
         "cost_op": cost_op,
         "graph": _is_graph(ev, j),
         "range_via": np.where(j.via_caller, "caller thread", np.where(j.rng >= 0, "thread", "none")),
+        # recorded shapes of the ops around the launch (None without record_shapes), for roofline.attribute
+        "op_dims": op_dims,
+        "op_types": op_types,
+        "owner_dims": _shapes_of(ev, j.owner)[0],
+        "outer_op": _pick(ev.op["name"], j.outer, None),
+        "outer_dims": outer_dims,
+        "outer_types": outer_types,
+        "outer_id": j.outer,  # one id per outermost op call (-1 for none): its kernels share it
+        "op_id": j.op,  # the same for the innermost op call
+        "tid": _pick(ev.launch["tid"], j.launch, None),
+        "launch_ts_s": np.where(orphan, np.nan, _pick(ev.launch["ts"], j.launch, -1).astype(float) * S_PER_NS),
     }, index=pd.RangeIndex(n))
 
 
