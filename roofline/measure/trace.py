@@ -135,7 +135,11 @@ def analyze_trace(path, spec, max_bytes: int = MAX_TRACE_BYTES, piece_bytes: int
         before it), host_bound (that idle is the host's: the launch call ended after the device
         ran dry), flops, bytes, compute_dtype, cost_op, graph (ran in a CUDA/HIP graph replay),
         range_via (thread / caller thread: a backward kernel from an autograd thread takes the
-        ranges of the thread that called backward() / none), rank.
+        ranges of the thread that called backward() / none), rank; the recorded shapes around
+        the launch (None without record_shapes): op_dims, op_types (innermost op), owner_dims
+        (cost owner), outer_op, outer_dims, outer_types (outermost op); outer_id, op_id (one id
+        per outermost / innermost op call, -1 for none); tid (host thread of the launch) and
+        launch_ts_s.
       - ``by_op``: per cpu op: the outermost costed op enclosing the launch (an aten::mm,
         aten::scaled_dot_product_attention, ... whose FLOPs are known), else the innermost op;
         a graph replay's kernels get a row per kernel name, '(graph) name'.
