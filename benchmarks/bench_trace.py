@@ -1,17 +1,22 @@
 """Time roofline's trace analysis against HolisticTraceAnalysis on one large Kineto trace.
 
-    python benchmarks/bench_trace.py                       # 1M events from the committed H100 trace
+    python benchmarks/bench_trace.py                                   # 1M events from the committed H100 trace
+    python benchmarks/bench_trace.py --hta-python /tmp/htavenv/bin/python
     python benchmarks/bench_trace.py my_trace.json.gz --events 250000 --keep /tmp/big.json
 
 Builds a trace of about ``--events`` events by replicating a real one (default
-tests/data/h100_decode_trace.json.gz; while that file is absent, a synthetic decode trace of the
-same structure) with shifted timestamps, correlation ids, External ids and ProfilerStep numbers,
-then runs, each in a fresh Python process:
-  roofline:  roofline.measure.trace.analyze_trace(path, spec)   parse + join + classify
+tests/data/h100_decode_trace.json.gz, a Llama decode step recorded on an H100; while that file is
+absent, a synthetic decode trace of the same structure) with shifted timestamps, correlation ids,
+External ids and ProfilerStep numbers, then runs, each in a fresh Python process:
+  roofline:  roofline.measure.trace.analyze_trace(path, spec)   parse + join + cost + classify
   hta:       hta.trace_analysis.TraceAnalysis(trace_dir=...)    HTA's parse of the same file
-and prints wall time (the call alone, and the whole process) and peak RSS (getrusage of the child
-process) for both, and their ratios. HTA is a benchmark-only dependency:
-``pip install HolisticTraceAnalysis``.
+and prints, side by side, the call's wall time and CPU time (user + system while in the call, worker
+processes included: on a shared machine the CPU time is the fairer figure), the whole process's
+wall time and peak RSS (getrusage of the child and its workers), and their ratios. HTA is a benchmark-only
+dependency; install it where it does not disturb roofline's environment, e.g.
+``python3 -m venv /tmp/htavenv && /tmp/htavenv/bin/pip install HolisticTraceAnalysis==0.5.0``,
+and pass that interpreter as ``--hta-python``. When HTA cannot be imported the script says so and
+times roofline alone.
 """
 
 import argparse
@@ -33,17 +38,19 @@ STEP = re.compile(r"^ProfilerStep#(\d+)$")
 ROOFLINE_CHILD = """
 import json, resource, sys, time
 t0 = time.perf_counter()
-from roofline.measure.trace import analyze_trace
+from roofline.measure.trace import PARSERS, analyze_trace
 from roofline.specs import load_spec
-try:
-    spec = load_spec("h100-sxm")
-except Exception:
-    spec = load_spec("a10")
-t1 = time.perf_counter()
+spec = load_spec("h100-sxm")
+def cpu():  # user + system seconds of this process and of any worker processes it waited for
+    return sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for f in ("ru_utime", "ru_stime"))
+def peak_mb():
+    return max(resource.getrusage(w).ru_maxrss for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
+t1, c1 = time.perf_counter(), cpu()
 a = analyze_trace(sys.argv[1], spec)
-t2 = time.perf_counter()
-print(json.dumps({"import_s": t1 - t0, "call_s": t2 - t1, "kernels": len(a.kernels),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+t2, c2 = time.perf_counter(), cpu()
+print(json.dumps({"import_s": t1 - t0, "call_s": t2 - t1, "call_cpu_s": c2 - c1, "kernels": len(a.kernels),
+                  "parser": PARSERS[0], "peak_rss_mb": peak_mb()}))
 """
 
 HTA_CHILD = """
@@ -51,12 +58,17 @@ import json, logging, os, resource, sys, time
 t0 = time.perf_counter()
 from hta.trace_analysis import TraceAnalysis
 logging.disable(logging.WARNING)
-t1 = time.perf_counter()
+def cpu():  # user + system seconds of this process and of any worker processes it waited for
+    return sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for f in ("ru_utime", "ru_stime"))
+def peak_mb():
+    return max(resource.getrusage(w).ru_maxrss for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
+t1, c1 = time.perf_counter(), cpu()
 a = TraceAnalysis(trace_dir=os.path.dirname(sys.argv[1]))
-t2 = time.perf_counter()
+t2, c2 = time.perf_counter(), cpu()
 df = a.t.get_trace(a.t.get_ranks()[0])
-print(json.dumps({"import_s": t1 - t0, "call_s": t2 - t1, "rows": len(df),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"import_s": t1 - t0, "call_s": t2 - t1, "call_cpu_s": c2 - c1, "rows": len(df),
+                  "peak_rss_mb": peak_mb()}))
 """
 
 
@@ -111,16 +123,26 @@ def build(source: dict, n_events: int, out: Path) -> int:
     return written
 
 
-def run_child(code: str, trace: Path) -> dict:
+def run_child(code: str, trace: Path, python: str = sys.executable) -> dict:
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code, str(trace)], capture_output=True, text=True,
-                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.run([python, "-c", code, str(trace)], capture_output=True, text=True,
+                          cwd=REPO, check=False, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                              [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])})
     wall = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(f"child failed:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["process_s"] = wall
     return result
+
+
+def hta_missing(python: str):
+    """None when ``python`` can import HTA, else why not (one line)."""
+    proc = subprocess.run([python, "-c", "import hta.trace_analysis"], capture_output=True, text=True, check=False)
+    if proc.returncode == 0:
+        return None
+    last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    return f"{python} cannot import HTA ({last})"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -245,12 +267,14 @@ def main():
     ap.add_argument("trace", nargs="?", default=str(DEFAULT_INPUT), help="a Kineto trace to replicate")
     ap.add_argument("--events", type=int, default=1_000_000, help="events in the built trace (default 1M)")
     ap.add_argument("--keep", help="write the built trace here (a .json path) and keep it")
+    ap.add_argument("--hta-python", default=sys.executable, help="an interpreter that can import hta")
     ap.add_argument("--skip-hta", action="store_true", help="time roofline only")
     opts = ap.parse_args()
 
     src = Path(opts.trace)
     source = load(src) if src.exists() else synthesize()
     origin = str(src) if src.exists() else f"synthetic decode trace ({src} not found)"
+    missing = None if opts.skip_hta else hta_missing(opts.hta_python)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(opts.keep) if opts.keep else Path(tmp) / "trace" / "rank0.json"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -259,17 +283,21 @@ def main():
         size = out.stat().st_size
         print(f"input: {origin}\nbuilt: {out} ({n:,} events, {size / 1e6:.0f} MB)")
         results = {"roofline": run_child(ROOFLINE_CHILD, out)}
-        if not opts.skip_hta:
-            results["hta"] = run_child(HTA_CHILD, out)
-    print(f"{'':10} {'call s':>8} {'process s':>10} {'peak RSS MB':>12}")
+        if not opts.skip_hta and not missing:
+            results["hta"] = run_child(HTA_CHILD, out, opts.hta_python)
+    print(f"{'':10} {'call s':>8} {'call CPU s':>11} {'process s':>10} {'peak RSS MB':>12}")
     for name, r in results.items():
-        print(f"{name:10} {r['call_s']:8.2f} {r['process_s']:10.2f} {r['peak_rss_mb']:12.0f}")
+        print(f"{name:10} {r['call_s']:8.2f} {r['call_cpu_s']:11.2f} {r['process_s']:10.2f} {r['peak_rss_mb']:12.0f}")
+    rf = results["roofline"]
+    print(f"roofline parser: {rf['parser']}")
     if "hta" in results:
-        rf, h = results["roofline"], results["hta"]
-        print(f"hta / roofline: time {h['call_s'] / rf['call_s']:.1f}x (call), "
-              f"{h['process_s'] / rf['process_s']:.1f}x (process); "
+        h = results["hta"]
+        print(f"hta / roofline: time {h['call_s'] / rf['call_s']:.1f}x (call), {h['call_cpu_s'] / rf['call_cpu_s']:.1f}x "
+              f"(call CPU), {h['process_s'] / rf['process_s']:.1f}x (process); "
               f"peak RSS {h['peak_rss_mb'] / rf['peak_rss_mb']:.2f}x")
-    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; "
+    elif missing:
+        print(f"hta: not timed: {missing}; install HolisticTraceAnalysis in a separate venv and pass --hta-python")
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, Python {sys.version.split()[0]}; "
           f"this process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from roofline.errors import TraceError
 from roofline.classify import MEASURED_BOUNDS, classify_measured
-from roofline.measure.trace import COSTED_OPS, STEP_RANGE, analyze_trace, short_name
+from roofline.errors import TraceError
+from roofline.measure.trace import STEP_RANGE, analyze_trace, short_name
 from roofline.specs import load_spec
 
 DATA = Path(__file__).parent / "data"
@@ -398,3 +398,15 @@ def _kernel(corr, ts):
 def _write(path, events, doc=None):
     path.write_text(json.dumps(doc if doc is not None else {"traceEvents": events}))
     return path
+
+
+def test_kernels_carry_the_recorded_shapes_around_their_launch(joins):
+    """For roofline.attribute: the innermost, outermost and cost-owning op's Input Dims, ids, host thread."""
+    k = joins.kernels.set_index("name")
+    assert k.loc["gemm_kernel", "op_dims"] == [[64, 128], [128, 256]]
+    assert k.loc["gemm_kernel", "op_types"] == ["c10::BFloat16", "c10::BFloat16"]
+    assert k.loc["nvjet_gemm", "owner_dims"] == [[256], [64, 128], [128, 256], [], []]
+    assert k.loc["nvjet_gemm", "outer_op"] == "aten::addmm" and k.loc["add_kernel", "tid"] == 2
+    assert k.loc["gemm_kernel", "launch_ts_s"] == pytest.approx(25 * US)
+    assert k.loc["add_kernel", "op_dims"] is None  # no shapes recorded
+    assert (k.loc["graph_k1", "op_id"], k.loc["orphan_kernel", "outer_id"]) == (-1, -1)

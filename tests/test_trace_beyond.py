@@ -202,3 +202,47 @@ def test_cli_trace_by_rank_on_a_folder(tmp_path):
     assert list(frame["rank"]) == [0, 1] and {"busy_s", "comm_time_s", "costed_share"} <= set(frame.columns)
     res = CliRunner().invoke(main, ["trace", str(tmp_path / "nothing"), "--gpu", "h200"])
     assert res.exit_code == 1 and "no such file" in res.output and "Traceback" not in res.output
+
+
+# ----------------------------------------------------------------------------------------------
+# Hugging Face transformers on an H200 (PyTorch 2.11; recorded for this project, see tests/data/README.md)
+
+def test_hf_tiny_llama_eager_costs_every_linear_once():
+    path = DATA / "hf_tiny_llama_h200.json.gz"
+    events = json.loads(gzip.decompress(path.read_bytes()))["traceEvents"]
+    a = analyze_trace(path, load_spec("h200"))
+    k = a.kernels
+    assert a.summary["n_orphans"] == 0 and a.summary["n_no_op"] == 0
+    # every aten::linear's FLOPs, recounted from its Input Dims: 2 * tokens * in * out
+    linears = [e["args"]["Input Dims"] for e in events if e.get("name") == "aten::linear"]
+    expected = sum(2 * np.prod(x[:-1]) * w[0] * w[1] for x, w, *_ in linears)
+    assert k.loc[k["cost_op"] == "aten::linear", "flops"].sum() == pytest.approx(expected)
+    assert a.summary["costed_share"] > 0.85  # FLOPs/bytes known for most of the GPU time (eager decode)
+    assert row(a.by_op, "op", "aten::scaled_dot_product_attention")["costed_share"] == 1
+
+
+def _hf(name):
+    for folder in (DATA.parent.parent / "reports" / "h200-hf-traces", DATA.parent.parent.parent / "_data" / "hf_traces"):
+        if (folder / name).exists():
+            return folder / name
+    pytest.skip(f"{name}: the recorded Hugging Face traces are not here (reports/h200-hf-traces/)")
+
+
+def test_hf_cuda_graph_replays_list_their_kernels():
+    a = analyze_trace(_hf("llama-3-8b-graph.json.gz"), load_spec("h200"))
+    s = a.summary
+    assert s["n_orphans"] == 0 and s["n_graph_kernels"] > 1000
+    graph = a.by_op[a.by_op["op"].str.startswith("(graph) ")]
+    assert graph["gpu_time_s"].sum() == pytest.approx(s["graph_time_s"])
+    assert graph["op"].str.contains("nvjet").any()  # the replayed GEMMs, by name
+    assert a.by_op["gpu_time_s"].sum() == pytest.approx(s["gpu_time_s"])
+
+
+def test_hf_torch_compile_joins_triton_and_extern_kernels():
+    a = analyze_trace(_hf("llama-3-8b-compile.json.gz"), load_spec("h200"))
+    s = a.summary
+    assert s["n_orphans"] == 0 and s["n_no_op"] == 0  # Inductor's launches sit in their kernel's op
+    op = a.by_op.set_index("op")
+    assert op.loc["aten::mm", "costed_share"] == 1  # extern GEMMs keep their shapes
+    triton = op[op.index.str.startswith("triton_")]
+    assert len(triton) > 3 and triton["flops"].isna().all()  # fused kernels: time, no count

@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 
+import pandas as pd
 import pytest
 from test_trace import DATA, US, _kernel, _launch, _op, _write
 
@@ -112,3 +113,51 @@ def test_ranks_in_one_file_join_within_their_process(tmp_path):
     assert a.summary["n_gpus_process_tied"] == 0
     # GPU 1's kernel 1 at 35: rank 0's launch 1 (at 22) and rank 1's (at 32) precede it; the later, rank 1's,
     # gets the vote; GPU 0's kernel 1 at 25: rank 1's launch (at 32) comes after it, rank 0's gets the vote
+
+
+@pytest.mark.parametrize("name", ["h100_decode_trace.json.gz", "hta_mi250_rocm_train.json.gz", "tiny_joins.json"])
+def test_pieces_of_any_size_give_the_same_frames(name):
+    """The event array parsed in pieces of 1 kB (hundreds of pieces, cut between events) or whole."""
+    whole = analyze_trace(DATA / name, SPEC)
+    pieces = analyze_trace(DATA / name, SPEC, piece_bytes=1000)
+    pd.testing.assert_frame_equal(whole.kernels, pieces.kernels)
+    pd.testing.assert_frame_equal(whole.by_op, pieces.by_op)
+    assert whole.summary == pieces.summary
+
+
+def test_one_line_and_multi_line_text_with_keys_after_the_events(tmp_path):
+    """No newlines at all (json.dumps): parsed whole. Indented text with non-ASCII names and keys after the
+    event array (as Kineto writes 'traceName'): cut into pieces, the same frames."""
+    events = []
+    for i in range(1, 40):
+        events += [_op("aten::relu", 20 * i), _launch(i, 20 * i + 2), {**_kernel(i, 20 * i + 10), "name": f"k{i}}},{{µ"}]
+    doc = {"schemaVersion": 1, "traceEvents": events, "traceName": "µ trace", "baseTimeNanoseconds": 1}
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    lines = tmp_path / "lines.json"
+    lines.write_text(json.dumps(doc, indent=1, ensure_ascii=False), encoding="utf-8")
+    a = analyze_trace(one, SPEC, piece_bytes=10)
+    b = analyze_trace(lines, SPEC, piece_bytes=200)
+    assert list(a.kernels["name"])[:2] == ["k1},{µ", "k2},{µ"] and len(a.kernels) == 39
+    pd.testing.assert_frame_equal(a.kernels, b.kernels)
+    assert a.summary["n_events"] == b.summary["n_events"] == 117
+
+
+@pytest.mark.parametrize("name", ["h100_decode_trace.json.gz", "hta_mi250_rocm_train.json.gz", "tiny_joins.json",
+                                  "tiny_old_format.json", "tiny_attention.json", "hta_backward_thread.json"])
+def test_the_parsers_agree(name):
+    """msgspec (typed, the fields used only) and orjson (a dict per event) read the same frames."""
+    pytest.importorskip("msgspec")
+    a = analyze_trace(DATA / name, SPEC, parser="msgspec")
+    b = analyze_trace(DATA / name, SPEC, parser="orjson")
+    pd.testing.assert_frame_equal(a.kernels, b.kernels)
+    pd.testing.assert_frame_equal(a.by_op, b.by_op)
+    pd.testing.assert_frame_equal(a.by_range, b.by_range)
+    assert a.summary == b.summary
+
+
+def test_an_unknown_parser():
+    from roofline.measure.trace import PARSERS
+
+    with pytest.raises(TraceError, match=f"^unknown trace parser 'simdjson'; installed: {', '.join(PARSERS)}$"):
+        analyze_trace(DATA / "tiny_joins.json", SPEC, parser="simdjson")
