@@ -26,9 +26,10 @@ def best_of(n, fn):
 def main():
     print(f"{'points':>8} {'op rows':>10} {'best of 3 (s)':>14}")
     for n_batch, n_ctx in ((1, 1), (10, 10), (100, 10), (100, 100)):
-        sweep = dict(batch_size=list(range(1, n_batch + 1)), prompt_len=128,
-                     context_len=list(range(1024, 1024 + 64 * n_ctx, 64)))
-        seconds, result = best_of(3, lambda: roofline.analyze(MODEL, "h100-sxm", **sweep))
+        sweep = dict(
+            batch_size=list(range(1, n_batch + 1)), prompt_len=128, context_len=list(range(1024, 1024 + 64 * n_ctx, 64))
+        )
+        seconds, result = best_of(3, lambda sweep=sweep: roofline.analyze(MODEL, "h100-sxm", **sweep))
         print(f"{len(result.summary):>8} {len(result.ops):>10} {seconds:>14.3f}")
 
 

@@ -86,8 +86,10 @@ def build(source: dict, n_events: int, out: Path) -> int:
     timed = [e for e in body if "ts" in e]
     start = min(e["ts"] for e in timed)
     period = max(e["ts"] + e.get("dur", 0) for e in timed) - start + 100.0
-    corr_step = 1 + max([(e.get("args") or {}).get("correlation", 0) for e in body] + [e.get("id", 0) for e in body
-                                                                                       if e.get("cat") == "ac2g"])
+    corr_step = 1 + max(
+        [(e.get("args") or {}).get("correlation", 0) for e in body]
+        + [e.get("id", 0) for e in body if e.get("cat") == "ac2g"]
+    )
     ext_step = 1 + max((e.get("args") or {}).get("External id", 0) for e in body)
     steps = [int(m.group(1)) for e in body if (m := STEP.match(str(e.get("name", ""))))]
     step_step = max(steps, default=0) - min(steps, default=0) + 1
@@ -125,9 +127,19 @@ def build(source: dict, n_events: int, out: Path) -> int:
 
 def run_child(code: str, trace: Path, python: str = sys.executable) -> dict:
     t0 = time.perf_counter()
-    proc = subprocess.run([python, "-c", code, str(trace)], capture_output=True, text=True,
-                          cwd=REPO, check=False, env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                              [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])})
+    proc = subprocess.run(
+        [python, "-c", code, str(trace)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+            ),
+        },
+    )
     wall = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(f"child failed:\n{proc.stderr[-3000:]}")
@@ -147,6 +159,7 @@ def hta_missing(python: str):
 
 # ----------------------------------------------------------------------------------------------
 # a synthetic decode trace with the structure of a real one (used while no real trace is committed)
+
 
 def synthesize(n_steps: int = 30, layers: int = 8) -> dict:
     """A Kineto-shaped trace of a small decoder's decode steps: ranges, aten ops with shapes,
@@ -168,25 +181,57 @@ def synthesize(n_steps: int = 30, layers: int = 8) -> dict:
         ids["ext"] += 1
         args = {"External id": ids["ext"], "Record function id": 0, "Sequence number": ids["ext"], "Fwd thread id": 0}
         if dims is not None:
-            args.update({"Input Dims": dims, "Input type": types, "Concrete Inputs": concrete or [""] * len(dims),
-                         "Input Strides": [[1] * len(d) for d in dims]})
+            args.update(
+                {
+                    "Input Dims": dims,
+                    "Input type": types,
+                    "Concrete Inputs": concrete or [""] * len(dims),
+                    "Input Strides": [[1] * len(d) for d in dims],
+                }
+            )
         return x("cpu_op", name, ts, dur, pid, tid, args)
 
     def launch(kind, name, ts, kernel, gpu_ts, gpu_dur, stream=main, cat="kernel", extra=None):
         ids["corr"] += 1
         c = ids["corr"]
-        x("cuda_driver" if kind == "driver" else "cuda_runtime", name, ts, 6.5, pid, tid,
-          {"External id": ids["ext"], "cbid": 652 if kind == "driver" else 211, "correlation": c})
+        x(
+            "cuda_driver" if kind == "driver" else "cuda_runtime",
+            name,
+            ts,
+            6.5,
+            pid,
+            tid,
+            {"External id": ids["ext"], "cbid": 652 if kind == "driver" else 211, "correlation": c},
+        )
         ev.append({"ph": "s", "id": c, "pid": pid, "tid": tid, "ts": round(ts, 3), "cat": "ac2g", "name": "ac2g"})
         args = {"External id": ids["ext"], "device": 0, "context": 1, "stream": stream, "correlation": c}
         if cat == "kernel":
-            args.update({"queued": 0, "registers per thread": 128, "shared memory": 49152, "blocks per SM": 0.97,
-                         "warps per SM": 3.9, "grid": [132, 1, 1], "block": [128, 1, 1],
-                         "est. achieved occupancy %": 6})
+            args.update(
+                {
+                    "queued": 0,
+                    "registers per thread": 128,
+                    "shared memory": 49152,
+                    "blocks per SM": 0.97,
+                    "warps per SM": 3.9,
+                    "grid": [132, 1, 1],
+                    "block": [128, 1, 1],
+                    "est. achieved occupancy %": 6,
+                }
+            )
         args.update(extra or {})
         x(cat, kernel, gpu_ts, gpu_dur, 0, stream, args)
-        ev.append({"ph": "f", "id": c, "pid": 0, "tid": stream, "ts": round(gpu_ts, 3), "cat": "ac2g",
-                   "name": "ac2g", "bp": "e"})
+        ev.append(
+            {
+                "ph": "f",
+                "id": c,
+                "pid": 0,
+                "tid": stream,
+                "ts": round(gpu_ts, 3),
+                "cat": "ac2g",
+                "name": "ac2g",
+                "bp": "e",
+            }
+        )
 
     bf = "c10::BFloat16"
     gpu_t = t
@@ -207,26 +252,41 @@ def synthesize(n_steps: int = 30, layers: int = 8) -> dict:
                     gpu_t += dur
                     t = o["ts"] + o["dur"] + 3
                 if part == "attention":
-                    o = op("aten::scaled_dot_product_attention", t, 60,
-                           [[1, 32, 1, 128], [1, 32, 512 + step, 128], [1, 32, 512 + step, 128], [], [], [], [], []],
-                           [bf, bf, bf, "", "Scalar", "Scalar", "", "Scalar"],
-                           ["", "", "", "", "0.", "False", "", "False"])
+                    o = op(
+                        "aten::scaled_dot_product_attention",
+                        t,
+                        60,
+                        [[1, 32, 1, 128], [1, 32, 512 + step, 128], [1, 32, 512 + step, 128], [], [], [], [], []],
+                        [bf, bf, bf, "", "Scalar", "Scalar", "", "Scalar"],
+                        ["", "", "", "", "0.", "False", "", "False"],
+                    )
                     op("aten::_scaled_dot_product_flash_attention", t + 5, 50)
                     op("aten::_flash_attention_forward", t + 10, 35)
                     gpu_t = max(gpu_t, t + 30) + 1.0
-                    launch("runtime", "cudaLaunchKernel", t + 20,
-                           "void pytorch_flash::flash_fwd_splitkv_kernel<Flash_fwd_kernel_traits<128, 64, 128, 4, "
-                           "false, false, cutlass::bfloat16_t>, false, false, false, false, true, true, false, false>"
-                           "(pytorch_flash::Flash_fwd_params)", gpu_t, 9.5)
+                    launch(
+                        "runtime",
+                        "cudaLaunchKernel",
+                        t + 20,
+                        "void pytorch_flash::flash_fwd_splitkv_kernel<Flash_fwd_kernel_traits<128, 64, 128, 4, "
+                        "false, false, cutlass::bfloat16_t>, false, false, false, false, true, true, false, false>"
+                        "(pytorch_flash::Flash_fwd_params)",
+                        gpu_t,
+                        9.5,
+                    )
                     gpu_t += 9.5
                     t = o["ts"] + o["dur"] + 3
                 o = op("aten::add", t, 14, [[1, 1, 4096], [1, 1, 4096], []], [bf, bf, "Scalar"])
                 gpu_t = max(gpu_t, t + 10) + 1.0
-                launch("runtime", "cudaLaunchKernel", t + 5,
-                       "void at::native::vectorized_elementwise_kernel<4, at::native::CUDAFunctor_add<c10::BFloat16>, "
-                       "std::array<char*, 3ul> >(int, at::native::CUDAFunctor_add<c10::BFloat16>, "
-                       "std::array<char*, 3ul>)",
-                       gpu_t, 1.6)
+                launch(
+                    "runtime",
+                    "cudaLaunchKernel",
+                    t + 5,
+                    "void at::native::vectorized_elementwise_kernel<4, at::native::CUDAFunctor_add<c10::BFloat16>, "
+                    "std::array<char*, 3ul> >(int, at::native::CUDAFunctor_add<c10::BFloat16>, "
+                    "std::array<char*, 3ul>)",
+                    gpu_t,
+                    1.6,
+                )
                 gpu_t += 1.6
                 t = o["ts"] + o["dur"] + 3
                 x("user_annotation", part, part_start, t - part_start, pid, tid, {"External id": ids["ext"]})
@@ -234,32 +294,77 @@ def synthesize(n_steps: int = 30, layers: int = 8) -> dict:
             x("user_annotation", f"layer.{layer}", layer_start, t - layer_start, pid, tid, {"External id": ids["ext"]})
         o = op("aten::copy_", t, 25, [[1], [1], []], ["long int", "long int", "Scalar"])
         gpu_t = max(gpu_t, t + 15) + 2
-        launch("runtime", "cudaMemcpyAsync", t + 8, "Memcpy HtoD (Pinned -> Device)", gpu_t, 1.4, cat="gpu_memcpy",
-               extra={"bytes": 8, "memory bandwidth (GB/s)": 0.006})
+        launch(
+            "runtime",
+            "cudaMemcpyAsync",
+            t + 8,
+            "Memcpy HtoD (Pinned -> Device)",
+            gpu_t,
+            1.4,
+            cat="gpu_memcpy",
+            extra={"bytes": 8, "memory bandwidth (GB/s)": 0.006},
+        )
         gpu_t += 1.4
         o = op("aten::zero_", o["ts"] + 30, 12, [[4096]], ["float"])
-        launch("runtime", "cudaMemsetAsync", o["ts"] + 3, "Memset (Device)", gpu_t + 0.5, 0.8, cat="gpu_memset",
-               extra={"bytes": 16384, "memory bandwidth (GB/s)": 20.5})
+        launch(
+            "runtime",
+            "cudaMemsetAsync",
+            o["ts"] + 3,
+            "Memset (Device)",
+            gpu_t + 0.5,
+            0.8,
+            cat="gpu_memset",
+            extra={"bytes": 16384, "memory bandwidth (GB/s)": 20.5},
+        )
         o = op("aten::mm", o["ts"] + 20, 16, [[256, 256], [256, 256]], [bf, bf])
-        launch("driver", "cuLaunchKernelEx", o["ts"] + 6, "nvjet_sm90_tst_64x32_64x16_1x2_h_bz_TNT", gpu_t + 2, 4.1,
-               stream=side)
+        launch(
+            "driver",
+            "cuLaunchKernelEx",
+            o["ts"] + 6,
+            "nvjet_sm90_tst_64x32_64x16_1x2_h_bz_TNT",
+            gpu_t + 2,
+            4.1,
+            stream=side,
+        )
         t = o["ts"] + o["dur"] + 4
-        x("cuda_runtime", "cudaStreamSynchronize", t, gpu_t + 8 - t if gpu_t + 8 > t else 2, pid, tid,
-          {"cbid": 131, "correlation": 0})
+        x(
+            "cuda_runtime",
+            "cudaStreamSynchronize",
+            t,
+            gpu_t + 8 - t if gpu_t + 8 > t else 2,
+            pid,
+            tid,
+            {"cbid": 131, "correlation": 0},
+        )
         t = max(t, gpu_t + 8) + 40
         x("user_annotation", f"ProfilerStep#{step}", step_start, t - step_start, pid, tid, {"External id": 0})
         gpu_t = t
-    meta = [{"name": "process_name", "ph": "M", "ts": 1_000_000.0, "pid": pid, "tid": 0, "args": {"name": "python"}},
-            {"name": "process_labels", "ph": "M", "ts": 1_000_000.0, "pid": 0, "tid": 0, "args": {"labels": "GPU 0"}},
-            {"name": "thread_name", "ph": "M", "ts": 1_000_000.0, "pid": 0, "tid": main, "args": {"name": "stream 7 "}},
-            {"name": "thread_name", "ph": "M", "ts": 1_000_000.0, "pid": 0, "tid": side,
-             "args": {"name": "stream 20 "}},
-            {"ph": "X", "cat": "Trace", "ts": 999_990.0, "dur": t - 999_990.0, "pid": "Spans",
-             "tid": "PyTorch Profiler", "name": "PyTorch Profiler (0)", "args": {"Op count": 0}}]
-    return {"schemaVersion": 1, "deviceProperties": [{"id": 0, "name": "NVIDIA H100 80GB HBM3", "numSms": 132}],
-            "distributedInfo": {"backend": "nccl", "rank": 0, "world_size": 1}, "record_shapes": 1,
-            "displayTimeUnit": "ms", "baseTimeNanoseconds": 1_700_000_000_000_000_000,
-            "traceEvents": meta + ev, "traceName": "synthetic decode"}
+    meta = [
+        {"name": "process_name", "ph": "M", "ts": 1_000_000.0, "pid": pid, "tid": 0, "args": {"name": "python"}},
+        {"name": "process_labels", "ph": "M", "ts": 1_000_000.0, "pid": 0, "tid": 0, "args": {"labels": "GPU 0"}},
+        {"name": "thread_name", "ph": "M", "ts": 1_000_000.0, "pid": 0, "tid": main, "args": {"name": "stream 7 "}},
+        {"name": "thread_name", "ph": "M", "ts": 1_000_000.0, "pid": 0, "tid": side, "args": {"name": "stream 20 "}},
+        {
+            "ph": "X",
+            "cat": "Trace",
+            "ts": 999_990.0,
+            "dur": t - 999_990.0,
+            "pid": "Spans",
+            "tid": "PyTorch Profiler",
+            "name": "PyTorch Profiler (0)",
+            "args": {"Op count": 0},
+        },
+    ]
+    return {
+        "schemaVersion": 1,
+        "deviceProperties": [{"id": 0, "name": "NVIDIA H100 80GB HBM3", "numSms": 132}],
+        "distributedInfo": {"backend": "nccl", "rank": 0, "world_size": 1},
+        "record_shapes": 1,
+        "displayTimeUnit": "ms",
+        "baseTimeNanoseconds": 1_700_000_000_000_000_000,
+        "traceEvents": meta + ev,
+        "traceName": "synthetic decode",
+    }
 
 
 def main():
@@ -292,13 +397,17 @@ def main():
     print(f"roofline parser: {rf['parser']}")
     if "hta" in results:
         h = results["hta"]
-        print(f"hta / roofline: time {h['call_s'] / rf['call_s']:.1f}x (call), {h['call_cpu_s'] / rf['call_cpu_s']:.1f}x "
-              f"(call CPU), {h['process_s'] / rf['process_s']:.1f}x (process); "
-              f"peak RSS {h['peak_rss_mb'] / rf['peak_rss_mb']:.2f}x")
+        print(
+            f"hta / roofline: time {h['call_s'] / rf['call_s']:.1f}x (call), {h['call_cpu_s'] / rf['call_cpu_s']:.1f}x "
+            f"(call CPU), {h['process_s'] / rf['process_s']:.1f}x (process); "
+            f"peak RSS {h['peak_rss_mb'] / rf['peak_rss_mb']:.2f}x"
+        )
     elif missing:
         print(f"hta: not timed: {missing}; install HolisticTraceAnalysis in a separate venv and pass --hta-python")
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, Python {sys.version.split()[0]}; "
-          f"this process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, Python {sys.version.split()[0]}; "
+        f"this process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

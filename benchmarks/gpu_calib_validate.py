@@ -27,10 +27,17 @@ import torch  # noqa: E402
 
 from roofline import render  # noqa: E402
 from roofline.measure import calibrate as C  # noqa: E402
-from roofline.validation import (  # noqa: E402
-    CHECK_TABLE, MATRIX, QUICK_MATRIX, STEP_TABLE, Validation, error_summary, validate, write_validation,
-)
 from roofline.specs import parse_spec  # noqa: E402
+from roofline.validation import (  # noqa: E402
+    CHECK_TABLE,
+    MATRIX,
+    QUICK_MATRIX,
+    STEP_TABLE,
+    Validation,
+    error_summary,
+    validate,
+    write_validation,
+)
 
 
 def main():
@@ -56,7 +63,9 @@ def main():
         t0 = time.perf_counter()
         raw = C.calibrate(spec=args.spec, quick=args.quick, kernels=False)
         C.write_spec(raw, cal_path)
-        log(f"ceilings in {time.perf_counter() - t0:.1f} s: {({k: v for k, v in raw['measured'].items() if k != 'conditions'})}")
+        log(
+            f"ceilings in {time.perf_counter() - t0:.1f} s: { ({k: v for k, v in raw['measured'].items() if k != 'conditions'}) }"
+        )
         spec = parse_spec(raw, "<calibrating>")
         parts = {
             "kernel_min_us": lambda: round(C.kernel_min_s() * 1e6, 3),
@@ -96,12 +105,17 @@ def main():
         runs.append(validate(spec=str(cal_path), matrix=[case], layers=2, log=log))
         pd.concat([r.ops for r in runs]).to_csv(out / "partial_ops.csv", index=False)
         pd.concat([r.steps for r in runs]).to_csv(out / "partial_steps.csv", index=False)
-    v = Validation(ops=pd.concat([r.ops for r in runs], ignore_index=True),
-                   steps=pd.concat([r.steps for r in runs], ignore_index=True),
-                   clocks=pd.concat([r.clocks for r in runs], ignore_index=True),
-                   device=runs[-1].device, notes=tuple(n for r in runs for n in r.notes))
+    v = Validation(
+        ops=pd.concat([r.ops for r in runs], ignore_index=True),
+        steps=pd.concat([r.steps for r in runs], ignore_index=True),
+        clocks=pd.concat([r.clocks for r in runs], ignore_index=True),
+        device=runs[-1].device,
+        notes=tuple(n for r in runs for n in r.notes),
+    )
     name = f"validate-{v.device['spec']}"
-    folder = write_validation(v, out / name, command=f"OUT=... python benchmarks/gpu_calib_validate.py {' '.join(sys.argv[1:])}")
+    folder = write_validation(
+        v, out / name, command=f"OUT=... python benchmarks/gpu_calib_validate.py {' '.join(sys.argv[1:])}"
+    )
     with tarfile.open(out / "validate.tar.gz", "w:gz") as tar:
         tar.add(folder, arcname=name)
     import shutil

@@ -74,22 +74,47 @@ def us(v):
 
 def ops_table(ops: pd.DataFrame) -> str:
     f = ops.assign(
-        measured_us=ops["measured_time_s"], predicted_us=ops["predicted_time_s"],
-        tflops=ops["achieved_flops_per_s"] / 1e12, gbps=ops["achieved_bytes_per_s"] / 1e9,
+        measured_us=ops["measured_time_s"],
+        predicted_us=ops["predicted_time_s"],
+        tflops=ops["achieved_flops_per_s"] / 1e12,
+        gbps=ops["achieved_bytes_per_s"] / 1e9,
     )
-    return md_table(f, {
-        "op": "", "count": "d", "n_kernels": ".0f", "measured_us": us, "predicted_us": us,
-        "measured_over_predicted": ".2f", "predicted_bound": "", "measured_bound": "", "tflops": ".1f",
-        "gbps": ".0f", "roofline_fraction": ".0%",
-    })
+    return md_table(
+        f,
+        {
+            "op": "",
+            "count": "d",
+            "n_kernels": ".0f",
+            "measured_us": us,
+            "predicted_us": us,
+            "measured_over_predicted": ".2f",
+            "predicted_bound": "",
+            "measured_bound": "",
+            "tflops": ".1f",
+            "gbps": ".0f",
+            "roofline_fraction": ".0%",
+        },
+    )
 
 
 def steps_table(steps: pd.DataFrame) -> str:
-    return md_table(steps, {
-        "case": "", "phase": "", "batch_size": "d", "kernel_time_ref_s": us, "eager_step_ref_s": us,
-        "graph_step_ref_s": us, "host_overhead_ref_s": us, "kernel_time_full_s": us, "predicted_time_full_s": us,
-        "measured_over_predicted_full": ".2f", "step_full_est_s": us, "tokens_per_s_est": ".0f",
-    })
+    return md_table(
+        steps,
+        {
+            "case": "",
+            "phase": "",
+            "batch_size": "d",
+            "kernel_time_ref_s": us,
+            "eager_step_ref_s": us,
+            "graph_step_ref_s": us,
+            "host_overhead_ref_s": us,
+            "kernel_time_full_s": us,
+            "predicted_time_full_s": us,
+            "measured_over_predicted_full": ".2f",
+            "step_full_est_s": us,
+            "tokens_per_s_est": ".0f",
+        },
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -111,8 +136,9 @@ def save_case(out: Path, case: str, c, extra: dict = None, clocks_label: str = "
     for name, frame in frames.items():
         frame.assign(case=case).to_csv(out / f"{case}_{name}.csv", index=False)
     c.run.clocks.to_csv(out / f"{case}_clocks.csv", index=False)
-    (out / f"{case}_device.json").write_text(json.dumps({"device": c.run.device, "notes": c.notes}, indent=1,
-                                                        default=str))
+    (out / f"{case}_device.json").write_text(
+        json.dumps({"device": c.run.device, "notes": c.notes}, indent=1, default=str)
+    )
     for note in c.notes:
         log(f"  note: {note}")
     log(f"  {clocks_label}: {json.dumps(c.run.device.get('clocks'), default=str)}")
@@ -128,8 +154,17 @@ def run_profiles(out: Path, spec):
         m, w = model_and_workload(case)
         log(f"profile {case}: batch {w.batch_size[0]} prompt {w.prompt_len[0]} context {w.context_len} phase {w.phase}")
         try:
-            run = profile_model(m, w, spec=spec, layers=LAYERS, warmup=5, iters=10, timing_iters=20, cuda_graph=True,
-                                trace_dir=out / "traces" / case)
+            run = profile_model(
+                m,
+                w,
+                spec=spec,
+                layers=LAYERS,
+                warmup=5,
+                iters=10,
+                timing_iters=20,
+                cuda_graph=True,
+                trace_dir=out / "traces" / case,
+            )
             r = compare(analyze(m, spec, workload=run.workload), run)
         except Exception as exc:  # noqa: BLE001 - keep the other cases
             log(f"profile {case} FAILED: {type(exc).__name__}: {exc}")
@@ -187,12 +222,29 @@ def run_ncu(out: Path, results: dict, timeout_s: int):
     if not ncu:
         log("ncu: not on PATH; skipped")
         return None
-    cmd = [ncu, "--clock-control", "none", "--profile-from-start", "off", "--nvtx", "--metrics", NCU_METRICS,
-           "--csv", "--page", "raw", "--print-units", "base", sys.executable, __file__, "ncu-target"]
+    cmd = [
+        ncu,
+        "--clock-control",
+        "none",
+        "--profile-from-start",
+        "off",
+        "--nvtx",
+        "--metrics",
+        NCU_METRICS,
+        "--csv",
+        "--page",
+        "raw",
+        "--print-units",
+        "base",
+        sys.executable,
+        __file__,
+        "ncu-target",
+    ]
     log("ncu:", " ".join(cmd))
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
-                              env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout_s, env=dict(os.environ, PYTHONUNBUFFERED="1")
+        )
     except subprocess.TimeoutExpired:
         log(f"ncu: timed out after {timeout_s} s")
         return None
@@ -215,17 +267,22 @@ def run_ncu(out: Path, results: dict, timeout_s: int):
         return raw
     stacks = raw[nvtx_col].astype(str).str.findall(r"<default domain>:([^:]+):")
     name_col = "Kernel Name" if "Kernel Name" in raw else raw.columns[6]
-    aligned = pd.DataFrame({
-        "op": [s[-1] if s else None for s in stacks], "ncu_kernel": raw[name_col].to_numpy(),
-        "dram_read": raw["dram__bytes_read.sum"].to_numpy(), "dram_write": raw["dram__bytes_write.sum"].to_numpy(),
-        "ncu_time_s": raw["gpu__time_duration.sum"].to_numpy() * 1e-9,
-    })
+    aligned = pd.DataFrame(
+        {
+            "op": [s[-1] if s else None for s in stacks],
+            "ncu_kernel": raw[name_col].to_numpy(),
+            "dram_read": raw["dram__bytes_read.sum"].to_numpy(),
+            "dram_write": raw["dram__bytes_write.sum"].to_numpy(),
+            "ncu_time_s": raw["gpu__time_duration.sum"].to_numpy() * 1e-9,
+        }
+    )
     aligned.to_csv(out / "ncu_kernels_by_op.csv", index=False)
     log(f"ncu: {int(aligned['op'].isin(ops['op']).sum())} of {len(aligned)} kernels inside an op's NVTX range")
     per_op = aligned.groupby("op", sort=False)[["dram_read", "dram_write", "ncu_time_s"]].sum()
     per_op["ncu_kernels"] = aligned.groupby("op", sort=False).size()
-    cmp = ops.set_index("op")[["ref_count", "category", "predicted_bound", "measured_bound", "bytes_read",
-                               "bytes_written", "measured_time_s"]].join(per_op)
+    cmp = ops.set_index("op")[
+        ["ref_count", "category", "predicted_bound", "measured_bound", "bytes_read", "bytes_written", "measured_time_s"]
+    ].join(per_op)
     for c in ("dram_read", "dram_write", "ncu_time_s", "ncu_kernels"):
         cmp[c] = cmp[c] / cmp["ref_count"]  # per occurrence, like the analytic bytes
     cmp["read_ratio"] = cmp["dram_read"] / cmp["bytes_read"]
@@ -242,9 +299,17 @@ def main_all(out: Path, no_ncu: bool, ncu_timeout: int):
     out.mkdir(parents=True, exist_ok=True)
     log(f"torch {torch.__version__} cuda {torch.version.cuda} device {torch.cuda.get_device_name()}")
     try:
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,"
-                              "power.draw,power.limit,temperature.gpu", "--format=csv"],
-                             capture_output=True, text=True, timeout=30)
+        smi = subprocess.run(
+            [
+                "nvidia-smi",
+                "--query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,"
+                "power.draw,power.limit,temperature.gpu",
+                "--format=csv",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         log("nvidia-smi:\n" + smi.stdout.strip())
     except Exception as exc:  # noqa: BLE001
         log(f"nvidia-smi failed: {exc}")
@@ -268,18 +333,44 @@ def main_all(out: Path, no_ncu: bool, ncu_timeout: int):
     if isinstance(spec, object) and hasattr(spec, "measured_peak_flops_per_s"):
         parts.append("## Calibration\n```\n" + (out / "calibration.yaml").read_text().split("measured:")[-1] + "```\n")
     if len(steps):
-        parts.append("## Steps (reference = 2 layers; full = 32 layers, scaled by kernel time)\n" + steps_table(steps) + "\n")
-        cols = [c for c in steps.columns if c.startswith(("one_step_", "driver_", "kernels_per", "idle_", "unattr",
-                                                               "gpu_busy", "profiled_"))]
+        parts.append(
+            "## Steps (reference = 2 layers; full = 32 layers, scaled by kernel time)\n" + steps_table(steps) + "\n"
+        )
+        cols = [
+            c
+            for c in steps.columns
+            if c.startswith(("one_step_", "driver_", "kernels_per", "idle_", "unattr", "gpu_busy", "profiled_"))
+        ]
         parts.append("```\n" + steps[["case"] + cols].T.to_string() + "\n```\n")
     for case, r in results.items():
-        parts.append(f"## {case}: ops (per occurrence; count = occurrences in the full model)\n" + ops_table(r.ops) + "\n")
+        parts.append(
+            f"## {case}: ops (per occurrence; count = occurrences in the full model)\n" + ops_table(r.ops) + "\n"
+        )
     if cmp is not None and "read_ratio" in getattr(cmp, "columns", []):
-        t = cmp.assign(analytic_read_MB=cmp["bytes_read"] / 1e6, ncu_read_MB=cmp["dram_read"] / 1e6,
-                       analytic_write_MB=cmp["bytes_written"] / 1e6, ncu_write_MB=cmp["dram_write"] / 1e6)
-        parts.append("## ncu DRAM bytes vs analytic bytes (decode batch 1, per occurrence)\n" + md_table(t, {
-            "op": "", "predicted_bound": "", "analytic_read_MB": ".3f", "ncu_read_MB": ".3f", "read_ratio": ".2f",
-            "analytic_write_MB": ".3f", "ncu_write_MB": ".3f", "write_ratio": ".2f", "ncu_time_s": us}) + "\n")
+        t = cmp.assign(
+            analytic_read_MB=cmp["bytes_read"] / 1e6,
+            ncu_read_MB=cmp["dram_read"] / 1e6,
+            analytic_write_MB=cmp["bytes_written"] / 1e6,
+            ncu_write_MB=cmp["dram_write"] / 1e6,
+        )
+        parts.append(
+            "## ncu DRAM bytes vs analytic bytes (decode batch 1, per occurrence)\n"
+            + md_table(
+                t,
+                {
+                    "op": "",
+                    "predicted_bound": "",
+                    "analytic_read_MB": ".3f",
+                    "ncu_read_MB": ".3f",
+                    "read_ratio": ".2f",
+                    "analytic_write_MB": ".3f",
+                    "ncu_write_MB": ".3f",
+                    "write_ratio": ".2f",
+                    "ncu_time_s": us,
+                },
+            )
+            + "\n"
+        )
     summary = "\n".join(parts)
     (out / "summary.md").write_text(summary)
     print(summary, flush=True)

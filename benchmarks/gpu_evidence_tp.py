@@ -76,8 +76,11 @@ def trim_trace(src: Path, dst: Path) -> dict:
         if args:
             out["args"] = args
         events.append(out)
-    trimmed = {"note": f"trimmed from {src.name} by benchmarks/gpu_evidence_tp.py: the events analyze_trace reads",
-               "deviceProperties": t.get("deviceProperties", []), "traceEvents": events}
+    trimmed = {
+        "note": f"trimmed from {src.name} by benchmarks/gpu_evidence_tp.py: the events analyze_trace reads",
+        "deviceProperties": t.get("deviceProperties", []),
+        "traceEvents": events,
+    }
     with gzip.open(dst, "wt", compresslevel=9) as fh:
         json.dump(trimmed, fh, separators=(",", ":"))
     return {"events_in": len(t.get("traceEvents", [])), "events_out": len(events), "bytes": dst.stat().st_size}
@@ -100,8 +103,9 @@ def run_calibration(out: Path):
 
         torch.cuda.empty_cache()
     log(f"calibrate_collectives: start ({TP} processes, {OPTS['backend']})")
-    frame = calibrate_collectives(sizes=OPTS["sizes"], nproc=TP, backend=OPTS["backend"], timeout_s=300,
-                                  init_timeout_s=120)
+    frame = calibrate_collectives(
+        sizes=OPTS["sizes"], nproc=TP, backend=OPTS["backend"], timeout_s=300, init_timeout_s=120
+    )
     frame.to_csv(out / "collectives.csv", index=False)
     log("calibrate_collectives device:", json.dumps(frame.attrs.get("device", {})))
     log("calibrate_collectives:\n" + frame.to_string())
@@ -123,11 +127,24 @@ def run_profiles(out: Path, spec):
     results, all_steps = {}, []
     for case in CASES:
         m, w = model_and_workload(case)
-        log(f"profile {case}: tp {w.tp} batch {w.batch_size[0]} prompt {w.prompt_len[0]} context {w.context_len} "
-            f"phase {w.phase}")
+        log(
+            f"profile {case}: tp {w.tp} batch {w.batch_size[0]} prompt {w.prompt_len[0]} context {w.context_len} "
+            f"phase {w.phase}"
+        )
         try:
-            run = profile_distributed(m, w, spec=spec, layers=LAYERS, warmup=5, iters=10, trace_dir=out / "traces" / case,
-                                      backend=OPTS["backend"], cuda_graph=True, timeout_s=300, init_timeout_s=120)
+            run = profile_distributed(
+                m,
+                w,
+                spec=spec,
+                layers=LAYERS,
+                warmup=5,
+                iters=10,
+                trace_dir=out / "traces" / case,
+                backend=OPTS["backend"],
+                cuda_graph=True,
+                timeout_s=300,
+                init_timeout_s=120,
+            )
             r = compare(analyze(m, spec, workload=run.workload), run)
         except Exception as exc:  # noqa: BLE001 - keep the other cases
             log(f"profile {case} FAILED: {type(exc).__name__}: {exc}")
@@ -146,37 +163,112 @@ def summary(out: Path, frame, results, steps) -> str:
     parts = ["# tp 2 evidence summary\n"]
     if frame is not None:
         f = frame.assign(kib=frame["size_bytes"] / 1024)
-        parts.append("## All-reduce, bf16, 2 GPUs (time = slowest rank's median of 5 x 20; graph replay, and the "
-                     "Python loop as time_eager_s)\n" + md_table(f, {
-                         "kib": ".0f", "time_s": us, "time_min_rank_s": us, "time_eager_s": us,
-                         "algbw_bytes_per_s": gbps, "busbw_bytes_per_s": gbps}))
+        parts.append(
+            "## All-reduce, bf16, 2 GPUs (time = slowest rank's median of 5 x 20; graph replay, and the "
+            "Python loop as time_eager_s)\n"
+            + md_table(
+                f,
+                {
+                    "kib": ".0f",
+                    "time_s": us,
+                    "time_min_rank_s": us,
+                    "time_eager_s": us,
+                    "algbw_bytes_per_s": gbps,
+                    "busbw_bytes_per_s": gbps,
+                },
+            )
+        )
         text = (out / "calibration.yaml").read_text()
-        parts.append("\n## Calibrated spec (measured: section)\n```\n" + text[text.find("\nmeasured:"):][:2500] + "\n```\n")
+        parts.append(
+            "\n## Calibrated spec (measured: section)\n```\n" + text[text.find("\nmeasured:") :][:2500] + "\n```\n"
+        )
     for case, r in results.items():
         t = comm_table(r)
-        parts.append(f"## {case}: collectives per call (time = mean over ranks; min/max over ranks call by call)\n" +
-                     md_table(t, {"op": "", "count": "d", "message_bytes": ".0f", "predicted_comm_s": us,
-                                  "datasheet_comm_s": us, "comm_time_s": us, "comm_time_min_rank_s": us,
-                                  "comm_time_max_rank_s": us, "exposed_comm_s": us, "busbw_bytes_per_s": gbps,
-                                  "busbw_min_rank_bytes_per_s": gbps, "comm_over_predicted": ".2f",
-                                  "n_kernels": ".1f", "measured_bound": ""}) + "\n")
+        parts.append(
+            f"## {case}: collectives per call (time = mean over ranks; min/max over ranks call by call)\n"
+            + md_table(
+                t,
+                {
+                    "op": "",
+                    "count": "d",
+                    "message_bytes": ".0f",
+                    "predicted_comm_s": us,
+                    "datasheet_comm_s": us,
+                    "comm_time_s": us,
+                    "comm_time_min_rank_s": us,
+                    "comm_time_max_rank_s": us,
+                    "exposed_comm_s": us,
+                    "busbw_bytes_per_s": gbps,
+                    "busbw_min_rank_bytes_per_s": gbps,
+                    "comm_over_predicted": ".2f",
+                    "n_kernels": ".1f",
+                    "measured_bound": "",
+                },
+            )
+            + "\n"
+        )
     if len(steps):
-        parts.append("## Steps per rank (reference = 2 layers; full = 32 layers scaled by op counts)\n" + md_table(steps, {
-            "case": "", "rank": "d", "kernel_time_ref_s": us, "eager_step_ref_s": us, "graph_step_ref_s": us,
-            "comm_time_ref_s": us, "exposed_comm_ref_s": us, "exposed_comm_share": ".1%",
-            "comm_time_min_rank_ref_s": us, "skew_wait_ref_s": us, "balanced_comm_share": ".1%"}) + "\n\n" +
-            md_table(steps, {
-                "case": "", "rank": "d", "kernel_time_full_s": us, "predicted_time_full_s": us, "comm_time_full_s": us,
-                "comm_time_min_rank_full_s": us, "predicted_comm_full_s": us, "exposed_comm_share_full": ".1%",
-                "balanced_comm_share_full": ".1%", "step_full_est_s": us, "tokens_per_s_est": ".0f"}) + "\n")
-        cols = [c for c in steps.columns if c.startswith(("kernels_per", "unattr", "orphan", "one_step_trace_bytes",
-                                                               "join"))]
+        parts.append(
+            "## Steps per rank (reference = 2 layers; full = 32 layers scaled by op counts)\n"
+            + md_table(
+                steps,
+                {
+                    "case": "",
+                    "rank": "d",
+                    "kernel_time_ref_s": us,
+                    "eager_step_ref_s": us,
+                    "graph_step_ref_s": us,
+                    "comm_time_ref_s": us,
+                    "exposed_comm_ref_s": us,
+                    "exposed_comm_share": ".1%",
+                    "comm_time_min_rank_ref_s": us,
+                    "skew_wait_ref_s": us,
+                    "balanced_comm_share": ".1%",
+                },
+            )
+            + "\n\n"
+            + md_table(
+                steps,
+                {
+                    "case": "",
+                    "rank": "d",
+                    "kernel_time_full_s": us,
+                    "predicted_time_full_s": us,
+                    "comm_time_full_s": us,
+                    "comm_time_min_rank_full_s": us,
+                    "predicted_comm_full_s": us,
+                    "exposed_comm_share_full": ".1%",
+                    "balanced_comm_share_full": ".1%",
+                    "step_full_est_s": us,
+                    "tokens_per_s_est": ".0f",
+                },
+            )
+            + "\n"
+        )
+        cols = [
+            c
+            for c in steps.columns
+            if c.startswith(("kernels_per", "unattr", "orphan", "one_step_trace_bytes", "join"))
+        ]
         parts.append("```\n" + steps[["case", "rank"] + cols].T.to_string() + "\n```\n")
     for case, r in results.items():
         o = r.ops[r.ops["rank"] == 0]
-        parts.append(f"## {case}: ops of rank 0 (per occurrence)\n" + md_table(o, {
-            "op": "", "n_kernels": ".0f", "measured_time_s": us, "predicted_time_s": us,
-            "measured_over_predicted": ".2f", "predicted_bound": "", "measured_bound": ""}) + "\n")
+        parts.append(
+            f"## {case}: ops of rank 0 (per occurrence)\n"
+            + md_table(
+                o,
+                {
+                    "op": "",
+                    "n_kernels": ".0f",
+                    "measured_time_s": us,
+                    "predicted_time_s": us,
+                    "measured_over_predicted": ".2f",
+                    "predicted_bound": "",
+                    "measured_bound": "",
+                },
+            )
+            + "\n"
+        )
     return "\n".join(parts)
 
 
@@ -185,12 +277,21 @@ def main_all(out: Path):
 
     out.mkdir(parents=True, exist_ok=True)
     if torch.cuda.is_available():
-        log(f"torch {torch.__version__} cuda {torch.version.cuda} nccl {torch.cuda.nccl.version()} GPUs "
-            f"{torch.cuda.device_count()}: {[torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]}")
+        log(
+            f"torch {torch.__version__} cuda {torch.version.cuda} nccl {torch.cuda.nccl.version()} GPUs "
+            f"{torch.cuda.device_count()}: {[torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]}"
+        )
     log("env:", json.dumps({k: v for k, v in os.environ.items() if k.startswith(("NCCL_", "TORCH_SYMM", "NVSHMEM_"))}))
-    for cmd in (["nvidia-smi", "topo", "-m"], ["nvidia-smi", "nvlink", "-s"],
-                ["nvidia-smi", "--query-gpu=index,name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.draw,"
-                 "power.limit,temperature.gpu", "--format=csv"]):
+    for cmd in (
+        ["nvidia-smi", "topo", "-m"],
+        ["nvidia-smi", "nvlink", "-s"],
+        [
+            "nvidia-smi",
+            "--query-gpu=index,name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.draw,"
+            "power.limit,temperature.gpu",
+            "--format=csv",
+        ],
+    ):
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
             log(" ".join(cmd) + ":\n" + (p.stdout.strip() or p.stderr.strip())[:3000])

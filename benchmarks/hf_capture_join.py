@@ -11,8 +11,21 @@ from roofline.attribute import attribute, attribute_kernels
 from roofline.config import load_model
 from roofline.measure.trace import analyze_trace
 
-OWN_MODULE = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "router", "experts",
-              "lm_head", "attn_norm", "mlp_norm", "final_norm")
+OWN_MODULE = (
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+    "router",
+    "experts",
+    "lm_head",
+    "attn_norm",
+    "mlp_norm",
+    "final_norm",
+)
 
 
 def main(trace, model_file):

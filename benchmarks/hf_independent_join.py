@@ -28,7 +28,7 @@ from collections import defaultdict
 def load(path):
     with open(path, "rb") as fh:
         gz = fh.read(2) == b"\x1f\x8b"
-    with (gzip.open(path, "rt") if gz else open(path)) as fh:
+    with gzip.open(path, "rt") if gz else open(path) as fh:
         return json.load(fh)["traceEvents"]
 
 
@@ -38,8 +38,13 @@ def weight_groups(cfg: dict) -> dict:
     kv = cfg.get("num_key_value_heads") or heads
     d = cfg.get("head_dim") or h // heads
     inter, vocab = cfg["intermediate_size"], cfg["vocab_size"]
-    shapes = [((heads * d, h), "q_proj"), ((kv * d, h), "k_proj"), ((kv * d, h), "v_proj"), ((h, heads * d), "o_proj"),
-              ((vocab, h), "lm_head")]
+    shapes = [
+        ((heads * d, h), "q_proj"),
+        ((kv * d, h), "k_proj"),
+        ((kv * d, h), "v_proj"),
+        ((h, heads * d), "o_proj"),
+        ((vocab, h), "lm_head"),
+    ]
     if cfg.get("num_local_experts"):
         shapes.append(((cfg["num_local_experts"], h), "router"))
     else:
@@ -154,8 +159,15 @@ def compare(path: str, model_path: str, kernels=None):
     rows = []
     for key in sorted(set(ind) | set(att), key=str):
         a, b = ind.get(key, 0.0), att.get(key, 0.0)
-        rows.append((key[0], key[1] if isinstance(key[1], str) else "+".join(sorted(key[1])), a, b,
-                     abs(a - b) / a if a else (0.0 if not b else float("inf"))))
+        rows.append(
+            (
+                key[0],
+                key[1] if isinstance(key[1], str) else "+".join(sorted(key[1])),
+                a,
+                b,
+                abs(a - b) / a if a else (0.0 if not b else float("inf")),
+            )
+        )
     return rows
 
 

@@ -26,11 +26,11 @@ CASES = {  # case: model file
 # cases the aten-op join cannot read, and why; tests/test_attribute.py checks them by counts instead
 NO_JOIN = {
     "llama-3-8b-graph": "Not run: the decode steps are CUDA graph replays, whose kernels have no aten op for the "
-                        "independent join to group by. tests/test_attribute.py checks the mapping by counts (8 replays "
-                        "x 239 kernels, 36 decode calls of each projection = 9 passes x 4 layers).",
+    "independent join to group by. tests/test_attribute.py checks the mapping by counts (8 replays "
+    "x 239 kernels, 36 decode calls of each projection = 9 passes x 4 layers).",
     "llama-3-8b-compile": "Not run: Inductor fuses the embedding into a Triton kernel, so the independent join finds "
-                          "no aten::embedding to split passes at. tests/test_attribute.py checks the mapping by counts "
-                          "(1 prefill + 8 decode passes, 4 and 32 calls of each projection).",
+    "no aten::embedding to split passes at. tests/test_attribute.py checks the mapping by counts "
+    "(1 prefill + 8 decode passes, 4 and 32 calls of each projection).",
 }
 
 
@@ -120,8 +120,11 @@ def main():
             "Per (phase, op): calls (per-layer ops: layer x pass) and the fewest and most kernels in one call. Equal "
             "numbers mean the position rules put the same kernels on the op in every layer of every pass"
             + (": all equal." if not uneven else f"; uneven: {', '.join(uneven)}.")
-            + (" rope's call in layer 0 also holds the rotary embedding's cos/sin set-up, computed once per pass."
-               if any(u.split()[1] == "rope" for u in uneven) else ""),
+            + (
+                " rope's call in layer 0 also holds the rotary embedding's cos/sin set-up, computed once per pass."
+                if any(u.split()[1] == "rope" for u in uneven)
+                else ""
+            ),
             "",
             "| phase | op | calls | kernels per call |",
             "|---|---|---|---|",
@@ -131,8 +134,10 @@ def main():
             "",
         ]
         (out / "README.md").write_text("\n".join(readme))
-        print(f"{case}: {s['attributed_share']:.2%} attributed, independent join within {worst:.2%} "
-              f"({len(rows)} groups); wrote {out}")
+        print(
+            f"{case}: {s['attributed_share']:.2%} attributed, independent join within {worst:.2%} "
+            f"({len(rows)} groups); wrote {out}"
+        )
 
 
 if __name__ == "__main__":

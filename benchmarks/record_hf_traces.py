@@ -34,11 +34,20 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_LLAMA = {"model_type": "llama", "hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 2,
-              "num_attention_heads": 8, "num_key_value_heads": 4, "vocab_size": 1024, "hidden_act": "silu",
-              "max_position_embeddings": 512, "tie_word_embeddings": False, "name": "tiny-llama"}
-TINY_MIXTRAL = dict(TINY_LLAMA, model_type="mixtral", num_local_experts=4, num_experts_per_tok=2,
-                    name="tiny-mixtral")
+TINY_LLAMA = {
+    "model_type": "llama",
+    "hidden_size": 256,
+    "intermediate_size": 688,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "vocab_size": 1024,
+    "hidden_act": "silu",
+    "max_position_embeddings": 512,
+    "tie_word_embeddings": False,
+    "name": "tiny-llama",
+}
+TINY_MIXTRAL = dict(TINY_LLAMA, model_type="mixtral", num_local_experts=4, num_experts_per_tok=2, name="tiny-mixtral")
 CASES = {
     "tiny-llama": (TINY_LLAMA, 2, 32, 4, "eager", None),
     "tiny-mixtral": (TINY_MIXTRAL, 2, 32, 4, "eager", None),
@@ -91,8 +100,7 @@ def generate(model, cfg, batch, prompt, steps, device, cache):
         for i in range(steps):
             t0 = time.perf_counter()
             pos = torch.full((batch, 1), prompt + i, device=device, dtype=torch.long)
-            out = model(input_ids=nxt, past_key_values=past, use_cache=True, position_ids=pos,
-                        cache_position=pos[0])
+            out = model(input_ids=nxt, past_key_values=past, use_cache=True, position_ids=pos, cache_position=pos[0])
             nxt = out.logits[:, -1, :].argmax(-1, keepdim=True)
             past = out.past_key_values
             sync(device)
@@ -107,8 +115,9 @@ def generate_graph(model, cfg, batch, prompt, steps, device, cache):
     with torch.no_grad():
         past = cache()
         t0 = time.perf_counter()
-        out = model(input_ids=ids, past_key_values=past, use_cache=True,
-                    cache_position=torch.arange(prompt, device=device))
+        out = model(
+            input_ids=ids, past_key_values=past, use_cache=True, cache_position=torch.arange(prompt, device=device)
+        )
         nxt = out.logits[:, -1, :].argmax(-1, keepdim=True)
         sync(device)
         times.append(time.perf_counter() - t0)
@@ -117,13 +126,23 @@ def generate_graph(model, cfg, batch, prompt, steps, device, cache):
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # warm the decode path once outside the graph
-            model(input_ids=static_ids, past_key_values=past, use_cache=True, cache_position=static_pos,
-                  position_ids=static_pos.expand(batch, 1))
+            model(
+                input_ids=static_ids,
+                past_key_values=past,
+                use_cache=True,
+                cache_position=static_pos,
+                position_ids=static_pos.expand(batch, 1),
+            )
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            static_out = model(input_ids=static_ids, past_key_values=past, use_cache=True,
-                               cache_position=static_pos, position_ids=static_pos.expand(batch, 1))
+            static_out = model(
+                input_ids=static_ids,
+                past_key_values=past,
+                use_cache=True,
+                cache_position=static_pos,
+                position_ids=static_pos.expand(batch, 1),
+            )
         for i in range(steps):
             t0 = time.perf_counter()
             static_ids.copy_(nxt)
@@ -170,11 +189,21 @@ def run_case(name, out_dir: Path, device: str) -> dict:
         shutil.copyfileobj(src, dst)
     raw.unlink()
     info = {
-        "case": name, "model": model_name, "model_source": source if isinstance(source, str) else "inline tiny config",
-        "num_hidden_layers": cfg.num_hidden_layers, "batch_size": batch, "prompt_len": prompt, "decode_steps": steps,
-        "mode": mode, "dtype": "bf16", "attn_implementation": "sdpa", "build_s": round(t_build, 2),
-        "profiled_step_wall_s": [round(t, 6) for t in times], "warmup_step_wall_s": [[round(t, 6) for t in w] for w in warm],
-        "trace": f"{name}.json.gz", "trace_bytes": os.path.getsize(f"{raw}.gz"),
+        "case": name,
+        "model": model_name,
+        "model_source": source if isinstance(source, str) else "inline tiny config",
+        "num_hidden_layers": cfg.num_hidden_layers,
+        "batch_size": batch,
+        "prompt_len": prompt,
+        "decode_steps": steps,
+        "mode": mode,
+        "dtype": "bf16",
+        "attn_implementation": "sdpa",
+        "build_s": round(t_build, 2),
+        "profiled_step_wall_s": [round(t, 6) for t in times],
+        "warmup_step_wall_s": [[round(t, 6) for t in w] for w in warm],
+        "trace": f"{name}.json.gz",
+        "trace_bytes": os.path.getsize(f"{raw}.gz"),
     }
     del model
     if device == "cuda":
@@ -192,8 +221,12 @@ def main():
     out_dir.mkdir(parents=True, exist_ok=True)
     import transformers
 
-    env = {"torch": torch.__version__, "transformers": transformers.__version__, "device": args.device,
-           "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None}
+    env = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "device": args.device,
+        "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
+    }
     print(json.dumps(env), flush=True)
     results = []
     for name in args.cases.split(","):

@@ -48,8 +48,8 @@ import pandas as pd
 from roofline.analysis import Analysis, analyze
 from roofline.classify import BOUNDS, classify
 from roofline.dtypes import DTYPE_BYTES
-from roofline.predict import occurrence_time, predict, step_time
 from roofline.errors import ConfigError, RooflineError
+from roofline.predict import occurrence_time, predict, step_time
 from roofline.render import si
 
 MIN_SPEEDUP = 1.02
@@ -57,14 +57,33 @@ TP_DEGREES = (2, 4, 8)
 DEFAULT_TOP = 10
 
 COLUMNS = [
-    "rank", "change", "phase", "applies_to", "predicted_speedup", "metric", "baseline_time_s", "new_time_s",
-    "step_time_ratio", "gpus", "fits_in_memory", "source", "why", "wont_help", "overrides", "flags",
+    "rank",
+    "change",
+    "phase",
+    "applies_to",
+    "predicted_speedup",
+    "metric",
+    "baseline_time_s",
+    "new_time_s",
+    "step_time_ratio",
+    "gpus",
+    "fits_in_memory",
+    "source",
+    "why",
+    "wont_help",
+    "overrides",
+    "flags",
 ]
 
 # Workload field -> `roofline analyze` flag
 FLAGS = {
-    "batch_size": "--batch", "weight_dtype": "--weight-dtype", "act_dtype": "--act-dtype",
-    "kv_dtype": "--kv-dtype", "attn_impl": "--attn", "tp": "--tp", "cuda_graph": "--cuda-graph",
+    "batch_size": "--batch",
+    "weight_dtype": "--weight-dtype",
+    "act_dtype": "--act-dtype",
+    "kv_dtype": "--kv-dtype",
+    "attn_impl": "--attn",
+    "tp": "--tp",
+    "cuda_graph": "--cuda-graph",
 }
 
 # Adjacent element-wise pairs fused into one kernel (assumption 6): first op, second op, how many of
@@ -78,14 +97,32 @@ FUSION_PAIRS = (
 )
 
 _UNCLASSIFIED = [
-    "point", "batch_size", "prompt_len", "context_len", "phase", "op", "category", "compute_dtype", "count",
-    "flops", "bytes_read", "bytes_written", "weight_bytes_read", "act_bytes_read", "act_bytes_written",
-    "kv_bytes_read", "kv_bytes_written", "comm_bytes", "params", "param_bytes",
+    "point",
+    "batch_size",
+    "prompt_len",
+    "context_len",
+    "phase",
+    "op",
+    "category",
+    "compute_dtype",
+    "count",
+    "flops",
+    "bytes_read",
+    "bytes_written",
+    "weight_bytes_read",
+    "act_bytes_read",
+    "act_bytes_written",
+    "kv_bytes_read",
+    "kv_bytes_written",
+    "comm_bytes",
+    "params",
+    "param_bytes",
 ]
 
 
 # ------------------------------------------------------------------------------------------------
 # public API
+
 
 def advise(analysis, measured: pd.DataFrame = None, top: int = DEFAULT_TOP) -> pd.DataFrame:
     """Ranked suggestions for a single-point analysis: a DataFrame with the columns ``COLUMNS``.
@@ -168,8 +205,19 @@ def fuse_elementwise(ops: pd.DataFrame, spec, cuda_graph: bool = False) -> pd.Da
         row = a.copy()
         row["op"], row["count"], row["saved_bytes"] = f"{first}+{second}", n, saved
         row["category"], row["compute_dtype"] = "elementwise", a["compute_dtype"]
-        for key in ("flops", "bytes_read", "bytes_written", "weight_bytes_read", "act_bytes_read",
-                    "act_bytes_written", "kv_bytes_read", "kv_bytes_written", "comm_bytes", "params", "param_bytes"):
+        for key in (
+            "flops",
+            "bytes_read",
+            "bytes_written",
+            "weight_bytes_read",
+            "act_bytes_read",
+            "act_bytes_written",
+            "kv_bytes_read",
+            "kv_bytes_written",
+            "comm_bytes",
+            "params",
+            "param_bytes",
+        ):
             row[key] = a[key] + b[key]
         row["bytes_read"] -= saved
         row["act_bytes_read"] -= saved
@@ -205,6 +253,7 @@ def render_advice(frame: pd.DataFrame) -> str:
 # ------------------------------------------------------------------------------------------------
 # the facts every suggestion draws on
 
+
 class _Context:
     """The baseline analysis and per-phase figures the suggestions are built from."""
 
@@ -225,23 +274,51 @@ class _Context:
         except RooflineError:
             return None
 
-    def row(self, change, family, phase, applies_to, result, overrides, why, wont_help=(), *, metric="step time",
-            speedup=None, gpus=None, source="analysis", baseline=None, new=None):
+    def row(
+        self,
+        change,
+        family,
+        phase,
+        applies_to,
+        result,
+        overrides,
+        why,
+        wont_help=(),
+        *,
+        metric="step time",
+        speedup=None,
+        gpus=None,
+        source="analysis",
+        baseline=None,
+        new=None,
+    ):
         base = self.time(self.analysis, phase) if baseline is None else baseline
         new_t = self.time(result, phase) if new is None else new
         summary = (self.analysis if result is None else result).summary.iloc[0]
         notes = list(wont_help)
         if not summary["fits_in_memory"]:
-            notes.append(f"still does not fit: {si(summary['memory_bytes'], 'B')} per GPU of "
-                         f"{si(summary['mem_capacity_bytes'], 'B')}")
+            notes.append(
+                f"still does not fit: {si(summary['memory_bytes'], 'B')} per GPU of "
+                f"{si(summary['mem_capacity_bytes'], 'B')}"
+            )
         return {
-            "change": change, "family": family, "phase": phase, "applies_to": applies_to,
-            "predicted_speedup": base / new_t if speedup is None else speedup, "metric": metric,
-            "baseline_time_s": base, "new_time_s": new_t, "step_time_ratio": new_t / base,
+            "change": change,
+            "family": family,
+            "phase": phase,
+            "applies_to": applies_to,
+            "predicted_speedup": base / new_t if speedup is None else speedup,
+            "metric": metric,
+            "baseline_time_s": base,
+            "new_time_s": new_t,
+            "step_time_ratio": new_t / base,
             "gpus": gpus or self.w.tp,
             "fits_in_memory": bool(summary["fits_in_memory"]),
-            "source": source, "why": why, "notes": notes, "overrides": dict(overrides),
-            "flags": flags_of(overrides), "bound": self.phases[phase].bound,
+            "source": source,
+            "why": why,
+            "notes": notes,
+            "overrides": dict(overrides),
+            "flags": flags_of(overrides),
+            "bound": self.phases[phase].bound,
         }
 
 
@@ -278,6 +355,7 @@ class _PhaseFacts:
 # ------------------------------------------------------------------------------------------------
 # the candidates, one function each; each returns a list of rows (dicts)
 
+
 def _weights(ctx: _Context, measured):
     """Weight-only quantisation: int8, int4, fp8 (fp8 only where the part has fp8)."""
     rows = []
@@ -296,8 +374,9 @@ def _weights(ctx: _Context, measured):
                 wont.append(f"the KV cache ({_pct(p.kv_share)} of bytes read) stays {ctx.w.kv_dtype}")
             if p.bound == "compute":
                 wont.append("compute stays in 16-bit (weight-only quantisation dequantises before the matmul)")
-            rows.append(ctx.row(f"weights {dtype}", "quantising weights", phase, _linear_text(p), result,
-                                overrides, why, wont))
+            rows.append(
+                ctx.row(f"weights {dtype}", "quantising weights", phase, _linear_text(p), result, overrides, why, wont)
+            )
     return rows
 
 
@@ -316,11 +395,23 @@ def _w8a8(ctx: _Context, measured):
         if p.shares["compute"] < 0.5:
             continue
         new_peak, old_peak = ctx.spec.ceiling_flops(dtype), ctx.spec.ceiling_flops(p.linear_dtype)
-        why = (f"{p.bound_text}; the linear layers are {_pct(p.linear_flop_share)} of FLOPs; {dtype} peak "
-               f"{si(new_peak, 'FLOP/s')} vs {p.linear_dtype} {si(old_peak, 'FLOP/s')}")
+        why = (
+            f"{p.bound_text}; the linear layers are {_pct(p.linear_flop_share)} of FLOPs; {dtype} peak "
+            f"{si(new_peak, 'FLOP/s')} vs {p.linear_dtype} {si(old_peak, 'FLOP/s')}"
+        )
         wont = ["attention and element-wise ops stay in 16-bit; needs calibrated activation scales"]
-        rows.append(ctx.row(f"W8A8 {dtype}", "quantising weights", phase,
-                            f"{_linear_text(p)} on {dtype} tensor cores", result, overrides, why, wont))
+        rows.append(
+            ctx.row(
+                f"W8A8 {dtype}",
+                "quantising weights",
+                phase,
+                f"{_linear_text(p)} on {dtype} tensor cores",
+                result,
+                overrides,
+                why,
+                wont,
+            )
+        )
     return rows
 
 
@@ -335,11 +426,22 @@ def _kv_cache(ctx: _Context, measured):
         if result is None:
             continue
         for phase, p in ctx.phases.items():
-            why = (f"{p.bound_text}; the KV cache is {_pct(p.kv_share)} of bytes read at context "
-                   f"{ctx.s['context_len']:g}")
+            why = (
+                f"{p.bound_text}; the KV cache is {_pct(p.kv_share)} of bytes read at context {ctx.s['context_len']:g}"
+            )
             wont = [f"weights ({_pct(p.weight_share)} of bytes read) are untouched"] if p.weight_share > 0.05 else []
-            rows.append(ctx.row(f"KV cache {dtype}", "quantising the KV cache", phase, "attention, kv_cache_write",
-                                result, overrides, why, wont))
+            rows.append(
+                ctx.row(
+                    f"KV cache {dtype}",
+                    "quantising the KV cache",
+                    phase,
+                    "attention, kv_cache_write",
+                    result,
+                    overrides,
+                    why,
+                    wont,
+                )
+            )
     return rows
 
 
@@ -378,13 +480,29 @@ def _larger_batch(ctx: _Context, measured):
     gain = (target / new_t) / (b / base_t)
     limit = "the ridge" if ridge == ridge and target == int(ridge) else "the memory limit"
     ridge_text = f"batch {ridge:.0f}" if ridge == ridge else "no batch up to 65536"
-    why = (f"{p.bound_text} at batch {b}: each step streams {si(ctx.s['decode_bytes_read'], 'B')} for {b} "
-           f"token{'s' if b > 1 else ''}; the weight matmuls reach the ridge at {ridge_text}, memory holds "
-           f"batch {fit}; batch {target} ({limit}) gives {si(target / new_t)} tokens/s vs {si(b / base_t)}")
-    wont = [f"single-stream latency: a step takes {new_t / base_t:.2f}x as long ({si(base_t, 's')} -> "
-            f"{si(new_t, 's')}); the gain needs {target} concurrent sequences"]
-    return [ctx.row(f"batch {target}", "a larger batch", "decode", "whole step", result, overrides, why, wont,
-                    metric="tokens/s", speedup=gain)]
+    why = (
+        f"{p.bound_text} at batch {b}: each step streams {si(ctx.s['decode_bytes_read'], 'B')} for {b} "
+        f"token{'s' if b > 1 else ''}; the weight matmuls reach the ridge at {ridge_text}, memory holds "
+        f"batch {fit}; batch {target} ({limit}) gives {si(target / new_t)} tokens/s vs {si(b / base_t)}"
+    )
+    wont = [
+        f"single-stream latency: a step takes {new_t / base_t:.2f}x as long ({si(base_t, 's')} -> "
+        f"{si(new_t, 's')}); the gain needs {target} concurrent sequences"
+    ]
+    return [
+        ctx.row(
+            f"batch {target}",
+            "a larger batch",
+            "decode",
+            "whole step",
+            result,
+            overrides,
+            why,
+            wont,
+            metric="tokens/s",
+            speedup=gain,
+        )
+    ]
 
 
 def _flash(ctx: _Context, measured):
@@ -401,11 +519,16 @@ def _flash(ctx: _Context, measured):
         naive = ops[(ops["phase"] == phase) & ops["op"].isin(["qk_matmul", "softmax", "sv_matmul"])]
         moved = float((naive["count"] * (naive["bytes_read"] + naive["bytes_written"])).sum())
         share = _with_launch(naive) / p.time_s
-        why = (f"naive attention writes the score matrix and reads it back: qk_matmul, softmax and sv_matmul move "
-               f"{si(moved, 'B')} per step, {_pct(share)} of the {phase} time")
+        why = (
+            f"naive attention writes the score matrix and reads it back: qk_matmul, softmax and sv_matmul move "
+            f"{si(moved, 'B')} per step, {_pct(share)} of the {phase} time"
+        )
         wont = [f"the linear layers ({_pct(p.linear_time_share)} of the step) are untouched"]
-        rows.append(ctx.row("FlashAttention", "FlashAttention", phase, "qk_matmul, softmax, sv_matmul", result,
-                            overrides, why, wont))
+        rows.append(
+            ctx.row(
+                "FlashAttention", "FlashAttention", phase, "qk_matmul, softmax, sv_matmul", result, overrides, why, wont
+            )
+        )
     return rows
 
 
@@ -419,9 +542,11 @@ def _cuda_graphs(ctx: _Context, measured):
     launch = ctx.spec.ceiling_launch_s(False)
     for phase, p in ctx.phases.items():
         gap = p.time_s - p.roofline_time_s
-        why = (f"{p.short_kernels} of {p.kernels} kernels per step are shorter than the {si(launch, 's')} eager "
-               f"launch; launches add {si(gap, 's')} ({_pct(gap / p.time_s)}) to the "
-               f"{si(p.roofline_time_s, 's')} roofline time")
+        why = (
+            f"{p.short_kernels} of {p.kernels} kernels per step are shorter than the {si(launch, 's')} eager "
+            f"launch; launches add {si(gap, 's')} ({_pct(gap / p.time_s)}) to the "
+            f"{si(p.roofline_time_s, 's')} roofline time"
+        )
         wont = [f"the roofline time itself ({si(p.roofline_time_s, 's')}) is unchanged"]
         kw = {}
         walls = _measured_walls(measured, phase)
@@ -468,15 +593,30 @@ def _tensor_parallel(ctx: _Context, measured):
         others = ", ".join(f"tp {t}: {x:.2f}x" for t, x in speedups.items())
         if not fits:
             s_new = result.summary.iloc[0]
-            why = (f"weights {si(ctx.s['weight_bytes'], 'B')} + KV {si(ctx.s['kv_cache_bytes'], 'B')} do not fit one "
-                   f"{ctx.spec.name}'s {si(ctx.spec.mem_capacity_bytes, 'B')}; tp {tp} puts "
-                   f"{si(s_new['memory_bytes'], 'B')} on each GPU ({others})")
+            why = (
+                f"weights {si(ctx.s['weight_bytes'], 'B')} + KV {si(ctx.s['kv_cache_bytes'], 'B')} do not fit one "
+                f"{ctx.spec.name}'s {si(ctx.spec.mem_capacity_bytes, 'B')}; tp {tp} puts "
+                f"{si(s_new['memory_bytes'], 'B')} on each GPU ({others})"
+            )
         else:
             why = f"{p.bound_text}; each GPU streams 1/tp of the weights ({others})"
-        wont = [f"costs {tp} GPUs for a {speedups[tp]:.2f}x step ({speedups[tp] * ctx.w.tp / tp:.2f}x per GPU); "
-                f"communication is {_pct(comm)} of the step over {link}"]
-        rows.append(ctx.row(f"tensor parallel {tp}", "tensor parallelism", phase, "whole step (Megatron split)",
-                            result, {"tp": tp}, why, wont, gpus=tp))
+        wont = [
+            f"costs {tp} GPUs for a {speedups[tp]:.2f}x step ({speedups[tp] * ctx.w.tp / tp:.2f}x per GPU); "
+            f"communication is {_pct(comm)} of the step over {link}"
+        ]
+        rows.append(
+            ctx.row(
+                f"tensor parallel {tp}",
+                "tensor parallelism",
+                phase,
+                "whole step (Megatron split)",
+                result,
+                {"tp": tp},
+                why,
+                wont,
+                gpus=tp,
+            )
+        )
     return rows
 
 
@@ -498,27 +638,43 @@ def _fusion(ctx: _Context, measured):
         launches = int(pairs["count"].sum())
         new = _with_launch(fused)
         kw = {}
-        why = (f"{', '.join(names)} take {si(chain_time, 's')} ({_pct(chain_time / p.time_s)} of the step); fusing "
-               f"{launches} adjacent pairs saves {si(saved_bytes, 'B')} of re-reads and {launches} launches")
+        why = (
+            f"{', '.join(names)} take {si(chain_time, 's')} ({_pct(chain_time / p.time_s)} of the step); fusing "
+            f"{launches} adjacent pairs saves {si(saved_bytes, 'B')} of re-reads and {launches} launches"
+        )
         m = None if measured is None else measured[measured["phase"] == phase]
         if m is not None and m["op"].isin(names).any():
             got = m[m["op"].isin(names)].groupby("op")["measured_time_s"].sum()
             absent = chain[~chain["op"].isin(got.index)]  # ops not measured: their analytic time
-            measured_chain = float(got.sum()) + float(
-                step_time(absent))
+            measured_chain = float(got.sum()) + float(step_time(absent))
             base = float(m["measured_time_s"].sum())
             new = base - max(measured_chain - fused_time, 0.0)
-            why = (f"measured: {', '.join(got.index)} take {si(measured_chain, 's')} against "
-                   f"{si(fused_time, 's')} ideal fused ({measured_chain / fused_time:.1f}x)")
+            why = (
+                f"measured: {', '.join(got.index)} take {si(measured_chain, 's')} against "
+                f"{si(fused_time, 's')} ideal fused ({measured_chain / fused_time:.1f}x)"
+            )
             kw = dict(baseline=base, source="measured")
         wont = [f"the other ops ({_pct(1.0 - chain_time / p.time_s)} of the step) are untouched"]
-        rows.append(ctx.row("fuse element-wise ops", "fusing element-wise ops", phase,
-                            ", ".join(str(n) for n in pairs["op"]), None, {}, why, wont, new=new, **kw))
+        rows.append(
+            ctx.row(
+                "fuse element-wise ops",
+                "fusing element-wise ops",
+                phase,
+                ", ".join(str(n) for n in pairs["op"]),
+                None,
+                {},
+                why,
+                wont,
+                new=new,
+                **kw,
+            )
+        )
     return rows
 
 
 # ------------------------------------------------------------------------------------------------
 # ranking and the dropped changes
+
 
 def _rank(rows: list, top) -> pd.DataFrame:
     kept = [r for r in rows if r["predicted_speedup"] >= MIN_SPEEDUP]
@@ -528,8 +684,16 @@ def _rank(rows: list, top) -> pd.DataFrame:
     for (family, phase), text in notes.items():
         not_helping.append(text)
         target = (
-            next((r for r in kept if r["family"] == family and r["phase"] != phase and
-                  any(d["change"] == r["change"] and d["phase"] == phase for d in dropped)), None)
+            next(
+                (
+                    r
+                    for r in kept
+                    if r["family"] == family
+                    and r["phase"] != phase
+                    and any(d["change"] == r["change"] and d["phase"] == phase for d in dropped)
+                ),
+                None,
+            )
             or next((r for r in kept if r["family"] == family and r["phase"] == phase), None)
             or next((r for r in kept if r["family"] == family), None)
         )
@@ -564,6 +728,7 @@ def _dropped_notes(dropped: list) -> dict:
 
 # ------------------------------------------------------------------------------------------------
 # helpers
+
 
 def _check_measured(measured):
     if measured is None:

@@ -13,19 +13,41 @@ import pandas as pd
 
 from roofline.classify import BOUNDS, classify
 from roofline.config import (
-    ModelConfig, Workload, check_fit, load_model_and_workload, parse_workload, with_checkpoint_weights,
+    ModelConfig,
+    Workload,
+    check_fit,
+    load_model_and_workload,
+    parse_workload,
+    with_checkpoint_weights,
 )
-from roofline.predict import host_bound_classes, layer_block, prediction_columns, queue_step
 from roofline.errors import ConfigError
+from roofline.predict import host_bound_classes, layer_block, prediction_columns, queue_step
 from roofline.quant import on_gpu
 from roofline.specs import HardwareSpec, load_spec
 from roofline.transformer import kv_cache_layers, model_ops
 
 # columns of the ops frame, in order
 OP_COLUMNS = [
-    "point", "batch_size", "prompt_len", "context_len", "phase", "op", "category", "compute_dtype", "count",
-    "flops", "bytes_read", "bytes_written", "weight_bytes_read", "act_bytes_read", "act_bytes_written",
-    "kv_bytes_read", "kv_bytes_written", "comm_bytes", "params", "param_bytes",
+    "point",
+    "batch_size",
+    "prompt_len",
+    "context_len",
+    "phase",
+    "op",
+    "category",
+    "compute_dtype",
+    "count",
+    "flops",
+    "bytes_read",
+    "bytes_written",
+    "weight_bytes_read",
+    "act_bytes_read",
+    "act_bytes_written",
+    "kv_bytes_read",
+    "kv_bytes_written",
+    "comm_bytes",
+    "params",
+    "param_bytes",
 ]
 MAX_ROWS = 20_000_000  # ~3 GB of frame; beyond this a sweep is refused
 RIDGE_SEARCH_MAX_BATCH = 1 << 16
@@ -125,19 +147,30 @@ def ops_frame(m: ModelConfig, w: Workload, points: dict) -> pd.DataFrame:
         for op_index, op in enumerate(ops):
             c = op.cost
             fields = {
-                "flops": c.flops, "bytes_read": c.bytes_read, "bytes_written": c.bytes_written,
-                "weight_bytes_read": c.weight_bytes_read, "act_bytes_read": c.act_bytes_read,
-                "act_bytes_written": c.act_bytes_written, "kv_bytes_read": c.kv_bytes_read,
-                "kv_bytes_written": c.kv_bytes_written, "comm_bytes": c.comm_bytes,
-                "params": op.params, "param_bytes": op.param_bytes, "count": op.count,
+                "flops": c.flops,
+                "bytes_read": c.bytes_read,
+                "bytes_written": c.bytes_written,
+                "weight_bytes_read": c.weight_bytes_read,
+                "act_bytes_read": c.act_bytes_read,
+                "act_bytes_written": c.act_bytes_written,
+                "kv_bytes_read": c.kv_bytes_read,
+                "kv_bytes_written": c.kv_bytes_written,
+                "comm_bytes": c.comm_bytes,
+                "params": op.params,
+                "param_bytes": op.param_bytes,
+                "count": op.count,
             }
             for key, value in fields.items():
                 numeric[key].append(np.broadcast_to(np.asarray(value, dtype=float), (n,)))
             numeric["point"].append(np.arange(n))
             for key in ("batch_size", "prompt_len", "context_len"):
                 numeric[key].append(points[key])
-            for key, value in (("phase", phase), ("op", op.name), ("category", op.category),
-                               ("compute_dtype", op.compute_dtype)):
+            for key, value in (
+                ("phase", phase),
+                ("op", op.name),
+                ("category", op.category),
+                ("compute_dtype", op.compute_dtype),
+            ):
                 labels[key].append(value)
             order.append(phase_index * 1000 + op_index)
     columns = {k: np.concatenate(v) for k, v in numeric.items() if k not in labels}

@@ -40,9 +40,28 @@ from roofline.errors import TraceError
 
 # the analytic ops, in the order they run in one layer (transformer.py); fused projections after
 LAYER_ORDER = (
-    "embedding", "attn_norm", "q_proj", "qkv_proj", "k_proj", "v_proj", "rope", "kv_cache_write", "attention",
-    "o_proj", "attn_residual", "mlp_norm", "router", "experts", "gate_proj", "gate_up_proj", "up_proj", "act",
-    "down_proj", "mlp_residual", "final_norm", "lm_head",
+    "embedding",
+    "attn_norm",
+    "q_proj",
+    "qkv_proj",
+    "k_proj",
+    "v_proj",
+    "rope",
+    "kv_cache_write",
+    "attention",
+    "o_proj",
+    "attn_residual",
+    "mlp_norm",
+    "router",
+    "experts",
+    "gate_proj",
+    "gate_up_proj",
+    "up_proj",
+    "act",
+    "down_proj",
+    "mlp_residual",
+    "final_norm",
+    "lm_head",
 )
 RANK = {name: i for i, name in enumerate(LAYER_ORDER)}
 # measured rows that stand for several analytic rows (one fused GEMM)
@@ -56,31 +75,70 @@ MLP_ENTRY = ("router", "experts", "gate_proj", "gate_up_proj", "up_proj")
 MLP_EXIT = ("down_proj", "experts")
 
 GEMM_OPS = {
-    "aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::linear", "aten::matmul", "aten::_grouped_mm",
-    "aten::_scaled_mm", "aten::_scaled_grouped_mm",
+    "aten::mm",
+    "aten::addmm",
+    "aten::bmm",
+    "aten::baddbmm",
+    "aten::linear",
+    "aten::matmul",
+    "aten::_grouped_mm",
+    "aten::_scaled_mm",
+    "aten::_scaled_grouped_mm",
 }
 _ATTN_OP = re.compile(r"attention|flash_attn|fmha|paged_attn", re.IGNORECASE)
 _ATTN_KERNEL = re.compile(r"flash|fmha|sdpa|attention|attn", re.IGNORECASE)
 KV_WRITE_OPS = {
-    "aten::index_copy_", "aten::index_copy", "aten::index_put_", "aten::_index_put_impl_", "aten::slice_scatter",
-    "aten::scatter_", "aten::copy_", "aten::cat",
+    "aten::index_copy_",
+    "aten::index_copy",
+    "aten::index_put_",
+    "aten::_index_put_impl_",
+    "aten::slice_scatter",
+    "aten::scatter_",
+    "aten::copy_",
+    "aten::cat",
 }
 FLOAT_TYPES = {"c10::BFloat16", "c10::Half", "float", "double", "c10::Float8_e4m3fn", "c10::Float8_e5m2"}
 
 # module names (the last part of a module path) -> analytic op; "gate" is the router of a MoE block
 MODULE_OPS = {
-    "embed_tokens": "embedding", "wte": "embedding", "word_embeddings": "embedding", "tok_embeddings": "embedding",
-    "input_layernorm": "attn_norm", "ln_1": "attn_norm", "attention_norm": "attn_norm",
-    "post_attention_layernorm": "mlp_norm", "ln_2": "mlp_norm", "ffn_norm": "mlp_norm",
-    "q_proj": "q_proj", "k_proj": "k_proj", "v_proj": "v_proj", "o_proj": "o_proj", "qkv_proj": "qkv_proj",
-    "c_attn": "qkv_proj", "wq": "q_proj", "wk": "k_proj", "wv": "v_proj", "wo": "o_proj",
-    "gate_proj": "gate_proj", "up_proj": "up_proj", "down_proj": "down_proj", "gate_up_proj": "gate_up_proj",
-    "c_fc": "up_proj", "w1": "gate_proj", "w3": "up_proj", "w2": "down_proj",
-    "act_fn": "act", "act": "act",
-    "router": "router", "experts": "experts",
+    "embed_tokens": "embedding",
+    "wte": "embedding",
+    "word_embeddings": "embedding",
+    "tok_embeddings": "embedding",
+    "input_layernorm": "attn_norm",
+    "ln_1": "attn_norm",
+    "attention_norm": "attn_norm",
+    "post_attention_layernorm": "mlp_norm",
+    "ln_2": "mlp_norm",
+    "ffn_norm": "mlp_norm",
+    "q_proj": "q_proj",
+    "k_proj": "k_proj",
+    "v_proj": "v_proj",
+    "o_proj": "o_proj",
+    "qkv_proj": "qkv_proj",
+    "c_attn": "qkv_proj",
+    "wq": "q_proj",
+    "wk": "k_proj",
+    "wv": "v_proj",
+    "wo": "o_proj",
+    "gate_proj": "gate_proj",
+    "up_proj": "up_proj",
+    "down_proj": "down_proj",
+    "gate_up_proj": "gate_up_proj",
+    "c_fc": "up_proj",
+    "w1": "gate_proj",
+    "w3": "up_proj",
+    "w2": "down_proj",
+    "act_fn": "act",
+    "act": "act",
+    "router": "router",
+    "experts": "experts",
     "rotary_emb": "rope",
-    "norm": "final_norm", "ln_f": "final_norm", "final_layernorm": "final_norm",
-    "lm_head": "lm_head", "output": "lm_head",
+    "norm": "final_norm",
+    "ln_f": "final_norm",
+    "final_layernorm": "final_norm",
+    "lm_head": "lm_head",
+    "output": "lm_head",
 }
 _LAYER = re.compile(r"\.(?:layers|h|blocks)\.(\d+)(?:\.|$)")
 COMPILED_RANGE = "## Call CompiledFxGraph"  # torch.compile's range around a compiled graph's kernels
@@ -175,15 +233,26 @@ def projection_table(m: ModelConfig) -> dict:
     """(K, N) of every weight GEMM of the model -> the ops it can be, in layer order."""
     h, d, hq, hkv, inter = m.hidden_size, m.head_dim, m.num_attention_heads, m.num_key_value_heads, m.intermediate_size
     shapes = [
-        ((h, hq * d), "q_proj"), ((h, (hq + 2 * hkv) * d), "qkv_proj"), ((h, hkv * d), "k_proj"),
-        ((h, hkv * d), "v_proj"), ((hq * d, h), "o_proj"),
+        ((h, hq * d), "q_proj"),
+        ((h, (hq + 2 * hkv) * d), "qkv_proj"),
+        ((h, hkv * d), "k_proj"),
+        ((h, hkv * d), "v_proj"),
+        ((hq * d, h), "o_proj"),
     ]
     if m.is_moe:
-        shapes += [((h, m.num_local_experts), "router"), ((h, inter), "experts"), ((h, 2 * inter), "experts"),
-                   ((inter, h), "experts")]
+        shapes += [
+            ((h, m.num_local_experts), "router"),
+            ((h, inter), "experts"),
+            ((h, 2 * inter), "experts"),
+            ((inter, h), "experts"),
+        ]
     else:
-        shapes += [((h, inter), "gate_proj"), ((h, 2 * inter), "gate_up_proj"), ((h, inter), "up_proj"),
-                   ((inter, h), "down_proj")]
+        shapes += [
+            ((h, inter), "gate_proj"),
+            ((h, 2 * inter), "gate_up_proj"),
+            ((h, inter), "up_proj"),
+            ((inter, h), "down_proj"),
+        ]
     shapes.append(((h, m.vocab_size), "lm_head"))
     table = {}
     for kn, name in shapes:
@@ -360,17 +429,44 @@ def _features(kernels: pd.DataFrame) -> list:
     def col(name):
         return kernels[name].to_numpy() if name in kernels.columns else np.full(len(kernels), None, dtype=object)
 
-    cols = [col(c) for c in ("name", "dur_s", "cpu_op", "op_dims", "op_types", "outer_op", "outer_dims",
-                             "outer_types", "cost_op", "owner_dims", "range")]
+    cols = [
+        col(c)
+        for c in (
+            "name",
+            "dur_s",
+            "cpu_op",
+            "op_dims",
+            "op_types",
+            "outer_op",
+            "outer_dims",
+            "outer_types",
+            "cost_op",
+            "owner_dims",
+            "range",
+        )
+    ]
     none = np.full(len(kernels), -1)
     uid = kernels["outer_id"].to_numpy() if "outer_id" in kernels.columns else none
     iid = kernels["op_id"].to_numpy() if "op_id" in kernels.columns else none
     out = []
     for (name, dur, op, dims, types, outer, odims, otypes, owner, owdims, rng), u, v in zip(zip(*cols), uid, iid):
-        out.append(_K(str(name), float(dur), op if isinstance(op, str) else None, dims, types,
-                      outer if isinstance(outer, str) else None, odims, otypes,
-                      owner if isinstance(owner, str) else None, owdims, rng if isinstance(rng, str) else None,
-                      int(u), int(v)))
+        out.append(
+            _K(
+                str(name),
+                float(dur),
+                op if isinstance(op, str) else None,
+                dims,
+                types,
+                outer if isinstance(outer, str) else None,
+                odims,
+                otypes,
+                owner if isinstance(owner, str) else None,
+                owdims,
+                rng if isinstance(rng, str) else None,
+                int(u),
+                int(v),
+            )
+        )
     return out
 
 
@@ -402,9 +498,11 @@ class _Walker:
             k = feats[k_i]
             compiled = _compiled_start(k, feats[order[i - 1]] if i else None)
             if compiled:
-                self.notes["torch.compile'd passes: a fused (Inductor) kernel is charged to the op at its position; "
-                           "the first kernel of a pass, which also computes attn_norm, to embedding, and residual + "
-                           "norm kernels to the norm"] = 1
+                self.notes[
+                    "torch.compile'd passes: a fused (Inductor) kernel is charged to the op at its position; "
+                    "the first kernel of a pass, which also computes attn_norm, to embedding, and residual + "
+                    "norm kernels to the norm"
+                ] = 1
             if _is_embedding(k) or compiled:
                 if current is not None:
                     self._close(current, prev, gap, layer)
@@ -430,8 +528,11 @@ class _Walker:
                 continue
             op, evidence = anchor
             before = layer
-            if op != "lm_head" and prev != "lm_head" and (
-                    RANK[op] < pos or (RANK[op] == pos and op not in ("experts", "attention"))):
+            if (
+                op != "lm_head"
+                and prev != "lm_head"
+                and (RANK[op] < pos or (RANK[op] == pos and op not in ("experts", "attention")))
+            ):
                 layer += 1  # a new layer starts at its first projection
             self._resolve_gap(current, before, layer, prev, op, gap)
             gap = []
@@ -451,8 +552,14 @@ class _Walker:
     def _open(self, k: _K, pass_id: int) -> dict:
         bt = _embedding_tokens(k)
         batch, tokens = bt if bt else (np.nan, np.nan)
-        p = {"pass_id": pass_id, "phase": "prefill" if not math.isnan(tokens) and tokens > 1 else "decode",
-             "batch_size": batch, "tokens": tokens, "context_len": np.nan, "layers": 0}
+        p = {
+            "pass_id": pass_id,
+            "phase": "prefill" if not math.isnan(tokens) and tokens > 1 else "decode",
+            "batch_size": batch,
+            "tokens": tokens,
+            "context_len": np.nan,
+            "layers": 0,
+        }
         if not bt:
             self.notes["an embedding gather without recorded shapes: its pass is taken as a decode step"] += 1
         self.passes.append(p)
@@ -513,7 +620,7 @@ class _Walker:
             for j in gap[:r]:
                 self._put(j, current, before, before_op, "position")
             self._put(gap[r], current, before, residual_op, "position")
-            put_all(gap[r + 1:], after_op)
+            put_all(gap[r + 1 :], after_op)
 
         if prev == "embedding" and nxt in ATTN_ENTRY:
             start = next((n for n, k in enumerate(ks) if _on_hidden(k, tokens, h) and not _integer(k)), len(gap))
@@ -577,7 +684,9 @@ def attribute_kernels(kernels: pd.DataFrame, model: ModelConfig, rank: int = 0):
     """
     if "op_dims" not in kernels.columns:
         raise TraceError("the kernels frame has no op_dims column; read the trace with roofline.measure.trace")
-    launch = kernels["launch_ts_s"].to_numpy(float) if "launch_ts_s" in kernels.columns else kernels["ts_s"].to_numpy(float)
+    launch = (
+        kernels["launch_ts_s"].to_numpy(float) if "launch_ts_s" in kernels.columns else kernels["ts_s"].to_numpy(float)
+    )
     when = np.where(np.isnan(launch), kernels["ts_s"].to_numpy(float), launch)
     order = np.lexsort((kernels["ts_s"].to_numpy(float), when))
     k = kernels.iloc[order].reset_index(drop=True)
@@ -639,8 +748,10 @@ def _graph_replays(k: pd.DataFrame, w: _Walker):
         if template is None:
             for j in rows:
                 w.op[j] = UNATTRIBUTED
-                w.reason[j] = ("a CUDA graph replay whose kernels match no eager forward pass in the trace (no shapes "
-                               "to map them by); record one eager pass beside the replays")
+                w.reason[j] = (
+                    "a CUDA graph replay whose kernels match no eager forward pass in the trace (no shapes "
+                    "to map them by); record one eager pass beside the replays"
+                )
             continue
         src = w.passes[int(w.pass_id[template[0]])]
         new = dict(src, pass_id=len(w.passes))
@@ -692,18 +803,21 @@ def measured_ops(kernels: pd.DataFrame, spec=None) -> pd.DataFrame:
     on["flops_"], on["bytes_"] = flops, nbytes
     on["costed_s"] = np.where(flops.notna() | nbytes.notna(), on["dur_s"], 0.0)
     g = on.groupby(keys, sort=False, observed=True)
-    out = pd.DataFrame({
-        "gpu_time_s": g["dur_s"].sum(),
-        "n_kernels": g["dur_s"].size(),
-        "calls": g["call"].nunique(),
-        "n_passes": g["pass_id"].nunique(),
-        "flops": g["flops_"].sum(min_count=1),
-        "bytes": g["bytes_"].sum(min_count=1),
-        "costed_time_s": g["costed_s"].sum(),
-    })
+    out = pd.DataFrame(
+        {
+            "gpu_time_s": g["dur_s"].sum(),
+            "n_kernels": g["dur_s"].size(),
+            "calls": g["call"].nunique(),
+            "n_passes": g["pass_id"].nunique(),
+            "flops": g["flops_"].sum(min_count=1),
+            "bytes": g["bytes_"].sum(min_count=1),
+            "costed_time_s": g["costed_s"].sum(),
+        }
+    )
     if "launch_ts_s" in on.columns:  # host span of each call: first launch to last launch end
         c = on.groupby(keys + ["call"], sort=False, observed=True).agg(
-            start=("launch_ts_s", "min"), end=("launch_end_s", "max"))
+            start=("launch_ts_s", "min"), end=("launch_end_s", "max")
+        )
         out["span_s"] = (c["end"] - c["start"]).groupby(level=keys, sort=False).sum(min_count=1)
     if "compute_dtype" in on.columns:
         dt = on[on["compute_dtype"].notna()].groupby(keys + ["compute_dtype"], observed=True)["dur_s"].sum()
@@ -806,7 +920,9 @@ def trace_list(traces) -> list:
         if isinstance(t, (str, Path)) and Path(t).is_dir():
             files = sorted(p for p in Path(t).iterdir() if p.name.endswith((".json", ".json.gz")))
             if not files:
-                raise TraceError(f"{t}: a folder with no .json or .json.gz trace; pass a trace file or a folder of rank files")
+                raise TraceError(
+                    f"{t}: a folder with no .json or .json.gz trace; pass a trace file or a folder of rank files"
+                )
             out += [str(p) for p in files]
         else:
             out.append(t)
@@ -825,8 +941,11 @@ def trace_device_names(item) -> list:
     try:
         with open(item, "rb") as fh:
             gz = fh.read(2) == b"\x1f\x8b"
-        with (gzip.open(item, "rt", encoding="utf-8", errors="replace") if gz
-              else open(item, encoding="utf-8", errors="replace")) as fh:
+        with (
+            gzip.open(item, "rt", encoding="utf-8", errors="replace")
+            if gz
+            else open(item, encoding="utf-8", errors="replace")
+        ) as fh:
             head = fh.read(1 << 18)
     except (OSError, EOFError):
         return []  # analyze_trace names the problem
@@ -834,7 +953,7 @@ def trace_device_names(item) -> list:
     if at < 0:
         return []
     end = head.find("]", at)
-    return re.findall(r'"name"\s*:\s*"([^"]*)"', head[at:end if end > 0 else len(head)])
+    return re.findall(r'"name"\s*:\s*"([^"]*)"', head[at : end if end > 0 else len(head)])
 
 
 def resolve_spec(spec, items):
@@ -892,8 +1011,14 @@ def departures(kernels: pd.DataFrame, passes: pd.DataFrame, m: ModelConfig, work
     k = kernels[kernels["rank"] == 0]
     # logits over the whole prompt
     head = k[(k["op"] == "lm_head") & (k["phase"] == "prefill")]
-    rows = [g[0] for g in (gemm_shape(o, d) or gemm_shape(oo, od) for o, d, oo, od in
-                            zip(head["cpu_op"], head["op_dims"], head["outer_op"], head["outer_dims"])) if g]
+    rows = [
+        g[0]
+        for g in (
+            gemm_shape(o, d) or gemm_shape(oo, od)
+            for o, d, oo, od in zip(head["cpu_op"], head["op_dims"], head["outer_op"], head["outer_dims"])
+        )
+        if g
+    ]
     batch = workload.get("batch_size")
     if rows and not math.isnan(batch) and max(rows) > batch:
         share = max(rows) / batch
@@ -905,8 +1030,12 @@ def departures(kernels: pd.DataFrame, passes: pd.DataFrame, m: ModelConfig, work
     # expert GEMMs: the time they took against the time to read the routed experts' weights
     if m.is_moe and spec is not None:
         exp = k[k["op"] == "experts"]
-        gemm = exp[[bool(_gemm_of(o, d, oo, od)) for o, d, oo, od in
-                    zip(exp["cpu_op"], exp["op_dims"], exp["outer_op"], exp["outer_dims"])]]
+        gemm = exp[
+            [
+                bool(_gemm_of(o, d, oo, od))
+                for o, d, oo, od in zip(exp["cpu_op"], exp["op_dims"], exp["outer_op"], exp["outer_dims"])
+            ]
+        ]
         E, top = m.num_local_experts, m.num_experts_per_tok
         expert_bytes = (3 if m.gated_mlp else 2) * m.hidden_size * m.intermediate_size * 2  # one expert, 16-bit
         bw = spec.ceiling_bytes_per_s()
@@ -936,28 +1065,39 @@ def departures(kernels: pd.DataFrame, passes: pd.DataFrame, m: ModelConfig, work
     # the model file against what ran
     layers = passes.loc[passes["rank"] == 0, "layers"]
     if len(layers) and layers.max() != m.num_hidden_layers:
-        notes.append(f"the trace's forward passes run {layers.max()} layers but the model file has "
-                     f"num_hidden_layers {m.num_hidden_layers}; predictions use the model file")
+        notes.append(
+            f"the trace's forward passes run {layers.max()} layers but the model file has "
+            f"num_hidden_layers {m.num_hidden_layers}; predictions use the model file"
+        )
     # long chains of small kernels for one op
     on = k[~k["op"].isin([OUTSIDE, UNATTRIBUTED])]
-    per_call = on.groupby(["phase", "op", "pass_id", "layer"], observed=True).size().groupby(
-        level=["phase", "op"], observed=True).median()
+    per_call = (
+        on.groupby(["phase", "op", "pass_id", "layer"], observed=True)
+        .size()
+        .groupby(level=["phase", "op"], observed=True)
+        .median()
+    )
     chains = {}
     for (phase, op), n in per_call.items():
         if op in ("attn_norm", "mlp_norm", "final_norm", "rope") and n >= 4:
             chains[op] = max(chains.get(op, 0), n)
     if chains:
-        notes.append("unfused chains: " + ", ".join(f"{op} runs as {n:.0f} kernels per call" for op, n in chains.items())
-                     + "; the analytic model counts one pass over the data of each")
+        notes.append(
+            "unfused chains: "
+            + ", ".join(f"{op} runs as {n:.0f} kernels per call" for op, n in chains.items())
+            + "; the analytic model counts one pass over the data of each"
+        )
     # padding: attention over more keys than the tokens seen so far (static caches)
     dec = passes[(passes["rank"] == 0) & (passes["phase"] == "decode")]
     if len(dec) and workload.get("prompt_len") == workload.get("prompt_len"):
         expected = workload["prompt_len"] + np.arange(1, len(dec) + 1)
         ctx = dec["context_len"].to_numpy(float)
         if not np.isnan(ctx).any() and np.any(ctx > expected + 0.5):
-            notes.append(f"decode attention reads {ctx.max():.0f} cached positions per step where "
-                         f"{expected.min():.0f}..{expected.max():.0f} are filled: a padded (static) cache; the "
-                         f"prediction counts the {ctx.max():.0f} the kernels read")
+            notes.append(
+                f"decode attention reads {ctx.max():.0f} cached positions per step where "
+                f"{expected.min():.0f}..{expected.max():.0f} are filled: a padded (static) cache; the "
+                f"prediction counts the {ctx.max():.0f} the kernels read"
+            )
     if (passes["phase"] == "prefill").sum() == 0:
         notes.append("the trace holds no prefill pass: prompt_len is taken as the first decode context minus one")
     return notes
@@ -1004,9 +1144,24 @@ def join_predicted(ops: pd.DataFrame, analysis) -> pd.DataFrame:
     out["analytic_flops"] = fl
     out["analytic_bytes"] = by
     out["measured_over_predicted"] = out["gpu_time_s"] / out["predicted_time_s"]
-    cls = out.drop(columns=[c for c in ("flops", "bytes", "costed_time_s", "compute_dtype", "measured_bound",
-                                        "evidence", "achieved_flops_per_s", "achieved_bytes_per_s",
-                                        "frac_of_compute_ceiling", "frac_of_mem_ceiling") if c in out.columns])
+    cls = out.drop(
+        columns=[
+            c
+            for c in (
+                "flops",
+                "bytes",
+                "costed_time_s",
+                "compute_dtype",
+                "measured_bound",
+                "evidence",
+                "achieved_flops_per_s",
+                "achieved_bytes_per_s",
+                "frac_of_compute_ceiling",
+                "frac_of_mem_ceiling",
+            )
+            if c in out.columns
+        ]
+    )
     cls["flops"], cls["bytes"], cls["compute_dtype"] = fl, by, dt
     cls["n_calls"] = out["calls"]
     return classify_measured(cls, analysis.spec)
@@ -1024,14 +1179,14 @@ def predict_for(model, spec, workload: dict, **settings):
     prompt = round(workload["prompt_len"])
     batch = round(workload["batch_size"])
     phase = "both" if workload.get("n_prefill") and contexts else ("decode" if contexts else "prefill")
-    result = analyze(model, spec, batch_size=batch, prompt_len=prompt, context_len=contexts, phase=phase,
-                     **settings)
+    result = analyze(model, spec, batch_size=batch, prompt_len=prompt, context_len=contexts, phase=phase, **settings)
     if contexts and phase == "both":
         # analyze sweeps prefill over every context point too; keep one prefill point
         ops = result.ops
         keep = (ops["phase"] != "prefill") | (ops["point"] == ops["point"].min())
-        result = type(result)(result.model, result.workload, result.spec, ops[keep].reset_index(drop=True),
-                              result.summary)
+        result = type(result)(
+            result.model, result.workload, result.spec, ops[keep].reset_index(drop=True), result.summary
+        )
     return result
 
 
@@ -1042,4 +1197,3 @@ def compare_frame(attribution: Attribution, model, spec, **settings) -> pd.DataF
     if math.isnan(w["batch_size"]) or math.isnan(w["prompt_len"]):
         raise TraceError("could not infer the batch and prompt length from the trace; pass --batch and --prompt-len")
     return join_predicted(ops, predict_for(model, spec, w, **settings))
-

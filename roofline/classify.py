@@ -39,8 +39,9 @@ BOUNDS = CLASSES[:5]
 MEASURED_BOUNDS = CLASSES  # a measurement can also be latency-bound, or unknown (no FLOP/byte count)
 
 
-def roofline_time_s(flops, moved_bytes, peak_flops_per_s, mem_bytes_per_s, comm_bytes=0.0, latency_s=0.0,
-                    link_bytes_per_s=np.inf):
+def roofline_time_s(
+    flops, moved_bytes, peak_flops_per_s, mem_bytes_per_s, comm_bytes=0.0, latency_s=0.0, link_bytes_per_s=np.inf
+):
     """The roofline time of an op (arrays or scalars): max(F / peak, B / bandwidth, alpha + C / link),
     the collective term only where C > 0. Returns (time_s, time_compute_s, time_memory_s, time_comm_s)."""
     t_compute = np.asarray(flops, dtype=float) / peak_flops_per_s
@@ -65,8 +66,9 @@ def classify(frame: pd.DataFrame, spec: HardwareSpec, cuda_graph: bool = False) 
     with np.errstate(divide="ignore", invalid="ignore"):
         intensity = np.where(moved > 0, flops / moved, np.inf)
     ridge = peak / bw
-    t, t_compute, t_memory, t_comm = roofline_time_s(flops, moved, peak, bw, comm, spec.ceiling_collective_latency_s(),
-                                                     spec.ceiling_link_bytes_per_s())
+    t, t_compute, t_memory, t_comm = roofline_time_s(
+        flops, moved, peak, bw, comm, spec.ceiling_collective_latency_s(), spec.ceiling_link_bytes_per_s()
+    )
     launch = spec.ceiling_launch_s(cuda_graph)
 
     bound = np.where(t_compute >= t_memory, "compute", "memory").astype(object)
@@ -99,6 +101,7 @@ OVERHEAD_SPAN_RATIO = 2.0  # host span at least this many times the GPU time ...
 COMM_SHARE = 0.5  # NCCL kernels at least this share of the GPU time: communication
 MIN_COSTED_SHARE = 0.5  # FLOPs/bytes must describe at least this share of the GPU time to judge roofs
 DEFAULT_DTYPE = "bf16"  # compute dtype assumed where a row names none
+
 
 def classify_measured(frame: pd.DataFrame, spec) -> pd.DataFrame:
     """Return a copy of ``frame`` with achieved rates, fractions of the spec's ceilings and a class.
@@ -147,13 +150,17 @@ def classify_measured(frame: pd.DataFrame, spec) -> pd.DataFrame:
     span = col("span_s")
     busy = col("device_busy_share")
     flops = col("flops")
-    nbytes = col("bytes") if "bytes" in out.columns or "bytes_read" not in out.columns else (
-        col("bytes_read") + col("bytes_written", 0.0))
+    nbytes = (
+        col("bytes")
+        if "bytes" in out.columns or "bytes_read" not in out.columns
+        else (col("bytes_read") + col("bytes_written", 0.0))
+    )
     costed = col("costed_time_s") if "costed_time_s" in out.columns else gpu.copy()
     comm = col("comm_time_s") if "comm_time_s" in out.columns else np.where(_mentions_nccl(out), gpu, 0.0)
     dtypes = (
         out["compute_dtype"].where(out["compute_dtype"].notna(), DEFAULT_DTYPE).astype(str).to_numpy()
-        if "compute_dtype" in out.columns else np.full(n, DEFAULT_DTYPE, dtype=object)
+        if "compute_dtype" in out.columns
+        else np.full(n, DEFAULT_DTYPE, dtype=object)
     )
 
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -173,14 +180,17 @@ def classify_measured(frame: pd.DataFrame, spec) -> pd.DataFrame:
         if comm_share[i] >= COMM_SHARE:
             b, ev = "communication", f"NCCL kernels {comm_share[i]:.0%} of {_si(gpu[i], 's')} GPU time"
         elif per_kernel[i] < launch_s and (
-                busy[i] <= 1 / OVERHEAD_SPAN_RATIO if not np.isnan(busy[i]) else span[i] >= OVERHEAD_SPAN_RATIO * gpu[i]):
+            busy[i] <= 1 / OVERHEAD_SPAN_RATIO if not np.isnan(busy[i]) else span[i] >= OVERHEAD_SPAN_RATIO * gpu[i]
+        ):
             b, ev = "overhead", _overhead_evidence(out, i, *args[:3], busy=busy[i])
         elif np.isnan(flops[i]) and np.isnan(nbytes[i]):
             b, ev = "unknown", f"no FLOP/byte count; {_si(per_kernel[i], 's')} per kernel"
         elif costed_share[i] < MIN_COSTED_SHARE:
             b = "unknown"
-            ev = (f"FLOP/byte count known for {costed_share[i]:.0%} of its GPU time only; "
-                  f"{_si(per_kernel[i], 's')} per kernel")
+            ev = (
+                f"FLOP/byte count known for {costed_share[i]:.0%} of its GPU time only; "
+                f"{_si(per_kernel[i], 's')} per kernel"
+            )
         else:
             fc = -1.0 if np.isnan(frac_c[i]) else frac_c[i]
             fm = -1.0 if np.isnan(frac_m[i]) else frac_m[i]
@@ -224,8 +234,10 @@ def _overhead_evidence(frame, i, gpu, kernels, span, busy=np.nan) -> str:
     per = " per call" if calls > 1 else ""
     if np.isnan(busy):
         return f"kernels {_si(gpu / calls, 's')} in a {_si(span / calls, 's')} span{per}; GPU idle {1 - gpu / span:.0%}"
-    return (f"kernels {_si(gpu / calls, 's')} in a {_si(span / calls, 's')} span{per}; device idle {1 - busy:.0%} "
-            f"of it (all streams)")
+    return (
+        f"kernels {_si(gpu / calls, 's')} in a {_si(span / calls, 's')} span{per}; device idle {1 - busy:.0%} "
+        f"of it (all streams)"
+    )
 
 
 def _roof_evidence(per_kernel, frac_c, frac_m, rate_f, rate_b, dtype) -> str:
@@ -239,8 +251,17 @@ def _roof_evidence(per_kernel, frac_c, frac_m, rate_f, rate_b, dtype) -> str:
     return "; ".join(parts)
 
 
-_PREFIXES = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""),
-             (1e-3, "m"), (1e-6, "µ"), (1e-9, "n")]
+_PREFIXES = [
+    (1e15, "P"),
+    (1e12, "T"),
+    (1e9, "G"),
+    (1e6, "M"),
+    (1e3, "k"),
+    (1, ""),
+    (1e-3, "m"),
+    (1e-6, "µ"),
+    (1e-9, "n"),
+]
 
 
 def _si(value, unit) -> str:

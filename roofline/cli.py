@@ -33,7 +33,9 @@ def library_errors(fn):
             raise click.ClickException(render.term_safe(str(exc))) from None
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
-            raise click.ClickException(render.term_safe(f"{where}{exc.strerror or exc}; check the path and the disk")) from None
+            raise click.ClickException(
+                render.term_safe(f"{where}{exc.strerror or exc}; check the path and the disk")
+            ) from None
 
     return wrapper
 
@@ -47,8 +49,9 @@ def refuse_input_as_output(output, inputs: dict) -> None:
 
     for what, path in inputs.items():
         if path and io.same_file(output, path):
-            raise click.UsageError(render.term_safe(
-                f"the output {output} is the {what} file; write the result to another file"))
+            raise click.UsageError(
+                render.term_safe(f"the output {output} is the {what} file; write the result to another file")
+            )
 
 
 FORMAT_BY_SUFFIX = {".json": "json", ".csv": "csv", ".md": "markdown", ".markdown": "markdown"}
@@ -68,11 +71,20 @@ def output_options(fn):
     def wrapper(*args, fmt=None, output=None, **kwargs):
         return fn(*args, fmt=fmt or format_for(output), output=output, **kwargs)
 
-    wrapper = click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
-                           help="Write to this file instead of standard output.")(wrapper)
-    wrapper = click.option("--format", "fmt", type=click.Choice(render.FORMATS), default=None,
-                           help="table for people; csv and json hold raw SI numbers. Default: from the "
-                                "--output extension (.json, .csv, .md), else table.")(wrapper)
+    wrapper = click.option(
+        "--output",
+        "-o",
+        type=click.Path(dir_okay=False, writable=True),
+        help="Write to this file instead of standard output.",
+    )(wrapper)
+    wrapper = click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(render.FORMATS),
+        default=None,
+        help="table for people; csv and json hold raw SI numbers. Default: from the "
+        "--output extension (.json, .csv, .md), else table.",
+    )(wrapper)
     return wrapper
 
 
@@ -128,14 +140,19 @@ def rendezvous_options(fn):
         return fn(*args, **kwargs)
 
     for flag in reversed(RENDEZVOUS_FLAGS):
-        wrapper = click.option(f"--{flag}", callback=collect, expose_value=True,
-                               help=f"torchrun's --{flag}, for several hosts.")(wrapper)
+        wrapper = click.option(
+            f"--{flag}", callback=collect, expose_value=True, help=f"torchrun's --{flag}, for several hosts."
+        )(wrapper)
     return wrapper
 
 
 def plot_option(fn):
-    return click.option("--plot", "plot_file", type=click.Path(dir_okay=False),
-                        help="Also draw the chart to this file: x.png (x.svg beside it), or one .pdf, .jpg, ...")(fn)
+    return click.option(
+        "--plot",
+        "plot_file",
+        type=click.Path(dir_okay=False),
+        help="Also draw the chart to this file: x.png (x.svg beside it), or one .pdf, .jpg, ...",
+    )(fn)
 
 
 def sweep_option(ctx, param, value):
@@ -155,7 +172,9 @@ def main():
 
 # ------------------------------------------------------------------------------------------------
 WORKLOAD_OPTIONS = [
-    click.option("--batch", "batch_size", callback=sweep_option, help="Batch size: 8, a list 1,8,64 or a range 1:256:x2."),
+    click.option(
+        "--batch", "batch_size", callback=sweep_option, help="Batch size: 8, a list 1,8,64 or a range 1:256:x2."
+    ),
     click.option("--prompt-len", callback=sweep_option, help="Prompt (prefill) tokens per sequence; list or range."),
     click.option("--context-len", callback=sweep_option, help="KV length a decode step attends to; list or range."),
     click.option("--gen-tokens", type=COUNT, help="Generated tokens: decode at the mean context instead."),
@@ -164,14 +183,19 @@ WORKLOAD_OPTIONS = [
     click.option("--act-dtype", type=click.Choice(ACT_DTYPES), help="Dtype of activations."),
     click.option("--kv-dtype", type=click.Choice(STORAGE_DTYPES), help="Dtype of the KV cache."),
     click.option("--attn", "attn_impl", type=click.Choice(ATTN_IMPLS), help="Attention implementation."),
-    click.option("--mla", "mla_form", type=click.Choice(MLA_FORMS),
-                 help="MLA models (DeepSeek): absorbed or decompressed attention; auto: decompressed prefill, "
-                      "absorbed decode."),
+    click.option(
+        "--mla",
+        "mla_form",
+        type=click.Choice(MLA_FORMS),
+        help="MLA models (DeepSeek): absorbed or decompressed attention; auto: decompressed prefill, absorbed decode.",
+    ),
     click.option("--tp", type=COUNT, help="Tensor-parallel degree (counts are per GPU)."),
     click.option("--pp", type=COUNT, help="Pipeline-parallel stages (layers split evenly)."),
     click.option("--ep", type=COUNT, help="Expert-parallel GPUs (MoE): experts spread, all-to-all."),
     click.option("--microbatches", type=COUNT, help="Micro-batches in flight through the pipeline."),
-    click.option("--cuda-graph/--eager", "cuda_graph", default=None, help="Launch floor of a CUDA graph or of eager ops."),
+    click.option(
+        "--cuda-graph/--eager", "cuda_graph", default=None, help="Launch floor of a CUDA graph or of eager ops."
+    ),
 ]
 
 
@@ -236,7 +260,8 @@ def check_finite(result) -> None:
         if bad.any():
             raise RooflineError(
                 f"the analysis gives an infinite {numeric.columns[bad.argmax()]}: a value of the model, the spec or "
-                f"the workload is too large or too small for it; check them")
+                f"the workload is too large or too small for it; check them"
+            )
 
 
 def render_analysis(result, fmt: str, summary_only: bool):
@@ -285,22 +310,26 @@ def render_single_point(result, markdown: bool) -> str:
     if result.model.is_mla:
         from roofline.transformer import mla_form
 
-        head += (f"; MLA {mla_form(w, 'prefill')} in prefill, {mla_form(w, 'decode')} in decode "
-                 f"(--mla), latent KV cache")
+        head += f"; MLA {mla_form(w, 'prefill')} in prefill, {mla_form(w, 'decode')} in decode (--mla), latent KV cache"
     from roofline.predict import describe_source
 
     out = [head, describe_source(spec)]
     for phase in w.phases:
         rows = result.ops[result.ops["phase"] == phase]
         if phase == "prefill":
-            title = (f"prefill: time to first token {render.si(s['prefill_time_s'], 's')} "
-                     f"({render.si(s['prefill_tokens_per_s'])} tokens/s)")
+            title = (
+                f"prefill: time to first token {render.si(s['prefill_time_s'], 's')} "
+                f"({render.si(s['prefill_tokens_per_s'])} tokens/s)"
+            )
         else:
-            title = (f"decode: {render.si(s['decode_time_s'], 's')} per step, "
-                     f"{render.si(s['decode_tokens_per_s'])} tokens/s")
+            title = (
+                f"decode: {render.si(s['decode_time_s'], 's')} per step, {render.si(s['decode_tokens_per_s'])} tokens/s"
+            )
         out += ["", title, render.text_table(rows, render.OP_TABLE, markdown)]
-        shares = ", ".join(f"{cls} {render.percent(s[f'{phase}_share_{cls}'])}"
-                           for cls in ("compute", "memory", "communication", "overhead", "latency"))
+        shares = ", ".join(
+            f"{cls} {render.percent(s[f'{phase}_share_{cls}'])}"
+            for cls in ("compute", "memory", "communication", "overhead", "latency")
+        )
         out.append(f"time by bound: {shares}; pure roofline: {render.si(s[f'{phase}_roofline_time_s'], 's')}")
     out += [
         "",
@@ -308,7 +337,8 @@ def render_single_point(result, markdown: bool) -> str:
         f" = {render.si(s['memory_bytes'], 'B')} of {render.si(s['mem_capacity_bytes'], 'B')}"
         f" ({'fits' if s['fits_in_memory'] else 'DOES NOT FIT'})",
         f"decode weight matmuls reach the ridge at batch {s['decode_ridge_batch']:.0f}"
-        if s["decode_ridge_batch"] == s["decode_ridge_batch"] else "decode weight matmuls stay memory-bound up to batch 65536",
+        if s["decode_ridge_batch"] == s["decode_ridge_batch"]
+        else "decode weight matmuls stay memory-bound up to batch 65536",
     ]
     return "\n".join(out)
 
@@ -328,7 +358,8 @@ def advise(model, gpu, top, fmt, output, **workload):
     Example:
       roofline advise examples/llama-2-7b.yaml --gpu a10 --phase decode
     """
-    from roofline.advise import advise as run_advise, render_advice
+    from roofline.advise import advise as run_advise
+    from roofline.advise import render_advice
     from roofline.analysis import analyze as run_analysis
 
     refuse_input_as_output(output, {"model": model, "spec": gpu})
@@ -344,15 +375,27 @@ def advise(model, gpu, top, fmt, output, **workload):
 # ------------------------------------------------------------------------------------------------
 @main.command()
 @click.argument("model", type=click.Path())
-@click.option("--gpu", default="auto", show_default=True, help="Spec to compare with: auto (from NVML), a name or a path.")
-@click.option("--layers", type=COUNT, help="Decoder layers to build: default 2 for the reference "
-                                                            "model, all for --impl transformers.")
-@click.option("--impl", type=click.Choice(["reference", "transformers"]), default="reference", show_default=True,
-              help="reference: the project's decoder, one range per op; transformers: the Hugging Face implementation "
-                   "of the config (random weights), prefill + --gen-tokens decode steps (default 8) through its own "
-                   "forward and cache, kernels mapped to ops by roofline.capture. Needs pip install 'roofline[hf]'.")
+@click.option(
+    "--gpu", default="auto", show_default=True, help="Spec to compare with: auto (from NVML), a name or a path."
+)
+@click.option(
+    "--layers",
+    type=COUNT,
+    help="Decoder layers to build: default 2 for the reference model, all for --impl transformers.",
+)
+@click.option(
+    "--impl",
+    type=click.Choice(["reference", "transformers"]),
+    default="reference",
+    show_default=True,
+    help="reference: the project's decoder, one range per op; transformers: the Hugging Face implementation "
+    "of the config (random weights), prefill + --gen-tokens decode steps (default 8) through its own "
+    "forward and cache, kernels mapped to ops by roofline.capture. Needs pip install 'roofline[hf]'.",
+)
 @workload_options
-@click.option("--warmup", type=click.IntRange(min=0, max=MAX_INT), default=5, show_default=True, help="Warm-up iterations.")
+@click.option(
+    "--warmup", type=click.IntRange(min=0, max=MAX_INT), default=5, show_default=True, help="Warm-up iterations."
+)
 @click.option("--iters", type=COUNT, default=10, show_default=True, help="Profiled iterations (median).")
 @click.option("--trace-dir", type=click.Path(file_okay=False), help="Keep each phase's Chrome trace here.")
 @click.option("--nproc", type=COUNT, help="With --tp: GPUs (processes) on this host; default tp / nnodes.")
@@ -394,8 +437,11 @@ def profile(model, gpu, layers, impl, warmup, iters, trace_dir, nproc, rendezvou
     points = list(itertools.product(w.batch_size, w.prompt_len, w.context_len or (None,)))
     spec = None if gpu == "auto" else gpu
     comparisons = []
-    with click.progressbar(points, label="profiling", file=sys.stderr,
-                           show_pos=True) if len(points) > 1 else contextlib.nullcontext(points) as bar:
+    with (
+        click.progressbar(points, label="profiling", file=sys.stderr, show_pos=True)
+        if len(points) > 1
+        else contextlib.nullcontext(points) as bar
+    ):
         for b, p, c in bar:
             point = replace(w, batch_size=(b,), prompt_len=(p,), context_len=(c,) if c else None)
             trace = f"{trace_dir}/b{b}_p{p}_c{c or p}" if trace_dir else None
@@ -408,14 +454,22 @@ def profile(model, gpu, layers, impl, warmup, iters, trace_dir, nproc, rendezvou
     for note in dict.fromkeys(n for c in comparisons for n in c.notes):
         click.echo(f"note: {note}", err=True)
     if fmt == "json":
-        emit(render.to_json({"device": comparisons[0].run.device, "steps": render.to_records(steps),
-                             "ops": render.to_records(ops)}), output)
+        emit(
+            render.to_json(
+                {"device": comparisons[0].run.device, "steps": render.to_records(steps), "ops": render.to_records(ops)}
+            ),
+            output,
+        )
     elif fmt == "csv":
         emit(render.to_csv(ops), output)
     else:
         markdown = fmt == "markdown"
-        emit(render.text_table(steps, _present(steps, render.STEP_TABLE), markdown) + "\n\n"
-             + render.text_table(ops, _present(ops, render.PROFILE_TABLE), markdown), output)
+        emit(
+            render.text_table(steps, _present(steps, render.STEP_TABLE), markdown)
+            + "\n\n"
+            + render.text_table(ops, _present(ops, render.PROFILE_TABLE), markdown),
+            output,
+        )
     if plot_file:
         from roofline import plot
 
@@ -432,17 +486,31 @@ def render_hf_profile(ops, run, times, trace_path, fmt: str) -> str:
     steps.columns = ["phase", "passes", "median_wall_time_s"]
     steps["median_gpu_time_s"] = steps["phase"].map(run.passes.groupby("phase", sort=False)["gpu_time_s"].median())
     if fmt == "json":
-        return render.to_json({"device": run.spec.name, "summary": run.summary, "steps": render.to_records(steps),
-                               "ops": render.to_records(ops), "unattributed": render.to_records(run.unattributed),
-                               "notes": run.notes, "trace": trace_path})
+        return render.to_json(
+            {
+                "device": run.spec.name,
+                "summary": run.summary,
+                "steps": render.to_records(steps),
+                "ops": render.to_records(ops),
+                "unattributed": render.to_records(run.unattributed),
+                "notes": run.notes,
+                "trace": trace_path,
+            }
+        )
     if fmt == "csv":
         return ops.to_csv(index=False)
-    step_cols = {"phase": ("phase", str), "passes": ("passes", lambda v: f"{v:.0f}"),
-                 "median_wall_time_s": ("wall per pass", lambda v: render.si(v, "s")),
-                 "median_gpu_time_s": ("kernels per pass", lambda v: render.si(v, "s"))}
+    step_cols = {
+        "phase": ("phase", str),
+        "passes": ("passes", lambda v: f"{v:.0f}"),
+        "median_wall_time_s": ("wall per pass", lambda v: render.si(v, "s")),
+        "median_gpu_time_s": ("kernels per pass", lambda v: render.si(v, "s")),
+    }
     markdown = fmt == "markdown"
-    return (render.text_table(steps, step_cols, markdown) + "\n\n"
-            + render.text_table(ops, _present(ops, ATTRIBUTE_TABLE), markdown))
+    return (
+        render.text_table(steps, step_cols, markdown)
+        + "\n\n"
+        + render.text_table(ops, _present(ops, ATTRIBUTE_TABLE), markdown)
+    )
 
 
 def profile_transformers(m, w, gpu, layers, trace_dir, fmt, output, plot_file, flags):
@@ -455,8 +523,9 @@ def profile_transformers(m, w, gpu, layers, trace_dir, fmt, output, plot_file, f
         raise click.UsageError("--impl transformers runs on one GPU; drop --tp, --pp and --ep")
     require_transformers()
     trace_path = f"{trace_dir}/hf_trace.json.gz" if trace_dir else None
-    cap, times, _ = profile_hf(m, w, spec=None if gpu == "auto" else gpu, layers=layers, trace_path=trace_path,
-                               compare=compare_frame)
+    cap, times, _ = profile_hf(
+        m, w, spec=None if gpu == "auto" else gpu, layers=layers, trace_path=trace_path, compare=compare_frame
+    )
     ops, run = cap.comparison, cap.run
     for note in run.notes:
         click.echo(f"note: {note}", err=True)
@@ -467,20 +536,39 @@ def profile_transformers(m, w, gpu, layers, trace_dir, fmt, output, plot_file, f
 
         wl = run.workload
         context = round(sum(wl["context_lens"]) / len(wl["context_lens"])) if wl["context_lens"] else None
-        analytic = run_analysis(cap.config, run.spec, batch_size=round(wl["batch_size"]),
-                                prompt_len=round(wl["prompt_len"]), context_len=context)
-        warn_written(plot.save(plot.figure_roofline(analytic.ops, analytic.spec, measured=measured_points(ops)),
-                               plot_file))
+        analytic = run_analysis(
+            cap.config,
+            run.spec,
+            batch_size=round(wl["batch_size"]),
+            prompt_len=round(wl["prompt_len"]),
+            context_len=context,
+        )
+        warn_written(
+            plot.save(plot.figure_roofline(analytic.ops, analytic.spec, measured=measured_points(ops)), plot_file)
+        )
 
 
 @main.command()
-@click.option("--gpu", default="auto", show_default=True, help="Shipped spec to extend: auto (from the GPU's name), a name or a path.")
+@click.option(
+    "--gpu",
+    default="auto",
+    show_default=True,
+    help="Shipped spec to extend: auto (from the GPU's name), a name or a path.",
+)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the calibrated spec YAML here.")
 @click.option("--quick", is_flag=True, help="Small sizes and few repeats: a smoke test, not real numbers.")
-@click.option("--kernels/--no-kernels", default=True, show_default=True,
-              help="Also measure the kernel model the prediction uses (bandwidth by size, GEMM and attention tables, per-op costs).")
-@click.option("--collectives", is_flag=True, help="Also measure all-reduce bus bandwidth and latency over the GPUs present.")
-@click.option("--nproc", type=click.IntRange(min=2), help="With --collectives: GPUs to use on this host (default: all).")
+@click.option(
+    "--kernels/--no-kernels",
+    default=True,
+    show_default=True,
+    help="Also measure the kernel model the prediction uses (bandwidth by size, GEMM and attention tables, per-op costs).",
+)
+@click.option(
+    "--collectives", is_flag=True, help="Also measure all-reduce bus bandwidth and latency over the GPUs present."
+)
+@click.option(
+    "--nproc", type=click.IntRange(min=2), help="With --collectives: GPUs to use on this host (default: all)."
+)
 @rendezvous_options
 @library_errors
 def calibrate(gpu, output, quick, kernels, collectives, nproc, rendezvous):
@@ -490,7 +578,8 @@ def calibrate(gpu, output, quick, kernels, collectives, nproc, rendezvous):
     Example (needs a CUDA GPU):
       roofline calibrate --output my-h100.yaml
     """
-    from roofline.measure.calibrate import calibrate as run_calibrate, write_spec
+    from roofline.measure.calibrate import calibrate as run_calibrate
+    from roofline.measure.calibrate import write_spec
 
     refuse_input_as_output(output, {"spec": gpu})
     raw = run_calibrate(output=None, spec=None if gpu == "auto" else gpu, quick=quick, kernels=kernels)
@@ -503,25 +592,41 @@ def calibrate(gpu, output, quick, kernels, collectives, nproc, rendezvous):
     if output:
         write_spec(raw, output)
     measured = raw.get("measured", {})
-    lines = [f"{k}: {v}" if not isinstance(v, dict) else f"{k}: table ({', '.join(map(str, v))})"
-             for k, v in measured.items() if k != "conditions"]
+    lines = [
+        f"{k}: {v}" if not isinstance(v, dict) else f"{k}: table ({', '.join(map(str, v))})"
+        for k, v in measured.items()
+        if k != "conditions"
+    ]
     if output:
         lines.append(f"wrote {output}; use it with --gpu {output}")
     click.echo("\n".join(lines))
 
 
-
 # ------------------------------------------------------------------------------------------------
 @main.command("validate")
-@click.option("--gpu", default="auto", show_default=True,
-              help="Spec to predict with: auto (the detected GPU's shipped spec), a name or a calibrated spec YAML.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False),
-              help="Report folder (default: reports/validate-SPEC).")
-@click.option("--layers", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Decoder layers of the reference model per case.")
+@click.option(
+    "--gpu",
+    default="auto",
+    show_default=True,
+    help="Spec to predict with: auto (the detected GPU's shipped spec), a name or a calibrated spec YAML.",
+)
+@click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False), help="Report folder (default: reports/validate-SPEC)."
+)
+@click.option(
+    "--layers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Decoder layers of the reference model per case.",
+)
 @click.option("--quick", is_flag=True, help="Two cases instead of the whole matrix: a smoke test.")
-@click.option("--rescore", "rescore_dir", type=click.Path(file_okay=False, exists=True),
-              help="No GPU: score the measurements of a written validate folder with --gpu's prediction instead.")
+@click.option(
+    "--rescore",
+    "rescore_dir",
+    type=click.Path(file_okay=False, exists=True),
+    help="No GPU: score the measurements of a written validate folder with --gpu's prediction instead.",
+)
 @library_errors
 def validate_command(gpu, out_dir, layers, quick, rescore_dir):
     """Run the reference model over a matrix (MHA, GQA, MoE, a small model; prefill and decode; batch 1-256;
@@ -534,7 +639,14 @@ def validate_command(gpu, out_dir, layers, quick, rescore_dir):
       roofline validate --gpu h200 --out validate-h200 --quick
     """
     from roofline.validation import (
-        CHECK_TABLE, MATRIX, QUICK_MATRIX, STEP_TABLE, error_summary, load_validation, rescore, validate,
+        CHECK_TABLE,
+        MATRIX,
+        QUICK_MATRIX,
+        STEP_TABLE,
+        error_summary,
+        load_validation,
+        rescore,
+        validate,
         write_validation,
     )
 
@@ -546,12 +658,19 @@ def validate_command(gpu, out_dir, layers, quick, rescore_dir):
             raise click.UsageError("--rescore needs --gpu: the spec whose prediction to score (a name or a path)")
         result = rescore(load_validation(rescore_dir), gpu)
     else:
-        result = validate(spec=None if gpu == "auto" else gpu, matrix=QUICK_MATRIX if quick else MATRIX,
-                          layers=layers, log=log)
-    path = write_validation(result, out_dir or f"reports/validate-{result.device['spec']}",
-                            command=" ".join(["roofline", *sys.argv[1:]]))
-    out = [render.text_table(result.steps, STEP_TABLE, False), "",
-           render.text_table(error_summary(result.ops, result.steps), CHECK_TABLE, False), "", f"wrote {path}"]
+        result = validate(
+            spec=None if gpu == "auto" else gpu, matrix=QUICK_MATRIX if quick else MATRIX, layers=layers, log=log
+        )
+    path = write_validation(
+        result, out_dir or f"reports/validate-{result.device['spec']}", command=" ".join(["roofline", *sys.argv[1:]])
+    )
+    out = [
+        render.text_table(result.steps, STEP_TABLE, False),
+        "",
+        render.text_table(error_summary(result.ops, result.steps), CHECK_TABLE, False),
+        "",
+        f"wrote {path}",
+    ]
     click.echo("\n".join(out))
 
 
@@ -579,14 +698,25 @@ TRACE_RANK_TABLE = {
 
 @main.command()
 @click.argument("trace_file", metavar="TRACE.json[.gz]|FOLDER", type=click.Path())
-@click.option("--gpu", help="The spec of the GPU the trace was recorded on (name or path); default: the trace's own "
-                            "deviceProperties.")
-@click.option("--by", type=click.Choice(["op", "range", "rank"]), default="range", show_default=True,
-              help="Group kernels by their CPU op, by the innermost record_function range, or by rank "
-                   "(a folder of one trace per rank).")
-@click.option("--model", "model_file", type=click.Path(dir_okay=False),
-              help="The model's config (YAML or config.json): map every kernel to the analytic (phase, op) rows "
-                   "and compare with the prediction. TRACE may then be a folder of rank files.")
+@click.option(
+    "--gpu",
+    help="The spec of the GPU the trace was recorded on (name or path); default: the trace's own deviceProperties.",
+)
+@click.option(
+    "--by",
+    type=click.Choice(["op", "range", "rank"]),
+    default="range",
+    show_default=True,
+    help="Group kernels by their CPU op, by the innermost record_function range, or by rank "
+    "(a folder of one trace per rank).",
+)
+@click.option(
+    "--model",
+    "model_file",
+    type=click.Path(dir_okay=False),
+    help="The model's config (YAML or config.json): map every kernel to the analytic (phase, op) rows "
+    "and compare with the prediction. TRACE may then be a folder of rank files.",
+)
 @click.option("--batch", "batch_size", type=COUNT, help="With --model: the batch, instead of inferring it.")
 @click.option("--prompt-len", type=COUNT, help="With --model: the prompt length, instead of inferring it.")
 @plot_option
@@ -619,9 +749,17 @@ def trace(trace_file, gpu, by, model_file, batch_size, prompt_len, fmt, output, 
     result = analyze_trace(trace_file, resolve_spec(gpu, trace_list(trace_file)))
     frame = {"op": result.by_op, "range": result.by_range, "rank": result.by_rank}[by]
     if fmt == "json":
-        emit(render.to_json({"summary": result.summary, "by_range": render.to_records(result.by_range),
-                             "by_op": render.to_records(result.by_op),
-                             "by_rank": render.to_records(result.by_rank)}), output)
+        emit(
+            render.to_json(
+                {
+                    "summary": result.summary,
+                    "by_range": render.to_records(result.by_range),
+                    "by_op": render.to_records(result.by_op),
+                    "by_rank": render.to_records(result.by_rank),
+                }
+            ),
+            output,
+        )
     elif fmt == "csv":
         emit(render.to_csv(frame), output)
     else:
@@ -630,8 +768,11 @@ def trace(trace_file, gpu, by, model_file, batch_size, prompt_len, fmt, output, 
             cols = TRACE_RANK_TABLE
         elif by == "range":
             cols = {"range": ("range", str), **{k: v for k, v in cols.items() if k != "op"}}
-        summary = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.summary.items()
-                            if not isinstance(v, (dict, list)))
+        summary = ", ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in result.summary.items()
+            if not isinstance(v, (dict, list))
+        )
         emit(render.text_table(frame, _present(frame, cols), fmt == "markdown") + "\n\n" + summary, output)
     if plot_file:
         from roofline import plot
@@ -669,10 +810,20 @@ def trace_model(trace_file, gpu, model_file, batch_size, prompt_len, fmt, output
     ops = compare_frame(result, model, result.spec)
     s = result.summary
     if fmt == "json":
-        emit(render.to_json({"model": model.name, "gpu": spec_name, "summary": {k: v for k, v in s.items()},
-                             "notes": result.notes, "ops": render.to_records(ops),
-                             "unattributed": render.to_records(result.unattributed),
-                             "passes": render.to_records(result.passes)}), output)
+        emit(
+            render.to_json(
+                {
+                    "model": model.name,
+                    "gpu": spec_name,
+                    "summary": {k: v for k, v in s.items()},
+                    "notes": result.notes,
+                    "ops": render.to_records(ops),
+                    "unattributed": render.to_records(result.unattributed),
+                    "passes": render.to_records(result.passes),
+                }
+            ),
+            output,
+        )
     elif fmt == "csv":
         emit(ops.to_csv(index=False), output)
     else:
@@ -684,8 +835,10 @@ def trace_model(trace_file, gpu, model_file, batch_size, prompt_len, fmt, output
             + (f", decode context {min(ctx):.0f}..{max(ctx):.0f}" if ctx else ""),
             render.text_table(ops, _present(ops, ATTRIBUTE_TABLE), fmt == "markdown"),
             "",
-            (f"GPU time {render.si(s['gpu_time_s'], 's')}: {render.percent(s['attributed_share'])} on op rows, "
-             f"{render.si(s['unattributed_gpu_time_s'], 's')} on none"),
+            (
+                f"GPU time {render.si(s['gpu_time_s'], 's')}: {render.percent(s['attributed_share'])} on op rows, "
+                f"{render.si(s['unattributed_gpu_time_s'], 's')} on none"
+            ),
         ]
         off = result.unattributed.groupby(["op", "reason"], sort=False)["gpu_time_s"].sum()
         lines += [f"  {render.si(t, 's')} {op}: {reason}" for (op, reason), t in off.items()]
@@ -697,8 +850,13 @@ def trace_model(trace_file, gpu, model_file, batch_size, prompt_len, fmt, output
 
         w = result.workload
         context = round(sum(w["context_lens"]) / len(w["context_lens"])) if w["context_lens"] else None
-        analytic = run_analysis(model, result.spec, batch_size=round(w["batch_size"]),
-                                prompt_len=round(w["prompt_len"]), context_len=context)
+        analytic = run_analysis(
+            model,
+            result.spec,
+            batch_size=round(w["batch_size"]),
+            prompt_len=round(w["prompt_len"]),
+            context_len=context,
+        )
         figure = plot.figure_roofline(analytic.ops, analytic.spec, measured=measured_points(ops))
         warn_written(plot.save(figure, plot_file))
 
@@ -707,17 +865,27 @@ def measured_points(ops):
     """The compared rows as the measured points plot.figure_roofline draws."""
     import pandas as pd
 
-    return pd.DataFrame({"phase": ops["phase"], "op": ops["op"], "flops": ops["analytic_flops"],
-                         "measured_time_s": ops["gpu_time_s"]})  # both over all the calls measured
+    return pd.DataFrame(
+        {"phase": ops["phase"], "op": ops["op"], "flops": ops["analytic_flops"], "measured_time_s": ops["gpu_time_s"]}
+    )  # both over all the calls measured
 
 
 # ------------------------------------------------------------------------------------------------
 @main.command()
 @click.argument("model", type=click.Path())
 @click.option("--gpu", required=True, help="A shipped spec name or a path to a spec YAML (a calibrated one too).")
-@click.option("--out", "-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="The report folder to write (built aside, swapped in whole).")
-@click.option("--profile", "with_profile", is_flag=True, help="Also measure on this machine's GPU and check the advice.")
+@click.option(
+    "--out",
+    "-o",
+    "--output",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="The report folder to write (built aside, swapped in whole).",
+)
+@click.option(
+    "--profile", "with_profile", is_flag=True, help="Also measure on this machine's GPU and check the advice."
+)
 @click.option("--layers", type=COUNT, default=2, show_default=True, help="Reference layers for --profile.")
 @workload_options
 @library_errors
@@ -745,8 +913,9 @@ def report(model, gpu, out_dir, with_profile, layers, **workload):
         comparison = compare(run_analysis(m, gpu, workload=w), run)
         advice = run_advise(comparison)
         checks = check_advice(comparison, advice, measure_suggestions(m, w, gpu, advice, run, layers=layers))
-    path = write_report(model, gpu, out_dir, command_line=command_line, comparison=comparison, advice=advice,
-                        checks=checks, **workload)
+    path = write_report(
+        model, gpu, out_dir, command_line=command_line, comparison=comparison, advice=advice, checks=checks, **workload
+    )
     click.echo(f"wrote {path} and {path.with_suffix('.html')}")
 
 
@@ -760,16 +929,24 @@ def _command_line(ctx) -> str:
         if isinstance(param, click.Argument):
             words.append(str(value))
         elif value is not None and value is not False and value != param.default:
-            words.append(param.opts[0] if value is True else f"{param.opts[0]} "
-                         + (",".join(map(str, value)) if isinstance(value, tuple) else str(value)))
+            words.append(
+                param.opts[0]
+                if value is True
+                else f"{param.opts[0]} " + (",".join(map(str, value)) if isinstance(value, tuple) else str(value))
+            )
     return " ".join(shlex.quote(w) if " " not in w else w for w in words)
 
 
 @main.command("plot")
 @click.argument("result", type=click.Path(dir_okay=False))
 @click.option("--gpu", help="The spec, when the result was made with a spec YAML that is not shipped.")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
-              help="Chart to write: x.png (x.svg beside it), or one file .pdf, .jpg, .eps, .tiff, .webp.")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Chart to write: x.png (x.svg beside it), or one file .pdf, .jpg, .eps, .tiff, .webp.",
+)
 @library_errors
 def plot_result(result, gpu, output):
     """Draw the charts of a saved `roofline analyze --format json` result.
@@ -783,10 +960,15 @@ def plot_result(result, gpu, output):
 
     refuse_input_as_output(output, {"result": result, "spec": gpu})
     ops, summary, spec_name = plot.load_result_json(result)
-    if gpu is None and ("/" in spec_name or "\\" in spec_name or spec_name.lower().endswith((".yaml", ".yml", ".json"))):
-        raise click.ClickException(render.term_safe(
-            f"{result}: its gpu field '{spec_name}' is a path; roofline does not open a path read from a data "
-            f"file: pass --gpu with the spec's name or the path you trust"))
+    if gpu is None and (
+        "/" in spec_name or "\\" in spec_name or spec_name.lower().endswith((".yaml", ".yml", ".json"))
+    ):
+        raise click.ClickException(
+            render.term_safe(
+                f"{result}: its gpu field '{spec_name}' is a path; roofline does not open a path read from a data "
+                f"file: pass --gpu with the spec's name or the path you trust"
+            )
+        )
     warn_written(plot.save(plot.figure_result(ops, summary, gpu or spec_name), output))
 
 
@@ -810,11 +992,16 @@ def specs(ctx, fmt, output):
     for name in list_specs():
         spec = load_spec(name)
         peak16 = spec.peak_flops_per_s.get("bf16") or spec.peak_flops_per_s.get("fp16")
-        rows.append({
-            "name": name, "full_name": spec.full_name, "bf16_flops_per_s": peak16,
-            "mem_bytes_per_s": spec.mem_bytes_per_s, "mem_capacity_bytes": spec.mem_capacity_bytes,
-            "ridge_bf16": spec.ridge("bf16") if spec.has_dtype("bf16") else float("nan"),
-        })
+        rows.append(
+            {
+                "name": name,
+                "full_name": spec.full_name,
+                "bf16_flops_per_s": peak16,
+                "mem_bytes_per_s": spec.mem_bytes_per_s,
+                "mem_capacity_bytes": spec.mem_capacity_bytes,
+                "ridge_bf16": spec.ridge("bf16") if spec.has_dtype("bf16") else float("nan"),
+            }
+        )
     import pandas as pd
 
     frame = pd.DataFrame(rows)
@@ -824,7 +1011,8 @@ def specs(ctx, fmt, output):
         emit(render.to_csv(frame), output)
     else:
         formats = {
-            "name": ("name", str), "full_name": ("device", str),
+            "name": ("name", str),
+            "full_name": ("device", str),
             "bf16_flops_per_s": ("bf16 dense", lambda v: render.si(v, "FLOP/s")),
             "mem_bytes_per_s": ("memory BW", lambda v: render.si(v, "B/s")),
             "mem_capacity_bytes": ("memory", lambda v: render.si(v, "B")),
@@ -849,19 +1037,28 @@ def specs_show(name, fmt, output):
 
     refuse_input_as_output(output, {"spec": name})
     spec = load_spec(name)
-    rows = [{
-        "dtype": dtype,
-        "peak_flops_per_s": peak,
-        "measured_flops_per_s": spec.measured_peak_flops_per_s.get(dtype),
-        "ridge_flop_per_byte": peak / spec.mem_bytes_per_s,
-        "source": _source(spec, dtype),
-    } for dtype, peak in spec.peak_flops_per_s.items()]
+    rows = [
+        {
+            "dtype": dtype,
+            "peak_flops_per_s": peak,
+            "measured_flops_per_s": spec.measured_peak_flops_per_s.get(dtype),
+            "ridge_flop_per_byte": peak / spec.mem_bytes_per_s,
+            "source": _source(spec, dtype),
+        }
+        for dtype, peak in spec.peak_flops_per_s.items()
+    ]
     info = {
-        "name": spec.name, "full_name": spec.full_name, "mem_bytes_per_s": spec.mem_bytes_per_s,
-        "mem_capacity_bytes": spec.mem_capacity_bytes, "l2_bytes": spec.l2_bytes,
-        "gpu_link": spec.gpu_link_name, "gpu_link_bytes_per_s_per_direction": spec.gpu_link_bytes_per_s,
-        "host_link": spec.host_link_name, "host_link_bytes_per_s_per_direction": spec.host_link_bytes_per_s,
-        "launch_overhead_s": spec.launch_overhead_s, "graph_launch_overhead_s": spec.graph_launch_overhead_s,
+        "name": spec.name,
+        "full_name": spec.full_name,
+        "mem_bytes_per_s": spec.mem_bytes_per_s,
+        "mem_capacity_bytes": spec.mem_capacity_bytes,
+        "l2_bytes": spec.l2_bytes,
+        "gpu_link": spec.gpu_link_name,
+        "gpu_link_bytes_per_s_per_direction": spec.gpu_link_bytes_per_s,
+        "host_link": spec.host_link_name,
+        "host_link_bytes_per_s_per_direction": spec.host_link_bytes_per_s,
+        "launch_overhead_s": spec.launch_overhead_s,
+        "graph_launch_overhead_s": spec.graph_launch_overhead_s,
         "collective_latency_s": spec.collective_latency_s,
         "measured_mem_bytes_per_s": spec.measured_mem_bytes_per_s,
         "file": spec.path,
@@ -870,8 +1067,12 @@ def specs_show(name, fmt, output):
 
     frame = pd.DataFrame(rows)
     if fmt == "json":
-        emit(render.to_json({**info, "dtypes": render.to_records(frame), "sources": spec.sources,
-                             "references": spec.references}), output)
+        emit(
+            render.to_json(
+                {**info, "dtypes": render.to_records(frame), "sources": spec.sources, "references": spec.references}
+            ),
+            output,
+        )
         return
     if fmt == "csv":
         emit(render.to_csv(frame), output)

@@ -40,16 +40,44 @@ from roofline.measure.run import MeasuredRun
 MEASURED_NAMES = {"calls": "ref_count", "gpu_time_s": "measured_time_s", "gpu_time_spread": "measured_time_spread"}
 # the analysis' roofline time meets the run as predicted_time_s (per call); its calibrated prediction
 # (predict.py's predicted_time_s) as calibrated_time_s
-PREDICTED_NAMES = {"time_s": "predicted_time_s", "predicted_time_s": "calibrated_time_s",
-                   "bound": "predicted_bound", "total_time_s": "predicted_total_time_s",
-                   "share": "predicted_share"}
-COMM_COLUMNS = ["comm_time_s", "exposed_comm_s", "message_bytes", "predicted_comm_s", "datasheet_comm_s",
-                "link_bytes_per_s", "comm_time_min_rank_s", "comm_time_max_rank_s", "busbw_bytes_per_s",
-                "busbw_min_rank_bytes_per_s", "comm_over_predicted"]
+PREDICTED_NAMES = {
+    "time_s": "predicted_time_s",
+    "predicted_time_s": "calibrated_time_s",
+    "bound": "predicted_bound",
+    "total_time_s": "predicted_total_time_s",
+    "share": "predicted_share",
+}
+COMM_COLUMNS = [
+    "comm_time_s",
+    "exposed_comm_s",
+    "message_bytes",
+    "predicted_comm_s",
+    "datasheet_comm_s",
+    "link_bytes_per_s",
+    "comm_time_min_rank_s",
+    "comm_time_max_rank_s",
+    "busbw_bytes_per_s",
+    "busbw_min_rank_bytes_per_s",
+    "comm_over_predicted",
+]
 COMM_TABLE_COLUMNS = [
-    "phase", "op", "count", "message_bytes", "comm_bytes", "predicted_comm_s", "datasheet_comm_s", "comm_time_s",
-    "comm_time_min_rank_s", "comm_time_max_rank_s", "exposed_comm_s", "busbw_bytes_per_s", "busbw_min_rank_bytes_per_s",
-    "link_bytes_per_s", "comm_over_predicted", "n_kernels", "measured_bound",
+    "phase",
+    "op",
+    "count",
+    "message_bytes",
+    "comm_bytes",
+    "predicted_comm_s",
+    "datasheet_comm_s",
+    "comm_time_s",
+    "comm_time_min_rank_s",
+    "comm_time_max_rank_s",
+    "exposed_comm_s",
+    "busbw_bytes_per_s",
+    "busbw_min_rank_bytes_per_s",
+    "link_bytes_per_s",
+    "comm_over_predicted",
+    "n_kernels",
+    "measured_bound",
 ]
 
 
@@ -105,8 +133,10 @@ def compare(analysis: Analysis, run: MeasuredRun) -> Comparison:
         a[key] = a[key].astype(str)
     missing = [ph for ph in phases if ph not in set(a["phase"])]
     if missing:
-        raise ConfigError(f"the analysis has no {', '.join(missing)} phase, which the run measured; "
-                          f"analyse with --phase both (or the run's phase)")
+        raise ConfigError(
+            f"the analysis has no {', '.join(missing)} phase, which the run measured; "
+            f"analyse with --phase both (or the run's phase)"
+        )
     notes = list(run.notes) + _point_notes(analysis, run)
     a = a[a["phase"].isin(phases)]
 
@@ -147,8 +177,10 @@ def compare(analysis: Analysis, run: MeasuredRun) -> Comparison:
         total = t * f["count"].to_numpy(float)
         roofline_fraction = f["predicted_time_s"].to_numpy(float) / t  # max of the two fractions
         over = t / f["predicted_time_s"].to_numpy(float)
-    derived = pd.DataFrame({"total_measured_time_s": total, "roofline_fraction": roofline_fraction,
-                            "measured_over_predicted": over}, index=f.index)
+    derived = pd.DataFrame(
+        {"total_measured_time_s": total, "roofline_fraction": roofline_fraction, "measured_over_predicted": over},
+        index=f.index,
+    )
     if time_source is not None:
         derived["time_source"] = time_source.to_numpy()
     if distributed:  # the order the distributed frames had: measured class, derived, then communication
@@ -157,8 +189,14 @@ def compare(analysis: Analysis, run: MeasuredRun) -> Comparison:
     else:
         f = pd.concat([f, derived], axis=1)
     steps = _steps(f, run, distributed)
-    return Comparison(analysis=analysis, run=run, ops=f, steps=steps, summary=_summary(f, steps, analysis),
-                      notes=tuple(dict.fromkeys(notes)))
+    return Comparison(
+        analysis=analysis,
+        run=run,
+        ops=f,
+        steps=steps,
+        summary=_summary(f, steps, analysis),
+        notes=tuple(dict.fromkeys(notes)),
+    )
 
 
 def measured_for_advice(ops: pd.DataFrame) -> pd.DataFrame:
@@ -180,8 +218,16 @@ def comm_table(comparison: Comparison) -> pd.DataFrame:
     f = ops[ops["comm_bytes"] > 0]
     if not len(f):
         return pd.DataFrame(columns=COMM_TABLE_COLUMNS)
-    keep = ["count", "message_bytes", "comm_bytes", "predicted_comm_s", "datasheet_comm_s", "comm_time_min_rank_s",
-            "comm_time_max_rank_s", "link_bytes_per_s"]
+    keep = [
+        "count",
+        "message_bytes",
+        "comm_bytes",
+        "predicted_comm_s",
+        "datasheet_comm_s",
+        "comm_time_min_rank_s",
+        "comm_time_max_rank_s",
+        "link_bytes_per_s",
+    ]
     g = f.groupby(["phase", "op"], sort=False)
     out = g[keep].first()
     out["comm_time_s"] = g["comm_time_s"].mean()
@@ -210,8 +256,16 @@ def comm_against_prediction(comm: pd.DataFrame, analysis: Analysis) -> pd.DataFr
     return out
 
 
-CHECK_COLUMNS = ["change", "phase", "predicted_speedup", "predicted_speedup_ref", "achieved_speedup", "baseline_s",
-                 "changed_s", "how"]
+CHECK_COLUMNS = [
+    "change",
+    "phase",
+    "predicted_speedup",
+    "predicted_speedup_ref",
+    "achieved_speedup",
+    "baseline_s",
+    "changed_s",
+    "how",
+]
 
 
 def check_advice(comparison: Comparison, advice: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
@@ -233,9 +287,16 @@ def check_advice(comparison: Comparison, advice: pd.DataFrame, measured: pd.Data
     if len(advice) != len(measured):
         raise ValueError("check_advice needs the measure_suggestions frame of the same advice, row for row")
     for (_, s), (_, m) in zip(advice.iterrows(), measured.iterrows()):
-        row = {"change": s["change"], "phase": s["phase"], "predicted_speedup": s["predicted_speedup"],
-               "predicted_speedup_ref": np.nan,
-               "achieved_speedup": np.nan, "baseline_s": m["baseline_s"], "changed_s": m["changed_s"], "how": m["how"]}
+        row = {
+            "change": s["change"],
+            "phase": s["phase"],
+            "predicted_speedup": s["predicted_speedup"],
+            "predicted_speedup_ref": np.nan,
+            "achieved_speedup": np.nan,
+            "baseline_s": m["baseline_s"],
+            "changed_s": m["changed_s"],
+            "how": m["how"],
+        }
         if m["measured"]:
             phase, overrides = m["phase"], m["overrides"]
             base_pred = base_pred or analyze(ref_model, a.spec, workload=a.workload)
@@ -255,6 +316,7 @@ def check_advice(comparison: Comparison, advice: pd.DataFrame, measured: pd.Data
 # ------------------------------------------------------------------------------------------------
 # helpers
 
+
 def _point_notes(analysis: Analysis, run: MeasuredRun) -> list:
     """Raise for another batch size; note a decode context that differs (gen_tokens' mean context is
     rounded to a whole token for the reference)."""
@@ -262,8 +324,10 @@ def _point_notes(analysis: Analysis, run: MeasuredRun) -> list:
         return []
     s = analysis.summary.iloc[0]
     if float(s["batch_size"]) != float(run.workload.batch_size[0]):
-        raise ConfigError(f"the analysis is for batch {s['batch_size']:.0f} and the run for batch "
-                          f"{run.workload.batch_size[0]}; analyse the run's point (run.workload)")
+        raise ConfigError(
+            f"the analysis is for batch {s['batch_size']:.0f} and the run for batch "
+            f"{run.workload.batch_size[0]}; analyse the run's point (run.workload)"
+        )
     notes = []
     ctx = run.workload.context_len
     if ctx and "decode" in run.workload.phases and float(s["context_len"]) != float(ctx[0]):
@@ -279,8 +343,11 @@ def _datasheet_time_s(frame: pd.DataFrame, spec) -> np.ndarray:
 
 def _with_comm(f: pd.DataFrame, meas: pd.DataFrame, spec, run: MeasuredRun) -> pd.DataFrame:
     """The communication columns of a distributed run's rows, measured and predicted."""
-    cols = [c for c in ("comm_time_s", "exposed_comm_s", "comm_time_min_rank_s", "comm_time_max_rank_s")
-            if c in meas.columns]
+    cols = [
+        c
+        for c in ("comm_time_s", "exposed_comm_s", "comm_time_min_rank_s", "comm_time_max_rank_s")
+        if c in meas.columns
+    ]
     f = f.merge(meas[["rank", "phase", "op", *cols]], on=["rank", "phase", "op"], how="left")
     coll = f["category"].astype(str).eq("collective").to_numpy()
     for c in ("comm_time_s", "exposed_comm_s"):
@@ -297,9 +364,11 @@ def _with_comm(f: pd.DataFrame, meas: pd.DataFrame, spec, run: MeasuredRun) -> p
     with np.errstate(divide="ignore", invalid="ignore"):
         f["busbw_bytes_per_s"] = np.where(comm_bytes > 0, comm_bytes / f["comm_time_s"].to_numpy(float), np.nan)
         f["busbw_min_rank_bytes_per_s"] = np.where(
-            comm_bytes > 0, comm_bytes / f["comm_time_min_rank_s"].to_numpy(float), np.nan)
+            comm_bytes > 0, comm_bytes / f["comm_time_min_rank_s"].to_numpy(float), np.nan
+        )
         f["comm_over_predicted"] = np.where(
-            comm_bytes > 0, f["comm_time_s"].to_numpy(float) / f["predicted_comm_s"].to_numpy(float), np.nan)
+            comm_bytes > 0, f["comm_time_s"].to_numpy(float) / f["predicted_comm_s"].to_numpy(float), np.nan
+        )
     return f
 
 
@@ -340,12 +409,14 @@ def _steps(ops: pd.DataFrame, run: MeasuredRun, distributed: bool) -> pd.DataFra
             c = f[f["comm_bytes"] > 0]
             cnt = c["count"].to_numpy(float)
             lo = c["comm_time_min_rank_s"].fillna(c["comm_time_s"])
-            row.update({
-                "comm_time_full_s": float((c["comm_time_s"] * cnt).sum()),
-                "exposed_comm_full_s": float((c["exposed_comm_s"] * cnt).sum()),
-                "comm_time_min_rank_full_s": float((lo * cnt).sum()),
-                "predicted_comm_full_s": float((c["predicted_comm_s"] * cnt).sum()),
-            })
+            row.update(
+                {
+                    "comm_time_full_s": float((c["comm_time_s"] * cnt).sum()),
+                    "exposed_comm_full_s": float((c["exposed_comm_s"] * cnt).sum()),
+                    "comm_time_min_rank_full_s": float((lo * cnt).sum()),
+                    "predicted_comm_full_s": float((c["predicted_comm_s"] * cnt).sum()),
+                }
+            )
         rows.append(row)
     full = pd.DataFrame(rows, index=steps.index)
     if distributed:
@@ -362,17 +433,56 @@ def _steps(ops: pd.DataFrame, run: MeasuredRun, distributed: bool) -> pd.DataFra
 
 # the column order of a comparison's steps: the run's reference figures, then the full model
 STEP_ORDER = [
-    "rank", "phase", "batch_size", "prompt_len", "context_len", "attn_impl", "dtype", "ref_layers", "model_layers",
-    "kernel_time_ref_s", "eager_step_ref_s", "graph_step_ref_s", "host_overhead_ref_s", "join", "profiled_steps",
-    "kernels_per_step", "driver_launched_kernels_per_step", "gpu_busy_per_step_s", "profiled_window_per_step_s",
-    "idle_host_bound_per_step_s", "unattributed_gpu_time_per_step_s", "orphan_kernels",
-    "one_step_trace_bytes", "one_step_trace_events", "one_step_trace_gpu_time_s", "one_step_trace_kernels",
-    "one_step_trace_cuLaunchKernelEx", "one_step_trace_cudaLaunchKernel",
-    "kernel_time_full_s", "predicted_time_full_s", "predicted_with_launch_full_s", "step_full_est_s",
-    "step_full_est_from", "measured_over_predicted_full", "tokens_per_s_est", "bytes_full", "flops_full",
-    "weight_bytes_ref", "comm_time_ref_s", "exposed_comm_ref_s", "comm_time_min_rank_ref_s", "comm_time_full_s",
-    "exposed_comm_full_s", "comm_time_min_rank_full_s", "predicted_comm_full_s", "exposed_comm_share",
-    "exposed_comm_share_full", "skew_wait_ref_s", "balanced_comm_share", "balanced_comm_share_full",
+    "rank",
+    "phase",
+    "batch_size",
+    "prompt_len",
+    "context_len",
+    "attn_impl",
+    "dtype",
+    "ref_layers",
+    "model_layers",
+    "kernel_time_ref_s",
+    "eager_step_ref_s",
+    "graph_step_ref_s",
+    "host_overhead_ref_s",
+    "join",
+    "profiled_steps",
+    "kernels_per_step",
+    "driver_launched_kernels_per_step",
+    "gpu_busy_per_step_s",
+    "profiled_window_per_step_s",
+    "idle_host_bound_per_step_s",
+    "unattributed_gpu_time_per_step_s",
+    "orphan_kernels",
+    "one_step_trace_bytes",
+    "one_step_trace_events",
+    "one_step_trace_gpu_time_s",
+    "one_step_trace_kernels",
+    "one_step_trace_cuLaunchKernelEx",
+    "one_step_trace_cudaLaunchKernel",
+    "kernel_time_full_s",
+    "predicted_time_full_s",
+    "predicted_with_launch_full_s",
+    "step_full_est_s",
+    "step_full_est_from",
+    "measured_over_predicted_full",
+    "tokens_per_s_est",
+    "bytes_full",
+    "flops_full",
+    "weight_bytes_ref",
+    "comm_time_ref_s",
+    "exposed_comm_ref_s",
+    "comm_time_min_rank_ref_s",
+    "comm_time_full_s",
+    "exposed_comm_full_s",
+    "comm_time_min_rank_full_s",
+    "predicted_comm_full_s",
+    "exposed_comm_share",
+    "exposed_comm_share_full",
+    "skew_wait_ref_s",
+    "balanced_comm_share",
+    "balanced_comm_share_full",
 ]
 
 
@@ -385,9 +495,12 @@ def _summary(ops: pd.DataFrame, steps: pd.DataFrame, analysis: Analysis) -> pd.D
     for phase, f in ops.groupby("phase", sort=False):
         total = f["total_measured_time_s"].to_numpy(float)
         whole = float(np.nansum(total))
-        row = {"phase": phase, "predicted_time_s": float(analysis.summary[f"{phase}_time_s"].iloc[0]),
-               "predicted_roofline_time_s": float(analysis.summary[f"{phase}_roofline_time_s"].iloc[0]),
-               "kernel_time_full_s": whole}
+        row = {
+            "phase": phase,
+            "predicted_time_s": float(analysis.summary[f"{phase}_time_s"].iloc[0]),
+            "predicted_roofline_time_s": float(analysis.summary[f"{phase}_roofline_time_s"].iloc[0]),
+            "kernel_time_full_s": whole,
+        }
         st = steps[steps["phase"] == phase] if len(steps) else steps
         row["step_full_est_s"] = float(st["step_full_est_s"].iloc[0]) if len(st) else np.nan
         cls = f["measured_bound"].astype(str).to_numpy()

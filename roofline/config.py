@@ -68,8 +68,9 @@ FAMILIES = {
     "deepseek_v2": Family(attention="mla", moe="deepseek"),
     "deepseek_v3": Family(attention="mla", moe="deepseek"),
     "gemma2": Family(layout="sandwich", tie=True, act="gelu_pytorch_tanh", embed_scale=True, windows="gemma2"),
-    "gemma3_text": Family(layout="sandwich", tie=True, act="gelu_pytorch_tanh", embed_scale=True, qk_norm="head",
-                          windows="gemma3"),
+    "gemma3_text": Family(
+        layout="sandwich", tie=True, act="gelu_pytorch_tanh", embed_scale=True, qk_norm="head", windows="gemma3"
+    ),
     "phi3": Family(fused_qkv=True, fused_gate_up=True),
     "falcon": Family(gated_mlp=False, norm="layernorm", layout="parallel", tie=True, act="gelu", fused_qkv=True),
     "olmo2": Family(layout="post", qk_norm="full"),
@@ -84,55 +85,159 @@ ACTIVATIONS = ("silu", "swish", "gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_f
 
 # HF key -> our field, for the keys that change a count
 _MODEL_KEYS = {
-    "model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
-    "intermediate_size", "vocab_size", "hidden_act", "tie_word_embeddings", "num_local_experts",
-    "num_experts_per_tok", "attention_bias", "mlp_bias", "max_position_embeddings", "sliding_window",
-    "use_sliding_window", "name", "workload", "quantization_config",
+    "model_type",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "intermediate_size",
+    "vocab_size",
+    "hidden_act",
+    "tie_word_embeddings",
+    "num_local_experts",
+    "num_experts_per_tok",
+    "attention_bias",
+    "mlp_bias",
+    "max_position_embeddings",
+    "sliding_window",
+    "use_sliding_window",
+    "name",
+    "workload",
+    "quantization_config",
     # per-layer windows
-    "layer_types", "max_window_layers", "sliding_window_pattern",
+    "layer_types",
+    "max_window_layers",
+    "sliding_window_pattern",
     # mixture of experts
-    "num_experts", "n_routed_experts", "moe_intermediate_size", "shared_expert_intermediate_size", "n_shared_experts",
-    "first_k_dense_replace", "moe_layer_freq", "decoder_sparse_step", "mlp_only_layers", "experts_per_token",
+    "num_experts",
+    "n_routed_experts",
+    "moe_intermediate_size",
+    "shared_expert_intermediate_size",
+    "n_shared_experts",
+    "first_k_dense_replace",
+    "moe_layer_freq",
+    "decoder_sparse_step",
+    "mlp_only_layers",
+    "experts_per_token",
     # multi-head latent attention
-    "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
+    "q_lora_rank",
+    "kv_lora_rank",
+    "qk_nope_head_dim",
+    "qk_rope_head_dim",
+    "v_head_dim",
     # gemma, phi3, falcon
-    "hidden_activation", "final_logit_softcapping", "attn_logit_softcapping", "query_pre_attn_scalar",
-    "partial_rotary_factor", "lm_head_bias", "multi_query", "new_decoder_architecture", "parallel_attn",
-    "num_kv_heads", "num_ln_in_parallel_attn", "bias", "alibi", "ffn_hidden_size", "activation",
+    "hidden_activation",
+    "final_logit_softcapping",
+    "attn_logit_softcapping",
+    "query_pre_attn_scalar",
+    "partial_rotary_factor",
+    "lm_head_bias",
+    "multi_query",
+    "new_decoder_architecture",
+    "parallel_attn",
+    "num_kv_heads",
+    "num_ln_in_parallel_attn",
+    "bias",
+    "alibi",
+    "ffn_hidden_size",
+    "activation",
     # names transformers 5 writes when it saves these configs
-    "qkv_bias", "_sliding_window_pattern", "use_bidirectional_attention",
+    "qkv_bias",
+    "_sliding_window_pattern",
+    "use_bidirectional_attention",
 }
 _GPT2_ALIASES = {
-    "n_embd": "hidden_size", "n_layer": "num_hidden_layers", "n_head": "num_attention_heads",
-    "n_inner": "intermediate_size", "activation_function": "hidden_act", "n_positions": "max_position_embeddings",
+    "n_embd": "hidden_size",
+    "n_layer": "num_hidden_layers",
+    "n_head": "num_attention_heads",
+    "n_inner": "intermediate_size",
+    "activation_function": "hidden_act",
+    "n_positions": "max_position_embeddings",
 }
 # HF keys that change no FLOP or byte count here, each with the reason; accepted silently. The one list.
 IGNORED_KEYS = {
     # bookkeeping
-    **dict.fromkeys(("architectures", "auto_map", "transformers_version", "_name_or_path", "name_or_path",
-                     "torch_dtype", "dtype", "tokenizer_class", "is_decoder", "id2label", "label2id",
-                     "task_specific_params", "use_cache", "cache_implementation", "initial_context_length"),
-                    "metadata: names, versions, defaults of the HF runtime"),
+    **dict.fromkeys(
+        (
+            "architectures",
+            "auto_map",
+            "transformers_version",
+            "_name_or_path",
+            "name_or_path",
+            "torch_dtype",
+            "dtype",
+            "tokenizer_class",
+            "is_decoder",
+            "id2label",
+            "label2id",
+            "task_specific_params",
+            "use_cache",
+            "cache_implementation",
+            "initial_context_length",
+        ),
+        "metadata: names, versions, defaults of the HF runtime",
+    ),
     **dict.fromkeys(("bos_token_id", "eos_token_id", "pad_token_id"), "token ids of the tokenizer"),
     # numerics that change values, not shapes
-    **dict.fromkeys(("rope_theta", "rope_scaling", "rope_parameters", "rope_local_base_freq",
-                     "original_max_position_embeddings", "interpolate_factor"),
-                    "rope frequencies and scaling (YaRN, longrope, ...) change the cos/sin values, not the work"),
+    **dict.fromkeys(
+        (
+            "rope_theta",
+            "rope_scaling",
+            "rope_parameters",
+            "rope_local_base_freq",
+            "original_max_position_embeddings",
+            "interpolate_factor",
+        ),
+        "rope frequencies and scaling (YaRN, longrope, ...) change the cos/sin values, not the work",
+    ),
     **dict.fromkeys(("rms_norm_eps", "layer_norm_epsilon", "layer_norm_eps"), "norm epsilon: a value, not a shape"),
-    **dict.fromkeys(("initializer_range", "pretraining_tp", "scale_attn_weights", "reorder_and_upcast_attn",
-                     "scale_attn_by_inverse_layer_idx", "apply_residual_connection_post_layernorm",
-                     "swiglu_limit", "routed_scaling_factor", "norm_topk_prob", "scoring_func", "topk_method",
-                     "n_group", "topk_group", "sliding_window_size", "full_attn_mod"),
-                    "values, scales and routing choices that keep every shape (group-limited routing picks "
-                    "which experts, not how many)"),
+    **dict.fromkeys(
+        (
+            "initializer_range",
+            "pretraining_tp",
+            "scale_attn_weights",
+            "reorder_and_upcast_attn",
+            "scale_attn_by_inverse_layer_idx",
+            "apply_residual_connection_post_layernorm",
+            "swiglu_limit",
+            "routed_scaling_factor",
+            "norm_topk_prob",
+            "scoring_func",
+            "topk_method",
+            "n_group",
+            "topk_group",
+            "sliding_window_size",
+            "full_attn_mod",
+        ),
+        "values, scales and routing choices that keep every shape (group-limited routing picks "
+        "which experts, not how many)",
+    ),
     # training only
-    **dict.fromkeys(("attention_dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop", "hidden_dropout",
-                     "output_router_logits", "router_aux_loss_coef", "router_jitter_noise", "aux_loss_alpha",
-                     "seq_aux", "summary_activation", "summary_first_dropout", "summary_proj_to_labels",
-                     "summary_type", "summary_use_proj", "n_ctx", "ep_size"),
-                    "training only (dropout, auxiliary losses, heads for other tasks)"),
+    **dict.fromkeys(
+        (
+            "attention_dropout",
+            "resid_pdrop",
+            "embd_pdrop",
+            "attn_pdrop",
+            "hidden_dropout",
+            "output_router_logits",
+            "router_aux_loss_coef",
+            "router_jitter_noise",
+            "aux_loss_alpha",
+            "seq_aux",
+            "summary_activation",
+            "summary_first_dropout",
+            "summary_proj_to_labels",
+            "summary_type",
+            "summary_use_proj",
+            "n_ctx",
+            "ep_size",
+        ),
+        "training only (dropout, auxiliary losses, heads for other tasks)",
+    ),
     "num_nextn_predict_layers": "multi-token-prediction module: used in training and speculative decoding only; "
-                                "HF transformers does not build it either",
+    "HF transformers does not build it either",
     "qk_head_dim": "derived by transformers 5: qk_nope_head_dim + qk_rope_head_dim",
     "swiglu_alpha": "a value inside gpt-oss's activation, not a shape",
     "rope_interleave": "the order of the rotated pairs, not the work",
@@ -187,6 +292,7 @@ class ModelConfig:
     @property
     def family(self) -> Family:
         return FAMILIES[self.model_type]
+
     quant: Optional[WeightQuant] = None  # the checkpoint's quantization_config (roofline/quant.py)
 
     @property
@@ -318,12 +424,15 @@ def parse_model(raw: dict, where: str = "<model>") -> ModelConfig:
     if model_type is None:
         raise ConfigError(f"{where}: missing key 'model_type' (one of: {', '.join(FAMILIES)})")
     if not isinstance(model_type, str):
-        raise ConfigError(f"{where}: model_type must be a name (one of: {', '.join(FAMILIES)}), "
-                          f"got a {type(model_type).__name__}")
+        raise ConfigError(
+            f"{where}: model_type must be a name (one of: {', '.join(FAMILIES)}), got a {type(model_type).__name__}"
+        )
     model_type = MODEL_TYPE_ALIASES.get(model_type, model_type)
     if model_type in MULTIMODAL_WRAPPERS:
-        raise ConfigError(f"{where}: model_type '{model_type}' is a multimodal wrapper; give its text_config "
-                          f"section as the model (model_type {MULTIMODAL_WRAPPERS[model_type]})")
+        raise ConfigError(
+            f"{where}: model_type '{model_type}' is a multimodal wrapper; give its text_config "
+            f"section as the model (model_type {MULTIMODAL_WRAPPERS[model_type]})"
+        )
     if model_type not in FAMILIES:
         raise ConfigError(
             f"{where}: model_type '{model_type}' is not supported{suggest(str(model_type), FAMILIES)}; "
@@ -366,8 +475,10 @@ def parse_model(raw: dict, where: str = "<model>") -> ModelConfig:
     vocab = need("vocab_size")
     qkv_bias = flag("attention_bias", flag("qkv_bias", fam.qkv_bias))
     if flag("use_bidirectional_attention", False):
-        raise ConfigError(f"{where}: use_bidirectional_attention (an encoder's attention) is not modelled; "
-                          f"roofline models causal decoders")
+        raise ConfigError(
+            f"{where}: use_bidirectional_attention (an encoder's attention) is not modelled; "
+            f"roofline models causal decoders"
+        )
     o_bias = model_type == "gpt2" or (fam.o_bias_follows_attention_bias and flag("attention_bias", False))
     parallel_norms = 1
     if model_type == "falcon":
@@ -390,7 +501,9 @@ def parse_model(raw: dict, where: str = "<model>") -> ModelConfig:
         intermediate = opt_int("intermediate_size", 4 * hidden)  # gpt2, falcon: null means 4 * hidden
     act = data.get("hidden_activation") or data.get("hidden_act") or fam.act
     if act not in ACTIVATIONS:
-        raise ConfigError(f"{where}: hidden_act '{act}' is not supported{suggest(act, ACTIVATIONS)}; supported: {', '.join(ACTIVATIONS)}")
+        raise ConfigError(
+            f"{where}: hidden_act '{act}' is not supported{suggest(act, ACTIVATIONS)}; supported: {', '.join(ACTIVATIONS)}"
+        )
 
     if head_dim is None and hidden % heads:
         raise ConfigError(
@@ -460,8 +573,10 @@ def _parse_moe(data, fam: Family, model_type: str, layers: int, where: str, opt_
         if model_type == "mixtral":
             raise ConfigError(f"{where}: mixtral needs num_local_experts and num_experts_per_tok")
         if fam.moe and fam.moe != "mixtral":
-            raise ConfigError(f"{where}: {model_type} needs its number of experts "
-                              f"(num_experts, n_routed_experts or num_local_experts)")
+            raise ConfigError(
+                f"{where}: {model_type} needs its number of experts "
+                f"(num_experts, n_routed_experts or num_local_experts)"
+            )
         return {}
     top_k = opt_int("num_experts_per_tok", 0) or opt_int("experts_per_token", 0)
     if not top_k:
@@ -470,8 +585,9 @@ def _parse_moe(data, fam: Family, model_type: str, layers: int, where: str, opt_
         raise ConfigError(
             f"{where}: num_experts_per_tok {top_k} is more than num_local_experts {experts}; a token picks distinct experts"
         )
-    out = dict(num_local_experts=experts, num_experts_per_tok=top_k,
-               moe_intermediate_size=opt_int("moe_intermediate_size"))
+    out = dict(
+        num_local_experts=experts, num_experts_per_tok=top_k, moe_intermediate_size=opt_int("moe_intermediate_size")
+    )
     if fam.moe in ("qwen_moe", "deepseek") and out["moe_intermediate_size"] is None:
         raise ConfigError(f"{where}: {model_type} needs moe_intermediate_size (the routed experts' width)")
     if fam.moe == "qwen_moe":
@@ -495,9 +611,13 @@ def _parse_mla(data, fam: Family, where: str, opt_int, need) -> dict:
     """Multi-head latent attention sizes (deepseek_v2/v3)."""
     if fam.attention != "mla":
         return {}
-    return dict(q_lora_rank=opt_int("q_lora_rank"), kv_lora_rank=need("kv_lora_rank"),
-                qk_nope_head_dim=need("qk_nope_head_dim"), qk_rope_head_dim=need("qk_rope_head_dim"),
-                v_head_dim=need("v_head_dim"))
+    return dict(
+        q_lora_rank=opt_int("q_lora_rank"),
+        kv_lora_rank=need("kv_lora_rank"),
+        qk_nope_head_dim=need("qk_nope_head_dim"),
+        qk_rope_head_dim=need("qk_rope_head_dim"),
+        v_head_dim=need("v_head_dim"),
+    )
 
 
 def _parse_windows(data, fam: Family, layers: int, where: str, opt_int, flag):
@@ -510,8 +630,10 @@ def _parse_windows(data, fam: Family, layers: int, where: str, opt_int, flag):
         window = None
     if types is not None:
         if not isinstance(types, list) or len(types) != layers:
-            raise ConfigError(f"{where}: layer_types must list one entry per layer ({layers}), "
-                              f"got {len(types) if isinstance(types, list) else repr(types)}")
+            raise ConfigError(
+                f"{where}: layer_types must list one entry per layer ({layers}), "
+                f"got {len(types) if isinstance(types, list) else repr(types)}"
+            )
         known = ("full_attention", "sliding_attention")
         bad = [t for t in types if t not in known]
         if bad:
@@ -570,7 +692,7 @@ def _range(text: str, where: str) -> list:
         factor = number(step[1:], where, ConfigError)
         if factor <= 1:
             raise ConfigError(f"{where}: range '{text}': the factor after x must be above 1")
-        if (stop / start) > factor ** 64:
+        if (stop / start) > factor**64:
             raise ConfigError(f"{where}: range '{text}' has too many points")
         values, v = [], float(start)
         while v <= stop * (1 + 1e-12):
@@ -587,7 +709,9 @@ def parse_workload(raw: dict, where: str = "workload") -> Workload:
     """Validate workload settings (YAML section merged with CLI overrides)."""
     for key in raw:
         if key not in _WORKLOAD_KEYS:
-            raise ConfigError(f"{where}: unknown key '{key}'{suggest(key, _WORKLOAD_KEYS)}; allowed: {', '.join(sorted(_WORKLOAD_KEYS))}")
+            raise ConfigError(
+                f"{where}: unknown key '{key}'{suggest(key, _WORKLOAD_KEYS)}; allowed: {', '.join(sorted(_WORKLOAD_KEYS))}"
+            )
     w = Workload()
     values = {}
     for key in ("batch_size", "prompt_len", "context_len"):
@@ -598,12 +722,20 @@ def parse_workload(raw: dict, where: str = "workload") -> Workload:
     for key in ("tp", "pp", "ep", "microbatches"):
         if raw.get(key) is not None:
             values[key] = number(raw[key], f"{where}: {key}", ConfigError, integer=True)
-    for key, choices in (("phase", PHASES), ("attn_impl", ATTN_IMPLS), ("mla_form", MLA_FORMS), ("weight_dtype", STORAGE_DTYPES),
-                         ("kv_dtype", STORAGE_DTYPES), ("act_dtype", ACT_DTYPES)):
+    for key, choices in (
+        ("phase", PHASES),
+        ("attn_impl", ATTN_IMPLS),
+        ("mla_form", MLA_FORMS),
+        ("weight_dtype", STORAGE_DTYPES),
+        ("kv_dtype", STORAGE_DTYPES),
+        ("act_dtype", ACT_DTYPES),
+    ):
         if raw.get(key) is not None:
             value = str(raw[key]).lower()
             if value not in choices:
-                raise ConfigError(f"{where}: {key} '{raw[key]}' is not one of {', '.join(choices)}{suggest(value, choices)}")
+                raise ConfigError(
+                    f"{where}: {key} '{raw[key]}' is not one of {', '.join(choices)}{suggest(value, choices)}"
+                )
             values[key] = value
     for key in ("weight_dtype_source", "kv_dtype_source"):
         if raw.get(key):
@@ -617,7 +749,9 @@ def parse_workload(raw: dict, where: str = "workload") -> Workload:
     w = replace(w, **values)
     n_points = len(w.batch_size) * len(w.prompt_len) * len(w.context_len or (0,))
     if n_points > MAX_SWEEP_POINTS:
-        raise ConfigError(f"{where}: the sweep has {n_points:,} points, more than {MAX_SWEEP_POINTS:,}; narrow the ranges")
+        raise ConfigError(
+            f"{where}: the sweep has {n_points:,} points, more than {MAX_SWEEP_POINTS:,}; narrow the ranges"
+        )
     if w.context_len and w.phase != "prefill":
         shortest, longest_prompt = min(w.context_len), max(w.prompt_len)
         if shortest < longest_prompt:
@@ -631,7 +765,9 @@ def parse_workload(raw: dict, where: str = "workload") -> Workload:
 def check_fit(model: ModelConfig, w: Workload, where: str) -> None:
     """Checks that need both the model and the workload (tensor-parallel splits)."""
     if w.pp > 1 and model.num_hidden_layers % w.pp:
-        raise ConfigError(f"{where}: pp {w.pp} does not divide num_hidden_layers {model.num_hidden_layers} into equal stages")
+        raise ConfigError(
+            f"{where}: pp {w.pp} does not divide num_hidden_layers {model.num_hidden_layers} into equal stages"
+        )
     if w.ep > 1:
         if not model.is_moe:
             raise ConfigError(f"{where}: ep {w.ep} needs a mixture-of-experts model (num_local_experts)")
@@ -640,8 +776,10 @@ def check_fit(model: ModelConfig, w: Workload, where: str) -> None:
         if w.tp > 1:
             raise ConfigError(f"{where}: ep together with tp is not modelled; use one of them")
         if min(w.batch_size) % w.ep:
-            raise ConfigError(f"{where}: ep {w.ep} does not divide batch_size {min(w.batch_size)}; each GPU takes "
-                              f"an equal share of the sequences")
+            raise ConfigError(
+                f"{where}: ep {w.ep} does not divide batch_size {min(w.batch_size)}; each GPU takes "
+                f"an equal share of the sequences"
+            )
     tp = w.tp
     if tp > 1:
         if model.num_attention_heads % tp:
@@ -662,8 +800,10 @@ def with_changes(w: Workload, **changes) -> Workload:
     context_len) taken as a one-point tuple: with_changes(w, batch_size=8) -> batch_size (8,)."""
     from dataclasses import replace
 
-    fields = {k: ((v,) if k in ("batch_size", "prompt_len", "context_len") and not isinstance(v, tuple) else v)
-              for k, v in changes.items()}
+    fields = {
+        k: ((v,) if k in ("batch_size", "prompt_len", "context_len") and not isinstance(v, tuple) else v)
+        for k, v in changes.items()
+    }
     return replace(w, **fields)
 
 
@@ -731,7 +871,7 @@ def checkpoint_name(config_json: Path) -> str:
     """A name for a checkpoint's config.json: 'org/name' inside a hub cache, else its folder's name."""
     for folder in config_json.resolve().parents:
         if folder.name.startswith(HUB_CACHE_PREFIX):
-            return folder.name[len(HUB_CACHE_PREFIX):].replace("--", "/", 1)
+            return folder.name[len(HUB_CACHE_PREFIX) :].replace("--", "/", 1)
     return config_json.resolve().parent.name
 
 
@@ -750,6 +890,8 @@ def _hub_snapshot(repo: Path) -> Optional[Path]:
         return found[0]
     if found:
         names = ", ".join(sorted(p.name for p in found))
-        raise InputFileError(f"{repo}: {len(found)} snapshots hold a config.json ({names}) and refs/main names none of "
-                             f"them; pass the snapshot folder you mean")
+        raise InputFileError(
+            f"{repo}: {len(found)} snapshots hold a config.json ({names}) and refs/main names none of "
+            f"them; pass the snapshot folder you mean"
+        )
     return None

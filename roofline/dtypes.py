@@ -18,7 +18,6 @@ writes (1/16 or 1/32 byte per value more) are not counted, as fp8's are not.
 from dataclasses import dataclass
 from typing import Optional, Union
 
-
 DTYPE_BYTES = {
     "fp64": 8.0,
     "fp32": 4.0,

@@ -98,6 +98,7 @@ def weight_storage_bytes(n_params, dtype, fan_in=None):
 # ---------------------------------------------------------------------------------------------
 # matmul-type
 
+
 @formula("linear")
 def linear(tokens, in_features, out_features, weight_dtype, act_dtype, bias=False, bias_dtype="bf16"):
     """x [tokens, in] @ W^T [in, out] (+ b) -> y [tokens, out]."""
@@ -127,8 +128,9 @@ def _kv_read_bytes(batch, keys, kv_heads, head_dim, kv_dtype):
 
 
 @formula("flash_attention")
-def flash_attention(batch, q_len, kv_len, pairs, heads, kv_heads, head_dim, act_dtype, kv_dtype, from_cache,
-                    v_head_dim=None):
+def flash_attention(
+    batch, q_len, kv_len, pairs, heads, kv_heads, head_dim, act_dtype, kv_dtype, from_cache, v_head_dim=None
+):
     """softmax(q k^T) v in one kernel: q [b, h, s_q, d], k [b, h_kv, s_k, d], v [b, h_kv, s_k, d_v] -> o [b, h, s_q, d_v].
 
     ``pairs`` = query-key pairs per sequence and head (causal_pairs for prefill, s_q*s_k in decode).
@@ -151,8 +153,9 @@ def flash_attention(batch, q_len, kv_len, pairs, heads, kv_heads, head_dim, act_
     )
 
 
-def _attention_matmul(batch, q_len, kv_len, heads, kv_heads, head_dim, act_dtype, kv_dtype, from_cache,
-                      left_elements, out_elements):
+def _attention_matmul(
+    batch, q_len, kv_len, heads, kv_heads, head_dim, act_dtype, kv_dtype, from_cache, left_elements, out_elements
+):
     """One of naive attention's two matmuls: a left operand (q, or the probabilities) times one half of
     the KV cache (K^T or V), 2*d FLOP per query-key pair per head. The K or V half is read from the
     cache (kv dtype) in decode, from fresh activations in prefill."""
@@ -168,9 +171,19 @@ def _attention_matmul(batch, q_len, kv_len, heads, kv_heads, head_dim, act_dtype
 @formula("qk_matmul")
 def qk_matmul(batch, q_len, kv_len, heads, kv_heads, head_dim, act_dtype, kv_dtype, from_cache):
     """q [b, h, s_q, d] @ k^T [b, h, d, s_k] -> scores [b, h, s_q, s_k], all of it (mask applied later)."""
-    return _attention_matmul(batch, q_len, kv_len, heads, kv_heads, head_dim, act_dtype, kv_dtype, from_cache,
-                             left_elements=batch * q_len * heads * head_dim,
-                             out_elements=batch * heads * q_len * kv_len)
+    return _attention_matmul(
+        batch,
+        q_len,
+        kv_len,
+        heads,
+        kv_heads,
+        head_dim,
+        act_dtype,
+        kv_dtype,
+        from_cache,
+        left_elements=batch * q_len * heads * head_dim,
+        out_elements=batch * heads * q_len * kv_len,
+    )
 
 
 @formula("softmax")
@@ -187,14 +200,35 @@ def softmax(batch, q_len, kv_len, heads, act_dtype):
 @formula("sv_matmul")
 def sv_matmul(batch, q_len, kv_len, heads, kv_heads, head_dim, act_dtype, kv_dtype, from_cache):
     """p [b, h, s_q, s_k] @ v [b, h, s_k, d] -> o [b, h, s_q, d]."""
-    return _attention_matmul(batch, q_len, kv_len, heads, kv_heads, head_dim, act_dtype, kv_dtype, from_cache,
-                             left_elements=batch * heads * q_len * kv_len,
-                             out_elements=batch * q_len * heads * head_dim)
+    return _attention_matmul(
+        batch,
+        q_len,
+        kv_len,
+        heads,
+        kv_heads,
+        head_dim,
+        act_dtype,
+        kv_dtype,
+        from_cache,
+        left_elements=batch * heads * q_len * kv_len,
+        out_elements=batch * q_len * heads * head_dim,
+    )
 
 
 @formula("experts")
-def experts(tokens, hidden, intermediate, n_experts, top_k, weight_dtype, act_dtype, gated=True, ep=1,
-            bias=False, bias_dtype="bf16"):
+def experts(
+    tokens,
+    hidden,
+    intermediate,
+    n_experts,
+    top_k,
+    weight_dtype,
+    act_dtype,
+    gated=True,
+    ep=1,
+    bias=False,
+    bias_dtype="bf16",
+):
     """Routed MLPs: each token runs top_k experts (gate/up -> act -> down), then a weighted sum.
 
     Built from the dense pieces over rows = tokens * top_k: the projections (linear), the
@@ -221,8 +255,10 @@ def experts(tokens, hidden, intermediate, n_experts, top_k, weight_dtype, act_dt
     )
     all_tokens = np.asarray(tokens, dtype=float) * ep
     touched = n_experts / ep * (1.0 - (1.0 - top_k / n_experts) ** all_tokens)
-    per_expert = sum(weight_storage_bytes(hidden * intermediate, weight_dtype, fan_in=intermediate if m == "down" else hidden)
-                     for m in mats)
+    per_expert = sum(
+        weight_storage_bytes(hidden * intermediate, weight_dtype, fan_in=intermediate if m == "down" else hidden)
+        for m in mats
+    )
     if bias:
         per_expert = per_expert + ((len(mats) - 1) * intermediate + hidden) * _b(bias_dtype)
     return Cost(
@@ -235,6 +271,7 @@ def experts(tokens, hidden, intermediate, n_experts, top_k, weight_dtype, act_dt
 
 # ---------------------------------------------------------------------------------------------
 # memory-type
+
 
 @formula("embedding")
 def embedding(tokens, rows_in_table, hidden, param_dtype, act_dtype):
@@ -313,6 +350,7 @@ def kv_cache_write(tokens, kv_heads, head_dim, act_dtype, kv_dtype):
 # the query (q_absorb), attention runs over the latent directly (one shared "KV head" of width
 # kv_lora_rank + rope_dim), and W_UV is applied to the output (v_absorb).
 
+
 @formula("per_head_linear")
 def per_head_linear(tokens, heads, in_features, out_features, weight_dtype, act_dtype):
     """x [tokens, h, in] @ W [h, in, out] -> y [tokens, h, out]: one matrix per head (a batched matmul)."""
@@ -353,6 +391,7 @@ def latent_cache_write(tokens, width, act_dtype, kv_dtype):
 
 # ---------------------------------------------------------------------------------------------
 # collectives
+
 
 @formula("all_reduce")
 def all_reduce(n_elements, world, act_dtype):
@@ -423,14 +462,32 @@ def all_gather(n_elements_total, world, act_dtype):
 
 # 'Input type' strings -> bytes per element, and the dtype names of dtypes.py (float types only)
 ATEN_ELEM_BYTES = {
-    "c10::BFloat16": 2, "c10::Half": 2, "float": 4, "double": 8, "c10::Float8_e4m3fn": 1,
-    "c10::Float8_e5m2": 1, "c10::Float8_e4m3fnuz": 1, "c10::Float8_e5m2fnuz": 1, "signed char": 1,
-    "unsigned char": 1, "bool": 1, "short int": 2, "int": 4, "long int": 8, "c10::complex<float>": 8,
+    "c10::BFloat16": 2,
+    "c10::Half": 2,
+    "float": 4,
+    "double": 8,
+    "c10::Float8_e4m3fn": 1,
+    "c10::Float8_e5m2": 1,
+    "c10::Float8_e4m3fnuz": 1,
+    "c10::Float8_e5m2fnuz": 1,
+    "signed char": 1,
+    "unsigned char": 1,
+    "bool": 1,
+    "short int": 2,
+    "int": 4,
+    "long int": 8,
+    "c10::complex<float>": 8,
 }
 ATEN_DTYPE = {
-    "c10::BFloat16": "bf16", "c10::Half": "fp16", "float": "fp32", "double": "fp64",
-    "c10::Float8_e4m3fn": "fp8", "c10::Float8_e5m2": "fp8", "c10::Float8_e4m3fnuz": "fp8",
-    "c10::Float8_e5m2fnuz": "fp8", "signed char": "int8",
+    "c10::BFloat16": "bf16",
+    "c10::Half": "fp16",
+    "float": "fp32",
+    "double": "fp64",
+    "c10::Float8_e4m3fn": "fp8",
+    "c10::Float8_e5m2": "fp8",
+    "c10::Float8_e4m3fnuz": "fp8",
+    "c10::Float8_e5m2fnuz": "fp8",
+    "signed char": "int8",
 }
 INDEX_BYTES = 8  # int64 indices: what argmax and topk return
 
@@ -543,6 +600,7 @@ def aten_cost(*names):
 
 # --- matmul-type: built from linear (a [m, k] @ b [k, n] is linear(m, k, n) with b as the weight)
 
+
 @aten_cost("aten::mm")
 def aten_mm(call: AtenCall) -> Cost:
     """a [m, k] @ b [k, n] -> [m, n]."""
@@ -582,8 +640,9 @@ def aten_linear(call: AtenCall) -> Cost:
     n, k = w
     _same(x[-1], k)
     bias = call.is_tensor(2)
-    return linear(_prod(x[:-1]), k, n, call.dtype(1), call.dtype(0), bias=bias,
-                  bias_dtype=call.dtype(2) if bias else "bf16")
+    return linear(
+        _prod(x[:-1]), k, n, call.dtype(1), call.dtype(0), bias=bias, bias_dtype=call.dtype(2) if bias else "bf16"
+    )
 
 
 @aten_cost("aten::matmul")
@@ -632,8 +691,9 @@ def aten_grouped_mm(call: AtenCall) -> Cost:
         flops, out = 2.0 * m * k * n, g * m * n
     else:
         raise AtenShapeError(f"_grouped_mm of shapes {a} and {b}")
-    return Cost(flops=flops, act_bytes_read=call.nbytes(0), weight_bytes_read=call.nbytes(1),
-                act_bytes_written=out * size)
+    return Cost(
+        flops=flops, act_bytes_read=call.nbytes(0), weight_bytes_read=call.nbytes(1), act_bytes_written=out * size
+    )
 
 
 def _same(a, b):
@@ -642,6 +702,7 @@ def _same(a, b):
 
 
 # --- attention: every SDPA backend's aten op, forward and backward
+
 
 def attention_flops(q, k, v, causal: bool, backward: bool = False) -> float:
     """q [..., s_q, d] @ k^T [..., d, s_k] -> scores; scores @ v [..., s_k, d_v] -> [..., s_q, d_v].
@@ -689,8 +750,12 @@ def _sdpa(index):
             raise AtenShapeError("attention needs [..., s, d] inputs")
         causal = _arg_or_none(call, index) is True
         out = _prod(q[:-1]) * v[-1] * call.elem_bytes(0)
-        return Cost(flops=attention_flops(q, k, v, causal),
-                    act_bytes_read=call.nbytes(0) + call.nbytes(1) + call.nbytes(2), act_bytes_written=out)
+        return Cost(
+            flops=attention_flops(q, k, v, causal),
+            act_bytes_read=call.nbytes(0) + call.nbytes(1) + call.nbytes(2),
+            act_bytes_written=out,
+        )
+
     return cost
 
 
@@ -701,8 +766,10 @@ def _sdpa_backward(index):
         causal = _arg_or_none(call, index) is True
         read = sum(call.nbytes(i) for i in call.tensors())
         written = call.nbytes(1) + call.nbytes(2) + call.nbytes(3)
-        return Cost(flops=attention_flops(q, k, v, causal, backward=True), act_bytes_read=read,
-                    act_bytes_written=written)
+        return Cost(
+            flops=attention_flops(q, k, v, causal, backward=True), act_bytes_read=read, act_bytes_written=written
+        )
+
     return cost
 
 
@@ -713,14 +780,37 @@ for _name, _index in ATEN_CAUSAL_INDEX.items():
 # --- element-wise, normalisation, reductions, data movement
 
 ATEN_ELEMENTWISE_FLOPS = {
-    **{f"aten::{op}{inplace}": 1 for op in ("add", "sub", "mul", "div", "neg", "rsqrt", "sqrt", "pow", "exp",
-                                             "log", "reciprocal", "relu", "clamp", "clamp_min", "tanh", "abs")
-       for inplace in ("", "_")},
-    "aten::silu": ELEMENTWISE_FLOPS["silu"], "aten::silu_": ELEMENTWISE_FLOPS["silu"],
+    **{
+        f"aten::{op}{inplace}": 1
+        for op in (
+            "add",
+            "sub",
+            "mul",
+            "div",
+            "neg",
+            "rsqrt",
+            "sqrt",
+            "pow",
+            "exp",
+            "log",
+            "reciprocal",
+            "relu",
+            "clamp",
+            "clamp_min",
+            "tanh",
+            "abs",
+        )
+        for inplace in ("", "_")
+    },
+    "aten::silu": ELEMENTWISE_FLOPS["silu"],
+    "aten::silu_": ELEMENTWISE_FLOPS["silu"],
     "aten::sigmoid": 4,  # 1 / (1 + exp(-x)): negate, exp, add, divide
-    "aten::gelu": ELEMENTWISE_FLOPS["gelu"], "aten::gelu_": ELEMENTWISE_FLOPS["gelu"],
+    "aten::gelu": ELEMENTWISE_FLOPS["gelu"],
+    "aten::gelu_": ELEMENTWISE_FLOPS["gelu"],
     "aten::threshold_backward": 1,  # relu's backward: a compare-select
-    "aten::where": 0, "aten::masked_fill": 0, "aten::masked_fill_": 0,
+    "aten::where": 0,
+    "aten::masked_fill": 0,
+    "aten::masked_fill_": 0,
 }
 
 
@@ -731,8 +821,10 @@ def _pointwise(flops_per_element):
         if not tensors:
             raise AtenShapeError("no tensor argument")
         out = _prod(_broadcast(*(call.shape(i) for i in tensors)))
-        return elementwise_bytes(out, sum(call.nbytes(i) for i in tensors), out * call.elem_bytes(tensors[0]),
-                                 flops_per_element)
+        return elementwise_bytes(
+            out, sum(call.nbytes(i) for i in tensors), out * call.elem_bytes(tensors[0]), flops_per_element
+        )
+
     return cost
 
 
@@ -819,8 +911,11 @@ def aten_topk(call: AtenCall) -> Cost:
         raise AtenShapeError("topk's k not recorded")
     dim = -1 if dim is None else dim
     rows = _prod(shape) // max(shape[dim], 1)
-    return Cost(flops=float(_prod(shape)), act_bytes_read=call.nbytes(0),
-                act_bytes_written=rows * k * (call.elem_bytes(0) + INDEX_BYTES))
+    return Cost(
+        flops=float(_prod(shape)),
+        act_bytes_read=call.nbytes(0),
+        act_bytes_written=rows * k * (call.elem_bytes(0) + INDEX_BYTES),
+    )
 
 
 @aten_cost("aten::softmax", "aten::_softmax", "aten::log_softmax", "aten::_log_softmax")
@@ -840,8 +935,13 @@ def _norm(kind, weight_index):
         hidden = _prod(normalized)
         c = norm(call.numel(0) // hidden, hidden, kind, call.dtype(0), call.dtype(0))
         params = sum(call.nbytes(i) for i in (weight_index, weight_index + 1) if call.is_tensor(i))
-        return Cost(flops=c.flops, weight_bytes_read=params, act_bytes_read=c.act_bytes_read,
-                    act_bytes_written=c.act_bytes_written)
+        return Cost(
+            flops=c.flops,
+            weight_bytes_read=params,
+            act_bytes_read=c.act_bytes_read,
+            act_bytes_written=c.act_bytes_written,
+        )
+
     return cost
 
 

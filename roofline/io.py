@@ -42,10 +42,15 @@ _CHUNK = 1 << 20
 # ------------------------------------------------------------------------------------------------
 # reading
 
+
 def _describe(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket")):
+    for test, name in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
         if test(mode):
             return name
     return "not a regular file"
@@ -87,8 +92,10 @@ def open_regular(path, what: str):
 
 
 def _too_big(path, what: str, limit: int, kind: str = "") -> InputFileError:
-    return InputFileError(f"{what} file {path} is larger than {limit / MB:g} MB{kind}, the limit for a {what} "
-                          f"file; check that it is the right file")
+    return InputFileError(
+        f"{what} file {path} is larger than {limit / MB:g} MB{kind}, the limit for a {what} "
+        f"file; check that it is the right file"
+    )
 
 
 def read_bytes(path, what: str, max_bytes: int = MAX_MAPPING_BYTES) -> bytes:
@@ -136,7 +143,9 @@ def gunzip_bounded(data: bytes, path, what: str, max_bytes: int) -> bytes:
             if not inflater.eof:
                 raise InputFileError(f"{path}: the gzip stream is truncated; copy or export the {what} again")
         except zlib.error as exc:
-            raise InputFileError(f"{path}: the gzip stream is corrupt ({exc}); copy or export the {what} again") from None
+            raise InputFileError(
+                f"{path}: the gzip stream is corrupt ({exc}); copy or export the {what} again"
+            ) from None
         data = inflater.unused_data.lstrip(b"\0")  # concatenated members (and zero padding) follow
     return b"".join(out)
 
@@ -170,6 +179,7 @@ def is_inside(path, folder) -> bool:
 
 # ------------------------------------------------------------------------------------------------
 # writing
+
 
 def _write_error(path, exc: OSError) -> OutputError:
     reason = _strerror(exc)
@@ -260,6 +270,7 @@ def write_chunks(path, chunks) -> None:
 # ------------------------------------------------------------------------------------------------
 # report folders: built aside, swapped in whole
 
+
 def sha256_file(path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -298,8 +309,9 @@ def check_replaceable(folder) -> None:
         if not folder.exists() and not folder.is_symlink():
             return
         if folder.is_symlink() or not folder.is_dir():
-            raise OutputError(f"cannot write the report folder {folder}: it is a file or a link, not a folder; "
-                              f"choose another --out")
+            raise OutputError(
+                f"cannot write the report folder {folder}: it is a file or a link, not a folder; choose another --out"
+            )
         with os.scandir(folder) as entries:
             top = sorted(e.name for e in entries)
         fix = "choose another --out folder, or move those files away"
@@ -317,15 +329,18 @@ def check_replaceable(folder) -> None:
         if not isinstance(files, dict):
             raise TypeError
     except (OSError, ValueError, KeyError, TypeError):
-        raise OutputError(f"{folder}/{MANIFEST} is not a roofline manifest, so the folder's files may be "
-                          f"yours; {fix}") from None
+        raise OutputError(
+            f"{folder}/{MANIFEST} is not a roofline manifest, so the folder's files may be yours; {fix}"
+        ) from None
     foreign = [rel for rel in present if rel != MANIFEST and rel not in files]
     if foreign:
         raise OutputError(f"{folder} holds files roofline did not write ({', '.join(foreign[:3])}); {fix}")
     changed = [rel for rel in present if rel != MANIFEST and sha256_file(folder / rel) != files[rel]]
     if changed:
-        raise OutputError(f"{folder}: {', '.join(changed[:3])} changed since roofline wrote "
-                          f"{'it' if len(changed) == 1 else 'them'}; {fix}")
+        raise OutputError(
+            f"{folder}: {', '.join(changed[:3])} changed since roofline wrote "
+            f"{'it' if len(changed) == 1 else 'them'}; {fix}"
+        )
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -23,11 +23,11 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-from matplotlib.patches import Patch
 import pandas as pd
 from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.text import Text
 from matplotlib.ticker import EngFormatter, FixedLocator, FuncFormatter, LogLocator, NullFormatter, PercentFormatter
 
@@ -69,6 +69,7 @@ METRIC_LABELS = {
 # ------------------------------------------------------------------------------------------------
 # 1. the roofline
 
+
 def roofline_chart(ops: pd.DataFrame, spec, ax, measured: pd.DataFrame = None, point: int = 0):
     """Draw the roofline of ``ops`` on ``spec`` into ``ax``; return ``ax``.
 
@@ -95,8 +96,14 @@ def roofline_chart(ops: pd.DataFrame, spec, ax, measured: pd.DataFrame = None, p
 
     # roofs: datasheet always, measured where calibrated
     dtypes = list(dict.fromkeys(str(d) for d in ops["compute_dtype"]))
-    roofs = [("datasheet", "--", {d: spec.peak_flops_per_s[d] for d in dtypes if d in spec.peak_flops_per_s},
-              spec.mem_bytes_per_s)]
+    roofs = [
+        (
+            "datasheet",
+            "--",
+            {d: spec.peak_flops_per_s[d] for d in dtypes if d in spec.peak_flops_per_s},
+            spec.mem_bytes_per_s,
+        )
+    ]
     for d in dtypes:
         spec.ceiling_flops(d)  # raises SpecError, naming the fix, for a dtype the part lacks
     if spec.is_calibrated:
@@ -123,12 +130,28 @@ def roofline_chart(ops: pd.DataFrame, spec, ax, measured: pd.DataFrame = None, p
     roof_texts = []
     for kind, style, peaks, bw in roofs:
         top_ridge = max(peak / bw for peak in peaks.values()) if peaks else x_hi
-        (slope,) = ax.plot([x_lo, top_ridge], [x_lo * bw, top_ridge * bw], ls=style, color="black", lw=1.2,
-                           gid=f"roof-memory-{kind}", zorder=2)
+        (slope,) = ax.plot(
+            [x_lo, top_ridge],
+            [x_lo * bw, top_ridge * bw],
+            ls=style,
+            color="black",
+            lw=1.2,
+            gid=f"roof-memory-{kind}",
+            zorder=2,
+        )
         # datasheet label above its slope, measured (the lower one) below: they never collide
-        slope_labels.append(ax.text(x_lo * 2.5, x_lo * 2.5 * bw, f"memory {si(bw, 'B/s')} ({kind})", fontsize=7.5,
-                                    ha="left", va="bottom" if kind == "datasheet" else "top",
-                                    rotation_mode="anchor", zorder=2))
+        slope_labels.append(
+            ax.text(
+                x_lo * 2.5,
+                x_lo * 2.5 * bw,
+                f"memory {si(bw, 'B/s')} ({kind})",
+                fontsize=7.5,
+                ha="left",
+                va="bottom" if kind == "datasheet" else "top",
+                rotation_mode="anchor",
+                zorder=2,
+            )
+        )
         slope_labels[-1]._roof_line = slope
         for dtype, peak in sorted(peaks.items(), key=lambda kv: -kv[1]):
             ridge = peak / bw
@@ -139,12 +162,29 @@ def roofline_chart(ops: pd.DataFrame, spec, ax, measured: pd.DataFrame = None, p
             # of its marker, where nothing can sit (above the memory slope)
             # datasheet labels above their roof, measured (the lower roof) below theirs: no collision
             above = kind == "datasheet"
-            roof_texts.append(ax.text(x_hi / 1.15, peak * 1.08 if above else peak / 1.08,
-                                      f"{dtype} {si(peak, unit)} ({kind})", fontsize=7.5, ha="right",
-                                      va="bottom" if above else "top", zorder=2))
-            roof_texts.append(ax.annotate(f"ridge {ridge:.3g} FLOP/B", (ridge, peak), xytext=(-4, 3) if above else (4, -3),
-                                          textcoords="offset points", fontsize=7, ha="right" if above else "left",
-                                          va="bottom" if above else "top", zorder=2))
+            roof_texts.append(
+                ax.text(
+                    x_hi / 1.15,
+                    peak * 1.08 if above else peak / 1.08,
+                    f"{dtype} {si(peak, unit)} ({kind})",
+                    fontsize=7.5,
+                    ha="right",
+                    va="bottom" if above else "top",
+                    zorder=2,
+                )
+            )
+            roof_texts.append(
+                ax.annotate(
+                    f"ridge {ridge:.3g} FLOP/B",
+                    (ridge, peak),
+                    xytext=(-4, 3) if above else (4, -3),
+                    textcoords="offset points",
+                    fontsize=7,
+                    ha="right" if above else "left",
+                    va="bottom" if above else "top",
+                    zorder=2,
+                )
+            )
 
     # the ops, largest first so small markers stay visible on top of large ones
     # (decode first at equal size: a prefill circle on top of a decode square leaves both visible)
@@ -153,39 +193,80 @@ def roofline_chart(ops: pd.DataFrame, spec, ax, measured: pd.DataFrame = None, p
     run_id = (pts["phase"].astype(str) != pts["phase"].astype(str).shift()).cumsum()
     for _, rows in pts.groupby(run_id, sort=False):  # one scatter per run of one phase, in drawing order
         phase = str(rows["phase"].iloc[0])
-        ax.scatter(rows["arithmetic_intensity"], rows["attained_flops_per_s"], s=rows["marker_area"],
-                   c=[BOUND_COLORS[str(b)] for b in rows["bound"]], marker=PHASE_MARKERS[phase],
-                   edgecolors="white", linewidths=0.6, zorder=4, gid=f"ops-{phase}")
+        ax.scatter(
+            rows["arithmetic_intensity"],
+            rows["attained_flops_per_s"],
+            s=rows["marker_area"],
+            c=[BOUND_COLORS[str(b)] for b in rows["bound"]],
+            marker=PHASE_MARKERS[phase],
+            edgecolors="white",
+            linewidths=0.6,
+            zorder=4,
+            gid=f"ops-{phase}",
+        )
     if measured is not None and len(measured):
         for phase in phases:
             rows = measured[measured["phase"] == phase]
             if not len(rows):
                 continue
             for r in rows.itertuples():
-                ax.plot([r.arithmetic_intensity] * 2, [r.attained_flops_per_s, r.measured_flops_per_s],
-                        color=BOUND_COLORS[r.bound], lw=0.7, alpha=0.8, zorder=3, gid="measured-link")
-            ax.scatter(rows["arithmetic_intensity"], rows["measured_flops_per_s"], s=rows["marker_area"],
-                       facecolors="none", edgecolors=[BOUND_COLORS[b] for b in rows["bound"]], linewidths=1.3,
-                       marker=PHASE_MARKERS[phase], zorder=4, gid=f"measured-{phase}")
+                ax.plot(
+                    [r.arithmetic_intensity] * 2,
+                    [r.attained_flops_per_s, r.measured_flops_per_s],
+                    color=BOUND_COLORS[r.bound],
+                    lw=0.7,
+                    alpha=0.8,
+                    zorder=3,
+                    gid="measured-link",
+                )
+            ax.scatter(
+                rows["arithmetic_intensity"],
+                rows["measured_flops_per_s"],
+                s=rows["marker_area"],
+                facecolors="none",
+                edgecolors=[BOUND_COLORS[b] for b in rows["bound"]],
+                linewidths=1.3,
+                marker=PHASE_MARKERS[phase],
+                zorder=4,
+                gid=f"measured-{phase}",
+            )
 
     # labels: coincident points of one phase share a label; small ops go to the note
     labels, unlabelled = _op_labels(pts, ax, both_phases=len(phases) > 1)
     annotations = []
     for x, y, text, radius_pt in labels:
-        annotations.append(ax.annotate(
-            text, (x, y), xytext=(radius_pt + 4, radius_pt + 4), textcoords="offset points", fontsize=7.5,
-            ha="left", va="bottom", zorder=6, annotation_clip=False,
-            bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="0.8", lw=0.5, alpha=0.85),
-            arrowprops=dict(arrowstyle="-", color="0.35", lw=0.6, shrinkA=0, shrinkB=radius_pt),
-        ))
+        annotations.append(
+            ax.annotate(
+                text,
+                (x, y),
+                xytext=(radius_pt + 4, radius_pt + 4),
+                textcoords="offset points",
+                fontsize=7.5,
+                ha="left",
+                va="bottom",
+                zorder=6,
+                annotation_clip=False,
+                bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="0.8", lw=0.5, alpha=0.85),
+                arrowprops=dict(arrowstyle="-", color="0.35", lw=0.6, shrinkA=0, shrinkB=radius_pt),
+            )
+        )
         annotations[-1]._radius_pt = radius_pt
         annotations[-1].set_in_layout(False)
 
     note = _roofline_note(ops, collective, flops, unlabelled, phases)
     note_artist = None
     if note:
-        note_artist = ax.text(0.01, 0.99, note, transform=ax.transAxes, fontsize=7, va="top", ha="left", zorder=7,
-                              bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="0.8", lw=0.5, alpha=0.9))
+        note_artist = ax.text(
+            0.01,
+            0.99,
+            note,
+            transform=ax.transAxes,
+            fontsize=7,
+            va="top",
+            ha="left",
+            zorder=7,
+            bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="0.8", lw=0.5, alpha=0.9),
+        )
 
     ax.set_xlabel("arithmetic intensity [FLOP/B]")
     ax.set_ylabel("attained [FLOP/s]")
@@ -200,13 +281,20 @@ def roofline_chart(ops: pd.DataFrame, spec, ax, measured: pd.DataFrame = None, p
     obstacles = roof_texts + [legend] + ([note_artist] if note_artist else [])
     marker_boxes = list(zip(pts["arithmetic_intensity"], pts["attained_flops_per_s"], np.sqrt(pts["marker_area"]) / 2))
     if measured is not None:
-        marker_boxes += list(zip(measured["arithmetic_intensity"], measured["measured_flops_per_s"],
-                                 np.sqrt(measured["marker_area"]) / 2))
+        marker_boxes += list(
+            zip(
+                measured["arithmetic_intensity"], measured["measured_flops_per_s"], np.sqrt(measured["marker_area"]) / 2
+            )
+        )
     marker_boxes += [(peak / bw, peak, 3.0) for _, _, peaks, bw in roofs for peak in peaks.values()]  # ridges
-    ax.add_artist(_DrawHook(lambda renderer: (
-        _place_labels(annotations, obstacles, marker_boxes, ax, renderer),  # the ops first: they matter most
-        _place_slope_labels(slope_labels, marker_boxes, roof_texts + annotations, ax, renderer),
-    )))
+    ax.add_artist(
+        _DrawHook(
+            lambda renderer: (
+                _place_labels(annotations, obstacles, marker_boxes, ax, renderer),  # the ops first: they matter most
+                _place_slope_labels(slope_labels, marker_boxes, roof_texts + annotations, ax, renderer),
+            )
+        )
+    )
     return ax
 
 
@@ -270,7 +358,7 @@ def _op_labels(pts: pd.DataFrame, ax, both_phases: bool):
             if both_phases:
                 text = f"{phase}: {text}"
             radius = math.sqrt(max(r.marker_area for r in members)) / 2  # scatter size is an area in pt^2
-            labels.append((sum(r.share for r in members), 10 ** lx, 10 ** ly, text, radius))
+            labels.append((sum(r.share for r in members), 10**lx, 10**ly, text, radius))
     labels.sort(key=lambda label: -label[0])  # the label of the most time is placed first
     labels = [label[1:] for label in labels]
     return labels, unlabelled
@@ -300,7 +388,9 @@ def _roofline_note(ops, collective, flops, unlabelled, phases) -> str:
         for op in dict.fromkeys(coll["op"].astype(str)):
             rows = coll[coll["op"].astype(str) == op]
             shares = {str(p): s for p, s in zip(rows["phase"], rows["share"])}
-            parts.append(f"{mathtext_safe(op)} " + " / ".join(f"{100 * shares[p]:.2g}%" if p in shares else "-" for p in phases))
+            parts.append(
+                f"{mathtext_safe(op)} " + " / ".join(f"{100 * shares[p]:.2g}%" if p in shares else "-" for p in phases)
+            )
         parts = [p.replace(" ", NBSP) for p in parts]
         head = "collectives, not plotted (share of " + " / ".join(phases) + " time): "
         lines.append(head + ", ".join(parts))
@@ -314,22 +404,31 @@ def _roofline_legend(ax, pts, phases, calibrated: bool, with_measured: bool):
     handles = []
     present = [b for b in BOUNDS if b in set(pts["bound"].astype(str))]
     for b in present:
-        handles.append(Line2D([], [], ls="none", marker="o", ms=7, mfc=BOUND_COLORS[b], mec="white",
-                              label=f"{b}-bound"))
+        handles.append(
+            Line2D([], [], ls="none", marker="o", ms=7, mfc=BOUND_COLORS[b], mec="white", label=f"{b}-bound")
+        )
     for p in phases:
         handles.append(Line2D([], [], ls="none", marker=PHASE_MARKERS[p], ms=7, mfc="white", mec="black", label=p))
     handles.append(Line2D([], [], ls="--", color="black", lw=1.2, label="datasheet ceiling"))
     if calibrated:
         handles.append(Line2D([], [], ls="-", color="black", lw=1.2, label="measured ceiling"))
     if with_measured:
-        handles.append(Line2D([], [], ls="none", marker="o", ms=7, mfc="none", mec="0.3", mew=1.3,
-                              label="measured time"))
-    return ax.legend(handles=handles, loc="lower right", fontsize=7.5, title="area: share of phase time",
-                     title_fontsize=7.5, framealpha=0.9)
+        handles.append(
+            Line2D([], [], ls="none", marker="o", ms=7, mfc="none", mec="0.3", mew=1.3, label="measured time")
+        )
+    return ax.legend(
+        handles=handles,
+        loc="lower right",
+        fontsize=7.5,
+        title="area: share of phase time",
+        title_fontsize=7.5,
+        framealpha=0.9,
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # 2. where the time goes
+
 
 def time_breakdown(ops: pd.DataFrame, ax, by: str = "op", top: int = 8, point: int = 0):
     """Draw one stacked horizontal bar per phase of ``ops`` into ``ax``; return ``ax``.
@@ -369,13 +468,35 @@ def time_breakdown(ops: pd.DataFrame, ax, by: str = "op", top: int = 8, point: i
         for name, value in segments:
             color = (OTHER_COLOR if name == "other" else palette[name]) if by == "op" else BOUND_COLORS[name]
             label = mathtext_safe(name) if by == "op" else f"{name}-bound"
-            ax.barh(i, value, left=left, height=0.6, color=color, edgecolor="white", linewidth=0.8,
-                    label=None if name in seen else label, gid=f"segment-{phase}-{name}")
+            ax.barh(
+                i,
+                value,
+                left=left,
+                height=0.6,
+                color=color,
+                edgecolor="white",
+                linewidth=0.8,
+                label=None if name in seen else label,
+                gid=f"segment-{phase}-{name}",
+            )
             seen.add(name)
             share = value / phase_total if phase_total > 0 else 0.0
             if share >= 0.04:
-                percent_texts.append((ax.text(left + value / 2, i, f"{100 * share:.0f}%", ha="center", va="center",
-                                              fontsize=7.5, color=_text_color(color), zorder=5), value))
+                percent_texts.append(
+                    (
+                        ax.text(
+                            left + value / 2,
+                            i,
+                            f"{100 * share:.0f}%",
+                            ha="center",
+                            va="center",
+                            fontsize=7.5,
+                            color=_text_color(color),
+                            zorder=5,
+                        ),
+                        value,
+                    )
+                )
             left += value
         ax.text(left, i, f"  {si(phase_total, 's')}", ha="left", va="center", fontsize=8.5, fontweight="bold")
     ax.set_yticks(range(len(phases)))
@@ -388,8 +509,16 @@ def time_breakdown(ops: pd.DataFrame, ax, by: str = "op", top: int = 8, point: i
     ax.grid(True, axis="x", color="0.92", lw=0.6)
     ax.set_axisbelow(True)
     handles, labels = ax.get_legend_handles_labels()
-    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5, frameon=False,
-              title="by op" if by == "op" else "by bound class", title_fontsize=8)
+    ax.legend(
+        handles,
+        labels,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=7.5,
+        frameon=False,
+        title="by op" if by == "op" else "by bound class",
+        title_fontsize=8,
+    )
     ax.add_artist(_DrawHook(lambda renderer: _fit_percentages(percent_texts, ax, renderer)))
     return ax
 
@@ -424,6 +553,7 @@ def _fit_percentages(texts, ax, renderer):
 # ------------------------------------------------------------------------------------------------
 # 3. a sweep
 
+
 def sweep_chart(summary: pd.DataFrame, ax, x: str = "batch_size", metric: str = "decode_tokens_per_s"):
     """Draw ``metric`` of a sweep's ``summary`` against ``x`` into ``ax`` (log x); return ``ax``.
 
@@ -452,8 +582,17 @@ def sweep_chart(summary: pd.DataFrame, ax, x: str = "batch_size", metric: str = 
             unfit = rows[~rows["fits_in_memory"].astype(bool)]
             if len(unfit):
                 any_unfit = True
-                ax.plot(unfit[x], unfit[metric], ls="none", marker="o", ms=7, mfc="white", mec=color, mew=1.3,
-                        gid="sweep-unfit")
+                ax.plot(
+                    unfit[x],
+                    unfit[metric],
+                    ls="none",
+                    marker="o",
+                    ms=7,
+                    mfc="white",
+                    mec=color,
+                    mew=1.3,
+                    gid="sweep-unfit",
+                )
     ax.set_xscale("log")
     values = np.sort(summary[x].unique())
     if len(values) <= 12:
@@ -484,14 +623,29 @@ def sweep_chart(summary: pd.DataFrame, ax, x: str = "batch_size", metric: str = 
         lo, hi = float(values.min()), float(values.max())
         if math.isfinite(ridge) and lo / 4 <= ridge <= hi * 4:
             ax.axvline(ridge, color=BOUND_COLORS["compute"], ls="--", lw=1.2, gid="ridge-batch")
-            ax.annotate(f"decode compute-bound\nfrom batch {ridge:.0f}", (ridge, 0.0),
-                        xycoords=("data", "axes fraction"), xytext=(-4, 4), textcoords="offset points",
-                        ha="right", va="bottom", fontsize=7.5, color=BOUND_COLORS["compute"])
+            ax.annotate(
+                f"decode compute-bound\nfrom batch {ridge:.0f}",
+                (ridge, 0.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(-4, 4),
+                textcoords="offset points",
+                ha="right",
+                va="bottom",
+                fontsize=7.5,
+                color=BOUND_COLORS["compute"],
+            )
         else:
-            where = (f"at batch {ridge:.0f}, off this chart" if math.isfinite(ridge)
-                     else "not below batch 65,536")
-            ax.text(0.99, 0.02, f"decode turns compute-bound {where}", transform=ax.transAxes, ha="right",
-                    va="bottom", fontsize=7.5, color=BOUND_COLORS["compute"])
+            where = f"at batch {ridge:.0f}, off this chart" if math.isfinite(ridge) else "not below batch 65,536"
+            ax.text(
+                0.99,
+                0.02,
+                f"decode turns compute-bound {where}",
+                transform=ax.transAxes,
+                ha="right",
+                va="bottom",
+                fontsize=7.5,
+                color=BOUND_COLORS["compute"],
+            )
     handles, labels = ax.get_legend_handles_labels()
     if any_unfit:
         handles.append(Line2D([], [], ls="none", marker="o", ms=7, mfc="white", mec="0.3", mew=1.3))
@@ -526,8 +680,13 @@ def _metric_label(metric: str):
     name = metric.replace("_", " ")
     if "_share_" in metric:
         return f"{name} [%]", "%"
-    for suffix, unit, shown in (("_tokens_per_s", "", "tokens/s"), ("_per_s", "", "1/s"), ("_bytes", "B", "B"),
-                                ("_flops", "FLOP", "FLOP"), ("_s", "s", "s")):
+    for suffix, unit, shown in (
+        ("_tokens_per_s", "", "tokens/s"),
+        ("_per_s", "", "1/s"),
+        ("_bytes", "B", "B"),
+        ("_flops", "FLOP", "FLOP"),
+        ("_s", "s", "s"),
+    ):
         if metric.endswith(suffix):
             return f"{name} [{shown}]", unit
     return name, ""
@@ -535,6 +694,7 @@ def _metric_label(metric: str):
 
 # ------------------------------------------------------------------------------------------------
 # 4. saving, and 5. whole figures
+
 
 def trace_breakdown(by_range: pd.DataFrame, ax, top: int = 20):
     """GPU time of a trace's ranges (self time: kernels not inside a nested range), one horizontal
@@ -558,8 +718,9 @@ def trace_breakdown(by_range: pd.DataFrame, ax, top: int = 20):
     ax.grid(True, axis="x", color="0.92", lw=0.6)
     ax.set_axisbelow(True)
     labels = {"unknown": "unknown (no FLOP/byte count)"}
-    handles = [Patch(color=BOUND_COLORS[c], label=labels.get(c, f"{c}-bound")) for c in BOUND_COLORS
-               if c in set(classes)]
+    handles = [
+        Patch(color=BOUND_COLORS[c], label=labels.get(c, f"{c}-bound")) for c in BOUND_COLORS if c in set(classes)
+    ]
     if set(classes) - set(BOUND_COLORS):
         handles.append(Patch(color=OTHER_COLOR, label="other ranges"))
     if handles:
@@ -573,9 +734,15 @@ def figure_trace(trace, title: str = None) -> Figure:
     fig = new_figure(9, 1.2 + 0.28 * min(n, 21))
     trace_breakdown(trace.by_range, fig.add_subplot())
     s = trace.summary
-    fig.suptitle(mathtext_safe(title or f"{Path(trace.path).name}: {si(s.get('gpu_time_s', 0), 's')} of kernels, "
-                               f"GPU idle {si(s.get('idle_s', 0), 's')} of {si(s.get('window_s', 0), 's')}",
-                               keep_newlines=True), fontsize=10)
+    fig.suptitle(
+        mathtext_safe(
+            title
+            or f"{Path(trace.path).name}: {si(s.get('gpu_time_s', 0), 's')} of kernels, "
+            f"GPU idle {si(s.get('idle_s', 0), 's')} of {si(s.get('window_s', 0), 's')}",
+            keep_newlines=True,
+        ),
+        fontsize=10,
+    )
     return fig
 
 
@@ -642,15 +809,15 @@ def figure_comparison(comparison, title: str = None) -> Figure:
     return figure_roofline(comparison.analysis.ops, comparison.spec, measured=comparison.measured, title=title)
 
 
-def figure_time_breakdown(ops, by: str = "op", top: int = 8, point: int = 0, title: str = None,
-                          spec=None) -> Figure:
+def figure_time_breakdown(ops, by: str = "op", top: int = 8, point: int = 0, title: str = None, spec=None) -> Figure:
     """Where the time of each phase goes, one panel per phase (each with its own time scale)."""
     sel = _one_point(ops, point)
     phases = [p for p in PHASES if p in set(sel["phase"].astype(str))]
     fig = new_figure(9, 1.2 + 1.5 * len(phases))
     for phase in phases:
-        time_breakdown(sel[sel["phase"].astype(str) == phase], fig.add_subplot(len(phases), 1, len(fig.axes) + 1),
-                       by=by, top=top)
+        time_breakdown(
+            sel[sel["phase"].astype(str) == phase], fig.add_subplot(len(phases), 1, len(fig.axes) + 1), by=by, top=top
+        )
     fig.suptitle(mathtext_safe(title or _title(ops, spec, point), keep_newlines=True), fontsize=10)
     return fig
 
@@ -664,9 +831,13 @@ def figure_sweep(summary, x: str = None, title: str = None, spec=None) -> Figure
         sweep_chart(summary, fig.add_subplot(len(phases), 2, 2 * i + 1), x=x, metric=f"{phase}_tokens_per_s")
         sweep_chart(summary, fig.add_subplot(len(phases), 2, 2 * i + 2), x=x, metric=f"{phase}_time_s")
     name = summary.attrs.get("model")
-    fig.suptitle(mathtext_safe(title or " ".join(p for p in (name, "on" if name and spec else None,
-                                                              _spec_name(spec)) if p) or "sweep",
-                               keep_newlines=True), fontsize=10)
+    fig.suptitle(
+        mathtext_safe(
+            title or " ".join(p for p in (name, "on" if name and spec else None, _spec_name(spec)) if p) or "sweep",
+            keep_newlines=True,
+        ),
+        fontsize=10,
+    )
     return fig
 
 
@@ -678,8 +849,10 @@ def figure_result(ops, summary, spec, measured=None, title: str = None) -> Figur
     if len(summary) > 1:
         return figure_sweep(summary, title=title, spec=spec)
     if not len(ops):
-        raise RooflineError("the result holds no ops (it was written with --summary), so it has no roofline; "
-                            "run `roofline analyze` without --summary")
+        raise RooflineError(
+            "the result holds no ops (it was written with --summary), so it has no roofline; "
+            "run `roofline analyze` without --summary"
+        )
     spec = load_spec(spec)
     phases = [p for p in PHASES if p in set(ops["phase"].astype(str))]
     fig = new_figure(10, 7.2 + 1.3 * len(phases))
@@ -709,7 +882,9 @@ def load_result_json(path):
             f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}; {fix}"
         ) from None
     except (ValueError, RecursionError) as exc:
-        raise InputFileError(f"{path}: {str(exc).splitlines()[0] if str(exc) else 'nested too deeply'}; {fix}") from None
+        raise InputFileError(
+            f"{path}: {str(exc).splitlines()[0] if str(exc) else 'nested too deeply'}; {fix}"
+        ) from None
     if not isinstance(data, dict) or "summary" not in data or "gpu" not in data:
         raise InputFileError(f"{path}: not a roofline result (needs keys gpu, summary and ops); {fix}")
     for key in ("summary", "ops"):
@@ -739,8 +914,17 @@ def load_result_json(path):
 
 MAX_RESULT_BYTES = 100_000_000  # a 100 MB result JSON parses to about 1 GB of Python objects
 # the columns the charts read, and the values their text columns may take
-RESULT_OPS_COLUMNS = ("phase", "op", "count", "flops", "time_s", "arithmetic_intensity", "share", "bound",
-                      "compute_dtype")
+RESULT_OPS_COLUMNS = (
+    "phase",
+    "op",
+    "count",
+    "flops",
+    "time_s",
+    "arithmetic_intensity",
+    "share",
+    "bound",
+    "compute_dtype",
+)
 
 
 def _check_result_columns(data: dict, path, fix: str) -> None:
@@ -771,14 +955,16 @@ def _numeric(frame: pd.DataFrame, keep) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------
 # helpers
 
+
 def _one_point(frame: pd.DataFrame, point: int) -> pd.DataFrame:
     """The rows of sweep point ``point`` (all rows when the frame has no point column)."""
     if "point" not in frame or frame["point"].nunique() <= 1:
         return frame
     rows = frame[frame["point"] == point]
     if not len(rows):
-        raise ValueError(f"no point {point} in the frame; it has points {int(frame['point'].min())}.."
-                         f"{int(frame['point'].max())}")
+        raise ValueError(
+            f"no point {point} in the frame; it has points {int(frame['point'].min())}..{int(frame['point'].max())}"
+        )
     return rows
 
 
@@ -903,8 +1089,12 @@ def _overlap(a, b) -> float:
 # ------------------------------------------------------------------------------------------------
 # roofline validate: where the prediction misses (roofline/validation.py's frames)
 
-def error_distribution(ops: pd.DataFrame, ax, key_ops=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                        "up_proj", "down_proj", "attention")):
+
+def error_distribution(
+    ops: pd.DataFrame,
+    ax,
+    key_ops=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "attention"),
+):
     """Histogram of per-op errors (predicted / measured - 1, in %) over every case: the projections and
     attention beside the other ops, and the pure roofline's errors of the same key ops as an outline."""
     err = ops["error"].to_numpy(dtype=float) * 100
@@ -914,12 +1104,31 @@ def error_distribution(ops: pd.DataFrame, ax, key_ops=("q_proj", "k_proj", "v_pr
     both = np.concatenate([err[finite], roof[np.isfinite(roof)]])
     lo, hi = max(np.nanmin(both), -100.0), min(np.nanmax(both), 300.0)
     bins = np.linspace(min(lo, -30.0), max(hi, 30.0), 41)
-    ax.hist(np.clip(err[finite & key], bins[0], bins[-1]), bins=bins, color="#1f77b4", alpha=0.8,
-            label="projections + attention, predicted", gid="errors-key")
-    ax.hist(np.clip(err[finite & ~key], bins[0], bins[-1]), bins=bins, color="#ff7f0e", alpha=0.5,
-            label="other ops, predicted", gid="errors-other")
-    ax.hist(np.clip(roof[np.isfinite(roof) & key], bins[0], bins[-1]), bins=bins, histtype="step", color="k",
-            lw=1.0, label="projections + attention, pure roofline", gid="errors-roofline")
+    ax.hist(
+        np.clip(err[finite & key], bins[0], bins[-1]),
+        bins=bins,
+        color="#1f77b4",
+        alpha=0.8,
+        label="projections + attention, predicted",
+        gid="errors-key",
+    )
+    ax.hist(
+        np.clip(err[finite & ~key], bins[0], bins[-1]),
+        bins=bins,
+        color="#ff7f0e",
+        alpha=0.5,
+        label="other ops, predicted",
+        gid="errors-other",
+    )
+    ax.hist(
+        np.clip(roof[np.isfinite(roof) & key], bins[0], bins[-1]),
+        bins=bins,
+        histtype="step",
+        color="k",
+        lw=1.0,
+        label="projections + attention, pure roofline",
+        gid="errors-roofline",
+    )
     for x in (-25, -10, 10, 25):
         ax.axvline(x, color="#999999", lw=0.6, ls="--" if abs(x) == 10 else ":")
     ax.set_xlabel("predicted / measured - 1 [%] (clipped at the ends)")
@@ -934,10 +1143,24 @@ def step_errors(steps: pd.DataFrame, ax):
     y = {c: i for i, c in enumerate(cases)}
     for mode, marker, color in (("eager", "o", "#1f77b4"), ("graph", "s", "#2ca02c")):
         s = steps[steps["mode"] == mode]
-        ax.scatter(s["error"] * 100, [y[c] for c in s["case"]], marker=marker, color=color, label=mode, zorder=3,
-                   gid=f"steps-{mode}")
-        ax.scatter(s["roofline_error"] * 100, [y[c] for c in s["case"]], marker=marker, facecolors="none",
-                   edgecolors="#999999", zorder=2, label=f"{mode}, pure roofline")
+        ax.scatter(
+            s["error"] * 100,
+            [y[c] for c in s["case"]],
+            marker=marker,
+            color=color,
+            label=mode,
+            zorder=3,
+            gid=f"steps-{mode}",
+        )
+        ax.scatter(
+            s["roofline_error"] * 100,
+            [y[c] for c in s["case"]],
+            marker=marker,
+            facecolors="none",
+            edgecolors="#999999",
+            zorder=2,
+            label=f"{mode}, pure roofline",
+        )
     ax.axvspan(-10, 10, color="#2ca02c", alpha=0.08)
     ax.axvspan(-15, 15, color="#2ca02c", alpha=0.05)
     ax.axvline(0, color="k", lw=0.6)

@@ -68,6 +68,7 @@ KERNEL_KEYS = KERNEL_KEYS + ("kernel_gap_us",)
 # --------------------------------------------------------------------------------------------------
 # the tables: parsing (called by specs.parse_spec) and interpolation
 
+
 def parse_kernel_tables(measured: dict, where: str) -> dict:
     """Validate the kernel-model keys of a spec's ``measured:`` mapping; return them in SI units:
     kernel_min_s, bandwidth (bytes, bytes_per_s arrays), gemm {dtype: (tokens, weight_elements, eff)},
@@ -93,10 +94,11 @@ def parse_kernel_tables(measured: dict, where: str) -> dict:
         a = _mapping(measured["attention"], f"{w}.attention", {"prefill", "decode"})
         out["attention"] = {}
         if a.get("prefill") is not None:
-            out["attention"]["prefill"] = _table(a["prefill"], f"{w}.attention.prefill", ("query_len", "flops_per_pair"))
+            out["attention"]["prefill"] = _table(
+                a["prefill"], f"{w}.attention.prefill", ("query_len", "flops_per_pair")
+            )
         if a.get("decode") is not None:
-            out["attention"]["decode"] = _table(a["decode"], f"{w}.attention.decode",
-                                                ("kv_bytes", "flops_per_kv_byte"))
+            out["attention"]["decode"] = _table(a["decode"], f"{w}.attention.decode", ("kv_bytes", "flops_per_kv_byte"))
     if measured.get("ops") is not None:
         ops = measured["ops"]
         if not isinstance(ops, dict):
@@ -105,8 +107,10 @@ def parse_kernel_tables(measured: dict, where: str) -> dict:
         for name, entry in ops.items():
             e = _mapping(entry, f"{w}.ops.{name}", _OP_KEYS)
             out["ops"][str(name)] = {
-                k.replace("_us", "_s"): number(v, f"{w}.ops.{name}.{k}", SpecError) * (MICRO if k.endswith("_us") else 1)
-                for k, v in e.items() if v is not None
+                k.replace("_us", "_s"): number(v, f"{w}.ops.{name}.{k}", SpecError)
+                * (MICRO if k.endswith("_us") else 1)
+                for k, v in e.items()
+                if v is not None
             }
     return out
 
@@ -168,13 +172,18 @@ def interp_table(x: np.ndarray, y: np.ndarray, table: tuple) -> np.ndarray:
         return np.exp(np.interp(px, lx, le[:, 0]))
     fx = (px - lx[i]) / (lx[i + 1] - lx[i])
     fy = (py - ly[j]) / (ly[j + 1] - ly[j])
-    v = (le[i, j] * (1 - fx) * (1 - fy) + le[i + 1, j] * fx * (1 - fy)
-         + le[i, j + 1] * (1 - fx) * fy + le[i + 1, j + 1] * fx * fy)
+    v = (
+        le[i, j] * (1 - fx) * (1 - fy)
+        + le[i + 1, j] * fx * (1 - fy)
+        + le[i, j + 1] * (1 - fx) * fy
+        + le[i + 1, j + 1] * fx * fy
+    )
     return np.exp(v)
 
 
 # --------------------------------------------------------------------------------------------------
 # the prediction
+
 
 def predict(ops: pd.DataFrame, spec, cuda_graph: bool = False) -> pd.DataFrame:
     """Add ``predicted_time_s``, ``prediction_source``, ``host_s``, ``fixed_s`` (per occurrence) to a
@@ -286,8 +295,9 @@ def prediction_columns(ops: pd.DataFrame, spec, cuda_graph: bool = False) -> dic
 
     # 3. classes: overhead where the host is slower than the kernel, latency where no roof is reached
     b_codes, b_cats = _codes(ops["bound"])
-    classes = list(b_cats) + [c for c in ("compute", "memory", "communication", "overhead", "latency")
-                              if c not in b_cats]
+    classes = list(b_cats) + [
+        c for c in ("compute", "memory", "communication", "overhead", "latency") if c not in b_cats
+    ]
     code = {c: i for i, c in enumerate(classes)}
     keep = _mask(b_codes, b_cats, {"communication"})
     bound = np.where(t_compute >= t_memory, code["compute"], code["memory"])
@@ -373,16 +383,23 @@ def step_time(ops: pd.DataFrame) -> float:
     counts = ops["count"].to_numpy(float)
     if not len(counts):
         return 0.0
-    return float(queue_step(ops["host_s"].to_numpy(float)[None, :], ops["stream_s"].to_numpy(float)[None, :],
-                            counts, layer_block(counts))[0])
+    return float(
+        queue_step(
+            ops["host_s"].to_numpy(float)[None, :],
+            ops["stream_s"].to_numpy(float)[None, :],
+            counts,
+            layer_block(counts),
+        )[0]
+    )
 
 
 def describe_source(spec) -> str:
     """One line naming what the prediction uses for ``spec``."""
     k = getattr(spec, "measured_kernels", None) or {}
     if not k:
-        return (f"prediction: datasheet roofline of {spec.name} with a per-kernel minimum of "
-                f"{spec.graph_launch_overhead_s * 1e6:.2f} µs (no measured kernel tables; run roofline calibrate)")
+        return (
+            f"prediction: datasheet roofline of {spec.name} with a per-kernel minimum of "
+            f"{spec.graph_launch_overhead_s * 1e6:.2f} µs (no measured kernel tables; run roofline calibrate)"
+        )
     have = [key for key in ("bandwidth", "gemm", "attention", "ops") if key in k]
     return f"prediction: calibrated kernel model of {spec.name} ({', '.join(have)})"
-

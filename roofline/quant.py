@@ -40,17 +40,24 @@ E4M3, E8M0, FP16, FP32 = 1.0, 1.0, 2.0, 4.0  # bytes of one scale
 
 # HF module path of each quantisable op of transformer.py, per layer {i}, by model_type
 _LLAMA_PATHS = {
-    "q_proj": "model.layers.{i}.self_attn.q_proj", "k_proj": "model.layers.{i}.self_attn.k_proj",
-    "v_proj": "model.layers.{i}.self_attn.v_proj", "o_proj": "model.layers.{i}.self_attn.o_proj",
-    "gate_proj": "model.layers.{i}.mlp.gate_proj", "up_proj": "model.layers.{i}.mlp.up_proj",
-    "down_proj": "model.layers.{i}.mlp.down_proj", "experts": "model.layers.{i}.mlp.experts.0.gate_proj",
+    "q_proj": "model.layers.{i}.self_attn.q_proj",
+    "k_proj": "model.layers.{i}.self_attn.k_proj",
+    "v_proj": "model.layers.{i}.self_attn.v_proj",
+    "o_proj": "model.layers.{i}.self_attn.o_proj",
+    "gate_proj": "model.layers.{i}.mlp.gate_proj",
+    "up_proj": "model.layers.{i}.mlp.up_proj",
+    "down_proj": "model.layers.{i}.mlp.down_proj",
+    "experts": "model.layers.{i}.mlp.experts.0.gate_proj",
 }
 MODULE_PATHS = {
     "mixtral": {**_LLAMA_PATHS, "experts": "model.layers.{i}.block_sparse_moe.experts.0.w1"},
     "gpt2": {
-        "q_proj": "transformer.h.{i}.attn.c_attn", "k_proj": "transformer.h.{i}.attn.c_attn",
-        "v_proj": "transformer.h.{i}.attn.c_attn", "o_proj": "transformer.h.{i}.attn.c_proj",
-        "up_proj": "transformer.h.{i}.mlp.c_fc", "down_proj": "transformer.h.{i}.mlp.c_proj",
+        "q_proj": "transformer.h.{i}.attn.c_attn",
+        "k_proj": "transformer.h.{i}.attn.c_attn",
+        "v_proj": "transformer.h.{i}.attn.c_attn",
+        "o_proj": "transformer.h.{i}.attn.c_proj",
+        "up_proj": "transformer.h.{i}.mlp.c_fc",
+        "down_proj": "transformer.h.{i}.mlp.c_proj",
     },
 }
 
@@ -78,9 +85,16 @@ class WeightQuant:
     def format(self) -> Format:
         """The storage layout (formulas.weight_storage_bytes) and compute dtype (dtypes.compute_dtype)."""
         return Format(
-            name=self.dtype, value_bytes=self.bits / 8, group_size=self.group_size, scale_bytes=self.scale_bytes,
-            zero_bytes=self.zero_bytes, block_shape=self.block_shape, channel_bytes=self.channel_bytes,
-            tensor_bytes=self.tensor_bytes, compute=self.compute_dtype or "", act_quantised=self.act_dtype is not None,
+            name=self.dtype,
+            value_bytes=self.bits / 8,
+            group_size=self.group_size,
+            scale_bytes=self.scale_bytes,
+            zero_bytes=self.zero_bytes,
+            block_shape=self.block_shape,
+            channel_bytes=self.channel_bytes,
+            tensor_bytes=self.tensor_bytes,
+            compute=self.compute_dtype or "",
+            act_quantised=self.act_dtype is not None,
         )
 
     @property
@@ -144,8 +158,9 @@ def module_matches(pattern: str, path: str) -> bool:
 
 def uses_checkpoint(m, w) -> bool:
     """Whether workload ``w`` analyses model ``m``'s weights in the checkpoint's own format."""
-    return (m.quant is not None and w.weight_dtype_source.startswith(CHECKPOINT_SOURCE)
-            and w.weight_dtype == m.quant.dtype)
+    return (
+        m.quant is not None and w.weight_dtype_source.startswith(CHECKPOINT_SOURCE) and w.weight_dtype == m.quant.dtype
+    )
 
 
 def linear_weight_dtype(m, w, op_name: str, p16: str):
@@ -166,8 +181,10 @@ def on_gpu(m, w, spec):
     q = m.quant
     if not uses_checkpoint(m, w) or q.compute_dtype is None or spec.has_dtype(q.compute_dtype):
         return m, w
-    note = (f"{w.weight_dtype_source}; {spec.name} has no {q.compute_dtype} tensor cores, so weight-only "
-            f"(dequantised to {w.act_dtype})")
+    note = (
+        f"{w.weight_dtype_source}; {spec.name} has no {q.compute_dtype} tensor cores, so weight-only "
+        f"(dequantised to {w.act_dtype})"
+    )
     return replace(m, quant=replace(q, act_dtype=None)), replace(w, weight_dtype_source=note)
 
 
@@ -182,8 +199,14 @@ def parse_quantization_config(raw, where: str) -> WeightQuant:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a mapping with a quant_method, got {type(raw).__name__}")
     method = str(raw.get("quant_method") or "").lower().replace("_", "-")
-    parsers = {"awq": _awq, "gptq": _gptq, "fp8": _fp8, "compressed-tensors": _compressed_tensors,
-               "modelopt": _modelopt, "mxfp4": _mxfp4}
+    parsers = {
+        "awq": _awq,
+        "gptq": _gptq,
+        "fp8": _fp8,
+        "compressed-tensors": _compressed_tensors,
+        "modelopt": _modelopt,
+        "mxfp4": _mxfp4,
+    }
     if method not in parsers:
         shown = raw.get("quant_method")
         raise ConfigError(
@@ -236,7 +259,9 @@ def _int(raw, keys, where, default=None):
 
 def _int_dtype(bits, where) -> str:
     if bits not in (4, 8):
-        raise ConfigError(f"{where}: {bits}-bit weights are not modelled (4 or 8 bits); pass --weight-dtype to choose one")
+        raise ConfigError(
+            f"{where}: {bits}-bit weights are not modelled (4 or 8 bits); pass --weight-dtype to choose one"
+        )
     return f"int{bits}"
 
 
@@ -254,10 +279,19 @@ def _awq(raw, where) -> WeightQuant:
     zero = raw.get("zero_point", True) is not False
     not_converted = _names(raw.get("modules_to_not_convert"), where, "modules_to_not_convert")
     return WeightQuant(
-        dtype=_int_dtype(bits, where), bits=bits, group_size=group, scale_bytes=FP16 if group else 0.0,
-        zero_bytes=bits / 8 if (zero and group) else 0.0, block_shape=None,
-        channel_bytes=0.0 if group else FP16 + (bits / 8 if zero else 0.0), tensor_bytes=0.0, act_dtype=None,
-        not_converted=not_converted, targets=("Linear",), quant_method="awq", where=where,
+        dtype=_int_dtype(bits, where),
+        bits=bits,
+        group_size=group,
+        scale_bytes=FP16 if group else 0.0,
+        zero_bytes=bits / 8 if (zero and group) else 0.0,
+        block_shape=None,
+        channel_bytes=0.0 if group else FP16 + (bits / 8 if zero else 0.0),
+        tensor_bytes=0.0,
+        act_dtype=None,
+        not_converted=not_converted,
+        targets=("Linear",),
+        quant_method="awq",
+        where=where,
     )
 
 
@@ -267,9 +301,18 @@ def _gptq(raw, where) -> WeightQuant:
     not_converted = _names(raw.get("modules_to_not_convert"), where, "modules_to_not_convert")
     per_group = FP16 + bits / 8  # fp16 scale + packed zero point (stored even when sym)
     return WeightQuant(
-        dtype=_int_dtype(bits, where), bits=bits, group_size=group, scale_bytes=FP16 if group else 0.0,
-        zero_bytes=bits / 8 if group else 0.0, block_shape=None, channel_bytes=0.0 if group else per_group,
-        tensor_bytes=0.0, act_dtype=None, not_converted=not_converted, targets=("Linear",), quant_method="gptq",
+        dtype=_int_dtype(bits, where),
+        bits=bits,
+        group_size=group,
+        scale_bytes=FP16 if group else 0.0,
+        zero_bytes=bits / 8 if group else 0.0,
+        block_shape=None,
+        channel_bytes=0.0 if group else per_group,
+        tensor_bytes=0.0,
+        act_dtype=None,
+        not_converted=not_converted,
+        targets=("Linear",),
+        quant_method="gptq",
         where=where,
     )
 
@@ -277,8 +320,11 @@ def _gptq(raw, where) -> WeightQuant:
 def _block(value, where, key):
     if value is None:
         return None
-    if (not isinstance(value, (list, tuple)) or len(value) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
         raise ConfigError(f"{where}: {key} must be two positive whole numbers [rows, cols], got {value!r}")
     return tuple(value)
 
@@ -289,38 +335,75 @@ def _fp8(raw, where) -> WeightQuant:
         raise ConfigError(f"{where}: fmt {fmt!r} is not modelled (e4m3)")
     block = _block(raw.get("weight_block_size"), where, "weight_block_size")
     scheme = raw.get("activation_scheme", "dynamic")
-    not_converted = (_names(raw.get("modules_to_not_convert"), where, "modules_to_not_convert")
-                     + _names(raw.get("ignored_layers"), where, "ignored_layers"))
+    not_converted = _names(raw.get("modules_to_not_convert"), where, "modules_to_not_convert") + _names(
+        raw.get("ignored_layers"), where, "ignored_layers"
+    )
     return WeightQuant(
-        dtype="fp8", bits=8, group_size=None, scale_bytes=FP32 if block else 0.0, zero_bytes=0.0, block_shape=block,
-        channel_bytes=0.0, tensor_bytes=0.0 if block else FP32, act_dtype="fp8" if scheme in ("dynamic", "static") else None,
-        not_converted=not_converted, targets=("Linear",), quant_method="fp8", where=where,
+        dtype="fp8",
+        bits=8,
+        group_size=None,
+        scale_bytes=FP32 if block else 0.0,
+        zero_bytes=0.0,
+        block_shape=block,
+        channel_bytes=0.0,
+        tensor_bytes=0.0 if block else FP32,
+        act_dtype="fp8" if scheme in ("dynamic", "static") else None,
+        not_converted=not_converted,
+        targets=("Linear",),
+        quant_method="fp8",
+        where=where,
     )
 
 
 def _mxfp4(raw, where) -> WeightQuant:
     return WeightQuant(
-        dtype="mxfp4", bits=4, group_size=32, scale_bytes=E8M0, zero_bytes=0.0, block_shape=None, channel_bytes=0.0,
-        tensor_bytes=0.0, act_dtype=None,
+        dtype="mxfp4",
+        bits=4,
+        group_size=32,
+        scale_bytes=E8M0,
+        zero_bytes=0.0,
+        block_shape=None,
+        channel_bytes=0.0,
+        tensor_bytes=0.0,
+        act_dtype=None,
         not_converted=_names(raw.get("modules_to_not_convert"), where, "modules_to_not_convert"),
-        targets=("Linear",), quant_method="mxfp4", where=where,
+        targets=("Linear",),
+        quant_method="mxfp4",
+        where=where,
     )
 
 
 def _modelopt(raw, where) -> WeightQuant:
     algo = str(raw.get("quant_algo") or "").upper()
-    not_converted = _names(raw.get("ignore"), where, "ignore") + _names(raw.get("exclude_modules"), where, "exclude_modules")
-    common = {"zero_bytes": 0.0, "block_shape": None, "channel_bytes": 0.0, "not_converted": not_converted,
-              "targets": ("Linear",), "quant_method": f"modelopt {algo}", "where": where}
+    not_converted = _names(raw.get("ignore"), where, "ignore") + _names(
+        raw.get("exclude_modules"), where, "exclude_modules"
+    )
+    common = {
+        "zero_bytes": 0.0,
+        "block_shape": None,
+        "channel_bytes": 0.0,
+        "not_converted": not_converted,
+        "targets": ("Linear",),
+        "quant_method": f"modelopt {algo}",
+        "where": where,
+    }
     if algo == "FP8":
-        return WeightQuant(dtype="fp8", bits=8, group_size=None, scale_bytes=0.0, tensor_bytes=FP32, act_dtype="fp8",
-                           **common)
+        return WeightQuant(
+            dtype="fp8", bits=8, group_size=None, scale_bytes=0.0, tensor_bytes=FP32, act_dtype="fp8", **common
+        )
     if algo in ("NVFP4", "W4A16_NVFP4"):
         group = raw.get("group_size") or _nested_group(raw) or 16
         if group != 16:
             raise ConfigError(f"{where}: NVFP4 with group_size {group} is not modelled (NVFP4 groups 16 values)")
-        return WeightQuant(dtype="nvfp4", bits=4, group_size=16, scale_bytes=E4M3, tensor_bytes=FP32,
-                           act_dtype="nvfp4" if algo == "NVFP4" else None, **common)
+        return WeightQuant(
+            dtype="nvfp4",
+            bits=4,
+            group_size=16,
+            scale_bytes=E4M3,
+            tensor_bytes=FP32,
+            act_dtype="nvfp4" if algo == "NVFP4" else None,
+            **common,
+        )
     raise ConfigError(
         f"{where}: modelopt quant_algo {raw.get('quant_algo')!r} is not modelled (FP8, NVFP4, W4A16_NVFP4); "
         f"pass --weight-dtype to choose one format"
@@ -350,8 +433,13 @@ def _compressed_tensors(raw, where) -> WeightQuant:
             f"(pass --weight-dtype to choose one)"
         )
     scheme = dict(schemes[0])
-    return WeightQuant(**scheme, targets=tuple(targets), quant_method="compressed-tensors", where=where,
-                       not_converted=_names(raw.get("ignore"), where, "ignore"))
+    return WeightQuant(
+        **scheme,
+        targets=tuple(targets),
+        quant_method="compressed-tensors",
+        where=where,
+        not_converted=_names(raw.get("ignore"), where, "ignore"),
+    )
 
 
 def _ct_scheme(group, where) -> tuple:
@@ -370,16 +458,25 @@ def _ct_scheme(group, where) -> tuple:
         if act_dtype == "nvfp4" and acts.get("group_size") == 32:
             act_dtype = "mxfp4"
     zero = 0.0 if symmetric else bits / 8 if isinstance(bits, int) else 0.0
-    out = {"group_size": None, "scale_bytes": 0.0, "zero_bytes": 0.0, "block_shape": None, "channel_bytes": 0.0,
-           "tensor_bytes": 0.0, "act_dtype": act_dtype}
+    out = {
+        "group_size": None,
+        "scale_bytes": 0.0,
+        "zero_bytes": 0.0,
+        "block_shape": None,
+        "channel_bytes": 0.0,
+        "tensor_bytes": 0.0,
+        "act_dtype": act_dtype,
+    }
     if kind == "float" and bits == 4:
         if strategy == "tensor_group" and group_size in (16, None):  # NVFP4
             out.update(dtype="nvfp4", bits=4, group_size=16, scale_bytes=E4M3, tensor_bytes=FP32)
         elif strategy == "group" and group_size == 32:  # MXFP4
             out.update(dtype="mxfp4", bits=4, group_size=32, scale_bytes=E8M0)
         else:
-            raise ConfigError(f"{where}: 4-bit float weights by {strategy} of {group_size} are not modelled "
-                              f"(nvfp4: tensor_group 16; mxfp4: group 32)")
+            raise ConfigError(
+                f"{where}: 4-bit float weights by {strategy} of {group_size} are not modelled "
+                f"(nvfp4: tensor_group 16; mxfp4: group 32)"
+            )
         return tuple(sorted(out.items()))
     if kind == "float" and bits == 8:
         dtype = "fp8"
@@ -397,9 +494,11 @@ def _ct_scheme(group, where) -> tuple:
             raise ConfigError(f"{where}: strategy group needs a positive group_size, got {group_size!r}")
         out.update(group_size=group_size, scale_bytes=FP16, zero_bytes=zero)
     elif strategy == "block":
-        out.update(block_shape=_block(weights.get("block_structure"), where, "weights.block_structure"),
-                   scale_bytes=FP16)
+        out.update(
+            block_shape=_block(weights.get("block_structure"), where, "weights.block_structure"), scale_bytes=FP16
+        )
     else:
-        raise ConfigError(f"{where}: weight strategy {strategy!r} is not modelled (tensor, channel, group, block, "
-                          f"tensor_group)")
+        raise ConfigError(
+            f"{where}: weight strategy {strategy!r} is not modelled (tensor, channel, group, block, tensor_group)"
+        )
     return tuple(sorted(out.items()))

@@ -14,7 +14,17 @@ if TYPE_CHECKING:
     import pandas as pd
 
 FORMATS = ("table", "csv", "json", "markdown")
-_PREFIXES = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n")]
+_PREFIXES = [
+    (1e15, "P"),
+    (1e12, "T"),
+    (1e9, "G"),
+    (1e6, "M"),
+    (1e3, "k"),
+    (1.0, ""),
+    (1e-3, "m"),
+    (1e-6, "µ"),
+    (1e-9, "n"),
+]
 
 
 def si(value, unit: str = "", digits: int = 3) -> str:
@@ -89,8 +99,11 @@ def to_csv(frame: pd.DataFrame) -> str:
     """``frame`` as CSV (no index), its text cells made safe for spreadsheets with ``csv_safe``."""
     import pandas as pd
 
-    text_cols = [c for c in frame.columns
-                 if not pd.api.types.is_numeric_dtype(frame[c].dtype) and not pd.api.types.is_bool_dtype(frame[c].dtype)]
+    text_cols = [
+        c
+        for c in frame.columns
+        if not pd.api.types.is_numeric_dtype(frame[c].dtype) and not pd.api.types.is_bool_dtype(frame[c].dtype)
+    ]
     if text_cols:
         frame = frame.copy()
         for col in text_cols:
@@ -106,8 +119,9 @@ def text_table(frame: pd.DataFrame, formats: dict, markdown: bool = False) -> st
     """Render ``frame``'s columns named in ``formats`` (column -> (header, formatter))."""
     escape = md_escape if markdown else term_safe
     headers = [formats[c][0] for c in formats]
-    rows = [[escape(formats[c][1](v)) for c, v in zip(formats, row)]
-            for row in frame[list(formats)].itertuples(index=False)]
+    rows = [
+        [escape(formats[c][1](v)) for c, v in zip(formats, row)] for row in frame[list(formats)].itertuples(index=False)
+    ]
     if markdown:
         lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -123,6 +137,7 @@ def text_table(frame: pd.DataFrame, formats: dict, markdown: bool = False) -> st
 def to_records(frame: pd.DataFrame) -> list:
     """Rows as JSON-safe dicts: NaN/inf -> None, numpy scalars -> Python numbers."""
     import numpy as np
+
     records = []
     for row in frame.to_dict(orient="records"):
         clean = {}
@@ -175,9 +190,10 @@ def json_chunks(obj: dict, rows_per_chunk: int = ROWS_PER_CHUNK):
             continue
         yield "["
         for start in range(0, len(value), rows_per_chunk):
-            records = to_records(value.iloc[start:start + rows_per_chunk])
+            records = to_records(value.iloc[start : start + rows_per_chunk])
             yield ("," if start else "") + ",".join(
-                "\n    " + json.dumps(r, indent=2, allow_nan=False).replace("\n", "\n    ") for r in records)
+                "\n    " + json.dumps(r, indent=2, allow_nan=False).replace("\n", "\n    ") for r in records
+            )
         yield "\n  ]"
     yield "\n}" if obj else "}"
 
@@ -188,7 +204,7 @@ def csv_chunks(frame: pd.DataFrame, rows_per_chunk: int = 100_000):
         yield to_csv(frame)
         return
     for start in range(0, len(frame), rows_per_chunk):
-        text = to_csv(frame.iloc[start:start + rows_per_chunk])
+        text = to_csv(frame.iloc[start : start + rows_per_chunk])
         yield text if start == 0 else text.split("\n", 1)[1]
 
 

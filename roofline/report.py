@@ -28,15 +28,44 @@ from roofline.config import resolve_model_path
 from roofline.errors import InputFileError
 
 # the ops columns shown in the report's tables
-OP_COLUMNS = ["op", "count", "flops", "bytes_read", "bytes_written", "arithmetic_intensity", "bound", "time_s",
-              "predicted_time_s", "host_s", "total_time_s", "share"]
-MEASURED_COLUMNS = ["phase", "op", "n_kernels", "measured_time_s", "predicted_time_s", "measured_over_predicted",
-                    "predicted_bound", "measured_bound", "evidence"]
+OP_COLUMNS = [
+    "op",
+    "count",
+    "flops",
+    "bytes_read",
+    "bytes_written",
+    "arithmetic_intensity",
+    "bound",
+    "time_s",
+    "predicted_time_s",
+    "host_s",
+    "total_time_s",
+    "share",
+]
+MEASURED_COLUMNS = [
+    "phase",
+    "op",
+    "n_kernels",
+    "measured_time_s",
+    "predicted_time_s",
+    "measured_over_predicted",
+    "predicted_bound",
+    "measured_bound",
+    "evidence",
+]
 SWEEP_BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
 
 
-def write_report(model, gpu, out_dir, command_line: str = "", comparison=None, advice: pd.DataFrame = None,
-                 checks: pd.DataFrame = None, **overrides) -> Path:
+def write_report(
+    model,
+    gpu,
+    out_dir,
+    command_line: str = "",
+    comparison=None,
+    advice: pd.DataFrame = None,
+    checks: pd.DataFrame = None,
+    **overrides,
+) -> Path:
     """Write the report folder of ``model`` on ``gpu`` with workload ``overrides``.
 
     ``comparison``: a roofline.compare.Comparison of the same model and workload (optional): its
@@ -73,8 +102,10 @@ def _write_folder(out: Path, analysis, advice, measured, model, command_line, co
         charts["breakdown"] = plot.save(plot.figure_time_breakdown(ops, spec=spec), out / "breakdown")[0]
         sweep = analyze(analysis.model, spec, workload=replace(analysis.workload, batch_size=tuple(SWEEP_BATCHES)))
         row = summary.iloc[0]
-        title = (f"{analysis.model.name} on {spec.name}: batch sweep at prompt {row['prompt_len']:.0f}, "
-                 f"context {row['context_len']:g}")
+        title = (
+            f"{analysis.model.name} on {spec.name}: batch sweep at prompt {row['prompt_len']:.0f}, "
+            f"context {row['context_len']:g}"
+        )
         charts["sweep"] = plot.save(plot.figure_sweep(sweep.summary, title=title, spec=spec), out / "sweep")[0]
     else:
         title = f"{analysis.model.name} on {spec.name}"
@@ -117,19 +148,32 @@ def _sections(analysis, advice, charts, comparison, checks, command_line) -> lis
     """The report as a list of (kind, payload): ('h1'|'h2'|'p'|'pre', text), ('table', frame, formats), ('img', path)."""
     m, w, spec, s = analysis.model, analysis.workload, analysis.spec, analysis.summary
     out = [("h1", f"{m.name} on {spec.name}")]
-    out.append(("p", f"{spec.full_name}; weights {w.weight_dtype}, activations {w.act_dtype}, KV cache {w.kv_dtype}; "
-                     f"{w.attn_impl} attention; tensor parallel {w.tp}; ceilings "
-                     f"{'measured (calibrated spec)' if spec.is_calibrated else 'from the datasheet'}."))
-    for what, dtype, source in (("Weights", w.weight_dtype, w.weight_dtype_source), ("KV cache", w.kv_dtype, w.kv_dtype_source)):
+    out.append(
+        (
+            "p",
+            f"{spec.full_name}; weights {w.weight_dtype}, activations {w.act_dtype}, KV cache {w.kv_dtype}; "
+            f"{w.attn_impl} attention; tensor parallel {w.tp}; ceilings "
+            f"{'measured (calibrated spec)' if spec.is_calibrated else 'from the datasheet'}.",
+        )
+    )
+    for what, dtype, source in (
+        ("Weights", w.weight_dtype, w.weight_dtype_source),
+        ("KV cache", w.kv_dtype, w.kv_dtype_source),
+    ):
         if source != "default":
             out.append(("p", f"{what} {dtype} from {source}."))
     out.append(("h2", "Summary"))
     out.append(("table", s, {k: v for k, v in render.SWEEP_TABLE.items() if k in s.columns}))
     if len(s) == 1:
         row = s.iloc[0]
-        out.append(("p", f"Weights {render.si(row['weight_bytes'], 'B')} + KV cache {render.si(row['kv_cache_bytes'], 'B')} "
-                         f"of {render.si(row['mem_capacity_bytes'], 'B')}; decode weight matmuls reach the ridge at "
-                         f"batch {row['decode_ridge_batch']:.0f}."))
+        out.append(
+            (
+                "p",
+                f"Weights {render.si(row['weight_bytes'], 'B')} + KV cache {render.si(row['kv_cache_bytes'], 'B')} "
+                f"of {render.si(row['mem_capacity_bytes'], 'B')}; decode weight matmuls reach the ridge at "
+                f"batch {row['decode_ridge_batch']:.0f}.",
+            )
+        )
     for name in ("roofline", "breakdown", "sweep"):
         if name in charts:
             out.append(("img", charts[name]))
@@ -144,11 +188,18 @@ def _sections(analysis, advice, charts, comparison, checks, command_line) -> lis
         out.append(("h2", "Measured on the GPU"))
         dev = comparison.run.device
         clocks = dev.get("clocks", {}).get("sm_clock_mhz", {})
-        device = (f"{dev.get('gpu')}, driver {dev.get('driver')}, torch {dev.get('torch')} (CUDA {dev.get('cuda')}), "
-                  f"{dev.get('layers_run')} reference layers, SM clock median {clocks.get('median', '?')} MHz")
-        out.append(("p", f"Device: {device}. Per-op times are the "
-                         "median over profiled iterations of the sum of the op's kernels, per occurrence; predicted "
-                         "is the analytic roofline time against the same spec."))
+        device = (
+            f"{dev.get('gpu')}, driver {dev.get('driver')}, torch {dev.get('torch')} (CUDA {dev.get('cuda')}), "
+            f"{dev.get('layers_run')} reference layers, SM clock median {clocks.get('median', '?')} MHz"
+        )
+        out.append(
+            (
+                "p",
+                f"Device: {device}. Per-op times are the "
+                "median over profiled iterations of the sum of the op's kernels, per occurrence; predicted "
+                "is the analytic roofline time against the same spec.",
+            )
+        )
         steps, ops = comparison.steps, comparison.ops
         out.append(("table", steps, {k: v for k, v in render.STEP_TABLE.items() if k in steps}))
         out.append(("table", ops, {k: v for k, v in render.PROFILE_TABLE.items() if k in ops}))
@@ -156,23 +207,40 @@ def _sections(analysis, advice, charts, comparison, checks, command_line) -> lis
             out.append(("p", f"Note: {note}"))
     if checks is not None and len(checks):
         out.append(("h2", "Suggestions checked on the GPU: predicted against achieved"))
-        out.append(("p", "Both speedups in the middle columns are for the reference model the GPU ran (its few "
-                         "decoder layers plus embedding and lm_head), so they compare like with like; the last "
-                         "column is the advisor's figure for the whole model. A larger batch is a tokens/s gain."))
+        out.append(
+            (
+                "p",
+                "Both speedups in the middle columns are for the reference model the GPU ran (its few "
+                "decoder layers plus embedding and lm_head), so they compare like with like; the last "
+                "column is the advisor's figure for the whole model. A larger batch is a tokens/s gain.",
+            )
+        )
         speedup = lambda v: "-" if v != v else f"{v:.2f}x"  # noqa: E731
-        out.append(("table", checks, {
-            "change": ("change", str), "phase": ("phase", str),
-            "predicted_speedup_ref": ("predicted (ref)", speedup),
-            "achieved_speedup": ("achieved (ref)", speedup),
-            "predicted_speedup": ("predicted (full model)", speedup),
-            "baseline_s": ("baseline", lambda v: render.si(v, "s")),
-            "changed_s": ("with change", lambda v: render.si(v, "s")),
-            "how": ("how measured", str),
-        }))
+        out.append(
+            (
+                "table",
+                checks,
+                {
+                    "change": ("change", str),
+                    "phase": ("phase", str),
+                    "predicted_speedup_ref": ("predicted (ref)", speedup),
+                    "achieved_speedup": ("achieved (ref)", speedup),
+                    "predicted_speedup": ("predicted (full model)", speedup),
+                    "baseline_s": ("baseline", lambda v: render.si(v, "s")),
+                    "changed_s": ("with change", lambda v: render.si(v, "s")),
+                    "how": ("how measured", str),
+                },
+            )
+        )
     out.append(("h2", "Reproduce"))
     out.append(("pre", command_line or "(called from Python)"))
-    out.append(("p", "inputs/ holds the model file, the spec, this command line and the software versions; "
-                     "ops.csv and summary.csv hold every number above in SI units."))
+    out.append(
+        (
+            "p",
+            "inputs/ holds the model file, the spec, this command line and the software versions; "
+            "ops.csv and summary.csv hold every number above in SI units.",
+        )
+    )
     return out
 
 
@@ -216,7 +284,9 @@ def _html(sections, folder: Path) -> str:
                 raise InputFileError(f"chart {path} was not written")
             data = base64.b64encode(path.read_bytes()).decode("ascii")
             body.append(f'<img alt="{render.html_escape(path.stem)}" src="data:image/png;base64,{data}">')
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
-             "font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-             "td:first-child,th:first-child{text-align:left}img{max-width:100%}pre{white-space:pre-wrap}")
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
+        "font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}img{max-width:100%}pre{white-space:pre-wrap}"
+    )
     return f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>{''.join(body)}</body></html>\n"

@@ -25,21 +25,41 @@ from roofline.validate import check_keys, load_mapping, number, suggest
 TERA, GIGA, MEGA, MICRO = 1e12, 1e9, 1e6, 1e-6
 
 _REQUIRED = {
-    "name", "full_name", "peak_tflops", "mem_bandwidth_gb_per_s", "mem_capacity_gb", "l2_cache_mb",
-    "gpu_link", "host_link", "launch_overhead_us", "graph_launch_overhead_us", "collective_latency_us", "sources",
+    "name",
+    "full_name",
+    "peak_tflops",
+    "mem_bandwidth_gb_per_s",
+    "mem_capacity_gb",
+    "l2_cache_mb",
+    "gpu_link",
+    "host_link",
+    "launch_overhead_us",
+    "graph_launch_overhead_us",
+    "collective_latency_us",
+    "sources",
 }
 _OPTIONAL = {"sparse_tflops", "notes", "measured", "vendor", "references"}
 # every number needs a source; these are the keys of `sources`
 _SOURCED = _REQUIRED - {"name", "full_name", "sources"}
 _LINK_KEYS = {"name", "bidirectional_gb_per_s"}
 _MEASURED_KEYS = {
-    "peak_tflops", "mem_bandwidth_gb_per_s", "launch_overhead_us", "graph_launch_overhead_us",
-    "collective_latency_us", "link_busbw_gb_per_s", "conditions",
+    "peak_tflops",
+    "mem_bandwidth_gb_per_s",
+    "launch_overhead_us",
+    "graph_launch_overhead_us",
+    "collective_latency_us",
+    "link_busbw_gb_per_s",
+    "conditions",
     # the kernel model of roofline/predict.py (documented there and in reports/h200/calibration.yaml):
     # kernel_min_us, kernel_gap_us, bandwidth_curve {bytes, gb_per_s}, gemm {dtype: {tokens, weight_elements, efficiency}},
     # attention {prefill: {query_len, flops_per_pair, efficiency}, decode: {kv_bytes, flops_per_kv_byte, efficiency}},
     # ops {name: {fixed_us, host_eager_us, host_graph_us, kernels}}
-    "kernel_min_us", "kernel_gap_us", "bandwidth_curve", "gemm", "attention", "ops",
+    "kernel_min_us",
+    "kernel_gap_us",
+    "bandwidth_curve",
+    "gemm",
+    "attention",
+    "ops",
 }
 
 
@@ -118,6 +138,7 @@ class HardwareSpec:
 
 # ----------------------------------------------------------------------------------------------
 # where the shipped files live: inside the installed package, or beside it in a source checkout
+
 
 def data_dir(name: str) -> Path:
     """The folder of shipped data ``name`` ('hardware_specs' or 'examples')."""
@@ -312,29 +333,44 @@ def lint_spec(raw: dict, where: str = "<spec>") -> list:
             continue
         own = value(sparse, dtype)
         if own is not None and abs(own - dense) <= 0.005 * own:
-            out.append(f"{where}: peak_tflops.{dtype} {dense:g} equals sparse_tflops.{dtype}: a dense peak is half the "
-                       f"printed with-sparsity figure")
+            out.append(
+                f"{where}: peak_tflops.{dtype} {dense:g} equals sparse_tflops.{dtype}: a dense peak is half the "
+                f"printed with-sparsity figure"
+            )
         elif any(abs(dense - k) <= 0.002 * k for k in KNOWN_SPARSE_TFLOPS.get(dtype, ())):
-            out.append(f"{where}: peak_tflops.{dtype} {dense:g} is a figure vendors print with 2:4 sparsity; "
-                       f"check the datasheet's footnote and use the dense figure (half)")
+            out.append(
+                f"{where}: peak_tflops.{dtype} {dense:g} is a figure vendors print with 2:4 sparsity; "
+                f"check the datasheet's footnote and use the dense figure (half)"
+            )
     for lo, hi in TENSOR_LADDER:
         a, b = value(peaks, lo), value(peaks, hi)
         if a and b and not 1.4 <= b / a <= 3.1:
-            out.append(f"{where}: peak_tflops.{hi} / peak_tflops.{lo} = {b / a:.2f}, expected about 2 (one of them "
-                       f"may be a sparse, a half-rate-accumulate or a rounded-wrong figure)")
+            out.append(
+                f"{where}: peak_tflops.{hi} / peak_tflops.{lo} = {b / a:.2f}, expected about 2 (one of them "
+                f"may be a sparse, a half-rate-accumulate or a rounded-wrong figure)"
+            )
     bw = value(raw, "mem_bandwidth_gb_per_s")
     if isinstance(raw.get("mem_bandwidth_gb_per_s"), str):
-        out.append(f"{where}: mem_bandwidth_gb_per_s {raw['mem_bandwidth_gb_per_s']!r} is text; write the number in GB/s")
+        out.append(
+            f"{where}: mem_bandwidth_gb_per_s {raw['mem_bandwidth_gb_per_s']!r} is text; write the number in GB/s"
+        )
     elif bw is not None and bw < 50:
         out.append(f"{where}: mem_bandwidth_gb_per_s {bw:g} looks like TB/s; the key is in GB/s ({bw * 1000:g})")
     bf16 = value(peaks, "bf16") or value(peaks, "fp16")
     if bw and bf16:
         ridge = bf16 * TERA / (bw * GIGA)
         if not RIDGE_BF16_RANGE[0] <= ridge <= RIDGE_BF16_RANGE[1]:
-            out.append(f"{where}: bf16 ridge {ridge:.0f} FLOP/byte is outside {RIDGE_BF16_RANGE[0]:.0f}-"
-                       f"{RIDGE_BF16_RANGE[1]:.0f} (every part surveyed lies inside); check the units and sparsity")
-    for key in ("mem_capacity_gb", "l2_cache_mb", "launch_overhead_us", "graph_launch_overhead_us",
-                "collective_latency_us"):
+            out.append(
+                f"{where}: bf16 ridge {ridge:.0f} FLOP/byte is outside {RIDGE_BF16_RANGE[0]:.0f}-"
+                f"{RIDGE_BF16_RANGE[1]:.0f} (every part surveyed lies inside); check the units and sparsity"
+            )
+    for key in (
+        "mem_capacity_gb",
+        "l2_cache_mb",
+        "launch_overhead_us",
+        "graph_launch_overhead_us",
+        "collective_latency_us",
+    ):
         if isinstance(raw.get(key), str):
             out.append(f"{where}: {key} {raw[key]!r} is text; write the number in the key's unit")
     out += _lint_sources(raw, where)
@@ -346,8 +382,11 @@ def _lint_sources(raw, where) -> list:
     sources = raw.get("sources") if isinstance(raw.get("sources"), dict) else {}
     references = raw.get("references") if isinstance(raw.get("references"), dict) else {}
     texts = {f"sources.{k}": v for k, v in sources.items()}
-    texts.update({f"sources.peak_tflops.{k}": v for k, v in (sources.get("peak_tflops") or {}).items()}
-                 if isinstance(sources.get("peak_tflops"), dict) else {})
+    texts.update(
+        {f"sources.peak_tflops.{k}": v for k, v in (sources.get("peak_tflops") or {}).items()}
+        if isinstance(sources.get("peak_tflops"), dict)
+        else {}
+    )
     texts["notes"] = raw.get("notes") or ""
     peaks = raw.get("peak_tflops") if isinstance(raw.get("peak_tflops"), dict) else {}
     if isinstance(sources.get("peak_tflops"), dict):
@@ -363,11 +402,15 @@ def _lint_sources(raw, where) -> list:
         if not isinstance(text, str):
             continue
         if _OUTSIDE.search(text):
-            out.append(f"{where}: {name} points to a file outside the package ({_OUTSIDE.search(text).group(0)}); "
-                       f"cite the datasheet by name and URL under references")
+            out.append(
+                f"{where}: {name} points to a file outside the package ({_OUTSIDE.search(text).group(0)}); "
+                f"cite the datasheet by name and URL under references"
+            )
         for tag in dict.fromkeys(_TAG.findall(text)):
             if tag not in references:
-                out.append(f"{where}: {name} cites [{tag}] but references has no {tag}; add '{tag}: datasheet name, URL'")
+                out.append(
+                    f"{where}: {name} cites [{tag}] but references has no {tag}; add '{tag}: datasheet name, URL'"
+                )
     for tag, text in references.items():
         if "http" not in str(text) and not str(text).lower().startswith("measured"):
             out.append(f"{where}: references.{tag} has no URL; give the datasheet's name and URL")

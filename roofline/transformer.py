@@ -53,9 +53,30 @@ import numpy as np
 from roofline.config import ModelConfig, Workload
 from roofline.dtypes import DTYPE_BYTES, compute_dtype
 from roofline.formulas import (
-    ACTIVATION_KIND, ELEMENTWISE_FLOPS, Cost, all_gather, all_reduce, all_to_all, causal_pairs, elementwise, embedding, experts,
-    flash_attention, kv_cache_write, latent_cache_write, linear, mla_attention, norm, p2p_send, per_head_linear,
-    pos_embedding, qk_matmul, rope, softmax, sv_matmul, weight_storage_bytes,
+    ACTIVATION_KIND,
+    ELEMENTWISE_FLOPS,
+    Cost,
+    all_gather,
+    all_reduce,
+    all_to_all,
+    causal_pairs,
+    elementwise,
+    embedding,
+    experts,
+    flash_attention,
+    kv_cache_write,
+    latent_cache_write,
+    linear,
+    mla_attention,
+    norm,
+    p2p_send,
+    per_head_linear,
+    pos_embedding,
+    qk_matmul,
+    rope,
+    softmax,
+    sv_matmul,
+    weight_storage_bytes,
 )
 from roofline.quant import linear_weight_dtype
 
@@ -64,11 +85,28 @@ from roofline.quant import linear_weight_dtype
 CATEGORIES = ("matmul", "attention", "elementwise", "memory", "collective")
 VECTOR_DTYPE = "fp32"  # element-wise work is classified against the fp32 CUDA-core peak
 # the decoder's linear layers: their weights take the workload's weight dtype (convention 2)
-QUANTISABLE_OPS = frozenset({
-    "q_proj", "k_proj", "v_proj", "qkv_proj", "o_proj", "gate_proj", "up_proj", "gate_up_proj", "down_proj",
-    "experts", "shared_experts", "shared_expert", "q_a_proj", "q_b_proj", "kv_a_proj", "kv_b_proj",
-    "q_absorb", "v_absorb",
-})
+QUANTISABLE_OPS = frozenset(
+    {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "qkv_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "gate_up_proj",
+        "down_proj",
+        "experts",
+        "shared_experts",
+        "shared_expert",
+        "q_a_proj",
+        "q_b_proj",
+        "kv_a_proj",
+        "kv_b_proj",
+        "q_absorb",
+        "v_absorb",
+    }
+)
 SOFTCAP_FLOPS = 3  # cap * tanh(x / cap): divide, tanh, multiply
 
 
@@ -173,8 +211,16 @@ def model_ops(m: ModelConfig, w: Workload, phase: str, batch, prompt_len, contex
         wd = weight_dtype_of(m, w, name)
         quantised = name in QUANTISABLE_OPS
         cost = linear(tokens if rows is None else rows, fan_in, fan_out, wd, act, bias=bias, bias_dtype=p16)
-        add(name, count, "matmul", compute_dtype(wd, act) if quantised else head_dtype, cost, fan_in * fan_out, wd,
-            fan_in)
+        add(
+            name,
+            count,
+            "matmul",
+            compute_dtype(wd, act) if quantised else head_dtype,
+            cost,
+            fan_in * fan_out,
+            wd,
+            fan_in,
+        )
         if bias and ops and ops[-1].name == name:  # stored in 16-bit beside the (maybe quantised) weight
             ops[-1] = _with_params(ops[-1], fan_out, fan_out * DTYPE_BYTES[p16])
 
@@ -227,16 +273,36 @@ def model_ops(m: ModelConfig, w: Workload, phase: str, batch, prompt_len, contex
             prefix = "sliding_" if window is not None and len(groups) > 1 else ""
             kv_len = keys if window is None else np.minimum(keys, window)
             pairs = causal_pairs(s, window) if phase == "prefill" else kv_len
-            attn_args = dict(heads=sh.heads, kv_heads=sh.kv_heads, head_dim=d, act_dtype=act, kv_dtype=w.kv_dtype,
-                             from_cache=from_cache)
+            attn_args = dict(
+                heads=sh.heads,
+                kv_heads=sh.kv_heads,
+                head_dim=d,
+                act_dtype=act,
+                kv_dtype=w.kv_dtype,
+                from_cache=from_cache,
+            )
             sinks = sh.heads if m.attention_sinks else 0.0
             if w.attn_impl == "flash":
-                add(prefix + "attention", count, "attention", attn_dtype,
-                    flash_attention(b, s, kv_len, pairs, **attn_args), sinks, p16)
+                add(
+                    prefix + "attention",
+                    count,
+                    "attention",
+                    attn_dtype,
+                    flash_attention(b, s, kv_len, pairs, **attn_args),
+                    sinks,
+                    p16,
+                )
             else:
                 add(prefix + "qk_matmul", count, "attention", attn_dtype, qk_matmul(b, s, kv_len, **attn_args))
-                add(prefix + "softmax", count, "elementwise", VECTOR_DTYPE, softmax(b, s, kv_len, sh.heads, act),
-                    sinks, p16)
+                add(
+                    prefix + "softmax",
+                    count,
+                    "elementwise",
+                    VECTOR_DTYPE,
+                    softmax(b, s, kv_len, sh.heads, act),
+                    sinks,
+                    p16,
+                )
                 add(prefix + "sv_matmul", count, "attention", attn_dtype, sv_matmul(b, s, kv_len, **attn_args))
         proj("o_proj", L, sh.heads * d, h, m.o_bias)
     if fam.layout in ("sandwich", "post"):
@@ -272,7 +338,7 @@ def model_ops(m: ModelConfig, w: Workload, phase: str, batch, prompt_len, contex
     # --- head
     norm_op("final_norm", 1)
     head = linear(b, h, sh.vocab, p16, act, bias=m.lm_head_bias, bias_dtype=p16)  # last position of each sequence
-    head_params = (0.0 if m.tie_word_embeddings else h * sh.vocab)
+    head_params = 0.0 if m.tie_word_embeddings else h * sh.vocab
     add("lm_head", 1, "matmul", head_dtype, head, head_params, p16)
     if m.lm_head_bias:
         ops[-1] = _with_params(ops[-1], sh.vocab, sh.vocab * DTYPE_BYTES[p16])
@@ -305,8 +371,13 @@ def _mla_block(m, w, phase, ops, add, proj, norm_op, b, s, tokens, keys, from_ca
     mm = compute_dtype(p_wd, act)
     if mla_form(w, phase) == "absorbed":
         add("q_absorb", L, "matmul", mm, per_head_linear(tokens, H, nope, r, p_wd, act), H * nope * r, p_wd)
-        add("attention", L, "attention", attn_dtype,
-            mla_attention(b, s, kv_len, pairs, H, r, rope_dim, act, w.kv_dtype, from_cache))
+        add(
+            "attention",
+            L,
+            "attention",
+            attn_dtype,
+            mla_attention(b, s, kv_len, pairs, H, r, rope_dim, act, w.kv_dtype, from_cache),
+        )
         add("v_absorb", L, "matmul", mm, per_head_linear(tokens, H, r, dv, p_wd, act), H * r * dv, p_wd)
     else:
         rows = b * kv_len if from_cache else tokens  # decode: rebuild k, v for every cached key
@@ -314,13 +385,27 @@ def _mla_block(m, w, phase, ops, add, proj, norm_op, b, s, tokens, keys, from_ca
         if from_cache:  # its input is the cached latent, read in the kv dtype
             c = ops[-1].cost
             latent = b * kv_len * (r + rope_dim)
-            ops[-1] = Op(ops[-1].name, L, "matmul", ops[-1].compute_dtype,
-                         Cost(flops=c.flops, weight_bytes_read=c.weight_bytes_read,
-                              act_bytes_written=c.act_bytes_written,
-                              kv_bytes_read=latent * DTYPE_BYTES[w.kv_dtype]),
-                         ops[-1].params, ops[-1].param_bytes)
-        add("attention", L, "attention", attn_dtype,
-            flash_attention(b, s, kv_len, pairs, H, H, dq, act, w.kv_dtype, from_cache=False, v_head_dim=dv))
+            ops[-1] = Op(
+                ops[-1].name,
+                L,
+                "matmul",
+                ops[-1].compute_dtype,
+                Cost(
+                    flops=c.flops,
+                    weight_bytes_read=c.weight_bytes_read,
+                    act_bytes_written=c.act_bytes_written,
+                    kv_bytes_read=latent * DTYPE_BYTES[w.kv_dtype],
+                ),
+                ops[-1].params,
+                ops[-1].param_bytes,
+            )
+        add(
+            "attention",
+            L,
+            "attention",
+            attn_dtype,
+            flash_attention(b, s, kv_len, pairs, H, H, dq, act, w.kv_dtype, from_cache=False, v_head_dim=dv),
+        )
     proj("o_proj", L, H * dv, h, m.o_bias)
 
 
@@ -363,8 +448,15 @@ def kv_cache_layers(m: ModelConfig, w: Workload) -> list:
 
 
 def _with_params(op: Op, extra_params: float, extra_bytes: float) -> Op:
-    return Op(op.name, op.count, op.category, op.compute_dtype, op.cost, op.params + extra_params,
-              op.param_bytes + extra_bytes)
+    return Op(
+        op.name,
+        op.count,
+        op.category,
+        op.compute_dtype,
+        op.cost,
+        op.params + extra_params,
+        op.param_bytes + extra_bytes,
+    )
 
 
 def parameter_count(m: ModelConfig, w: Workload = None) -> float:

@@ -34,9 +34,11 @@ _YAML12 = [  # (tag, regex, first characters): the YAML 1.2 core schema
     ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
     ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
     ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", list("-+0123456789")),
-    ("tag:yaml.org,2002:float",
-     r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
-     list("-+.0123456789")),
+    (
+        "tag:yaml.org,2002:float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        list("-+.0123456789"),
+    ),
 ]
 
 
@@ -60,7 +62,8 @@ class _Yaml12Loader(_BASE):
                 seen.add(key)
             except TypeError:
                 raise yaml.constructor.ConstructorError(
-                    None, None, "a mapping key must be a plain value, not a list or mapping", key_node.start_mark)
+                    None, None, "a mapping key must be a plain value, not a list or mapping", key_node.start_mark
+                ) from None
             if duplicate:
                 raise _DuplicateKey(f"key '{key}' is given twice (line {key_node.start_mark.line + 1}); keep one")
         return super().construct_mapping(node, deep=deep)
@@ -70,9 +73,12 @@ class _Yaml12Loader(_BASE):
         digits = text.lstrip("+-")
         if len(digits) > 1 and digits[0] == "0" and digits[1].isdigit():
             raise yaml.constructor.ConstructorError(
-                None, None, f"'{text}' has a leading zero, which YAML 1.1 reads as {_yaml11(digits)} and "
-                            f"YAML 1.2 as {int(digits)}; write it without the zero",
-                node.start_mark)
+                None,
+                None,
+                f"'{text}' has a leading zero, which YAML 1.1 reads as {_yaml11(digits)} and "
+                f"YAML 1.2 as {int(digits)}; write it without the zero",
+                node.start_mark,
+            )
         if digits[:2] in ("0o", "0x"):
             value = int(digits[2:], 8 if digits[1] == "o" else 16)
             return -value if text.startswith("-") else value
@@ -94,8 +100,10 @@ def _refuse_aliases(node, seen=None) -> None:
     while stack:
         n = stack.pop()
         if id(n) in seen:
-            raise _DuplicateKey(f"anchors and aliases (&name / *name) are not supported (line "
-                                f"{n.start_mark.line + 1}); write the value out")
+            raise _DuplicateKey(
+                f"anchors and aliases (&name / *name) are not supported (line "
+                f"{n.start_mark.line + 1}); write the value out"
+            )
         seen.add(id(n))
         if isinstance(n, yaml.MappingNode):
             for k, v in n.value:
@@ -159,7 +167,9 @@ def load_mapping(path, what: str) -> dict:
     except RecursionError:
         raise InputFileError(f"{path}: nested too deeply to be a {what} file") from None
     if not isinstance(data, dict):
-        raise InputFileError(f"{path}: expected a mapping of keys to values at the top level, got {type(data).__name__}")
+        raise InputFileError(
+            f"{path}: expected a mapping of keys to values at the top level, got {type(data).__name__}"
+        )
     return data
 
 
@@ -181,7 +191,7 @@ def short_repr(value, limit: int = 40) -> str:
     text = repr(value)
     if len(text) <= limit:
         return text
-    return f"{text[:limit // 2]}...{text[-8:]} ({len(text)} characters)"
+    return f"{text[: limit // 2]}...{text[-8:]} ({len(text)} characters)"
 
 
 def number(value, where: str, error, positive=True, integer=False, minimum=None, maximum=None):
@@ -211,8 +221,11 @@ def number(value, where: str, error, positive=True, integer=False, minimum=None,
         raise error(f"{where}: must be greater than zero, got {short_repr(value)}")
     top = maximum if maximum is not None else (MAX_INT if integer else MAX_MAGNITUDE)
     if abs(value) > top and (maximum is None or value > top):
-        raise error(f"{where}: {short_repr(value)} is too large; at most {top:,}" if integer else
-                    f"{where}: {short_repr(value)} is too large; at most {top:g}")
+        raise error(
+            f"{where}: {short_repr(value)} is too large; at most {top:,}"
+            if integer
+            else f"{where}: {short_repr(value)} is too large; at most {top:g}"
+        )
     if minimum is not None and value < minimum:
         raise error(f"{where}: {short_repr(value)} is too small; at least {minimum:g}")
     if minimum is None and not integer and value != 0 and abs(value) < MIN_MAGNITUDE:

@@ -82,21 +82,34 @@ def _case_setup(case, layers: int):
     return replace(m, num_hidden_layers=min(layers, m.num_hidden_layers)), parse_workload(raw)
 
 
-def measure_case(case, spec, layers: int = 2, device: str = "cuda", warmup: int = 3, iters: int = 5,
-                 timing_iters: int = 5) -> tuple:
+def measure_case(
+    case, spec, layers: int = 2, device: str = "cuda", warmup: int = 3, iters: int = 5, timing_iters: int = 5
+) -> tuple:
     """(measured ops frame: op, measured_time_s, n_kernels, measured_bound; measured step dict) of one case."""
     from roofline.measure.profile import profile_model
 
     ref, w = _case_setup(case, layers)
     with tempfile.TemporaryDirectory(prefix="roofline-validate-") as tmp:
-        run = profile_model(ref, w, spec=spec, layers=ref.num_hidden_layers, warmup=warmup, iters=iters,
-                            timing_iters=timing_iters, trace_dir=tmp, device=device)
+        run = profile_model(
+            ref,
+            w,
+            spec=spec,
+            layers=ref.num_hidden_layers,
+            warmup=warmup,
+            iters=iters,
+            timing_iters=timing_iters,
+            trace_dir=tmp,
+            device=device,
+        )
     prof = compare(analyze(ref, spec, workload=w), run)  # per call: measured_time_s and the measured class
     step = prof.steps.iloc[0]
     measured = prof.ops[["op", "measured_time_s", "n_kernels", "measured_bound", "span_s"]].copy()
     graph = step["graph_step_ref_s"]
-    return measured, {"eager": step["eager_step_ref_s"], "graph": graph if graph else np.nan,
-                      "kernel": step["kernel_time_ref_s"]}
+    return measured, {
+        "eager": step["eager_step_ref_s"],
+        "graph": graph if graph else np.nan,
+        "kernel": step["kernel_time_ref_s"],
+    }
 
 
 def score_case(case, spec, measured: pd.DataFrame, measured_step: dict, layers: int = 2) -> tuple:
@@ -106,34 +119,53 @@ def score_case(case, spec, measured: pd.DataFrame, measured_step: dict, layers: 
     ref, w = _case_setup(case, layers)
     spec = load_spec(spec)
     meas = measured.drop_duplicates("op").set_index("op")
-    key = {"case": label, "model": ref.name, "phase": phase, "batch_size": batch, "prompt_len": prompt,
-           "context_len": context}
+    key = {
+        "case": label,
+        "model": ref.name,
+        "phase": phase,
+        "batch_size": batch,
+        "prompt_len": prompt,
+        "context_len": context,
+    }
     op_rows, step_rows = [], []
     for mode in ("eager", "graph"):
         a = analyze(ref, spec, workload=replace(w, cuda_graph=mode == "graph"))
-        step_rows.append({
-            **key, "mode": mode, "layers": ref.num_hidden_layers,
-            "predicted_step_s": float(a.summary[f"{phase}_time_s"].iloc[0]),
-            "roofline_step_s": float(a.summary[f"{phase}_roofline_time_s"].iloc[0]),
-            "measured_step_s": measured_step[mode],
-            "predicted_kernel_time_s": float((a.ops["count"] * a.ops["predicted_time_s"]).sum()),
-            "measured_kernel_time_s": measured_step["kernel"],
-        })
+        step_rows.append(
+            {
+                **key,
+                "mode": mode,
+                "layers": ref.num_hidden_layers,
+                "predicted_step_s": float(a.summary[f"{phase}_time_s"].iloc[0]),
+                "roofline_step_s": float(a.summary[f"{phase}_roofline_time_s"].iloc[0]),
+                "measured_step_s": measured_step[mode],
+                "predicted_kernel_time_s": float((a.ops["count"] * a.ops["predicted_time_s"]).sum()),
+                "measured_kernel_time_s": measured_step["kernel"],
+            }
+        )
         if mode != "eager":
             continue
         for r in a.ops.itertuples(index=False):
             name = str(r.op)
             hit = name in meas.index
-            op_rows.append({
-                **key, "op": name, "category": str(r.category), "count": int(r.count),
-                "flops": r.flops, "bytes": r.bytes_read + r.bytes_written,
-                "time_s": r.time_s, "predicted_time_s": r.predicted_time_s, "host_s": r.host_s,
-                "prediction_source": str(r.prediction_source), "bound": str(r.bound),
-                "measured_time_s": float(meas.at[name, "measured_time_s"]) if hit else np.nan,
-                "n_kernels": float(meas.at[name, "n_kernels"]) if hit else np.nan,
-                "measured_bound": str(meas.at[name, "measured_bound"]) if hit else "",
-                "span_s": float(meas.at[name, "span_s"]) if hit and "span_s" in meas.columns else np.nan,
-            })
+            op_rows.append(
+                {
+                    **key,
+                    "op": name,
+                    "category": str(r.category),
+                    "count": int(r.count),
+                    "flops": r.flops,
+                    "bytes": r.bytes_read + r.bytes_written,
+                    "time_s": r.time_s,
+                    "predicted_time_s": r.predicted_time_s,
+                    "host_s": r.host_s,
+                    "prediction_source": str(r.prediction_source),
+                    "bound": str(r.bound),
+                    "measured_time_s": float(meas.at[name, "measured_time_s"]) if hit else np.nan,
+                    "n_kernels": float(meas.at[name, "n_kernels"]) if hit else np.nan,
+                    "measured_bound": str(meas.at[name, "measured_bound"]) if hit else "",
+                    "span_s": float(meas.at[name, "span_s"]) if hit and "span_s" in meas.columns else np.nan,
+                }
+            )
     ops = pd.DataFrame(op_rows)
     steps = pd.DataFrame(step_rows)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -161,16 +193,24 @@ def rescore(v: "Validation", spec, matrix=MATRIX) -> "Validation":
         if case is None:
             continue
         s = v.steps[v.steps["case"] == label].set_index("mode")
-        measured_step = {"eager": s.at["eager", "measured_step_s"], "graph": s.at["graph", "measured_step_s"],
-                         "kernel": s.at["eager", "measured_kernel_time_s"]}
-        o, st = score_case(case, spec, v.ops[v.ops["case"] == label], measured_step,
-                           layers=int(s["layers"].iloc[0]))
+        measured_step = {
+            "eager": s.at["eager", "measured_step_s"],
+            "graph": s.at["graph", "measured_step_s"],
+            "kernel": s.at["eager", "measured_kernel_time_s"],
+        }
+        o, st = score_case(case, spec, v.ops[v.ops["case"] == label], measured_step, layers=int(s["layers"].iloc[0]))
         ops.append(o)
         steps.append(st)
-    device = dict(v.device, spec=spec.name, spec_path=spec.path, spec_calibrated=bool(spec.measured_kernels),
-                  rescored=True)
-    return Validation(ops=pd.concat(ops, ignore_index=True), steps=pd.concat(steps, ignore_index=True),
-                      clocks=v.clocks, device=device, notes=v.notes)
+    device = dict(
+        v.device, spec=spec.name, spec_path=spec.path, spec_calibrated=bool(spec.measured_kernels), rescored=True
+    )
+    return Validation(
+        ops=pd.concat(ops, ignore_index=True),
+        steps=pd.concat(steps, ignore_index=True),
+        clocks=v.clocks,
+        device=device,
+        notes=v.notes,
+    )
 
 
 def load_validation(folder) -> "Validation":
@@ -185,8 +225,12 @@ def load_validation(folder) -> "Validation":
         clocks = pd.read_csv(folder / "clocks.csv")
     except pd.errors.EmptyDataError:
         clocks = pd.DataFrame()
-    return Validation(ops=pd.read_csv(folder / "ops.csv"), steps=pd.read_csv(folder / "steps.csv"), clocks=clocks,
-                      device=json.loads((folder / "device.json").read_text()))
+    return Validation(
+        ops=pd.read_csv(folder / "ops.csv"),
+        steps=pd.read_csv(folder / "steps.csv"),
+        clocks=clocks,
+        device=json.loads((folder / "device.json").read_text()),
+    )
 
 
 def validate(spec=None, matrix=MATRIX, layers: int = 2, device: str = "cuda", log=None, **kw) -> Validation:
@@ -201,8 +245,10 @@ def validate(spec=None, matrix=MATRIX, layers: int = 2, device: str = "cuda", lo
 
     cuda = torch.device(device).type == "cuda"
     if cuda and not torch.cuda.is_available():
-        raise DeviceError("no CUDA GPU found (torch.cuda.is_available() is False); roofline validate needs an "
-                          "NVIDIA GPU with a CUDA build of PyTorch")
+        raise DeviceError(
+            "no CUDA GPU found (torch.cuda.is_available() is False); roofline validate needs an "
+            "NVIDIA GPU with a CUDA build of PyTorch"
+        )
     if spec is None:
         spec = spec_name_for_gpu(torch.cuda.get_device_name(0))
     spec = load_spec(spec)
@@ -227,15 +273,23 @@ def validate(spec=None, matrix=MATRIX, layers: int = 2, device: str = "cuda", lo
             steps.append(s)
             if log:
                 e = s.set_index("mode")["error"]
-                log(f"{case[0]}: {time.perf_counter() - t0:.1f} s; step error eager {e.get('eager', np.nan):+.1%}, "
+                log(
+                    f"{case[0]}: {time.perf_counter() - t0:.1f} s; step error eager {e.get('eager', np.nan):+.1%}, "
                     f"graph {e.get('graph', np.nan):+.1%}; key ops median |error| "
-                    f"{o.loc[o['op'].isin(KEY_OPS), 'error'].abs().median():.1%}")
+                    f"{o.loc[o['op'].isin(KEY_OPS), 'error'].abs().median():.1%}"
+                )
     finally:
         if sampler:
             sampler.stop()
-    info = {"gpu": torch.cuda.get_device_name(0) if cuda else "cpu", "spec": spec.name, "spec_path": spec.path,
-            "spec_calibrated": bool(spec.measured_kernels), "torch": str(torch.__version__),
-            "cuda": str(torch.version.cuda) if cuda else None, "layers": layers}
+    info = {
+        "gpu": torch.cuda.get_device_name(0) if cuda else "cpu",
+        "spec": spec.name,
+        "spec_path": spec.path,
+        "spec_calibrated": bool(spec.measured_kernels),
+        "torch": str(torch.__version__),
+        "cuda": str(torch.version.cuda) if cuda else None,
+        "layers": layers,
+    }
     if cuda:
         info.update({k: v for k, v in gpu_info(0).items() if k != "name"})
         info["clocks"] = sampler.summary()
@@ -244,7 +298,9 @@ def validate(spec=None, matrix=MATRIX, layers: int = 2, device: str = "cuda", lo
     return Validation(
         ops=pd.concat(ops, ignore_index=True) if ops else pd.DataFrame(),
         steps=pd.concat(steps, ignore_index=True) if steps else pd.DataFrame(),
-        clocks=clocks, device=info, notes=tuple(notes),
+        clocks=clocks,
+        device=info,
+        notes=tuple(notes),
     )
 
 
@@ -262,14 +318,27 @@ def error_summary(ops: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
         med = float(np.median(e)) if len(e) else np.nan
         worst = float(e.max()) if len(e) else np.nan
         value = med if stat == "median" else worst
-        rows.append({"check": check, "n": len(e), "median_abs_error": med, "worst_abs_error": worst,
-                     "target": target, "on": stat, "passed": bool(value <= target) if len(e) else False})
+        rows.append(
+            {
+                "check": check,
+                "n": len(e),
+                "median_abs_error": med,
+                "worst_abs_error": worst,
+                "target": target,
+                "on": stat,
+                "passed": bool(value <= target) if len(e) else False,
+            }
+        )
 
     if len(key):
         add("projections + attention, predicted (median)", key["error"], TARGETS["key_ops_median"], "median")
         add("projections + attention, predicted (worst)", key["error"], TARGETS["key_ops_worst"], "worst")
-        add("projections + attention, pure roofline (median)", key["roofline_error"], TARGETS["key_ops_median"],
-            "median")
+        add(
+            "projections + attention, pure roofline (median)",
+            key["roofline_error"],
+            TARGETS["key_ops_median"],
+            "median",
+        )
     for phase in ("decode", "prefill"):
         for mode in ("eager", "graph"):
             sel = steps[(steps["phase"] == phase) & (steps["mode"] == mode)] if len(steps) else steps
@@ -292,8 +361,16 @@ def graph_advice(steps: pd.DataFrame) -> pd.DataFrame:
         if not np.isfinite(achieved):
             continue
         predicted = s.at["eager", "predicted_step_s"] / s.at["graph", "predicted_step_s"]
-        rows.append({"case": case, "change": "CUDA graphs", "predicted_speedup": predicted, "achieved_speedup": achieved,
-                     "ratio": predicted / achieved, "within": abs(predicted / achieved - 1) <= ADVICE_TOLERANCE})
+        rows.append(
+            {
+                "case": case,
+                "change": "CUDA graphs",
+                "predicted_speedup": predicted,
+                "achieved_speedup": achieved,
+                "ratio": predicted / achieved,
+                "within": abs(predicted / achieved - 1) <= ADVICE_TOLERANCE,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -339,30 +416,56 @@ def render_summary(v: Validation, checks: pd.DataFrame, command: str = "") -> st
     from roofline import render
 
     d = v.device
-    head = (f"spec: {d.get('spec_path') or d.get('spec')} (kernel model: {'yes' if d.get('spec_calibrated') else 'no'}); "
-            f"torch {d.get('torch')}, CUDA {d.get('cuda')}, driver {d.get('driver', '?')}; reference model of "
-            f"{d.get('layers')} layers + embedding + head per case")
+    head = (
+        f"spec: {d.get('spec_path') or d.get('spec')} (kernel model: {'yes' if d.get('spec_calibrated') else 'no'}); "
+        f"torch {d.get('torch')}, CUDA {d.get('cuda')}, driver {d.get('driver', '?')}; reference model of "
+        f"{d.get('layers')} layers + embedding + head per case"
+    )
     lines = [f"# roofline validate on {d.get('gpu')}", "", head, ""]
     if command:
         lines += ["```", command, "```", ""]
     lines += ["## Targets", "", render.text_table(checks, CHECK_TABLE, markdown=True), ""]
     if len(v.steps):
-        lines += ["## Steps (predicted against the measured wall-clock step of the same model)", "",
-                  render.text_table(v.steps, STEP_TABLE, markdown=True), ""]
+        lines += [
+            "## Steps (predicted against the measured wall-clock step of the same model)",
+            "",
+            render.text_table(v.steps, STEP_TABLE, markdown=True),
+            "",
+        ]
     advice = graph_advice(v.steps) if len(v.steps) else pd.DataFrame()
     if len(advice):
-        lines += ["## The advisor's CUDA-graph suggestion, predicted against achieved (target: within 25%)", "",
-                  render.text_table(advice, ADVICE_TABLE, markdown=True), "",
-                  f"{int(advice['within'].sum())} of {len(advice)} within 25%.", ""]
+        lines += [
+            "## The advisor's CUDA-graph suggestion, predicted against achieved (target: within 25%)",
+            "",
+            render.text_table(advice, ADVICE_TABLE, markdown=True),
+            "",
+            f"{int(advice['within'].sum())} of {len(advice)} within 25%.",
+            "",
+        ]
     if len(v.ops):
         key = v.ops[v.ops["op"].isin(KEY_OPS)]
-        lines += ["## Projections and attention, per occurrence (kernel time)", "",
-                  render.text_table(key, OP_TABLE, markdown=True), ""]
-        by_op = (v.ops.assign(abs_error=v.ops["error"].abs()).groupby("op", sort=False)["abs_error"]
-                 .agg(["median", "max"]).reset_index())
-        lines += ["## Every op: abs error over the cases", "",
-                  render.text_table(by_op, {"op": ("op", str), "median": ("median", render.percent),
-                                            "max": ("worst", render.percent)}, markdown=True), ""]
+        lines += [
+            "## Projections and attention, per occurrence (kernel time)",
+            "",
+            render.text_table(key, OP_TABLE, markdown=True),
+            "",
+        ]
+        by_op = (
+            v.ops.assign(abs_error=v.ops["error"].abs())
+            .groupby("op", sort=False)["abs_error"]
+            .agg(["median", "max"])
+            .reset_index()
+        )
+        lines += [
+            "## Every op: abs error over the cases",
+            "",
+            render.text_table(
+                by_op,
+                {"op": ("op", str), "median": ("median", render.percent), "max": ("worst", render.percent)},
+                markdown=True,
+            ),
+            "",
+        ]
     if v.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in v.notes] + [""]
     return "\n".join(lines)
@@ -383,25 +486,37 @@ def _si_s(v):
 
 
 CHECK_TABLE = {
-    "check": ("check", str), "n": ("n", lambda v: f"{v:d}"),
+    "check": ("check", str),
+    "n": ("n", lambda v: f"{v:d}"),
     "median_abs_error": ("median abs error", lambda v: "-" if _missing(v) else f"{100 * v:.1f}%"),
     "worst_abs_error": ("worst abs error", lambda v: "-" if _missing(v) else f"{100 * v:.1f}%"),
-    "target": ("target", lambda v: f"{100 * v:.0f}%"), "on": ("on", str),
+    "target": ("target", lambda v: f"{100 * v:.0f}%"),
+    "on": ("on", str),
     "passed": ("passed", lambda v: "yes" if v else "NO"),
 }
 STEP_TABLE = {
-    "case": ("case", str), "mode": ("mode", str), "predicted_step_s": ("predicted", _si_s),
-    "measured_step_s": ("measured", _si_s), "error": ("error", _pct), "roofline_step_s": ("roofline", _si_s),
+    "case": ("case", str),
+    "mode": ("mode", str),
+    "predicted_step_s": ("predicted", _si_s),
+    "measured_step_s": ("measured", _si_s),
+    "error": ("error", _pct),
+    "roofline_step_s": ("roofline", _si_s),
     "roofline_error": ("roofline error", _pct),
 }
 ADVICE_TABLE = {
-    "case": ("case", str), "change": ("change", str),
-    "predicted_speedup": ("predicted", lambda v: f"{v:.2f}x"), "achieved_speedup": ("achieved", lambda v: f"{v:.2f}x"),
+    "case": ("case", str),
+    "change": ("change", str),
+    "predicted_speedup": ("predicted", lambda v: f"{v:.2f}x"),
+    "achieved_speedup": ("achieved", lambda v: f"{v:.2f}x"),
     "within": ("within 25%", lambda v: "yes" if v else "NO"),
 }
 OP_TABLE = {
-    "case": ("case", str), "op": ("op", str), "bound": ("bound", str), "time_s": ("roofline", _si_s),
-    "predicted_time_s": ("predicted", _si_s), "measured_time_s": ("measured", _si_s), "error": ("error", _pct),
+    "case": ("case", str),
+    "op": ("op", str),
+    "bound": ("bound", str),
+    "time_s": ("roofline", _si_s),
+    "predicted_time_s": ("predicted", _si_s),
+    "measured_time_s": ("measured", _si_s),
+    "error": ("error", _pct),
     "roofline_error": ("roofline error", _pct),
 }
-

@@ -16,7 +16,11 @@ class LlamaLike(nn.Module):
         super().__init__()
         h, nh, nkv = c["hidden_size"], c["num_attention_heads"], c["num_key_value_heads"]
         d = c.get("head_dim") or h // nh
-        inter, vocab, qkv_bias = c["intermediate_size"], c["vocab_size"], c.get("attention_bias", c["model_type"] == "qwen2")
+        inter, vocab, qkv_bias = (
+            c["intermediate_size"],
+            c["vocab_size"],
+            c.get("attention_bias", c["model_type"] == "qwen2"),
+        )
         self.embed = nn.Embedding(vocab, h)
         self.layers = nn.ModuleList()
         for _ in range(c["num_hidden_layers"]):
@@ -31,8 +35,11 @@ class LlamaLike(nn.Module):
             if n_exp:
                 layer.router = _linear(h, n_exp, False)
                 layer.experts = nn.ModuleList(
-                    nn.ModuleDict({"w1": _linear(h, inter, False), "w3": _linear(h, inter, False),
-                                   "w2": _linear(inter, h, False)}) for _ in range(n_exp))
+                    nn.ModuleDict(
+                        {"w1": _linear(h, inter, False), "w3": _linear(h, inter, False), "w2": _linear(inter, h, False)}
+                    )
+                    for _ in range(n_exp)
+                )
             else:
                 layer.gate = _linear(h, inter, False)
                 layer.up = _linear(h, inter, False)

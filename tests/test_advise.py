@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 import roofline
-from roofline.predict import step_time
 from roofline.advise import COLUMNS, advise, apply_changes, fuse_elementwise, max_batch_that_fits, render_advice
 from roofline.config import parse_model
 from roofline.errors import ConfigError
+from roofline.predict import step_time
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DATA = Path(__file__).resolve().parent / "data"
@@ -78,8 +78,9 @@ def test_larger_batch_is_a_throughput_gain_not_a_latency_gain(advised):
 def test_max_batch_that_fits_is_the_boundary():
     analysis = roofline.analyze(LLAMA_7B, "a10", phase="decode", batch_size=1, context_len=4096, prompt_len=512)
     n = max_batch_that_fits(analysis)
-    fits = roofline.analyze(LLAMA_7B, "a10", phase="decode", batch_size=[n, n + 1], context_len=4096,
-                            prompt_len=512).summary["fits_in_memory"]
+    fits = roofline.analyze(
+        LLAMA_7B, "a10", phase="decode", batch_size=[n, n + 1], context_len=4096, prompt_len=512
+    ).summary["fits_in_memory"]
     assert list(fits) == [True, False]
 
 
@@ -94,8 +95,9 @@ def test_naive_attention_gets_flash_attention(advised):
     assert "FlashAttention" not in set(advised["7b-a10-both"][1]["change"])
 
 
-@pytest.mark.parametrize("kw", [dict(phase="decode"), dict(phase="prefill", prompt_len=2048), dict(),
-                                dict(batch_size=64, prompt_len=4096)])
+@pytest.mark.parametrize(
+    "kw", [dict(phase="decode"), dict(phase="prefill", prompt_len=2048), dict(), dict(batch_size=64, prompt_len=4096)]
+)
 def test_fp8_is_never_suggested_on_a10(kw):
     frame = advise(roofline.analyze(LLAMA_7B, "a10", **kw), top=None)
     text = " ".join(frame["change"]) + " ".join(frame["flags"]) + " ".join(frame.attrs["not_helping"])
@@ -132,8 +134,18 @@ def test_70b_on_one_a10_gets_tensor_parallelism(advised):
 
 def test_tensor_parallelism_skips_degrees_the_heads_do_not_divide():
     # 12 heads: tp 2 and 4 divide them, tp 8 does not and is skipped, not guessed; ~60 B params fit no A10
-    model = parse_model(dict(model_type="llama", hidden_size=8192, head_dim=128, num_attention_heads=12,
-                             num_key_value_heads=12, intermediate_size=28672, num_hidden_layers=80, vocab_size=32000))
+    model = parse_model(
+        dict(
+            model_type="llama",
+            hidden_size=8192,
+            head_dim=128,
+            num_attention_heads=12,
+            num_key_value_heads=12,
+            intermediate_size=28672,
+            num_hidden_layers=80,
+            vocab_size=32000,
+        )
+    )
     analysis = roofline.analyze(model, "a10", phase="decode")
     frame = advise(analysis, top=None)
     tp = frame[frame["change"].str.startswith("tensor parallel")].iloc[0]
@@ -158,13 +170,26 @@ def test_flags_reproduce_through_the_cli(advised):
     from click.testing import CliRunner
 
     from roofline.cli import main
+
     _, frame = advised["7b-a10-decode"]
     for row in frame[frame["flags"] != ""].itertuples():
-        args = ["analyze", LLAMA_7B, "--gpu", "a10", "--phase", "decode", "--batch", "1", *row.flags.split(),
-                "--format", "json", "--summary"]
+        args = [
+            "analyze",
+            LLAMA_7B,
+            "--gpu",
+            "a10",
+            "--phase",
+            "decode",
+            "--batch",
+            "1",
+            *row.flags.split(),
+            "--format",
+            "json",
+            "--summary",
+        ]
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0, result.output
-        summary = json.loads(result.output[result.output.index("{"):])["summary"][0]
+        summary = json.loads(result.output[result.output.index("{") :])["summary"][0]
         assert summary["decode_time_s"] == pytest.approx(row.new_time_s, rel=1e-12), row.flags
 
 
@@ -206,8 +231,9 @@ def test_measured_frame_replaces_analytic_figures():
     ops = analysis.ops
     ideal = ops["count"] * ops["predicted_time_s"].clip(lower=ops["host_s"])
     slow = ops["category"] == "elementwise"
-    measured = pd.DataFrame({"phase": "decode", "op": ops["op"].astype(str),
-                             "measured_time_s": ideal * slow.map({True: 3.0, False: 1.0})})
+    measured = pd.DataFrame(
+        {"phase": "decode", "op": ops["op"].astype(str), "measured_time_s": ideal * slow.map({True: 3.0, False: 1.0})}
+    )
     measured["eager_wall_s"] = 0.030
     measured["graph_wall_s"] = 0.025
     frame = advise(analysis, measured=measured, top=None)

@@ -12,7 +12,13 @@ import pytest
 from click.testing import CliRunner
 
 from roofline.attribute import (
-    OUTSIDE, UNATTRIBUTED, attribute, compare_frame, gemm_shape, module_op, projection_table,
+    OUTSIDE,
+    UNATTRIBUTED,
+    attribute,
+    compare_frame,
+    gemm_shape,
+    module_op,
+    projection_table,
 )
 from roofline.cli import main
 from roofline.config import load_model
@@ -45,6 +51,7 @@ def _independent():
 
 
 # ---------------------------------------------------------------------------------------------- shapes
+
 
 def test_gemm_shapes_from_recorded_dims():
     assert gemm_shape("aten::mm", [[64, 256], [256, 688]]) == (64, 256, 688, 1)
@@ -86,6 +93,7 @@ def test_module_paths_name_ops():
 
 # ---------------------------------------------------------------------------------------------- tiny llama
 
+
 def test_passes_and_workload_come_from_the_trace(llama):
     # the recording: batch 2, prompt 32, then 4 greedy decode steps attending to 33..36 keys
     p = llama.passes
@@ -93,16 +101,38 @@ def test_passes_and_workload_come_from_the_trace(llama):
     assert list(p["tokens"]) == [32, 1, 1, 1, 1]
     assert list(p["context_len"]) == [32, 33, 34, 35, 36]
     assert list(p["layers"]) == [2] * 5
-    assert llama.workload == {"batch_size": 2.0, "prompt_len": 32.0, "context_lens": [33.0, 34.0, 35.0, 36.0],
-                              "n_prefill": 1, "n_decode": 4, "dtype": "bf16"}
+    assert llama.workload == {
+        "batch_size": 2.0,
+        "prompt_len": 32.0,
+        "context_lens": [33.0, 34.0, 35.0, 36.0],
+        "n_prefill": 1,
+        "n_decode": 4,
+        "dtype": "bf16",
+    }
 
 
 def test_every_kernel_is_on_an_op_row_or_named(llama):
     k = llama.kernels
     assert set(k["op"]) - {OUTSIDE} <= {
-        "embedding", "attn_norm", "q_proj", "k_proj", "v_proj", "rope", "kv_cache_write", "attention", "o_proj",
-        "attn_residual", "mlp_norm", "gate_proj", "up_proj", "act", "down_proj", "mlp_residual", "final_norm",
-        "lm_head"}
+        "embedding",
+        "attn_norm",
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "rope",
+        "kv_cache_write",
+        "attention",
+        "o_proj",
+        "attn_residual",
+        "mlp_norm",
+        "gate_proj",
+        "up_proj",
+        "act",
+        "down_proj",
+        "mlp_residual",
+        "final_norm",
+        "lm_head",
+    }
     assert UNATTRIBUTED not in set(k["op"])
     off = k[k["op"] == OUTSIDE]
     assert off["reason"].str.len().min() > 0  # each says why
@@ -137,8 +167,16 @@ def test_op_rows_count_the_model(llama):
 def test_the_norm_is_the_chain_of_hf_rmsnorm(llama):
     k = llama.kernels
     first = k[(k["phase"] == "prefill") & (k["layer"] == 0) & (k["op"] == "attn_norm")]
-    assert list(first["outer_op"]) == ["aten::to", "aten::pow", "aten::mean", "aten::add", "aten::rsqrt",
-                                       "aten::mul", "aten::to", "aten::mul"]
+    assert list(first["outer_op"]) == [
+        "aten::to",
+        "aten::pow",
+        "aten::mean",
+        "aten::add",
+        "aten::rsqrt",
+        "aten::mul",
+        "aten::to",
+        "aten::mul",
+    ]
     res = k[(k["op"] == "attn_residual") & (k["phase"] == "prefill")]
     assert list(res["outer_dims"].map(lambda d: d[:2])) == [[[2, 32, 256], [2, 32, 256]]] * 2
 
@@ -167,16 +205,21 @@ def test_prediction_joins_the_same_calls(llama):
     assert c.loc[("prefill", "q_proj"), "predicted_time_s"] == pytest.approx(2 * q["time_s"])
     assert c.loc[("prefill", "q_proj"), "analytic_flops"] == pytest.approx(2 * 2 * 64 * 256 * 256)  # 2 x 2MKN
     # decode: 8 calls at the mean over the contexts 33..36 of a step's time
-    d = __import__("roofline").analyze(LLAMA, "h200", batch_size=2, prompt_len=32, context_len=[33, 34, 35, 36],
-                                       phase="decode").ops
+    d = (
+        __import__("roofline")
+        .analyze(LLAMA, "h200", batch_size=2, prompt_len=32, context_len=[33, 34, 35, 36], phase="decode")
+        .ops
+    )
     att = d[d["op"] == "attention"]["time_s"].mean()
     assert c.loc[("decode", "attention"), "predicted_time_s"] == pytest.approx(8 * att)
     assert c.loc[("decode", "lm_head"), "predicted_time_s"] == pytest.approx(
-        4 * d[d["op"] == "lm_head"]["time_s"].mean())
+        4 * d[d["op"] == "lm_head"]["time_s"].mean()
+    )
     assert set(c["measured_bound"]) <= {"compute", "memory", "overhead", "latency", "communication", "unknown"}
 
 
 # ---------------------------------------------------------------------------------------------- tiny mixtral
+
 
 def test_moe_rows(mixtral):
     ops = mixtral.ops.set_index(["phase", "op"])
@@ -194,6 +237,7 @@ def test_moe_rows(mixtral):
 
 # ---------------------------------------------------------------------------------------------- errors, CLI
 
+
 def test_a_trace_without_forward_passes_says_so():
     with pytest.raises(TraceError, match="no forward pass found in the trace"):
         attribute(DATA / "tiny_joins.json", LLAMA, spec=DATA / "tiny_gpu.yaml")
@@ -202,8 +246,9 @@ def test_a_trace_without_forward_passes_says_so():
 def test_cli_trace_model_table_and_json():
     r = CliRunner().invoke(main, ["trace", str(LLAMA_TRACE), "--model", str(LLAMA)])
     assert r.exit_code == 0, r.output
-    assert r.output.startswith("tiny-llama on h200: 1 prefill and 4 decode passes; batch 2, prompt 32, "
-                               "decode context 33..36")
+    assert r.output.startswith(
+        "tiny-llama on h200: 1 prefill and 4 decode passes; batch 2, prompt 32, decode context 33..36"
+    )
     assert "note: prefill computes the logits of 64 positions" in r.output
     r = CliRunner().invoke(main, ["trace", str(LLAMA_TRACE), "--model", str(LLAMA), "--format", "json"])
     payload = json.loads(r.output)
@@ -212,15 +257,18 @@ def test_cli_trace_model_table_and_json():
     for key in ("gpu_time_s", "n_kernels", "calls", "predicted_time_s", "measured_bound", "evidence"):
         assert row[key] is not None
     assert {u["reason"] for u in payload["unattributed"]} >= {
-        "after lm_head: sampling and bookkeeping outside the model's forward"}
+        "after lm_head: sampling and bookkeeping outside the model's forward"
+    }
 
 
 def test_cli_warns_when_gpu_contradicts_the_trace():
-    r = CliRunner().invoke(main, ["trace", str(LLAMA_TRACE), "--model", str(LLAMA), "--gpu",
-                                                  "h100-sxm", "--format", "csv"])
+    r = CliRunner().invoke(
+        main, ["trace", str(LLAMA_TRACE), "--model", str(LLAMA), "--gpu", "h100-sxm", "--format", "csv"]
+    )
     assert r.exit_code == 0
-    assert r.stderr.strip() == ("warning: the trace was recorded on 'NVIDIA H200' (h200) but --gpu is h100-sxm; "
-                                "predictions use h100-sxm")
+    assert r.stderr.strip() == (
+        "warning: the trace was recorded on 'NVIDIA H200' (h200) but --gpu is h100-sxm; predictions use h100-sxm"
+    )
 
 
 def test_cli_trace_without_gpu_or_device_properties():
@@ -229,7 +277,8 @@ def test_cli_trace_without_gpu_or_device_properties():
     assert "the trace names no device (no deviceProperties); pass --gpu" in r.output
     r = CliRunner().invoke(main, ["trace", "missing.json"])
     assert r.exit_code == 1 and r.output == (
-        "Error: missing.json: no such file; pass a trace written by prof.export_chrome_trace()\n")
+        "Error: missing.json: no such file; pass a trace written by prof.export_chrome_trace()\n"
+    )
 
 
 def test_reference_model_ranges_name_ops_too():
@@ -290,8 +339,9 @@ def test_cuda_graph_replays_take_the_rows_of_the_eager_pass():
     assert ops.loc[("decode", "q_proj"), "calls"] == 9 * 4  # 9 decode forwards x 4 layers
     assert ops.loc[("decode", "lm_head"), "calls"] == 9
     assert UNATTRIBUTED not in set(k["op"])
-    assert any("CUDA graph replays mapped kernel by kernel onto the eager decode pass they repeat (8x)" in n
-               for n in a.notes)
+    assert any(
+        "CUDA graph replays mapped kernel by kernel onto the eager decode pass they repeat (8x)" in n for n in a.notes
+    )
     assert any("a padded (static) cache" in n for n in a.notes)  # StaticCache of 265 positions
 
 
@@ -315,8 +365,9 @@ def test_a_compiled_trace_without_its_ranges_says_why_it_cannot_be_mapped():
 
     t = analyze_trace(DATA / "h200_hf_llama3_4l_compile_trace.json.gz", "h200")
     t = replace(t, kernels=t.kernels.assign(range="(none)"))
-    with pytest.raises(TraceError, match="the kernels are torch.compile'd \\(Triton\\) and Inductor fuses the "
-                                         "embedding gather"):
+    with pytest.raises(
+        TraceError, match="the kernels are torch.compile'd \\(Triton\\) and Inductor fuses the embedding gather"
+    ):
         attribute(t, DATA / "llama_3_8b_4_layers.yaml")
 
 

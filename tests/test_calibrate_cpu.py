@@ -26,8 +26,13 @@ def test_roofline_of_a_gemm_is_classify_formula():
     spec = load_spec("h200")  # datasheet: bf16 989.4 TFLOP/s, 4800 GB/s
     # decode GEMV 1 x 4096 x 4096 bf16: 33,554,432 B of weights + 8192 in + 8192 out = 33,570,816 B -> 6.994 us
     # prefill 4096 x 4096 x 4096: 2 * 4096^3 = 1.374e11 FLOP / 989.4e12 = 138.9 us (bytes: 100.7 MB -> 21 us)
-    t = _roofline_s(spec, [_cost_row(linear(1, 4096, 4096, "bf16", "bf16"), "bf16"),
-                           _cost_row(linear(4096, 4096, 4096, "bf16", "bf16"), "bf16")])
+    t = _roofline_s(
+        spec,
+        [
+            _cost_row(linear(1, 4096, 4096, "bf16", "bf16"), "bf16"),
+            _cost_row(linear(4096, 4096, 4096, "bf16", "bf16"), "bf16"),
+        ],
+    )
     assert t[0] == pytest.approx(33_570_816 / 4800e9)
     assert t[1] == pytest.approx(2 * 4096**3 / 989.4e12)
 
@@ -54,8 +59,15 @@ def test_op_costs_scale_host_spans_to_the_measured_steps():
     # no kernel: left out of the table, but its span is host time of the step)
     # spans add up to 2 * 10 + 30 + 5 = 55 us; the eager step measured 110 us -> host scale 2
     # kernels add up to 2 * 2 + 4 = 8 us; the graph replay measured 12 us -> graph scale 1.5
-    ops = pd.DataFrame({"op": ["a", "b", "c"], "ref_count": [2, 1, 1], "span_s": [10e-6, 30e-6, 5e-6],
-                        "measured_time_s": [2e-6, 4e-6, 0.0], "n_kernels": [1.0, 3.0, 0.0]})
+    ops = pd.DataFrame(
+        {
+            "op": ["a", "b", "c"],
+            "ref_count": [2, 1, 1],
+            "span_s": [10e-6, 30e-6, 5e-6],
+            "measured_time_s": [2e-6, 4e-6, 0.0],
+            "n_kernels": [1.0, 3.0, 0.0],
+        }
+    )
     step = {"eager_step_ref_s": 110e-6, "graph_step_ref_s": 12e-6}
     got = op_costs(ops, step)
     assert set(got) == {"a", "b"}
@@ -68,11 +80,17 @@ def test_op_costs_scale_host_spans_to_the_measured_steps():
 def test_a_calibrated_spec_with_a_kernel_model_round_trips(tmp_path):
     shipped = load_mapping(resolve_spec_path("h200"), "hardware spec")
     measured = {
-        "peak_tflops": {"bf16": 800.0}, "mem_bandwidth_gb_per_s": 4200.0,
+        "peak_tflops": {"bf16": 800.0},
+        "mem_bandwidth_gb_per_s": 4200.0,
         "kernel_min_us": 2.0,
         "bandwidth_curve": {"bytes": [4096, 1_073_741_824], "gb_per_s": [3.0, 4000.0]},
-        "gemm": {"bf16": {"tokens": [1, 16384], "weight_elements": [589_824, 525_336_576],
-                          "efficiency": [[0.3, 0.9], [0.8, 0.95]]}},
+        "gemm": {
+            "bf16": {
+                "tokens": [1, 16384],
+                "weight_elements": [589_824, 525_336_576],
+                "efficiency": [[0.3, 0.9], [0.8, 0.95]],
+            }
+        },
         "ops": {"rope": {"fixed_us": 12.0, "host_eager_us": 80.0, "host_graph_us": 14.0, "kernels": 8}},
         "conditions": {"gpu": "NVIDIA H200", "date": "2026-12-01T00:00:00Z"},
     }

@@ -15,9 +15,19 @@ from roofline.measure.capture import ModuleRanges, capture
 
 pytest.importorskip("transformers")
 
-TINY = {"name": "tiny", "model_type": "llama", "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
-        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 128, "hidden_act": "silu",
-        "max_position_embeddings": 64, "tie_word_embeddings": False}
+TINY = {
+    "name": "tiny",
+    "model_type": "llama",
+    "hidden_size": 64,
+    "intermediate_size": 96,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 128,
+    "hidden_act": "silu",
+    "max_position_embeddings": 64,
+    "tie_word_embeddings": False,
+}
 CPU = [torch.profiler.ProfilerActivity.CPU]
 
 
@@ -39,13 +49,20 @@ def test_module_ranges_name_every_module_and_map_to_ops():
     # every forward (1 prefill + 3 decode steps) enters each module once
     assert r.loc["model.layers.1.self_attn.q_proj", "calls"] == 4
     expect = {
-        "model.embed_tokens": ("embedding", None), "model.rotary_emb": ("rope", None),
-        "model.layers.0.input_layernorm": ("attn_norm", 0), "model.layers.0.self_attn.q_proj": ("q_proj", 0),
-        "model.layers.1.self_attn.k_proj": ("k_proj", 1), "model.layers.1.self_attn.v_proj": ("v_proj", 1),
-        "model.layers.0.self_attn.o_proj": ("o_proj", 0), "model.layers.0.post_attention_layernorm": ("mlp_norm", 0),
-        "model.layers.1.mlp.gate_proj": ("gate_proj", 1), "model.layers.1.mlp.up_proj": ("up_proj", 1),
-        "model.layers.1.mlp.act_fn": ("act", 1), "model.layers.1.mlp.down_proj": ("down_proj", 1),
-        "model.norm": ("final_norm", None), "lm_head": ("lm_head", None),
+        "model.embed_tokens": ("embedding", None),
+        "model.rotary_emb": ("rope", None),
+        "model.layers.0.input_layernorm": ("attn_norm", 0),
+        "model.layers.0.self_attn.q_proj": ("q_proj", 0),
+        "model.layers.1.self_attn.k_proj": ("k_proj", 1),
+        "model.layers.1.self_attn.v_proj": ("v_proj", 1),
+        "model.layers.0.self_attn.o_proj": ("o_proj", 0),
+        "model.layers.0.post_attention_layernorm": ("mlp_norm", 0),
+        "model.layers.1.mlp.gate_proj": ("gate_proj", 1),
+        "model.layers.1.mlp.up_proj": ("up_proj", 1),
+        "model.layers.1.mlp.act_fn": ("act", 1),
+        "model.layers.1.mlp.down_proj": ("down_proj", 1),
+        "model.norm": ("final_norm", None),
+        "lm_head": ("lm_head", None),
     }
     for module, (op, layer) in expect.items():
         got = r.loc[module]
@@ -106,8 +123,19 @@ def test_profile_hf_without_a_gpu_says_so():
         hf.profile_hf(m, roofline.config.Workload(batch_size=(1,), prompt_len=(8,)))
 
 
-OWN_MODULE = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head", "attn_norm",
-              "mlp_norm", "final_norm")
+OWN_MODULE = (
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+    "lm_head",
+    "attn_norm",
+    "mlp_norm",
+    "final_norm",
+)
 
 
 @pytest.mark.gpu
@@ -119,8 +147,12 @@ def test_capture_on_the_gpu_agrees_with_the_shape_only_mapping():
     from roofline.attribute import attribute_kernels
     from roofline.measure.trace import analyze_trace
 
-    m = parse_model(dict(TINY, hidden_size=256, intermediate_size=688, num_attention_heads=8,
-                         num_key_value_heads=4, vocab_size=1024), "test")
+    m = parse_model(
+        dict(
+            TINY, hidden_size=256, intermediate_size=688, num_attention_heads=8, num_key_value_heads=4, vocab_size=1024
+        ),
+        "test",
+    )
     model = hf.build_hf_model(m, device="cuda", dtype="bf16")
     hf.generate_steps(model, 2, 32, 4, "cuda")
     with roofline.capture(model, m) as cap:

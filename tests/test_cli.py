@@ -34,7 +34,17 @@ def test_analyze_json_is_raw_si_numbers():
     data = json.loads(r.stdout)
     assert set(data) >= {"ops", "summary", "model", "gpu", "workload"}
     q = next(row for row in data["ops"] if row["op"] == "q_proj")
-    for key in ("phase", "op", "count", "flops", "bytes_read", "bytes_written", "arithmetic_intensity", "bound", "time_s"):
+    for key in (
+        "phase",
+        "op",
+        "count",
+        "flops",
+        "bytes_read",
+        "bytes_written",
+        "arithmetic_intensity",
+        "bound",
+        "time_s",
+    ):
         assert key in q
     assert q["flops"] == 2 * 4096 * 4096 and q["count"] == 32 and q["bound"] == "memory"
     assert isinstance(data["summary"], list) and data["summary"][0]["batch_size"] == 1
@@ -56,7 +66,9 @@ def test_sweep_gives_one_summary_row_per_point():
 
 
 def test_overrides_win_over_the_file():
-    r = run("analyze", LLAMA, "--gpu", "a10", "--weight-dtype", "int4", "--phase", "decode", "--format", "json", "--summary")
+    r = run(
+        "analyze", LLAMA, "--gpu", "a10", "--weight-dtype", "int4", "--phase", "decode", "--format", "json", "--summary"
+    )
     data = json.loads(r.stdout)
     assert data["workload"]["weight_dtype"] == "int4"
     assert data["summary"][0]["decode_roofline_time_s"] < 0.008  # 4x fewer weight bytes than the 22 ms bf16 step
@@ -69,17 +81,36 @@ def test_memory_warning(tmp_path):
     assert "warning: weights + KV cache (138 GB) do not fit in a10's 24 GB at batch 1" in r.output
 
 
-@pytest.mark.parametrize("args, code, message", [
-    (["analyze", "nope.yaml", "--gpu", "a10"], 1, "Error: model file not found: nope.yaml"),
-    (["analyze", LLAMA, "--gpu", "h100"], 1, "Error: unknown GPU 'h100'"),
-    (["analyze", LLAMA, "--gpu", "a10", "--batch", "-1"], 2, "Invalid value for '--batch': must be greater than zero, got -1"),
-    (["analyze", LLAMA, "--gpu", "a10", "--batch", "0:4"], 2, "Invalid value for '--batch'"),
-    (["analyze", LLAMA, "--gpu", "a10", "--weight-dtype", "int3"], 2, "Invalid value for '--weight-dtype': 'int3' is not one of"),
-    (["analyze", LLAMA, "--gpu", "a10", "--weight-dtype", "fp8", "--act-dtype", "fp8"], 1, "Error: a10 has no fp8 peak in its spec"),
-    (["analyze", LLAMA], 2, "Missing option '--gpu'"),
-    (["analyze", LLAMA, "--gpu", "a10", "--batch", "1:1000000", "--prompt-len", "1:1000:1"], 1, "narrow the ranges"),
-    (["specs", "show", "a11"], 1, "Error: unknown GPU 'a11' (did you mean 'a10'?)"),
-])
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["analyze", "nope.yaml", "--gpu", "a10"], 1, "Error: model file not found: nope.yaml"),
+        (["analyze", LLAMA, "--gpu", "h100"], 1, "Error: unknown GPU 'h100'"),
+        (
+            ["analyze", LLAMA, "--gpu", "a10", "--batch", "-1"],
+            2,
+            "Invalid value for '--batch': must be greater than zero, got -1",
+        ),
+        (["analyze", LLAMA, "--gpu", "a10", "--batch", "0:4"], 2, "Invalid value for '--batch'"),
+        (
+            ["analyze", LLAMA, "--gpu", "a10", "--weight-dtype", "int3"],
+            2,
+            "Invalid value for '--weight-dtype': 'int3' is not one of",
+        ),
+        (
+            ["analyze", LLAMA, "--gpu", "a10", "--weight-dtype", "fp8", "--act-dtype", "fp8"],
+            1,
+            "Error: a10 has no fp8 peak in its spec",
+        ),
+        (["analyze", LLAMA], 2, "Missing option '--gpu'"),
+        (
+            ["analyze", LLAMA, "--gpu", "a10", "--batch", "1:1000000", "--prompt-len", "1:1000:1"],
+            1,
+            "narrow the ranges",
+        ),
+        (["specs", "show", "a11"], 1, "Error: unknown GPU 'a11' (did you mean 'a10'?)"),
+    ],
+)
 def test_errors_are_one_line_with_exit_code(args, code, message):
     r = run(*args)
     assert r.exit_code == code, r.output
@@ -164,8 +195,15 @@ def test_trace_command_errors():
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-GPU message")
-@pytest.mark.parametrize("args", [["profile", LLAMA, "--phase", "decode"], ["calibrate"],
-                                  ["profile", LLAMA, "--tp", "2", "--phase", "decode"], ["calibrate", "--collectives"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["profile", LLAMA, "--phase", "decode"],
+        ["calibrate"],
+        ["profile", LLAMA, "--tp", "2", "--phase", "decode"],
+        ["calibrate", "--collectives"],
+    ],
+)
 def test_gpu_commands_without_a_gpu_say_so(args):
     r = run(*args)
     assert r.exit_code == 1
@@ -182,11 +220,34 @@ def test_profile_passes_rendezvous_flags_to_torchrun(monkeypatch):
         raise distributed.DeviceError("stop here")
 
     monkeypatch.setattr(distributed, "profile_distributed", fake)
-    r = run("profile", LLAMA, "--tp", "4", "--phase", "decode", "--nnodes", "2", "--node-rank", "1",
-            "--master-addr", "10.0.0.1", "--master-port", "29500")
+    r = run(
+        "profile",
+        LLAMA,
+        "--tp",
+        "4",
+        "--phase",
+        "decode",
+        "--nnodes",
+        "2",
+        "--node-rank",
+        "1",
+        "--master-addr",
+        "10.0.0.1",
+        "--master-port",
+        "29500",
+    )
     assert r.exit_code == 1 and "stop here" in r.output
     assert seen["tp"] == 4
-    assert seen["rdzv_args"] == ("--nnodes", "2", "--node-rank", "1", "--master-addr", "10.0.0.1", "--master-port", "29500")
+    assert seen["rdzv_args"] == (
+        "--nnodes",
+        "2",
+        "--node-rank",
+        "1",
+        "--master-addr",
+        "10.0.0.1",
+        "--master-port",
+        "29500",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,8 +269,9 @@ def cpu_profile(monkeypatch):
         calls.append(workload)
         # the advisor's "larger batch" fills an H100's 80 GB: on the CPU run a batch of 8 in its place
         small = replace(workload, batch_size=(min(workload.batch_size[0], 8),))
-        return real(model, small, spec=spec or "h100-sxm", layers=layers, device="cpu", warmup=0, iters=2,
-                    timing_iters=1)
+        return real(
+            model, small, spec=spec or "h100-sxm", layers=layers, device="cpu", warmup=0, iters=2, timing_iters=1
+        )
 
     monkeypatch.setattr(profile, "profile_model", on_cpu)
     monkeypatch.setattr(checks, "profile_model", on_cpu)
@@ -241,8 +303,21 @@ def test_report_profile_checks_the_advice_once(cpu_profile, tmp_path, monkeypatc
     for module in (advise_module, report_module):  # the CLI's call and the report's own
         monkeypatch.setattr(module, "advise", lambda *a, **k: counted.append(1) or real(*a, **k))
     out = tmp_path / "rep"
-    r = run("report", TINY_MODEL, "--gpu", "h100-sxm", "--out", out, "--profile", "--phase", "decode",
-            "--attn", "naive", "--layers", "1")
+    r = run(
+        "report",
+        TINY_MODEL,
+        "--gpu",
+        "h100-sxm",
+        "--out",
+        out,
+        "--profile",
+        "--phase",
+        "decode",
+        "--attn",
+        "naive",
+        "--layers",
+        "1",
+    )
     assert r.exit_code == 0, r.output
     assert len(counted) == 1  # the advice is computed once, for the comparison, and reported as it is
     md = (out / "report.md").read_text()
@@ -250,8 +325,16 @@ def test_report_profile_checks_the_advice_once(cpu_profile, tmp_path, monkeypatc
     import pandas as pd
 
     checks = pd.read_csv(out / "checks.csv")
-    assert list(checks.columns) == ["change", "phase", "predicted_speedup", "predicted_speedup_ref",
-                                    "achieved_speedup", "baseline_s", "changed_s", "how"]
+    assert list(checks.columns) == [
+        "change",
+        "phase",
+        "predicted_speedup",
+        "predicted_speedup_ref",
+        "achieved_speedup",
+        "baseline_s",
+        "changed_s",
+        "how",
+    ]
     flash = checks[checks["change"].str.contains("FlashAttention")]
     assert len(flash) == 1 and flash["achieved_speedup"].iloc[0] > 0  # profiled again with flash attention
     assert any(w.attn_impl == "flash" for w in cpu_profile)

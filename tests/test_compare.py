@@ -38,16 +38,46 @@ def _run(analysis, layers=1, ranks=(0,), source="reference", cuda_graph=False, *
     calls = np.where(a["count"] == analysis.model.num_hidden_layers, layers, 1)
     rows = []
     for rank in ranks:
-        rows.append(pd.DataFrame({
-            "rank": rank, "phase": a["phase"].astype(str), "op": a["op"].astype(str), "calls": calls,
-            "gpu_time_s": SLOW * a["time_s"].to_numpy(), "n_kernels": 1.0, "span_s": np.nan, **extra_cols}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "rank": rank,
+                    "phase": a["phase"].astype(str),
+                    "op": a["op"].astype(str),
+                    "calls": calls,
+                    "gpu_time_s": SLOW * a["time_s"].to_numpy(),
+                    "n_kernels": 1.0,
+                    "span_s": np.nan,
+                    **extra_cols,
+                }
+            )
+        )
     ops = pd.concat(rows, ignore_index=True)
     kernel_ref = float((SLOW * a["time_s"] * calls).sum())
-    steps = pd.DataFrame([{"rank": r, "phase": "decode", "batch_size": 2, "prompt_len": 16, "context_len": 24,
-                           "kernel_time_ref_s": kernel_ref, "eager_step_ref_s": 2 * kernel_ref,
-                           "graph_step_ref_s": 1.5 * kernel_ref} for r in ranks])
-    return MeasuredRun(source=source, ops=ops, steps=steps, model=analysis.model, workload=analysis.workload,
-                       layers=layers, cuda_graph=cuda_graph)
+    steps = pd.DataFrame(
+        [
+            {
+                "rank": r,
+                "phase": "decode",
+                "batch_size": 2,
+                "prompt_len": 16,
+                "context_len": 24,
+                "kernel_time_ref_s": kernel_ref,
+                "eager_step_ref_s": 2 * kernel_ref,
+                "graph_step_ref_s": 1.5 * kernel_ref,
+            }
+            for r in ranks
+        ]
+    )
+    return MeasuredRun(
+        source=source,
+        ops=ops,
+        steps=steps,
+        model=analysis.model,
+        workload=analysis.workload,
+        layers=layers,
+        cuda_graph=cuda_graph,
+    )
 
 
 def test_join_per_call_and_full_model_scaling():
@@ -75,8 +105,10 @@ def test_join_per_call_and_full_model_scaling():
     assert summary["phase"] == "decode" and summary["kernel_time_full_s"] == pytest.approx(SLOW * decode_s)
     assert summary["predicted_time_s"] == pytest.approx(float(analysis.summary["decode_time_s"].iloc[0]))
     assert summary["predicted_roofline_time_s"] == pytest.approx(decode_s)
-    shares = [summary[f"measured_share_{cls}"] for cls in ("compute", "memory", "communication", "overhead",
-                                                           "latency", "unknown")]
+    shares = [
+        summary[f"measured_share_{cls}"]
+        for cls in ("compute", "memory", "communication", "overhead", "latency", "unknown")
+    ]
     assert sum(shares) == pytest.approx(1.0)
     by_class = c.ops.groupby("measured_bound")["total_measured_time_s"].sum() / (SLOW * decode_s)
     assert all(summary[f"measured_share_{k}"] == pytest.approx(v) for k, v in by_class.items())
@@ -165,12 +197,25 @@ def test_a_run_checks_its_frames():
 def test_check_advice_sets_achieved_beside_predicted():
     analysis = _analysis(attn_impl="naive")
     c = compare(analysis, _run(analysis))
-    advice = pd.DataFrame({"change": ["CUDA graphs", "batch 8", "int4 weights"], "phase": "decode",
-                           "predicted_speedup": [1.5, 3.0, 2.0],
-                           "overrides": [{"cuda_graph": True}, {"batch_size": 8}, {"weight_dtype": "int4"}]})
-    measured = pd.DataFrame({"change": advice["change"], "phase": "decode", "overrides": advice["overrides"],
-                             "measured": [True, True, False], "baseline_s": [0.4, 0.4, np.nan],
-                             "changed_s": [0.1, 0.8, np.nan], "how": ["graph", "batch", "not measured"]})
+    advice = pd.DataFrame(
+        {
+            "change": ["CUDA graphs", "batch 8", "int4 weights"],
+            "phase": "decode",
+            "predicted_speedup": [1.5, 3.0, 2.0],
+            "overrides": [{"cuda_graph": True}, {"batch_size": 8}, {"weight_dtype": "int4"}],
+        }
+    )
+    measured = pd.DataFrame(
+        {
+            "change": advice["change"],
+            "phase": "decode",
+            "overrides": advice["overrides"],
+            "measured": [True, True, False],
+            "baseline_s": [0.4, 0.4, np.nan],
+            "changed_s": [0.1, 0.8, np.nan],
+            "how": ["graph", "batch", "not measured"],
+        }
+    )
     out = check_advice(c, advice, measured).set_index("change")
     assert out.loc["CUDA graphs", "achieved_speedup"] == pytest.approx(4.0)  # 0.4 / 0.1
     assert out.loc["batch 8", "achieved_speedup"] == pytest.approx(0.4 / 0.8 * 8 / 2)  # tokens/s
@@ -178,23 +223,36 @@ def test_check_advice_sets_achieved_beside_predicted():
     assert np.isnan(out.loc["int4 weights", "predicted_speedup_ref"])
     # predicted on the 1-layer reference: eager launch floor before, graph floor after
     ref = analyze(replace(analysis.model, num_hidden_layers=1), GPU, workload=analysis.workload)
-    graph = analyze(replace(analysis.model, num_hidden_layers=1), GPU,
-                    workload=replace(analysis.workload, cuda_graph=True))
+    graph = analyze(
+        replace(analysis.model, num_hidden_layers=1), GPU, workload=replace(analysis.workload, cuda_graph=True)
+    )
     expected = ref.summary["decode_time_s"].iloc[0] / graph.summary["decode_time_s"].iloc[0]
     assert out.loc["CUDA graphs", "predicted_speedup_ref"] == pytest.approx(expected)
-    assert list(out.reset_index().columns) == ["change", "phase", "predicted_speedup", "predicted_speedup_ref",
-                                               "achieved_speedup", "baseline_s", "changed_s", "how"]
+    assert list(out.reset_index().columns) == [
+        "change",
+        "phase",
+        "predicted_speedup",
+        "predicted_speedup_ref",
+        "achieved_speedup",
+        "baseline_s",
+        "changed_s",
+        "how",
+    ]
 
 
 def test_measure_imports_no_analysis_and_compare_no_torch():
-    code = ("import sys, roofline.measure.profile, roofline.measure.distributed, roofline.measure.checks, "
-            "roofline.measure.collectives, roofline.measure.calibrate, roofline.measure.trace; "
-            "bad = [m for m in ('roofline.analysis', 'roofline.compare', 'roofline.advise') if m in sys.modules]; "
-            "print(bad); sys.exit(bool(bad))")
+    code = (
+        "import sys, roofline.measure.profile, roofline.measure.distributed, roofline.measure.checks, "
+        "roofline.measure.collectives, roofline.measure.calibrate, roofline.measure.trace; "
+        "bad = [m for m in ('roofline.analysis', 'roofline.compare', 'roofline.advise') if m in sys.modules]; "
+        "print(bad); sys.exit(bool(bad))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
-    code = ("import sys, roofline.compare, roofline.measure.run; "
-            "bad = [m for m in ('torch', 'matplotlib') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    code = (
+        "import sys, roofline.compare, roofline.measure.run; "
+        "bad = [m for m in ('torch', 'matplotlib') if m in sys.modules]; print(bad); sys.exit(bool(bad))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -233,8 +291,14 @@ def test_a_trace_is_a_run_that_meets_the_analysis():
     assert ops.loc["gate_proj", "calls"] == 2
     assert ops.loc["gate_proj", "gpu_time_s"] == pytest.approx(ta.loc["gate_proj", "self_gpu_time_s"] / 2)
     assert ops.loc["gate_proj", "n_kernels"] == ta.loc["gate_proj", "n_kernels"] / 2
-    analysis = analyze(Path(__file__).parent.parent / "examples" / "llama-2-7b.yaml", "h100-sxm", phase="decode",
-                       batch_size=1, prompt_len=512, context_len=512)
+    analysis = analyze(
+        Path(__file__).parent.parent / "examples" / "llama-2-7b.yaml",
+        "h100-sxm",
+        phase="decode",
+        batch_size=1,
+        prompt_len=512,
+        context_len=512,
+    )
     c = compare(analysis, run)
     row = c.ops.set_index("op").loc["gate_proj"]
     assert row["measured_time_s"] == pytest.approx(ops.loc["gate_proj", "gpu_time_s"])

@@ -28,16 +28,46 @@ from roofline.validate import load_mapping
 
 DATA = Path(__file__).parent / "data"
 TINY = {
-    "llama": dict(model_type="llama", hidden_size=64, intermediate_size=96, num_hidden_layers=3,
-                  num_attention_heads=8, num_key_value_heads=2, vocab_size=101),  # odd vocab: a padded shard
-    "mqa": dict(model_type="llama", hidden_size=64, intermediate_size=96, num_hidden_layers=3,
-                num_attention_heads=4, num_key_value_heads=1, vocab_size=100),  # KV head replicated
-    "qwen2": dict(model_type="qwen2", hidden_size=64, intermediate_size=96, num_hidden_layers=3,
-                  num_attention_heads=4, num_key_value_heads=2, vocab_size=120, tie_word_embeddings=True),
+    "llama": dict(
+        model_type="llama",
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        vocab_size=101,
+    ),  # odd vocab: a padded shard
+    "mqa": dict(
+        model_type="llama",
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        vocab_size=100,
+    ),  # KV head replicated
+    "qwen2": dict(
+        model_type="qwen2",
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=120,
+        tie_word_embeddings=True,
+    ),
     "gpt2": dict(model_type="gpt2", n_embd=48, n_layer=3, n_head=4, n_inner=None, n_positions=64, vocab_size=90),
-    "mixtral": dict(model_type="mixtral", hidden_size=32, intermediate_size=48, num_hidden_layers=3,
-                    num_attention_heads=4, num_key_value_heads=2, vocab_size=50, num_local_experts=4,
-                    num_experts_per_tok=2),
+    "mixtral": dict(
+        model_type="mixtral",
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=50,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+    ),
 }
 BATCH, PROMPT, CONTEXT = 2, 8, 12
 FAST = dict(warmup=0, iters=2, timing_iters=1)  # the launcher's plumbing, not timings
@@ -51,6 +81,7 @@ def _setup(arch="llama", **workload):
 
 # ---------------------------------------------------------------------------------------------
 # the split reference, 2 gloo processes (torch.multiprocessing, no torchrun)
+
 
 def _tp_worker(rank, store_path, out_dir):
     import torch.distributed as dist
@@ -68,7 +99,9 @@ def _tp_worker(rank, store_path, out_dir):
                 tp2.make_step("decode", PROMPT, CONTEXT)()
             names = [e.name for e in prof.events()]
             if rank == 0:
-                tp1 = ReferenceDecoder(m, layers=2, batch=BATCH, max_context=CONTEXT, attn_impl=attn, device="cpu", seed=5)
+                tp1 = ReferenceDecoder(
+                    m, layers=2, batch=BATCH, max_context=CONTEXT, attn_impl=attn, device="cpu", seed=5
+                )
                 want = [tp1.forward(x[:, :PROMPT], 0), tp1.forward(x[:, PROMPT:], PROMPT)]
                 err = [float((g.float() - t.float()).norm() / t.float().norm()) for g, t in zip(got, want)]
                 shapes = [tuple(g.shape) for g in got]
@@ -119,6 +152,7 @@ def test_tp_without_a_process_group_says_how_to_run_it():
 # ---------------------------------------------------------------------------------------------
 # the launcher: torchrun, 2 gloo processes
 
+
 @pytest.fixture(scope="module")
 def gloo_run(tmp_path_factory):
     m, w = _setup()
@@ -164,10 +198,13 @@ def _alive(pids):
     return [p for p in pids if D.is_our_worker(p)]
 
 
-@pytest.mark.parametrize("fault, message", [
-    ("1:raise", r"^rank 1: injected failure on rank 1 \(ROOFLINE_DIST_FAULT\)$"),
-    ("1:exit", r"^rank 1 died \(exit code 7\) with no Python error .*; log: .*torchrun\.log$"),
-])
+@pytest.mark.parametrize(
+    "fault, message",
+    [
+        ("1:raise", r"^rank 1: injected failure on rank 1 \(ROOFLINE_DIST_FAULT\)$"),
+        ("1:exit", r"^rank 1 died \(exit code 7\) with no Python error .*; log: .*torchrun\.log$"),
+    ],
+)
 def test_a_failing_rank_is_one_line_and_nothing_is_left_running(monkeypatch, tmp_path, fault, message):
     monkeypatch.setenv(D.FAULT_ENV, fault)
     monkeypatch.setattr(D.tempfile, "mkdtemp", lambda prefix: str(tmp_path))
@@ -194,10 +231,14 @@ def test_a_hung_rank_is_stopped_by_the_watchdog(monkeypatch, tmp_path):
 
 def test_stop_ends_torchrun_and_workers_in_their_own_sessions(tmp_path):
     """What the watchdog does when torchrun ignores SIGTERM: SIGKILL its group, then each worker by pid."""
-    worker = ("import os, time; open(os.path.join({d!r}, 'rank0.pid'), 'w').write(str(os.getpid())); "
-              "time.sleep(60)  # roofline.measure").format(d=str(tmp_path))
-    parent = ("import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-              f"subprocess.Popen([sys.executable, '-c', {worker!r}], start_new_session=True); time.sleep(60)")
+    worker = (
+        f"import os, time; open(os.path.join({str(tmp_path)!r}, 'rank0.pid'), 'w').write(str(os.getpid())); "
+        "time.sleep(60)  # roofline.measure"
+    )
+    parent = (
+        "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        f"subprocess.Popen([sys.executable, '-c', {worker!r}], start_new_session=True); time.sleep(60)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", parent], start_new_session=True)
     for _ in range(200):
         if (tmp_path / "rank0.pid").exists() and (tmp_path / "rank0.pid").read_text():
@@ -217,6 +258,7 @@ def test_stop_ends_torchrun_and_workers_in_their_own_sessions(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # set-up errors, caught before anything starts
 
+
 def test_one_gpu_with_tp2_names_the_fix(monkeypatch):
     import torch.distributed as dist
 
@@ -224,8 +266,11 @@ def test_one_gpu_with_tp2_names_the_fix(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(dist, "is_nccl_available", lambda: True)
     m, w = _setup()
-    with pytest.raises(DeviceError, match=r"^tp 2 needs 2 GPUs on this host, one per process; found 1 .*; use fewer "
-                                          r"processes, or more hosts with --nnodes$"):
+    with pytest.raises(
+        DeviceError,
+        match=r"^tp 2 needs 2 GPUs on this host, one per process; found 1 .*; use fewer "
+        r"processes, or more hosts with --nnodes$",
+    ):
         D.profile_distributed(m, w, spec="h200")
 
 
@@ -247,12 +292,15 @@ def test_no_gpu_says_so():
         D.profile_distributed(m, w, spec="h200")
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(nproc=3), r"tp 2 needs 2 processes in all; 1 host\(s\) x 3 per host = 3"),
-    (dict(rdzv_args=("--nnodes", "1:2")), r"needs a fixed number of hosts"),
-    (dict(rdzv_args=("--nproc-per-node", "2")), r"'--nproc-per-node' is not a torchrun rendezvous argument"),
-    (dict(backend="mpi"), r"backend 'mpi' is not one of nccl, gloo"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(nproc=3), r"tp 2 needs 2 processes in all; 1 host\(s\) x 3 per host = 3"),
+        (dict(rdzv_args=("--nnodes", "1:2")), r"needs a fixed number of hosts"),
+        (dict(rdzv_args=("--nproc-per-node", "2")), r"'--nproc-per-node' is not a torchrun rendezvous argument"),
+        (dict(backend="mpi"), r"backend 'mpi' is not one of nccl, gloo"),
+    ],
+)
 def test_bad_launch_arguments_are_refused(kwargs, message):
     m, w = _setup()
     with pytest.raises(ConfigError, match=message):
@@ -270,6 +318,7 @@ def test_world_from_hosts_and_processes():
 # ---------------------------------------------------------------------------------------------
 # exposed communication and the cross-rank join, on tiny in-memory kernels
 
+
 def _kernels(rows):
     f = pd.DataFrame(rows, columns=["name", "range", "step", "ts_s", "dur_s"])
     f["device"] = 0
@@ -277,13 +326,15 @@ def _kernels(rows):
 
 
 def test_exposed_time_is_what_no_other_kernel_covers():
-    k = _kernels([
-        ("gemm", "o_proj", 0, 0.0, 10.0),
-        ("ncclDevKernel_AllReduce_Sum_bf16_RING_LL", "attn_all_reduce", 0, 5.0, 15.0),  # 5..20: 5 covered by gemm
-        ("elementwise", "attn_residual", 0, 12.0, 2.0),  # 12..14: 2 more covered
-        ("ncclDevKernel_AllReduce_Sum_bf16_RING_LL", "attn_all_reduce", 0, 30.0, 4.0),  # alone
-        ("ncclDevKernel_AllReduce_Sum_bf16_RING_LL", "attn_all_reduce", -1, 40.0, 4.0),  # outside a step: left out
-    ])
+    k = _kernels(
+        [
+            ("gemm", "o_proj", 0, 0.0, 10.0),
+            ("ncclDevKernel_AllReduce_Sum_bf16_RING_LL", "attn_all_reduce", 0, 5.0, 15.0),  # 5..20: 5 covered by gemm
+            ("elementwise", "attn_residual", 0, 12.0, 2.0),  # 12..14: 2 more covered
+            ("ncclDevKernel_AllReduce_Sum_bf16_RING_LL", "attn_all_reduce", 0, 30.0, 4.0),  # alone
+            ("ncclDevKernel_AllReduce_Sum_bf16_RING_LL", "attn_all_reduce", -1, 40.0, 4.0),  # outside a step: left out
+        ]
+    )
     ck = D.comm_kernels(k)
     assert list(ck["dur_s"]) == [15.0, 4.0] and list(ck["exposed_s"]) == [8.0, 4.0] and list(ck["call"]) == [0, 1]
     by = D.comm_by_range(ck)
@@ -291,10 +342,17 @@ def test_exposed_time_is_what_no_other_kernel_covers():
 
 
 def test_cross_rank_min_matches_calls_one_by_one():
-    ck = pd.DataFrame({
-        "rank": [0, 0, 1, 1], "phase": "decode", "range": "mlp_all_reduce", "step": 0, "call": [0, 1, 0, 1],
-        "dur_s": [10.0, 2.0, 3.0, 8.0], "exposed_s": 0.0,
-    })
+    ck = pd.DataFrame(
+        {
+            "rank": [0, 0, 1, 1],
+            "phase": "decode",
+            "range": "mlp_all_reduce",
+            "step": 0,
+            "call": [0, 1, 0, 1],
+            "dur_s": [10.0, 2.0, 3.0, 8.0],
+            "exposed_s": 0.0,
+        }
+    )
     cr = D.cross_rank(ck)
     assert cr.loc[0, "comm_time_min_rank_s"] == (2.0 + 3.0) / 2  # min of call 0 is rank 1's, of call 1 rank 0's
     assert cr.loc[0, "comm_time_max_rank_s"] == (10.0 + 8.0) / 2
@@ -303,14 +361,19 @@ def test_cross_rank_min_matches_calls_one_by_one():
 # ---------------------------------------------------------------------------------------------
 # the committed traces of a 2 x H200 run: Llama-2-7B, tp 2, decode at batch 1, context 1024
 
+
 def test_committed_h200x2_traces_join_every_nccl_kernel_to_its_collective():
     traces = {r: DATA / f"h200x2_rank{r}_decode_trace.json.gz" for r in (0, 1)}
     m, w = load_model_and_workload(Path(__file__).parent.parent / "examples" / "llama-2-7b.yaml")
     w = replace(w, tp=2, phase="decode", batch_size=(1,), prompt_len=(1024,), context_len=(1024,), gen_tokens=None)
     j = comm_against_prediction(D.join_rank_traces(traces, "h200"), analyze(m, "h200", workload=w)).set_index("range")
     # one NCCL kernel per call: 1 embedding, 2 layers x (attention, MLP), 1 logits gather per step
-    assert j["calls_per_step"].to_dict() == {"embed_all_reduce": 1, "attn_all_reduce": 2, "mlp_all_reduce": 2,
-                                             "logits_all_gather": 1}
+    assert j["calls_per_step"].to_dict() == {
+        "embed_all_reduce": 1,
+        "attn_all_reduce": 2,
+        "mlp_all_reduce": 2,
+        "logits_all_gather": 1,
+    }
     assert (j["n_ranks"] == 2).all()
     assert (j["comm_time_s"] > 0).all() and (j["exposed_comm_s"] <= j["comm_time_s"] + 1e-12).all()
     assert (j["comm_time_min_rank_s"] <= j["comm_time_max_rank_s"]).all()
@@ -327,6 +390,7 @@ def test_committed_h200x2_traces_join_every_nccl_kernel_to_its_collective():
 
 # ---------------------------------------------------------------------------------------------
 # collective calibration: 2 gloo processes, and the merge into a spec
+
 
 def test_calibrate_collectives_on_gloo_and_merge_into_a_spec(tmp_path):
     frame = calibrate_collectives(sizes=[1024, 4096], nproc=2, backend="gloo", warmup=1, iters=2, repeats=2)
@@ -346,12 +410,26 @@ def test_calibrate_collectives_on_gloo_and_merge_into_a_spec(tmp_path):
 
 def test_merge_keeps_a_calibrated_specs_figures():
     shipped = load_mapping(resolve_spec_path("h200"), "hardware spec")
-    raw = dict(shipped, measured={"mem_bandwidth_gb_per_s": 4000.0, "conditions": {"gpu": "x"}},
-               sources=dict(shipped["sources"], measured="calibrate on x."))
-    frame = pd.DataFrame({"op": "all_reduce", "dtype": "bf16", "backend": "nccl", "world": 2,
-                          "size_bytes": [1024.0, 2**30], "time_s": [10e-6, 3e-3], "time_min_rank_s": [9e-6, 3e-3],
-                          "algbw_bytes_per_s": [1024 / 10e-6, 2**30 / 3e-3],
-                          "busbw_bytes_per_s": [1024 / 10e-6, 2**30 / 3e-3], "iters": 20, "repeats": 5})
+    raw = dict(
+        shipped,
+        measured={"mem_bandwidth_gb_per_s": 4000.0, "conditions": {"gpu": "x"}},
+        sources=dict(shipped["sources"], measured="calibrate on x."),
+    )
+    frame = pd.DataFrame(
+        {
+            "op": "all_reduce",
+            "dtype": "bf16",
+            "backend": "nccl",
+            "world": 2,
+            "size_bytes": [1024.0, 2**30],
+            "time_s": [10e-6, 3e-3],
+            "time_min_rank_s": [9e-6, 3e-3],
+            "algbw_bytes_per_s": [1024 / 10e-6, 2**30 / 3e-3],
+            "busbw_bytes_per_s": [1024 / 10e-6, 2**30 / 3e-3],
+            "iters": 20,
+            "repeats": 5,
+        }
+    )
     out = merge_collectives(raw, frame)
     assert out["measured"]["mem_bandwidth_gb_per_s"] == 4000.0 and out["measured"]["conditions"]["gpu"] == "x"
     assert out["measured"]["link_busbw_gb_per_s"] == 357.9  # 2^30 B / 3 ms, 4 significant figures

@@ -12,8 +12,15 @@ pytestmark = [
     pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs"),
 ]
 
-SMALL = dict(model_type="llama", hidden_size=1024, intermediate_size=2816, num_hidden_layers=4,
-             num_attention_heads=16, num_key_value_heads=4, vocab_size=8000)
+SMALL = dict(
+    model_type="llama",
+    hidden_size=1024,
+    intermediate_size=2816,
+    num_hidden_layers=4,
+    num_attention_heads=16,
+    num_key_value_heads=4,
+    vocab_size=8000,
+)
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +30,9 @@ def run(tmp_path_factory):
     from roofline.analysis import analyze
     from roofline.compare import compare
 
-    r = D.profile_distributed(m, w, layers=2, warmup=2, iters=3, timing_iters=5, trace_dir=tmp_path_factory.mktemp("tp"))
+    r = D.profile_distributed(
+        m, w, layers=2, warmup=2, iters=3, timing_iters=5, trace_dir=tmp_path_factory.mktemp("tp")
+    )
     return compare(analyze(m, r.device["spec"], workload=r.workload), r)
 
 

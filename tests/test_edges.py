@@ -64,11 +64,14 @@ def model_file(tmp_path, text: str | None = None, filename="m.yaml", **changes) 
 OLD = "the user's old result\n"
 
 
-@pytest.mark.parametrize("errno_, reason", [
-    (errno.ENOSPC, "No space left on device; free some space or write elsewhere"),
-    (errno.EROFS, "Read-only file system; choose a folder you can write to"),
-    (errno.EACCES, "Permission denied; choose a folder you can write to"),
-])
+@pytest.mark.parametrize(
+    "errno_, reason",
+    [
+        (errno.ENOSPC, "No space left on device; free some space or write elsewhere"),
+        (errno.EROFS, "Read-only file system; choose a folder you can write to"),
+        (errno.EACCES, "Permission denied; choose a folder you can write to"),
+    ],
+)
 def test_a_failed_write_keeps_the_old_output(tmp_path, monkeypatch, errno_, reason):
     out = tmp_path / "out.csv"
     out.write_text(OLD)
@@ -111,8 +114,9 @@ def test_a_killed_write_leaves_the_old_file_or_the_new_one(tmp_path):
         "    yield 'never'\n"
         f"io.write_chunks({str(out)!r}, chunks())\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     try:
         assert proc.stdout.readline().strip() == "started"
         assert any(p.name.endswith(".tmp") for p in tmp_path.iterdir())  # the new content goes aside
@@ -149,8 +153,12 @@ def test_report_never_overwrites_a_users_files(tmp_path):
     (out / "report.md").write_text("my own notes\n")
     (out / "ops.csv").write_text("mine\n")
     r = report(out)
-    fails(r, 1, f"Error: {out} already holds files roofline did not write (ops.csv, report.md); "
-                "choose another --out folder, or move those files away")
+    fails(
+        r,
+        1,
+        f"Error: {out} already holds files roofline did not write (ops.csv, report.md); "
+        "choose another --out folder, or move those files away",
+    )
     assert (out / "report.md").read_text() == "my own notes\n" and sorted(os.listdir(out)) == ["ops.csv", "report.md"]
     assert leftovers(tmp_path) == []
 
@@ -191,8 +199,12 @@ def test_report_rerun_replaces_its_own_folder_whole(old_report, tmp_path):
 def test_report_refuses_a_file_it_wrote_that_was_changed(old_report):
     out = old_report
     (out / "report.md").write_text("edited by hand\n")
-    fails(report(out), 1, f"Error: {out}: report.md changed since roofline wrote it; "
-                          "choose another --out folder, or move those files away")
+    fails(
+        report(out),
+        1,
+        f"Error: {out}: report.md changed since roofline wrote it; "
+        "choose another --out folder, or move those files away",
+    )
     assert (out / "report.md").read_text() == "edited by hand\n"
 
 
@@ -215,8 +227,10 @@ def test_report_out_is_a_file(tmp_path):
     target = tmp_path / "afile"
     target.write_text("x")
     fails(report(target), 2, f"Error: Invalid value for '--out' / '-o' / '--output': Directory '{target}' is a file.")
-    with pytest.raises(OutputError, match=f"cannot write the report folder {target}: it is a file or a link, "
-                                          "not a folder; choose another --out"):
+    with pytest.raises(
+        OutputError,
+        match=f"cannot write the report folder {target}: it is a file or a link, not a folder; choose another --out",
+    ):
         io.check_replaceable(target)
 
 
@@ -239,8 +253,10 @@ def test_report_escapes_names(tmp_path, hostile_model):
     assert "<script>" not in md and "\x1b" not in md
     assert not any(line.startswith("# injected") for line in md.splitlines())
     first = md.splitlines()[0]
-    assert first == (r"# &lt;script&gt;alert(1)&lt;/script&gt;\\n\# injected \$\\frac{\$ \| =1+1 \\x1b\[31mred "
-                     "on tiny")
+    assert first == (
+        r"# &lt;script&gt;alert(1)&lt;/script&gt;\\n\# injected \$\\frac{\$ \| =1+1 \\x1b\[31mred "
+        "on tiny"
+    )
     html = (out / "report.html").read_text()
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
@@ -269,10 +285,19 @@ def test_csv_cells_cannot_start_a_formula(tmp_path):
     assert r.output.splitlines()[1] == 'bf16,100.0,,10.0,"\'=HYPERLINK(""http://x"",""click"")"'
 
 
-@pytest.mark.parametrize("value, safe", [
-    ("=1+1", "'=1+1"), ("+cmd", "'+cmd"), ("-2+3", "'-2+3"), ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"),
-    ("-1.5", "-1.5"), ("q_proj", "q_proj"), (3.0, 3.0),
-])
+@pytest.mark.parametrize(
+    "value, safe",
+    [
+        ("=1+1", "'=1+1"),
+        ("+cmd", "'+cmd"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("-1.5", "-1.5"),
+        ("q_proj", "q_proj"),
+        (3.0, 3.0),
+    ],
+)
 def test_csv_safe(value, safe):
     assert render.csv_safe(value) == safe
 
@@ -290,6 +315,7 @@ def test_charts_draw_dollar_signs_literally(tmp_path, hostile_model):
 # ================================================================================================
 # 3. bounded on any input
 
+
 @pytest.mark.parametrize("path, kind", [("/dev/zero", "a character device"), ("/dev/urandom", "a character device")])
 @pytest.mark.parametrize("role", ["model", "spec", "result"])
 def test_devices_are_refused(role, path, kind, tmp_path):
@@ -306,8 +332,11 @@ def test_a_fifo_does_not_block(tmp_path):
     fifo = tmp_path / "m.yaml"
     os.mkfifo(fifo)
     start = time.monotonic()
-    fails(run("analyze", fifo, "--gpu", TINY_GPU), 1,
-          f"Error: model path {fifo} is a FIFO (named pipe), not a regular file; give a file")
+    fails(
+        run("analyze", fifo, "--gpu", TINY_GPU),
+        1,
+        f"Error: model path {fifo} is a FIFO (named pipe), not a regular file; give a file",
+    )
     assert time.monotonic() - start < 5
 
 
@@ -316,8 +345,11 @@ def test_a_huge_model_file_is_refused_unread(tmp_path):
     with open(path, "wb") as fh:
         fh.truncate(io.MAX_MAPPING_BYTES + 1)  # sparse: costs no disk
     start = time.monotonic()
-    fails(run("analyze", path, "--gpu", TINY_GPU), 1,
-          f"Error: model file {path} is larger than 8 MB, the limit for a model file; check that it is the right file")
+    fails(
+        run("analyze", path, "--gpu", TINY_GPU),
+        1,
+        f"Error: model file {path} is larger than 8 MB, the limit for a model file; check that it is the right file",
+    )
     assert time.monotonic() - start < 5
 
 
@@ -327,8 +359,11 @@ def test_a_huge_result_file_is_refused(tmp_path):
     path = tmp_path / "big.json"
     with open(path, "wb") as fh:
         fh.truncate(plot.MAX_RESULT_BYTES + 1)
-    fails(run("plot", path, "--output", tmp_path / "x.png"), 1,
-          f"Error: result file {path} is larger than 100 MB, the limit for a result file; check that it is the right file")
+    fails(
+        run("plot", path, "--output", tmp_path / "x.png"),
+        1,
+        f"Error: result file {path} is larger than 100 MB, the limit for a result file; check that it is the right file",
+    )
 
 
 def test_gzip_bomb_stops_at_the_cap(tmp_path):
@@ -337,8 +372,10 @@ def test_gzip_bomb_stops_at_the_cap(tmp_path):
     assert path.stat().st_size < 10_000
     with pytest.raises(InputFileError) as err:
         io.read_maybe_gzip(path, "trace", max_bytes=io.MB, max_decompressed_bytes=io.MB)
-    assert str(err.value) == (f"trace file {path} is larger than 1 MB once decompressed, the limit for a trace file; "
-                              "check that it is the right file")
+    assert str(err.value) == (
+        f"trace file {path} is larger than 1 MB once decompressed, the limit for a trace file; "
+        "check that it is the right file"
+    )
     two = gzip.compress(b"a" * 10) + gzip.compress(b"b" * 10)  # concatenated members, as gzip.open reads them
     path.write_bytes(two)
     assert io.read_maybe_gzip(path, "trace", io.MB, io.MB) == b"a" * 10 + b"b" * 10
@@ -353,9 +390,12 @@ def test_a_result_gpu_path_is_not_opened(tmp_path):
     data = json.loads(result.read_text())
     data["gpu"] = "/dev/zero"
     result.write_text(json.dumps(data))
-    fails(run("plot", result, "--output", tmp_path / "x.png"), 1,
-          f"Error: {result}: its gpu field '/dev/zero' is a path; roofline does not open a path read from a data "
-          "file: pass --gpu with the spec's name or the path you trust")
+    fails(
+        run("plot", result, "--output", tmp_path / "x.png"),
+        1,
+        f"Error: {result}: its gpu field '/dev/zero' is a path; roofline does not open a path read from a data "
+        "file: pass --gpu with the spec's name or the path you trust",
+    )
     r = run("plot", result, "--gpu", TINY_GPU, "--output", tmp_path / "x.png")
     assert r.exit_code == 0, r.output
 
@@ -363,24 +403,39 @@ def test_a_result_gpu_path_is_not_opened(tmp_path):
 def test_yaml_aliases_are_refused(tmp_path):
     bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b]\n"
     path = model_file(tmp_path, bomb)
-    fails(run("analyze", path, "--gpu", TINY_GPU), 1,
-          f"Error: {path}: anchors and aliases (&name / *name) are not supported (line 1); write the value out")
+    fails(
+        run("analyze", path, "--gpu", TINY_GPU),
+        1,
+        f"Error: {path}: anchors and aliases (&name / *name) are not supported (line 1); write the value out",
+    )
 
 
 # ================================================================================================
 # 4. one clear line, never a traceback
 
-@pytest.mark.parametrize("target, message", [
-    ("/dev/full", "Error: cannot write /dev/full: No space left on device; free some space or write elsewhere"),
-    ("{model}/below", ("Error: cannot write {model}/below: Not a directory; check the path: a part of it is "
-                       "missing or is a file, not a folder")),
-    ("{tmp}", "Error: Invalid value for '--output' / '-o': File '{tmp}' is a directory."),
-])
+
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("/dev/full", "Error: cannot write /dev/full: No space left on device; free some space or write elsewhere"),
+        (
+            "{model}/below",
+            (
+                "Error: cannot write {model}/below: Not a directory; check the path: a part of it is "
+                "missing or is a file, not a folder"
+            ),
+        ),
+        ("{tmp}", "Error: Invalid value for '--output' / '-o': File '{tmp}' is a directory."),
+    ],
+)
 def test_write_errors(tmp_path, target, message):
     model = model_file(tmp_path)
     target = target.format(model=model, tmp=tmp_path)
-    fails(run("analyze", model, "--gpu", TINY_GPU, "--output", target), 2 if "Invalid" in message else 1,
-          message.format(model=model, tmp=tmp_path))
+    fails(
+        run("analyze", model, "--gpu", TINY_GPU, "--output", target),
+        2 if "Invalid" in message else 1,
+        message.format(model=model, tmp=tmp_path),
+    )
 
 
 def test_plot_write_error_keeps_the_old_chart(tmp_path, monkeypatch):
@@ -391,16 +446,25 @@ def test_plot_write_error_keeps_the_old_chart(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(io.os, "replace", fail)
-    fails(run("analyze", TINY_MODEL, "--gpu", TINY_GPU, "--plot", chart), 1,
-          f"Error: cannot write {chart}: No space left on device; free some space or write elsewhere")
+    fails(
+        run("analyze", TINY_MODEL, "--gpu", TINY_GPU, "--plot", chart),
+        1,
+        f"Error: cannot write {chart}: No space left on device; free some space or write elsewhere",
+    )
     assert chart.read_bytes() == b"old" and leftovers(tmp_path) == []
 
 
 def test_a_folder_as_model(tmp_path):
-    fails(run("analyze", tmp_path, "--gpu", TINY_GPU), 1,  # a folder is a checkpoint: it needs its config.json
-          f"Error: model folder {tmp_path} holds no config.json; pass the checkpoint folder or a model file")
-    fails(run("analyze", TINY_MODEL, "--gpu", str(tmp_path) + "/"), 1,
-          f"Error: hardware spec path {tmp_path} is a folder, not a file; give the file inside it")
+    fails(
+        run("analyze", tmp_path, "--gpu", TINY_GPU),
+        1,  # a folder is a checkpoint: it needs its config.json
+        f"Error: model folder {tmp_path} holds no config.json; pass the checkpoint folder or a model file",
+    )
+    fails(
+        run("analyze", TINY_MODEL, "--gpu", str(tmp_path) + "/"),
+        1,
+        f"Error: hardware spec path {tmp_path} is a folder, not a file; give the file inside it",
+    )
 
 
 BIG = "9" * 400
@@ -413,29 +477,41 @@ def test_400_digit_flags(flag):
 
 
 def test_400_digit_sweep_flag():
-    fails(run("analyze", TINY_MODEL, "--gpu", TINY_GPU, "--batch", BIG), 2,
-          "Error: Invalid value for '--batch': 99999999999999999999...99999999 (400 characters) is too large; "
-          "at most 9,007,199,254,740,992")
+    fails(
+        run("analyze", TINY_MODEL, "--gpu", TINY_GPU, "--batch", BIG),
+        2,
+        "Error: Invalid value for '--batch': 99999999999999999999...99999999 (400 characters) is too large; "
+        "at most 9,007,199,254,740,992",
+    )
 
 
 def test_400_digit_yaml_integer(tmp_path):
     path = model_file(tmp_path, TINY_MODEL.read_text().replace("num_hidden_layers: 2", f"num_hidden_layers: {BIG}"))
-    fails(run("analyze", path, "--gpu", TINY_GPU), 1,
-          f"Error: {path}: num_hidden_layers: 99999999999999999999...99999999 (400 characters) is too large; "
-          "at most 9,007,199,254,740,992")
+    fails(
+        run("analyze", path, "--gpu", TINY_GPU),
+        1,
+        f"Error: {path}: num_hidden_layers: 99999999999999999999...99999999 (400 characters) is too large; "
+        "at most 9,007,199,254,740,992",
+    )
 
 
 def test_model_type_that_is_a_list(tmp_path):
     path = model_file(tmp_path, model_type=["llama"])
-    fails(run("analyze", path, "--gpu", TINY_GPU), 1,
-          f"Error: {path}: model_type must be a name (one of: {', '.join(FAMILIES)}), got a list")
+    fails(
+        run("analyze", path, "--gpu", TINY_GPU),
+        1,
+        f"Error: {path}: model_type must be a name (one of: {', '.join(FAMILIES)}), got a list",
+    )
 
 
 def test_denormal_bandwidth(tmp_path):
     path = tmp_path / "gpu.yaml"
     path.write_text(TINY_GPU.read_text().replace("mem_bandwidth_gb_per_s: 1.0e-8", "mem_bandwidth_gb_per_s: 1.0e-310"))
-    fails(run("analyze", TINY_MODEL, "--gpu", path), 1,
-          f"Error: {path}: mem_bandwidth_gb_per_s: 1e-310 is too small to compute with; at least 1e-30")
+    fails(
+        run("analyze", TINY_MODEL, "--gpu", path),
+        1,
+        f"Error: {path}: mem_bandwidth_gb_per_s: 1e-310 is too small to compute with; at least 1e-30",
+    )
 
 
 @pytest.mark.parametrize("section, column", [("summary", "batch_size"), ("ops", "flops"), ("ops", "bound")])
@@ -445,13 +521,17 @@ def test_result_json_missing_a_column(tmp_path, section, column):
     data = json.loads(result.read_text())
     del data[section][0][column]
     result.write_text(json.dumps(data))
-    fails(run("plot", result, "--gpu", TINY_GPU, "--output", tmp_path / "x.png"), 1,
-          f"Error: {result}: {section} row 0 has no '{column}' column; write one with "
-          f"`roofline analyze MODEL --gpu GPU --format json --output r.json`")
+    fails(
+        run("plot", result, "--gpu", TINY_GPU, "--output", tmp_path / "x.png"),
+        1,
+        f"Error: {result}: {section} row 0 has no '{column}' column; write one with "
+        f"`roofline analyze MODEL --gpu GPU --format json --output r.json`",
+    )
 
 
 # ================================================================================================
 # 5. no silently wrong number
+
 
 def test_yaml_range_is_not_sexagesimal(tmp_path):
     """YAML 1.1 reads 1:32 as 1 * 60 + 32 = 92; by YAML 1.2 it is the range 1..32."""
@@ -463,15 +543,25 @@ def test_yaml_range_is_not_sexagesimal(tmp_path):
 
 def test_leading_zero_integer_is_refused(tmp_path):
     path = model_file(tmp_path, TINY_MODEL.read_text().replace("num_hidden_layers: 2", "num_hidden_layers: 032"))
-    fails(run("analyze", path, "--gpu", TINY_GPU), 1,
-          f"Error: {path}: not valid YAML (line 5, column 20): '032' has a leading zero, which YAML 1.1 reads "
-          "as octal 26 and YAML 1.2 as 32; write it without the zero")
+    fails(
+        run("analyze", path, "--gpu", TINY_GPU),
+        1,
+        f"Error: {path}: not valid YAML (line 5, column 20): '032' has a leading zero, which YAML 1.1 reads "
+        "as octal 26 and YAML 1.2 as 32; write it without the zero",
+    )
 
 
-@pytest.mark.parametrize("name, text, line", [
-    ("m.yaml", TINY_MODEL.read_text() + "hidden_size: 128\n", "key 'hidden_size' is given twice (line 15); keep one"),
-    ("m.json", '{"model_type": "llama", "model_type": "gpt2"}', "key 'model_type' is given twice; keep one"),
-])
+@pytest.mark.parametrize(
+    "name, text, line",
+    [
+        (
+            "m.yaml",
+            TINY_MODEL.read_text() + "hidden_size: 128\n",
+            "key 'hidden_size' is given twice (line 15); keep one",
+        ),
+        ("m.json", '{"model_type": "llama", "model_type": "gpt2"}', "key 'model_type' is given twice; keep one"),
+    ],
+)
 def test_duplicate_keys_are_refused(tmp_path, name, text, line):
     path = model_file(tmp_path, text, filename=name)
     fails(run("analyze", path, "--gpu", TINY_GPU), 1, f"Error: {path}: {line}")
@@ -490,10 +580,13 @@ def test_a_nan_in_a_specs_sources_is_written_as_null(tmp_path):
     assert json.loads(r.stdout)["sources"]["l2_cache_mb"] == [None]
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("mem_bandwidth_gb_per_s", "1.0e+300", "1e+300 is too large; at most 1e+30"),
-    ("mem_capacity_gb", "1.0e+40", "1e+40 is too large; at most 1e+30"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("mem_bandwidth_gb_per_s", "1.0e+300", "1e+300 is too large; at most 1e+30"),
+        ("mem_capacity_gb", "1.0e+40", "1e+40 is too large; at most 1e+30"),
+    ],
+)
 def test_spec_values_that_would_overflow(tmp_path, key, value, message):
     text = TINY_GPU.read_text()
     old = next(line for line in text.splitlines() if line.startswith(key + ":"))
@@ -503,8 +596,11 @@ def test_spec_values_that_would_overflow(tmp_path, key, value, message):
 
 
 def test_huge_batch_flag():
-    fails(run("analyze", TINY_MODEL, "--gpu", TINY_GPU, "--batch", "1.7e308"), 2,
-          "Error: Invalid value for '--batch': 1.7e+308 is too large; at most 9,007,199,254,740,992")
+    fails(
+        run("analyze", TINY_MODEL, "--gpu", TINY_GPU, "--batch", "1.7e308"),
+        2,
+        "Error: Invalid value for '--batch': 1.7e+308 is too large; at most 9,007,199,254,740,992",
+    )
 
 
 def test_largest_accepted_values_give_finite_results():
@@ -529,15 +625,18 @@ def test_an_infinite_derived_figure_is_refused():
     result = analyze(TINY_MODEL, TINY_GPU)
     check_finite(result)  # the normal case passes
     result.summary["decode_time_s"] = float("inf")
-    with pytest.raises(RooflineError, match="^the analysis gives an infinite decode_time_s: a value of the model, "
-                                            "the spec or the workload is too large or too small for it; check them$"):
+    with pytest.raises(
+        RooflineError,
+        match="^the analysis gives an infinite decode_time_s: a value of the model, "
+        "the spec or the workload is too large or too small for it; check them$",
+    ):
         check_finite(result)
 
 
 def test_streamed_json_equals_the_whole_document():
     import pandas as pd
 
-    frame = pd.DataFrame({"a": [1.5, float("nan"), 3.0], "b": ["x\"y", "\x1b", "z"]})
+    frame = pd.DataFrame({"a": [1.5, float("nan"), 3.0], "b": ['x"y', "\x1b", "z"]})
     obj = {"model": "m", "workload": {"batch_size": [1, 2]}, "summary": frame, "ops": frame.iloc[:0]}
     whole = render.to_json({**obj, "summary": render.to_records(frame), "ops": []})
     assert "".join(render.json_chunks(obj, rows_per_chunk=2)) == whole
@@ -548,30 +647,46 @@ def test_streamed_json_equals_the_whole_document():
 # ================================================================================================
 # 6. the command line: python -m roofline, --version, -o everywhere, format from the extension
 
+
 def test_python_dash_m_and_version():
-    out = subprocess.run([sys.executable, "-m", "roofline", "--version"], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "roofline", "--version"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+    )
     from roofline import __version__
 
     assert out.stdout.strip() == f"roofline, version {__version__}"
 
 
 def test_help_does_not_import_pandas():
-    code = ("import sys\nfrom roofline.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('pandas', 'numpy', 'matplotlib', 'torch') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    code = (
+        "import sys\nfrom roofline.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('pandas', 'numpy', 'matplotlib', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+    )
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
-@pytest.mark.parametrize("name, fmt, check", [
-    ("r.json", None, lambda text: json.loads(text)["summary"][0]["batch_size"] == 2),
-    ("r.csv", None, lambda text: text.startswith("point,batch_size,prompt_len,context_len,phase,op")),
-    ("r.md", None, lambda text: "| op | count |" in text),
-    ("r.txt", None, lambda text: text.startswith("tiny-llama on tiny (Tiny test GPU): batch 2")),
-    ("r.csv", "json", lambda text: json.loads(text)["gpu"] == "tiny"),
-])
+@pytest.mark.parametrize(
+    "name, fmt, check",
+    [
+        ("r.json", None, lambda text: json.loads(text)["summary"][0]["batch_size"] == 2),
+        ("r.csv", None, lambda text: text.startswith("point,batch_size,prompt_len,context_len,phase,op")),
+        ("r.md", None, lambda text: "| op | count |" in text),
+        ("r.txt", None, lambda text: text.startswith("tiny-llama on tiny (Tiny test GPU): batch 2")),
+        ("r.csv", "json", lambda text: json.loads(text)["gpu"] == "tiny"),
+    ],
+)
 def test_format_follows_the_output_extension(tmp_path, name, fmt, check):
     out = tmp_path / name
     r = run("analyze", TINY_MODEL, "--gpu", TINY_GPU, "-o", out, *(["--format", fmt] if fmt else []))

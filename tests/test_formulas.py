@@ -19,6 +19,7 @@ def counted_flops(fn, *shapes, dtype=torch.bfloat16):
 
 # --- one test per registered formula; a formula added without a case here fails test_every_formula_tested
 
+
 def case_linear():
     # x [6, 32] @ W^T [32, 48] + b, as F.linear runs it
     c = f.linear(6, 32, 48, "bf16", "bf16", bias=True)
@@ -70,8 +71,13 @@ def case_experts():
     tokens, h, inter, E, k = 3, 16, 40, 8, 2
     c = f.experts(tokens, h, inter, E, k, "bf16", "bf16")
     rows = tokens * k
-    matmuls = counted_flops(lambda x, w1, w3, w2: (F.linear(x, w1), F.linear(x, w3), F.linear(torch.empty(rows, inter, device="meta"), w2)),
-                            (rows, h), (inter, h), (inter, h), (h, inter))
+    matmuls = counted_flops(
+        lambda x, w1, w3, w2: (F.linear(x, w1), F.linear(x, w3), F.linear(torch.empty(rows, inter, device="meta"), w2)),
+        (rows, h),
+        (inter, h),
+        (inter, h),
+        (h, inter),
+    )
     # + silu*up (5 FLOP x 6*40 elements = 1200) + combine multiply-add (2 x 6 rows x 16 = 192)
     assert c.flops == matmuls + 5 * rows * inter + 2 * rows * h
     touched = E * (1 - (1 - k / E) ** tokens)  # expected distinct experts: 8 * (1 - 0.75^3) = 4.625
@@ -124,6 +130,7 @@ def case_kv_cache_write():
 
 # --- multi-head latent attention (DeepSeek): the absorbed matmuls written out on meta tensors
 
+
 def case_per_head_linear():
     t, H, i, o = 5, 4, 8, 12  # q_nope [t, H, 8] @ W_UK [H, 8, 12] per head
     c = f.per_head_linear(t, H, i, o, "bf16", "bf16")
@@ -155,12 +162,16 @@ def case_flash_attention_with_a_value_head_size():
     c = f.flash_attention(b, s, s, s * s, H, H, dq, "bf16", "bf16", from_cache=False, v_head_dim=dv)
     sdpa = lambda q, k, v: F.scaled_dot_product_attention(q, k, v)  # noqa: E731
     assert c.flops == counted_flops(sdpa, (b, H, s, dq), (b, H, s, dq), (b, H, s, dv))
-    assert c.act_bytes_read == (b * s * H * dq + b * s * H * (dq + dv)) * 2 and c.act_bytes_written == b * s * H * dv * 2
+    assert (
+        c.act_bytes_read == (b * s * H * dq + b * s * H * (dq + dv)) * 2 and c.act_bytes_written == b * s * H * dv * 2
+    )
 
 
 def case_experts_with_biases():
     c = f.experts(1, 16, 40, 8, 2, "bf16", "bf16", bias=True)
-    assert c.weight_bytes_read == pytest.approx(2 * (3 * 16 * 40 + 2 * 40 + 16) * 2)  # 2 experts, biases of gate/up/down
+    assert c.weight_bytes_read == pytest.approx(
+        2 * (3 * 16 * 40 + 2 * 40 + 16) * 2
+    )  # 2 experts, biases of gate/up/down
 
 
 def case_all_reduce():
@@ -186,7 +197,7 @@ def case_all_to_all():
     assert c.act_bytes_read == c.act_bytes_written == 2000
 
 
-CASES = {name[len("case_"):]: fn for name, fn in dict(globals()).items() if name.startswith("case_")}
+CASES = {name[len("case_") :]: fn for name, fn in dict(globals()).items() if name.startswith("case_")}
 EXTRA_CASES = {"flash_attention_with_a_value_head_size", "experts_with_biases"}  # second cases of a formula
 
 

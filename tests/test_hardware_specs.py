@@ -16,9 +16,25 @@ from roofline.specs import check_spec_file, data_dir, lint_spec, list_specs, loa
 from roofline.validate import load_mapping
 
 SHIPPED = [
-    "a10", "a10g", "l4", "l40s", "a100-40gb-sxm", "a100-80gb-sxm", "a100-80gb-pcie",
-    "h100-sxm", "h100-pcie", "h100-nvl", "h200", "b200", "mi300x",
-    "gb200", "b300", "h20", "mi325x", "rtx-4090", "rtx-5090",
+    "a10",
+    "a10g",
+    "l4",
+    "l40s",
+    "a100-40gb-sxm",
+    "a100-80gb-sxm",
+    "a100-80gb-pcie",
+    "h100-sxm",
+    "h100-pcie",
+    "h100-nvl",
+    "h200",
+    "b200",
+    "mi300x",
+    "gb200",
+    "b300",
+    "h20",
+    "mi325x",
+    "rtx-4090",
+    "rtx-5090",
 ]
 NO_GPU_LINK = ["a10", "a10g", "l4", "l40s", "rtx-4090", "rtx-5090"]
 
@@ -75,12 +91,23 @@ MEMORY_AND_LINKS = {
 
 # dtypes the hardware does not have: they must be absent, not zero
 UNSUPPORTED = {
-    "a10": {"fp8"}, "a10g": {"fp8"},
-    "a100-40gb-sxm": {"fp8"}, "a100-80gb-sxm": {"fp8"}, "a100-80gb-pcie": {"fp8"},
-    "h100-sxm": {"int4"}, "h100-pcie": {"int4"}, "h100-nvl": {"int4"}, "h200": {"int4"},
-    "b200": {"int4"}, "mi300x": {"int4"},
-    "gb200": {"int4"}, "b300": {"int4", "int8"}, "h20": {"int4", "fp4"}, "mi325x": {"int4", "fp4"},
-    "rtx-4090": {"fp4"}, "rtx-5090": {"int4"},
+    "a10": {"fp8"},
+    "a10g": {"fp8"},
+    "a100-40gb-sxm": {"fp8"},
+    "a100-80gb-sxm": {"fp8"},
+    "a100-80gb-pcie": {"fp8"},
+    "h100-sxm": {"int4"},
+    "h100-pcie": {"int4"},
+    "h100-nvl": {"int4"},
+    "h200": {"int4"},
+    "b200": {"int4"},
+    "mi300x": {"int4"},
+    "gb200": {"int4"},
+    "b300": {"int4", "int8"},
+    "h20": {"int4", "fp4"},
+    "mi325x": {"int4", "fp4"},
+    "rtx-4090": {"fp4"},
+    "rtx-5090": {"int4"},
 }
 # the fp4 tensor-core peak (nvfp4 / mxfp4 compute) exists on Blackwell only
 FP4_PARTS = {"b200", "gb200", "b300", "rtx-5090"}
@@ -198,15 +225,25 @@ def test_peaks_are_dense_not_sparse(name):
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_number_has_a_source(name):
     sources = raw(name)["sources"]
-    for key in ("peak_tflops", "mem_bandwidth_gb_per_s", "mem_capacity_gb", "l2_cache_mb", "gpu_link",
-                "host_link", "launch_overhead_us", "graph_launch_overhead_us", "collective_latency_us"):
+    for key in (
+        "peak_tflops",
+        "mem_bandwidth_gb_per_s",
+        "mem_capacity_gb",
+        "l2_cache_mb",
+        "gpu_link",
+        "host_link",
+        "launch_overhead_us",
+        "graph_launch_overhead_us",
+        "collective_latency_us",
+    ):
         assert sources.get(key), (name, key)
     if raw(name).get("sparse_tflops"):
         assert sources.get("sparse_tflops"), name
 
 
-@pytest.mark.parametrize("name", ["a10", "a10g", "l40s", "h100-nvl", "h200", "b200", "gb200", "b300", "h20",
-                                  "mi325x", "rtx-5090"])
+@pytest.mark.parametrize(
+    "name", ["a10", "a10g", "l40s", "h100-nvl", "h200", "b200", "gb200", "b300", "h20", "mi325x", "rtx-5090"]
+)
 def test_unpublished_l2_sizes_are_marked_unverified(name):
     assert "unverified" in raw(name)["sources"]["l2_cache_mb"].lower()
 
@@ -261,23 +298,33 @@ def h100_pcie(**changes):
     return spec
 
 
-@pytest.mark.parametrize("changes, finding", [
-    # the H100 PCIe trap: 1,513 is the FP16/BF16 figure with sparsity (and the dense FP8 one)
-    ({"sparse_tflops": None, "peak_tflops.bf16": 1513},
-     "peak_tflops.bf16 1513 is a figure vendors print with 2:4 sparsity; check the datasheet's footnote"),
-    ({"peak_tflops.tf32": 756}, "peak_tflops.tf32 756 equals sparse_tflops.tf32: a dense peak is half the printed"),
-    ({"peak_tflops.fp8": 756}, "peak_tflops.fp8 / peak_tflops.bf16 = 1.00, expected about 2"),
-    ({"mem_bandwidth_gb_per_s": 2}, "mem_bandwidth_gb_per_s 2 looks like TB/s; the key is in GB/s (2000)"),
-    ({"mem_bandwidth_gb_per_s": 200}, "bf16 ridge 3780 FLOP/byte is outside 30-700"),
-    ({"mem_bandwidth_gb_per_s": "2 TB/s"}, "mem_bandwidth_gb_per_s '2 TB/s' is text; write the number in GB/s"),
-    ({"mem_bandwidth": 2000}, "unknown key 'mem_bandwidth' (did you mean 'mem_bandwidth_gb_per_s'?)"),
-    ({"sources.l2_cache_mb": ""}, "sources.l2_cache_mb is missing; cite where the l2_cache_mb figure comes from"),
-    ({"sources.host_link": "See gpu_specs.md section 1"},
-     "sources.host_link points to a file outside the package (gpu_specs.md); cite the datasheet by name and URL"),
-    ({"sources.host_link": "PCIe Gen5 x16 [S99]"}, "sources.host_link cites [S99] but references has no S99"),
-    # an unquoted '#' in YAML starts a comment and eats the URL: the reference is left without one
-    ({"references.S5": "NVIDIA H100 datasheet, issue"}, "references.S5 has no URL; give the datasheet's name and URL"),
-])
+@pytest.mark.parametrize(
+    "changes, finding",
+    [
+        # the H100 PCIe trap: 1,513 is the FP16/BF16 figure with sparsity (and the dense FP8 one)
+        (
+            {"sparse_tflops": None, "peak_tflops.bf16": 1513},
+            "peak_tflops.bf16 1513 is a figure vendors print with 2:4 sparsity; check the datasheet's footnote",
+        ),
+        ({"peak_tflops.tf32": 756}, "peak_tflops.tf32 756 equals sparse_tflops.tf32: a dense peak is half the printed"),
+        ({"peak_tflops.fp8": 756}, "peak_tflops.fp8 / peak_tflops.bf16 = 1.00, expected about 2"),
+        ({"mem_bandwidth_gb_per_s": 2}, "mem_bandwidth_gb_per_s 2 looks like TB/s; the key is in GB/s (2000)"),
+        ({"mem_bandwidth_gb_per_s": 200}, "bf16 ridge 3780 FLOP/byte is outside 30-700"),
+        ({"mem_bandwidth_gb_per_s": "2 TB/s"}, "mem_bandwidth_gb_per_s '2 TB/s' is text; write the number in GB/s"),
+        ({"mem_bandwidth": 2000}, "unknown key 'mem_bandwidth' (did you mean 'mem_bandwidth_gb_per_s'?)"),
+        ({"sources.l2_cache_mb": ""}, "sources.l2_cache_mb is missing; cite where the l2_cache_mb figure comes from"),
+        (
+            {"sources.host_link": "See gpu_specs.md section 1"},
+            "sources.host_link points to a file outside the package (gpu_specs.md); cite the datasheet by name and URL",
+        ),
+        ({"sources.host_link": "PCIe Gen5 x16 [S99]"}, "sources.host_link cites [S99] but references has no S99"),
+        # an unquoted '#' in YAML starts a comment and eats the URL: the reference is left without one
+        (
+            {"references.S5": "NVIDIA H100 datasheet, issue"},
+            "references.S5 has no URL; give the datasheet's name and URL",
+        ),
+    ],
+)
 def test_lint_catches(changes, finding):
     findings = lint_spec(h100_pcie(**changes), "h100-pcie.yaml")
     assert any(f.startswith("h100-pcie.yaml: ") and finding in f for f in findings), findings
@@ -288,8 +335,9 @@ def test_specs_check_cli(tmp_path):
     out = runner.invoke(main, ["specs", "check", "h100-pcie", "rtx-4090"])
     assert (out.exit_code, out.output) == (0, "h100-pcie, rtx-4090: no findings\n")
     bad = tmp_path / "my-gpu.yaml"
-    bad.write_text(yaml.safe_dump(h100_pcie(**{"sparse_tflops": None, "peak_tflops.bf16": 1513,
-                                               "mem_bandwidth_gb_per_s": 2})))
+    bad.write_text(
+        yaml.safe_dump(h100_pcie(**{"sparse_tflops": None, "peak_tflops.bf16": 1513, "mem_bandwidth_gb_per_s": 2}))
+    )
     out = runner.invoke(main, ["specs", "check", str(bad)])
     assert out.exit_code == 1
     assert out.output.splitlines() == [
@@ -311,7 +359,9 @@ def test_specs_show_prints_sources_and_references():
     out = CliRunner().invoke(main, ["specs", "show", "gb200"])
     assert out.exit_code == 0, out.output
     assert "  peak_tflops: GB200 NVL72 product page [S15], rack column" in out.output
-    assert ("  [S15] NVIDIA GB200 NVL72 product page (specifications table, GB200 NVL72 and per GB200 Grace Blackwell "
-            "Superchip; footnote = with sparsity), https://www.nvidia.com/en-us/data-center/gb200-nvl72/") in out.output
+    assert (
+        "  [S15] NVIDIA GB200 NVL72 product page (specifications table, GB200 NVL72 and per GB200 Grace Blackwell "
+        "Superchip; footnote = with sparsity), https://www.nvidia.com/en-us/data-center/gb200-nvl72/"
+    ) in out.output
     data = json.loads(CliRunner().invoke(main, ["specs", "show", "gb200", "--format", "json"]).output)
     assert data["references"]["S15"].endswith("https://www.nvidia.com/en-us/data-center/gb200-nvl72/")

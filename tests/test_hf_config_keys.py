@@ -44,11 +44,14 @@ def test_refinedwebmodel_is_falcon():
     assert parse_model(dict(raw, model_type="RefinedWebModel")).model_type == "falcon"
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"layer_types": ["full_attention"] * 3}, "layer_types must list one entry per layer (24), got 3"),
-    ({"layer_types": ["linear_attention"] * 24}, "layer_types entry 'linear_attention' is not modelled"),
-    ({"sliding_window": None}, "layer_types has sliding_attention layers but no sliding_window size"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"layer_types": ["full_attention"] * 3}, "layer_types must list one entry per layer (24), got 3"),
+        ({"layer_types": ["linear_attention"] * 24}, "layer_types entry 'linear_attention' is not modelled"),
+        ({"sliding_window": None}, "layer_types has sliding_attention layers but no sliding_window size"),
+    ],
+)
 def test_bad_layer_types(change, message):
     raw = json.loads((CONFIGS / "gpt-oss-20b.json").read_text())
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -87,8 +90,16 @@ def test_moe_layers_and_shared_experts():
 
 
 def test_cli_mla_flag_selects_the_form():
-    args = ["analyze", str(ROOT / "examples" / "deepseek-v2-lite.yaml"), "--gpu", "h100-sxm", "--phase", "decode",
-            "--format", "csv"]
+    args = [
+        "analyze",
+        str(ROOT / "examples" / "deepseek-v2-lite.yaml"),
+        "--gpu",
+        "h100-sxm",
+        "--phase",
+        "decode",
+        "--format",
+        "csv",
+    ]
     absorbed = CliRunner().invoke(main, args)
     decompressed = CliRunner().invoke(main, args + ["--mla", "decompressed"])
     assert absorbed.exit_code == 0 and decompressed.exit_code == 0, absorbed.output + decompressed.output
@@ -99,8 +110,11 @@ def test_cli_mla_flag_selects_the_form():
 
 
 def test_a_multimodal_wrapper_points_to_its_text_config():
-    with pytest.raises(ConfigError, match="model_type 'gemma3' is a multimodal wrapper; give its text_config section "
-                                          "as the model \\(model_type gemma3_text\\)"):
+    with pytest.raises(
+        ConfigError,
+        match="model_type 'gemma3' is a multimodal wrapper; give its text_config section "
+        "as the model \\(model_type gemma3_text\\)",
+    ):
         parse_model({"model_type": "gemma3", "text_config": {}})
 
 

@@ -47,10 +47,32 @@ CONFIGS = Path(__file__).resolve().parent / "data" / "hf_configs"
 # layers kept in the FLOP builds: enough for every kind of layer (R1: 3 dense + 1 MoE; gemma3: 5 windowed + 1 global)
 CUT_LAYERS = {"deepseek-r1": 4, "gemma-3-1b": 6}
 NAMES = sorted(p.stem for p in CONFIGS.glob("*.json"))
-ATTENTION_OPS = {"q_proj", "k_proj", "v_proj", "qkv_proj", "o_proj", "q_a_proj", "q_b_proj", "kv_a_proj", "kv_b_proj",
-                 "q_absorb", "v_absorb", "attention", "sliding_attention"}
-MLP_OPS = {"gate_proj", "up_proj", "gate_up_proj", "down_proj", "router", "experts", "shared_experts",
-           "shared_expert", "shared_expert_gate"}
+ATTENTION_OPS = {
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "qkv_proj",
+    "o_proj",
+    "q_a_proj",
+    "q_b_proj",
+    "kv_a_proj",
+    "kv_b_proj",
+    "q_absorb",
+    "v_absorb",
+    "attention",
+    "sliding_attention",
+}
+MLP_OPS = {
+    "gate_proj",
+    "up_proj",
+    "gate_up_proj",
+    "down_proj",
+    "router",
+    "experts",
+    "shared_experts",
+    "shared_expert",
+    "shared_expert_gate",
+}
 
 
 def raw_config(name: str, layers: int = None) -> dict:
@@ -221,19 +243,53 @@ def test_deepseek_v3_caches_576_values_per_token_and_layer():
 
 SMALL = {
     # llama with attention_bias: biases on q, k, v and o_proj
-    "llama-attention-bias": dict(model_type="llama", hidden_size=256, intermediate_size=512, num_hidden_layers=2,
-                                 num_attention_heads=8, num_key_value_heads=2, vocab_size=1000, attention_bias=True),
+    "llama-attention-bias": dict(
+        model_type="llama",
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=2,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        vocab_size=1000,
+        attention_bias=True,
+    ),
     # qwen3: per-head q/k norms
-    "qwen3": dict(model_type="qwen3", hidden_size=256, intermediate_size=512, num_hidden_layers=2, head_dim=64,
-                  num_attention_heads=8, num_key_value_heads=2, vocab_size=1000, tie_word_embeddings=True),
+    "qwen3": dict(
+        model_type="qwen3",
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=2,
+        head_dim=64,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        vocab_size=1000,
+        tie_word_embeddings=True,
+    ),
     # qwen2 windowing only the layers from max_window_layers on
-    "qwen2-max-window-layers": dict(model_type="qwen2", hidden_size=256, intermediate_size=512, num_hidden_layers=4,
-                                    num_attention_heads=8, num_key_value_heads=2, vocab_size=1000,
-                                    use_sliding_window=True, sliding_window=32, max_window_layers=2),
+    "qwen2-max-window-layers": dict(
+        model_type="qwen2",
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=4,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        vocab_size=1000,
+        use_sliding_window=True,
+        sliding_window=32,
+        max_window_layers=2,
+    ),
     # falcon-40b's layout: grouped KV heads, two parallel norms
-    "falcon-new-decoder": dict(model_type="falcon", hidden_size=256, num_hidden_layers=2, num_attention_heads=8,
-                               num_kv_heads=2, new_decoder_architecture=True, parallel_attn=True, bias=False,
-                               vocab_size=1000),
+    "falcon-new-decoder": dict(
+        model_type="falcon",
+        hidden_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=8,
+        num_kv_heads=2,
+        new_decoder_architecture=True,
+        parallel_attn=True,
+        bias=False,
+        vocab_size=1000,
+    ),
 }
 
 
@@ -270,8 +326,7 @@ def test_absorbed_mla_decode_counts_the_matmuls_it_runs_with_hf_weights():
     raw = raw_config("deepseek-v2-lite", 2)
     attn = hf_model(raw).model.layers[0].self_attn
     m = parse_model(raw)
-    H, nope, rope, r, dv = (m.num_attention_heads, m.qk_nope_head_dim, m.qk_rope_head_dim, m.kv_lora_rank,
-                            m.v_head_dim)
+    H, nope, rope, r, dv = (m.num_attention_heads, m.qk_nope_head_dim, m.qk_rope_head_dim, m.kv_lora_rank, m.v_head_dim)
     w = attn.kv_b_proj.weight.view(H, nope + dv, r)
     w_uk, w_uv = w[:, :nope], w[:, nope:]
     b, L = 2, 100

@@ -18,8 +18,15 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
 ]
 
-SMALL = dict(model_type="llama", hidden_size=1024, intermediate_size=2816, num_hidden_layers=4,
-             num_attention_heads=16, num_key_value_heads=4, vocab_size=8000)
+SMALL = dict(
+    model_type="llama",
+    hidden_size=1024,
+    intermediate_size=2816,
+    num_hidden_layers=4,
+    num_attention_heads=16,
+    num_key_value_heads=4,
+    vocab_size=8000,
+)
 
 
 def _small(**workload):
@@ -30,14 +37,14 @@ def _small(**workload):
 
 @pytest.fixture(scope="module")
 def profiled(tmp_path_factory):
-    from roofline.measure.profile import profile_model
-
     from roofline.analysis import analyze
     from roofline.compare import compare
+    from roofline.measure.profile import profile_model
 
     m, w = _small()
-    run = profile_model(m, w, spec="h100-sxm", layers=2, warmup=2, iters=3, timing_iters=5,
-                        trace_dir=tmp_path_factory.mktemp("traces"))
+    run = profile_model(
+        m, w, spec="h100-sxm", layers=2, warmup=2, iters=3, timing_iters=5, trace_dir=tmp_path_factory.mktemp("traces")
+    )
     return m, w, compare(analyze(m, "h100-sxm", workload=run.workload), run)
 
 

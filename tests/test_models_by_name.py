@@ -86,7 +86,10 @@ def test_hub_repo_with_several_snapshots_and_no_ref_asks_for_one(tmp_path):
 def test_folder_without_config_json(tmp_path):
     out = CliRunner().invoke(main, ["analyze", str(tmp_path), "--gpu", "a10"])
     assert out.exit_code == 1
-    assert out.output.strip() == f"Error: model folder {tmp_path} holds no config.json; pass the checkpoint folder or a model file"
+    assert (
+        out.output.strip()
+        == f"Error: model folder {tmp_path} holds no config.json; pass the checkpoint folder or a model file"
+    )
 
 
 def test_unknown_name_lists_the_shipped_examples(elsewhere):
@@ -112,7 +115,9 @@ def test_other_commands_take_names_too(elsewhere, command):
     out = CliRunner().invoke(main, args)
     assert out.exit_code == 0, out.output
     if command == "report":
-        assert (elsewhere / "out" / "inputs" / "model.yaml").read_text() == (data_dir("examples") / "llama-2-7b.yaml").read_text()
+        assert (elsewhere / "out" / "inputs" / "model.yaml").read_text() == (
+            data_dir("examples") / "llama-2-7b.yaml"
+        ).read_text()
 
 
 @pytest.mark.slow
@@ -122,14 +127,36 @@ def test_installed_wheel_analyses_an_example_by_name(tmp_path):
     import sys
 
     wheel_dir, site = tmp_path / "wheel", tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT),
-                    "-w", str(wheel_dir)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            str(ROOT),
+            "-w",
+            str(wheel_dir),
+        ],
+        check=True,
+        capture_output=True,
+    )
     wheel = next(wheel_dir.glob("roofline-*.whl"))
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
     code = "from roofline.cli import main; main()"
-    out = subprocess.run([sys.executable, "-c", code, "analyze", "llama-2-7b", "--gpu", "a10", "--phase", "decode"],
-                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, "analyze", "llama-2-7b", "--gpu", "a10", "--phase", "decode"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     assert "decode: 23.2 ms per step" in out.stdout
 
@@ -138,7 +165,9 @@ def test_report_says_where_the_weight_format_came_from(tmp_path):
     folder = tmp_path / "ckpt"
     folder.mkdir()
     shutil.copy(AWQ_LLAMA, folder / "config.json")
-    out = CliRunner().invoke(main, ["report", str(folder), "--gpu", "a10", "--phase", "decode", "--out", str(tmp_path / "r")])
+    out = CliRunner().invoke(
+        main, ["report", str(folder), "--gpu", "a10", "--phase", "decode", "--out", str(tmp_path / "r")]
+    )
     assert out.exit_code == 0, out.output
     text = (tmp_path / "r" / "report.md").read_text()
     # markdown-escaped as report.md escapes text read from files: renders as quantization_config

@@ -15,11 +15,28 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.slow
 def test_installed_wheel_finds_package_data(tmp_path):
     wheel_dir, site = tmp_path / "wheel", tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT),
-                    "-w", str(wheel_dir)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            str(ROOT),
+            "-w",
+            str(wheel_dir),
+        ],
+        check=True,
+        capture_output=True,
+    )
     wheel = next(wheel_dir.glob("roofline-*.whl"))
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
     code = (
         "import roofline, roofline.specs as s\n"
         "print(roofline.__file__)\n"
@@ -28,7 +45,9 @@ def test_installed_wheel_finds_package_data(tmp_path):
         "print(r.summary['decode_time_s'].iloc[0] > 0)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
+    )
     where, n_specs, ok = out.stdout.split()
     assert where.startswith(str(site)) and int(n_specs) >= 13 and ok == "True"
 

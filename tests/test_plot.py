@@ -65,8 +65,11 @@ def test_roofline_chart_roofs_points_axes_and_legend(llama_a10):
     dtypes = set(ops["compute_dtype"].astype(str))  # bf16 matmuls, fp32 element-wise
     assert dtypes == {"bf16", "fp32"}
     assert len(roof_lines(ax)) == len(dtypes) + 1  # one roof per dtype + the memory slope
-    assert {ln.get_gid() for ln in roof_lines(ax)} == {"roof-bf16-datasheet", "roof-fp32-datasheet",
-                                                      "roof-memory-datasheet"}
+    assert {ln.get_gid() for ln in roof_lines(ax)} == {
+        "roof-bf16-datasheet",
+        "roof-fp32-datasheet",
+        "roof-memory-datasheet",
+    }
     assert all(ln.get_linestyle() == "--" for ln in roof_lines(ax))  # uncalibrated: datasheet only, dashed
     bf16 = next(ln for ln in ax.get_lines() if ln.get_gid() == "roof-bf16-datasheet")
     assert bf16.get_ydata()[0] == 125e12 and bf16.get_xdata()[0] == pytest.approx(125e12 / 600e9)  # from the ridge
@@ -99,7 +102,7 @@ def test_roofline_labels_name_the_big_ops_and_do_not_overlap(llama_a10):
     assert "q_proj, k_proj, v_proj, o_proj 7.9% each" in text
     boxes = [matplotlib.text.Text.get_window_extent(a, renderer) for a in labels]
     for i, a in enumerate(boxes):
-        for b in boxes[i + 1:]:
+        for b in boxes[i + 1 :]:
             assert not a.overlaps(b), (a, b)
     # ops under 1% of their phase are not labelled but named in the note
     assert "unlabelled, under 1% of phase time each:" in all_text(ax) and "attn_norm" in all_text(ax)
@@ -117,8 +120,9 @@ def test_roofline_lists_collectives_instead_of_plotting_them(llama70_tp4):
 
 
 def test_roofline_measured_ceilings_solid_and_measured_points_joined(llama_a10):
-    spec = dataclasses.replace(llama_a10.spec, measured_peak_flops_per_s={"bf16": 100e12},
-                               measured_mem_bytes_per_s=500e9)
+    spec = dataclasses.replace(
+        llama_a10.spec, measured_peak_flops_per_s={"bf16": 100e12}, measured_mem_bytes_per_s=500e9
+    )
     ops = llama_a10.ops
     measured = ops.loc[ops["phase"] == "decode", ["phase", "op", "flops", "time_s"]].copy()
     measured["measured_time_s"] = measured["time_s"] * 2

@@ -91,15 +91,16 @@ def test_gemm_table_reads_tokens_and_weight_elements_off_the_row():
     r = roofline.analyze(TINY_MODEL, tiny_spec({"gemm": {"bf16": table}}), phase="prefill")
     q = r.ops[r.ops["op"] == "q_proj"].iloc[0]
     assert q["flops"] == 2 * 32 * 4096
-    assert q["predicted_time_s"] == pytest.approx(q["time_s"] / 0.5 ** 0.5)
+    assert q["predicted_time_s"] == pytest.approx(q["time_s"] / 0.5**0.5)
 
 
 def test_attention_and_bandwidth_tables():
     # copies reach 5 B/s below 1 kB and 10 B/s from 1 MB; decode attention at half its roofline
     measured = {
         "bandwidth_curve": {"bytes": [1e3, 1e6], "gb_per_s": [5e-9, 1e-8]},
-        "attention": {"decode": {"kv_bytes": [1, 1e9], "flops_per_kv_byte": [0.5, 8],
-                                 "efficiency": [[0.5, 0.5], [0.5, 0.5]]}},
+        "attention": {
+            "decode": {"kv_bytes": [1, 1e9], "flops_per_kv_byte": [0.5, 8], "efficiency": [[0.5, 0.5], [0.5, 0.5]]}
+        },
     }
     r = roofline.analyze(TINY_MODEL, tiny_spec(measured), phase="decode")
     ops = r.ops.set_index("op")
@@ -123,8 +124,11 @@ def test_traffic_factor_multiplies_the_memory_time_of_element_wise_ops():
 
 
 def test_per_op_fixed_and_host_costs():
-    measured = {"kernel_min_us": 2e4, "kernel_gap_us": 5e3,
-                "ops": {"rope": {"fixed_us": 1e9, "host_eager_us": 3e5, "host_graph_us": 2e4, "kernels": 8}}}
+    measured = {
+        "kernel_min_us": 2e4,
+        "kernel_gap_us": 5e3,
+        "ops": {"rope": {"fixed_us": 1e9, "host_eager_us": 3e5, "host_graph_us": 2e4, "kernels": 8}},
+    }
     spec = tiny_spec(measured)
     eager = roofline.analyze(TINY_MODEL, spec, phase="decode").ops.set_index("op")
     assert eager.loc["rope", "predicted_time_s"] == pytest.approx(1000.0)  # the fixed cost wins over 67 s
@@ -204,11 +208,17 @@ def test_shipped_h200_calibration_loads_and_is_used():
 
 
 def test_a_10000_point_sweep_stays_fast():
-    spec = tiny_spec({"gemm": {"bf16": flat_gemm(0.5)}, "kernel_min_us": 2e4,
-                      "bandwidth_curve": {"bytes": [1e3, 1e6], "gb_per_s": [5e-9, 1e-8]}})
+    spec = tiny_spec(
+        {
+            "gemm": {"bf16": flat_gemm(0.5)},
+            "kernel_min_us": 2e4,
+            "bandwidth_curve": {"bytes": [1e3, 1e6], "gb_per_s": [5e-9, 1e-8]},
+        }
+    )
     start = time.perf_counter()
-    r = roofline.analyze(TINY_MODEL, spec, batch_size=list(range(1, 101)), context_len=list(range(16, 116)),
-                         phase="decode")
+    r = roofline.analyze(
+        TINY_MODEL, spec, batch_size=list(range(1, 101)), context_len=list(range(16, 116)), phase="decode"
+    )
     assert len(r.summary) == 10_000 and not math.isnan(r.summary["decode_time_s"].iloc[-1])
     assert time.perf_counter() - start < 5.0
 

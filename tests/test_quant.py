@@ -35,8 +35,16 @@ def block(name):
 
 
 def tiny(quantization_config, **extra):
-    config = dict(model_type="llama", hidden_size=64, intermediate_size=160, num_hidden_layers=2,
-                  num_attention_heads=8, num_key_value_heads=2, vocab_size=100, tie_word_embeddings=False)
+    config = dict(
+        model_type="llama",
+        hidden_size=64,
+        intermediate_size=160,
+        num_hidden_layers=2,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        vocab_size=100,
+        tie_word_embeddings=False,
+    )
     return parse_model({**config, **extra, "quantization_config": quantization_config}, "tiny")
 
 
@@ -54,8 +62,9 @@ def test_awq_llama_31_8b_weight_bytes_follow_the_checkpoint():
     assert r.summary["weight_bytes"].iloc[0] == pytest.approx(expected, rel=1e-12)
     # independent: the tensors AutoAWQ's WQLinear_GEMM stores per linear: qweight int32 [in, out/8],
     # qzeros int32 [in/128, out/8], scales fp16 [in/128, out]
-    layout = L * sum(np.prod([i, o // 8]) * 4 + np.prod([i // 128, o // 8]) * 4 + np.prod([i // 128, o]) * 2
-                     for i, o in LINEARS)
+    layout = L * sum(
+        np.prod([i, o // 8]) * 4 + np.prod([i // 128, o // 8]) * 4 + np.prod([i // 128, o]) * 2 for i, o in LINEARS
+    )
     assert r.summary["weight_bytes"].iloc[0] == pytest.approx(layout + EMBED_AND_HEAD_BYTES + NORM_BYTES, rel=1e-12)
     assert r.workload.weight_dtype == "int4"
     assert r.workload.weight_dtype_source.startswith("checkpoint quantization_config (awq, 4-bit int4, group 128")
@@ -111,8 +120,13 @@ def test_deepseek_fp8_block_scales_one_fp32_per_128x128_block():
     assert weight_storage_bytes(7168 * 18432, q.format, fan_in=7168) == 7168 * 18432 + 8064 * 4
     # kv_a_proj_with_mqa 7168 -> 576: 576 rows make ceil(576/128) = 5 block rows; 5 x 56 = 280 blocks
     assert weight_storage_bytes(7168 * 576, q.format, fan_in=7168) == 7168 * 576 + 280 * 4
-    m = tiny(block("fp8-deepseek-v3.json"), hidden_size=256, intermediate_size=384, num_attention_heads=2,
-             num_key_value_heads=1)
+    m = tiny(
+        block("fp8-deepseek-v3.json"),
+        hidden_size=256,
+        intermediate_size=384,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
     _, ops = ops_by_name(m)
     # gate_proj 256 -> 384: 3 x 2 = 6 blocks; o_proj 256 -> 256: 2 x 2 = 4 blocks
     assert ops.loc["gate_proj", "weight_bytes_read"] == 256 * 384 + 6 * 4
@@ -128,8 +142,9 @@ def test_gpt_oss_mxfp4_leaves_attention_and_router_in_16_bit():
     assert ops.loc["gate_proj", "compute_dtype"] == "bf16"  # weight-only as shipped
 
 
-@pytest.mark.parametrize("name, method", [("modelopt-nvfp4.json", "modelopt NVFP4"),
-                                          ("compressed-tensors-nvfp4.json", "compressed-tensors")])
+@pytest.mark.parametrize(
+    "name, method", [("modelopt-nvfp4.json", "modelopt NVFP4"), ("compressed-tensors-nvfp4.json", "compressed-tensors")]
+)
 def test_nvfp4_e4m3_scale_per_16_plus_fp32_per_tensor(name, method):
     q = parse_quantization_config(block(name), name)
     assert (q.dtype, q.group_size, q.scale_bytes, q.tensor_bytes, q.act_dtype) == ("nvfp4", 16, 1.0, 4.0, "nvfp4")
@@ -165,31 +180,54 @@ def test_named_dtypes_keep_their_scales():
     assert FORMATS["nvfp4"].compute == FORMATS["mxfp4"].compute == "fp4"
 
 
-@pytest.mark.parametrize("weight, act, expected", [
-    ("nvfp4", "bf16", "bf16"), ("mxfp4", "bf16", "bf16"), ("nvfp4", "nvfp4", "fp4"), ("mxfp4", "mxfp4", "fp4"),
-    ("nvfp4", "fp8", "fp8"), ("int4", "bf16", "bf16"), ("fp8", "fp8", "fp8"), ("bf16", "fp8", "bf16"),
-])
+@pytest.mark.parametrize(
+    "weight, act, expected",
+    [
+        ("nvfp4", "bf16", "bf16"),
+        ("mxfp4", "bf16", "bf16"),
+        ("nvfp4", "nvfp4", "fp4"),
+        ("mxfp4", "mxfp4", "fp4"),
+        ("nvfp4", "fp8", "fp8"),
+        ("int4", "bf16", "bf16"),
+        ("fp8", "fp8", "fp8"),
+        ("bf16", "fp8", "bf16"),
+    ],
+)
 def test_compute_dtype(weight, act, expected):
     assert compute_dtype(weight, act) == expected
 
 
 def test_fp4_weights_and_kv_by_flag():
-    m = parse_model(dict(model_type="llama", hidden_size=64, intermediate_size=160, num_hidden_layers=2,
-                         num_attention_heads=8, num_key_value_heads=2, vocab_size=100))
+    m = parse_model(
+        dict(
+            model_type="llama",
+            hidden_size=64,
+            intermediate_size=160,
+            num_hidden_layers=2,
+            num_attention_heads=8,
+            num_key_value_heads=2,
+            vocab_size=100,
+        )
+    )
     ops = {op.name: op for op in model_ops(m, Workload(weight_dtype="nvfp4", kv_dtype="mxfp4"), "decode", 1, 1, 8)}
     assert ops["gate_proj"].cost.weight_bytes_read == 64 * 160 * (0.5 + 1 / 16) + 4
     # KV cache: 2 (k, v) x 2 heads x 8 dims per token = 32 values, 0.5 byte + 1/32 byte each
     assert ops["kv_cache_write"].cost.kv_bytes_written == 32 * (0.5 + 1 / 32)
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"quant_method": "bitsandbytes", "load_in_4bit": True},
-     "quant_method 'bitsandbytes' is not supported; supported: awq, gptq, fp8, compressed-tensors, modelopt, mxfp4"),
-    ({"quant_method": "awq", "bits": 3}, "3-bit weights are not modelled (4 or 8 bits)"),
-    ({"quant_method": "fp8", "weight_block_size": [128]}, "weight_block_size must be two positive whole numbers"),
-    ({"quant_method": "modelopt", "quant_algo": "MIXED_PRECISION"}, "quant_algo 'MIXED_PRECISION' is not modelled"),
-    ("awq", "quantization_config must be a mapping with a quant_method"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (
+            {"quant_method": "bitsandbytes", "load_in_4bit": True},
+            "quant_method 'bitsandbytes' is not supported; supported: awq, gptq, fp8, compressed-tensors, modelopt, mxfp4",
+        ),
+        ({"quant_method": "awq", "bits": 3}, "3-bit weights are not modelled (4 or 8 bits)"),
+        ({"quant_method": "fp8", "weight_block_size": [128]}, "weight_block_size must be two positive whole numbers"),
+        ({"quant_method": "modelopt", "quant_algo": "MIXED_PRECISION"}, "quant_algo 'MIXED_PRECISION' is not modelled"),
+        ("awq", "quantization_config must be a mapping with a quant_method"),
+    ],
+)
 def test_bad_quantization_config_is_one_clear_line(raw, message):
     with pytest.raises(ConfigError) as err:
         tiny(raw)
@@ -220,11 +258,18 @@ def test_a_declared_kv_cache_scheme_sets_the_kv_dtype_unless_a_flag_does():
     # which vLLM applies without --kv-cache-dtype
     assert parse_quantization_config(block("modelopt-nvfp4.json"), "m").kv_dtype == "fp8"
     assert parse_quantization_config(block("compressed-tensors-nvfp4.json"), "m").kv_dtype is None  # null there
-    assert parse_quantization_config({"quant_method": "modelopt", "quant_algo": "FP8", "kv_cache_quant_algo": "FP8"},
-                                     "m").kv_dtype == "fp8"
+    assert (
+        parse_quantization_config(
+            {"quant_method": "modelopt", "quant_algo": "FP8", "kv_cache_quant_algo": "FP8"}, "m"
+        ).kv_dtype
+        == "fp8"
+    )
     m = tiny(block("modelopt-nvfp4.json"))
     r = roofline.analyze(m, "b200", phase="decode", batch_size=1, context_len=16, prompt_len=16)
-    assert (r.workload.kv_dtype, r.workload.kv_dtype_source) == ("fp8", "checkpoint quantization_config (kv_cache_scheme)")
+    assert (r.workload.kv_dtype, r.workload.kv_dtype_source) == (
+        "fp8",
+        "checkpoint quantization_config (kv_cache_scheme)",
+    )
     # tiny: 2 layers x (k, v) x 2 KV heads x 8 dims = 64 values per cached token, 1 byte each in fp8
     assert r.summary["kv_cache_bytes"].iloc[0] == 16 * 64 * 1
     flagged = roofline.analyze(m, "b200", phase="decode", batch_size=1, context_len=16, prompt_len=16, kv_dtype="bf16")

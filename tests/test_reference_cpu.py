@@ -23,14 +23,37 @@ from roofline.transformer import model_ops
 from roofline.validate import load_mapping
 
 TINY = {
-    "llama": dict(model_type="llama", hidden_size=64, intermediate_size=96, num_hidden_layers=3,
-                  num_attention_heads=8, num_key_value_heads=2, vocab_size=100),
-    "qwen2": dict(model_type="qwen2", hidden_size=64, intermediate_size=96, num_hidden_layers=3,
-                  num_attention_heads=4, num_key_value_heads=2, vocab_size=120, tie_word_embeddings=True),
+    "llama": dict(
+        model_type="llama",
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        vocab_size=100,
+    ),
+    "qwen2": dict(
+        model_type="qwen2",
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=120,
+        tie_word_embeddings=True,
+    ),
     "gpt2": dict(model_type="gpt2", n_embd=48, n_layer=3, n_head=4, n_inner=None, n_positions=64, vocab_size=90),
-    "mixtral": dict(model_type="mixtral", hidden_size=32, intermediate_size=48, num_hidden_layers=3,
-                    num_attention_heads=4, num_key_value_heads=1, vocab_size=50, num_local_experts=4,
-                    num_experts_per_tok=2),
+    "mixtral": dict(
+        model_type="mixtral",
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        vocab_size=50,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+    ),
 }
 BATCH, PROMPT, CONTEXT = 2, 8, 12
 
@@ -80,8 +103,9 @@ def test_flash_and_naive_attention_agree(arch):
 def test_decode_after_prefill_matches_a_longer_prefill(arch, attn_impl):
     """The KV cache holds what prefill wrote: prefill of s tokens + one decode step == prefill of s + 1."""
     m = parse_model(TINY[arch])
-    ref = ReferenceDecoder(m, layers=2, batch=2, max_context=16, dtype=torch.bfloat16, attn_impl=attn_impl,
-                           device="cpu", seed=1)
+    ref = ReferenceDecoder(
+        m, layers=2, batch=2, max_context=16, dtype=torch.bfloat16, attn_impl=attn_impl, device="cpu", seed=1
+    )
     ids = torch.randint(0, m.vocab_size, (2, 9))
     ref.forward(ids[:, :8], 0)
     step = ref.forward(ids[:, 8:9], 8).float()
@@ -95,8 +119,9 @@ def test_lm_head_runs_on_the_last_position_only():
     assert out.shape == (BATCH, m.vocab_size)
 
 
-@pytest.mark.parametrize("key, value", [("weight_dtype", "int4"), ("weight_dtype", "int8"), ("weight_dtype", "fp8"),
-                                        ("kv_dtype", "fp8")])
+@pytest.mark.parametrize(
+    "key, value", [("weight_dtype", "int4"), ("weight_dtype", "int8"), ("weight_dtype", "fp8"), ("kv_dtype", "fp8")]
+)
 def test_quantised_dtypes_are_refused_clearly(key, value):
     m, w = _setup("llama", **{key: value})
     with pytest.raises(ConfigError, match="not supported by the reference model yet"):
@@ -114,8 +139,9 @@ def test_mixed_16_bit_dtypes_and_tp_are_refused():
 def test_profile_pipeline_on_cpu(tmp_path):
     """The whole profile pipeline, op times from CPU time: one row per analytic op, a trace per phase."""
     m, w = _setup("llama")
-    run = profile_model(m, w, spec="h100-sxm", device="cpu", layers=2, warmup=1, iters=2, timing_iters=2,
-                        trace_dir=tmp_path)
+    run = profile_model(
+        m, w, spec="h100-sxm", device="cpu", layers=2, warmup=1, iters=2, timing_iters=2, trace_dir=tmp_path
+    )
     assert run.source == "reference" and run.ranks == [0] and run.layers == 2
     for phase in ("prefill", "decode"):  # the run itself: measured figures only, every op of the model
         rows = run.ops[run.ops["phase"] == phase]
@@ -123,7 +149,8 @@ def test_profile_pipeline_on_cpu(tmp_path):
         assert (rows["gpu_time_s"] > 0).all() and not {"flops", "predicted_time_s", "measured_bound"} & set(rows)
         # 2 reference layers: a per-layer op runs twice per step, embedding and lm_head once
         assert rows.set_index("op")["calls"].to_dict() == {
-            op.name: 2 if op.count == m.num_hidden_layers else 1 for op in model_ops(m, w, phase, 1, 1, 1)}
+            op.name: 2 if op.count == m.num_hidden_layers else 1 for op in model_ops(m, w, phase, 1, 1, 1)
+        }
     result = compare(analyze(m, "h100-sxm", workload=run.workload), run)
     for phase in ("prefill", "decode"):
         rows = result.ops[result.ops["phase"] == phase]
@@ -159,11 +186,20 @@ def test_profile_without_cuda_says_so():
 # ---------------------------------------------------------------------------------------------
 # NVML and calibration pieces that need no GPU
 
-@pytest.mark.parametrize("name, spec", [
-    ("NVIDIA H100 80GB HBM3", "h100-sxm"), ("NVIDIA H200", "h200"), ("NVIDIA A10", "a10"), ("NVIDIA A10G", "a10g"),
-    ("NVIDIA L4", "l4"), ("NVIDIA L40S", "l40s"), ("NVIDIA H100 PCIe", "h100-pcie"),
-    ("NVIDIA A100-SXM4-80GB", "a100-80gb-sxm"),
-])
+
+@pytest.mark.parametrize(
+    "name, spec",
+    [
+        ("NVIDIA H100 80GB HBM3", "h100-sxm"),
+        ("NVIDIA H200", "h200"),
+        ("NVIDIA A10", "a10"),
+        ("NVIDIA A10G", "a10g"),
+        ("NVIDIA L4", "l4"),
+        ("NVIDIA L40S", "l40s"),
+        ("NVIDIA H100 PCIe", "h100-pcie"),
+        ("NVIDIA A100-SXM4-80GB", "a100-80gb-sxm"),
+    ],
+)
 def test_gpu_names_map_to_shipped_specs(name, spec):
     assert spec_name_for_gpu(name) == spec
     load_spec(spec)  # the spec it names exists

@@ -15,9 +15,21 @@ def test_report_folder(tmp_path):
     out = tmp_path / "rep"
     r = CliRunner().invoke(main, ["report", LLAMA, "--gpu", "a10", "--out", str(out), "--phase", "decode"])
     assert r.exit_code == 0, r.output
-    for name in ("report.md", "report.html", "roofline.png", "roofline.svg", "breakdown.png", "sweep.png",
-                 "ops.csv", "summary.csv", "advice.csv", "inputs/model.yaml", "inputs/spec.yaml",
-                 "inputs/command.txt", "inputs/versions.json"):
+    for name in (
+        "report.md",
+        "report.html",
+        "roofline.png",
+        "roofline.svg",
+        "breakdown.png",
+        "sweep.png",
+        "ops.csv",
+        "summary.csv",
+        "advice.csv",
+        "inputs/model.yaml",
+        "inputs/spec.yaml",
+        "inputs/command.txt",
+        "inputs/versions.json",
+    ):
         assert (out / name).is_file(), name
     md = (out / "report.md").read_text()
     assert "# llama-2-7b on a10" in md and "23.2 ms" in md and "## What to try next" in md
@@ -30,8 +42,9 @@ def test_report_folder(tmp_path):
 
 def test_analyze_plot_and_plot_command(tmp_path):
     result, chart = tmp_path / "r.json", tmp_path / "a.png"
-    r = CliRunner().invoke(main, ["analyze", LLAMA, "--gpu", "h100-sxm", "--format", "json", "--output", str(result),
-                                  "--plot", str(chart)])
+    r = CliRunner().invoke(
+        main, ["analyze", LLAMA, "--gpu", "h100-sxm", "--format", "json", "--output", str(result), "--plot", str(chart)]
+    )
     assert r.exit_code == 0, r.output
     assert chart.is_file() and chart.with_suffix(".svg").is_file()
     again = tmp_path / "b.png"
@@ -49,7 +62,16 @@ def test_plot_of_a_bad_result(tmp_path):
 
 def test_trace_plot(tmp_path):
     chart = tmp_path / "t.png"
-    r = CliRunner().invoke(main, ["trace", str(ROOT / "tests" / "data" / "h100_prefill_trace.json.gz"), "--gpu",
-                                  "h100-sxm", "--plot", str(chart)])
+    r = CliRunner().invoke(
+        main,
+        [
+            "trace",
+            str(ROOT / "tests" / "data" / "h100_prefill_trace.json.gz"),
+            "--gpu",
+            "h100-sxm",
+            "--plot",
+            str(chart),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert chart.read_bytes()[:4] == b"\x89PNG" and chart.with_suffix(".svg").is_file()

@@ -35,10 +35,20 @@ def row(frame, column, value):
 # ----------------------------------------------------------------------------------------------
 # joins
 
+
 def test_every_gpu_event_becomes_a_row(joins):
     k = joins.kernels
-    assert list(k["name"]) == ["gemm_kernel", "nvjet_gemm", "Memcpy HtoD (Pinned -> Device)", "Memset (Device)",
-                               "add_kernel", "mul_kernel", "graph_k1", "graph_k2", "orphan_kernel"]
+    assert list(k["name"]) == [
+        "gemm_kernel",
+        "nvjet_gemm",
+        "Memcpy HtoD (Pinned -> Device)",
+        "Memset (Device)",
+        "add_kernel",
+        "mul_kernel",
+        "graph_k1",
+        "graph_k2",
+        "orphan_kernel",
+    ]
     assert list(k["kind"]) == ["kernel", "kernel", "memcpy", "memset"] + ["kernel"] * 5
     s = joins.summary
     assert (s["n_kernels"], s["n_memcpy"], s["n_memset"], s["n_streams"], s["n_steps"]) == (7, 1, 1, 2, 1)
@@ -114,6 +124,7 @@ def test_idle_gaps_split_into_host_bound_and_other(joins):
 # ----------------------------------------------------------------------------------------------
 # FLOPs and bytes
 
+
 def test_mm_flops_and_bytes_from_input_dims(joins):
     gemm = row(joins.kernels, "name", "gemm_kernel")
     assert gemm["flops"] == 4194304  # 2 * 64 * 128 * 256
@@ -144,9 +155,12 @@ def test_causal_attention_counts_the_kept_scores_and_spreads_over_its_kernels():
 def test_bmm_and_baddbmm_flops(tmp_path):
     bf = "c10::BFloat16"
     events = [
-        _op("aten::bmm", 0, [[4, 8, 16], [4, 16, 32]], [bf, bf]), _launch(1, 2), _kernel(1, 10),
+        _op("aten::bmm", 0, [[4, 8, 16], [4, 16, 32]], [bf, bf]),
+        _launch(1, 2),
+        _kernel(1, 10),
         _op("aten::baddbmm", 20, [[4, 8, 32], [4, 8, 16], [4, 16, 32], [], []], [bf, bf, bf, "Scalar", "Scalar"]),
-        _launch(2, 22), _kernel(2, 30),
+        _launch(2, 22),
+        _kernel(2, 30),
     ]
     a = analyze_trace(_write(tmp_path / "t.json", events), SPEC)
     assert list(a.kernels["flops"]) == [32768, 32768]  # 2 * 4 * 8 * 16 * 32
@@ -156,6 +170,7 @@ def test_bmm_and_baddbmm_flops(tmp_path):
 
 # ----------------------------------------------------------------------------------------------
 # the per-op and per-range frames
+
 
 def test_by_op_rows(joins):
     op = joins.by_op.set_index("op")
@@ -209,6 +224,7 @@ def test_short_name():
 # ----------------------------------------------------------------------------------------------
 # errors: one line naming the file and the fix
 
+
 def test_missing_file(tmp_path):
     with pytest.raises(TraceError) as exc:
         analyze_trace(tmp_path / "nope.json", SPEC)
@@ -221,8 +237,10 @@ def test_not_json(tmp_path):
     p.write_text("hello")
     with pytest.raises(TraceError) as exc:
         analyze_trace(p, SPEC)
-    assert str(exc.value) == (f"{p}: not valid JSON (Expecting value; line 1); pass the complete .json or .json.gz "
-                              f"that prof.export_chrome_trace() wrote")
+    assert str(exc.value) == (
+        f"{p}: not valid JSON (Expecting value; line 1); pass the complete .json or .json.gz "
+        f"that prof.export_chrome_trace() wrote"
+    )
 
 
 def test_truncated_json(tmp_path):
@@ -253,8 +271,10 @@ def test_no_trace_events(tmp_path):
     p = _write(tmp_path / "t.json", None, {"schemaVersion": 1, "deviceProperties": []})
     with pytest.raises(TraceError) as exc:
         analyze_trace(p, SPEC)
-    assert str(exc.value) == (f"{p}: no 'traceEvents' list (top-level keys: deviceProperties, schemaVersion); "
-                              f"is this a torch.profiler Chrome trace?")
+    assert str(exc.value) == (
+        f"{p}: no 'traceEvents' list (top-level keys: deviceProperties, schemaVersion); "
+        f"is this a torch.profiler Chrome trace?"
+    )
 
 
 def test_event_without_ts(tmp_path):
@@ -263,8 +283,10 @@ def test_event_without_ts(tmp_path):
     p = _write(tmp_path / "t.json", [_op("aten::relu", 0), _launch(1, 2), bad])
     with pytest.raises(TraceError) as exc:
         analyze_trace(p, SPEC)
-    assert str(exc.value) == (f"{p}: a 'kernel' event ('k1') has no 'ts'; the trace is malformed, export it again "
-                              f"with prof.export_chrome_trace()")
+    assert str(exc.value) == (
+        f"{p}: a 'kernel' event ('k1') has no 'ts'; the trace is malformed, export it again "
+        f"with prof.export_chrome_trace()"
+    )
 
 
 def test_non_numeric_dur(tmp_path):
@@ -273,16 +295,19 @@ def test_non_numeric_dur(tmp_path):
     p = _write(tmp_path / "t.json", [bad])
     with pytest.raises(TraceError) as exc:
         analyze_trace(p, SPEC)
-    assert str(exc.value) == (f"{p}: event 'k1' has a non-numeric 'dur' ('long'); "
-                              f"the trace is malformed, export it again")
+    assert str(exc.value) == (
+        f"{p}: event 'k1' has a non-numeric 'dur' ('long'); the trace is malformed, export it again"
+    )
 
 
 def test_no_kernels(tmp_path):
     p = _write(tmp_path / "t.json", [_op("aten::relu", 0), _launch(1, 2)])
     with pytest.raises(TraceError) as exc:
         analyze_trace(p, SPEC)
-    assert str(exc.value) == (f"{p}: no GPU kernels in the trace (nothing to analyse); record it with "
-                              f"activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]")
+    assert str(exc.value) == (
+        f"{p}: no GPU kernels in the trace (nothing to analyse); record it with "
+        f"activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]"
+    )
 
 
 def test_not_an_event_list(tmp_path):
@@ -294,40 +319,60 @@ def test_not_an_event_list(tmp_path):
 # ----------------------------------------------------------------------------------------------
 # classify_measured on the tiny GPU: 100 FLOP/s bf16, 50 fp32, 10 B/s, launch 0.1 s
 
+
 def test_classify_measured_rules():
     nan = np.nan
-    frame = pd.DataFrame([
-        # name,       gpu_time_s, n_kernels, span_s, flops, bytes, dtype
-        ("compute", 1.0, 1, nan, 80.0, 1.0, "bf16"),  # 80 of 100 FLOP/s
-        ("memory", 1.0, 1, nan, 10.0, 9.0, None),  # 9 of 10 B/s; no dtype: bf16
-        ("fp32", 1.0, 1, nan, 40.0, 1.0, "fp32"),  # 40 of the 50 FLOP/s fp32 peak
-        ("latency", 1.0, 1_000_000, nan, 10.0, 1.0, "bf16"),  # 10% and 10%, 1 µs kernels
-        ("nearer", 1.0, 1, nan, 40.0, 1.0, "bf16"),  # 40% of compute, long kernel
-        ("overhead", 0.01, 1, 0.1, nan, nan, "bf16"),  # 10 ms kernel < 0.1 s launch, in a 100 ms span
-        ("busy host", 0.01, 1, 0.015, nan, nan, "bf16"),  # span only 1.5x the kernel time
-        ("ncclAllReduce", 1.0, 1, nan, nan, nan, "bf16"),
-        ("no fp8 peak", 1.0, 1, nan, 1e6, 8.0, "int4"),  # the spec has no int4 peak: judged on bytes
-    ], columns=["name", "gpu_time_s", "n_kernels", "span_s", "flops", "bytes", "compute_dtype"])
+    frame = pd.DataFrame(
+        [
+            # name,       gpu_time_s, n_kernels, span_s, flops, bytes, dtype
+            ("compute", 1.0, 1, nan, 80.0, 1.0, "bf16"),  # 80 of 100 FLOP/s
+            ("memory", 1.0, 1, nan, 10.0, 9.0, None),  # 9 of 10 B/s; no dtype: bf16
+            ("fp32", 1.0, 1, nan, 40.0, 1.0, "fp32"),  # 40 of the 50 FLOP/s fp32 peak
+            ("latency", 1.0, 1_000_000, nan, 10.0, 1.0, "bf16"),  # 10% and 10%, 1 µs kernels
+            ("nearer", 1.0, 1, nan, 40.0, 1.0, "bf16"),  # 40% of compute, long kernel
+            ("overhead", 0.01, 1, 0.1, nan, nan, "bf16"),  # 10 ms kernel < 0.1 s launch, in a 100 ms span
+            ("busy host", 0.01, 1, 0.015, nan, nan, "bf16"),  # span only 1.5x the kernel time
+            ("ncclAllReduce", 1.0, 1, nan, nan, nan, "bf16"),
+            ("no fp8 peak", 1.0, 1, nan, 1e6, 8.0, "int4"),  # the spec has no int4 peak: judged on bytes
+        ],
+        columns=["name", "gpu_time_s", "n_kernels", "span_s", "flops", "bytes", "compute_dtype"],
+    )
     out = classify_measured(frame, SPEC).set_index("name")
-    assert list(out["measured_bound"]) == ["compute", "memory", "compute", "latency", "compute", "overhead",
-                                           "unknown", "communication", "memory"]
+    assert list(out["measured_bound"]) == [
+        "compute",
+        "memory",
+        "compute",
+        "latency",
+        "compute",
+        "overhead",
+        "unknown",
+        "communication",
+        "memory",
+    ]
     assert out.loc["compute", "frac_of_compute_ceiling"] == pytest.approx(0.8)
     assert out.loc["memory", "frac_of_mem_ceiling"] == pytest.approx(0.9)
     assert out.loc["fp32", "frac_of_compute_ceiling"] == pytest.approx(0.8)
     assert out.loc["compute", "achieved_flops_per_s"] == 80
     assert out.loc["overhead", "evidence"] == "kernels 10 ms in a 100 ms span; GPU idle 90%"
-    assert out.loc["compute", "evidence"] == ("80 FLOP/s = 80% of bf16 peak; 1 B/s = 10% of memory bandwidth; "
-                                              "1 s per kernel")
+    assert out.loc["compute", "evidence"] == (
+        "80 FLOP/s = 80% of bf16 peak; 1 B/s = 10% of memory bandwidth; 1 s per kernel"
+    )
     assert out.loc["busy host", "evidence"] == "no FLOP/byte count; 10 ms per kernel"
     assert np.isnan(out.loc["no fp8 peak", "frac_of_compute_ceiling"])
     assert list(frame.columns) == ["name", "gpu_time_s", "n_kernels", "span_s", "flops", "bytes", "compute_dtype"]
 
 
 def test_classify_measured_uses_costed_and_comm_time():
-    frame = pd.DataFrame({
-        "gpu_time_s": [1.0, 1.0, 1.0], "n_kernels": [1, 1, 1], "flops": [40.0, 40.0, 0.0],
-        "costed_time_s": [0.5, 0.2, 0.0], "comm_time_s": [0.0, 0.0, 0.6], "n_calls": [1, 1, 1],
-    })
+    frame = pd.DataFrame(
+        {
+            "gpu_time_s": [1.0, 1.0, 1.0],
+            "n_kernels": [1, 1, 1],
+            "flops": [40.0, 40.0, 0.0],
+            "costed_time_s": [0.5, 0.2, 0.0],
+            "comm_time_s": [0.0, 0.0, 0.6],
+            "n_calls": [1, 1, 1],
+        }
+    )
     out = classify_measured(frame, SPEC)
     # row 0: 40 FLOP in the 0.5 s they describe = 80 FLOP/s; row 1: costs cover 20% only
     assert out["achieved_flops_per_s"][0] == 80 and out["measured_bound"][0] == "compute"
@@ -361,22 +406,27 @@ def test_real_trace(path):
     # each aten::mm's FLOPs, recounted from its own Input Dims, reach its kernels exactly once (through the
     # outermost costed op: aten::linear > aten::matmul > aten::mm, which count the same FLOPs)
     mms = [e for e in events if e.get("name") == "aten::mm"]
-    expected = sum(2 * e["args"]["Input Dims"][0][0] * e["args"]["Input Dims"][0][1] * e["args"]["Input Dims"][1][1]
-                   for e in mms)
+    expected = sum(
+        2 * e["args"]["Input Dims"][0][0] * e["args"]["Input Dims"][0][1] * e["args"]["Input Dims"][1][1] for e in mms
+    )
     assert k.loc[k["cost_op"].isin(["aten::linear", "aten::matmul", "aten::mm"]), "flops"].sum() == pytest.approx(
-        expected)
+        expected
+    )
     assert set(a.by_op["measured_bound"]) <= set(MEASURED_BOUNDS)
 
 
 def test_trace_modules_import_no_torch():
-    code = ("import sys, roofline.measure, roofline.measure.trace, roofline.classify; "
-            "bad = [m for m in ('torch', 'matplotlib') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    code = (
+        "import sys, roofline.measure, roofline.measure.trace, roofline.classify; "
+        "bad = [m for m in ('torch', 'matplotlib') if m in sys.modules]; print(bad); sys.exit(bool(bad))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 # ----------------------------------------------------------------------------------------------
 # helpers for traces built in a test
+
 
 def _op(name, ts, dims=None, types=None):
     e = {"ph": "X", "cat": "cpu_op", "name": name, "pid": 1, "tid": 1, "ts": ts, "dur": 8}
@@ -386,13 +436,29 @@ def _op(name, ts, dims=None, types=None):
 
 
 def _launch(corr, ts):
-    return {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 1, "tid": 1, "ts": ts, "dur": 3,
-            "args": {"correlation": corr}}
+    return {
+        "ph": "X",
+        "cat": "cuda_runtime",
+        "name": "cudaLaunchKernel",
+        "pid": 1,
+        "tid": 1,
+        "ts": ts,
+        "dur": 3,
+        "args": {"correlation": corr},
+    }
 
 
 def _kernel(corr, ts):
-    return {"ph": "X", "cat": "kernel", "name": f"k{corr}", "pid": 0, "tid": 7, "ts": ts, "dur": 4,
-            "args": {"device": 0, "stream": 7, "correlation": corr}}
+    return {
+        "ph": "X",
+        "cat": "kernel",
+        "name": f"k{corr}",
+        "pid": 0,
+        "tid": 7,
+        "ts": ts,
+        "dur": 4,
+        "args": {"device": 0, "stream": 7, "correlation": corr},
+    }
 
 
 def _write(path, events, doc=None):

@@ -50,22 +50,65 @@ def _ddp_like(tmp_path):
     """A main thread in '## backward ##' [0, 100] while an autograd thread launches 9 GEMMs by 43 µs (they
     run 10 µs each, back to back on stream 7 from 5 to 95), and a 'hook' range [60, 80] on the main thread
     that launches one 1 µs kernel on stream 20: its own kernel time is tiny but the device never waited."""
-    ev = [{"ph": "X", "cat": "user_annotation", "name": "## backward ##", "pid": 1, "tid": 1, "ts": 0, "dur": 100},
-          {"ph": "X", "cat": "user_annotation", "name": "hook", "pid": 1, "tid": 1, "ts": 60, "dur": 20},
-          {"ph": "X", "cat": "cpu_op", "name": "aten::add_", "pid": 1, "tid": 1, "ts": 61, "dur": 5},
-          {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 1, "tid": 1, "ts": 62, "dur": 2,
-           "args": {"correlation": 100}},
-          {"ph": "X", "cat": "kernel", "name": "add_kernel", "pid": 0, "tid": 20, "ts": 70, "dur": 1,
-           "args": {"device": 0, "stream": 20, "correlation": 100}}]
+    ev = [
+        {"ph": "X", "cat": "user_annotation", "name": "## backward ##", "pid": 1, "tid": 1, "ts": 0, "dur": 100},
+        {"ph": "X", "cat": "user_annotation", "name": "hook", "pid": 1, "tid": 1, "ts": 60, "dur": 20},
+        {"ph": "X", "cat": "cpu_op", "name": "aten::add_", "pid": 1, "tid": 1, "ts": 61, "dur": 5},
+        {
+            "ph": "X",
+            "cat": "cuda_runtime",
+            "name": "cudaLaunchKernel",
+            "pid": 1,
+            "tid": 1,
+            "ts": 62,
+            "dur": 2,
+            "args": {"correlation": 100},
+        },
+        {
+            "ph": "X",
+            "cat": "kernel",
+            "name": "add_kernel",
+            "pid": 0,
+            "tid": 20,
+            "ts": 70,
+            "dur": 1,
+            "args": {"device": 0, "stream": 20, "correlation": 100},
+        },
+    ]
     for i in range(9):
         t = 1 + 5 * i
-        ev += [{"ph": "X", "cat": "cpu_op", "name": "autograd::engine::evaluate_function: MmBackward0", "pid": 1,
-                "tid": 2, "ts": t, "dur": 4},
-               {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "pid": 1, "tid": 2, "ts": t + 1, "dur": 2},
-               {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 1, "tid": 2, "ts": t + 1.5,
-                "dur": 1, "args": {"correlation": i + 1}},
-               {"ph": "X", "cat": "kernel", "name": "gemm", "pid": 0, "tid": 7, "ts": 5 + 10 * i, "dur": 10,
-                "args": {"device": 0, "stream": 7, "correlation": i + 1}}]
+        ev += [
+            {
+                "ph": "X",
+                "cat": "cpu_op",
+                "name": "autograd::engine::evaluate_function: MmBackward0",
+                "pid": 1,
+                "tid": 2,
+                "ts": t,
+                "dur": 4,
+            },
+            {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "pid": 1, "tid": 2, "ts": t + 1, "dur": 2},
+            {
+                "ph": "X",
+                "cat": "cuda_runtime",
+                "name": "cudaLaunchKernel",
+                "pid": 1,
+                "tid": 2,
+                "ts": t + 1.5,
+                "dur": 1,
+                "args": {"correlation": i + 1},
+            },
+            {
+                "ph": "X",
+                "cat": "kernel",
+                "name": "gemm",
+                "pid": 0,
+                "tid": 7,
+                "ts": 5 + 10 * i,
+                "dur": 10,
+                "args": {"device": 0, "stream": 7, "correlation": i + 1},
+            },
+        ]
     return _write(tmp_path / "ddp.json", ev)
 
 
@@ -84,11 +127,15 @@ def test_overhead_is_decided_on_the_devices_timeline(tmp_path):
 
 
 def test_classify_overhead_from_device_busy_share():
-    frame = pd.DataFrame({
-        "name": ["busy device", "idle device", "unknown timeline"],
-        "gpu_time_s": [0.01, 0.01, 0.01], "n_kernels": [1, 1, 1], "span_s": [0.1, 0.1, 0.1],
-        "device_busy_share": [0.99, 0.2, np.nan],
-    })
+    frame = pd.DataFrame(
+        {
+            "name": ["busy device", "idle device", "unknown timeline"],
+            "gpu_time_s": [0.01, 0.01, 0.01],
+            "n_kernels": [1, 1, 1],
+            "span_s": [0.1, 0.1, 0.1],
+            "device_busy_share": [0.99, 0.2, np.nan],
+        }
+    )
     out = classify_measured(frame, SPEC).set_index("name")
     assert out.loc["busy device", "measured_bound"] == "unknown"  # the device never waited: not overhead
     assert out.loc["idle device", "measured_bound"] == "overhead"
@@ -99,13 +146,39 @@ def test_classify_overhead_from_device_busy_share():
 
 
 def test_graph_replay_lists_its_kernels(tmp_path):
-    ev = [{"ph": "X", "cat": "cpu_op", "name": "CUDAGraph replay", "pid": 1, "tid": 1, "ts": 0, "dur": 20},
-          {"ph": "X", "cat": "cuda_runtime", "name": "cudaGraphLaunch_v10000", "pid": 1, "tid": 1, "ts": 2, "dur": 10,
-           "args": {"correlation": 5}}]
-    for i, (name, dur) in enumerate([("void gemv<bf16>(float*)", 30), ("rms_kernel", 5), ("void gemv<bf16>(int)", 30),
-                                     ("triton_poi_fused_mul_0", 4)]):
-        ev.append({"ph": "X", "cat": "kernel", "name": name, "pid": 0, "tid": 7, "ts": 20 + 40 * i, "dur": dur,
-                   "args": {"device": 0, "stream": 7, "correlation": 5}})
+    ev = [
+        {"ph": "X", "cat": "cpu_op", "name": "CUDAGraph replay", "pid": 1, "tid": 1, "ts": 0, "dur": 20},
+        {
+            "ph": "X",
+            "cat": "cuda_runtime",
+            "name": "cudaGraphLaunch_v10000",
+            "pid": 1,
+            "tid": 1,
+            "ts": 2,
+            "dur": 10,
+            "args": {"correlation": 5},
+        },
+    ]
+    for i, (name, dur) in enumerate(
+        [
+            ("void gemv<bf16>(float*)", 30),
+            ("rms_kernel", 5),
+            ("void gemv<bf16>(int)", 30),
+            ("triton_poi_fused_mul_0", 4),
+        ]
+    ):
+        ev.append(
+            {
+                "ph": "X",
+                "cat": "kernel",
+                "name": name,
+                "pid": 0,
+                "tid": 7,
+                "ts": 20 + 40 * i,
+                "dur": dur,
+                "args": {"device": 0, "stream": 7, "correlation": 5},
+            }
+        )
     a = analyze_trace(_write(tmp_path / "g.json", ev), SPEC)
     assert a.kernels["graph"].all() and set(a.kernels["cpu_op"]) == {"CUDAGraph replay"}
     op = a.by_op.set_index("op")
@@ -158,8 +231,9 @@ def test_a_folder_of_rank_traces_is_one_run(tmp_path):
     for r in (0, 1):
         got = run.by_rank.iloc[r]
         assert got["gpu_time_s"] == pytest.approx(one[r].summary["gpu_time_s"])
-        assert got["comm_time_s"] == pytest.approx(one[r].kernels.loc[one[r].kernels["name"].str.contains(
-            "nccl", case=False), "dur_s"].sum())
+        assert got["comm_time_s"] == pytest.approx(
+            one[r].kernels.loc[one[r].kernels["name"].str.contains("nccl", case=False), "dur_s"].sum()
+        )
     assert len(run.kernels) == len(one[0].kernels) + len(one[1].kernels)
     assert set(run.kernels["rank"]) == {0, 1}
     assert run.summary["gpu_time_s"] == pytest.approx(one[0].summary["gpu_time_s"] + one[1].summary["gpu_time_s"])
@@ -177,16 +251,19 @@ def test_a_folder_without_traces_or_with_two_of_one_rank(tmp_path):
 
     with pytest.raises(TraceError) as exc:
         analyze_trace(tmp_path, SPEC)
-    assert str(exc.value) == (f"{tmp_path}: no trace files (*.json, *.json.gz) in the folder; pass a trace file or "
-                              f"a folder of one trace per rank")
+    assert str(exc.value) == (
+        f"{tmp_path}: no trace files (*.json, *.json.gz) in the folder; pass a trace file or "
+        f"a folder of one trace per rank"
+    )
     doc = json.loads(gzip.decompress((DATA / "h200x2_rank1_decode_trace.json.gz").read_bytes()))
     doc["distributedInfo"] = {"backend": "nccl", "rank": 1, "world_size": 2}
     for name in ("a.json.gz", "b.json.gz"):
         (tmp_path / name).write_bytes(gzip.compress(json.dumps(doc).encode()))
     with pytest.raises(TraceError) as exc:
         analyze_trace(tmp_path, SPEC)
-    assert str(exc.value) == (f"{tmp_path}: two files say they are rank 1 (a.json.gz, b.json.gz); keep one trace per "
-                              f"rank in the folder")
+    assert str(exc.value) == (
+        f"{tmp_path}: two files say they are rank 1 (a.json.gz, b.json.gz); keep one trace per rank in the folder"
+    )
 
 
 def test_cli_trace_by_rank_on_a_folder(tmp_path):
@@ -207,6 +284,7 @@ def test_cli_trace_by_rank_on_a_folder(tmp_path):
 # ----------------------------------------------------------------------------------------------
 # Hugging Face transformers on an H200 (PyTorch 2.11; recorded for this project, see tests/data/README.md)
 
+
 def test_hf_tiny_llama_eager_costs_every_linear_once():
     path = DATA / "hf_tiny_llama_h200.json.gz"
     events = json.loads(gzip.decompress(path.read_bytes()))["traceEvents"]
@@ -222,7 +300,10 @@ def test_hf_tiny_llama_eager_costs_every_linear_once():
 
 
 def _hf(name):
-    for folder in (DATA.parent.parent / "reports" / "h200-hf-traces", DATA.parent.parent.parent / "_data" / "hf_traces"):
+    for folder in (
+        DATA.parent.parent / "reports" / "h200-hf-traces",
+        DATA.parent.parent.parent / "_data" / "hf_traces",
+    ):
         if (folder / name).exists():
             return folder / name
     pytest.skip(f"{name}: the recorded Hugging Face traces are not here (reports/h200-hf-traces/)")

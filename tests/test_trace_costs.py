@@ -52,10 +52,12 @@ def case(*names):
         for n in names:
             CASES[n] = fn
         return fn
+
     return register
 
 
 # --- matmul-type
+
 
 @case("aten::mm")
 def case_mm():
@@ -146,8 +148,12 @@ def case_sdpa():
         assert ATEN_COSTS[name](unknown).flops == full and not aten_causal_known(name, unknown)
     # flash_attention (the analytic formula) agrees where d_v == d
     fa = f.flash_attention(2, 16, 16, f.causal_pairs(16), 8, 2, 32, "bf16", "bf16", from_cache=False)
-    assert fa.flops == ATEN_COSTS["aten::scaled_dot_product_attention"](
-        call(*_sdpa_args("aten::scaled_dot_product_attention", q, kv, kv, True))).flops
+    assert (
+        fa.flops
+        == ATEN_COSTS["aten::scaled_dot_product_attention"](
+            call(*_sdpa_args("aten::scaled_dot_product_attention", q, kv, kv, True))
+        ).flops
+    )
 
 
 @case(*SDPA_BWD)
@@ -162,6 +168,7 @@ def case_sdpa_backward():
 
 
 # --- element-wise: n inputs broadcast to the output; hand counts
+
 
 @case(*[n for n, v in f.ATEN_ELEMENTWISE_FLOPS.items()])
 def case_pointwise():
@@ -205,6 +212,7 @@ def case_cat():
 
 
 # --- reductions, softmax, norms
+
 
 @case("aten::sum", "aten::amax", "aten::amin")
 def case_sum():
@@ -255,6 +263,7 @@ def case_norms():
 
 
 # --- gathers
+
 
 @case("aten::embedding")
 def case_embedding():

@@ -22,8 +22,9 @@ def test_a_folder_fifo_or_device_is_refused(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(TraceError) as exc:
         analyze_trace(fifo, SPEC)  # opening it would block forever
-    assert str(exc.value) == (f"{fifo}: not a regular file (a FIFO); pass a trace file written by "
-                              f"prof.export_chrome_trace()")
+    assert str(exc.value) == (
+        f"{fifo}: not a regular file (a FIFO); pass a trace file written by prof.export_chrome_trace()"
+    )
     with pytest.raises(TraceError, match=r"^/dev/zero: not a regular file \(a device\); pass a trace file"):
         analyze_trace("/dev/zero", SPEC)
 
@@ -34,8 +35,10 @@ def test_text_over_the_limit_is_refused(tmp_path):
     assert analyze_trace(p, SPEC, max_bytes=size).summary["n_kernels"] == 1  # exactly at the limit: read
     with pytest.raises(TraceError) as exc:
         analyze_trace(p, SPEC, max_bytes=size - 1)
-    assert str(exc.value) == (f"{p}: more than {(size - 1) / 1e9:.3g} GB of JSON text; trim the trace (record "
-                              f"fewer steps) or raise the limit (analyze_trace(..., max_bytes=))")
+    assert str(exc.value) == (
+        f"{p}: more than {(size - 1) / 1e9:.3g} GB of JSON text; trim the trace (record "
+        f"fewer steps) or raise the limit (analyze_trace(..., max_bytes=))"
+    )
 
 
 def test_a_gzip_bomb_stops_at_the_limit(tmp_path):
@@ -46,13 +49,16 @@ def test_a_gzip_bomb_stops_at_the_limit(tmp_path):
         analyze_trace(p, SPEC, max_bytes=1_000_000)
 
 
-@pytest.mark.parametrize("key, value, what", [
-    ("ts", True, "non-numeric 'ts' (True)"),
-    ("dur", False, "non-numeric 'dur' (False)"),
-    ("ts", 10**400, "out-of-range 'ts' (1000000000000"),
-    ("ts", 1e300, "out-of-range 'ts' (1e+300)"),
-    ("dur", 2e17, "out-of-range 'dur' (2e+17)"),
-])
+@pytest.mark.parametrize(
+    "key, value, what",
+    [
+        ("ts", True, "non-numeric 'ts' (True)"),
+        ("dur", False, "non-numeric 'dur' (False)"),
+        ("ts", 10**400, "out-of-range 'ts' (1000000000000"),
+        ("ts", 1e300, "out-of-range 'ts' (1e+300)"),
+        ("dur", 2e17, "out-of-range 'dur' (2e+17)"),
+    ],
+)
 def test_times_that_are_not_times(tmp_path, key, value, what):
     bad = _kernel(1, 10)
     bad[key] = value
@@ -68,12 +74,15 @@ def test_events_centuries_apart(tmp_path):
     p = _write(tmp_path / "t.json", [_op("aten::relu", 0), _launch(1, 2), _kernel(1, 5e15)])
     with pytest.raises(TraceError) as exc:
         analyze_trace(p, SPEC)
-    assert str(exc.value) == (f"{p}: events 158 years apart (ts 0 to 5e+15 µs); the trace is malformed or "
-                              f"merged from unrelated runs, export it again")
+    assert str(exc.value) == (
+        f"{p}: events 158 years apart (ts 0 to 5e+15 µs); the trace is malformed or "
+        f"merged from unrelated runs, export it again"
+    )
 
 
-@pytest.mark.parametrize("key, value, kind", [("stream", [7, 8], "list"), ("device", {"id": 0}, "dict"),
-                                              ("device", True, "bool")])
+@pytest.mark.parametrize(
+    "key, value, kind", [("stream", [7, 8], "list"), ("device", {"id": 0}, "dict"), ("device", True, "bool")]
+)
 def test_ids_that_are_not_ids(tmp_path, key, value, kind):
     bad = _kernel(1, 10)
     bad["args"][key] = value
@@ -86,9 +95,14 @@ def test_ids_that_are_not_ids(tmp_path, key, value, kind):
 
 def test_kernels_days_apart_give_no_negative_idle(tmp_path):
     day_us = 86_400e6
-    events = [_op("aten::relu", 0), _launch(1, 2), _kernel(1, 10),
-              {**_kernel(2, 30 * day_us), "args": {"device": 1, "stream": 7, "correlation": 2}},
-              _op("aten::relu", 30 * day_us - 20), _launch(2, 30 * day_us - 18)]
+    events = [
+        _op("aten::relu", 0),
+        _launch(1, 2),
+        _kernel(1, 10),
+        {**_kernel(2, 30 * day_us), "args": {"device": 1, "stream": 7, "correlation": 2}},
+        _op("aten::relu", 30 * day_us - 20),
+        _launch(2, 30 * day_us - 18),
+    ]
     a = analyze_trace(_write(tmp_path / "t.json", events), SPEC)
     assert (a.kernels["idle_before_s"] >= 0).all()
     assert a.summary["idle_s"] == pytest.approx(0)  # one kernel per device: no gap inside either window
@@ -102,10 +116,20 @@ def test_ranks_in_one_file_join_within_their_process(tmp_path):
         for corr in (1, 2, 3):
             base = t + 20 * corr
             name = f"aten::op{corr}_rank{rank}"
-            events += [{**_op(name, base), "pid": pid, "tid": pid},
-                       {**_launch(corr, base + 2), "pid": pid, "tid": pid},
-                       {"ph": "X", "cat": "kernel", "name": f"k{corr}", "pid": rank, "tid": 7, "ts": base + 5,
-                        "dur": 2, "args": {"device": rank, "stream": 7, "correlation": corr}}]
+            events += [
+                {**_op(name, base), "pid": pid, "tid": pid},
+                {**_launch(corr, base + 2), "pid": pid, "tid": pid},
+                {
+                    "ph": "X",
+                    "cat": "kernel",
+                    "name": f"k{corr}",
+                    "pid": rank,
+                    "tid": 7,
+                    "ts": base + 5,
+                    "dur": 2,
+                    "args": {"device": rank, "stream": 7, "correlation": corr},
+                },
+            ]
     a = analyze_trace(_write(tmp_path / "t.json", events), SPEC)
     k = a.kernels
     assert list(k["cpu_op"]) == [f"aten::op{c}_rank{r}" for r in (0, 1) for c in (1, 2, 3)]
@@ -130,7 +154,11 @@ def test_one_line_and_multi_line_text_with_keys_after_the_events(tmp_path):
     event array (as Kineto writes 'traceName'): cut into pieces, the same frames."""
     events = []
     for i in range(1, 40):
-        events += [_op("aten::relu", 20 * i), _launch(i, 20 * i + 2), {**_kernel(i, 20 * i + 10), "name": f"k{i}}},{{µ"}]
+        events += [
+            _op("aten::relu", 20 * i),
+            _launch(i, 20 * i + 2),
+            {**_kernel(i, 20 * i + 10), "name": f"k{i}}},{{µ"},
+        ]
     doc = {"schemaVersion": 1, "traceEvents": events, "traceName": "µ trace", "baseTimeNanoseconds": 1}
     one = tmp_path / "one.json"
     one.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
@@ -143,8 +171,17 @@ def test_one_line_and_multi_line_text_with_keys_after_the_events(tmp_path):
     assert a.summary["n_events"] == b.summary["n_events"] == 117
 
 
-@pytest.mark.parametrize("name", ["h100_decode_trace.json.gz", "hta_mi250_rocm_train.json.gz", "tiny_joins.json",
-                                  "tiny_old_format.json", "tiny_attention.json", "hta_backward_thread.json"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "h100_decode_trace.json.gz",
+        "hta_mi250_rocm_train.json.gz",
+        "tiny_joins.json",
+        "tiny_old_format.json",
+        "tiny_attention.json",
+        "hta_backward_thread.json",
+    ],
+)
 def test_the_parsers_agree(name):
     """msgspec (typed, the fields used only) and orjson (a dict per event) read the same frames."""
     pytest.importorskip("msgspec")

@@ -6,26 +6,48 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
+from reference_modules import build, n_bytes, n_params
 
 import roofline
-from roofline.predict import step_time
 from roofline.config import Workload, load_model, parse_model
+from roofline.predict import step_time
 from roofline.transformer import model_ops, parameter_count
-
-from reference_modules import build, n_bytes, n_params
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DATA = Path(__file__).resolve().parent / "data"
 
 TINY_CONFIGS = {
-    "llama": dict(model_type="llama", hidden_size=64, intermediate_size=160, num_hidden_layers=2,
-                  num_attention_heads=8, num_key_value_heads=2, vocab_size=100, tie_word_embeddings=False),
-    "qwen2": dict(model_type="qwen2", hidden_size=64, intermediate_size=96, num_hidden_layers=3,
-                  num_attention_heads=4, num_key_value_heads=2, vocab_size=120, tie_word_embeddings=True),
-    "mixtral": dict(model_type="mixtral", hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                    num_attention_heads=4, num_key_value_heads=1, vocab_size=50, num_local_experts=4,
-                    num_experts_per_tok=2),
+    "llama": dict(
+        model_type="llama",
+        hidden_size=64,
+        intermediate_size=160,
+        num_hidden_layers=2,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        vocab_size=100,
+        tie_word_embeddings=False,
+    ),
+    "qwen2": dict(
+        model_type="qwen2",
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=120,
+        tie_word_embeddings=True,
+    ),
+    "mixtral": dict(
+        model_type="mixtral",
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        vocab_size=50,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+    ),
     "gpt2": dict(model_type="gpt2", n_embd=48, n_layer=2, n_head=4, n_inner=None, n_positions=64, vocab_size=90),
 }
 
@@ -40,28 +62,31 @@ def test_weight_bytes_equal_a_real_module(arch):
     assert sum(op.count * op.param_bytes for op in ops) == n_bytes(module)
 
 
-@pytest.mark.parametrize("name, published", [
-    ("llama-2-7b", 6_738_415_616),  # Hugging Face model card / safetensors metadata
-    ("llama-2-70b", 68_976_648_192),
-    ("llama-3-8b", 8_030_261_248),
-    ("llama-3-70b", 70_553_706_496),
-    ("mistral-7b", 7_241_732_096),
-    ("mixtral-8x7b", 46_702_792_704),
-    ("qwen2.5-7b", 7_615_616_512),
-    ("gpt2", 124_439_808),
-    # the families of issue 9: HF transformers' meta build of the shipped config.json (tests/test_hf_families),
-    # equal to the model card's figure (tests/data/hf_configs/SOURCES.md)
-    ("deepseek-r1", 671_026_404_352),
-    ("deepseek-v2-lite", 15_706_484_224),
-    ("qwen3-30b-a3b", 30_532_122_624),
-    ("qwen1.5-moe-a2.7b", 14_315_784_192),
-    ("gemma-2-9b", 9_241_705_984),
-    ("gemma-3-1b", 999_885_952),
-    ("phi-4-mini", 3_836_021_760),
-    ("falcon-7b", 6_921_720_704),
-    ("olmo-2-7b", 7_298_617_344),
-    ("gpt-oss-20b", 20_914_757_184),
-])
+@pytest.mark.parametrize(
+    "name, published",
+    [
+        ("llama-2-7b", 6_738_415_616),  # Hugging Face model card / safetensors metadata
+        ("llama-2-70b", 68_976_648_192),
+        ("llama-3-8b", 8_030_261_248),
+        ("llama-3-70b", 70_553_706_496),
+        ("mistral-7b", 7_241_732_096),
+        ("mixtral-8x7b", 46_702_792_704),
+        ("qwen2.5-7b", 7_615_616_512),
+        ("gpt2", 124_439_808),
+        # the families of issue 9: HF transformers' meta build of the shipped config.json (tests/test_hf_families),
+        # equal to the model card's figure (tests/data/hf_configs/SOURCES.md)
+        ("deepseek-r1", 671_026_404_352),
+        ("deepseek-v2-lite", 15_706_484_224),
+        ("qwen3-30b-a3b", 30_532_122_624),
+        ("qwen1.5-moe-a2.7b", 14_315_784_192),
+        ("gemma-2-9b", 9_241_705_984),
+        ("gemma-3-1b", 999_885_952),
+        ("phi-4-mini", 3_836_021_760),
+        ("falcon-7b", 6_921_720_704),
+        ("olmo-2-7b", 7_298_617_344),
+        ("gpt-oss-20b", 20_914_757_184),
+    ],
+)
 def test_published_parameter_counts(name, published):
     assert parameter_count(load_model(EXAMPLES / f"{name}.yaml")) == published
 
@@ -74,7 +99,7 @@ def test_matmul_flops_match_flop_counter_on_a_module():
     c = TINY_CONFIGS["llama"]
     model = parse_model(c)
     b, L = 3, 10
-    h, nh, nkv, d, inter = 64, 8, 2, 8, 160
+    h, nh, d, inter = 64, 8, 8, 160  # 2 KV heads
     ops = {op.name: op for op in model_ops(model, Workload(), "decode", b, 1, L)}
     mod = build(c, torch.float32)
     layer = mod.layers[0]
@@ -172,7 +197,7 @@ def test_tensor_parallel_splits_and_adds_collectives():
 def test_naive_attention_materialises_scores():
     m = parse_model(TINY_CONFIGS["llama"])
     names = [op.name for op in model_ops(m, Workload(attn_impl="naive"), "prefill", 1, 16, 16)]
-    assert names[names.index("kv_cache_write") + 1:names.index("o_proj")] == ["qk_matmul", "softmax", "sv_matmul"]
+    assert names[names.index("kv_cache_write") + 1 : names.index("o_proj")] == ["qk_matmul", "softmax", "sv_matmul"]
 
 
 def test_quantised_weights_shrink_only_linear_layers():
@@ -244,8 +269,11 @@ def test_expert_parallelism_needs_moe():
 
 def test_max_window_layers_windows_only_the_layers_from_it_on():
     """qwen2 with use_sliding_window: layers >= max_window_layers are windowed, the rest see everything."""
-    m = parse_model(dict(TINY_CONFIGS["qwen2"], num_hidden_layers=4, use_sliding_window=True, sliding_window=100,
-                         max_window_layers=3))
+    m = parse_model(
+        dict(
+            TINY_CONFIGS["qwen2"], num_hidden_layers=4, use_sliding_window=True, sliding_window=100, max_window_layers=3
+        )
+    )
     assert m.layer_windows == (None, None, None, 100)
     ops = {op.name: op for op in model_ops(m, Workload(), "decode", 1, 1, 1000)}
     assert ops["attention"].count == 3 and ops["sliding_attention"].count == 1
@@ -289,8 +317,12 @@ def test_mla_cache_is_the_latent_and_the_form_is_selectable():
 
 
 def test_llama_attention_bias_covers_o_proj_and_qwen2_does_not():
-    llama = {op.name: op for op in model_ops(parse_model(dict(TINY_CONFIGS["llama"], attention_bias=True)),
-                                             Workload(), "decode", 1, 1, 1)}
+    llama = {
+        op.name: op
+        for op in model_ops(
+            parse_model(dict(TINY_CONFIGS["llama"], attention_bias=True)), Workload(), "decode", 1, 1, 1
+        )
+    }
     assert llama["o_proj"].params == 64 * 64 + 64 and llama["q_proj"].params == 64 * 64 + 64
     qwen2 = {op.name: op for op in model_ops(parse_model(TINY_CONFIGS["qwen2"]), Workload(), "decode", 1, 1, 1)}
     assert qwen2["o_proj"].params == 64 * 64 and qwen2["q_proj"].params == 64 * 64 + 64

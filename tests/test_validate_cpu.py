@@ -41,14 +41,23 @@ def test_pipeline_on_cpu_has_every_op_and_both_modes(cpu_run):
     assert (eager["measured_step_s"] > 0).all()
     assert steps.loc[steps["mode"] == "graph", "measured_step_s"].isna().all()  # no CUDA graph on the CPU
     # the predicted step is the summary's: the graph mode pays the smaller host cost
-    assert (steps.loc[steps["mode"] == "graph", "predicted_step_s"].to_numpy()
-            < eager["predicted_step_s"].to_numpy()).all()
+    assert (
+        steps.loc[steps["mode"] == "graph", "predicted_step_s"].to_numpy() < eager["predicted_step_s"].to_numpy()
+    ).all()
 
 
 def test_write_validation_folder(cpu_run, tmp_path):
     out = write_validation(cpu_run, tmp_path / "validate-cpu", command="roofline validate (test)")
-    for name in ("ops.csv", "steps.csv", "checks.csv", "clocks.csv", "device.json", "summary.md", "errors.png",
-                 "errors.svg"):
+    for name in (
+        "ops.csv",
+        "steps.csv",
+        "checks.csv",
+        "clocks.csv",
+        "device.json",
+        "summary.md",
+        "errors.png",
+        "errors.svg",
+    ):
         assert (out / name).is_file(), name
     md = (out / "summary.md").read_text()
     assert "## Targets" in md and "tiny-decode" in md and "roofline validate (test)" in md
@@ -59,10 +68,21 @@ def test_write_validation_folder(cpu_run, tmp_path):
 
 def test_error_summary_against_the_targets():
     # key ops: errors +5%, -8%, +30% -> median |e| 8% (passes 10%), worst 30% (fails 25%)
-    ops = pd.DataFrame({"op": ["q_proj", "attention", "down_proj", "rope"], "error": [0.05, -0.08, 0.30, 2.0],
-                        "roofline_error": [-0.2, -0.5, -0.1, -0.9]})
-    steps = pd.DataFrame({"phase": ["decode", "decode", "prefill"], "mode": ["eager", "graph", "eager"],
-                          "error": [0.09, -0.12, 0.14], "roofline_error": [-0.3, -0.2, -0.05]})
+    ops = pd.DataFrame(
+        {
+            "op": ["q_proj", "attention", "down_proj", "rope"],
+            "error": [0.05, -0.08, 0.30, 2.0],
+            "roofline_error": [-0.2, -0.5, -0.1, -0.9],
+        }
+    )
+    steps = pd.DataFrame(
+        {
+            "phase": ["decode", "decode", "prefill"],
+            "mode": ["eager", "graph", "eager"],
+            "error": [0.09, -0.12, 0.14],
+            "roofline_error": [-0.3, -0.2, -0.05],
+        }
+    )
     s = error_summary(ops, steps).set_index("check")
     med = s.loc["projections + attention, predicted (median)"]
     assert med["n"] == 3 and med["median_abs_error"] == pytest.approx(0.08) and med["passed"]
@@ -86,8 +106,9 @@ def test_error_chart_handles_nan_errors():
     from roofline import plot
 
     ops = pd.DataFrame({"op": ["q_proj", "rope"], "error": [0.1, np.nan], "roofline_error": [-0.3, np.nan]})
-    steps = pd.DataFrame({"case": ["a", "a"], "mode": ["eager", "graph"], "error": [0.05, np.nan],
-                          "roofline_error": [-0.2, np.nan]})
+    steps = pd.DataFrame(
+        {"case": ["a", "a"], "mode": ["eager", "graph"], "error": [0.05, np.nan], "roofline_error": [-0.2, np.nan]}
+    )
     fig = plot.figure_errors(ops, steps)
     assert len(fig.axes) == 2
 
@@ -107,9 +128,14 @@ def test_a_written_run_rescored_with_another_spec(cpu_run, tmp_path):
 def test_graph_advice_scores_predicted_against_achieved_speedup():
     # case a: predicted 2.0 / 1.0 = 2x, achieved 2.4 / 1.0 = 2.4x -> ratio 0.833, within 25%
     # case b: predicted 1.0x, achieved 1.5x -> ratio 0.667, outside; case c has no graph measurement
-    steps = pd.DataFrame({"case": ["a", "a", "b", "b", "c", "c"], "mode": ["eager", "graph"] * 3,
-                          "predicted_step_s": [2.0, 1.0, 1.0, 1.0, 1.0, 0.5],
-                          "measured_step_s": [2.4, 1.0, 1.5, 1.0, 1.0, np.nan]})
+    steps = pd.DataFrame(
+        {
+            "case": ["a", "a", "b", "b", "c", "c"],
+            "mode": ["eager", "graph"] * 3,
+            "predicted_step_s": [2.0, 1.0, 1.0, 1.0, 1.0, 0.5],
+            "measured_step_s": [2.4, 1.0, 1.5, 1.0, 1.0, np.nan],
+        }
+    )
     a = graph_advice(steps).set_index("case")
     assert list(a.index) == ["a", "b"]
     assert a.loc["a", "predicted_speedup"] == 2.0 and a.loc["a", "achieved_speedup"] == pytest.approx(2.4)

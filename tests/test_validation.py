@@ -34,17 +34,20 @@ def test_tiny_spec_has_round_numbers():
     assert spec.gpu_link_bytes_per_s == pytest.approx(2.0)  # 4 B/s bidirectional = 2 per direction
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"mem_bandwidth_gb_per_s": None}, "missing key 'mem_bandwidth_gb_per_s'"),
-    ({"mem_bandwith_gb_per_s": 1}, "unknown key 'mem_bandwith_gb_per_s' (did you mean 'mem_bandwidth_gb_per_s'?)"),
-    ({"mem_capacity_gb": "lots"}, "mem_capacity_gb: expected a number, got 'lots'"),
-    ({"mem_capacity_gb": 0}, "mem_capacity_gb: must be greater than zero, got 0"),
-    ({"launch_overhead_us": -5}, "launch_overhead_us: must be greater than zero, got -5"),
-    ({"peak_tflops": {"bf61": 1.0}}, "peak_tflops: unknown dtype 'bf61' (did you mean 'bf16'?)"),
-    ({"peak_tflops": {"bf16": True}}, "peak_tflops.bf16: expected a number, got True"),
-    ({"host_link": {"name": "bus"}}, "host_link.bidirectional_gb_per_s is missing"),
-    ({"sources": {**TINY_GPU["sources"], "l2_cache_mb": ""}}, "sources.l2_cache_mb is missing; cite where"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"mem_bandwidth_gb_per_s": None}, "missing key 'mem_bandwidth_gb_per_s'"),
+        ({"mem_bandwith_gb_per_s": 1}, "unknown key 'mem_bandwith_gb_per_s' (did you mean 'mem_bandwidth_gb_per_s'?)"),
+        ({"mem_capacity_gb": "lots"}, "mem_capacity_gb: expected a number, got 'lots'"),
+        ({"mem_capacity_gb": 0}, "mem_capacity_gb: must be greater than zero, got 0"),
+        ({"launch_overhead_us": -5}, "launch_overhead_us: must be greater than zero, got -5"),
+        ({"peak_tflops": {"bf61": 1.0}}, "peak_tflops: unknown dtype 'bf61' (did you mean 'bf16'?)"),
+        ({"peak_tflops": {"bf16": True}}, "peak_tflops.bf16: expected a number, got True"),
+        ({"host_link": {"name": "bus"}}, "host_link.bidirectional_gb_per_s is missing"),
+        ({"sources": {**TINY_GPU["sources"], "l2_cache_mb": ""}}, "sources.l2_cache_mb is missing; cite where"),
+    ],
+)
 def test_bad_spec(tmp_path, changes, message):
     path = spec_with(tmp_path, **changes)
     with pytest.raises(SpecError) as err:
@@ -80,6 +83,7 @@ def test_spec_without_the_dtype():
 
 # --- model files
 
+
 def model_error(tmp_path, **changes):
     data = {**TINY_MODEL, **changes}
     for k, v in changes.items():
@@ -91,27 +95,38 @@ def model_error(tmp_path, **changes):
     return str(err.value)
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"hidden_size": None}, "missing key 'hidden_size'"),
-    ({"hidden_sise": 64, "hidden_size": None}, "unknown key 'hidden_sise' (did you mean 'hidden_size'?)"),
-    ({"num_attention_heads": 6}, "num_attention_heads 6 does not divide hidden_size 64; fix one of them or give head_dim"),
-    ({"num_key_value_heads": 3}, "num_key_value_heads 3 does not divide num_attention_heads 8"),
-    ({"num_hidden_layers": -2}, "num_hidden_layers: must be greater than zero, got -2"),
-    ({"num_hidden_layers": 2.5}, "num_hidden_layers: expected a whole number, got 2.5"),
-    ({"model_type": "lama"}, "model_type 'lama' is not supported (did you mean 'llama'?)"),
-    ({"model_type": None}, "missing key 'model_type'"),
-    ({"hidden_act": "swiglu"}, "hidden_act 'swiglu' is not supported"),
-    ({"tie_word_embeddings": "no"}, "tie_word_embeddings must be true or false, got 'no'"),
-    ({"model_type": "mixtral", "num_local_experts": 4, "num_experts_per_tok": 6},
-     "num_experts_per_tok 6 is more than num_local_experts 4"),
-    ({"workload": {"batch_size": -1}}, "workload: batch_size: must be greater than zero, got -1"),
-    ({"workload": {"batch_sise": 1}}, "workload: unknown key 'batch_sise' (did you mean 'batch_size'?)"),
-    ({"workload": {"weight_dtype": "int3"}}, "weight_dtype 'int3' is not one of bf16, fp16, fp8, int8, int4"),
-    ({"workload": {"prompt_len": 100, "context_len": 50}}, "context_len 50 is shorter than prompt_len 100"),
-    ({"workload": {"tp": 3}}, "tp 3 does not divide num_attention_heads 8"),
-    ({"workload": {"batch_size": "1:100000", "prompt_len": "1:100000"}}, "the sweep has 10,000,000,000 points, more than 1,000,000; narrow the ranges"),
-    ({"workload": "fast"}, "workload must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"hidden_size": None}, "missing key 'hidden_size'"),
+        ({"hidden_sise": 64, "hidden_size": None}, "unknown key 'hidden_sise' (did you mean 'hidden_size'?)"),
+        (
+            {"num_attention_heads": 6},
+            "num_attention_heads 6 does not divide hidden_size 64; fix one of them or give head_dim",
+        ),
+        ({"num_key_value_heads": 3}, "num_key_value_heads 3 does not divide num_attention_heads 8"),
+        ({"num_hidden_layers": -2}, "num_hidden_layers: must be greater than zero, got -2"),
+        ({"num_hidden_layers": 2.5}, "num_hidden_layers: expected a whole number, got 2.5"),
+        ({"model_type": "lama"}, "model_type 'lama' is not supported (did you mean 'llama'?)"),
+        ({"model_type": None}, "missing key 'model_type'"),
+        ({"hidden_act": "swiglu"}, "hidden_act 'swiglu' is not supported"),
+        ({"tie_word_embeddings": "no"}, "tie_word_embeddings must be true or false, got 'no'"),
+        (
+            {"model_type": "mixtral", "num_local_experts": 4, "num_experts_per_tok": 6},
+            "num_experts_per_tok 6 is more than num_local_experts 4",
+        ),
+        ({"workload": {"batch_size": -1}}, "workload: batch_size: must be greater than zero, got -1"),
+        ({"workload": {"batch_sise": 1}}, "workload: unknown key 'batch_sise' (did you mean 'batch_size'?)"),
+        ({"workload": {"weight_dtype": "int3"}}, "weight_dtype 'int3' is not one of bf16, fp16, fp8, int8, int4"),
+        ({"workload": {"prompt_len": 100, "context_len": 50}}, "context_len 50 is shorter than prompt_len 100"),
+        ({"workload": {"tp": 3}}, "tp 3 does not divide num_attention_heads 8"),
+        (
+            {"workload": {"batch_size": "1:100000", "prompt_len": "1:100000"}},
+            "the sweep has 10,000,000,000 points, more than 1,000,000; narrow the ranges",
+        ),
+        ({"workload": "fast"}, "workload must be a mapping"),
+    ],
+)
 def test_bad_model(tmp_path, changes, message):
     assert message in model_error(tmp_path, **changes)
 
@@ -136,11 +151,26 @@ def test_top_level_not_a_mapping(tmp_path):
 def test_real_hf_config_json_is_accepted(tmp_path):
     """A Llama-2 config.json as Hugging Face ships it, unknown-to-us keys and all."""
     config = {
-        "architectures": ["LlamaForCausalLM"], "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu",
-        "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 11008, "max_position_embeddings": 4096,
-        "model_type": "llama", "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 32,
-        "pretraining_tp": 1, "rms_norm_eps": 1e-05, "rope_scaling": None, "tie_word_embeddings": False,
-        "torch_dtype": "float16", "transformers_version": "4.32.0.dev0", "use_cache": True, "vocab_size": 32000,
+        "architectures": ["LlamaForCausalLM"],
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "hidden_act": "silu",
+        "hidden_size": 4096,
+        "initializer_range": 0.02,
+        "intermediate_size": 11008,
+        "max_position_embeddings": 4096,
+        "model_type": "llama",
+        "num_attention_heads": 32,
+        "num_hidden_layers": 32,
+        "num_key_value_heads": 32,
+        "pretraining_tp": 1,
+        "rms_norm_eps": 1e-05,
+        "rope_scaling": None,
+        "tie_word_embeddings": False,
+        "torch_dtype": "float16",
+        "transformers_version": "4.32.0.dev0",
+        "use_cache": True,
+        "vocab_size": 32000,
         "some_future_key": 3,
     }
     import json
@@ -158,24 +188,30 @@ def test_gpt2_aliases():
     assert m.tie_word_embeddings and m.norm == "layernorm" and m.position == "learned"
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("1,8,64", (1, 8, 64)),
-    ("1:256:x2", (1, 2, 4, 8, 16, 32, 64, 128, 256)),
-    ("128:512:128", (128, 256, 384, 512)),
-    ("4", (4,)),
-    ([2, 3], (2, 3)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("1,8,64", (1, 8, 64)),
+        ("1:256:x2", (1, 2, 4, 8, 16, 32, 64, 128, 256)),
+        ("128:512:128", (128, 256, 384, 512)),
+        ("4", (4,)),
+        ([2, 3], (2, 3)),
+    ],
+)
 def test_parse_sweep(text, expected):
     assert parse_sweep(text, "batch") == expected
 
 
-@pytest.mark.parametrize("text, message", [
-    ("0", "must be greater than zero"),
-    ("3:2", "ends before it starts"),
-    ("1:8:x1", "the factor after x must be above 1"),
-    ("a,b", "expected a number, got 'a'"),
-    ("1:2:3:4", "must be start:stop"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("0", "must be greater than zero"),
+        ("3:2", "ends before it starts"),
+        ("1:8:x1", "the factor after x must be above 1"),
+        ("a,b", "expected a number, got 'a'"),
+        ("1:2:3:4", "must be start:stop"),
+    ],
+)
 def test_bad_sweep(text, message):
     with pytest.raises(ConfigError, match=message):
         parse_sweep(text, "batch")

@@ -30,10 +30,22 @@ from roofline.measure.nvml import NvmlSampler, gpu_info, spec_name_for_gpu
 from roofline.specs import load_spec, parse_spec, resolve_spec_path
 from roofline.validate import load_mapping
 
-FULL = {"copy_bytes": 2 * 1024**3, "matmul_n": 8192, "warmup": 3, "repeats": 10, "launches": 5000,
-        "graph_kernels": 1000}
-QUICK = {"copy_bytes": 256 * 1024**2, "matmul_n": 2048, "warmup": 2, "repeats": 5, "launches": 500,
-         "graph_kernels": 100}
+FULL = {
+    "copy_bytes": 2 * 1024**3,
+    "matmul_n": 8192,
+    "warmup": 3,
+    "repeats": 10,
+    "launches": 5000,
+    "graph_kernels": 1000,
+}
+QUICK = {
+    "copy_bytes": 256 * 1024**2,
+    "matmul_n": 2048,
+    "warmup": 2,
+    "repeats": 5,
+    "launches": 500,
+    "graph_kernels": 100,
+}
 MATMUL_DTYPES = ("bf16", "fp16", "tf32", "fp32", "fp8")
 
 
@@ -207,8 +219,10 @@ def calibrate(output=None, spec=None, device_index: int = 0, quick: bool = False
             launch = measure_launch(sizes["launches"], sizes["graph_kernels"])
             kernel_model = None
             if kernels and not quick:
-                basic = {"peak_tflops": {k: v / 1e12 for k, v in mm["flops_per_s"].items()},
-                         "mem_bandwidth_gb_per_s": max(bw["copy_bytes_per_s"], bw["read_bytes_per_s"]) / 1e9}
+                basic = {
+                    "peak_tflops": {k: v / 1e12 for k, v in mm["flops_per_s"].items()},
+                    "mem_bandwidth_gb_per_s": max(bw["copy_bytes_per_s"], bw["read_bytes_per_s"]) / 1e9,
+                }
                 interim = parse_spec(build_spec(shipped, basic, "interim"), "<calibration in progress>")
                 kernel_model = measure_kernel_model(interim)
     except torch.cuda.OutOfMemoryError:
@@ -222,16 +236,20 @@ def calibrate(output=None, spec=None, device_index: int = 0, quick: bool = False
         "mem_bandwidth_gb_per_s": round(mem_bw / 1e9, 1),
         "launch_overhead_us": round(launch["launch_s"] * 1e6, 2),
         "graph_launch_overhead_us": round(launch["graph_launch_s"] * 1e6, 3),
-        "conditions": _conditions(info, sampler, {
-            "copy_gb_per_s": round(bw["copy_bytes_per_s"] / 1e9, 1),
-            "read_gb_per_s": round(bw["read_bytes_per_s"] / 1e9, 1),
-            "buffer_bytes": sizes["copy_bytes"],
-            "matmul_n": sizes["matmul_n"],
-            "warmup": sizes["warmup"],
-            "repeats": sizes["repeats"],
-            "quick": quick,
-            "matmul_notes": mm["notes"],
-        }),
+        "conditions": _conditions(
+            info,
+            sampler,
+            {
+                "copy_gb_per_s": round(bw["copy_bytes_per_s"] / 1e9, 1),
+                "read_gb_per_s": round(bw["read_bytes_per_s"] / 1e9, 1),
+                "buffer_bytes": sizes["copy_bytes"],
+                "matmul_n": sizes["matmul_n"],
+                "warmup": sizes["warmup"],
+                "repeats": sizes["repeats"],
+                "quick": quick,
+                "matmul_notes": mm["notes"],
+            },
+        ),
     }
     if not measured["peak_tflops"]:
         del measured["peak_tflops"]
@@ -330,19 +348,46 @@ def write_spec(raw: dict, output) -> Path:
 GEMM_TOKENS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 # (in, out) of the linear layers of the shipped models: small (gpt2), Llama-2-7B, Llama-3-8B / Mixtral
 # (GQA k/v, the MLP), and two vocabularies (lm_head)
-GEMM_SHAPES = ((768, 768), (768, 3072), (3072, 768), (4096, 1024), (4096, 4096), (4096, 11008), (11008, 4096),
-               (4096, 14336), (14336, 4096), (4096, 32000), (4096, 128256))
+GEMM_SHAPES = (
+    (768, 768),
+    (768, 3072),
+    (3072, 768),
+    (4096, 1024),
+    (4096, 4096),
+    (4096, 11008),
+    (11008, 4096),
+    (4096, 14336),
+    (14336, 4096),
+    (4096, 32000),
+    (4096, 128256),
+)
 BANDWIDTH_BYTES = tuple(4096 * 4**i for i in range(10))  # 4 KB .. 1.07 GB moved (read + written)
 PREFILL_LENS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 PREFILL_BATCH_HEADS = (32, 256)  # batch x query heads, head_dim 128
 DECODE_KV_BYTES = tuple(2**19 * 4**i for i in range(9))  # 0.5 MB .. 34 GB of K and V read
 DECODE_GQA = (1, 4, 8)  # query heads per KV head, 32 query heads of 128
-SMALL_MODEL = {"name": "calibration-small", "model_type": "llama", "hidden_size": 512, "num_hidden_layers": 2,
-               "num_attention_heads": 8, "num_key_value_heads": 2, "intermediate_size": 1408, "vocab_size": 32000,
-               "hidden_act": "silu"}
-LARGE_MODEL = {"name": "calibration-large", "model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 1,
-               "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 32000,
-               "hidden_act": "silu"}
+SMALL_MODEL = {
+    "name": "calibration-small",
+    "model_type": "llama",
+    "hidden_size": 512,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 2,
+    "intermediate_size": 1408,
+    "vocab_size": 32000,
+    "hidden_act": "silu",
+}
+LARGE_MODEL = {
+    "name": "calibration-large",
+    "model_type": "llama",
+    "hidden_size": 4096,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "intermediate_size": 14336,
+    "vocab_size": 32000,
+    "hidden_act": "silu",
+}
 TRAFFIC_TOKENS = 2048  # prefill tokens of the traffic run: 16.8 MB per hidden-state tensor
 MAX_KERNEL_S = 0.2
 WARMUP_S = 0.05  # wall time of warm-up calls before each timing
@@ -408,8 +453,13 @@ def _roofline_s(spec, rows: list) -> "list[float]":
 
 
 def _cost_row(cost, dtype: str) -> dict:
-    return {"flops": float(cost.flops), "bytes_read": float(cost.bytes_read), "bytes_written": float(cost.bytes_written),
-            "kv_bytes_read": float(cost.kv_bytes_read), "compute_dtype": dtype}
+    return {
+        "flops": float(cost.flops),
+        "bytes_read": float(cost.bytes_read),
+        "bytes_written": float(cost.bytes_written),
+        "kv_bytes_read": float(cost.kv_bytes_read),
+        "compute_dtype": dtype,
+    }
 
 
 def _fill(eff):
@@ -433,8 +483,10 @@ def measure_bandwidth_curve(spec, repeats: int = 10, sizes=BANDWIDTH_BYTES) -> d
     out = {"bytes": [], "gb_per_s": []}
     for moved in sizes:
         n = max(moved // 4, 2)  # bf16 elements read (and as many written)
-        pairs = [(torch.randn(n, device="cuda", dtype=torch.bfloat16), torch.empty(n, device="cuda", dtype=torch.bfloat16))
-                 for _ in range(copies_for(4 * n))]
+        pairs = [
+            (torch.randn(n, device="cuda", dtype=torch.bfloat16), torch.empty(n, device="cuda", dtype=torch.bfloat16))
+            for _ in range(copies_for(4 * n))
+        ]
         fn = rotating(lambda src, dst: torch.neg(src, out=dst), pairs)  # an element-wise kernel, not a DMA copy
         t = kernel_time_s(fn, max(repeats, len(pairs)))
         out["bytes"].append(int(4 * n))
@@ -455,8 +507,9 @@ def measure_gemm_table(spec, dtype: str = "bf16", tokens=GEMM_TOKENS, shapes=GEM
     t_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     cells = {}
     for k_in, n_out in shapes:
-        weights = [torch.randn(n_out, k_in, device="cuda", dtype=t_dtype) * 0.02
-                   for _ in range(copies_for(n_out * k_in * 2))]
+        weights = [
+            torch.randn(n_out, k_in, device="cuda", dtype=t_dtype) * 0.02 for _ in range(copies_for(n_out * k_in * 2))
+        ]
         for m in tokens:
             cost = linear(m, k_in, n_out, dtype, dtype)
             roof = _roofline_s(spec, [_cost_row(cost, dtype)])[0]
@@ -503,8 +556,9 @@ def measure_attention_tables(spec, repeats: int = 3) -> dict:
                 gqa = kv_heads != heads
 
                 def op(q=q, k=k, v=v, gqa=gqa, b=b, s=s):
-                    o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                                       is_causal=True, enable_gqa=gqa)
+                    o = F.scaled_dot_product_attention(
+                        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True, enable_gqa=gqa
+                    )
                     return o.transpose(1, 2).reshape(b, s, heads * d)
 
                 t = kernel_time_s(op, repeats)
@@ -525,9 +579,13 @@ def measure_attention_tables(spec, repeats: int = 3) -> dict:
             roof = _roofline_s(spec, [_cost_row(cost, "bf16")])[0]
             # as the reference runs it: q [b, 1, h, d] transposed, K/V a slice of a cache [b, h_kv, ctx + 1, d]
             q = torch.randn(b, 1, heads, d, device="cuda", dtype=torch.bfloat16)
-            caches = [(torch.randn(b, kv_heads, ctx + 1, d, device="cuda", dtype=torch.bfloat16),
-                       torch.randn(b, kv_heads, ctx + 1, d, device="cuda", dtype=torch.bfloat16))
-                      for _ in range(copies_for(kv_bytes, cap=16))]
+            caches = [
+                (
+                    torch.randn(b, kv_heads, ctx + 1, d, device="cuda", dtype=torch.bfloat16),
+                    torch.randn(b, kv_heads, ctx + 1, d, device="cuda", dtype=torch.bfloat16),
+                )
+                for _ in range(copies_for(kv_bytes, cap=16))
+            ]
 
             def op(k, v, q=q, gqa=g > 1, b=b, ctx=ctx):
                 o = F.scaled_dot_product_attention(q.transpose(1, 2), k[:, :, :ctx], v[:, :, :ctx], enable_gqa=gqa)
@@ -539,10 +597,16 @@ def measure_attention_tables(spec, repeats: int = 3) -> dict:
         decode.append(row)
         torch.cuda.empty_cache()
     return {
-        "prefill": {"query_len": list(PREFILL_LENS), "flops_per_pair": [4 * bh * d for bh in PREFILL_BATCH_HEADS],
-                    "efficiency": _fill(prefill)},
-        "decode": {"kv_bytes": list(DECODE_KV_BYTES), "flops_per_kv_byte": [float(g) for g in DECODE_GQA],
-                   "efficiency": _fill(decode)},
+        "prefill": {
+            "query_len": list(PREFILL_LENS),
+            "flops_per_pair": [4 * bh * d for bh in PREFILL_BATCH_HEADS],
+            "efficiency": _fill(prefill),
+        },
+        "decode": {
+            "kv_bytes": list(DECODE_KV_BYTES),
+            "flops_per_kv_byte": [float(g) for g in DECODE_GQA],
+            "efficiency": _fill(decode),
+        },
     }
 
 
@@ -579,8 +643,12 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
     gap = kernel_gap_s(result.ops, result.steps.iloc[0])
     # the MoE ops (router, experts: a loop over the experts with a host sync each), on the same small model
     # with 8 experts of which 2 per token (Mixtral's routing); eager only (not graph-capturable)
-    moe = parse_model(dict(SMALL_MODEL, name="calibration-small-moe", model_type="mixtral", num_local_experts=8,
-                           num_experts_per_tok=2), "calibration-small-moe")
+    moe = parse_model(
+        dict(
+            SMALL_MODEL, name="calibration-small-moe", model_type="mixtral", num_local_experts=8, num_experts_per_tok=2
+        ),
+        "calibration-small-moe",
+    )
     moe_run = profile_model(moe, w, spec=spec, layers=2, warmup=5, iters=repeats, timing_iters=20)
     for name, entry in op_costs(moe_run.ops, moe_run.steps.iloc[0]).items():
         if name not in out:
@@ -600,10 +668,12 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
                 out[str(r.op)]["traffic"] = round(max(r.measured_time_s / ideal, 1.0), 3)
     step = result.steps.iloc[0]
     graph = step["graph_step_ref_s"]
-    cond = {"model": "llama-style hidden 512, 8 heads / 2 KV heads, MLP 1408, 2 layers; decode batch 1 context 128",
-            "eager_step_us": round(step["eager_step_ref_s"] * 1e6, 2),
-            "graph_step_us": round(graph * 1e6, 2) if graph else None,
-            "kernel_time_us": round(step["kernel_time_ref_s"] * 1e6, 2)}
+    cond = {
+        "model": "llama-style hidden 512, 8 heads / 2 KV heads, MLP 1408, 2 layers; decode batch 1 context 128",
+        "eager_step_us": round(step["eager_step_ref_s"] * 1e6, 2),
+        "graph_step_us": round(graph * 1e6, 2) if graph else None,
+        "kernel_time_us": round(step["kernel_time_ref_s"] * 1e6, 2),
+    }
     if gap is not None:
         cond["kernel_gap_us"] = round(gap * 1e6, 3)
     return out, cond

@@ -65,12 +65,14 @@ class ModuleRanges:
             rf = record_function(name)
             rf.__enter__()
             self.open[name].append(rf)
+
         return hook
 
     def _post(self, name):
         def hook(module, args, output):
             if self.open[name]:
                 self.open[name].pop().__exit__(None, None, None)
+
         return hook
 
     def remove(self):
@@ -173,8 +175,7 @@ def capture(model, config, gpu=None, trace_path=None, compare=None, activities=N
     roofline.attribute.compare_frame). ``workload``: batch_size / prompt_len overriding the inferred ones.
     Raises TypeError (not a module), DeviceError (profiler), RooflineError subclasses (bad config, trace).
     """
-    return Capture(model, config, gpu=gpu, trace_path=trace_path, compare=compare, activities=activities,
-                   **workload)
+    return Capture(model, config, gpu=gpu, trace_path=trace_path, compare=compare, activities=activities, **workload)
 
 
 def module_range_frame(path: str, config: ModelConfig, module_op) -> pd.DataFrame:

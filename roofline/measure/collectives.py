@@ -43,9 +43,19 @@ DEFAULT_SIZES = tuple(1024 * 4**k for k in range(11))  # 1 KiB, 4 KiB, ..., 1 Gi
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
-def calibrate_collectives(sizes=None, nproc: int = None, *, dtype: str = "bf16", backend: str = "nccl",
-                          warmup: int = 5, iters: int = 20, repeats: int = 5, rdzv_args=(),
-                          timeout_s: float = 600.0, init_timeout_s: float = 120.0) -> pd.DataFrame:
+def calibrate_collectives(
+    sizes=None,
+    nproc: int = None,
+    *,
+    dtype: str = "bf16",
+    backend: str = "nccl",
+    warmup: int = 5,
+    iters: int = 20,
+    repeats: int = 5,
+    rdzv_args=(),
+    timeout_s: float = 600.0,
+    init_timeout_s: float = 120.0,
+) -> pd.DataFrame:
     """All-reduce (sum) timings over ``sizes`` (bytes; default 1 KiB .. 1 GiB, powers of 4) on
     ``nproc`` GPUs of this host (default: all it has; with ``rdzv_args``, the same on every host).
 
@@ -65,13 +75,21 @@ def calibrate_collectives(sizes=None, nproc: int = None, *, dtype: str = "bf16",
     rdzv = check_rdzv_args(rdzv_args)
     nnodes = nnodes_of(rdzv)
     if nproc is None:
-        nproc = (torch.cuda.device_count() if backend == "nccl" and torch.cuda.is_available() else 2)
+        nproc = torch.cuda.device_count() if backend == "nccl" and torch.cuda.is_available() else 2
     check_devices(backend, nproc, what=f"the all-reduce calibration on {nproc} processes")
     if nproc * nnodes < 2:
         raise DeviceError(f"an all-reduce calibration needs at least 2 GPUs; this host has {nproc}")
     job = {"sizes": sizes, "dtype": dtype, "warmup": warmup, "iters": iters, "repeats": repeats}
-    payloads = launch(__name__, job, nproc=nproc, rdzv_args=rdzv, backend=backend, timeout_s=timeout_s,
-                      init_timeout_s=init_timeout_s, what="the all-reduce calibration")
+    payloads = launch(
+        __name__,
+        job,
+        nproc=nproc,
+        rdzv_args=rdzv,
+        backend=backend,
+        timeout_s=timeout_s,
+        init_timeout_s=init_timeout_s,
+        what="the all-reduce calibration",
+    )
     return _table(payloads, job, backend)
 
 
@@ -82,13 +100,22 @@ def _table(payloads: list, job: dict, backend: str) -> pd.DataFrame:
     eager = np.array([p["eager_times_s"] for p in ranks]).max(axis=0)
     t = per_rank.max(axis=0)
     sizes = np.array(payloads[0]["size_bytes"], dtype=float)
-    frame = pd.DataFrame({
-        "op": "all_reduce", "dtype": job["dtype"], "backend": backend, "world": world, "size_bytes": sizes,
-        "time_s": t, "time_min_rank_s": per_rank.min(axis=0), "time_eager_s": eager,
-        "algbw_bytes_per_s": sizes / t,
-        "busbw_bytes_per_s": sizes / t * 2 * (world - 1) / world,
-        "iters": job["iters"], "repeats": job["repeats"],
-    })
+    frame = pd.DataFrame(
+        {
+            "op": "all_reduce",
+            "dtype": job["dtype"],
+            "backend": backend,
+            "world": world,
+            "size_bytes": sizes,
+            "time_s": t,
+            "time_min_rank_s": per_rank.min(axis=0),
+            "time_eager_s": eager,
+            "algbw_bytes_per_s": sizes / t,
+            "busbw_bytes_per_s": sizes / t * 2 * (world - 1) / world,
+            "iters": job["iters"],
+            "repeats": job["repeats"],
+        }
+    )
     frame.attrs["device"] = payloads[0].get("device", {})
     return frame
 
@@ -103,8 +130,10 @@ def _collectives_rank(job, rank, world, local_rank, device) -> dict:
     dist.all_reduce(check)
     want = world * (world + 1) / 2
     if not bool((check.float() == want).all()):
-        raise DeviceError(f"all-reduce returned {check.float().unique().tolist()[:4]}, not {want} everywhere: "
-                          f"the collective is broken on this set-up")
+        raise DeviceError(
+            f"all-reduce returned {check.float().unique().tolist()[:4]}, not {want} everywhere: "
+            f"the collective is broken on this set-up"
+        )
     gen = torch.Generator(device=device).manual_seed(1234 + rank)
     iters = job["iters"]
     for _ in range(max(job["warmup"], 1) * 4):  # the first calls set up NCCL's channels: keep them out of every size
@@ -161,8 +190,11 @@ def _collectives_rank(job, rank, world, local_rank, device) -> dict:
         del x
         if cuda:
             torch.cuda.empty_cache()
-    info = {"gpu": torch.cuda.get_device_name(device) if cuda else "cpu", "torch": str(torch.__version__),
-            "backend": dist.get_backend()}
+    info = {
+        "gpu": torch.cuda.get_device_name(device) if cuda else "cpu",
+        "torch": str(torch.__version__),
+        "backend": dist.get_backend(),
+    }
     if cuda:
         info["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
         info["nvls_env"] = os.environ.get("NCCL_NVLS_ENABLE", "unset")
@@ -171,6 +203,7 @@ def _collectives_rank(job, rank, world, local_rank, device) -> dict:
 
 # ----------------------------------------------------------------------------------------------
 # into a spec
+
 
 def collective_ceilings(frame: pd.DataFrame) -> dict:
     """The ``measured:`` keys from a ``calibrate_collectives`` table: link_busbw_gb_per_s (the largest
@@ -203,14 +236,24 @@ def merge_collectives(raw: dict, frame: pd.DataFrame) -> dict:
     device = dict(frame.attrs.get("device", {}))
     biggest = frame.loc[frame["busbw_bytes_per_s"].idxmax()]
     conditions["collectives"] = {
-        "op": "all_reduce (sum)", "dtype": str(first["dtype"]), "backend": str(first["backend"]),
-        "world": int(first["world"]), **{k: str(v) for k, v in device.items()},
-        "iters": int(first["iters"]), "repeats": int(first["repeats"]),
+        "op": "all_reduce (sum)",
+        "dtype": str(first["dtype"]),
+        "backend": str(first["backend"]),
+        "world": int(first["world"]),
+        **{k: str(v) for k, v in device.items()},
+        "iters": int(first["iters"]),
+        "repeats": int(first["repeats"]),
         "busbw_max_at_bytes": int(biggest["size_bytes"]),
         "timing": "CUDA-graph replay of the loop" if str(first["backend"]) == "nccl" else "host clock",
-        "sizes": [{"bytes": int(r.size_bytes), "time_us": _sig(r.time_s * 1e6),
-                   "time_eager_us": _sig(getattr(r, "time_eager_s", r.time_s) * 1e6),
-                   "busbw_gb_per_s": _sig(r.busbw_bytes_per_s / 1e9)} for r in frame.itertuples()],
+        "sizes": [
+            {
+                "bytes": int(r.size_bytes),
+                "time_us": _sig(r.time_s * 1e6),
+                "time_eager_us": _sig(getattr(r, "time_eager_s", r.time_s) * 1e6),
+                "busbw_gb_per_s": _sig(r.busbw_bytes_per_s / 1e9),
+            }
+            for r in frame.itertuples()
+        ],
     }
     measured["conditions"] = conditions
     out["measured"] = measured

@@ -78,9 +78,23 @@ COLLECTIVE_OPS = ("embed_all_reduce", "attn_all_reduce", "mlp_all_reduce", "logi
 BACKENDS = ("nccl", "gloo")
 # torchrun's rendezvous arguments, passed through as given (both spellings torchrun accepts)
 RDZV_FLAGS = {
-    "--nnodes", "--node-rank", "--node_rank", "--master-addr", "--master_addr", "--master-port", "--master_port",
-    "--rdzv-endpoint", "--rdzv_endpoint", "--rdzv-backend", "--rdzv_backend", "--rdzv-id", "--rdzv_id",
-    "--rdzv-conf", "--rdzv_conf", "--local-addr", "--local_addr",
+    "--nnodes",
+    "--node-rank",
+    "--node_rank",
+    "--master-addr",
+    "--master_addr",
+    "--master-port",
+    "--master_port",
+    "--rdzv-endpoint",
+    "--rdzv_endpoint",
+    "--rdzv-backend",
+    "--rdzv_backend",
+    "--rdzv-id",
+    "--rdzv_id",
+    "--rdzv-conf",
+    "--rdzv_conf",
+    "--local-addr",
+    "--local_addr",
 }
 KILL_GRACE_S = 15.0  # after SIGTERM, torchrun's time to stop its workers before SIGKILL
 FAULT_ENV = "ROOFLINE_DIST_FAULT"  # tests: "RANK:raise|exit|hang", acted on right after joining the group
@@ -91,10 +105,25 @@ RESULT_FILE = "result.pkl"
 # ----------------------------------------------------------------------------------------------
 # the launcher
 
-def profile_distributed(model, workload=None, spec=None, layers: int = 2, nproc: int = None, warmup: int = 5,
-                        iters: int = 10, trace_dir=None, rdzv_args=(), *, backend: str = "nccl",
-                        cuda_graph: bool = None, timing_iters: int = 20, seed: int = 0, timeout_s: float = 1800.0,
-                        init_timeout_s: float = 300.0) -> MeasuredRun:
+
+def profile_distributed(
+    model,
+    workload=None,
+    spec=None,
+    layers: int = 2,
+    nproc: int = None,
+    warmup: int = 5,
+    iters: int = 10,
+    trace_dir=None,
+    rdzv_args=(),
+    *,
+    backend: str = "nccl",
+    cuda_graph: bool = None,
+    timing_iters: int = 20,
+    seed: int = 0,
+    timeout_s: float = 1800.0,
+    init_timeout_s: float = 300.0,
+) -> MeasuredRun:
     """Profile ``layers`` reference layers of ``model`` split over ``workload.tp`` GPUs, one process
     per GPU, for the single point of ``workload`` (the model file's when None), against ``spec``
     (name, path or HardwareSpec; default: the shipped spec of the GPUs).
@@ -135,10 +164,29 @@ def profile_distributed(model, workload=None, spec=None, layers: int = 2, nproc:
     layers = max(1, min(layers, m.num_hidden_layers))
     run_dir = Path(tempfile.mkdtemp(prefix="roofline-tp-"))
     trace_root = Path(trace_dir).resolve() if trace_dir else run_dir / "traces"
-    job = {"model": m, "workload": w, "spec": spec, "layers": layers, "warmup": warmup, "iters": iters,
-           "cuda_graph": cuda_graph, "timing_iters": timing_iters, "seed": seed, "trace_dir": str(trace_root)}
-    payloads = launch(__name__, job, nproc=nproc, rdzv_args=rdzv, backend=backend, run_dir=run_dir,
-                      timeout_s=timeout_s, init_timeout_s=init_timeout_s, what=f"the tp {tp} profile")
+    job = {
+        "model": m,
+        "workload": w,
+        "spec": spec,
+        "layers": layers,
+        "warmup": warmup,
+        "iters": iters,
+        "cuda_graph": cuda_graph,
+        "timing_iters": timing_iters,
+        "seed": seed,
+        "trace_dir": str(trace_root),
+    }
+    payloads = launch(
+        __name__,
+        job,
+        nproc=nproc,
+        rdzv_args=rdzv,
+        backend=backend,
+        run_dir=run_dir,
+        timeout_s=timeout_s,
+        init_timeout_s=init_timeout_s,
+        what=f"the tp {tp} profile",
+    )
     return combine(payloads)
 
 
@@ -188,7 +236,9 @@ def world_of(tp: int, nproc, nnodes: int):
             raise ConfigError(f"tp {tp} does not split evenly over {nnodes} hosts; give nproc per host")
         nproc = tp // nnodes
     if nproc * nnodes != tp:
-        raise ConfigError(f"tp {tp} needs {tp} processes in all; {nnodes} host(s) x {nproc} per host = {nproc * nnodes}")
+        raise ConfigError(
+            f"tp {tp} needs {tp} processes in all; {nnodes} host(s) x {nproc} per host = {nproc * nnodes}"
+        )
     if tp < 2:
         raise ConfigError("tp 1 runs in one process: use profile_model (roofline profile without --tp)")
     return tp, nproc
@@ -231,8 +281,18 @@ def _repo_root() -> str:
     return str(Path(roofline.__file__).resolve().parent.parent)
 
 
-def launch(module: str, job: dict, *, nproc: int, rdzv_args=(), backend: str = "nccl", run_dir=None,
-           timeout_s: float = 1800.0, init_timeout_s: float = 300.0, what: str = "the run") -> list:
+def launch(
+    module: str,
+    job: dict,
+    *,
+    nproc: int,
+    rdzv_args=(),
+    backend: str = "nccl",
+    run_dir=None,
+    timeout_s: float = 1800.0,
+    init_timeout_s: float = 300.0,
+    what: str = "the run",
+) -> list:
     """Run ``python -m module JOB`` on ``nproc`` processes under torchrun and return the per-rank
     payloads (the list ``worker_main`` gathered, rank order). Raises DeviceError (or the rank's own
     roofline error type) on a failure, and after ``timeout_s`` with everything stopped."""
@@ -242,8 +302,18 @@ def launch(module: str, job: dict, *, nproc: int, rdzv_args=(), backend: str = "
     job_path = run_dir / "job.pkl"
     job_path.write_bytes(pickle.dumps(job))
     rdzv = list(rdzv_args) or ["--standalone"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--max-restarts=0",
-           "--monitor-interval=0.5", *rdzv, "-m", module, str(job_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc-per-node={nproc}",
+        "--max-restarts=0",
+        "--monitor-interval=0.5",
+        *rdzv,
+        "-m",
+        module,
+        str(job_path),
+    ]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_repo_root(), env.get("PYTHONPATH")) if p)
     env.setdefault("OMP_NUM_THREADS", "1")
@@ -336,8 +406,10 @@ def kill_workers(run_dir) -> list:
 
 
 _FAILED_RANK = re.compile(r"rank\s*:\s*(\d+) \(local_rank[^\n]*\n\s*exitcode\s*:\s*(-?\d+)")
-_ERROR_TYPES = {name: getattr(errors, name) for name in ("ConfigError", "DeviceError", "SpecError", "UnknownHardware",
-                                                           "TraceError", "InputFileError")}
+_ERROR_TYPES = {
+    name: getattr(errors, name)
+    for name in ("ConfigError", "DeviceError", "SpecError", "UnknownHardware", "TraceError", "InputFileError")
+}
 
 
 def _how(code: int) -> str:
@@ -373,8 +445,11 @@ def failure(run_dir, rc: int, log_path) -> Exception:
         root = [r for r in failed if r in written]
         first = written[root[-1]] if root else min(written.values(), key=lambda e: e["time"])
         cls = _ERROR_TYPES.get(first["type"], DeviceError)
-        text = first["message"] if cls is not DeviceError or first["type"] == "DeviceError" else \
-            f"{first['type']}: {first['message']}"
+        text = (
+            first["message"]
+            if cls is not DeviceError or first["type"] == "DeviceError"
+            else f"{first['type']}: {first['message']}"
+        )
         return cls(f"rank {first['rank']}: {text}")
     last = next((ln.strip() for ln in reversed(log.splitlines()) if ln.strip()), "no output")
     return DeviceError(f"torchrun exited with code {rc} before the ranks finished: {last[:200]}; log: {log_path}")
@@ -382,6 +457,7 @@ def failure(run_dir, rc: int, log_path) -> Exception:
 
 # ----------------------------------------------------------------------------------------------
 # the worker: one per GPU, started by torchrun
+
 
 def worker_main(argv, run_rank) -> None:
     """Entry point of a torchrun worker: join the group, ``payload = run_rank(job, rank, world,
@@ -418,8 +494,13 @@ def worker_main(argv, run_rank) -> None:
         dist.destroy_process_group()
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the launcher as one line
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        record = {"rank": rank, "type": type(exc).__name__, "message": message[:500], "time": time.time(),
-                  "host": socket.gethostname()}
+        record = {
+            "rank": rank,
+            "type": type(exc).__name__,
+            "message": message[:500],
+            "time": time.time(),
+            "host": socket.gethostname(),
+        }
         (run_dir / f"rank{rank}.error").write_text(json.dumps(record))
         traceback.print_exc()
         sys.stderr.flush()
@@ -459,10 +540,20 @@ def _profile_rank(job, rank, world, local_rank, device) -> dict:
             torch.cuda.synchronize()
             return None
 
-    result = profile_model(job["model"], w, spec=job["spec"], layers=job["layers"], warmup=job["warmup"],
-                           iters=job["iters"], cuda_graph=job["cuda_graph"], trace_dir=trace_dir,
-                           timing_iters=job["timing_iters"], device=str(device), seed=job["seed"],
-                           graph_timer=guarded_graph_time)
+    result = profile_model(
+        job["model"],
+        w,
+        spec=job["spec"],
+        layers=job["layers"],
+        warmup=job["warmup"],
+        iters=job["iters"],
+        cuda_graph=job["cuda_graph"],
+        trace_dir=trace_dir,
+        timing_iters=job["timing_iters"],
+        device=str(device),
+        seed=job["seed"],
+        graph_timer=guarded_graph_time,
+    )
     spec = job["spec"] if job["spec"] is not None else load_spec(result.device["spec"])
     kernels = []
     if cuda:
@@ -471,23 +562,40 @@ def _profile_rank(job, rank, world, local_rank, device) -> dict:
             kernels.append(comm_kernels(ta.kernels).assign(phase=phase))
     import torch.distributed as dist
 
-    device_info = dict(result.device, rank=rank, local_rank=local_rank, world_size=world,
-                       backend=dist.get_backend(), host=socket.gethostname(),
-                       env={k: v for k, v in os.environ.items() if k.startswith(ENV_RECORDED)})
+    device_info = dict(
+        result.device,
+        rank=rank,
+        local_rank=local_rank,
+        world_size=world,
+        backend=dist.get_backend(),
+        host=socket.gethostname(),
+        env={k: v for k, v in os.environ.items() if k.startswith(ENV_RECORDED)},
+    )
     if cuda:
         device_info["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
     return {
-        "rank": rank, "ops": result.ops, "kernels": result.kernels, "sequence": result.sequence,
-        "steps": result.steps, "clocks": result.clocks, "traces": result.traces, "device": device_info,
-        "notes": list(result.notes) + notes, "spec": spec,
+        "rank": rank,
+        "ops": result.ops,
+        "kernels": result.kernels,
+        "sequence": result.sequence,
+        "steps": result.steps,
+        "clocks": result.clocks,
+        "traces": result.traces,
+        "device": device_info,
+        "notes": list(result.notes) + notes,
+        "spec": spec,
         "comm_kernels": pd.concat(kernels, ignore_index=True) if kernels else pd.DataFrame(),
-        "cuda": cuda, "model": result.model, "workload": result.workload, "layers": result.layers,
+        "cuda": cuda,
+        "model": result.model,
+        "workload": result.workload,
+        "layers": result.layers,
         "cuda_graph": result.cuda_graph,
     }
 
 
 # ----------------------------------------------------------------------------------------------
 # communication kernels: which, how long, how much of it exposed
+
 
 def _is_comm(names: pd.Series) -> np.ndarray:
     return names.astype(str).str.contains("nccl", case=False, regex=False).to_numpy()
@@ -553,8 +661,12 @@ def comm_by_range(ck: pd.DataFrame, keys=("range",), time_col: str = "dur_s") ->
     per = pd.DataFrame({"calls": g[time_col].size(), "comm": g[time_col].sum(), "exposed": g["exposed_s"].sum()})
     per["comm_call"] = per["comm"] / per["calls"]
     per["exposed_call"] = per["exposed"] / per["calls"]
-    out = per.groupby(keys, sort=False).agg(calls_per_step=("calls", "median"), comm_time_s=("comm_call", "median"),
-                                            exposed_comm_s=("exposed_call", "median"), steps=("calls", "size"))
+    out = per.groupby(keys, sort=False).agg(
+        calls_per_step=("calls", "median"),
+        comm_time_s=("comm_call", "median"),
+        exposed_comm_s=("exposed_call", "median"),
+        steps=("calls", "size"),
+    )
     return out.reset_index()
 
 
@@ -585,17 +697,26 @@ def join_rank_traces(traces: dict, spec) -> pd.DataFrame:
     comm_time_max_rank_s and n_ranks. ``roofline.compare.comm_against_prediction`` adds the analytic
     bytes, the predicted time and the bus bandwidth. Raises TraceError for an unreadable trace."""
     spec = load_spec(spec)
-    ck = pd.concat([comm_kernels(analyze_trace(p, spec).kernels).assign(rank=r) for r, p in sorted(traces.items())],
-                   ignore_index=True)
+    ck = pd.concat(
+        [comm_kernels(analyze_trace(p, spec).kernels).assign(rank=r) for r, p in sorted(traces.items())],
+        ignore_index=True,
+    )
     per_rank = comm_by_range(ck, ("rank",))
-    out = per_rank.groupby("range", sort=False).agg(
-        calls_per_step=("calls_per_step", "median"), comm_time_s=("comm_time_s", "mean"),
-        exposed_comm_s=("exposed_comm_s", "mean")).reset_index()
+    out = (
+        per_rank.groupby("range", sort=False)
+        .agg(
+            calls_per_step=("calls_per_step", "median"),
+            comm_time_s=("comm_time_s", "mean"),
+            exposed_comm_s=("exposed_comm_s", "mean"),
+        )
+        .reset_index()
+    )
     return out.merge(cross_rank(ck, ()), on="range", how="left")
 
 
 # ----------------------------------------------------------------------------------------------
 # putting the ranks together
+
 
 def _rank_ops(p: dict) -> pd.DataFrame:
     """One rank's ops frame with its own communication columns (the cross-rank ones come later)."""
@@ -627,11 +748,13 @@ def _rank_steps(p: dict, ops: pd.DataFrame) -> pd.DataFrame:
         f = ops[(ops["phase"] == phase) & ops["op"].isin(COLLECTIVE_OPS)]
         calls = f["calls"].to_numpy(float)
         lo = f["comm_time_min_rank_s"].fillna(f["comm_time_s"])
-        rows.append({
-            "comm_time_ref_s": float((f["comm_time_s"] * calls).sum()),
-            "exposed_comm_ref_s": float((f["exposed_comm_s"] * calls).sum()),
-            "comm_time_min_rank_ref_s": float((lo * calls).sum()),
-        })
+        rows.append(
+            {
+                "comm_time_ref_s": float((f["comm_time_s"] * calls).sum()),
+                "exposed_comm_ref_s": float((f["exposed_comm_s"] * calls).sum()),
+                "comm_time_min_rank_ref_s": float((lo * calls).sum()),
+            }
+        )
     extra = pd.DataFrame(rows, index=steps.index)
     steps = pd.concat([steps, extra], axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -640,7 +763,8 @@ def _rank_steps(p: dict, ops: pd.DataFrame) -> pd.DataFrame:
         # would take of the step without it (each call at the fastest rank's time)
         steps["skew_wait_ref_s"] = steps["comm_time_ref_s"] - steps["comm_time_min_rank_ref_s"]
         steps["balanced_comm_share"] = steps["comm_time_min_rank_ref_s"] / (
-            steps["kernel_time_ref_s"] - steps["skew_wait_ref_s"])
+            steps["kernel_time_ref_s"] - steps["skew_wait_ref_s"]
+        )
     steps["rank"] = p["rank"]
     return steps
 
@@ -675,8 +799,10 @@ def combine(payloads: list) -> MeasuredRun:
         notes.extend(f"rank {p['rank']}: {n}" for n in p["notes"])
     first = payloads[0]
     device = dict(first["device"])
-    device["ranks"] = [{k: p["device"].get(k) for k in ("rank", "local_rank", "host", "gpu", "pci_bus_id", "uuid")
-                        if k in p["device"]} for p in payloads]
+    device["ranks"] = [
+        {k: p["device"].get(k) for k in ("rank", "local_rank", "host", "gpu", "pci_bus_id", "uuid") if k in p["device"]}
+        for p in payloads
+    ]
     traces = {f"{ph}_rank{p['rank']}": path for p in payloads for ph, path in p["traces"].items()}
     return MeasuredRun(
         source="distributed",
@@ -685,8 +811,13 @@ def combine(payloads: list) -> MeasuredRun:
         sequence=pd.concat([_with_rank(p["sequence"], p["rank"]) for p in payloads], ignore_index=True),
         steps=steps,
         clocks=pd.concat([_with_rank(p["clocks"], p["rank"]) for p in payloads], ignore_index=True),
-        traces=traces, device=device, notes=tuple(notes), model=first["model"], workload=first["workload"],
-        layers=first["layers"], cuda_graph=first["cuda_graph"],
+        traces=traces,
+        device=device,
+        notes=tuple(notes),
+        model=first["model"],
+        workload=first["workload"],
+        layers=first["layers"],
+        cuda_graph=first["cuda_graph"],
     )
 
 

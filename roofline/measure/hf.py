@@ -41,13 +41,25 @@ def require_transformers():
 def hf_config_dict(m: ModelConfig) -> dict:
     """config.json keys of ``m`` for transformers' AutoConfig.for_model."""
     if m.model_type == "gpt2":
-        return {"model_type": "gpt2", "n_embd": m.hidden_size, "n_layer": m.num_hidden_layers,
-                "n_head": m.num_attention_heads, "n_inner": m.intermediate_size, "vocab_size": m.vocab_size,
-                "n_positions": m.max_position_embeddings or 1024, "tie_word_embeddings": m.tie_word_embeddings}
+        return {
+            "model_type": "gpt2",
+            "n_embd": m.hidden_size,
+            "n_layer": m.num_hidden_layers,
+            "n_head": m.num_attention_heads,
+            "n_inner": m.intermediate_size,
+            "vocab_size": m.vocab_size,
+            "n_positions": m.max_position_embeddings or 1024,
+            "tie_word_embeddings": m.tie_word_embeddings,
+        }
     keys = {
-        "model_type": m.model_type, "hidden_size": m.hidden_size, "intermediate_size": m.intermediate_size,
-        "num_hidden_layers": m.num_hidden_layers, "num_attention_heads": m.num_attention_heads,
-        "num_key_value_heads": m.num_key_value_heads, "vocab_size": m.vocab_size, "hidden_act": m.hidden_act,
+        "model_type": m.model_type,
+        "hidden_size": m.hidden_size,
+        "intermediate_size": m.intermediate_size,
+        "num_hidden_layers": m.num_hidden_layers,
+        "num_attention_heads": m.num_attention_heads,
+        "num_key_value_heads": m.num_key_value_heads,
+        "vocab_size": m.vocab_size,
+        "hidden_act": m.hidden_act,
         "tie_word_embeddings": m.tie_word_embeddings,
     }
     if m.head_dim_override:
@@ -92,8 +104,9 @@ def build_hf_model(m: ModelConfig, device="cuda", dtype: str = "bf16", attn: str
             except TypeError:  # transformers before 4.56 names it torch_dtype
                 model = AutoModelForCausalLM.from_config(cfg, torch_dtype=HF_DTYPES[dtype], attn_implementation=attn)
     except torch.OutOfMemoryError:
-        raise DeviceError(f"out of GPU memory building {m.name} ({m.num_hidden_layers} layers); "
-                          f"use --layers to build fewer") from None
+        raise DeviceError(
+            f"out of GPU memory building {m.name} ({m.num_hidden_layers} layers); use --layers to build fewer"
+        ) from None
     return model.eval()
 
 
@@ -140,8 +153,17 @@ def generate_steps(model, batch: int, prompt_len: int, steps: int, device) -> li
     return times
 
 
-def profile_hf(m: ModelConfig, w: Workload, spec=None, layers=None, steps: Optional[int] = None, warmup: int = 1,
-               trace_path=None, compare=None, device: str = "cuda"):
+def profile_hf(
+    m: ModelConfig,
+    w: Workload,
+    spec=None,
+    layers=None,
+    steps: Optional[int] = None,
+    warmup: int = 1,
+    trace_path=None,
+    compare=None,
+    device: str = "cuda",
+):
     """Build the HF model of ``m`` (``layers`` of them; default all), warm up, and run one prefill and
     ``steps`` decode steps (default: the workload's gen_tokens, else 8) under ``capture``.
 

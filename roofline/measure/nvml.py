@@ -54,8 +54,7 @@ def spec_name_for_gpu(gpu_name: str) -> str:
     if name in GPU_SPECS:
         return GPU_SPECS[name]
     raise UnknownHardware(
-        f"GPU '{name}' has no shipped spec; pass --gpu with one of {', '.join(list_specs())} "
-        f"or a spec YAML path"
+        f"GPU '{name}' has no shipped spec; pass --gpu with one of {', '.join(list_specs())} or a spec YAML path"
     )
 
 
@@ -206,8 +205,10 @@ class NvmlSampler:
         if counts:
             sm = frame["sm_clock_mhz"].dropna()
             what = ", ".join(f"{r} in {n} of {len(frame)} samples" for r, n in sorted(counts.items()))
-            note = (f"clocks throttled during the run ({what}; SM clock {sm.min():.0f}-{sm.max():.0f} MHz): "
-                    f"measured times may be slower than the part's rated clocks")
+            note = (
+                f"clocks throttled during the run ({what}; SM clock {sm.min():.0f}-{sm.max():.0f} MHz): "
+                f"measured times may be slower than the part's rated clocks"
+            )
             self.notes.append(note)
             warnings.warn(note, stacklevel=2)
 

@@ -46,6 +46,7 @@ from roofline.measure.run import MeasuredRun
 from roofline.measure.trace import analyze_trace
 from roofline.specs import load_spec
 
+
 def resolve_model(model, workload):
     """(ModelConfig, Workload) from a ModelConfig or a model file; ``workload`` wins over the file's."""
     if isinstance(model, ModelConfig):
@@ -100,7 +101,9 @@ def _run_profiler(step, iters: int, cuda: bool):
     except (RuntimeError, AssertionError) as exc:
         if isinstance(exc, torch.cuda.OutOfMemoryError):
             raise
-        raise DeviceError(f"the PyTorch profiler failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise DeviceError(
+            f"the PyTorch profiler failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
     return prof, events
 
 
@@ -177,22 +180,33 @@ def _rows(phase, names, per_step, iters, found) -> tuple:
         steps_s, kstats, span = found.get(name, ([], {}, np.nan))
         if not steps_s:
             notes.append(f"{phase}: op '{name}' launched no GPU work in the profiled steps")
-            op_rows.append({"op": name, "calls": k, "gpu_time_s": 0.0, "n_kernels": 0.0, "kernels": "",
-                            "span_s": span})
+            op_rows.append({"op": name, "calls": k, "gpu_time_s": 0.0, "n_kernels": 0.0, "kernels": "", "span_s": span})
             continue
         if len(steps_s) == iters:
             totals += np.array(steps_s)
         med = statistics.median(steps_s)
         occurrences = len(steps_s) * k
         for kname, (calls, total) in sorted(kstats.items(), key=lambda kv: -kv[1][1]):
-            kernel_rows.append({"phase": phase, "op": name, "kernel": kname, "calls": calls / occurrences,
-                                "time_s": total / occurrences})
-        op_rows.append({
-            "op": name, "calls": k, "gpu_time_s": med / k,
-            "gpu_time_spread": (max(steps_s) - min(steps_s)) / med if med > 0 else np.nan,
-            "n_kernels": sum(c for c, _ in kstats.values()) / occurrences,
-            "kernels": " | ".join(kstats), "span_s": span,
-        })
+            kernel_rows.append(
+                {
+                    "phase": phase,
+                    "op": name,
+                    "kernel": kname,
+                    "calls": calls / occurrences,
+                    "time_s": total / occurrences,
+                }
+            )
+        op_rows.append(
+            {
+                "op": name,
+                "calls": k,
+                "gpu_time_s": med / k,
+                "gpu_time_spread": (max(steps_s) - min(steps_s)) / med if med > 0 else np.nan,
+                "n_kernels": sum(c for c, _ in kstats.values()) / occurrences,
+                "kernels": " | ".join(kstats),
+                "span_s": span,
+            }
+        )
     return op_rows, kernel_rows, totals, notes
 
 
@@ -212,8 +226,17 @@ def _per_op_from_trace(ta, names, per_step, iters, phase):
         found[name] = (list(per.to_numpy(float)), kstats, span)
     op_rows, kernel_rows, totals, notes = _rows(phase, names, per_step, iters, found)
     first = mine[mine["step"] == mine["step"].min()].sort_values("ts_s") if len(mine) else mine
-    sequence = [{"phase": phase, "op": r.range, "kernel": r.name, "kind": r.kind, "time_s": r.dur_s,
-                 "launch_kind": r.launch_kind} for r in first.itertuples()]
+    sequence = [
+        {
+            "phase": phase,
+            "op": r.range,
+            "kernel": r.name,
+            "kind": r.kind,
+            "time_s": r.dur_s,
+            "launch_kind": r.launch_kind,
+        }
+        for r in first.itertuples()
+    ]
     sm = ta.summary
     n = max(sm.get("n_steps", iters), 1)
     info = {
@@ -243,7 +266,7 @@ def _per_op_from_events(events, names, per_step, iters, phase, cuda):
             continue
         per, kstats = [], {}
         for i in range(n_steps):
-            chunk = occ[i * k:(i + 1) * k]
+            chunk = occ[i * k : (i + 1) * k]
             us = sum(d for r in chunk for _, d in r[1]) if cuda else sum(r[2] for r in chunk)
             per.append(us * 1e-6)
         for r in occ[: n_steps * k]:
@@ -259,8 +282,9 @@ def _per_op_from_events(events, names, per_step, iters, phase, cuda):
     return op_rows, kernel_rows, sequence, totals, notes + more, info
 
 
-def _measure_phase(ref, phase, prompt_len, context, per_step, spec, *, warmup, iters, timing_iters, cuda, trace_path,
-                   graph_timer):
+def _measure_phase(
+    ref, phase, prompt_len, context, per_step, spec, *, warmup, iters, timing_iters, cuda, trace_path, graph_timer
+):
     """Profile one phase of the reference, ``per_step`` (op name -> calls per step) naming its ranges;
     returns (per-op measurements, kernels, sequence, step row, notes)."""
     step = ref.make_step(phase, prompt_len, context)
@@ -314,9 +338,20 @@ def _measure_phase(ref, phase, prompt_len, context, per_step, spec, *, warmup, i
     return op_rows, kernel_rows, sequence, step_row, notes
 
 
-def profile_model(model, workload: Workload = None, spec=None, layers: int = 2, warmup: int = 5, iters: int = 10,
-                  cuda_graph: bool = None, trace_dir=None, timing_iters: int = 20, device: str = "cuda",
-                  seed: int = 0, graph_timer=graph_time) -> MeasuredRun:
+def profile_model(
+    model,
+    workload: Workload = None,
+    spec=None,
+    layers: int = 2,
+    warmup: int = 5,
+    iters: int = 10,
+    cuda_graph: bool = None,
+    trace_dir=None,
+    timing_iters: int = 20,
+    device: str = "cuda",
+    seed: int = 0,
+    graph_timer=graph_time,
+) -> MeasuredRun:
     """Profile ``layers`` reference layers of ``model`` (a ModelConfig or a model file) for the single
     point of ``workload`` (the file's workload when None), on ``spec`` (name, path or HardwareSpec;
     by default the shipped spec of the detected GPU; its name goes to ``device['spec']``).
@@ -366,9 +401,19 @@ def profile_model(model, workload: Workload = None, spec=None, layers: int = 2, 
         ref = build_reference(m, w, layers=layers, device=device, seed=seed, max_context=need)
         for phase in w.phases:
             results[phase] = _measure_phase(
-                ref, phase, p, context, op_calls(m, w, phase, ref.layers), spec, warmup=warmup, iters=iters,
-                timing_iters=timing_iters, cuda=cuda, trace_path=trace_root / f"{phase}_trace.json.gz",
-                graph_timer=graph_timer)
+                ref,
+                phase,
+                p,
+                context,
+                op_calls(m, w, phase, ref.layers),
+                spec,
+                warmup=warmup,
+                iters=iters,
+                timing_iters=timing_iters,
+                cuda=cuda,
+                trace_path=trace_root / f"{phase}_trace.json.gz",
+                graph_timer=graph_timer,
+            )
     except torch.cuda.OutOfMemoryError:
         ref = None
         if cuda:
@@ -395,23 +440,49 @@ def profile_model(model, workload: Workload = None, spec=None, layers: int = 2, 
         op_frames.append(f)
         kernel_rows.extend(krows)
         seq_rows.extend(seq)
-        step_rows.append({
-            "rank": 0, "phase": phase, "batch_size": b, "prompt_len": p,
-            "context_len": context if phase == "decode" else None, "attn_impl": w.attn_impl, "dtype": w.weight_dtype,
-            "ref_layers": layers, "model_layers": m.num_hidden_layers, **step_row, "weight_bytes_ref": weight_bytes_ref,
-        })
+        step_rows.append(
+            {
+                "rank": 0,
+                "phase": phase,
+                "batch_size": b,
+                "prompt_len": p,
+                "context_len": context if phase == "decode" else None,
+                "attn_impl": w.attn_impl,
+                "dtype": w.weight_dtype,
+                "ref_layers": layers,
+                "model_layers": m.num_hidden_layers,
+                **step_row,
+                "weight_bytes_ref": weight_bytes_ref,
+            }
+        )
 
     clocks = sampler.samples if sampler else pd.DataFrame()
-    info = {"gpu": gpu_name, "spec": spec.name, "spec_calibrated": spec.is_calibrated, "torch": torch.__version__,
-            "cuda": torch.version.cuda if cuda else None, "model": m.name, "layers_run": layers}
+    info = {
+        "gpu": gpu_name,
+        "spec": spec.name,
+        "spec_calibrated": spec.is_calibrated,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if cuda else None,
+        "model": m.name,
+        "layers_run": layers,
+    }
     if cuda:
         info.update({k: v for k, v in gpu_info(dev_index).items() if k != "name"})
         info["clocks"] = sampler.summary()
         notes.extend(sampler.notes)
     measured_point = replace(w, context_len=(context,) if "decode" in w.phases else w.context_len, gen_tokens=None)
     return MeasuredRun(
-        source="reference", ops=pd.concat(op_frames, ignore_index=True), steps=pd.DataFrame(step_rows),
-        kernels=pd.DataFrame(kernel_rows), sequence=pd.DataFrame(seq_rows), clocks=clocks,
-        traces={ph: str(trace_root / f"{ph}_trace.json.gz") for ph in results}, device=info, notes=tuple(notes),
-        model=m, workload=measured_point, layers=layers, cuda_graph=bool(cuda_graph),
+        source="reference",
+        ops=pd.concat(op_frames, ignore_index=True),
+        steps=pd.DataFrame(step_rows),
+        kernels=pd.DataFrame(kernel_rows),
+        sequence=pd.DataFrame(seq_rows),
+        clocks=clocks,
+        traces={ph: str(trace_root / f"{ph}_trace.json.gz") for ph in results},
+        device=info,
+        notes=tuple(notes),
+        model=m,
+        workload=measured_point,
+        layers=layers,
+        cuda_graph=bool(cuda_graph),
     )

@@ -125,9 +125,21 @@ class ReferenceDecoder:
     whole initialised ``torch.distributed`` world) and holds that rank's shards (conventions 6-9).
     """
 
-    def __init__(self, config: ModelConfig, *, layers: int = 2, batch: int = 1, max_context: int = 512,
-                 dtype=torch.bfloat16, attn_impl: str = "flash", device="cuda", seed: int = 0,
-                 tp: int = 1, rank: int = 0, group=None):
+    def __init__(
+        self,
+        config: ModelConfig,
+        *,
+        layers: int = 2,
+        batch: int = 1,
+        max_context: int = 512,
+        dtype=torch.bfloat16,
+        attn_impl: str = "flash",
+        device="cuda",
+        seed: int = 0,
+        tp: int = 1,
+        rank: int = 0,
+        group=None,
+    ):
         if layers < 1:
             raise ConfigError(f"layers must be at least 1, got {layers}")
         reference_supports(config)
@@ -159,7 +171,7 @@ class ReferenceDecoder:
             return (t * scale).to(dtype)
 
         def linear_weight(fan_in, fan_out):
-            return rand(fan_out, fan_in, scale=fan_in ** -0.5)
+            return rand(fan_out, fan_in, scale=fan_in**-0.5)
 
         def bias(n, on):
             return rand(n, scale=0.02) if on else None
@@ -183,7 +195,7 @@ class ReferenceDecoder:
                 return t
             out = t.new_zeros(self.vocab_local, h)
             rows = max(0, min(self.vocab_local, m.vocab_size - self.vocab_start))
-            out[:rows] = t[self.vocab_start:self.vocab_start + rows]
+            out[:rows] = t[self.vocab_start : self.vocab_start + rows]
             return out
 
         self.wte = vocab_part(rand(m.vocab_size, h))
@@ -212,9 +224,9 @@ class ReferenceDecoder:
             if m.is_moe:
                 E = m.num_local_experts
                 L.router = linear_weight(h, E)
-                L.w_gate = part(rand(E, full_inter, h, scale=h ** -0.5), 1, i0, inter)
-                L.w_up = part(rand(E, full_inter, h, scale=h ** -0.5), 1, i0, inter)
-                L.w_down = part(rand(E, h, full_inter, scale=full_inter ** -0.5), 2, i0, inter)
+                L.w_gate = part(rand(E, full_inter, h, scale=h**-0.5), 1, i0, inter)
+                L.w_up = part(rand(E, full_inter, h, scale=h**-0.5), 1, i0, inter)
+                L.w_down = part(rand(E, h, full_inter, scale=full_inter**-0.5), 2, i0, inter)
             else:
                 L.wg = part(linear_weight(h, full_inter) if m.gated_mlp else None, 0, i0, inter)
                 L.bg = part(bias(full_inter, m.mlp_bias and m.gated_mlp), 0, i0, inter)
@@ -268,7 +280,7 @@ class ReferenceDecoder:
         out = local.new_empty(self.tp * b, self.vocab_local)
         gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
         gather(out, local.contiguous(), group=self.group)  # rank-major: [tp, b, V/tp]
-        return out.view(self.tp, b, self.vocab_local).permute(1, 0, 2).reshape(b, -1)[:, :self.vocab]
+        return out.view(self.tp, b, self.vocab_local).permute(1, 0, 2).reshape(b, -1)[:, : self.vocab]
 
     def _mask(self, s_q, s_k, offset):
         """Boolean [s_q, s_k], True where query i (at position offset + i) must not see key j."""
@@ -406,7 +418,7 @@ class ReferenceDecoder:
             else:
                 kT = L.k_cache[:, :, lo:end].transpose(2, 3).reshape(b * Hkv, d, end - lo)
             s_k = kT.shape[-1]
-            scores = torch.baddbmm(q3.new_empty(b * Hkv, g * s, s_k), q3, kT, beta=0.0, alpha=d ** -0.5)
+            scores = torch.baddbmm(q3.new_empty(b * Hkv, g * s, s_k), q3, kT, beta=0.0, alpha=d**-0.5)
         with self.op("softmax"):
             if start_pos == 0:
                 scores.view(b * Hkv, g, s, s_k).masked_fill_(self._mask(s, s_k, 0), float("-inf"))
@@ -472,8 +484,13 @@ class ReferenceDecoder:
 
     def weight_bytes(self) -> int:
         """Bytes of all weight tensors (the KV cache excluded)."""
-        tensors = [self.wte, self.lm_head if self.lm_head is not self.wte else None, self.final_norm[0],
-                   self.final_norm[1], getattr(self, "wpe", None)]
+        tensors = [
+            self.wte,
+            self.lm_head if self.lm_head is not self.wte else None,
+            self.final_norm[0],
+            self.final_norm[1],
+            getattr(self, "wpe", None),
+        ]
         for L in self.blocks:
             tensors += [v for k, v in vars(L).items() if k not in ("k_cache", "v_cache")]
         flat = []
@@ -489,15 +506,29 @@ def reference_supports(config: ModelConfig) -> None:
     """Raises ConfigError for a model the reference decoder cannot build faithfully: a family other than
     REFERENCE_FAMILIES, or windowed and global layers mixed (the reference windows every layer or none)."""
     if config.model_type not in REFERENCE_FAMILIES:
-        raise ConfigError(f"the GPU reference model builds {', '.join(REFERENCE_FAMILIES)}, not {config.model_type}; "
-                          f"'roofline analyze' models it, profiling it needs the reference extended")
+        raise ConfigError(
+            f"the GPU reference model builds {', '.join(REFERENCE_FAMILIES)}, not {config.model_type}; "
+            f"'roofline analyze' models it, profiling it needs the reference extended"
+        )
     if len(set(config.layer_windows)) > 1:
-        raise ConfigError(f"{config.name}: windowed and global layers mixed (layer_types / max_window_layers); "
-                          f"the GPU reference model windows every layer or none")
+        raise ConfigError(
+            f"{config.name}: windowed and global layers mixed (layer_types / max_window_layers); "
+            f"the GPU reference model windows every layer or none"
+        )
 
 
-def build_reference(config: ModelConfig, workload: Workload, *, layers: int = 2, device="cuda", seed: int = 0,
-                    batch: int = None, max_context: int = None, rank: int = None, group=None) -> ReferenceDecoder:
+def build_reference(
+    config: ModelConfig,
+    workload: Workload,
+    *,
+    layers: int = 2,
+    device="cuda",
+    seed: int = 0,
+    batch: int = None,
+    max_context: int = None,
+    rank: int = None,
+    group=None,
+) -> ReferenceDecoder:
     """A ``ReferenceDecoder`` sized for one point of ``workload`` (its first batch size, prompt and
     context). With ``workload.tp`` > 1 it is this process's shard: ``rank`` (default: the rank in
     ``group``, default the initialised torch.distributed world) of a group whose size must be tp.
@@ -519,9 +550,19 @@ def build_reference(config: ModelConfig, workload: Workload, *, layers: int = 2,
     batch = batch or workload.batch_size[0]
     if max_context is None:
         max_context = max(workload.prompt_len[0], decode_context(workload))
-    return ReferenceDecoder(config, layers=layers, batch=batch, max_context=max_context, dtype=dtype,
-                            attn_impl=workload.attn_impl, device=device, seed=seed, tp=tp, rank=rank or 0,
-                            group=group)
+    return ReferenceDecoder(
+        config,
+        layers=layers,
+        batch=batch,
+        max_context=max_context,
+        dtype=dtype,
+        attn_impl=workload.attn_impl,
+        device=device,
+        seed=seed,
+        tp=tp,
+        rank=rank or 0,
+        group=group,
+    )
 
 
 def decode_context(w: Workload) -> int:

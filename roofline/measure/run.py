@@ -26,7 +26,7 @@ OPS_COLUMNS = {
     "op": "the op's name: its record_function range, named like the analytic row",
     "calls": "calls of the op per profiled step (the reference's layers for a per-layer op, else 1)",
     "gpu_time_s": "GPU time per call: the median over steps of the step's kernel time in the op, divided by "
-                  "its calls per step (on the CPU: the CPU time of the range)",
+    "its calls per step (on the CPU: the CPU time of the range)",
     "n_kernels": "kernels (and copies, sets) launched per call",
     "span_s": "host wall time of one call with the profiler on (NaN when unknown)",
 }
@@ -53,14 +53,19 @@ STEPS_COLUMNS = {
     "graph_step_ref_s": "the same step replayed as a CUDA graph (None where not captured)",
 }
 STEPS_OPTIONAL = {
-    "prompt_len": "", "context_len": "decode: the KV length the step attended to", "attn_impl": "", "dtype": "",
-    "ref_layers": "decoder layers the reference ran", "model_layers": "decoder layers of the whole model",
-    "host_overhead_ref_s": "eager - graph", "weight_bytes_ref": "bytes of the reference's weights",
+    "prompt_len": "",
+    "context_len": "decode: the KV length the step attended to",
+    "attn_impl": "",
+    "dtype": "",
+    "ref_layers": "decoder layers the reference ran",
+    "model_layers": "decoder layers of the whole model",
+    "host_overhead_ref_s": "eager - graph",
+    "weight_bytes_ref": "bytes of the reference's weights",
     "join": "how kernels were joined to ops; profiled_steps, kernels_per_step, ...: the join's counts",
     "one_step_*": "counts from the exported one-step Chrome trace",
     "comm_time_ref_s": "distributed: NCCL time of the reference step; exposed_comm_ref_s, "
-                       "comm_time_min_rank_ref_s likewise; exposed_comm_share, skew_wait_ref_s, "
-                       "balanced_comm_share: their shares of the step",
+    "comm_time_min_rank_ref_s likewise; exposed_comm_share, skew_wait_ref_s, "
+    "balanced_comm_share: their shares of the step",
 }
 # kernels: (rank,) phase, op, kernel, calls and time_s per call of the op
 # sequence: (rank,) phase, op, kernel, time_s of one profiled step, in launch order

@@ -65,7 +65,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-try:  # optional: the fast path (setup.cfg installs it); without it orjson reads dicts
+try:  # optional: the fast path (pyproject.toml installs it); without it orjson reads dicts
     import msgspec
 except ImportError:
     msgspec = None
@@ -95,13 +95,22 @@ STEP_RANGE = "ProfilerStep#*"  # every step's range is reported under this one n
 # Kineto's categories, with the aliases older PyTorch versions wrote (lower-cased before lookup).
 _GPU, _LAUNCH, _OP, _RANGE = 0, 1, 2, 3
 _BUCKET = {
-    "kernel": _GPU, "gpu_memcpy": _GPU, "gpu_memset": _GPU, "memcpy": _GPU, "memset": _GPU,
-    "cuda_runtime": _LAUNCH, "cuda_driver": _LAUNCH, "runtime": _LAUNCH, "driver": _LAUNCH,
-    "cpu_op": _OP, "operator": _OP,
+    "kernel": _GPU,
+    "gpu_memcpy": _GPU,
+    "gpu_memset": _GPU,
+    "memcpy": _GPU,
+    "memset": _GPU,
+    "cuda_runtime": _LAUNCH,
+    "cuda_driver": _LAUNCH,
+    "runtime": _LAUNCH,
+    "driver": _LAUNCH,
+    "cpu_op": _OP,
+    "operator": _OP,
     "user_annotation": _RANGE,
 }
 _GPU_KIND = {"kernel": "kernel", "gpu_memcpy": "memcpy", "memcpy": "memcpy", "gpu_memset": "memset", "memset": "memset"}
 _LAUNCH_KIND = {"cuda_runtime": "runtime", "runtime": "runtime", "cuda_driver": "driver", "driver": "driver"}
+
 
 @dataclass(frozen=True, eq=False)
 class TraceAnalysis:
@@ -118,8 +127,9 @@ class TraceAnalysis:
 TRACE_SUFFIXES = (".json", ".json.gz")
 
 
-def analyze_trace(path, spec, max_bytes: int = MAX_TRACE_BYTES, piece_bytes: int = PIECE_BYTES,
-                  parser: str | None = None) -> TraceAnalysis:
+def analyze_trace(
+    path, spec, max_bytes: int = MAX_TRACE_BYTES, piece_bytes: int = PIECE_BYTES, parser: str | None = None
+) -> TraceAnalysis:
     """Read, join and classify one torch.profiler trace (``.json`` or ``.json.gz``), or a folder of
     them, one per rank, read as one run.
 
@@ -192,8 +202,18 @@ def _analyze_file(path: str, spec, read: dict, default_rank: int = 0) -> TraceAn
 
 
 def _rank_row(summary: dict, kernels: pd.DataFrame) -> pd.DataFrame:
-    keys = ("rank", "path", "gpu_time_s", "busy_s", "window_s", "idle_s", "idle_host_bound_s", "costed_share",
-            "n_kernels", "n_orphans")
+    keys = (
+        "rank",
+        "path",
+        "gpu_time_s",
+        "busy_s",
+        "window_s",
+        "idle_s",
+        "idle_host_bound_s",
+        "costed_share",
+        "n_kernels",
+        "n_orphans",
+    )
     row = {k: summary[k] for k in keys}
     row["comm_time_s"] = float(kernels.loc[_is_comm(kernels["name"].to_numpy()), "dur_s"].sum())
     return pd.DataFrame([row])
@@ -203,23 +223,47 @@ def _analyze_folder(folder: str, spec, read: dict) -> TraceAnalysis:
     """Every trace file of a folder (not its subfolders), one per rank, as one run."""
     files = sorted(p for p in Path(folder).iterdir() if p.is_file() and p.name.endswith(TRACE_SUFFIXES))
     if not files:
-        raise TraceError(f"{folder}: no trace files (*.json, *.json.gz) in the folder; pass a trace file or a "
-                         f"folder of one trace per rank")
+        raise TraceError(
+            f"{folder}: no trace files (*.json, *.json.gz) in the folder; pass a trace file or a "
+            f"folder of one trace per rank"
+        )
     parts = [_analyze_file(str(f), spec, read, default_rank=i) for i, f in enumerate(files)]  # one per rank
     ranks = [p.summary["rank"] for p in parts]
     if len(set(ranks)) < len(ranks):
         dup = next(r for r in ranks if ranks.count(r) > 1)
         names = ", ".join(p.path.rsplit("/", 1)[-1] for p in parts if p.summary["rank"] == dup)
-        raise TraceError(f"{folder}: two files say they are rank {dup} ({names}); keep one trace per rank in the "
-                         f"folder")
+        raise TraceError(
+            f"{folder}: two files say they are rank {dup} ({names}); keep one trace per rank in the folder"
+        )
     kernels = pd.concat([p.kernels for p in parts], ignore_index=True)
     total = float(kernels["dur_s"].sum())
     summary = {
-        "path": folder, "n_ranks": len(parts), "ranks": ranks,
-        **{k: sum(p.summary[k] for p in parts) for k in (
-            "n_events", "n_kernels", "n_memcpy", "n_memset", "n_devices", "n_streams", "gpu_time_s", "busy_s",
-            "window_s", "idle_s", "idle_host_bound_s", "idle_other_s", "n_orphans", "orphan_time_s", "n_no_op",
-            "n_graph_kernels", "graph_time_s", "n_kernels_via_caller_thread")},
+        "path": folder,
+        "n_ranks": len(parts),
+        "ranks": ranks,
+        **{
+            k: sum(p.summary[k] for p in parts)
+            for k in (
+                "n_events",
+                "n_kernels",
+                "n_memcpy",
+                "n_memset",
+                "n_devices",
+                "n_streams",
+                "gpu_time_s",
+                "busy_s",
+                "window_s",
+                "idle_s",
+                "idle_host_bound_s",
+                "idle_other_s",
+                "n_orphans",
+                "orphan_time_s",
+                "n_no_op",
+                "n_graph_kernels",
+                "graph_time_s",
+                "n_kernels_via_caller_thread",
+            )
+        },
         "n_steps": max(p.summary["n_steps"] for p in parts),
         "devices": [d for p in parts for d in p.summary["devices"]],
     }
@@ -255,8 +299,10 @@ def _over_ranks(frames: list, key: str, total_s: float) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------------
 # reading: one json.loads whose object_hook keeps the fields that matter and drops everything else
 
-def _read_events(path: str, max_bytes: int = MAX_TRACE_BYTES, piece_bytes: int = PIECE_BYTES,
-                 parser: str | None = None) -> "_Events":
+
+def _read_events(
+    path: str, max_bytes: int = MAX_TRACE_BYTES, piece_bytes: int = PIECE_BYTES, parser: str | None = None
+) -> "_Events":
     parser = parser or PARSERS[0]
     data = _read_text(path, max_bytes)
     keep = _Collector(path)
@@ -270,13 +316,15 @@ def _read_events(path: str, max_bytes: int = MAX_TRACE_BYTES, piece_bytes: int =
             gc.enable()
     info = top.get("distributedInfo")
     rank = info.get("rank") if isinstance(info, dict) else None
-    return keep.columns(n_events, top.get("deviceProperties"),
-                        rank if isinstance(rank, int) and not isinstance(rank, bool) else None)
+    return keep.columns(
+        n_events, top.get("deviceProperties"), rank if isinstance(rank, int) and not isinstance(rank, bool) else None
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # the fast path: msgspec decodes the events into small typed objects holding only the fields used
 # (every other key is skipped inside the C decoder), about 5x faster than a dict per event
+
 
 class _Recorded(tuple):
     """An op call's recorded 'Input Dims', 'Input type' and 'Concrete Inputs' as JSON text (b'' when absent)."""
@@ -310,8 +358,9 @@ if msgspec is not None:
 
         def recorded(self) -> "_Recorded":
             """A copy of the recorded arguments' text (the Raw fields are views of the whole trace's text)."""
-            return _Recorded(bytes(self.dims or self.dims_old), bytes(self.types or self.types_old),
-                             bytes(self.concrete))
+            return _Recorded(
+                bytes(self.dims or self.dims_old), bytes(self.types or self.types_old), bytes(self.concrete)
+            )
 
     class _Event(msgspec.Struct):
         ph: Any = "X"
@@ -340,13 +389,16 @@ def _parse(data: bytes, keep, piece_bytes: int, typed: bool) -> tuple:
     orjson into dicts. Text laid out otherwise (one line) is decoded whole; anything msgspec
     refuses is read again by orjson, any error worded by the standard library's parser."""
     if typed:
-        decode, add, errors = _DECODE_EVENTS, keep.add_struct, (orjson.JSONDecodeError, msgspec.DecodeError,
-                                                                  msgspec.ValidationError)
+        decode, add, errors = (
+            _DECODE_EVENTS,
+            keep.add_struct,
+            (orjson.JSONDecodeError, msgspec.DecodeError, msgspec.ValidationError),
+        )
     else:
         decode, add, errors = orjson.loads, keep, (orjson.JSONDecodeError,)
     start = data.find(_EVENTS_KEY)
     bracket = data.find(b"[", start + len(_EVENTS_KEY)) if start >= 0 else -1
-    if bracket < 0 or data[start + len(_EVENTS_KEY):bracket].strip() != b":":
+    if bracket < 0 or data[start + len(_EVENTS_KEY) : bracket].strip() != b":":
         return _parse_whole(data, keep)
     n, pos = 0, bracket + 1
     while True:  # one turn per piece of ~16 MB
@@ -453,13 +505,26 @@ def _read_text(path: str, max_bytes: int = MAX_TRACE_BYTES) -> bytes:
     except FileNotFoundError:
         raise TraceError(f"{path}: no such file; pass a trace written by prof.export_chrome_trace()") from None
     except OSError as exc:
-        raise TraceError(f"{path}: cannot read it ({exc.strerror or exc}); check the path and its permissions") from None
+        raise TraceError(
+            f"{path}: cannot read it ({exc.strerror or exc}); check the path and its permissions"
+        ) from None
     if not stat.S_ISREG(mode):
-        what = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
-                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket or other special file")
-        raise TraceError(f"{path}: not a regular file ({what}); pass a trace file written by prof.export_chrome_trace()")
-    too_big = (f"{path}: more than {max_bytes / 1e9:.3g} GB of JSON text; trim the trace (record fewer steps) "
-               f"or raise the limit (analyze_trace(..., max_bytes=))")
+        what = (
+            "a folder"
+            if stat.S_ISDIR(mode)
+            else "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket or other special file"
+        )
+        raise TraceError(
+            f"{path}: not a regular file ({what}); pass a trace file written by prof.export_chrome_trace()"
+        )
+    too_big = (
+        f"{path}: more than {max_bytes / 1e9:.3g} GB of JSON text; trim the trace (record fewer steps) "
+        f"or raise the limit (analyze_trace(..., max_bytes=))"
+    )
     try:
         with open(p, "rb") as fh:
             magic = fh.read(2)
@@ -537,13 +602,32 @@ class _Collector:
             role = _OP  # a collective call, not a range (module docstring)
         if role == _GPU:
             a = d.get("args") or _NO_ARGS
-            self.rows[0].append((name, _GPU_KIND[cat.lower()], d["ts"], d["dur"], a.get("correlation", -1),
-                                 a.get("stream", d.get("tid")), a.get("device", d.get("pid")), a.get("bytes", np.nan),
-                                 d.get("pid")))
+            self.rows[0].append(
+                (
+                    name,
+                    _GPU_KIND[cat.lower()],
+                    d["ts"],
+                    d["dur"],
+                    a.get("correlation", -1),
+                    a.get("stream", d.get("tid")),
+                    a.get("device", d.get("pid")),
+                    a.get("bytes", np.nan),
+                    d.get("pid"),
+                )
+            )
         elif role == _LAUNCH:
             a = d.get("args") or _NO_ARGS
-            self.rows[1].append((name, _LAUNCH_KIND[cat.lower()], d["ts"], d["dur"], d.get("pid"), d.get("tid"),
-                                 a.get("correlation", -1)))
+            self.rows[1].append(
+                (
+                    name,
+                    _LAUNCH_KIND[cat.lower()],
+                    d["ts"],
+                    d["dur"],
+                    d.get("pid"),
+                    d.get("tid"),
+                    a.get("correlation", -1),
+                )
+            )
         else:
             rows = self.rows[role]
             if role == _OP:
@@ -576,9 +660,19 @@ class _Collector:
             role = _OP
         a = e.args or _NO_STRUCT_ARGS
         if role == _GPU:
-            self.rows[0].append((name, _GPU_KIND[cat.lower()], e.ts, e.dur, a.correlation,
-                                 e.tid if a.stream is _ABSENT else a.stream, e.pid if a.device is _ABSENT else a.device,
-                                 np.nan if a.bytes is _ABSENT else a.bytes, e.pid))
+            self.rows[0].append(
+                (
+                    name,
+                    _GPU_KIND[cat.lower()],
+                    e.ts,
+                    e.dur,
+                    a.correlation,
+                    e.tid if a.stream is _ABSENT else a.stream,
+                    e.pid if a.device is _ABSENT else a.device,
+                    np.nan if a.bytes is _ABSENT else a.bytes,
+                    e.pid,
+                )
+            )
         elif role == _LAUNCH:
             self.rows[1].append((name, _LAUNCH_KIND[cat.lower()], e.ts, e.dur, e.pid, e.tid, a.correlation))
         else:
@@ -618,24 +712,51 @@ class _Collector:
             return np.maximum(np.rint(self._numbers(values, names, "dur") * NS_PER_US).astype(np.int64), 0)
 
         gpu = {
-            "name": np.array(g[0], dtype=object), "kind": np.array(g[1], dtype=object),
-            "ts": ns(ts_us[0]), "dur": dur(g[3], g[0]), "corr": _ints(g[4]),
-            "stream": _ids(g[5], self.path, g[0], "stream"), "device": _ids(g[6], self.path, g[0], "device"),
-            "bytes_arg": np.array([b if isinstance(b, (int, float)) and not isinstance(b, bool) and abs(b) < 1e18
-                                   else np.nan for b in g[7]], dtype=float),
+            "name": np.array(g[0], dtype=object),
+            "kind": np.array(g[1], dtype=object),
+            "ts": ns(ts_us[0]),
+            "dur": dur(g[3], g[0]),
+            "corr": _ints(g[4]),
+            "stream": _ids(g[5], self.path, g[0], "stream"),
+            "device": _ids(g[6], self.path, g[0], "device"),
+            "bytes_arg": np.array(
+                [
+                    b if isinstance(b, (int, float)) and not isinstance(b, bool) and abs(b) < 1e18 else np.nan
+                    for b in g[7]
+                ],
+                dtype=float,
+            ),
         }
         thread = _threads((la[4], la[5]), (op[3], op[4]), (rn[3], rn[4]))
         gpu["unit"] = _codes(g[8], g[6])  # (pid, device) of a GPU event: one GPU as the trace names it
         process = _codes(la[4] + op[3] + rn[3])  # host process of each launch, op, range
         n_la = len(la[4])
-        launch = {"name": np.array(la[0], dtype=object), "kind": np.array(la[1], dtype=object),
-                  "ts": ns(ts_us[1]), "dur": dur(la[3], la[0]), "thread": thread[0], "corr": _ints(la[6]),
-                  "process": process[:n_la], "tid": _objects(la[5])}
+        launch = {
+            "name": np.array(la[0], dtype=object),
+            "kind": np.array(la[1], dtype=object),
+            "ts": ns(ts_us[1]),
+            "dur": dur(la[3], la[0]),
+            "thread": thread[0],
+            "corr": _ints(la[6]),
+            "process": process[:n_la],
+            "tid": _objects(la[5]),
+        }
         n_la, n_op = len(la[4]), len(op[3])
-        ops = {"name": np.array(op[0], dtype=object), "ts": ns(ts_us[2]), "dur": dur(op[2], op[0]), "thread": thread[1],
-               "process": process[n_la:n_la + n_op], "shape": _objects(self.shapes)}
-        rng = {"name": np.array(rn[0], dtype=object), "ts": ns(ts_us[3]), "dur": dur(rn[2], rn[0]), "thread": thread[2],
-               "process": process[n_la + n_op:]}
+        ops = {
+            "name": np.array(op[0], dtype=object),
+            "ts": ns(ts_us[2]),
+            "dur": dur(op[2], op[0]),
+            "thread": thread[1],
+            "process": process[n_la : n_la + n_op],
+            "shape": _objects(self.shapes),
+        }
+        rng = {
+            "name": np.array(rn[0], dtype=object),
+            "ts": ns(ts_us[3]),
+            "dur": dur(rn[2], rn[0]),
+            "thread": thread[2],
+            "process": process[n_la + n_op :],
+        }
         costs = _op_costs(self.costed, ops["name"])
         span = 2 + max(int((c["ts"] + c["dur"]).max(initial=0)) for c in (gpu, launch, ops, rng))
         names = [d.get("name") for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
@@ -650,9 +771,14 @@ class _Collector:
                     return out
         except (TypeError, ValueError, OverflowError):
             pass
-        i = next(i for i, v in enumerate(values) if isinstance(v, bool) or not isinstance(v, (int, float))
-                 or not abs(v) < MAX_TIME_US)
-        what = "non-numeric" if isinstance(values[i], bool) or not isinstance(values[i], (int, float)) else "out-of-range"
+        i = next(
+            i
+            for i, v in enumerate(values)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not abs(v) < MAX_TIME_US
+        )
+        what = (
+            "non-numeric" if isinstance(values[i], bool) or not isinstance(values[i], (int, float)) else "out-of-range"
+        )
         raise TraceError(
             f"{self.path}: event '{str(names[i])[:60]}' has a {what} '{key}' ({repr(values[i])[:40]}); "
             f"the trace is malformed, export it again"
@@ -662,8 +788,10 @@ class _Collector:
 def _ids(values, path, names, key) -> np.ndarray:
     """A device or stream id per event as an object array of ints or strings; a list, an object or
     a boolean is an error (it would group nothing right)."""
-    bad = next((i for i, v in enumerate(values) if v is not None and (isinstance(v, bool) or not isinstance(
-        v, (int, str)))), None)
+    bad = next(
+        (i for i, v in enumerate(values) if v is not None and (isinstance(v, bool) or not isinstance(v, (int, str)))),
+        None,
+    )
     if bad is not None:
         raise TraceError(
             f"{path}: GPU event '{str(names[bad])[:60]}' has a '{key}' that is a {type(values[bad]).__name__} "
@@ -759,7 +887,7 @@ def _threads(*groups):
     code = pd.factorize(p_codes.astype(np.int64) * max(len(t_values), 1) + t_codes)[0].astype(np.int64)  # 0..n-1
     out, start = [], 0
     for g in groups:
-        out.append(code[start:start + len(g[0])])
+        out.append(code[start : start + len(g[0])])
         start += len(g[0])
     return out
 
@@ -780,8 +908,12 @@ def _op_costs(costed, names) -> dict:
     for i, args in costed:
         name = names[i]
         if isinstance(args, dict):
-            key = (name, repr(args.get("Input Dims", args.get("Input dims"))),
-                   repr(args.get("Input type", args.get("Input types"))), repr(args.get("Concrete Inputs")))
+            key = (
+                name,
+                repr(args.get("Input Dims", args.get("Input dims"))),
+                repr(args.get("Input type", args.get("Input types"))),
+                repr(args.get("Concrete Inputs")),
+            )
         elif isinstance(args, _Recorded):
             key = (name, *args)
         else:
@@ -814,6 +946,7 @@ def _op_cost(name: str, args: dict):
 
 # ----------------------------------------------------------------------------------------------
 # joins: sorted intervals and np.searchsorted, no per-event loops
+
 
 class _Nest:
     """Properly nested intervals per thread (a call stack), for 'which interval encloses time t'.
@@ -1018,14 +1151,23 @@ def _join(ev: _Events) -> _Joined:
         step = np.where(hit >= 0, np.concatenate(found_n)[np.maximum(hit, 0)], -1)
 
     return _Joined(
-        launch=k_launch, op=k_op, rng=k_rng, rng_pairs=(np.concatenate(pairs_k), np.concatenate(pairs_r)),
-        owner=owner, launch_end=launch_end, step=step, n_cross=cross, via_caller=via_caller, outer=outer,
+        launch=k_launch,
+        op=k_op,
+        rng=k_rng,
+        rng_pairs=(np.concatenate(pairs_k), np.concatenate(pairs_r)),
+        owner=owner,
+        launch_end=launch_end,
+        step=step,
+        n_cross=cross,
+        via_caller=via_caller,
+        outer=outer,
         unit_process=unit_process,
     )
 
 
 # ----------------------------------------------------------------------------------------------
 # frames
+
 
 def _per_name(names: np.ndarray, fn, dtype=object) -> np.ndarray:
     """fn applied to each distinct name, spread back over ``names``."""
@@ -1084,39 +1226,42 @@ def _kernels_frame(ev: _Events, j: _Joined, idle: np.ndarray, host_bound: np.nda
     flops, nbytes, dtype, cost_op = _kernel_costs(ev, j)
     op_dims, op_types = _shapes_of(ev, j.op)
     outer_dims, outer_types = _shapes_of(ev, j.outer)
-    return pd.DataFrame({
-        "name": gpu["name"],
-        "kind": gpu["kind"],
-        "device": gpu["device"],
-        "stream": gpu["stream"],
-        "ts_s": gpu["ts"] * S_PER_NS,
-        "dur_s": gpu["dur"] * S_PER_NS,
-        "cpu_op": op_name,
-        "range": rng_name,
-        "step": j.step,
-        "correlation": gpu["corr"],
-        "launch_kind": kind,
-        "launch_end_s": np.where(orphan, np.nan, j.launch_end * S_PER_NS),
-        "idle_before_s": idle * S_PER_NS,
-        "host_bound": host_bound,
-        "flops": flops,
-        "bytes": nbytes,
-        "compute_dtype": dtype,
-        "cost_op": cost_op,
-        "graph": _is_graph(ev, j),
-        "range_via": np.where(j.via_caller, "caller thread", np.where(j.rng >= 0, "thread", "none")),
-        # recorded shapes of the ops around the launch (None without record_shapes), for roofline.attribute
-        "op_dims": op_dims,
-        "op_types": op_types,
-        "owner_dims": _shapes_of(ev, j.owner)[0],
-        "outer_op": _pick(ev.op["name"], j.outer, None),
-        "outer_dims": outer_dims,
-        "outer_types": outer_types,
-        "outer_id": j.outer,  # one id per outermost op call (-1 for none): its kernels share it
-        "op_id": j.op,  # the same for the innermost op call
-        "tid": _pick(ev.launch["tid"], j.launch, None),
-        "launch_ts_s": np.where(orphan, np.nan, _pick(ev.launch["ts"], j.launch, -1).astype(float) * S_PER_NS),
-    }, index=pd.RangeIndex(n))
+    return pd.DataFrame(
+        {
+            "name": gpu["name"],
+            "kind": gpu["kind"],
+            "device": gpu["device"],
+            "stream": gpu["stream"],
+            "ts_s": gpu["ts"] * S_PER_NS,
+            "dur_s": gpu["dur"] * S_PER_NS,
+            "cpu_op": op_name,
+            "range": rng_name,
+            "step": j.step,
+            "correlation": gpu["corr"],
+            "launch_kind": kind,
+            "launch_end_s": np.where(orphan, np.nan, j.launch_end * S_PER_NS),
+            "idle_before_s": idle * S_PER_NS,
+            "host_bound": host_bound,
+            "flops": flops,
+            "bytes": nbytes,
+            "compute_dtype": dtype,
+            "cost_op": cost_op,
+            "graph": _is_graph(ev, j),
+            "range_via": np.where(j.via_caller, "caller thread", np.where(j.rng >= 0, "thread", "none")),
+            # recorded shapes of the ops around the launch (None without record_shapes), for roofline.attribute
+            "op_dims": op_dims,
+            "op_types": op_types,
+            "owner_dims": _shapes_of(ev, j.owner)[0],
+            "outer_op": _pick(ev.op["name"], j.outer, None),
+            "outer_dims": outer_dims,
+            "outer_types": outer_types,
+            "outer_id": j.outer,  # one id per outermost op call (-1 for none): its kernels share it
+            "op_id": j.op,  # the same for the innermost op call
+            "tid": _pick(ev.launch["tid"], j.launch, None),
+            "launch_ts_s": np.where(orphan, np.nan, _pick(ev.launch["ts"], j.launch, -1).astype(float) * S_PER_NS),
+        },
+        index=pd.RangeIndex(n),
+    )
 
 
 GRAPH_LAUNCHES = ("cudaGraphLaunch", "cuGraphLaunch", "hipGraphLaunch")  # with _v10000-style suffixes too
@@ -1191,25 +1336,33 @@ def _lean(kernels: pd.DataFrame) -> pd.DataFrame:
     """The columns the per-op and per-range tables sum, with NCCL time and costed time per kernel."""
     dur = kernels["dur_s"].to_numpy()
     known = kernels["flops"].notna().to_numpy() | kernels["bytes"].notna().to_numpy()
-    return pd.DataFrame({
-        "name": kernels["name"], "dur_s": dur, "flops": kernels["flops"], "bytes": kernels["bytes"],
-        "compute_dtype": kernels["compute_dtype"], "costed_s": np.where(known, dur, 0.0),
-        "comm_s": np.where(_is_comm(kernels["name"].to_numpy()), dur, 0.0),
-    })
+    return pd.DataFrame(
+        {
+            "name": kernels["name"],
+            "dur_s": dur,
+            "flops": kernels["flops"],
+            "bytes": kernels["bytes"],
+            "compute_dtype": kernels["compute_dtype"],
+            "costed_s": np.where(known, dur, 0.0),
+            "comm_s": np.where(_is_comm(kernels["name"].to_numpy()), dur, 0.0),
+        }
+    )
 
 
 def _group_stats(f: pd.DataFrame, key) -> pd.DataFrame:
     """Per value of ``key`` (an array beside the lean frame f): GPU time, kernel count, cost sums, top kernels."""
     f = f.assign(key=key)
     g = f.groupby("key", sort=False)
-    out = pd.DataFrame({
-        "gpu_time_s": g["dur_s"].sum(),
-        "n_kernels": g["dur_s"].size(),
-        "flops": g["flops"].sum(min_count=1),
-        "bytes": g["bytes"].sum(min_count=1),
-        "costed_time_s": g["costed_s"].sum(),
-        "comm_time_s": g["comm_s"].sum(),
-    })
+    out = pd.DataFrame(
+        {
+            "gpu_time_s": g["dur_s"].sum(),
+            "n_kernels": g["dur_s"].size(),
+            "flops": g["flops"].sum(min_count=1),
+            "bytes": g["bytes"].sum(min_count=1),
+            "costed_time_s": g["costed_s"].sum(),
+            "comm_time_s": g["comm_s"].sum(),
+        }
+    )
     by_name = f.groupby(["key", "name"], sort=False)["dur_s"].sum().reset_index()
     by_name = by_name.sort_values("dur_s", ascending=False, kind="stable")
     top = by_name.groupby("key", sort=False).head(TOP_KERNELS)
@@ -1272,8 +1425,23 @@ def _finish(out: pd.DataFrame, key: str, total_s: float) -> pd.DataFrame:
     with np.errstate(divide="ignore", invalid="ignore"):
         out["costed_share"] = np.where(out["gpu_time_s"] > 0, out["costed_time_s"] / out["gpu_time_s"], np.nan)
     out = out.rename_axis(key).reset_index().sort_values("gpu_time_s", ascending=False, kind="stable")
-    cols = [key, "gpu_time_s", "self_gpu_time_s", "n_kernels", "n_calls", "span_s", "device_busy_share", "share",
-            "top_kernels", "flops", "bytes", "costed_time_s", "costed_share", "comm_time_s", "compute_dtype"]
+    cols = [
+        key,
+        "gpu_time_s",
+        "self_gpu_time_s",
+        "n_kernels",
+        "n_calls",
+        "span_s",
+        "device_busy_share",
+        "share",
+        "top_kernels",
+        "flops",
+        "bytes",
+        "costed_time_s",
+        "costed_share",
+        "comm_time_s",
+        "compute_dtype",
+    ]
     return out[[c for c in cols if c in out.columns]].reset_index(drop=True)
 
 
@@ -1421,12 +1589,26 @@ def trace_run(path, spec, phase: str = "decode", by: str = "range"):
     f = ta.by_range[ta.by_range["range"] != STEP_RANGE] if by == "range" else ta.by_op
     calls = f["n_calls"].to_numpy(float)
     gpu = (f["self_gpu_time_s"] if by == "range" else f["gpu_time_s"]).to_numpy(float)
-    ops = pd.DataFrame({"rank": 0, "phase": phase, "op": f[by].astype(str).to_numpy(), "calls": calls,
-                        "gpu_time_s": gpu / calls, "n_kernels": f["n_kernels"].to_numpy(float) / calls,
-                        "span_s": f["span_s"].to_numpy(float) / calls, "kernels": f["top_kernels"].to_numpy(),
-                        "time_source": "cuda kernels"})
+    ops = pd.DataFrame(
+        {
+            "rank": 0,
+            "phase": phase,
+            "op": f[by].astype(str).to_numpy(),
+            "calls": calls,
+            "gpu_time_s": gpu / calls,
+            "n_kernels": f["n_kernels"].to_numpy(float) / calls,
+            "span_s": f["span_s"].to_numpy(float) / calls,
+            "kernels": f["top_kernels"].to_numpy(),
+            "time_source": "cuda kernels",
+        }
+    )
     for col in ("flops", "bytes", "costed_time_s", "comm_time_s"):
         ops[col] = f[col].to_numpy(float) / calls
     summary = {k: v for k, v in ta.summary.items() if not isinstance(v, (dict, list))}
-    return MeasuredRun(source="trace", ops=ops, kernels=ta.kernels, traces={phase: str(path)},
-                       device={"spec": load_spec(spec).name, "trace": summary})
+    return MeasuredRun(
+        source="trace",
+        ops=ops,
+        kernels=ta.kernels,
+        traces={phase: str(path)},
+        device={"spec": load_spec(spec).name, "trace": summary},
+    )
