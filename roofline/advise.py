@@ -45,7 +45,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from roofline.analysis import Analysis, analyze
+from roofline.analysis import OP_COLUMNS, Analysis, analyze
 from roofline.classify import BOUNDS, classify
 from roofline.dtypes import DTYPE_BYTES
 from roofline.errors import ConfigError, RooflineError
@@ -95,29 +95,6 @@ FUSION_PAIRS = (
     ("mlp_residual", "attn_norm", 1, 1.0),
     ("rope", "kv_cache_write", 0, 0.5),  # the cache write reads k and v; rope wrote k
 )
-
-_UNCLASSIFIED = [
-    "point",
-    "batch_size",
-    "prompt_len",
-    "context_len",
-    "phase",
-    "op",
-    "category",
-    "compute_dtype",
-    "count",
-    "flops",
-    "bytes_read",
-    "bytes_written",
-    "weight_bytes_read",
-    "act_bytes_read",
-    "act_bytes_written",
-    "kv_bytes_read",
-    "kv_bytes_written",
-    "comm_bytes",
-    "params",
-    "param_bytes",
-]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -184,7 +161,7 @@ def fuse_elementwise(ops: pd.DataFrame, spec, cuda_graph: bool = False) -> pd.Da
     """
     if ops["point"].nunique() > 1 or ops["phase"].nunique() > 1:
         raise ConfigError("fuse_elementwise takes the ops of one point and one phase")
-    base = ops[_UNCLASSIFIED].copy()
+    base = ops[OP_COLUMNS].copy()  # the analysis' columns, before classify added its own
     base["phase"] = base["phase"].astype(str)
     base["op"] = base["op"].astype(str)
     base["category"] = base["category"].astype(str)
