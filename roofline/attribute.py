@@ -18,7 +18,8 @@ Evidence, best first (the ``evidence`` column says which one placed each kernel)
             attn_norm; after q/k/v, rope and kv_cache_write (cache cat / index_copy_) until the
             attention; after o_proj, attn_residual (the add of two hidden-sized tensors) then
             mlp_norm; between gate/up and down, act; between the router and the experts, the
-            routing (charged to router); after the last expert GEMM, the combine (experts); after
+            routing up to the top-k and its renormalisation (router), then the dispatch bookkeeping
+            (experts); after the last expert GEMM, the combine (experts); after
             down_proj/experts, mlp_residual then the next attn_norm (or final_norm before lm_head).
 
 Forward passes come from the trace itself: each starts at the embedding gather; its phase is
@@ -73,6 +74,7 @@ UNATTRIBUTED = "(unattributed)"
 ATTN_ENTRY = ("q_proj", "qkv_proj", "k_proj", "v_proj")
 MLP_ENTRY = ("router", "experts", "gate_proj", "gate_up_proj", "up_proj")
 MLP_EXIT = ("down_proj", "experts")
+ROUTING_EPILOGUE = {"aten::topk", "aten::sum", "aten::div", "aten::div_"}  # top-k weights renormalised
 
 GEMM_OPS = {
     "aten::mm",
@@ -642,7 +644,19 @@ class _Walker:
         elif prev in ("gate_proj", "up_proj", "gate_up_proj") and nxt in ("up_proj", "down_proj"):
             put_all(gap, "act")
         elif prev == "router" and nxt == "experts":
-            put_all(gap, "router")
+            # the routing (softmax, top-k and its renormalisation) is the router's; what follows the top-k
+            # (sorting tokens by expert, histograms, index bookkeeping) is the experts' dispatch, as the
+            # experts module runs it (module ranges agree)
+            cut = len(gap)
+            seen_topk = False
+            for n, k in enumerate(ks):
+                if k.op == "aten::topk":
+                    seen_topk = True
+                elif seen_topk and k.op not in ROUTING_EPILOGUE:
+                    cut = n
+                    break
+            put_all(gap[:cut], "router")
+            put_all(gap[cut:], "experts")
         elif prev == "experts" and nxt == "experts":
             put_all(gap, "experts")
         elif prev == "router" and nxt is None:

@@ -235,6 +235,18 @@ def test_moe_rows(mixtral):
     assert any("expert GEMM kernels (aten::_grouped_mm)" in n for n in mixtral.notes)
 
 
+def test_routing_is_the_routers_and_dispatch_the_experts(mixtral):
+    """By shapes alone, as by module ranges: softmax, top-k and its renormalisation are the router's;
+    what follows the top-k (sorting tokens by expert, histogram, index bookkeeping) is the experts'."""
+    k = mixtral.kernels
+    ops_of = k.groupby("outer_op")["op"].agg(lambda s: set(s))
+    assert ops_of["aten::topk"] == {"router"}
+    for dispatch in ("aten::sort", "aten::histc"):
+        if dispatch in ops_of.index:
+            assert ops_of[dispatch] == {"experts"}, dispatch
+    assert "aten::sort" in ops_of.index or "aten::histc" in ops_of.index  # HF's grouped-GEMM dispatch
+
+
 # ---------------------------------------------------------------------------------------------- errors, CLI
 
 
