@@ -45,7 +45,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from roofline.analysis import OP_COLUMNS, Analysis, analyze
+from roofline.analysis import COST_COLUMNS, OP_COLUMNS, Analysis, analyze
 from roofline.classify import BOUNDS, classify
 from roofline.dtypes import DTYPE_BYTES
 from roofline.errors import ConfigError, RooflineError
@@ -182,19 +182,7 @@ def fuse_elementwise(ops: pd.DataFrame, spec, cuda_graph: bool = False) -> pd.Da
         row = a.copy()
         row["op"], row["count"], row["saved_bytes"] = f"{first}+{second}", n, saved
         row["category"], row["compute_dtype"] = "elementwise", a["compute_dtype"]
-        for key in (
-            "flops",
-            "bytes_read",
-            "bytes_written",
-            "weight_bytes_read",
-            "act_bytes_read",
-            "act_bytes_written",
-            "kv_bytes_read",
-            "kv_bytes_written",
-            "comm_bytes",
-            "params",
-            "param_bytes",
-        ):
+        for key in COST_COLUMNS:
             row[key] = a[key] + b[key]
         row["bytes_read"] -= saved
         row["act_bytes_read"] -= saved

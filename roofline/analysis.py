@@ -26,17 +26,8 @@ from roofline.quant import on_gpu
 from roofline.specs import HardwareSpec, load_spec
 from roofline.transformer import kv_cache_layers, model_ops
 
-# columns of the ops frame, in order
-OP_COLUMNS = [
-    "point",
-    "batch_size",
-    "prompt_len",
-    "context_len",
-    "phase",
-    "op",
-    "category",
-    "compute_dtype",
-    "count",
+# the cost columns of the ops frame: per occurrence, summable over ops (advise's fusion adds two ops' rows)
+COST_COLUMNS = [
     "flops",
     "bytes_read",
     "bytes_written",
@@ -49,6 +40,18 @@ OP_COLUMNS = [
     "params",
     "param_bytes",
 ]
+# columns of the ops frame, in order
+OP_COLUMNS = [
+    "point",
+    "batch_size",
+    "prompt_len",
+    "context_len",
+    "phase",
+    "op",
+    "category",
+    "compute_dtype",
+    "count",
+] + COST_COLUMNS
 MAX_ROWS = 20_000_000  # ~3 GB of frame; beyond this a sweep is refused
 RIDGE_SEARCH_MAX_BATCH = 1 << 16
 

@@ -570,14 +570,19 @@ class _Collector:
     def reset(self):
         self.__init__(self.path)
 
-    def __call__(self, d: dict):
-        cat = d.get("cat")
+    def _role(self, cat):
+        """The role of a Kineto category (None: not used), learning other capitalisations as they come."""
         try:
-            role = self.roles[cat]
-        except (KeyError, TypeError):
+            return self.roles[cat]
+        except (KeyError, TypeError):  # a new spelling, or a category that is not even a string
             role = _BUCKET.get(cat.lower()) if isinstance(cat, str) else None
             if isinstance(cat, str):
                 self.roles[cat] = role
+            return role
+
+    def __call__(self, d: dict):
+        cat = d.get("cat")
+        role = self._role(cat)
         if role is None:
             return None if "ph" in d else d  # other events go; args and header dicts stay
         if d.get("ph", "X") != "X":
@@ -641,12 +646,7 @@ class _Collector:
     def add_struct(self, e):
         """The same as calling with a dict, for an event decoded by msgspec into an _Event."""
         cat = e.cat
-        try:
-            role = self.roles[cat]
-        except (KeyError, TypeError):
-            role = _BUCKET.get(cat.lower()) if isinstance(cat, str) else None
-            if isinstance(cat, str):
-                self.roles[cat] = role
+        role = self._role(cat)
         if role is None or e.ph != "X":
             return
         if e.ts is None or e.dur is None:
