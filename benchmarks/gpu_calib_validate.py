@@ -45,6 +45,7 @@ def main():
     ap.add_argument("--spec", default=None, help="shipped spec to extend (default: from the GPU's name)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-calibrate", help="use this calibrated spec instead of measuring one")
+    ap.add_argument("--calibrate-only", action="store_true", help="stop after writing calibration.yaml")
     args = ap.parse_args()
     out = Path(os.environ.get("OUT", "out"))
     out.mkdir(parents=True, exist_ok=True)
@@ -67,13 +68,7 @@ def main():
             f"ceilings in {time.perf_counter() - t0:.1f} s: { ({k: v for k, v in raw['measured'].items() if k != 'conditions'}) }"
         )
         spec = parse_spec(raw, "<calibrating>")
-        parts = {
-            "kernel_min_us": lambda: round(C.kernel_min_s() * 1e6, 3),
-            "bandwidth_curve": lambda: C.measure_bandwidth_curve(spec),
-            "gemm": lambda: {"bf16": C.measure_gemm_table(spec)},
-            "attention": lambda: C.measure_attention_tables(spec),
-            "ops": lambda: C.measure_op_costs(spec, bandwidth_curve=raw["measured"].get("bandwidth_curve")),
-        }
+        parts = C.kernel_model_parts(spec, raw["measured"])
         t_all = time.perf_counter()
         for key, fn in parts.items():
             t0 = time.perf_counter()
@@ -88,6 +83,8 @@ def main():
                 raw["measured"]["conditions"]["ops_measured_on"] = cond
                 if cond.get("kernel_gap_us") is not None:
                     raw["measured"]["kernel_gap_us"] = cond["kernel_gap_us"]
+            elif key == "op_tables":
+                value, raw["measured"]["conditions"]["op_tables_measured_on"] = value
             raw["measured"][key] = value
             C.write_spec(raw, cal_path)  # after each part: a cut-short run keeps what it measured
             log(f"{key}: {time.perf_counter() - t0:.1f} s")
@@ -99,6 +96,8 @@ def main():
         C.write_spec(raw, cal_path)
         log(f"wrote {cal_path}")
 
+    if args.calibrate_only:
+        return
     matrix = QUICK_MATRIX if args.quick else MATRIX
     runs = []
     for case in matrix:  # one case at a time, the partial tables rewritten after each: a cut-short run keeps them

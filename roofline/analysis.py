@@ -21,7 +21,7 @@ from roofline.config import (
     with_checkpoint_weights,
 )
 from roofline.errors import ConfigError
-from roofline.predict import host_bound_classes, layer_block, prediction_columns, queue_step
+from roofline.predict import host_bound_classes, layer_block, op_variants, prediction_columns, queue_step
 from roofline.quant import on_gpu
 from roofline.specs import HardwareSpec, load_spec
 from roofline.transformer import kv_cache_layers, model_ops
@@ -96,7 +96,9 @@ def analyze(model, gpu, workload: Optional[Workload] = None, **overrides) -> Ana
             f"narrow the ranges or use fewer values"
         )
     ops = classify(ops_frame(m, w, points), spec, cuda_graph=w.cuda_graph)
-    for key, value in prediction_columns(ops, spec, cuda_graph=w.cuda_graph).items():  # predict.py, in place
+    variants = op_variants(m, w.tp)
+    moe = (m.num_local_experts // max(w.ep, 1), m.num_experts_per_tok) if m.is_moe else None
+    for key, value in prediction_columns(ops, spec, w.cuda_graph, variants, moe).items():  # predict.py, in place
         ops[key] = value
     # the step of each (point, phase) by predict.py's launch queue, and each op's share of it: in proportion
     # to count * stream_s where the GPU is the bottleneck of the step, count * host_s where the host is
@@ -123,7 +125,8 @@ def phase_steps(ops: pd.DataFrame, n_points: int) -> np.ndarray:
         counts = ops["count"].to_numpy(float)[sel[:n_ops]]
         host = ops["host_s"].to_numpy(float)[sel].reshape(n_points, n_ops)
         stream = ops["stream_s"].to_numpy(float)[sel].reshape(n_points, n_ops)
-        out[sel] = np.repeat(queue_step(host, stream, counts, layer_block(counts)), n_ops)
+        syncs = ops["syncs"].to_numpy(bool)[sel[:n_ops]] if "syncs" in ops else None
+        out[sel] = np.repeat(queue_step(host, stream, counts, layer_block(counts), syncs), n_ops)
     return out
 
 

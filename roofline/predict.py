@@ -61,8 +61,17 @@ CALIBRATED, DATASHEET = "calibrated", "datasheet roofline"
 
 # keys of the measured: section this module reads (specs.py accepts them; documented in the YAML)
 KERNEL_KEYS = ("kernel_min_us", "bandwidth_curve", "gemm", "attention", "ops")
-_OP_KEYS = {"fixed_us", "host_eager_us", "host_graph_us", "kernels", "traffic"}
-KERNEL_KEYS = KERNEL_KEYS + ("kernel_gap_us",)
+_OP_KEYS = {
+    "fixed_us",
+    "host_eager_us",
+    "host_graph_us",
+    "kernels",
+    "traffic",
+    "syncs",  # host syncs per occurrence (MoE routing): the host waits for the GPU, nothing overlaps
+    "host_per_active_expert_us",  # eager host cost of each routed expert that receives tokens
+    "active_experts",  # routed experts with tokens at the calibrated point (host_eager_us's)
+}
+KERNEL_KEYS = KERNEL_KEYS + ("kernel_gap_us", "op_tables")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -91,14 +100,28 @@ def parse_kernel_tables(measured: dict, where: str) -> dict:
             raise SpecError(f"{w}.gemm must be a mapping of dtype -> table (tokens, weight_elements, efficiency)")
         out["gemm"] = {str(d): _table(t, f"{w}.gemm.{d}", ("tokens", "weight_elements")) for d, t in g.items()}
     if measured.get("attention") is not None:
-        a = _mapping(measured["attention"], f"{w}.attention", {"prefill", "decode"})
+        a = measured["attention"]
+        if not isinstance(a, dict):
+            raise SpecError(f"{w}.attention must be a mapping with keys prefill, decode (and prefill/dNN, decode/dNN)")
         out["attention"] = {}
-        if a.get("prefill") is not None:
-            out["attention"]["prefill"] = _table(
-                a["prefill"], f"{w}.attention.prefill", ("query_len", "flops_per_pair")
+        axes = {"prefill": ("query_len", "flops_per_pair"), "decode": ("kv_bytes", "flops_per_kv_byte")}
+        for key, table in a.items():
+            phase, _, head = str(key).partition("/")
+            if phase not in axes or (head and not (head[:1] == "d" and head[1:].isdigit())):
+                raise SpecError(
+                    f"{w}.attention: unknown key '{key}'; allowed: prefill, decode, or PHASE/dNN (a head_dim)"
+                )
+            if table is not None:
+                out["attention"][str(key)] = _table(table, f"{w}.attention.{key}", axes[phase])
+    if measured.get("op_tables") is not None:
+        t = measured["op_tables"]
+        if not isinstance(t, dict):
+            raise SpecError(
+                f"{w}.op_tables must be a mapping of op name -> table (tokens, bytes_per_token, efficiency)"
             )
-        if a.get("decode") is not None:
-            out["attention"]["decode"] = _table(a["decode"], f"{w}.attention.decode", ("kv_bytes", "flops_per_kv_byte"))
+        out["op_tables"] = {
+            str(name): _table(v, f"{w}.op_tables.{name}", ("tokens", "bytes_per_token")) for name, v in t.items()
+        }
     if measured.get("ops") is not None:
         ops = measured["ops"]
         if not isinstance(ops, dict):
@@ -185,13 +208,13 @@ def interp_table(x: np.ndarray, y: np.ndarray, table: tuple) -> np.ndarray:
 # the prediction
 
 
-def predict(ops: pd.DataFrame, spec, cuda_graph: bool = False) -> pd.DataFrame:
+def predict(ops: pd.DataFrame, spec, cuda_graph: bool = False, variants: dict | None = None) -> pd.DataFrame:
     """Add ``predicted_time_s``, ``prediction_source``, ``host_s``, ``fixed_s`` (per occurrence) to a
     classified ops frame (classify.classify's columns plus op, category, phase, params,
     weight_bytes_read, kv_bytes_read, prompt_len) and refine ``bound`` with 'overhead' / 'latency'
     (module docstring). Returns a new frame; ``prediction_columns`` gives the columns alone."""
     out = ops.copy()
-    for key, value in prediction_columns(ops, spec, cuda_graph).items():
+    for key, value in prediction_columns(ops, spec, cuda_graph, variants).items():
         out[key] = value
     return out
 
@@ -207,9 +230,53 @@ def _mask(codes, categories, wanted) -> np.ndarray:
     return np.isin(codes, hit) if hit else np.zeros(len(codes), dtype=bool)
 
 
-def prediction_columns(ops: pd.DataFrame, spec, cuda_graph: bool = False) -> dict:
+GEMM_VARIANTS = ("unaligned", "tall_k")
+NORM_OPS = ("attn_norm", "mlp_norm", "final_norm", "post_attn_norm", "post_mlp_norm", "q_norm", "k_norm")
+
+
+def op_variants(config, tp: int = 1) -> dict:
+    """{op name: kernel variant} for the ops whose kernels differ between families, so a calibrated entry
+    measured on one kind is not applied to another: the norms ('rmsnorm' | 'layernorm'), the MLP
+    activation ('gated': act(gate) * up, two kernels in eager PyTorch; 'plain': one), and lm_head
+    ('unaligned' when its vocabulary shard is not a multiple of 8 elements: cuBLAS then runs a slower
+    kernel; 50257-wide gpt2 logits took 6.6x the time of 50304-wide ones at 64 tokens on an H200,
+    reports/h200/kernels_probe.csv), down_proj ('tall_k': more inputs than outputs, which cuBLAS
+    splits along K at few tokens, a second kernel; its shapes have their own GEMM table), attention
+    ('dNN' for a head_dim other than 128: the flash kernels tile by head_dim). ``measured.ops`` /
+    ``op_tables`` entries named ``NAME/VARIANT``, ``gemm.DTYPE/VARIANT`` and ``attention.PHASE/VARIANT``
+    are used for these ops where the spec has them, else the plain entry."""
+    out = {name: config.norm for name in NORM_OPS}
+    out["act"] = "gated" if config.gated_mlp else "plain"
+    out["down_proj"] = "tall_k"
+    vocab_shard = -(-config.vocab_size // max(tp, 1))
+    if vocab_shard % 8:
+        out["lm_head"] = "unaligned"
+    if config.head_dim != 128:
+        out["attention"] = f"d{config.head_dim}"
+    return out
+
+
+def _entry_key(name: str, variants: dict, table: dict):
+    """The key of ``table`` for op ``name``: NAME/VARIANT where the spec has it, else NAME, else None."""
+    v = variants.get(name)
+    if v and f"{name}/{v}" in table:
+        return f"{name}/{v}"
+    return name if name in table else None
+
+
+def active_experts(tokens: np.ndarray, experts: int, top_k: int) -> np.ndarray:
+    """Expected routed experts that receive at least one of ``tokens`` tokens, each token picking ``top_k``
+    of ``experts`` uniformly: experts * (1 - (1 - top_k / experts) ** tokens)."""
+    return experts * (1.0 - (1.0 - top_k / experts) ** np.asarray(tokens, float))
+
+
+def prediction_columns(
+    ops: pd.DataFrame, spec, cuda_graph: bool = False, variants: dict | None = None, moe: tuple | None = None
+) -> dict:
     """The columns ``predict`` adds, as arrays (``bound`` refined). Vectorised: per-op-name work is
-    one mask per distinct name, never a loop over rows."""
+    one mask per distinct name, never a loop over rows. ``variants``: ``op_variants`` of the model;
+    ``moe``: (routed experts per GPU, experts per token) of an MoE model, for the experts' host cost."""
+    variants = variants or {}
     k = getattr(spec, "measured_kernels", None) or {}
     n = len(ops)
     t_roof = ops["time_s"].to_numpy(float)
@@ -239,16 +306,31 @@ def prediction_columns(ops: pd.DataFrame, spec, cuda_graph: bool = False) -> dic
                 tokens = np.where(kn > 0, flops[sel] / (2.0 * kn), 1.0)
             d_codes, dtypes = _codes(ops["compute_dtype"])
             d_sel = d_codes[sel]
+            kinds = sorted({v for n, v in variants.items() if v in GEMM_VARIANTS})
+            kind = np.zeros(n, dtype=int)  # 0: the plain table, j + 1: kinds[j]
+            for j, v in enumerate(kinds):
+                kind[_mask(name_codes, names, {name for name, x in variants.items() if x == v})] = j + 1
+            kind = kind[sel]
             m_sel = model[sel]
             for i, dtype in enumerate(dtypes):
-                s = d_sel == i
-                if not s.any():
-                    continue
-                table = k["gemm"].get(dtype) or k["gemm"].get("bf16") or next(iter(k["gemm"].values()))
-                m_sel[s] = t_roof[sel][s] / interp_table(tokens[s], kn[s], table)
+                for j in range(len(kinds) + 1):
+                    s = (d_sel == i) & (kind == j)
+                    if not s.any():
+                        continue
+                    table = (
+                        (k["gemm"].get(f"{dtype}/{kinds[j - 1]}") if j else None)
+                        or k["gemm"].get(dtype)
+                        or k["gemm"].get("bf16")
+                        or next(iter(k["gemm"].values()))
+                    )
+                    m_sel[s] = t_roof[sel][s] / interp_table(tokens[s], kn[s], table)
             model[sel] = m_sel
             calibrated |= sel
-    attn = k.get("attention", {})
+    attn = dict(k.get("attention", {}))
+    v = variants.get("attention")
+    for phase in ("prefill", "decode"):  # the head_dim's own tables where measured
+        if v and f"{phase}/{v}" in attn:
+            attn[phase] = attn[f"{phase}/{v}"]
     if attn:
         p_codes, phases = _codes(ops["phase"])
         flash = _mask(name_codes, names, {"attention"})
@@ -274,20 +356,37 @@ def prediction_columns(ops: pd.DataFrame, spec, cuda_graph: bool = False) -> dic
         calibrated |= ~comm
     host = np.full(n, 0.0 if cuda_graph else spec.ceiling_launch_s(False))
     kernels = np.ones(n)
+    tables = k.get("op_tables", {})
+    prefill = ops["phase"].to_numpy() == "prefill"
+    tokens_all = ops["batch_size"].to_numpy(float) * np.where(prefill, ops["prompt_len"].to_numpy(float), 1.0)
+    syncs = np.zeros(n, dtype=bool)
     for i, name in enumerate(names):
-        entry = per_op.get(name)
+        key = _entry_key(name, variants, tables) if tables else None
+        s = name_codes == i
+        table_rows = np.zeros(n, dtype=bool)
+        if key is not None:  # the op's own table: measured on the reference at several sizes
+            table_rows = s & _mask(cat_codes, cats, {"elementwise", "memory"})
+            if table_rows.any():
+                tok = tokens_all[table_rows]
+                model[table_rows] = t_roof[table_rows] / interp_table(tok, moved[table_rows] / tok, tables[key])
+                calibrated |= table_rows
+        entry = per_op.get(_entry_key(name, variants, per_op) or name)
         if not entry:
             continue
-        s = name_codes == i
         if "fixed_s" in entry:
             fixed[s] = entry["fixed_s"]
             calibrated |= s
         if "host_eager_s" in entry and not cuda_graph:
             host[s] = entry["host_eager_s"]
+            if moe and "host_per_active_expert_s" in entry and "active_experts" in entry:
+                extra = active_experts(tokens_all[s], *moe) - entry["active_experts"]
+                host[s] = np.maximum(host[s] + entry["host_per_active_expert_s"] * extra, 0.0)
+        if entry.get("syncs", 0) > 0 and not cuda_graph:
+            syncs |= s
         if "kernels" in entry:
             kernels[s] = max(entry["kernels"], 1.0)
         if "traffic" in entry:
-            t = s & elementwise
+            t = s & elementwise & ~table_rows
             model[t] = np.maximum(t_compute[t], t_mem[t] * entry["traffic"])
     fixed[comm] = 0.0  # collectives: the alpha of the link model is their fixed cost
     predicted = np.maximum(fixed, model)
@@ -311,6 +410,7 @@ def prediction_columns(ops: pd.DataFrame, spec, cuda_graph: bool = False) -> dic
         "launch_gap_s": gap,
         "stream_s": predicted + gap,
         "host_s": host,
+        "syncs": syncs,
         "bound": pd.Categorical.from_codes(bound, classes),
     }
 
@@ -336,13 +436,16 @@ def occurrence_time(ops: pd.DataFrame) -> np.ndarray:
     return np.maximum(ops["stream_s"].to_numpy(float), ops["host_s"].to_numpy(float))
 
 
-def queue_step(host: np.ndarray, stream: np.ndarray, counts: np.ndarray, block=None) -> np.ndarray:
+def queue_step(host: np.ndarray, stream: np.ndarray, counts: np.ndarray, block=None, syncs=None) -> np.ndarray:
     """Step time of the launch queue (module docstring) for ``host`` and ``stream`` [points, ops] (seconds
     per occurrence, ops in execution order), ``counts`` [ops]. ``block`` = (start, stop): the ops
     [start, stop) run as one block repeated counts[start] times (the layers); every other op runs its
-    occurrences back to back. Returns [points]."""
+    occurrences back to back. ``syncs`` [ops]: ops that sync with the host (``measured.ops.NAME.syncs``):
+    the host waits for the GPU before them and the op's host and GPU time add up. Returns [points]."""
     host = np.atleast_2d(host)
     stream = np.atleast_2d(stream)
+    if syncs is not None and np.any(syncs):
+        return _simulate_queue(host, stream, counts, block, np.asarray(syncs, bool))
     n_ops = host.shape[1]
     segments = []  # (start, stop, repeats)
     i = 0
@@ -367,6 +470,35 @@ def queue_step(host: np.ndarray, stream: np.ndarray, counts: np.ndarray, block=N
     return best
 
 
+def _simulate_queue(host, stream, counts, block, syncs) -> np.ndarray:
+    """The launch queue occurrence by occurrence (vectorised over points), for steps with host syncs:
+    a plain op ends on the GPU at max(GPU free, host issued it) + stream; a syncing op starts when both
+    the host and the GPU are free and holds both for host + stream."""
+    t_host = np.zeros(host.shape[0])
+    t_gpu = np.zeros(host.shape[0])
+
+    def run(i):
+        nonlocal t_host, t_gpu
+        if syncs[i]:
+            t_host = t_gpu = np.maximum(t_host, t_gpu) + host[:, i] + stream[:, i]
+        else:
+            t_host = t_host + host[:, i]
+            t_gpu = np.maximum(t_gpu, t_host) + stream[:, i]
+
+    i, n_ops = 0, host.shape[1]
+    while i < n_ops:
+        if block and i == block[0]:
+            for _ in range(int(counts[i])):
+                for j in range(block[0], block[1]):
+                    run(j)
+            i = block[1]
+        else:
+            for _ in range(int(counts[i])):
+                run(i)
+            i += 1
+    return np.maximum(t_host, t_gpu)
+
+
 def layer_block(counts: np.ndarray):
     """(start, stop) of the contiguous run of ops with the largest count (> 1), or None."""
     top = counts.max() if len(counts) else 0
@@ -389,6 +521,7 @@ def step_time(ops: pd.DataFrame) -> float:
             ops["stream_s"].to_numpy(float)[None, :],
             counts,
             layer_block(counts),
+            ops["syncs"].to_numpy(bool) if "syncs" in ops else None,
         )[0]
     )
 

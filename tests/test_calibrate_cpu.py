@@ -137,3 +137,41 @@ def test_kernel_gap_is_the_replay_minus_its_kernels_per_kernel():
     ops = pd.DataFrame({"n_kernels": [1.0, 3.0], "ref_count": [2, 1]})
     assert kernel_gap_s(ops, {"graph_step_ref_s": 104e-6, "kernel_time_ref_s": 100e-6}) == pytest.approx(0.8e-6)
     assert kernel_gap_s(ops, {"graph_step_ref_s": None, "kernel_time_ref_s": 100e-6}) is None
+
+
+def test_step_times_are_measured_in_a_fresh_process():
+    # the child builds the same reference and times it: a positive eager step per phase, no graph on the
+    # CPU; a job that cannot run comes back as an error line, the jobs after it still run
+    from roofline.config import Workload
+    from roofline.measure.calibrate import table_model
+    from roofline.measure.steptime import time_steps
+
+    m = table_model("llama", 256)
+    ok = {"config": m, "workload": Workload(batch_size=(2,), prompt_len=(8,), phase="prefill"), "layers": 1}
+    ok.update(device="cpu", timing_iters=2)
+    bad = dict(ok, workload=Workload(batch_size=(1,), prompt_len=(8,), phase="prefill", weight_dtype="int4"))
+    first, second, third = time_steps([ok, bad, ok])
+    assert first["prefill"]["eager_s"] > 0 and first["prefill"]["graph_s"] is None
+    assert "int4" in second["error"]
+    assert third["prefill"]["eager_s"] > 0
+
+
+def test_op_tables_on_the_cpu_have_one_column_per_width_and_one_row_per_token_count():
+    from roofline.measure.calibrate import measure_op_tables
+    from roofline.specs import load_spec
+
+    tables, cond = measure_op_tables(
+        load_spec("h200"), tokens=(1, 8), widths={"llama": (256, 512), "gpt2": (256,)}, repeats=1, device="cpu"
+    )
+    norm = tables["attn_norm/rmsnorm"]
+    # RMSNorm reads and writes hidden 16-bit values per token (+ its weight once): 2 * 2 * hidden per token
+    assert norm["bytes_per_token"][0] == pytest.approx(4 * 256, rel=0.3)
+    assert len(norm["bytes_per_token"]) == 2 and len(norm["efficiency"]) == 2
+    assert all(v > 0 for row in norm["efficiency"] for v in row)
+    assert "attn_norm/layernorm" in tables and "act/plain" in tables and "act/gated" in tables
+    assert cond["models"]["gpt2"] == ["calibration-gpt2-256"]
+    from roofline.specs import parse_spec
+
+    raw = load_mapping(Path(load_spec("h200").path), "spec")
+    spec = parse_spec(dict(raw, measured={"op_tables": tables}), "x")
+    assert "attn_norm/rmsnorm" in spec.measured_kernels["op_tables"]

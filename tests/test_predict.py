@@ -256,3 +256,89 @@ def test_queue_step_matches_a_brute_force_simulation():
         block = layer_block(counts)
         got = queue_step(host[None, :], stream[None, :], counts, block)[0]
         assert got == pytest.approx(simulate(host, stream, counts, block))
+
+
+def test_op_tables_set_the_time_of_element_wise_ops_by_tokens_and_bytes_per_token():
+    # rmsnorm at efficiency 0.25 everywhere (a flat table): 4x its roofline time; the layernorm entry
+    # of the same op is not used for a llama-style (RMSNorm) model; ops without a table keep the roofline
+    flat = {"tokens": [1, 1e6], "bytes_per_token": [1, 1e9], "efficiency": [[0.25, 0.25], [0.25, 0.25]]}
+    other = {"tokens": [1, 1e6], "bytes_per_token": [1, 1e9], "efficiency": [[0.01, 0.01], [0.01, 0.01]]}
+    measured = {"kernel_min_us": 1e-3, "op_tables": {"attn_norm/rmsnorm": flat, "attn_norm/layernorm": other}}
+    ops = roofline.analyze(TINY_MODEL, tiny_spec(measured), phase="prefill").ops.set_index("op")
+    norm = ops.loc["attn_norm"]
+    assert norm["predicted_time_s"] == pytest.approx(norm["time_s"] / 0.25)
+    assert norm["prediction_source"] == "calibrated"
+    assert ops.loc["rope", "predicted_time_s"] == pytest.approx(ops.loc["rope", "time_s"])
+
+
+def test_op_table_is_interpolated_in_log_space_on_its_two_axes():
+    # efficiency 0.1 at 1 token, 0.4 at 10,000 tokens (any bytes per token): at 100 tokens, halfway in
+    # log tokens, log-linear interpolation gives sqrt(0.1 * 0.4) = 0.2
+    table = {"tokens": [1, 10000], "bytes_per_token": [1, 1e9], "efficiency": [[0.1, 0.1], [0.4, 0.4]]}
+    spec = tiny_spec({"kernel_min_us": 1e-3, "op_tables": {"rope": table}})
+    r = roofline.analyze(TINY_MODEL, spec, phase="prefill", batch_size=1, prompt_len=100)
+    rope = r.ops.set_index("op").loc["rope"]
+    assert rope["predicted_time_s"] == pytest.approx(rope["time_s"] / 0.2)
+
+
+def test_op_variants_follow_the_family_and_the_vocabulary_shard():
+    from roofline.config import load_model
+    from roofline.predict import op_variants
+
+    gpt2 = op_variants(load_model(EXAMPLES / "gpt2.yaml"))
+    assert gpt2["attn_norm"] == "layernorm" and gpt2["act"] == "plain"
+    assert gpt2["lm_head"] == "unaligned"  # 50257 is odd
+    llama = op_variants(load_model(EXAMPLES / "llama-2-7b.yaml"), tp=2)
+    assert llama["attn_norm"] == "rmsnorm" and llama["act"] == "gated"
+    assert "lm_head" not in llama  # 32000 / 2 = 16000, a multiple of 8
+    assert op_variants(load_model(EXAMPLES / "llama-2-7b.yaml"), tp=128)["lm_head"] == "unaligned"  # 250
+
+
+def test_unaligned_lm_head_uses_the_unaligned_gemm_table():
+    measured = {"gemm": {"bf16": flat_gemm(0.5), "bf16/unaligned": flat_gemm(0.05)}}
+    ops = roofline.analyze(str(EXAMPLES / "gpt2.yaml"), tiny_spec(measured), phase="decode").ops.set_index("op")
+    assert ops.loc["lm_head", "predicted_time_s"] == pytest.approx(ops.loc["lm_head", "time_s"] / 0.05)
+    assert ops.loc["q_proj", "predicted_time_s"] == pytest.approx(ops.loc["q_proj", "time_s"] / 0.5)
+
+
+def test_op_table_errors_name_the_key():
+    bad = {"tokens": [1, 10], "bytes_per_token": [5, 1], "efficiency": [[0.1, 0.1], [0.1, 0.1]]}
+    with pytest.raises(SpecError, match=r"op_tables\.rope\.bytes_per_token must be strictly increasing"):
+        tiny_spec({"op_tables": {"rope": bad}})
+
+
+def test_a_syncing_op_serialises_host_and_gpu_in_the_queue():
+    # three ops, host 1 s each, GPU 2 s each; op 1 syncs. Plain queue: 1 + 2 + 2 + 2 = 7 s.
+    # With the sync: op 0 ends on the GPU at 3; op 1 starts at max(host 1, GPU 3) = 3 and holds both
+    # until 3 + 1 + 2 = 6; op 2 is issued at 7 and ends at 9.
+    host = np.array([[1.0, 1.0, 1.0]])
+    stream = np.array([[2.0, 2.0, 2.0]])
+    counts = np.ones(3)
+    assert queue_step(host, stream, counts)[0] == pytest.approx(7.0)
+    assert queue_step(host, stream, counts, syncs=np.array([False, True, False]))[0] == pytest.approx(9.0)
+
+
+def test_sync_simulation_equals_the_closed_form_without_syncs():
+    rng = np.random.default_rng(3)
+    host, stream = rng.uniform(0, 1, (4, 6)), rng.uniform(0, 1, (4, 6))
+    counts = np.array([1, 3, 3, 3, 1, 1], float)
+    from roofline.predict import _simulate_queue
+
+    closed = queue_step(host, stream, counts, (1, 4))
+    assert _simulate_queue(host, stream, counts, (1, 4), np.zeros(6, bool)) == pytest.approx(closed)
+
+
+def test_experts_host_cost_grows_with_the_active_experts():
+    from roofline.predict import active_experts
+
+    # 8 experts, top 2: one token reaches exactly 2; 16 tokens 8 (1 - 0.75^16) = 7.92
+    assert active_experts(1, 8, 2) == pytest.approx(2.0)
+    assert active_experts(16, 8, 2) == pytest.approx(8 * (1 - 0.75**16))
+    entry = {"host_eager_us": 100.0, "host_per_active_expert_us": 10.0, "active_experts": 2.0, "syncs": 8}
+    spec = tiny_spec({"ops": {"experts": entry}})
+    mix = str(EXAMPLES / "mixtral-8x7b.yaml")
+    one = roofline.analyze(mix, spec, phase="decode", batch_size=1).ops.set_index("op")
+    many = roofline.analyze(mix, spec, phase="decode", batch_size=16).ops.set_index("op")
+    assert one.loc["experts", "host_s"] == pytest.approx(100e-6)
+    assert many.loc["experts", "host_s"] == pytest.approx((100 + 10 * (8 * (1 - 0.75**16) - 2)) * 1e-6)
+    assert bool(one.loc["experts", "syncs"])

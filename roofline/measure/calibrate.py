@@ -304,11 +304,22 @@ KERNEL_MODEL_DOC = """#
 #                      at that size. Element-wise and memory ops take bytes / this (log-log interpolated)
 #   gemm.<dtype>       tokens (M) x weight_elements (K*N) -> efficiency = roofline time / measured time of
 #                      F.linear(x [M, K], W [N, K]); rows follow tokens, columns weight_elements
+#   gemm.<dtype>/unaligned  the same for an output width that is not a multiple of 8 (odd vocabularies):
+#                      used for lm_head when its vocabulary shard is (predict.op_variants)
+#   gemm.<dtype>/tall_k  the same for down_proj's shapes (intermediate -> hidden), used for down_proj
 #   attention.prefill  query_len x flops_per_pair (4 * batch * heads * head_dim) -> efficiency of causal
 #                      flash SDPA (MHA and GQA 4, geometric mean)
 #   attention.decode   kv_bytes (K + V read) x flops_per_kv_byte (the GQA ratio in bf16) -> efficiency of
 #                      one-query flash SDPA against a cache
-#   ops.<name>         the reference model's op <name>: fixed_us (its kernels at the smallest size: a floor),
+#   attention.<phase>/d64  the same two tables at head_dim 64 (16 query heads), for models of that head_dim
+#   op_tables.<name>   tokens x bytes_per_token (bytes moved / tokens) -> efficiency of the reference's
+#                      element-wise or memory op <name> (NAME/VARIANT: rmsnorm | layernorm norms, gated | plain
+#                      activation), measured on one-layer models of several widths; replaces the bandwidth
+#                      curve and traffic for that op
+#   ops.experts        also syncs (host syncs per occurrence: the host waits for the GPU; nothing overlaps),
+#                      host_per_active_expert_us and active_experts (host_eager_us's point): the host cost
+#                      grows by host_per_active_expert_us per expert that receives tokens
+#   ops.<name>         the reference model's op <name> (or NAME/VARIANT): fixed_us (its kernels at the smallest size: a floor),
 #                      host_eager_us (what one occurrence costs the host, eager), host_graph_us (its share
 #                      of a CUDA-graph replay of the small model; recorded, not used: in a graph the
 #                      prediction adds kernel_gap_us per kernel), kernels (per occurrence), traffic
@@ -326,7 +337,8 @@ def write_spec(raw: dict, output) -> Path:
     path = Path(output)
     raw = plain(raw)
     header = "# Written by roofline calibrate: the shipped spec plus a measured: section (ceilings used first).\n"
-    if any(k in raw.get("measured", {}) for k in ("gemm", "attention", "bandwidth_curve", "ops", "kernel_min_us")):
+    kernel_keys = ("gemm", "attention", "bandwidth_curve", "ops", "op_tables", "kernel_min_us")
+    if any(k in raw.get("measured", {}) for k in kernel_keys):
         header += KERNEL_MODEL_DOC
     io.write_text(path, header + yaml.safe_dump(raw, sort_keys=False, width=110))  # atomic: old spec kept on failure
     try:
@@ -351,16 +363,20 @@ GEMM_TOKENS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16
 GEMM_SHAPES = (
     (768, 768),
     (768, 3072),
-    (3072, 768),
     (4096, 1024),
     (4096, 4096),
     (4096, 11008),
-    (11008, 4096),
     (4096, 14336),
-    (14336, 4096),
     (4096, 32000),
     (4096, 128256),
 )
+# down_proj's (intermediate -> hidden): more inputs than outputs; cuBLAS splits K at few tokens (a second
+# kernel), so these get their own table (predict.op_variants: 'tall_k') rather than being merged with
+# the (hidden -> intermediate) shape of the same weight size
+GEMM_DOWN_SHAPES = ((3072, 768), (11008, 4096), (14336, 4096))
+# (in, out) with an output width that is not a multiple of 8 elements: gpt2's vocabulary and Llama's
+# 32000 + 1 pad token; cuBLAS runs other (slower) kernels for them (predict.op_variants: 'unaligned')
+GEMM_UNALIGNED_SHAPES = ((768, 50257), (1600, 50257), (4096, 32001))
 BANDWIDTH_BYTES = tuple(4096 * 4**i for i in range(10))  # 4 KB .. 1.07 GB moved (read + written)
 PREFILL_LENS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 PREFILL_BATCH_HEADS = (32, 256)  # batch x query heads, head_dim 128
@@ -388,6 +404,13 @@ LARGE_MODEL = {
     "vocab_size": 32000,
     "hidden_act": "silu",
 }
+# the op tables: the reference's element-wise and memory ops (norms, rope, activation, residuals, cache
+# writes, embeddings) timed at these token counts (decode batch = tokens at context 128 up to 64, then
+# prefill of one sequence) on llama-style and gpt2-style models of these widths
+OP_TABLE_TOKENS = (1, 8, 64, 512, 4096)
+OP_TABLE_DECODE_MAX = 64
+OP_TABLE_WIDTHS = {"llama": (512, 2048, 4096, 8192), "llama_mha": (4096,), "gpt2": (768, 1600)}
+MOE_WIDE_BATCH = 16  # decode batch of the second MoE calibration point (host cost per active expert)
 TRAFFIC_TOKENS = 2048  # prefill tokens of the traffic run: 16.8 MB per hidden-state tensor
 MAX_KERNEL_S = 0.2
 WARMUP_S = 0.05  # wall time of warm-up calls before each timing
@@ -474,7 +497,7 @@ def _fill(eff):
                 for j in np.flatnonzero(np.isnan(row)):
                     row[j] = row[idx[np.argmin(abs(idx - j))]]
         a = a.T
-    return [[round(float(v), 4) for v in row] for row in a]
+    return [[float(f"{float(v):.4g}") for v in row] for row in a]  # 4 significant digits: tiny ops are 1e-4
 
 
 def measure_bandwidth_curve(spec, repeats: int = 10, sizes=BANDWIDTH_BYTES) -> dict:
@@ -527,20 +550,21 @@ def measure_gemm_table(spec, dtype: str = "bf16", tokens=GEMM_TOKENS, shapes=GEM
     return {"tokens": list(tokens), "weight_elements": [int(v) for v in kn], "efficiency": _fill(eff)}
 
 
-def measure_attention_tables(spec, repeats: int = 3) -> dict:
+def measure_attention_tables(spec, repeats: int = 3, d: int = 128, heads: int = 32) -> dict:
     """Flash SDPA efficiency: prefill (causal, fresh K/V) by query length x FLOPs per causal pair
     (4 b h d), MHA and GQA 4 merged (geometric mean); decode (one query per sequence against a cache) by
-    K+V bytes read x GQA ratio (FLOPs per KV byte in bf16). {prefill: {...}, decode: {...}}."""
+    K+V bytes read x GQA ratio (FLOPs per KV byte in bf16). {prefill: {...}, decode: {...}}. ``d``,
+    ``heads``: head_dim and query heads (batch x heads as PREFILL_BATCH_HEADS scaled to ``heads``)."""
     import numpy as np
     import torch.nn.functional as F
 
     from roofline.formulas import causal_pairs, flash_attention
 
-    d, heads = 128, 32
     prefill = []
+    batch_heads = [bh * heads // 32 for bh in PREFILL_BATCH_HEADS]
     for s in PREFILL_LENS:
         row = []
-        for bh in PREFILL_BATCH_HEADS:
+        for bh in batch_heads:
             b = bh // heads
             effs = []
             for kv_heads in (heads, heads // 4):
@@ -599,7 +623,7 @@ def measure_attention_tables(spec, repeats: int = 3) -> dict:
     return {
         "prefill": {
             "query_len": list(PREFILL_LENS),
-            "flops_per_pair": [4 * bh * d for bh in PREFILL_BATCH_HEADS],
+            "flops_per_pair": [4 * bh * d for bh in batch_heads],
             "efficiency": _fill(prefill),
         },
         "decode": {
@@ -634,13 +658,13 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
     import numpy as np
 
     from roofline.config import Workload, parse_model
-    from roofline.measure.profile import profile_model
+    from roofline.predict import interp_loglog, op_variants
 
     small = parse_model(dict(SMALL_MODEL), "calibration-small")
     w = Workload(batch_size=(1,), prompt_len=(128,), context_len=(128,), phase="decode")
-    result = profile_model(small, w, spec=spec, layers=2, warmup=5, iters=repeats, timing_iters=50)
-    out = op_costs(result.ops, result.steps.iloc[0])
-    gap = kernel_gap_s(result.ops, result.steps.iloc[0])
+    ops, step = profiled(small, w, spec, layers=2, warmup=5, iters=repeats, timing_iters=50)
+    out = op_costs(ops, step)
+    gap = kernel_gap_s(ops, step)
     # the MoE ops (router, experts: a loop over the experts with a host sync each), on the same small model
     # with 8 experts of which 2 per token (Mixtral's routing); eager only (not graph-capturable)
     moe = parse_model(
@@ -649,34 +673,160 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
         ),
         "calibration-small-moe",
     )
-    moe_run = profile_model(moe, w, spec=spec, layers=2, warmup=5, iters=repeats, timing_iters=20)
-    for name, entry in op_costs(moe_run.ops, moe_run.steps.iloc[0]).items():
+    moe_ops, moe_step = profiled(moe, w, spec, layers=2, warmup=5, iters=repeats, timing_iters=20)
+    for name, entry in op_costs(moe_ops, moe_step).items():
         if name not in out:
             entry.pop("host_graph_us", None)
             out[name] = entry
-    if bandwidth_curve:
-        from roofline.predict import interp_loglog
+    # the experts' host cost grows with the experts that receive tokens (a gather, three GEMMs and a
+    # scatter each): the same model at decode batch 16 (7.92 of 8 experts expected, uniform routing)
+    # against batch 1 (exactly top-k = 2) gives the cost per active expert; each of the E experts is
+    # a host sync (torch.where), so the experts' host and GPU time do not overlap (predict.queue_step)
+    from roofline.predict import active_experts
 
+    wide = Workload(batch_size=(MOE_WIDE_BATCH,), prompt_len=(128,), context_len=(128,), phase="decode")
+    wide_ops, wide_step = profiled(moe, wide, spec, layers=2, warmup=5, iters=repeats, timing_iters=20)
+    wide_costs = op_costs(wide_ops, wide_step)
+    if "experts" in out and "experts" in wide_costs:
+        k, e = moe.num_experts_per_tok, moe.num_local_experts
+        a1, a_wide = float(active_experts(1, e, k)), float(active_experts(MOE_WIDE_BATCH, e, k))
+        per_active = (wide_costs["experts"]["host_eager_us"] - out["experts"]["host_eager_us"]) / (a_wide - a1)
+        out["experts"].update(
+            {"host_per_active_expert_us": round(max(per_active, 0.0), 3), "active_experts": a1, "syncs": e}
+        )
+    # the ops whose kernels differ in gpt2-style models (LayerNorm, a plain GELU, learned positions): their
+    # fixed and host costs on a small gpt2-style model, as NAME/VARIANT where predict.op_variants names one
+    gpt2 = table_model("gpt2", 512)
+    variants = op_variants(gpt2)
+    g_ops, g_step = profiled(gpt2, w, spec, layers=2, warmup=5, iters=repeats, timing_iters=50)
+    for name, entry in op_costs(g_ops, g_step).items():
+        if name in variants:
+            out[f"{name}/{variants[name]}"] = entry
+        elif name not in out:
+            out[name] = entry
+    if bandwidth_curve:
         large = parse_model(dict(LARGE_MODEL), "calibration-large")
         wl = Workload(batch_size=(1,), prompt_len=(TRAFFIC_TOKENS,), phase="prefill")
-        big = profile_model(large, wl, spec=spec, layers=1, warmup=3, iters=repeats, timing_iters=3).ops
+        big, _ = profiled(large, wl, spec, layers=1, warmup=3, iters=repeats, timing_iters=3, fresh_timing=False)
         curve = (np.array(bandwidth_curve["bytes"], float), np.array(bandwidth_curve["gb_per_s"], float) * 1e9)
         for r in big.itertuples(index=False):
             moved = r.bytes_read + r.bytes_written
             if r.category in ("elementwise", "memory") and str(r.op) in out and moved > 0 and r.measured_time_s > 0:
                 ideal = moved / float(interp_loglog(np.array([moved]), *curve)[0])
                 out[str(r.op)]["traffic"] = round(max(r.measured_time_s / ideal, 1.0), 3)
-    step = result.steps.iloc[0]
     graph = step["graph_step_ref_s"]
     cond = {
         "model": "llama-style hidden 512, 8 heads / 2 KV heads, MLP 1408, 2 layers; decode batch 1 context 128",
         "eager_step_us": round(step["eager_step_ref_s"] * 1e6, 2),
         "graph_step_us": round(graph * 1e6, 2) if graph else None,
         "kernel_time_us": round(step["kernel_time_ref_s"] * 1e6, 2),
+        "gpt2_style_eager_step_us": round(g_step["eager_step_ref_s"] * 1e6, 2),
+        "step_times": "eager and graph steps timed in a fresh process (roofline.measure.steptime)",
     }
     if gap is not None:
         cond["kernel_gap_us"] = round(gap * 1e6, 3)
     return out, cond
+
+
+def profiled(model, workload, spec, **kw) -> tuple:
+    """(ops, step) of ``profile_model`` joined to the analysis of the same model (compare.py): per op the
+    analytic columns (category, flops, bytes_read, ...) beside the measured ones (ref_count,
+    measured_time_s, n_kernels, span_s); ``step`` the run's first step row."""
+    from roofline.analysis import analyze
+    from roofline.compare import compare
+    from roofline.measure.profile import profile_model
+
+    run = profile_model(model, workload, spec=spec, **kw)
+    joined = compare(analyze(run.model, spec, workload=run.workload), run)
+    return joined.ops, joined.steps.iloc[0]
+
+
+def table_model(family: str, width: int):
+    """A one-layer model of ``family`` ('llama': RMSNorm, RoPE, GQA 4, gated SiLU MLP; 'llama_mha': the same
+    with as many KV heads as query heads (the cache write and rope move 4x the bytes per token); 'gpt2':
+    LayerNorm, learned positions, GELU MLP, biases) of hidden ``width``, for the op tables."""
+    from roofline.config import parse_model
+
+    if family == "gpt2":
+        raw = {"model_type": "gpt2", "n_embd": width, "n_layer": 1, "n_head": max(width // 64, 1)}
+        raw.update({"vocab_size": 32000, "n_positions": 8192, "activation_function": "gelu_new"})
+    else:
+        heads = max(width // 128, 4)
+        kv = heads if family == "llama_mha" else max(heads // 4, 1)
+        raw = dict(LARGE_MODEL, hidden_size=width, num_attention_heads=heads, num_key_value_heads=kv)
+        raw["intermediate_size"] = int(round(width * 2.6875 / 128) * 128)
+    name = f"calibration-{family}-{width}"
+    return parse_model(dict(raw, name=name), name)
+
+
+def measure_op_tables(spec, tokens=OP_TABLE_TOKENS, widths=None, repeats: int = 5, device: str = "cuda") -> tuple:
+    """The ``measured.op_tables`` mapping: per element-wise / memory op of the reference (and per kernel
+    variant, ``NAME/VARIANT`` as predict.op_variants names them: norms, the activation), its efficiency
+    (classify.py's roofline time over the measured kernel time per occurrence) by tokens x bytes moved
+    per token. Each width gives one bytes-per-token column (the median over the token counts); each
+    token count one row. Returns (tables, conditions)."""
+    import numpy as np
+
+    from roofline.config import Workload
+    from roofline.predict import op_variants
+
+    widths = widths or OP_TABLE_WIDTHS
+    cells = {}  # key -> width -> tokens -> (bytes per token, efficiency)
+    for family, family_widths in widths.items():
+        for width in family_widths:
+            m = table_model(family, width)
+            variants = op_variants(m)
+            for t in tokens:
+                if t <= OP_TABLE_DECODE_MAX:
+                    w = Workload(batch_size=(t,), prompt_len=(128,), context_len=(128,), phase="decode")
+                else:
+                    w = Workload(batch_size=(1,), prompt_len=(t,), phase="prefill")
+                ops, _ = profiled(
+                    m,
+                    w,
+                    spec,
+                    layers=1,
+                    warmup=3,
+                    iters=repeats,
+                    timing_iters=2,
+                    graph_timer=lambda step, iters: None,
+                    fresh_timing=False,
+                    device=device,
+                )
+                ops = ops[ops["category"].isin(["elementwise", "memory"]) & (ops["measured_time_s"] > 0)]
+                if not len(ops):
+                    continue
+                roof = _roofline_s(spec, [_cost_row(r, "bf16") for r in ops.itertuples(index=False)])
+                for r, t_roof in zip(ops.itertuples(index=False), roof):
+                    moved = r.bytes_read + r.bytes_written
+                    if moved <= 0:
+                        continue
+                    name = str(r.op)
+                    key = f"{name}/{variants[name]}" if name in variants else name
+                    cells.setdefault(key, {}).setdefault(width, {})[t] = (moved / t, t_roof / r.measured_time_s)
+            if device != "cpu":
+                torch.cuda.empty_cache()
+    tables = {}
+    for key, by_width in cells.items():
+        columns = []  # (bytes per token, {tokens: efficiency})
+        for width in sorted(by_width):
+            points = by_width[width]
+            bpt = float(np.median([b for b, _ in points.values()]))
+            if columns and bpt <= columns[-1][0]:
+                continue  # the same bytes per token at another width: one column
+            columns.append((bpt, {t: e for t, (_, e) in points.items()}))
+        eff = [[col.get(t) for _, col in columns] for t in tokens]
+        tables[key] = {
+            "tokens": list(tokens),
+            "bytes_per_token": [round(b, 1) for b, _ in columns],
+            "efficiency": _fill(eff),
+        }
+    cond = {
+        "models": {f: [table_model(f, w).name for w in ws] for f, ws in widths.items()},
+        "tokens": list(tokens),
+        "decode_up_to_tokens": OP_TABLE_DECODE_MAX,
+    }
+    return tables, cond
 
 
 def kernel_gap_s(ops, step):
@@ -715,16 +865,40 @@ def op_costs(ops, step) -> dict:
     return out
 
 
+def kernel_model_parts(spec, measured: dict) -> dict:
+    """The parts of the kernel model in the order they are measured: key of ``measured:`` -> a function
+    returning its value, or (value, conditions) for 'ops' and 'op_tables'. ``measured``: the mapping
+    being filled (the op costs read the bandwidth curve measured before them)."""
+    return {
+        "kernel_min_us": lambda: round(kernel_min_s() * 1e6, 3),
+        "bandwidth_curve": lambda: measure_bandwidth_curve(spec),
+        "gemm": lambda: {
+            "bf16": measure_gemm_table(spec),
+            "bf16/tall_k": measure_gemm_table(spec, shapes=GEMM_DOWN_SHAPES),
+            "bf16/unaligned": measure_gemm_table(spec, shapes=GEMM_UNALIGNED_SHAPES),
+        },
+        "attention": lambda: {
+            **measure_attention_tables(spec),
+            **{f"{k}/d64": v for k, v in measure_attention_tables(spec, d=64, heads=16).items()},
+        },
+        "op_tables": lambda: measure_op_tables(spec),
+        "ops": lambda: measure_op_costs(spec, bandwidth_curve=measured.get("bandwidth_curve")),
+    }
+
+
 def measure_kernel_model(spec) -> tuple:
     """(the kernel-model keys of ``measured:`` (predict.py), their conditions) for ``spec``, a HardwareSpec
-    whose measured peak and bandwidth are this run's. About a minute on an H200."""
+    whose measured peak and bandwidth are this run's. About three minutes on an H200."""
     t0 = time.perf_counter()
-    out = {"kernel_min_us": round(kernel_min_s() * 1e6, 3)}
-    out["bandwidth_curve"] = measure_bandwidth_curve(spec)
-    out["gemm"] = {"bf16": measure_gemm_table(spec)}
-    out["attention"] = measure_attention_tables(spec)
-    out["ops"], ops_cond = measure_op_costs(spec, bandwidth_curve=out["bandwidth_curve"])
-    if ops_cond.get("kernel_gap_us") is not None:
-        out["kernel_gap_us"] = ops_cond["kernel_gap_us"]
-    conditions = {"kernel_model_seconds": round(time.perf_counter() - t0, 1), "ops_measured_on": ops_cond}
+    out, conditions = {}, {}
+    for key, part in kernel_model_parts(spec, out).items():
+        value = part()
+        if key == "ops":
+            value, conditions["ops_measured_on"] = value
+            if conditions["ops_measured_on"].get("kernel_gap_us") is not None:
+                out["kernel_gap_us"] = conditions["ops_measured_on"]["kernel_gap_us"]
+        elif key == "op_tables":
+            value, conditions["op_tables_measured_on"] = value
+        out[key] = value
+    conditions["kernel_model_seconds"] = round(time.perf_counter() - t0, 1)
     return out, conditions

@@ -283,10 +283,24 @@ def _per_op_from_events(events, names, per_step, iters, phase, cuda):
 
 
 def _measure_phase(
-    ref, phase, prompt_len, context, per_step, spec, *, warmup, iters, timing_iters, cuda, trace_path, graph_timer
+    ref,
+    phase,
+    prompt_len,
+    context,
+    per_step,
+    spec,
+    *,
+    warmup,
+    iters,
+    timing_iters,
+    cuda,
+    trace_path,
+    graph_timer,
+    timed=None,
 ):
     """Profile one phase of the reference, ``per_step`` (op name -> calls per step) naming its ranges;
-    returns (per-op measurements, kernels, sequence, step row, notes)."""
+    returns (per-op measurements, kernels, sequence, step row, notes). ``timed``: the phase's step times
+    measured elsewhere ({"eager_s", "graph_s"}, steptime.py's fresh process); None times them here."""
     step = ref.make_step(phase, prompt_len, context)
     names = list(per_step)
     notes = []
@@ -316,16 +330,17 @@ def _measure_phase(
         trace_info = _export_trace(prof1, trace_path)
         del prof1
 
-        ref.annotate = False  # wall-clock timing without ranges
-        try:
-            eager = _wall_time(step, timing_iters, cuda)
-            graph = None
-            if cuda and ref.graph_capturable:
-                graph = graph_timer(step, timing_iters)
-            elif cuda:
-                notes.append(f"{phase}: CUDA-graph replay skipped: the MoE reference routes with host syncs")
-        finally:
-            ref.annotate = True
+        if cuda and not ref.graph_capturable:
+            notes.append(f"{phase}: CUDA-graph replay skipped: the MoE reference routes with host syncs")
+        if timed is not None:
+            eager, graph = timed["eager_s"], timed["graph_s"]
+        else:
+            ref.annotate = False  # wall-clock timing without ranges
+            try:
+                eager = _wall_time(step, timing_iters, cuda)
+                graph = graph_timer(step, timing_iters) if cuda and ref.graph_capturable else None
+            finally:
+                ref.annotate = True
 
     step_row = {
         "kernel_time_ref_s": float(np.median(step_totals)),
@@ -351,6 +366,7 @@ def profile_model(
     device: str = "cuda",
     seed: int = 0,
     graph_timer=graph_time,
+    fresh_timing: bool = None,
 ) -> MeasuredRun:
     """Profile ``layers`` reference layers of ``model`` (a ModelConfig or a model file) for the single
     point of ``workload`` (the file's workload when None), on ``spec`` (name, path or HardwareSpec;
@@ -363,6 +379,9 @@ def profile_model(
     ``device='cpu'`` runs the same pipeline on the CPU, op times from CPU time (for tests).
     ``graph_timer(step, iters)``: seconds per CUDA-graph replay of ``step``, or None where it cannot
     be captured (the distributed profile passes one that notes a failed capture).
+    ``fresh_timing``: measure the eager and graph step times in a fresh Python process before profiling
+    (roofline.measure.steptime: a process that has run the profiler launches slower); default on a GPU
+    at tp 1. False times them here, after the profiler, as a distributed rank does.
 
     Returns a MeasuredRun (source 'reference', rank 0). Raises DeviceError (no CUDA GPU, out of GPU
     memory, profiler failure), ConfigError (a dtype or tp the reference cannot run, a sweep),
@@ -397,6 +416,17 @@ def profile_model(
         sampler.start()
     results = {}
     ref = None
+    if fresh_timing is None:
+        fresh_timing = cuda and w.tp == 1 and graph_timer is graph_time
+    timed = {}
+    if fresh_timing:
+        from roofline.measure.steptime import time_steps
+
+        job = {"config": m, "workload": w, "layers": layers, "timing_iters": timing_iters, "seed": seed}
+        timed = time_steps([job])[0]
+        if "error" in timed:
+            raise DeviceError(f"timing the step of {m.name}: {timed['error']}")
+        notes.append("step times measured in a fresh Python process, before profiling (roofline.measure.steptime)")
     try:
         ref = build_reference(m, w, layers=layers, device=device, seed=seed, max_context=need)
         for phase in w.phases:
@@ -413,6 +443,7 @@ def profile_model(
                 cuda=cuda,
                 trace_path=trace_root / f"{phase}_trace.json.gz",
                 graph_timer=graph_timer,
+                timed=timed.get(phase),
             )
     except torch.cuda.OutOfMemoryError:
         ref = None

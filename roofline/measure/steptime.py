@@ -1,0 +1,144 @@
+"""Wall-clock step times of the reference model, measured in a fresh Python process.
+
+Why a separate process: once ``torch.profiler`` has run in a process, every later eager launch in it
+costs more (CUPTI stays subscribed). On an H200 host (PyTorch 2.11, ``benchmarks/gpu_host_cost.py``,
+reports/h200/host_cost_probe.csv) the eager step of a two-layer reference went from 1.04-1.16 ms
+fresh to 1.5-2.0 ms after one ``profile_model`` in the same process, and kept drifting up to 2.4 ms.
+A user's real run has no profiler in it, so the eager step the prediction is checked against, and the
+host cost ``roofline calibrate`` scales to, are measured where none has run: here.
+
+Method, per job (a model, a workload point, a number of layers), in the child: build the reference
+(``build_reference``, the same seed as the profiled one), then per phase: warm-up steps for at least
+WARMUP_S of wall time (the first few hundred host-bound steps of a fresh process run up to 50% slower:
+1.6 ms, then 1.05-1.15 ms, in the probe above), then the eager step: CUDA events around windows of
+``timing_iters`` back-to-back steps, at least MIN_WINDOWS of them and for at least WINDOWS_S, and
+the fastest window's mean (``fastest_window``). Why the fastest: the GPU hosts are virtual machines
+whose host-bound step slows by up to 1.8x for 5-10 s at a time and for single seconds between
+(reports/h200/host_noise_probe.csv: 0.81-0.95 ms per step undisturbed, 1.4-1.57 ms in the slow
+episodes, pinned to one core or not); interference only adds time, so the fastest window is the
+machine's own cost, the figure that repeats. Then, where the step can be captured, the replay of a
+CUDA graph holding one step (``profile.graph_time``). Nothing in the child starts a profiler or an
+NVML sampler.
+
+    time_steps(jobs) -> [{phase: {"eager_s": ..., "graph_s": ... or None}} or {"error": "..."}]
+"""
+
+import json
+import pickle
+import subprocess
+import sys
+import time
+
+from roofline.errors import DeviceError
+
+TIMEOUT_S = 900
+WARMUP_S = 1.0
+MIN_WINDOWS, WINDOWS_S = 5, 3.0
+
+
+def fastest_window(step, iters: int, cuda: bool) -> float:
+    """Seconds per step: the fastest of at least MIN_WINDOWS windows of ``iters`` steps, taken for at
+    least WINDOWS_S of wall time."""
+    import torch
+
+    best, t0, n = float("inf"), time.perf_counter(), 0
+    while n < MIN_WINDOWS or time.perf_counter() - t0 < WINDOWS_S:
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(iters):
+                step()
+            end.record()
+            end.synchronize()
+            best = min(best, start.elapsed_time(end) * 1e-3 / iters)
+        else:
+            w0 = time.perf_counter()
+            for _ in range(iters):
+                step()
+            best = min(best, (time.perf_counter() - w0) / iters)
+        n += 1
+    return best
+
+
+def time_steps_here(config, workload, layers: int, timing_iters: int = 20, device: str = "cuda", seed: int = 0) -> dict:
+    """{phase: {"eager_s", "graph_s"}} of ``layers`` reference layers at the single point of ``workload``,
+    in this process (the child's body; call ``time_steps`` from a process that has profiled)."""
+    import torch
+
+    from roofline.measure.profile import graph_time
+    from roofline.measure.reference import build_reference, decode_context
+
+    b, p, context = workload.batch_size[0], workload.prompt_len[0], decode_context(workload)
+    need = max(p if "prefill" in workload.phases else 1, context if "decode" in workload.phases else 1)
+    cuda = torch.device(device).type == "cuda"
+    out = {}
+    with torch.no_grad():
+        ref = build_reference(config, workload, layers=layers, device=device, seed=seed, max_context=need)
+        ref.annotate = False
+        for phase in workload.phases:
+            step = ref.make_step(phase, p, context)
+            t0, done = time.perf_counter(), 0
+            while done < 3 or time.perf_counter() - t0 < WARMUP_S:
+                step()
+                done += 1
+                if done % 16 == 0 and cuda:
+                    torch.cuda.synchronize()
+            eager = fastest_window(step, timing_iters, cuda)
+            graph = graph_time(step, timing_iters) if cuda and ref.graph_capturable else None
+            out[phase] = {"eager_s": eager, "graph_s": graph, "batch_size": b}
+        del ref
+    if cuda:
+        torch.cuda.empty_cache()
+    return out
+
+
+def time_steps(jobs: list, timeout_s: float = TIMEOUT_S) -> list:
+    """Run ``jobs`` (dicts of config, workload, layers, timing_iters, seed) in one fresh Python process,
+    in order; one result per job: {phase: {"eager_s", "graph_s"}}, or {"error": one line} where the
+    job failed (out of memory, a model the reference cannot build). Raises DeviceError when the child
+    cannot start or dies."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "roofline.measure.steptime"],
+            input=pickle.dumps(jobs),
+            capture_output=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise DeviceError(f"step timing in a fresh process took over {timeout_s:.0f} s; stopped") from None
+    except OSError as exc:
+        raise DeviceError(f"could not start a Python process for step timing: {exc}") from None
+    lines = [line for line in done.stdout.decode(errors="replace").splitlines() if line.startswith("{")]
+    if done.returncode != 0 or len(lines) != len(jobs):
+        tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise DeviceError(f"step timing in a fresh process failed (exit {done.returncode}): {tail[0]}")
+    return [json.loads(line) for line in lines]
+
+
+def main() -> None:
+    """The child: jobs pickled on stdin (from ``time_steps``, the parent's own objects), one JSON line
+    per job on stdout."""
+    import torch
+
+    from roofline.errors import RooflineError
+
+    jobs = pickle.loads(sys.stdin.buffer.read())  # noqa: S301 - written by time_steps in the parent
+    for job in jobs:
+        try:
+            result = time_steps_here(
+                job["config"],
+                job["workload"],
+                job.get("layers", 2),
+                job.get("timing_iters", 20),
+                job.get("device", "cuda"),
+                job.get("seed", 0),
+            )
+        except (RooflineError, torch.cuda.OutOfMemoryError, ValueError) as exc:
+            torch.cuda.empty_cache()
+            result = {"error": (str(exc).splitlines() or [type(exc).__name__])[0]}
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
