@@ -1126,8 +1126,9 @@ def join_predicted(ops: pd.DataFrame, analysis) -> pd.DataFrame:
 
     ``analysis``: a roofline.analysis.Analysis of one prefill point and, for decode, one point per
     decode context (``prompt_len`` fixed, ``context_len`` a list): ``predict_for`` makes it.
-    Columns added: predicted_time_s (analytic time per occurrence x the calls measured; decode
-    summed over the decode passes' contexts), predicted_bound, analytic_flops, analytic_bytes
+    Columns added: predicted_time_s (the calibrated prediction per occurrence, predict.py, x the calls
+    measured; decode summed over the decode passes' contexts), roofline_time_s (the pure roofline time
+    of the same calls), predicted_bound, analytic_flops, analytic_bytes
     (of those calls), measured_over_predicted; the measured class is recomputed from the analytic
     FLOPs and bytes of the same calls over the measured time (achieved rates of the ideal work),
     as ``roofline profile`` does. Fused rows (qkv_proj, gate_up_proj) sum their analytic rows.
@@ -1136,24 +1137,27 @@ def join_predicted(ops: pd.DataFrame, analysis) -> pd.DataFrame:
 
     a = analysis.ops
     out = ops.copy()
-    pred, bound, fl, by, dt = [], [], [], [], []
+    pred, roof, bound, fl, by, dt = [], [], [], [], [], []
     for _, row in out.iterrows():
         names = FUSED.get(row["op"], (row["op"],))
         rows = a[(a["phase"] == row["phase"]) & (a["op"].astype(str).isin(names))]
         if not len(rows):
             pred.append(np.nan), bound.append(None), fl.append(np.nan), by.append(np.nan), dt.append(None)
+            roof.append(np.nan)
             continue
         # one analytic point per pass context (decode) or one (prefill): the mean over points of the
         # time of one occurrence (fused rows summed), times the occurrences measured
         occurrences = row["n_passes"] if row["op"] in ONCE_PER_PASS else row["calls"]
         point = rows["point"]
-        pred.append(float(rows["time_s"].groupby(point).sum().mean()) * occurrences)
+        pred.append(float(rows["predicted_time_s"].groupby(point).sum().mean()) * occurrences)
+        roof.append(float(rows["time_s"].groupby(point).sum().mean()) * occurrences)
         fl.append(float(rows["flops"].groupby(point).sum().mean()) * occurrences)
         by.append(float((rows["bytes_read"] + rows["bytes_written"]).groupby(point).sum().mean()) * occurrences)
         main = rows.sort_values("time_s", ascending=False).iloc[0]
         bound.append(main["bound"])
         dt.append(main["compute_dtype"])
     out["predicted_time_s"] = pred
+    out["roofline_time_s"] = roof
     out["predicted_bound"] = bound
     out["analytic_flops"] = fl
     out["analytic_bytes"] = by

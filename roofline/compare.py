@@ -10,9 +10,10 @@ needs both:
 2. Measured class: ``classify.classify_measured`` on one call of the op, with the analytic FLOPs and
    bytes of that call (the reference runs exactly the analytic op) and, in a distributed run, the
    rank's NCCL time.
-3. Predicted vs measured, per call: predicted_time_s (the analytic roofline time), datasheet_time_s
-   (the same formula with the spec's datasheet figures), measured_over_predicted, roofline_fraction
-   (predicted / measured: how close to the roof the op ran).
+3. Predicted vs measured, per call: predicted_time_s (predict.py's calibrated time, the same number
+   ``analyze`` shows), roofline_time_s (the pure roofline time), datasheet_time_s (the roofline with the
+   spec's datasheet figures), measured_over_predicted (measured / predicted_time_s), roofline_fraction
+   (roofline_time_s / measured: how close to the roof the op ran).
 4. Full model: the reference runs ``layers`` of the model's layers, so a per-call time times the
    analytic count (per-layer ops x num_hidden_layers) is the op's time in one full step
    (total_measured_time_s); summed, kernel_time_full_s. The step estimate scales the reference's
@@ -38,11 +39,10 @@ from roofline.measure.run import MeasuredRun
 
 # measured columns renamed where they meet the analytic frame (per call of the op)
 MEASURED_NAMES = {"calls": "ref_count", "gpu_time_s": "measured_time_s", "gpu_time_spread": "measured_time_spread"}
-# the analysis' roofline time meets the run as predicted_time_s (per call); its calibrated prediction
-# (predict.py's predicted_time_s) as calibrated_time_s
+# the analysis' prediction meets the run as predicted_time_s (per call: predict.py's calibrated time, the
+# one prediction analyze shows), its pure roofline time as roofline_time_s
 PREDICTED_NAMES = {
-    "time_s": "predicted_time_s",
-    "predicted_time_s": "calibrated_time_s",
+    "time_s": "roofline_time_s",
     "bound": "predicted_bound",
     "total_time_s": "predicted_total_time_s",
     "share": "predicted_share",
@@ -175,7 +175,7 @@ def compare(analysis: Analysis, run: MeasuredRun) -> Comparison:
     t = f["measured_time_s"].to_numpy(float)
     with np.errstate(divide="ignore", invalid="ignore"):
         total = t * f["count"].to_numpy(float)
-        roofline_fraction = f["predicted_time_s"].to_numpy(float) / t  # max of the two fractions
+        roofline_fraction = f["roofline_time_s"].to_numpy(float) / t  # max of the two fractions
         over = t / f["predicted_time_s"].to_numpy(float)
     derived = pd.DataFrame(
         {"total_measured_time_s": total, "roofline_fraction": roofline_fraction, "measured_over_predicted": over},

@@ -201,8 +201,9 @@ def test_prediction_joins_the_same_calls(llama):
     c = compare_frame(llama, load_model(LLAMA), llama.spec).set_index(["phase", "op"])
     a = __import__("roofline").analyze(LLAMA, "h200", batch_size=2, prompt_len=32, phase="prefill").ops
     q = a[a["op"] == "q_proj"].iloc[0]
-    # prefill q_proj: 2 calls (layers) at the analytic time of one
-    assert c.loc[("prefill", "q_proj"), "predicted_time_s"] == pytest.approx(2 * q["time_s"])
+    # prefill q_proj: 2 calls (layers) at the predicted time of one; its roofline time beside it
+    assert c.loc[("prefill", "q_proj"), "predicted_time_s"] == pytest.approx(2 * q["predicted_time_s"])
+    assert c.loc[("prefill", "q_proj"), "roofline_time_s"] == pytest.approx(2 * q["time_s"])
     assert c.loc[("prefill", "q_proj"), "analytic_flops"] == pytest.approx(2 * 2 * 64 * 256 * 256)  # 2 x 2MKN
     # decode: 8 calls at the mean over the contexts 33..36 of a step's time
     d = (
@@ -210,9 +211,12 @@ def test_prediction_joins_the_same_calls(llama):
         .analyze(LLAMA, "h200", batch_size=2, prompt_len=32, context_len=[33, 34, 35, 36], phase="decode")
         .ops
     )
-    att = d[d["op"] == "attention"]["time_s"].mean()
+    att = d[d["op"] == "attention"]["predicted_time_s"].mean()
     assert c.loc[("decode", "attention"), "predicted_time_s"] == pytest.approx(8 * att)
     assert c.loc[("decode", "lm_head"), "predicted_time_s"] == pytest.approx(
+        4 * d[d["op"] == "lm_head"]["predicted_time_s"].mean()
+    )
+    assert c.loc[("decode", "lm_head"), "roofline_time_s"] == pytest.approx(
         4 * d[d["op"] == "lm_head"]["time_s"].mean()
     )
     assert set(c["measured_bound"]) <= {"compute", "memory", "overhead", "latency", "communication", "unknown"}

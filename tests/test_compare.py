@@ -130,7 +130,11 @@ def test_measured_class_uses_the_analytic_counts_of_one_call():
     assert q["achieved_flops_per_s"] == pytest.approx(q["flops"] / q["measured_time_s"])
     assert q["frac_of_mem_ceiling"] == pytest.approx((q["bytes_read"] + q["bytes_written"]) / q["measured_time_s"] / 10)
     assert q["measured_bound"] in {"compute", "memory"}  # 1/3 of a roof, kernels far longer than 10 µs
-    assert q["datasheet_time_s"] == pytest.approx(q["predicted_time_s"])  # the tiny spec is not calibrated
+    assert q["datasheet_time_s"] == pytest.approx(q["roofline_time_s"])  # the tiny spec is not calibrated
+    # the one prediction: the analysis' calibrated (here: datasheet roofline with a kernel floor) time
+    a = analysis.ops.set_index("op").loc["q_proj"]
+    assert q["predicted_time_s"] == pytest.approx(a["predicted_time_s"])
+    assert q["measured_over_predicted"] == pytest.approx(q["measured_time_s"] / a["predicted_time_s"])
 
 
 def test_advice_from_a_comparison_is_the_advice_with_its_measured_frame():
