@@ -25,7 +25,9 @@ them; otherwise the datasheet roofline is used with a per-kernel minimum. Per oc
   stream_s = predicted_time_s + launch_gap_s: how long the op holds the GPU's stream
   host_s   = what one occurrence costs the host: eager, ``measured.ops.NAME.host_eager_us`` where
              calibrated (the reference model's Python, dispatch and launches), else one eager launch
-             (the spec's figure); in a CUDA graph 0 (the replay is one launch for the whole step)
+             (the spec's figure); in a CUDA graph 0 (the replay is one launch for the whole step),
+             except the step's first op, which carries ``measured.graph_replay_us``: the replay's
+             launch and the host's wake-up, where calibrated
 
 The step time of a phase is a launch queue: the host issues the ops in order, each after its host_s;
 the GPU runs each op's stream_s once it is issued and the previous one is done. The step ends when
@@ -71,7 +73,7 @@ _OP_KEYS = {
     "host_per_active_expert_us",  # eager host cost of each routed expert that receives tokens
     "active_experts",  # routed experts with tokens at the calibrated point (host_eager_us's)
 }
-KERNEL_KEYS = KERNEL_KEYS + ("kernel_gap_us", "op_tables")
+KERNEL_KEYS = KERNEL_KEYS + ("kernel_gap_us", "op_tables", "graph_replay_us")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -89,6 +91,8 @@ def parse_kernel_tables(measured: dict, where: str) -> dict:
         out["kernel_min_s"] = number(measured["kernel_min_us"], f"{w}.kernel_min_us", SpecError) * MICRO
     if measured.get("kernel_gap_us") is not None:
         out["kernel_gap_s"] = number(measured["kernel_gap_us"], f"{w}.kernel_gap_us", SpecError) * MICRO
+    if measured.get("graph_replay_us") is not None:
+        out["graph_replay_s"] = number(measured["graph_replay_us"], f"{w}.graph_replay_us", SpecError) * MICRO
     if measured.get("bandwidth_curve") is not None:
         c = _mapping(measured["bandwidth_curve"], f"{w}.bandwidth_curve", {"bytes", "gb_per_s"})
         x = _axis(c.get("bytes"), f"{w}.bandwidth_curve.bytes")
@@ -388,6 +392,11 @@ def prediction_columns(
         if "traffic" in entry:
             t = s & elementwise & ~table_rows
             model[t] = np.maximum(t_compute[t], t_mem[t] * entry["traffic"])
+    if cuda_graph and "graph_replay_s" in k and n:
+        # the step is one graph launch: the host pays it before the first op's kernels start
+        pt, ph = ops["point"].to_numpy(), np.asarray(ops["phase"].to_numpy())
+        first = np.r_[True, (pt[1:] != pt[:-1]) | (ph[1:] != ph[:-1])]
+        host[first] = k["graph_replay_s"]
     fixed[comm] = 0.0  # collectives: the alpha of the link model is their fixed cost
     predicted = np.maximum(fixed, model)
     gap = kernels * k.get("kernel_gap_s", spec.ceiling_launch_s(True))

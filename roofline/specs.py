@@ -62,6 +62,7 @@ _MEASURED_KEYS = {
     "attention",
     "ops",
     "op_tables",
+    "graph_replay_us",
 }
 
 

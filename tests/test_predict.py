@@ -342,3 +342,15 @@ def test_experts_host_cost_grows_with_the_active_experts():
     assert one.loc["experts", "host_s"] == pytest.approx(100e-6)
     assert many.loc["experts", "host_s"] == pytest.approx((100 + 10 * (8 * (1 - 0.75**16) - 2)) * 1e-6)
     assert bool(one.loc["experts", "syncs"])
+
+
+def test_a_graph_step_pays_the_replay_launch_once_before_its_first_op():
+    spec = tiny_spec({"kernel_min_us": 1e3, "kernel_gap_us": 1e-9, "graph_replay_us": 5e5})
+    graph = roofline.analyze(TINY_MODEL, spec, phase="decode", cuda_graph=True, batch_size=[1, 2])
+    ops = graph.ops
+    first = ops.groupby("point")["host_s"].first()
+    assert first.to_numpy() == pytest.approx([0.5, 0.5])  # 5e5 us on the first op of each point
+    assert ops["host_s"].sum() == pytest.approx(1.0)  # and nowhere else
+    stream = (ops["count"] * ops["stream_s"]).groupby(ops["point"]).sum().to_numpy()
+    steps = graph.summary["decode_time_s"].to_numpy()
+    assert steps == pytest.approx(0.5 + stream)  # the launch, then the GPU runs every op back to back

@@ -300,6 +300,9 @@ KERNEL_MODEL_DOC = """#
 # measured: keys of the kernel model (roofline/predict.py reads them; plain numbers, SI prefixes as named):
 #   kernel_min_us      device time of the smallest kernel (add_ on one element): the floor of any op
 #   kernel_gap_us      idle GPU time per kernel in a CUDA-graph replay of the reference's step (the launch gap)
+#   graph_replay_us    what a synced CUDA-graph step costs beyond its kernels and gaps (the replay's launch
+#                      call before the GPU starts, the host's wake-up after): the synced replay minus the
+#                      back-to-back one of the small model; the host cost of a graph step's first op
 #   bandwidth_curve    bytes: bytes moved (read + written) by one bf16 element-wise kernel; gb_per_s: achieved
 #                      at that size. Element-wise and memory ops take bytes / this (log-log interpolated)
 #   gemm.<dtype>       tokens (M) x weight_elements (K*N) -> efficiency = roofline time / measured time of
@@ -725,6 +728,10 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
     }
     if gap is not None:
         cond["kernel_gap_us"] = round(gap * 1e6, 3)
+    pipelined = step.get("graph_pipelined_ref_s")
+    if graph and pipelined and graph == graph and pipelined == pipelined:
+        cond["graph_pipelined_step_us"] = round(pipelined * 1e6, 2)
+        cond["graph_replay_us"] = round(max(graph - pipelined, 0.0) * 1e6, 3)
     return out, cond
 
 
@@ -831,8 +838,11 @@ def measure_op_tables(spec, tokens=OP_TABLE_TOKENS, widths=None, repeats: int = 
 
 def kernel_gap_s(ops, step):
     """Idle GPU time per kernel inside a CUDA-graph replay: (replayed step - its kernels' time) / kernels
-    per step. None without a graph measurement."""
-    graph = step["graph_step_ref_s"]
+    per step, the replays back to back where measured (no launch or wake-up in it). None without a
+    graph measurement."""
+    graph = step.get("graph_pipelined_ref_s")
+    if graph is None or graph != graph:
+        graph = step["graph_step_ref_s"]
     if not graph or math.isnan(graph):
         return None
     kernels = float((ops["n_kernels"].to_numpy(float) * ops["ref_count"].to_numpy(float)).sum())
@@ -895,8 +905,9 @@ def measure_kernel_model(spec) -> tuple:
         value = part()
         if key == "ops":
             value, conditions["ops_measured_on"] = value
-            if conditions["ops_measured_on"].get("kernel_gap_us") is not None:
-                out["kernel_gap_us"] = conditions["ops_measured_on"]["kernel_gap_us"]
+            for copied in ("kernel_gap_us", "graph_replay_us"):
+                if conditions["ops_measured_on"].get(copied) is not None:
+                    out[copied] = conditions["ops_measured_on"][copied]
         elif key == "op_tables":
             value, conditions["op_tables_measured_on"] = value
         out[key] = value

@@ -332,8 +332,9 @@ def _measure_phase(
 
         if cuda and not ref.graph_capturable:
             notes.append(f"{phase}: CUDA-graph replay skipped: the MoE reference routes with host syncs")
+        pipelined = None
         if timed is not None:
-            eager, graph = timed["eager_s"], timed["graph_s"]
+            eager, graph, pipelined = timed["eager_s"], timed["graph_s"], timed.get("graph_pipelined_s")
         else:
             ref.annotate = False  # wall-clock timing without ranges
             try:
@@ -346,6 +347,7 @@ def _measure_phase(
         "kernel_time_ref_s": float(np.median(step_totals)),
         "eager_step_ref_s": eager,
         "graph_step_ref_s": graph,
+        "graph_pipelined_ref_s": pipelined,  # replays back to back (fresh-process timing only)
         "host_overhead_ref_s": (eager - graph) if graph is not None else None,
         **join_info,
         **{f"one_step_{k}": v for k, v in trace_info.items()},

@@ -11,13 +11,15 @@ Method, per job (a model, a workload point, a number of layers), in the child: b
 (``build_reference``, the same seed as the profiled one), then per phase: warm-up steps for at least
 WARMUP_S of wall time (the first few hundred host-bound steps of a fresh process run up to 50% slower:
 1.6 ms, then 1.05-1.15 ms, in the probe above), then the eager step: CUDA events around windows of
-``timing_iters`` back-to-back steps, at least MIN_WINDOWS of them and for at least WINDOWS_S, and
-the fastest window's mean (``fastest_window``). Why the fastest: the GPU hosts are virtual machines
+``timing_iters`` steps, each followed by a synchronize (a step lasts from its call until its results
+are ready and the host knows it, as in a decode loop that reads its token on the host; back to back,
+the next step's host work would hide the last one's GPU tail), at least MIN_WINDOWS windows and for
+at least WINDOWS_S, and the fastest window's mean (``fastest_window``). Why the fastest: the GPU hosts are virtual machines
 whose host-bound step slows by up to 1.8x for 5-10 s at a time and for single seconds between
 (reports/h200/host_noise_probe.csv: 0.81-0.95 ms per step undisturbed, 1.4-1.57 ms in the slow
 episodes, pinned to one core or not); interference only adds time, so the fastest window is the
 machine's own cost, the figure that repeats. Then, where the step can be captured, the replay of a
-CUDA graph holding one step (``profile.graph_time``). Nothing in the child starts a profiler or an
+CUDA graph holding one step, synced the same way and also back to back (``graph_times``). Nothing in the child starts a profiler or an
 NVML sampler.
 
     time_steps(jobs) -> [{phase: {"eager_s": ..., "graph_s": ... or None}} or {"error": "..."}]
@@ -36,36 +38,58 @@ WARMUP_S = 1.0
 MIN_WINDOWS, WINDOWS_S = 5, 3.0
 
 
-def fastest_window(step, iters: int, cuda: bool) -> float:
+def fastest_window(step, iters: int, cuda: bool, sync_each: bool = True) -> float:
     """Seconds per step: the fastest of at least MIN_WINDOWS windows of ``iters`` steps, taken for at
-    least WINDOWS_S of wall time."""
+    least WINDOWS_S of wall time (host clock). ``sync_each``: the host waits for the GPU after every
+    step (a step from its call to its results, as a decode loop that reads its token on the host runs
+    it); False: steps back to back, the next one's host work overlapping the last one's GPU tail."""
     import torch
 
     best, t0, n = float("inf"), time.perf_counter(), 0
     while n < MIN_WINDOWS or time.perf_counter() - t0 < WINDOWS_S:
         if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(iters):
-                step()
-            end.record()
-            end.synchronize()
-            best = min(best, start.elapsed_time(end) * 1e-3 / iters)
-        else:
-            w0 = time.perf_counter()
-            for _ in range(iters):
-                step()
-            best = min(best, (time.perf_counter() - w0) / iters)
+            torch.cuda.synchronize()
+        w0 = time.perf_counter()
+        for _ in range(iters):
+            step()
+            if sync_each and cuda:
+                torch.cuda.synchronize()
+        if cuda:
+            torch.cuda.synchronize()
+        best = min(best, (time.perf_counter() - w0) / iters)
         n += 1
     return best
 
 
-def time_steps_here(config, workload, layers: int, timing_iters: int = 20, device: str = "cuda", seed: int = 0) -> dict:
-    """{phase: {"eager_s", "graph_s"}} of ``layers`` reference layers at the single point of ``workload``,
-    in this process (the child's body; call ``time_steps`` from a process that has profiled)."""
+def graph_times(step, iters: int) -> tuple:
+    """(synced, back to back) seconds per replay of a CUDA graph holding one step, each the fastest window.
+    Their difference is what a replay costs beyond its kernels and gaps when the host waits for it:
+    the cudaGraphLaunch call before the GPU starts and the wake-up after it ends."""
     import torch
 
-    from roofline.measure.profile import graph_time
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    try:
+        for _ in range(3):
+            graph.replay()
+        return fastest_window(graph.replay, iters, True), fastest_window(graph.replay, iters, True, sync_each=False)
+    finally:
+        del graph
+
+
+def time_steps_here(config, workload, layers: int, timing_iters: int = 20, device: str = "cuda", seed: int = 0) -> dict:
+    """{phase: {"eager_s", "graph_s", "graph_pipelined_s"}} of ``layers`` reference layers at the single
+    point of ``workload``, in this process (the child's body; call ``time_steps`` from a process that has
+    profiled). eager_s and graph_s: synced after every step; graph_pipelined_s: replays back to back."""
+    import torch
+
     from roofline.measure.reference import build_reference, decode_context
 
     b, p, context = workload.batch_size[0], workload.prompt_len[0], decode_context(workload)
@@ -84,8 +108,8 @@ def time_steps_here(config, workload, layers: int, timing_iters: int = 20, devic
                 if done % 16 == 0 and cuda:
                     torch.cuda.synchronize()
             eager = fastest_window(step, timing_iters, cuda)
-            graph = graph_time(step, timing_iters) if cuda and ref.graph_capturable else None
-            out[phase] = {"eager_s": eager, "graph_s": graph, "batch_size": b}
+            graph, pipelined = graph_times(step, timing_iters) if cuda and ref.graph_capturable else (None, None)
+            out[phase] = {"eager_s": eager, "graph_s": graph, "graph_pipelined_s": pipelined, "batch_size": b}
         del ref
     if cuda:
         torch.cuda.empty_cache()
