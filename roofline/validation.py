@@ -647,7 +647,7 @@ def advice_scores(
         if kind == "larger batch":
             gain = overrides["batch_size"] / workload.batch_size[0]
             achieved *= gain
-            how = f"{how}: batch {workload.batch_size[0]} -> {overrides['batch_size']}, tokens/s"
+            how = f"{how}: batch {workload.batch_size[0]} to {overrides['batch_size']}, tokens/s"
         row["how"] = how
         if not np.isfinite(achieved):
             row["how"] = f"not run: {how} gave no time"

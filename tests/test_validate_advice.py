@@ -138,7 +138,7 @@ def test_eager_base_scores_cuda_graphs_a_larger_batch_and_compiled_fusion():
     assert batch["achieved_speedup"] == pytest.approx(batch["measured_base_s"] / batch["measured_new_s"] * b_new)
     assert batch["achieved_speedup"] == pytest.approx(batch["predicted_speedup"] / 1.5)
     assert batch["within_25pct"] is False  # ratio 1.5
-    assert batch["how"].endswith(f"batch 1 -> {b_new}, tokens/s") and batch["metric"] == "tokens/s"
+    assert batch["how"].endswith(f"batch 1 to {b_new}, tokens/s") and batch["metric"] == "tokens/s"
     fusion = rows.loc["fusion"]
     assert fusion["achieved_speedup"] == pytest.approx(1.3) and compiled == ["decode"]
     assert fusion["within_25pct"] == (abs(fusion["predicted_speedup"] / 1.3 - 1) <= 0.25)
