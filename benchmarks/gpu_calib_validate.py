@@ -6,9 +6,16 @@
    (roofline.measure.calibrate.measure_kernel_model's parts, each timed and logged; a part that fails is
    logged and left out, so one failure does not lose the rest) -> $OUT/calibration.yaml
 2. roofline validate over the matrix with that spec -> $OUT/validate-<spec>/ (tarred to
-   $OUT/validate.tar.gz: the device returns at most 8 files)
+   $OUT/validate.tar.gz: the device returns at most 8 files), then the advisor scored on the
+   advice cases of the matrix (validation.score_advice; about 2-3 minutes on an H200)
 3. the checks table last on stdout.
 Everything is logged to $OUT/log.txt as it happens, so a run cut short still returns what it did.
+
+The advisor alone (no calibration, no per-op matrix), with the committed calibrated spec:
+
+    OUT=/tmp/out python benchmarks/gpu_calib_validate.py --advice-only --skip-calibrate reports/h200/calibration.yaml [--quick]
+
+writes $OUT/advice.csv after each case and $OUT/validate-advice.tar.gz (advice.csv, summary.md, device.json).
 """
 
 import argparse
@@ -29,12 +36,16 @@ from roofline import render  # noqa: E402
 from roofline.measure import calibrate as C  # noqa: E402
 from roofline.specs import parse_spec  # noqa: E402
 from roofline.validation import (  # noqa: E402
+    ADVICE_CASES,
+    ADVICE_TABLE,
     CHECK_TABLE,
     MATRIX,
     QUICK_MATRIX,
     STEP_TABLE,
     Validation,
+    advice_count,
     error_summary,
+    score_advice,
     validate,
     write_validation,
 )
@@ -46,7 +57,14 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-calibrate", help="use this calibrated spec instead of measuring one")
     ap.add_argument("--calibrate-only", action="store_true", help="stop after writing calibration.yaml")
+    ap.add_argument(
+        "--advice-only",
+        action="store_true",
+        help="only score the advisor (needs --skip-calibrate): no calibration, no per-op matrix",
+    )
     args = ap.parse_args()
+    if args.advice_only and not args.skip_calibrate:
+        ap.error("--advice-only needs --skip-calibrate SPEC (e.g. reports/h200/calibration.yaml)")
     out = Path(os.environ.get("OUT", "out"))
     out.mkdir(parents=True, exist_ok=True)
     logf = open(out / "log.txt", "a", buffering=1)
@@ -100,17 +118,22 @@ def main():
     if args.calibrate_only:
         return
     matrix = QUICK_MATRIX if args.quick else MATRIX
+    if args.advice_only:
+        advice_only(str(cal_path), matrix, out, log)
+        return
     runs = []
     for case in matrix:  # one case at a time, the partial tables rewritten after each: a cut-short run keeps them
-        runs.append(validate(spec=str(cal_path), matrix=[case], layers=2, log=log))
+        runs.append(validate(spec=str(cal_path), matrix=[case], layers=2, log=log, advice=False))
         pd.concat([r.ops for r in runs]).to_csv(out / "partial_ops.csv", index=False)
         pd.concat([r.steps for r in runs]).to_csv(out / "partial_steps.csv", index=False)
+    advice, advice_notes = run_advice(str(cal_path), matrix, out, log)
     v = Validation(
         ops=pd.concat([r.ops for r in runs], ignore_index=True),
         steps=pd.concat([r.steps for r in runs], ignore_index=True),
         clocks=pd.concat([r.clocks for r in runs], ignore_index=True),
         device=runs[-1].device,
-        notes=tuple(n for r in runs for n in r.notes),
+        notes=tuple(n for r in runs for n in r.notes) + tuple(advice_notes),
+        advice=advice,
     )
     name = f"validate-{v.device['spec']}"
     folder = write_validation(
@@ -125,6 +148,65 @@ def main():
         (out / name).unlink()
     print(render.text_table(v.steps, STEP_TABLE, False))
     print(render.text_table(error_summary(v.ops, v.steps), CHECK_TABLE, False))
+    if len(advice):
+        print(render.text_table(advice, ADVICE_TABLE, False))
+        print(advice_count(advice))
+    log("done")
+
+
+def run_advice(spec: str, matrix, out: Path, log) -> tuple:
+    """The advice cases of ``matrix`` one at a time, $OUT/advice.csv rewritten after each (a cut-short
+    run keeps what it scored); each case's rows are logged as they come. Returns (rows, notes)."""
+    frames, notes = [], []
+    t0 = time.perf_counter()
+    for case in ADVICE_CASES:
+        try:
+            f, n = score_advice(spec, [case], matrix=matrix, layers=2, log=log)
+        except Exception as exc:  # keep the other cases
+            log(f"advice {case[0]}: FAILED {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            traceback.print_exc()
+            continue
+        notes.extend(n)
+        if len(f):
+            frames.append(f)
+            pd.concat(frames, ignore_index=True).to_csv(out / "advice.csv", index=False)
+    advice = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    log(f"advice: {time.perf_counter() - t0:.1f} s" + (f"; {advice_count(advice)}" if len(advice) else ""))
+    return advice, notes
+
+
+def advice_only(spec: str, matrix, out: Path, log) -> None:
+    """--advice-only: the advisor scored, written as a validate folder of its own, tarred."""
+    import shutil
+
+    from roofline.measure.nvml import gpu_info
+
+    advice, notes = run_advice(spec, matrix, out, log)
+    device = {
+        "gpu": torch.cuda.get_device_name(0),
+        "spec": "advice",
+        "spec_path": spec,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "layers": 2,
+    }
+    device.update({k: v for k, v in gpu_info(0).items() if k != "name"})
+    v = Validation(
+        ops=pd.DataFrame(),
+        steps=pd.DataFrame(),
+        clocks=pd.DataFrame(),
+        device=device,
+        notes=tuple(notes),
+        advice=advice,
+    )
+    command = f"OUT=... python benchmarks/gpu_calib_validate.py {' '.join(sys.argv[1:])}"
+    folder = write_validation(v, out / "validate-advice", command=command)
+    with tarfile.open(out / "validate-advice.tar.gz", "w:gz") as tar:
+        tar.add(folder, arcname="validate-advice")
+    shutil.rmtree(folder)
+    if len(advice):
+        print(render.text_table(advice, ADVICE_TABLE, False))
+        print(advice_count(advice))
     log("done")
 
 

@@ -671,6 +671,10 @@ def validate_command(gpu, out_dir, layers, quick, rescore_dir):
         "",
         f"wrote {path}",
     ]
+    if len(result.advice):  # the advisor scored: predicted beside achieved speedups
+        from roofline.validation import ADVICE_TABLE, advice_count
+
+        out[-1:-1] = [render.text_table(result.advice, ADVICE_TABLE, False), advice_count(result.advice), ""]
     click.echo("\n".join(out))
 
 
@@ -899,7 +903,7 @@ def report(model, gpu, out_dir, with_profile, layers, **workload):
     from roofline.report import write_report
 
     command_line = _command_line(click.get_current_context())
-    comparison = advice = checks = None
+    comparison = advice = checks = scores = None
     if with_profile:
         from roofline.advise import advise as run_advise
         from roofline.analysis import analyze as run_analysis
@@ -913,8 +917,29 @@ def report(model, gpu, out_dir, with_profile, layers, **workload):
         comparison = compare(run_analysis(m, gpu, workload=w), run)
         advice = run_advise(comparison)
         checks = check_advice(comparison, advice, measure_suggestions(m, w, gpu, advice, run, layers=layers))
+        if run.device.get("gpu") != "cpu":  # the advisor scored on the GPU: every change the reference can run
+            from dataclasses import replace
+
+            from roofline.validation import advice_scores, reference_measurer, run_times
+
+            scores = advice_scores(
+                replace(m, num_hidden_layers=run.layers),
+                run.workload,
+                gpu,
+                measure=reference_measurer(gpu),
+                baseline=run_times(run),
+                label=m.name,
+            )
     path = write_report(
-        model, gpu, out_dir, command_line=command_line, comparison=comparison, advice=advice, checks=checks, **workload
+        model,
+        gpu,
+        out_dir,
+        command_line=command_line,
+        comparison=comparison,
+        advice=advice,
+        checks=checks,
+        advice_scores=scores,
+        **workload,
     )
     click.echo(f"wrote {path} and {path.with_suffix('.html')}")
 

@@ -64,6 +64,7 @@ def write_report(
     comparison=None,
     advice: pd.DataFrame = None,
     checks: pd.DataFrame = None,
+    advice_scores: pd.DataFrame = None,
     **overrides,
 ) -> Path:
     """Write the report folder of ``model`` on ``gpu`` with workload ``overrides``.
@@ -71,7 +72,8 @@ def write_report(
     ``comparison``: a roofline.compare.Comparison of the same model and workload (optional): its
     analysis is the report's, and its measured ops and steps get a section; without one, the report
     analyses ``model``. ``advice``: advise()'s frame for that analysis (computed here when None);
-    ``checks``: compare.check_advice's predicted-vs-achieved rows (optional).
+    ``checks``: compare.check_advice's predicted-vs-achieved rows (optional); ``advice_scores``:
+    validation.advice_scores' rows, the advisor scored on the GPU (optional).
     Returns the path of report.md. Raises RooflineError for bad input, OSError if the folder cannot be written.
     """
     analysis = comparison.analysis if comparison is not None else analyze(model, gpu, **overrides)
@@ -81,7 +83,7 @@ def write_report(
     # built in a temporary folder beside out_dir and swapped in whole: a failure or a kill leaves the old
     # report; a folder holding files roofline did not write is refused (io.replace_folder)
     with io.replace_folder(out_dir, tool_version=_version()) as out:
-        _write_folder(out, analysis, advice, measured, model, command_line, comparison, checks)
+        _write_folder(out, analysis, advice, measured, model, command_line, comparison, checks, advice_scores)
     return Path(out_dir) / "report.md"
 
 
@@ -91,7 +93,9 @@ def _version() -> str:
     return __version__
 
 
-def _write_folder(out: Path, analysis, advice, measured, model, command_line, comparison, checks) -> None:
+def _write_folder(
+    out: Path, analysis, advice, measured, model, command_line, comparison, checks, advice_scores=None
+) -> None:
     from roofline import plot
 
     charts = {}
@@ -116,11 +120,16 @@ def _write_folder(out: Path, analysis, advice, measured, model, command_line, co
         tables.update(measured_ops=comparison.ops, measured_steps=comparison.steps)
     if checks is not None:
         tables["checks"] = checks
+    if advice_scores is not None and len(advice_scores):
+        tables["advice_scores"] = advice_scores
     for name, frame in tables.items():
         (out / f"{name}.csv").write_text(render.to_csv(frame))
     _write_inputs(analysis, model, out / "inputs", command_line, comparison)
 
     sections = _sections(analysis, advice, charts, comparison, checks, command_line)
+    if advice_scores is not None and len(advice_scores):
+        at = next(i for i, sec in enumerate(sections) if sec == ("h2", "Reproduce"))
+        sections[at:at] = _advice_score_sections(advice_scores)
     (out / "report.md").write_text(_markdown(sections))
     (out / "report.html").write_text(_html(sections, out))
 
@@ -241,6 +250,25 @@ def _sections(analysis, advice, charts, comparison, checks, command_line) -> lis
             "ops.csv and summary.csv hold every number above in SI units.",
         )
     )
+    return out
+
+
+def _advice_score_sections(scores: pd.DataFrame) -> list:
+    """The advisor scored on the GPU (validation.advice_scores): its table, the count, the misses' reasons."""
+    from roofline.validation import ADVICE_TABLE, advice_count
+
+    out = [
+        ("h2", "The advisor scored on the GPU: predicted against achieved (target: within 25%)"),
+        (
+            "p",
+            "Each suggestion the reference model can run, applied to it and measured (profile_model's wall-clock "
+            "steps); both speedups are for the reference model the GPU ran. " + advice_count(scores) + ".",
+        ),
+        ("table", scores, ADVICE_TABLE),
+    ]
+    ran = scores["achieved_speedup"].notna()
+    for r in scores[ran & ~scores["within_25pct"].fillna(False).astype(bool)].itertuples(index=False):
+        out.append(("p", f"Why {r.change} ({r.phase}) misses: {r.why}"))
     return out
 
 

@@ -17,7 +17,13 @@ from roofline.errors import ConfigError, UnknownHardware
 from roofline.measure.calibrate import build_spec
 from roofline.measure.nvml import NvmlSampler, decode_reasons, spec_name_for_gpu
 from roofline.measure.profile import profile_model
-from roofline.measure.reference import ReferenceDecoder, build_reference, reference_dtype
+from roofline.measure.reference import (
+    QuantWeight,
+    ReferenceDecoder,
+    build_reference,
+    reference_dtype,
+    reference_formats,
+)
 from roofline.specs import load_spec, resolve_spec_path
 from roofline.transformer import model_ops
 from roofline.validate import load_mapping
@@ -120,18 +126,129 @@ def test_lm_head_runs_on_the_last_position_only():
 
 
 @pytest.mark.parametrize(
-    "key, value", [("weight_dtype", "int4"), ("weight_dtype", "int8"), ("weight_dtype", "fp8"), ("kv_dtype", "fp8")]
+    "changes, message",
+    [
+        ({"weight_dtype": "int4"}, "weight_dtype int4: not supported by the reference model, which runs bf16/fp16"),
+        ({"kv_dtype": "int8"}, "kv_dtype int8: not supported by the reference model, which stores the KV cache in"),
+        ({"act_dtype": "fp8"}, "act_dtype fp8 with weight_dtype bf16: not supported by the reference model"),
+        ({"weight_dtype": "int8", "act_dtype": "fp8"}, "act_dtype fp8 with weight_dtype int8"),
+    ],
 )
-def test_quantised_dtypes_are_refused_clearly(key, value):
-    m, w = _setup("llama", **{key: value})
-    with pytest.raises(ConfigError, match="not supported by the reference model yet"):
+def test_dtypes_the_reference_cannot_run_are_refused_clearly(changes, message):
+    m, w = _setup("llama", **changes)
+    with pytest.raises(ConfigError) as err:
         build_reference(m, w, device="cpu")
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_quantised_weights_of_a_moe_model_are_refused():
+    m, w = _setup("mixtral", weight_dtype="fp8")
+    with pytest.raises(ConfigError, match="the MoE reference runs its experts in 16-bit"):
+        build_reference(m, w, device="cpu")
+
+
+@pytest.mark.parametrize(
+    "changes, linear, kv, differs",
+    [
+        ({}, "dense", torch.bfloat16, 0),
+        ({"weight_dtype": "fp8"}, "fp8_scaled_mm", torch.bfloat16, 1),  # weight-only, run as W8A8: says so
+        ({"weight_dtype": "fp8", "act_dtype": "fp8"}, "fp8_scaled_mm", torch.bfloat16, 1),
+        ({"weight_dtype": "int8"}, "int8_dequant", torch.bfloat16, 1),
+        ({"weight_dtype": "int8", "act_dtype": "int8"}, "int8_int_mm", torch.bfloat16, 1),
+        ({"kv_dtype": "fp8"}, "dense", torch.float8_e4m3fn, 1),
+        ({"weight_dtype": "fp8", "kv_dtype": "fp8"}, "fp8_scaled_mm", torch.float8_e4m3fn, 2),
+    ],
+)
+def test_reference_formats_of_8_bit_workloads(changes, linear, kv, differs):
+    _, w = _setup("llama", **changes)
+    f = reference_formats(w)
+    assert (f.dtype, f.linear, f.kv_dtype, len(f.differs)) == (torch.bfloat16, linear, kv, differs)
+
+
+# (changes, phase, the largest relative error against the bf16 reference of the same seed)
+QUANTISED = [
+    # e4m3 keeps 3 mantissa bits: ~3% rounding per value, weights and activations both: ~5% measured
+    ({"weight_dtype": "fp8"}, "prefill", 0.1),
+    ({"weight_dtype": "fp8", "act_dtype": "fp8"}, "decode", 0.1),
+    # int8: 1/254 of the range per weight (per output channel): ~1% measured; activations too: ~2%
+    ({"weight_dtype": "int8"}, "decode", 0.04),
+    ({"weight_dtype": "int8", "act_dtype": "int8"}, "prefill", 0.05),
+    ({"kv_dtype": "fp8"}, "decode", 0.05),  # the cache's values rounded to e4m3: ~2% measured
+    ({"kv_dtype": "fp8", "attn_impl": "naive"}, "decode", 0.05),
+]
+
+
+@pytest.mark.parametrize("changes, phase, tolerance", QUANTISED)
+def test_8_bit_reference_computes_the_same_function(changes, phase, tolerance):
+    m, w = _setup("llama", **changes)
+    bf16 = build_reference(m, replace(w, weight_dtype="bf16", act_dtype="bf16", kv_dtype="bf16"), device="cpu", seed=3)
+    quant = build_reference(m, w, device="cpu", seed=3)
+    a = bf16.make_step(phase, PROMPT, CONTEXT)().float()
+    b = quant.make_step(phase, PROMPT, CONTEXT)().float()
+    assert torch.isfinite(b).all()
+    err = float((a - b).norm() / a.norm())
+    assert 0 < err < tolerance, err
+
+
+def test_fp8_kv_cache_is_stored_in_e4m3_and_prefill_does_not_read_it():
+    m, w = _setup("llama", kv_dtype="fp8")
+    bf16 = build_reference(m, replace(w, kv_dtype="bf16"), device="cpu", seed=3)
+    fp8 = build_reference(m, w, device="cpu", seed=3)
+    L = fp8.blocks[0]
+    assert L.k_cache.dtype == torch.float8_e4m3fn and L.v_cache.dtype == torch.float8_e4m3fn
+    # [batch 2, kv heads 2, positions 12, head_dim 8] at 1 byte: 384 bytes, half of bf16's 768
+    assert L.k_cache.nbytes == 2 * 2 * 12 * 8 * 1 == bf16.blocks[0].k_cache.nbytes / 2
+    assert fp8.weight_bytes() == bf16.weight_bytes()  # the weights are untouched
+    # prefill attends to the fresh bf16 k and v: the same logits; it writes the rounded values to the cache
+    a = bf16.make_step("prefill", PROMPT, CONTEXT)()
+    b = fp8.make_step("prefill", PROMPT, CONTEXT)()
+    assert torch.equal(a, b)
+    written = fp8.blocks[1].k_cache[:, :, :PROMPT].to(torch.bfloat16)
+    assert torch.equal(written, bf16.blocks[1].k_cache[:, :, :PROMPT].to(torch.float8_e4m3fn).to(torch.bfloat16))
+
+
+def test_8_bit_weights_are_stored_in_8_bits_with_their_scales():
+    m, w = _setup("llama")
+    # tiny llama, 2 layers: embedding and lm_head 100 x 64 and the final norm 64, in bf16: 25,728 B;
+    # per layer the norms 2 x 64 x 2 B = 256 B and 7 projections of 64x64 + 16x64 + 16x64 + 64x64 + 3 x 96x64
+    # = 28,672 values
+    assert build_reference(m, w, device="cpu").weight_bytes() == 25_728 + 2 * (256 + 28_672 * 2)  # 140,928
+    fp8 = build_reference(m, replace(w, weight_dtype="fp8"), device="cpu")
+    assert fp8.weight_bytes() == 25_728 + 2 * (256 + 28_672 + 7 * 4)  # one fp32 scale per tensor: 83,640
+    int8 = build_reference(m, replace(w, weight_dtype="int8"), device="cpu")
+    # one bf16 scale per output channel: 64 + 16 + 16 + 64 + 96 + 96 + 64 = 416 channels
+    assert int8.weight_bytes() == 25_728 + 2 * (256 + 28_672 + 416 * 2)  # 85,248
+    q = int8.blocks[0].wq
+    assert q.q.dtype == torch.int8 and q.scale.shape == (64,)
+    assert fp8.blocks[0].wq.q.dtype == torch.float8_e4m3fn and fp8.blocks[0].wq.scale.dim() == 0
+    # the dequantised weight is the bf16 one within half a quantisation step
+    ref = build_reference(m, w, device="cpu")
+    step = q.scale.float()[:, None]
+    assert ((q.dequantized().float() - ref.blocks[0].wq.float()).abs() <= 0.5 * step + 1e-3).all()
+
+
+def test_int_mm_pads_fewer_than_17_rows():
+    """torch._int_mm on CUDA needs more than 16 rows: a decode step of batch 2 is padded and sliced back."""
+    w = torch.randn(32, 64, dtype=torch.bfloat16)
+    qw = QuantWeight(w, "int8_int_mm")
+    x = torch.randn(2, 1, 64, dtype=torch.bfloat16)
+    y = qw(x)
+    assert y.shape == (2, 1, 32) and y.dtype == torch.bfloat16
+    exact = x.float() @ w.float().t()
+    assert float((y.float() - exact).norm() / exact.norm()) < 0.03
+
+
+def test_scaled_mm_needs_multiples_of_16():
+    with pytest.raises(ConfigError, match="a 24 x 64 weight cannot run through torch._scaled_mm: its in and out"):
+        QuantWeight(torch.randn(24, 64, dtype=torch.bfloat16), "fp8_scaled_mm")
 
 
 def test_mixed_16_bit_dtypes_and_tp_are_refused():
     _, w = _setup("llama", act_dtype="fp16")
     with pytest.raises(ConfigError, match="must be the same"):
         reference_dtype(w)
+    with pytest.raises(ConfigError, match="must be the same"):
+        reference_dtype(replace(w, act_dtype="bf16", weight_dtype="fp8", kv_dtype="fp16"))
     with pytest.raises(ConfigError, match="runs on one GPU"):
         reference_dtype(replace(w, act_dtype="bf16", tp=2))
 

@@ -140,3 +140,30 @@ def test_graph_advice_scores_predicted_against_achieved_speedup():
     assert list(a.index) == ["a", "b"]
     assert a.loc["a", "predicted_speedup"] == 2.0 and a.loc["a", "achieved_speedup"] == pytest.approx(2.4)
     assert a.loc["a", "within"] and not a.loc["b", "within"]
+
+
+def test_validate_scores_the_advice_of_its_cases_on_the_cpu(tmp_path):
+    """validate -> score_advice -> profile_model of the base (CPU time) -> the CUDA-graph row, not run on
+    the CPU (no replay), written to advice.csv and summary.md."""
+    v = validate(
+        spec="h100-sxm",
+        matrix=CPU_MATRIX[1:],
+        layers=2,
+        device="cpu",
+        warmup=1,
+        iters=2,
+        timing_iters=1,
+        advice_cases=[("tiny-decode", {}, False, ("CUDA graphs",))],
+    )
+    a = v.advice
+    assert list(a["change"]) == ["CUDA graphs"] and list(a["case"]) == ["tiny-decode"]
+    assert (
+        a["how"].iloc[0] == "not run: no CUDA-graph replay of this step (a CPU run, or the MoE reference's host syncs)"
+    )
+    out = write_validation(v, tmp_path / "v")
+    assert "0 of 0 within 25%; 1 not run" in (out / "summary.md").read_text()
+    assert load_validation(out).advice["change"].tolist() == ["CUDA graphs"]
+    off = validate(
+        spec="h100-sxm", matrix=CPU_MATRIX[1:], device="cpu", warmup=1, iters=2, timing_iters=1, advice=False
+    )
+    assert off.advice.empty

@@ -38,9 +38,24 @@ as ``roofline.measure.distributed`` starts them), Megatron's split, the shards o
    last position's logits (padding dropped).
 9. Every rank draws the full tensors from the same seed and keeps its slice, so a tp run computes
    the same function as the tp = 1 reference with the same seed (up to the order of bf16 sums).
+
+8-bit weights and KV cache (``reference_formats`` decides from the workload's dtypes; the decoder's
+projections only, as transformer.py convention 2: embedding, norms, router and lm_head stay 16-bit):
+10. fp8 weights (e4m3, one fp32 scale per tensor) run through ``torch._scaled_mm``, the activations
+    quantised to e4m3 per call with a dynamic per-tensor scale (abs, amax, divide, cast), the output
+    written in the 16-bit dtype: W8A8 fp8 as inference engines run it. Weight-only fp8
+    (``act_dtype`` 16-bit) runs the same way; its ``differs`` line says so.
+11. W8A8 int8 runs through ``torch._int_mm`` (int8 x int8 -> int32), activations quantised per call
+    (per-tensor scale), the int32 result scaled back to 16-bit; fewer than 17 rows are zero-padded
+    to 17 (``_int_mm``'s CUDA minimum). Weight-only int8 has no fused kernel in torch: it runs as
+    gpt-fast's eager form, ``F.linear(x, w_int8.to(bf16)) * scale`` (one scale per output channel).
+12. An fp8 KV cache is stored in float8_e4m3fn (scale 1: the cache holds N(0, 1) values) and
+    converted to the 16-bit dtype inside the attention op's range before SDPA or the naive matmuls
+    (torch's SDPA takes no fp8 input).
 """
 
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -48,28 +63,86 @@ from torch.profiler import record_function
 
 from roofline.config import ModelConfig, Workload, check_fit
 from roofline.errors import ConfigError
-from roofline.transformer import model_ops
+from roofline.transformer import model_ops, param16_dtype
 
 TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 NORM_EPS = 1e-5
 ROPE_THETA = 10000.0
 
 
-def reference_dtype(w: Workload, distributed: bool = None) -> torch.dtype:
-    """The torch dtype of the reference model for ``w``. Raises ConfigError for what it cannot run:
-    a quantised or mixed dtype, or tp > 1 outside a distributed run. ``distributed`` None: tp > 1 is
+FP8 = torch.float8_e4m3fn
+FP8_MAX = 448.0  # the largest finite float8_e4m3fn value (torch.finfo(torch.float8_e4m3fn).max)
+INT8_MAX = 127.0
+# (weight dtype, activations quantised too) -> how the projections run (conventions 10, 11)
+LINEAR_IMPLS = {
+    ("fp8", False): "fp8_scaled_mm",
+    ("fp8", True): "fp8_scaled_mm",
+    ("int8", False): "int8_dequant",
+    ("int8", True): "int8_int_mm",
+}
+DIFFERS = {
+    ("fp8", False): "fp8 weights run through torch._scaled_mm with the activations quantised to fp8 per call "
+    "(abs, amax, divide and cast kernels per projection) and fp8 math; the prediction is weight-only "
+    "(1-byte weights, 16-bit activations and math, no quantisation kernels)",
+    ("fp8", True): "W8A8 fp8 through torch._scaled_mm: the activations are quantised per call (abs, amax, divide "
+    "and cast kernels per projection) and every other op reads and writes 16-bit activations; the prediction "
+    "counts 1-byte activations throughout and no quantisation kernels",
+    ("int8", False): "weight-only int8 has no fused kernel in torch: each projection converts its int8 weights to "
+    "16-bit (1 B read, 2 B written per weight), the 16-bit matmul reads them again (2 B) and the output is "
+    "scaled; more bytes than 16-bit weights, so the achieved speedup is expected below the predicted one",
+    ("int8", True): "W8A8 int8 through torch._int_mm: the activations are quantised per call, the int32 result "
+    "is scaled back to 16-bit (extra kernels), fewer than 17 rows are padded to 17",
+    "kv_fp8": "the fp8 KV cache is converted to 16-bit for attention (torch's SDPA takes no fp8 input): a decode "
+    "step reads 1 B and writes 2 B per cached value, then attention reads 2 B; the achieved speedup is "
+    "expected below the predicted one",
+}
+
+
+@dataclass(frozen=True)
+class ReferenceFormats:
+    """How the reference stores and computes what a workload's dtypes ask for (conventions 10-12).
+
+    dtype:    the 16-bit torch dtype of activations and of the weights that are never quantised
+    linear:   how the decoder's projections run: 'dense', 'fp8_scaled_mm', 'int8_int_mm', 'int8_dequant'
+    kv_dtype: the torch dtype the KV cache is stored in
+    differs:  one line per way the run departs from the analytic model of the same workload
+    """
+
+    dtype: torch.dtype
+    linear: str = "dense"
+    kv_dtype: torch.dtype = None
+    differs: tuple = ()
+
+
+def reference_formats(w: Workload, distributed: bool = None) -> ReferenceFormats:
+    """The ``ReferenceFormats`` of the reference model for ``w``. Raises ConfigError for what it cannot
+    run: int4 / fp4 weights, an int8 or 4-bit KV cache, quantised activations without the same weights
+    (W8A8), 16-bit dtypes mixed, or tp > 1 outside a distributed run. ``distributed`` None: tp > 1 is
     allowed in a process of an initialised torch.distributed world of tp ranks (a torchrun worker)."""
-    for key in ("weight_dtype", "act_dtype", "kv_dtype"):
-        value = getattr(w, key)
-        if value not in TORCH_DTYPES:
-            raise ConfigError(
-                f"{key} {value}: int4/int8/fp8 weights, activations and KV caches are not supported by the "
-                f"reference model yet; profile with bf16 or fp16 (roofline analyze covers {value})"
-            )
-    if len({w.weight_dtype, w.act_dtype, w.kv_dtype}) > 1:
+    wd, act, kv = w.weight_dtype, w.act_dtype, w.kv_dtype
+    if wd not in TORCH_DTYPES and wd not in ("fp8", "int8"):
         raise ConfigError(
-            f"the reference model runs in one 16-bit dtype; weight_dtype {w.weight_dtype}, act_dtype "
-            f"{w.act_dtype} and kv_dtype {w.kv_dtype} must be the same (bf16 or fp16)"
+            f"weight_dtype {wd}: not supported by the reference model, which runs bf16/fp16, fp8 (torch._scaled_mm) "
+            f"and int8 (torch._int_mm, or dequantised) weights; profile with one of those "
+            f"(roofline analyze covers {wd})"
+        )
+    if act not in TORCH_DTYPES and act != wd:
+        raise ConfigError(
+            f"act_dtype {act} with weight_dtype {wd}: not supported by the reference model, which quantises "
+            f"activations only for W8A8 (act_dtype = weight_dtype, fp8 or int8); use a 16-bit act_dtype "
+            f"(roofline analyze covers {act})"
+        )
+    if kv not in TORCH_DTYPES and kv != "fp8":
+        raise ConfigError(
+            f"kv_dtype {kv}: not supported by the reference model, which stores the KV cache in bf16, fp16 or "
+            f"fp8 (e4m3); profile with one of those (roofline analyze covers {kv})"
+        )
+    p16 = param16_dtype(w)
+    sixteen = [v for v in (wd, act, kv) if v in TORCH_DTYPES]
+    if any(v != p16 for v in sixteen):
+        raise ConfigError(
+            f"the reference model runs in one 16-bit dtype; weight_dtype {wd}, act_dtype {act} and kv_dtype {kv} "
+            f"must be the same (bf16 or fp16) where they are 16-bit"
         )
     if distributed is None:
         distributed = in_tp_group(w.tp)
@@ -78,7 +151,22 @@ def reference_dtype(w: Workload, distributed: bool = None) -> torch.dtype:
             f"tp {w.tp}: the reference model runs on one GPU in profile_model; profile with tp 1, or run "
             f"tp {w.tp} with one process per GPU through roofline.measure.distributed.profile_distributed"
         )
-    return TORCH_DTYPES[w.weight_dtype]
+    differs = []
+    linear = "dense"
+    if wd in ("fp8", "int8"):
+        key = (wd, act == wd)
+        linear = LINEAR_IMPLS[key]
+        differs.append(DIFFERS[key])
+    if kv == "fp8":
+        differs.append(DIFFERS["kv_fp8"])
+    dtype = TORCH_DTYPES[p16]
+    return ReferenceFormats(dtype, linear, FP8 if kv == "fp8" else dtype, tuple(differs))
+
+
+def reference_dtype(w: Workload, distributed: bool = None) -> torch.dtype:
+    """The 16-bit torch dtype of the reference model for ``w`` (activations, unquantised weights).
+    Raises ConfigError for what it cannot run (``reference_formats``)."""
+    return reference_formats(w, distributed).dtype
 
 
 def in_tp_group(tp: int) -> bool:
@@ -114,6 +202,66 @@ class _Layer:
     """One decoder layer's weights (plain tensors: the reference never trains)."""
 
 
+class QuantWeight:
+    """A projection's weight [out, in] stored in 8 bits with its scale, and the matmul that uses it
+    (conventions 10, 11). ``impl``: a value of ``LINEAR_IMPLS``; ``w``: the 16-bit weight to quantise."""
+
+    def __init__(self, w: torch.Tensor, impl: str):
+        self.impl, self.dtype = impl, w.dtype
+        wf = w.float()
+        if impl == "fp8_scaled_mm":
+            self.scale = (wf.abs().amax() / FP8_MAX).clamp(min=1e-12)  # fp32, per tensor
+            self.q = (wf / self.scale).to(FP8)
+        elif impl == "int8_int_mm":
+            self.scale = (wf.abs().amax() / INT8_MAX).clamp(min=1e-12)
+            self.q = (wf / self.scale).round().clamp(-INT8_MAX - 1, INT8_MAX).to(torch.int8)
+        elif impl == "int8_dequant":  # one scale per output channel, in the 16-bit dtype (gpt-fast's form)
+            scale = (wf.abs().amax(dim=1) / INT8_MAX).clamp(min=1e-12)
+            self.q = (wf / scale[:, None]).round().clamp(-INT8_MAX - 1, INT8_MAX).to(torch.int8)
+            self.scale = scale.to(w.dtype)
+        else:
+            raise ConfigError(f"linear impl '{impl}' is not one of {', '.join(sorted(set(LINEAR_IMPLS.values())))}")
+        if impl != "int8_dequant":
+            out_f, in_f = w.shape
+            if in_f % 16 or out_f % 16:
+                raise ConfigError(
+                    f"a {out_f} x {in_f} weight cannot run through torch._{impl.split('_', 1)[1]}: its in and out "
+                    f"features must be multiples of 16; profile this model with 16-bit weights"
+                )
+
+    @property
+    def tensors(self) -> tuple:
+        return (self.q, self.scale)
+
+    def dequantized(self) -> torch.Tensor:
+        """The weight in the 16-bit dtype, as the matmul sees it (for tests)."""
+        scale = self.scale[:, None] if self.scale.dim() else self.scale
+        return (self.q.float() * scale.float()).to(self.dtype)
+
+    def __call__(self, x: torch.Tensor, bias=None) -> torch.Tensor:
+        """x [..., in] (16-bit) -> [..., out] in the 16-bit dtype."""
+        shape = x.shape[:-1]
+        x2 = x.reshape(-1, x.shape[-1])
+        if self.impl == "fp8_scaled_mm":
+            xs = (x2.abs().amax().float() / FP8_MAX).clamp(min=1e-12)
+            xq = (x2 / xs).to(FP8)
+            y = torch._scaled_mm(xq, self.q.t(), scale_a=xs, scale_b=self.scale, bias=bias, out_dtype=self.dtype)
+        elif self.impl == "int8_int_mm":
+            xs = (x2.abs().amax().float() / INT8_MAX).clamp(min=1e-12)
+            xq = (x2 / xs).round().clamp(-INT8_MAX - 1, INT8_MAX).to(torch.int8)
+            rows = xq.shape[0]
+            if rows <= 16:  # torch._int_mm on CUDA needs more than 16 rows
+                xq = F.pad(xq, (0, 0, 0, 17 - rows))
+            y = (torch._int_mm(xq, self.q.t())[:rows] * (xs * self.scale)).to(self.dtype)
+            if bias is not None:
+                y = y + bias
+        else:  # int8_dequant
+            y = F.linear(x2, self.q.to(self.dtype)) * self.scale
+            if bias is not None:
+                y = y + bias
+        return y.view(*shape, y.shape[-1])
+
+
 class ReferenceDecoder:
     """``layers`` decoder layers of ``config`` with a KV cache for ``batch`` sequences of up to
     ``max_context`` positions. Call ``forward(ids, start_pos)`` or build a fixed step with ``make_step``.
@@ -139,6 +287,8 @@ class ReferenceDecoder:
         tp: int = 1,
         rank: int = 0,
         group=None,
+        linear: str = "dense",
+        kv_dtype=None,
     ):
         if layers < 1:
             raise ConfigError(f"layers must be at least 1, got {layers}")
@@ -148,9 +298,19 @@ class ReferenceDecoder:
         tp_shard_check(config, tp)
         if not 0 <= rank < tp:
             raise ConfigError(f"rank {rank} is outside a tp group of {tp}")
+        if linear != "dense" and linear not in LINEAR_IMPLS.values():
+            raise ConfigError(f"linear '{linear}' is not one of dense, {', '.join(sorted(set(LINEAR_IMPLS.values())))}")
+        if linear != "dense" and config.is_moe:
+            raise ConfigError(
+                f"{config.name}: the MoE reference runs its experts in 16-bit; profile it with bf16 or fp16 weights"
+            )
+        kv_dtype = dtype if kv_dtype is None else kv_dtype
+        if kv_dtype not in (dtype, FP8):
+            raise ConfigError(f"kv_dtype {kv_dtype}: the reference stores the KV cache in {dtype} or {FP8}")
         self.config, self.layers, self.batch, self.max_context = config, layers, batch, max_context
         self.dtype, self.attn_impl, self.device = dtype, attn_impl, torch.device(device)
         self.tp, self.rank, self.group = tp, rank, group
+        self.linear, self.kv_dtype = linear, kv_dtype
         self.annotate, self.nvtx = True, False
         self._masks = {}
         m = config
@@ -235,8 +395,12 @@ class ReferenceDecoder:
                 L.wd, L.bd = part(linear_weight(full_inter, h), 1, i0, inter), on_rank0(bias(h, m.mlp_bias))
             # KV cache [batch, kv_heads, positions, head_dim]: random, never zeros, so a decode step
             # reads real-looking data at every position it attends to
-            L.k_cache = part(rand(batch, Hkv, max_context, d), 1, kv0, Hkvl)
-            L.v_cache = part(rand(batch, Hkv, max_context, d), 1, kv0, Hkvl)
+            L.k_cache = part(rand(batch, Hkv, max_context, d), 1, kv0, Hkvl).to(kv_dtype)
+            L.v_cache = part(rand(batch, Hkv, max_context, d), 1, kv0, Hkvl).to(kv_dtype)
+            if linear != "dense":  # the decoder's projections in 8 bits (conventions 10, 11)
+                for key in ("wq", "wk", "wv", "wo", "wg", "wu", "wd"):
+                    if getattr(L, key, None) is not None:
+                        setattr(L, key, QuantWeight(getattr(L, key), linear))
             self.blocks.append(L)
         self.final_norm = norm_params()
         self.lm_head = self.wte if m.tie_word_embeddings else vocab_part(linear_weight(h, m.vocab_size))
@@ -264,6 +428,16 @@ class ReferenceDecoder:
         if self.config.norm == "layernorm":
             return F.layer_norm(x, (x.shape[-1],), gamma, beta, NORM_EPS)
         return F.rms_norm(x, (x.shape[-1],), gamma, NORM_EPS)
+
+    @staticmethod
+    def _linear(x, w, b):
+        """A projection: F.linear on a 16-bit weight, else the QuantWeight's own matmul."""
+        return w(x, b) if isinstance(w, QuantWeight) else F.linear(x, w, b)
+
+    def _cached(self, cache, lo, end):
+        """Positions [lo, end) of a KV cache, in the 16-bit dtype (an fp8 cache is converted: convention 12)."""
+        part = cache[:, :, lo:end]
+        return part if part.dtype == self.dtype else part.to(self.dtype)
 
     def _all_reduce(self, x):
         """Sum ``x`` over the tp group, in place (NCCL on GPUs, gloo on the CPU)."""
@@ -334,11 +508,11 @@ class ReferenceDecoder:
             with self.op("attn_norm"):
                 hn = self._norm(x, L.attn_norm)
             with self.op("q_proj"):
-                q = F.linear(hn, L.wq, L.bq).view(b, s, H, d)
+                q = self._linear(hn, L.wq, L.bq).view(b, s, H, d)
             with self.op("k_proj"):
-                k = F.linear(hn, L.wk, L.bk).view(b, s, Hkv, d)
+                k = self._linear(hn, L.wk, L.bk).view(b, s, Hkv, d)
             with self.op("v_proj"):
-                v = F.linear(hn, L.wv, L.bv).view(b, s, Hkv, d)
+                v = self._linear(hn, L.wv, L.bv).view(b, s, Hkv, d)
             if m.position == "rope":
                 with self.op("rope"):
                     cos = self.cos[start_pos:end, None, :]  # [s, 1, d], broadcast over heads
@@ -353,7 +527,7 @@ class ReferenceDecoder:
             else:
                 attn = self._naive(q, k, v, L, start_pos, lo, end)
             with self.op("o_proj"):
-                o = F.linear(attn, L.wo, L.bo)
+                o = self._linear(attn, L.wo, L.bo)
             if tp > 1:
                 with self.op("attn_all_reduce"):
                     o = self._all_reduce(o)
@@ -366,13 +540,13 @@ class ReferenceDecoder:
             else:
                 if m.gated_mlp:
                     with self.op("gate_proj"):
-                        gate = F.linear(hn, L.wg, L.bg)
+                        gate = self._linear(hn, L.wg, L.bg)
                 with self.op("up_proj"):
-                    up = F.linear(hn, L.wu, L.bu)
+                    up = self._linear(hn, L.wu, L.bu)
                 with self.op("act"):
                     a = self.act(gate) * up if m.gated_mlp else self.act(up)
                 with self.op("down_proj"):
-                    y = F.linear(a, L.wd, L.bd)
+                    y = self._linear(a, L.wd, L.bd)
             if tp > 1:
                 with self.op("mlp_all_reduce"):
                     y = self._all_reduce(y)
@@ -402,7 +576,7 @@ class ReferenceDecoder:
                 else:
                     o = F.scaled_dot_product_attention(qt, kt, vt, is_causal=True, enable_gqa=gqa)
             else:
-                kt, vt = L.k_cache[:, :, lo:end], L.v_cache[:, :, lo:end]
+                kt, vt = self._cached(L.k_cache, lo, end), self._cached(L.v_cache, lo, end)
                 o = F.scaled_dot_product_attention(qt, kt, vt, enable_gqa=gqa)
             return o.transpose(1, 2).reshape(b, s, H * d)
 
@@ -416,7 +590,7 @@ class ReferenceDecoder:
             if start_pos == 0:
                 kT = k.permute(0, 2, 3, 1).reshape(b * Hkv, d, s)
             else:
-                kT = L.k_cache[:, :, lo:end].transpose(2, 3).reshape(b * Hkv, d, end - lo)
+                kT = self._cached(L.k_cache, lo, end).transpose(2, 3).reshape(b * Hkv, d, end - lo)
             s_k = kT.shape[-1]
             scores = torch.baddbmm(q3.new_empty(b * Hkv, g * s, s_k), q3, kT, beta=0.0, alpha=d**-0.5)
         with self.op("softmax"):
@@ -427,7 +601,7 @@ class ReferenceDecoder:
             if start_pos == 0:
                 v3 = v.permute(0, 2, 1, 3).reshape(b * Hkv, s, d)
             else:
-                v3 = L.v_cache[:, :, lo:end].reshape(b * Hkv, end - lo, d)
+                v3 = self._cached(L.v_cache, lo, end).reshape(b * Hkv, end - lo, d)
             o = torch.bmm(p, v3)  # [b*Hkv, g*s, d]
             return o.view(b, Hkv, g, s, d).permute(0, 3, 1, 2, 4).reshape(b, s, H * d)
 
@@ -495,6 +669,8 @@ class ReferenceDecoder:
             tensors += [v for k, v in vars(L).items() if k not in ("k_cache", "v_cache")]
         flat = []
         for t in tensors:
+            if isinstance(t, QuantWeight):
+                t = t.tensors
             flat.extend(t if isinstance(t, tuple) else [t])
         return sum(t.numel() * t.element_size() for t in flat if isinstance(t, torch.Tensor))
 
@@ -532,9 +708,10 @@ def build_reference(
     """A ``ReferenceDecoder`` sized for one point of ``workload`` (its first batch size, prompt and
     context). With ``workload.tp`` > 1 it is this process's shard: ``rank`` (default: the rank in
     ``group``, default the initialised torch.distributed world) of a group whose size must be tp.
+    Its projections and KV cache take the workload's 8-bit dtypes where ``reference_formats`` runs them.
     Raises ConfigError for dtypes the reference cannot run, or tp > 1 without a matching process group."""
     tp = workload.tp
-    dtype = reference_dtype(workload, distributed=tp > 1)
+    formats = reference_formats(workload, distributed=tp > 1)
     if tp > 1:
         import torch.distributed as dist
 
@@ -555,13 +732,15 @@ def build_reference(
         layers=layers,
         batch=batch,
         max_context=max_context,
-        dtype=dtype,
+        dtype=formats.dtype,
         attn_impl=workload.attn_impl,
         device=device,
         seed=seed,
         tp=tp,
         rank=rank or 0,
         group=group,
+        linear=formats.linear,
+        kv_dtype=formats.kv_dtype,
     )
 
 
