@@ -58,6 +58,11 @@ def main():
     ap.add_argument("--skip-calibrate", help="use this calibrated spec instead of measuring one")
     ap.add_argument("--calibrate-only", action="store_true", help="stop after writing calibration.yaml")
     ap.add_argument(
+        "--recalibrate",
+        help="with --skip-calibrate SPEC: measure these kernel-model parts again (comma-separated, e.g. ops) "
+        "into a copy of SPEC at $OUT/calibration.yaml, then go on",
+    )
+    ap.add_argument(
         "--advice-only",
         action="store_true",
         help="only score the advisor (needs --skip-calibrate): no calibration, no per-op matrix",
@@ -76,17 +81,25 @@ def main():
 
     log(f"{torch.cuda.get_device_name(0)}; torch {torch.__version__}, CUDA {torch.version.cuda}")
     cal_path = out / "calibration.yaml"
-    if args.skip_calibrate:
+    if args.skip_calibrate and not args.recalibrate:
         cal_path = Path(args.skip_calibrate)
     else:
         t0 = time.perf_counter()
-        raw = C.calibrate(spec=args.spec, quick=args.quick, kernels=False)
+        if args.recalibrate:  # the given spec, with the named parts of its kernel model measured again
+            from roofline.validate import load_mapping
+
+            raw = load_mapping(Path(args.skip_calibrate), "spec")
+        else:
+            raw = C.calibrate(spec=args.spec, quick=args.quick, kernels=False)
         C.write_spec(raw, cal_path)
         log(
             f"ceilings in {time.perf_counter() - t0:.1f} s: { ({k: v for k, v in raw['measured'].items() if k != 'conditions'}) }"
         )
         spec = parse_spec(raw, "<calibrating>")
         parts = C.kernel_model_parts(spec, raw["measured"])
+        if args.recalibrate:
+            wanted = args.recalibrate.split(",")
+            parts = {k: v for k, v in parts.items() if k in wanted}
         t_all = time.perf_counter()
         for key, fn in parts.items():
             t0 = time.perf_counter()
@@ -107,11 +120,15 @@ def main():
             raw["measured"][key] = value
             C.write_spec(raw, cal_path)  # after each part: a cut-short run keeps what it measured
             log(f"{key}: {time.perf_counter() - t0:.1f} s")
-        raw["measured"]["conditions"]["kernel_model_seconds"] = round(time.perf_counter() - t_all, 1)
-        raw["sources"]["measured"] += (
-            " Kernel model (roofline/predict.py), measured by benchmarks/gpu_calib_validate.py with the functions "
-            "roofline calibrate calls: see measured.conditions and reports/h200/README.md."
-        )
+        if args.recalibrate:
+            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            raw["measured"]["conditions"]["recalibrated"] = f"{args.recalibrate} measured again {when}"
+        else:
+            raw["measured"]["conditions"]["kernel_model_seconds"] = round(time.perf_counter() - t_all, 1)
+            raw["sources"]["measured"] += (
+                " Kernel model (roofline/predict.py), measured by benchmarks/gpu_calib_validate.py with the "
+                "functions roofline calibrate calls: see measured.conditions and reports/h200/README.md."
+            )
         C.write_spec(raw, cal_path)
         log(f"wrote {cal_path}")
 

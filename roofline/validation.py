@@ -771,64 +771,21 @@ def run_times(run) -> dict:
 def compiled_step_timer(device: str = "cuda", iters: int = 5, repeats: int = 5):
     """``advice_scores``' ``compile_step``: seconds per call of the reference step under
     ``torch.compile`` (default mode: Inductor's fused kernels, launched eagerly), timed as profile_model
-    times its eager step (CUDA events around ``iters`` calls, median of ``repeats``, after 3 warm-up
-    calls, the first of which compiles)."""
+    times its eager step: in a fresh process (roofline.measure.steptime, the first call compiles), synced
+    after every step, the fastest window. ``repeats`` is unused (kept for callers)."""
 
     def timer(model, workload, phase: str) -> float:
-        import torch
-
         from roofline.errors import DeviceError
-        from roofline.measure.reference import build_reference, decode_context
+        from roofline.measure.steptime import time_steps
 
-        context, prompt = decode_context(workload), workload.prompt_len[0]
-        need = prompt if phase == "prefill" else context
-        try:
-            ref = build_reference(model, workload, layers=model.num_hidden_layers, device=device, max_context=need)
-            ref.annotate = False
-            step = torch.compile(ref.make_step(phase, prompt, context))
-            with torch.no_grad():
-                return _wall_time_s(step, iters, repeats, torch.device(device).type == "cuda")
-        except torch.cuda.OutOfMemoryError:
-            raise DeviceError(f"out of GPU memory compiling the {phase} step of {model.name}") from None
-        except Exception as exc:  # Inductor's failures come in many types: one line, as a row's reason
-            if isinstance(exc, DeviceError):
-                raise
-            raise DeviceError(f"torch.compile failed: {type(exc).__name__}: {_first_line(exc)}") from None
-        finally:
-            ref = step = None
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+        job = {"config": model, "workload": replace(workload, phase=phase), "layers": model.num_hidden_layers}
+        job.update(device=device, timing_iters=iters, compile=True)
+        result = time_steps([job])[0]
+        if "error" in result:
+            raise DeviceError(f"torch.compile of the {phase} step: {result['error']}")
+        return float(result[phase]["eager_s"])
 
     return timer
-
-
-def _wall_time_s(fn, iters: int, repeats: int, cuda: bool) -> float:
-    """Median seconds per call of ``fn`` over ``repeats`` batches of ``iters`` calls, after 3 warm-up
-    calls: profile_model's eager timing (CUDA events on the GPU, perf_counter on the CPU)."""
-    import statistics
-
-    import torch
-
-    for _ in range(3):
-        fn()
-    if cuda:
-        torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(iters):
-                fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) * 1e-3 / iters)
-        else:
-            t0 = time.perf_counter()
-            for _ in range(iters):
-                fn()
-            times.append((time.perf_counter() - t0) / iters)
-    return statistics.median(times)
 
 
 def score_advice(

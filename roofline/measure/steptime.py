@@ -34,8 +34,8 @@ import time
 from roofline.errors import DeviceError
 
 TIMEOUT_S = 900
-WARMUP_S = 1.0
-MIN_WINDOWS, WINDOWS_S = 5, 3.0
+WARMUP_S = 0.5
+MIN_WINDOWS, WINDOWS_S = 5, 1.0
 
 
 def fastest_window(step, iters: int, cuda: bool, sync_each: bool = True) -> float:
@@ -84,10 +84,13 @@ def graph_times(step, iters: int) -> tuple:
         del graph
 
 
-def time_steps_here(config, workload, layers: int, timing_iters: int = 20, device: str = "cuda", seed: int = 0) -> dict:
+def time_steps_here(
+    config, workload, layers: int, timing_iters: int = 20, device: str = "cuda", seed: int = 0, compile: bool = False
+) -> dict:
     """{phase: {"eager_s", "graph_s", "graph_pipelined_s"}} of ``layers`` reference layers at the single
     point of ``workload``, in this process (the child's body; call ``time_steps`` from a process that has
-    profiled). eager_s and graph_s: synced after every step; graph_pipelined_s: replays back to back."""
+    profiled). eager_s and graph_s: synced after every step; graph_pipelined_s: replays back to back.
+    ``compile``: the step under ``torch.compile`` (default mode; compiled during the warm-up), no graph."""
     import torch
 
     from roofline.measure.reference import build_reference, decode_context
@@ -101,6 +104,9 @@ def time_steps_here(config, workload, layers: int, timing_iters: int = 20, devic
         ref.annotate = False
         for phase in workload.phases:
             step = ref.make_step(phase, p, context)
+            if compile:
+                step = torch.compile(step)
+                step()  # compiles
             t0, done = time.perf_counter(), 0
             while done < 3 or time.perf_counter() - t0 < WARMUP_S:
                 step()
@@ -108,7 +114,8 @@ def time_steps_here(config, workload, layers: int, timing_iters: int = 20, devic
                 if done % 16 == 0 and cuda:
                     torch.cuda.synchronize()
             eager = fastest_window(step, timing_iters, cuda)
-            graph, pipelined = graph_times(step, timing_iters) if cuda and ref.graph_capturable else (None, None)
+            capturable = cuda and ref.graph_capturable and not compile
+            graph, pipelined = graph_times(step, timing_iters) if capturable else (None, None)
             out[phase] = {"eager_s": eager, "graph_s": graph, "graph_pipelined_s": pipelined, "batch_size": b}
         del ref
     if cuda:
@@ -157,8 +164,11 @@ def main() -> None:
                 job.get("timing_iters", 20),
                 job.get("device", "cuda"),
                 job.get("seed", 0),
+                job.get("compile", False),
             )
-        except (RooflineError, torch.cuda.OutOfMemoryError, ValueError) as exc:
+        except Exception as exc:  # one line per failed job (Inductor's failures come in many types)
+            if not isinstance(exc, (RooflineError, torch.cuda.OutOfMemoryError, ValueError)) and not job.get("compile"):
+                raise
             torch.cuda.empty_cache()
             result = {"error": (str(exc).splitlines() or [type(exc).__name__])[0]}
         print(json.dumps(result), flush=True)
