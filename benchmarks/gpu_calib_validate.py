@@ -57,6 +57,7 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-calibrate", help="use this calibrated spec instead of measuring one")
     ap.add_argument("--calibrate-only", action="store_true", help="stop after writing calibration.yaml")
+    ap.add_argument("--no-advice", action="store_true", help="validate without scoring the advisor")
     ap.add_argument(
         "--recalibrate",
         help="with --skip-calibrate SPEC: measure these kernel-model parts again (comma-separated, e.g. ops) "
@@ -143,7 +144,7 @@ def main():
         runs.append(validate(spec=str(cal_path), matrix=[case], layers=2, log=log, advice=False))
         pd.concat([r.ops for r in runs]).to_csv(out / "partial_ops.csv", index=False)
         pd.concat([r.steps for r in runs]).to_csv(out / "partial_steps.csv", index=False)
-    advice, advice_notes = run_advice(str(cal_path), matrix, out, log)
+    advice, advice_notes = run_advice(str(cal_path), matrix, out, log) if not args.no_advice else (pd.DataFrame(), [])
     v = Validation(
         ops=pd.concat([r.ops for r in runs], ignore_index=True),
         steps=pd.concat([r.steps for r in runs], ignore_index=True),

@@ -355,6 +355,13 @@ def _measure_phase(
     return op_rows, kernel_rows, sequence, step_row, notes
 
 
+def _out_of_memory(m, layers, b, p, context, gpu_name) -> str:
+    return (
+        f"out of GPU memory running {layers} layers of {m.name} at batch {b} (prompt {p}, context {context}) "
+        f"on {gpu_name}; use fewer --layers or a smaller --batch"
+    )
+
+
 def profile_model(
     model,
     workload: Workload = None,
@@ -426,6 +433,8 @@ def profile_model(
 
         job = {"config": m, "workload": w, "layers": layers, "timing_iters": timing_iters, "seed": seed}
         timed = time_steps([job])[0]
+        if timed.get("out_of_memory"):
+            raise DeviceError(_out_of_memory(m, layers, b, p, context, gpu_name))
         if "error" in timed:
             raise DeviceError(f"timing the step of {m.name}: {timed['error']}")
         notes.append("step times measured in a fresh Python process, before profiling (roofline.measure.steptime)")
@@ -451,10 +460,7 @@ def profile_model(
         ref = None
         if cuda:
             torch.cuda.empty_cache()
-        raise DeviceError(
-            f"out of GPU memory running {layers} layers of {m.name} at batch {b} (prompt {p}, context {context}) "
-            f"on {gpu_name}; use fewer --layers or a smaller --batch"
-        ) from None
+        raise DeviceError(_out_of_memory(m, layers, b, p, context, gpu_name)) from None
     finally:
         if sampler:
             sampler.stop()

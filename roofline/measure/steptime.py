@@ -126,7 +126,7 @@ def time_steps_here(
 def time_steps(jobs: list, timeout_s: float = TIMEOUT_S) -> list:
     """Run ``jobs`` (dicts of config, workload, layers, timing_iters, seed) in one fresh Python process,
     in order; one result per job: {phase: {"eager_s", "graph_s"}}, or {"error": one line} where the
-    job failed (out of memory, a model the reference cannot build). Raises DeviceError when the child
+    job failed (a model the reference cannot build; out of memory adds "out_of_memory": True). Raises DeviceError when the child
     cannot start or dies."""
     try:
         done = subprocess.run(
@@ -171,6 +171,8 @@ def main() -> None:
                 raise
             torch.cuda.empty_cache()
             result = {"error": (str(exc).splitlines() or [type(exc).__name__])[0]}
+            if isinstance(exc, torch.cuda.OutOfMemoryError):
+                result["out_of_memory"] = True
         print(json.dumps(result), flush=True)
 
 
