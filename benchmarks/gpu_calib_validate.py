@@ -34,7 +34,7 @@ import torch  # noqa: E402
 
 from roofline import render  # noqa: E402
 from roofline.measure import calibrate as C  # noqa: E402
-from roofline.specs import parse_spec  # noqa: E402
+from roofline.specs import load_spec, parse_spec  # noqa: E402
 from roofline.validation import (  # noqa: E402
     ADVICE_CASES,
     ADVICE_TABLE,
@@ -204,6 +204,7 @@ def advice_only(spec: str, matrix, out: Path, log) -> None:
         "gpu": torch.cuda.get_device_name(0),
         "spec": "advice",
         "spec_path": spec,
+        "spec_calibrated": bool(load_spec(spec).measured_kernels),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "layers": 2,
