@@ -547,8 +547,8 @@ def advice_scores(
 
     ``measure(model, workload)`` -> {phase: {'eager_s', 'graph_s' (NaN: no replay), 'ops': {op: GPU
     seconds per step}}} measures one configuration (``reference_measurer``: profile_model on the GPU);
-    ``compile_step(model, workload, phase)`` -> seconds of the eager step under torch.compile, or None
-    not to measure fusion. ``changes``: score only the rows whose ``change`` starts with one of these.
+    ``compile_step(model, workload, phase)`` -> seconds of the eager step under torch.compile (or a dict
+    {'step_s', 'kernels': GPU kernels per step}), or None not to measure fusion. ``changes``: score only the rows whose ``change`` starts with one of these.
     ``baseline``: ``measure``'s result for ``workload`` when already measured. A change the reference
     cannot run, or whose run fails (RooflineError: out of memory, a dtype; a RuntimeError of a kernel
     torch refuses on this GPU), is a row with NaN achieved
@@ -615,10 +615,12 @@ def advice_scores(
             )
             base_s, how = base_phase.get("eager_s", np.nan), "eager step vs the same step under torch.compile"
             try:
-                new_s = float(compile_step(model, workload, r.phase))
+                got = compile_step(model, workload, r.phase)
             except RooflineError as exc:
                 row["how"] = f"not run: {_first_line(exc)}"
                 continue
+            changed_phase = got if isinstance(got, dict) else {"step_s": got}
+            new_s = float(changed_phase["step_s"])
         elif kind == "CUDA graphs":
             base_s, new_s = base_phase.get("eager_s", np.nan), base_phase.get("graph_s", np.nan)
             how = "eager step vs its CUDA-graph replay"
@@ -686,6 +688,16 @@ def _miss_reason(row, a, spec, workload, overrides, base_phase, changed_phase) -
             f"host cost per step (eager - graph): predicted {si(pb - pn, 's')}, measured {si(mb - mn, 's')}"
             + (f"; kernels take {si(kernels, 's')}" if kernels else "")
         )
+    elif row["kind"] == "fusion":
+        from roofline.advise import fuse_elementwise
+
+        ops = a.ops[a.ops["phase"] == row["phase"]]
+        fused = fuse_elementwise(ops, spec, cuda_graph=workload.cuda_graph)
+        text = f"advise fuses {int(ops['count'].sum())} kernels per step into {int(fused['count'].sum())}"
+        eager_k, compiled_k = base_phase.get("kernels", np.nan), (changed_phase or {}).get("kernels", np.nan)
+        if eager_k == eager_k and compiled_k == compiled_k:
+            text += f"; measured: {eager_k:.0f} kernels eager, {compiled_k:.0f} under torch.compile"
+        parts.append(text)
     elif base_phase.get("ops") and (changed_phase or {}).get("ops"):
         phase = row["phase"]
         new = analyze(a.model, spec, workload=_with_overrides(workload, overrides))
@@ -755,24 +767,27 @@ def reference_measurer(spec, device: str = "cuda", warmup: int = 3, iters: int =
 
 
 def run_times(run) -> dict:
-    """A MeasuredRun as ``advice_scores``' measurements: {phase: {'eager_s', 'graph_s', 'ops': {op: s}}}."""
+    """A MeasuredRun as ``advice_scores``' measurements: {phase: {'eager_s', 'graph_s', 'ops': {op: s per step},
+    'kernels': GPU kernels per step (NaN on the CPU)}}."""
     out = {}
     for st in run.steps.itertuples(index=False):
         ops = run.ops[run.ops["phase"] == st.phase]
         graph = st.graph_step_ref_s
+        kernels = getattr(st, "kernels_per_step", None)  # the trace join's count (GPU runs)
         out[str(st.phase)] = {
             "eager_s": float(st.eager_step_ref_s),
             "graph_s": np.nan if graph is None or graph != graph else float(graph),
             "ops": {str(o): float(t) * float(c) for o, t, c in zip(ops["op"], ops["gpu_time_s"], ops["calls"])},
+            "kernels": np.nan if kernels is None else float(kernels),
         }
     return out
 
 
 def compiled_step_timer(device: str = "cuda", iters: int = 5, repeats: int = 5):
-    """``advice_scores``' ``compile_step``: seconds per call of the reference step under
+    """``advice_scores``' ``compile_step``: {'step_s': seconds per call of the reference step under
     ``torch.compile`` (default mode: Inductor's fused kernels, launched eagerly), timed as profile_model
     times its eager step (CUDA events around ``iters`` calls, median of ``repeats``, after 3 warm-up
-    calls, the first of which compiles)."""
+    calls, the first of which compiles); 'kernels': GPU kernels per call (torch.profiler, 3 calls)}."""
 
     def timer(model, workload, phase: str) -> float:
         import torch
@@ -786,8 +801,10 @@ def compiled_step_timer(device: str = "cuda", iters: int = 5, repeats: int = 5):
             ref = build_reference(model, workload, layers=model.num_hidden_layers, device=device, max_context=need)
             ref.annotate = False
             step = torch.compile(ref.make_step(phase, prompt, context))
+            cuda = torch.device(device).type == "cuda"
             with torch.no_grad():
-                return _wall_time_s(step, iters, repeats, torch.device(device).type == "cuda")
+                step_s = _wall_time_s(step, iters, repeats, cuda)
+                return {"step_s": step_s, "kernels": _kernels_per_call(step) if cuda else np.nan}
         except torch.cuda.OutOfMemoryError:
             raise DeviceError(f"out of GPU memory compiling the {phase} step of {model.name}") from None
         except Exception as exc:  # Inductor's failures come in many types: one line, as a row's reason
@@ -800,6 +817,23 @@ def compiled_step_timer(device: str = "cuda", iters: int = 5, repeats: int = 5):
                 torch.cuda.empty_cache()
 
     return timer
+
+
+def _kernels_per_call(fn, calls: int = 3) -> float:
+    """GPU activities (kernels, copies, sets) per call of ``fn``, counted by torch.profiler over ``calls``
+    (NaN where the profiler fails)."""
+    import torch
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity
+
+    try:
+        with torch.profiler.profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(calls):
+                fn()
+            torch.cuda.synchronize()
+        return sum(1 for e in prof.events() if e.device_type == DeviceType.CUDA) / calls
+    except (RuntimeError, AssertionError):  # the count only explains a miss: never fail the row for it
+        return np.nan
 
 
 def _wall_time_s(fn, iters: int, repeats: int, cuda: bool) -> float:
