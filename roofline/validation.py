@@ -783,16 +783,17 @@ def run_times(run) -> dict:
     return out
 
 
-def compiled_step_timer(device: str = "cuda", iters: int = 5, repeats: int = 5):
+def compiled_step_timer(device: str = "cuda", iters: int = 5, repeats: int = 5, backend: str = "inductor"):
     """``advice_scores``' ``compile_step``: {'step_s': seconds per call of the reference step under
     ``torch.compile`` (default mode: Inductor's fused kernels, launched eagerly), timed as profile_model
     times its eager step (CUDA events around ``iters`` calls, median of ``repeats``, after 3 warm-up
-    calls, the first of which compiles); 'kernels': GPU kernels per call (torch.profiler, 3 calls)}."""
+    calls, the first of which compiles); 'kernels': GPU kernels per call (torch.profiler, 3 calls)}.
+    ``backend``: torch.compile's backend (tests on the CPU pass 'eager': Dynamo's tracing without Inductor)."""
 
-    def timer(model, workload, phase: str) -> float:
+    def timer(model, workload, phase: str) -> dict:
         import torch
 
-        from roofline.errors import DeviceError
+        from roofline.errors import DeviceError, RooflineError
         from roofline.measure.reference import build_reference, decode_context
 
         context, prompt = decode_context(workload), workload.prompt_len[0]
@@ -800,7 +801,7 @@ def compiled_step_timer(device: str = "cuda", iters: int = 5, repeats: int = 5):
         try:
             ref = build_reference(model, workload, layers=model.num_hidden_layers, device=device, max_context=need)
             ref.annotate = False
-            step = torch.compile(ref.make_step(phase, prompt, context))
+            step = torch.compile(ref.make_step(phase, prompt, context), backend=backend)
             cuda = torch.device(device).type == "cuda"
             with torch.no_grad():
                 step_s = _wall_time_s(step, iters, repeats, cuda)
@@ -808,7 +809,7 @@ def compiled_step_timer(device: str = "cuda", iters: int = 5, repeats: int = 5):
         except torch.cuda.OutOfMemoryError:
             raise DeviceError(f"out of GPU memory compiling the {phase} step of {model.name}") from None
         except Exception as exc:  # Inductor's failures come in many types: one line, as a row's reason
-            if isinstance(exc, DeviceError):
+            if isinstance(exc, RooflineError):  # the reference's own errors say what they are
                 raise
             raise DeviceError(f"torch.compile failed: {type(exc).__name__}: {_first_line(exc)}") from None
         finally:

@@ -284,3 +284,14 @@ def test_a_fusion_miss_is_explained_by_the_kernels_per_step():
     # mlp_residual+final_norm 1, mlp_residual+attn_norm 1 (the first attn_norm follows the embedding),
     # rope+kv_cache_write 2: 6 pairs, 33 - 6 = 27
     assert "advise fuses 33 kernels per step into 27; measured: 100 kernels eager, 40 under torch.compile" in row["why"]
+
+
+def test_the_compiled_step_timer_traces_the_reference_on_the_cpu():
+    """Dynamo traces the reference step whole (backend 'eager': no Inductor, so no compiler needed here)."""
+    from roofline.config import load_model
+    from roofline.validation import compiled_step_timer
+
+    model = replace(load_model("tests/data/tiny_llama.yaml"), num_hidden_layers=2)
+    w = _case_setup(("t", "tests/data/tiny_llama.yaml", "decode", 2, 16, 24), 2)[1]
+    got = compiled_step_timer(device="cpu", iters=1, repeats=1, backend="eager")(model, w, "decode")
+    assert got["step_s"] > 0 and np.isnan(got["kernels"])  # no GPU kernels to count on the CPU
