@@ -547,8 +547,8 @@ def advice_scores(
 
     ``measure(model, workload)`` -> {phase: {'eager_s', 'graph_s' (NaN: no replay), 'ops': {op: GPU
     seconds per step}}} measures one configuration (``reference_measurer``: profile_model on the GPU);
-    ``compile_step(model, workload, phase)`` -> seconds of the eager step under torch.compile, or None
-    not to measure fusion. ``changes``: score only the rows whose ``change`` starts with one of these.
+    ``compile_step(model, workload, phase)`` -> seconds of the eager step under torch.compile (or a dict
+    {'step_s', 'kernels': GPU kernels per step}), or None not to measure fusion. ``changes``: score only the rows whose ``change`` starts with one of these.
     ``baseline``: ``measure``'s result for ``workload`` when already measured. A change the reference
     cannot run, or whose run fails (RooflineError: out of memory, a dtype; a RuntimeError of a kernel
     torch refuses on this GPU), is a row with NaN achieved
@@ -615,10 +615,12 @@ def advice_scores(
             )
             base_s, how = base_phase.get("eager_s", np.nan), "eager step vs the same step under torch.compile"
             try:
-                new_s = float(compile_step(model, workload, r.phase))
+                got = compile_step(model, workload, r.phase)
             except RooflineError as exc:
                 row["how"] = f"not run: {_first_line(exc)}"
                 continue
+            changed_phase = got if isinstance(got, dict) else {"step_s": got}
+            new_s = float(changed_phase["step_s"])
         elif kind == "CUDA graphs":
             base_s, new_s = base_phase.get("eager_s", np.nan), base_phase.get("graph_s", np.nan)
             how = "eager step vs its CUDA-graph replay"
@@ -686,6 +688,16 @@ def _miss_reason(row, a, spec, workload, overrides, base_phase, changed_phase) -
             f"host cost per step (eager - graph): predicted {si(pb - pn, 's')}, measured {si(mb - mn, 's')}"
             + (f"; kernels take {si(kernels, 's')}" if kernels else "")
         )
+    elif row["kind"] == "fusion":
+        from roofline.advise import fuse_elementwise
+
+        ops = a.ops[a.ops["phase"] == row["phase"]]
+        fused = fuse_elementwise(ops, spec, cuda_graph=workload.cuda_graph)
+        text = f"advise fuses {int(ops['count'].sum())} kernels per step into {int(fused['count'].sum())}"
+        eager_k, compiled_k = base_phase.get("kernels", np.nan), (changed_phase or {}).get("kernels", np.nan)
+        if eager_k == eager_k and compiled_k == compiled_k:
+            text += f"; measured: {eager_k:.0f} kernels eager, {compiled_k:.0f} under torch.compile"
+        parts.append(text)
     elif base_phase.get("ops") and (changed_phase or {}).get("ops"):
         phase = row["phase"]
         new = analyze(a.model, spec, workload=_with_overrides(workload, overrides))
@@ -755,35 +767,40 @@ def reference_measurer(spec, device: str = "cuda", warmup: int = 3, iters: int =
 
 
 def run_times(run) -> dict:
-    """A MeasuredRun as ``advice_scores``' measurements: {phase: {'eager_s', 'graph_s', 'ops': {op: s}}}."""
+    """A MeasuredRun as ``advice_scores``' measurements: {phase: {'eager_s', 'graph_s', 'ops': {op: s per step},
+    'kernels': GPU kernels per step (NaN on the CPU)}}."""
     out = {}
     for st in run.steps.itertuples(index=False):
         ops = run.ops[run.ops["phase"] == st.phase]
         graph = st.graph_step_ref_s
+        kernels = getattr(st, "kernels_per_step", None)  # the trace join's count (GPU runs)
         out[str(st.phase)] = {
             "eager_s": float(st.eager_step_ref_s),
             "graph_s": np.nan if graph is None or graph != graph else float(graph),
             "ops": {str(o): float(t) * float(c) for o, t, c in zip(ops["op"], ops["gpu_time_s"], ops["calls"])},
+            "kernels": np.nan if kernels is None else float(kernels),
         }
     return out
 
 
-def compiled_step_timer(device: str = "cuda", iters: int = 5, repeats: int = 5):
-    """``advice_scores``' ``compile_step``: seconds per call of the reference step under
+def compiled_step_timer(device: str = "cuda", iters: int = 5, repeats: int = 5, backend: str = "inductor"):
+    """``advice_scores``' ``compile_step``: {'step_s': seconds per call of the reference step under
     ``torch.compile`` (default mode: Inductor's fused kernels, launched eagerly), timed as profile_model
-    times its eager step: in a fresh process (roofline.measure.steptime, the first call compiles), synced
-    after every step, the fastest window. ``repeats`` is unused (kept for callers)."""
+    times its eager step: in a fresh process (roofline.measure.steptime; the first call compiles), synced
+    after every step, the fastest window; 'kernels': GPU kernels per call (torch.profiler over 3 calls,
+    in that process after the timing)}. ``repeats`` is unused (kept for callers). ``backend``:
+    torch.compile's backend (tests on the CPU pass 'eager': Dynamo's tracing without Inductor)."""
 
-    def timer(model, workload, phase: str) -> float:
+    def timer(model, workload, phase: str) -> dict:
         from roofline.errors import DeviceError
         from roofline.measure.steptime import time_steps
 
         job = {"config": model, "workload": replace(workload, phase=phase), "layers": model.num_hidden_layers}
-        job.update(device=device, timing_iters=iters, compile=True)
+        job.update(device=device, timing_iters=iters, compile=backend, count_kernels=True)
         result = time_steps([job])[0]
         if "error" in result:
             raise DeviceError(f"torch.compile of the {phase} step: {result['error']}")
-        return float(result[phase]["eager_s"])
+        return {"step_s": float(result[phase]["eager_s"]), "kernels": result[phase].get("kernels", np.nan)}
 
     return timer
 

@@ -262,3 +262,36 @@ def test_report_shows_the_advisor_scored(tmp_path):
     back = pd.read_csv(tmp_path / "r" / "advice_scores.csv")
     assert back["achieved_speedup"].iloc[1] == 0.8
     assert "advisor scored on the GPU" in (tmp_path / "r" / "report.html").read_text()
+
+
+def test_a_fusion_miss_is_explained_by_the_kernels_per_step():
+    model, w = case("gqa-decode-b1-c128")
+    fake = FakeMeasurer(w, {})
+
+    def measure(m, workload):
+        out = fake(m, workload)
+        out["decode"]["kernels"] = 100.0  # the eager step's kernels, as the trace join counts them
+        return out
+
+    def compile_step(m, workload, phase):  # 3x faster than the eager step predicted, 40 kernels
+        return {"step_s": predicted_times(m, workload)[phase]["eager_s"] / 3, "kernels": 40.0}
+
+    f = advice_scores(model, w, SPEC, measure=measure, compile_step=compile_step, changes=("fuse",), label="x")
+    row = f.iloc[0]
+    assert row["kind"] == "fusion" and row["achieved_speedup"] == pytest.approx(3.0)
+    assert not row["within_25pct"]  # advise predicts well under 2.4x for fusing element-wise pairs
+    # 2 layers x 15 ops + embedding, final_norm, lm_head = 33 kernels; fused pairs: attn_residual+mlp_norm 2,
+    # mlp_residual+final_norm 1, mlp_residual+attn_norm 1 (the first attn_norm follows the embedding),
+    # rope+kv_cache_write 2: 6 pairs, 33 - 6 = 27
+    assert "advise fuses 33 kernels per step into 27; measured: 100 kernels eager, 40 under torch.compile" in row["why"]
+
+
+def test_the_compiled_step_timer_traces_the_reference_on_the_cpu():
+    """Dynamo traces the reference step whole (backend 'eager': no Inductor, so no compiler needed here)."""
+    from roofline.config import load_model
+    from roofline.validation import compiled_step_timer
+
+    model = replace(load_model("tests/data/tiny_llama.yaml"), num_hidden_layers=2)
+    w = _case_setup(("t", "tests/data/tiny_llama.yaml", "decode", 2, 16, 24), 2)[1]
+    got = compiled_step_timer(device="cpu", iters=1, repeats=1, backend="eager")(model, w, "decode")
+    assert got["step_s"] > 0 and np.isnan(got["kernels"])  # no GPU kernels to count on the CPU

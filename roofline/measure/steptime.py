@@ -84,13 +84,40 @@ def graph_times(step, iters: int) -> tuple:
         del graph
 
 
+def _kernels_per_call(fn, calls: int = 3) -> float:
+    """GPU activities (kernels, copies, sets) per call of ``fn``, counted by torch.profiler over ``calls``
+    (NaN where the profiler fails)."""
+    import numpy as np
+    import torch
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity
+
+    try:
+        with torch.profiler.profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(calls):
+                fn()
+            torch.cuda.synchronize()
+        return sum(1 for e in prof.events() if e.device_type == DeviceType.CUDA) / calls
+    except (RuntimeError, AssertionError):  # the count only explains a miss: never fail the row for it
+        return np.nan
+
+
 def time_steps_here(
-    config, workload, layers: int, timing_iters: int = 20, device: str = "cuda", seed: int = 0, compile: bool = False
+    config,
+    workload,
+    layers: int,
+    timing_iters: int = 20,
+    device: str = "cuda",
+    seed: int = 0,
+    compile=False,
+    count_kernels: bool = False,
 ) -> dict:
     """{phase: {"eager_s", "graph_s", "graph_pipelined_s"}} of ``layers`` reference layers at the single
     point of ``workload``, in this process (the child's body; call ``time_steps`` from a process that has
     profiled). eager_s and graph_s: synced after every step; graph_pipelined_s: replays back to back.
-    ``compile``: the step under ``torch.compile`` (default mode; compiled during the warm-up), no graph."""
+    ``compile``: the step under ``torch.compile`` (default mode; True for Inductor, or a backend name;
+    compiled during the warm-up), no graph. ``count_kernels``: add 'kernels' per step (torch.profiler,
+    after the timing, so it does not slow it)."""
     import torch
 
     from roofline.measure.reference import build_reference, decode_context
@@ -105,7 +132,7 @@ def time_steps_here(
         for phase in workload.phases:
             step = ref.make_step(phase, p, context)
             if compile:
-                step = torch.compile(step)
+                step = torch.compile(step, backend="inductor" if compile is True else compile)
                 step()  # compiles
             t0, done = time.perf_counter(), 0
             while done < 3 or time.perf_counter() - t0 < WARMUP_S:
@@ -117,6 +144,8 @@ def time_steps_here(
             capturable = cuda and ref.graph_capturable and not compile
             graph, pipelined = graph_times(step, timing_iters) if capturable else (None, None)
             out[phase] = {"eager_s": eager, "graph_s": graph, "graph_pipelined_s": pipelined, "batch_size": b}
+            if count_kernels:
+                out[phase]["kernels"] = _kernels_per_call(step) if cuda else float("nan")
         del ref
     if cuda:
         torch.cuda.empty_cache()
@@ -165,6 +194,7 @@ def main() -> None:
                 job.get("device", "cuda"),
                 job.get("seed", 0),
                 job.get("compile", False),
+                job.get("count_kernels", False),
             )
         except Exception as exc:  # one line per failed job (Inductor's failures come in many types)
             if not isinstance(exc, (RooflineError, torch.cuda.OutOfMemoryError, ValueError)) and not job.get("compile"):
