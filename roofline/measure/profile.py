@@ -133,15 +133,9 @@ def _wall_time(fn, iters: int, cuda: bool, repeats: int = 5) -> float:
 def graph_time(step, iters: int) -> float:
     """Seconds per replay of a CUDA graph holding one step (the default ``graph_timer`` of
     ``profile_model``; a timer may return None where the step cannot be captured)."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            step()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
+    from roofline.measure.steptime import capture_graph
+
+    graph = capture_graph(step)
     try:
         return _wall_time(graph.replay, iters, True)
     finally:

@@ -61,10 +61,8 @@ def fastest_window(step, iters: int, cuda: bool, sync_each: bool = True) -> floa
     return best
 
 
-def graph_times(step, iters: int) -> tuple:
-    """(synced, back to back) seconds per replay of a CUDA graph holding one step, each the fastest window.
-    Their difference is what a replay costs beyond its kernels and gaps when the host waits for it:
-    the cudaGraphLaunch call before the GPU starts and the wake-up after it ends."""
+def capture_graph(step):
+    """A CUDA graph holding one call of ``step``, captured after 3 warm-up calls on a side stream."""
     import torch
 
     stream = torch.cuda.Stream()
@@ -76,6 +74,14 @@ def graph_times(step, iters: int) -> tuple:
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         step()
+    return graph
+
+
+def graph_times(step, iters: int) -> tuple:
+    """(synced, back to back) seconds per replay of a CUDA graph holding one step, each the fastest window.
+    Their difference is what a replay costs beyond its kernels and gaps when the host waits for it:
+    the cudaGraphLaunch call before the GPU starts and the wake-up after it ends."""
+    graph = capture_graph(step)
     try:
         for _ in range(3):
             graph.replay()
