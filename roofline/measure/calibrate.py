@@ -328,6 +328,10 @@ def write_spec(raw: dict, output) -> Path:
     header = "# Written by roofline calibrate: the shipped spec plus a measured: section (ceilings used first).\n"
     if any(k in raw.get("measured", {}) for k in ("gemm", "attention", "bandwidth_curve", "ops", "kernel_min_us")):
         header += KERNEL_MODEL_DOC
+    if "collectives" in raw.get("measured", {}):
+        from roofline.measure.collectives import COLLECTIVE_MODEL_DOC
+
+        header += COLLECTIVE_MODEL_DOC
     io.write_text(path, header + yaml.safe_dump(raw, sort_keys=False, width=110))  # atomic: old spec kept on failure
     try:
         load_spec(path)
