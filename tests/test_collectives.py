@@ -349,3 +349,25 @@ def test_tensor_parallel_advice_follows_the_table(h200x2):
     assert "(collective time: alpha-beta, collective table)" in row["wont_help"]  # the logits gather: no table
     assert "(collective time: alpha-beta)" in rows["plain"][0]["wont_help"]
     assert row["predicted_speedup"] < rows["plain"][0]["predicted_speedup"]
+
+
+def test_measured_communication_meets_the_table_prediction(h200x2):
+    """The committed 2 x H200 decode traces (Llama-2-7B, tp 2, batch 1) beside the table's prediction."""
+    from dataclasses import replace
+
+    from roofline.compare import comm_against_prediction
+    from roofline.config import load_model_and_workload
+    from roofline.measure.distributed import join_rank_traces
+
+    plain, table, _ = h200x2
+    traces = {r: ROOT / "tests" / "data" / f"h200x2_rank{r}_decode_trace.json.gz" for r in (0, 1)}
+    m, w = load_model_and_workload(LLAMA_7B)
+    w = replace(w, tp=2, phase="decode", batch_size=(1,), prompt_len=(1024,), context_len=(1024,), gen_tokens=None)
+    joined = join_rank_traces(traces, plain)
+    j = comm_against_prediction(joined, roofline.analyze(m, table, workload=w)).set_index("range")
+    j0 = comm_against_prediction(joined, roofline.analyze(m, plain, workload=w)).set_index("range")
+    # 8192 B all-reduces: the table's 12.558 µs (log-log between 4 and 16 KiB); alpha + beta said 12.03 µs +
+    # 8192 B / 331.4 GB/s = 12.055 µs; the logits gather (no table) keeps alpha + beta in both
+    assert j.loc["attn_all_reduce", "predicted_comm_s"] == pytest.approx(12.558238871760157 * US, rel=1e-9)
+    assert j0.loc["attn_all_reduce", "predicted_comm_s"] == pytest.approx(12.03 * US + 8192 / 331.4e9, rel=1e-9)
+    assert j.loc["logits_all_gather", "predicted_comm_s"] == j0.loc["logits_all_gather", "predicted_comm_s"]
