@@ -8,7 +8,7 @@
 #                N = 4, 8: Llama-3-70B prefill b1 / b64 and decode b1 / b64, Mixtral-8x7B prefill b1, decode b1 / b64)
 #     tp1        the Llama cases at tp 1 on GPU 0: the advisor's tp speedup, predicted against achieved
 #     cli        roofline profile --tp N and roofline advise through the CLI, with the calibrated spec
-#     tests      the GPU tests (tests/test_distributed_gpu.py, tests/test_measure_gpu.py)
+#     tests      the GPU tests (tests/test_collectives_gpu.py, test_distributed_gpu.py, test_measure_gpu.py)
 #     summary    summary.md from what the stages wrote
 #     all        every stage in that order (for N = 4 or 8 more than one 10-minute call: run the stages one by one)
 # Files: W=/tmp/roofline_tp${N}_evidence (kept between calls on a warm machine), copied to OUT (default
@@ -53,7 +53,7 @@ stage() {
         ps aux | grep -c "[r]oofline.measure.distributed" | sed 's/^/leftover worker processes: /'
       } > "$W/cli_tp.txt" 2>&1
       tail -n 40 "$W/cli_tp.txt" ;;
-    tests) timeout 400 python3 -m pytest tests/test_distributed_gpu.py tests/test_measure_gpu.py -v -p no:cacheprovider \
+    tests) timeout 400 python3 -m pytest tests/test_collectives_gpu.py tests/test_distributed_gpu.py tests/test_measure_gpu.py -v -p no:cacheprovider \
         > "$W/pytest.txt" 2>&1; echo "pytest exit $?" >> "$W/pytest.txt"; tail -n 8 "$W/pytest.txt" ;;
     summary) $PY summary > "$W/log_summary.txt" 2>&1; echo "rc $?"; head -c 6000 "$W/summary.md" ;;
     *) echo "unknown stage $name (env, calibrate, profile, tp1, cli, tests, summary, all)"; exit 2 ;;

@@ -371,3 +371,30 @@ def test_measured_communication_meets_the_table_prediction(h200x2):
     assert j.loc["attn_all_reduce", "predicted_comm_s"] == pytest.approx(12.558238871760157 * US, rel=1e-9)
     assert j0.loc["attn_all_reduce", "predicted_comm_s"] == pytest.approx(12.03 * US + 8192 / 331.4e9, rel=1e-9)
     assert j.loc["logits_all_gather", "predicted_comm_s"] == j0.loc["logits_all_gather", "predicted_comm_s"]
+
+
+def test_json_output_carries_the_table_and_the_sources(h200x2, tmp_path):
+    import json
+
+    import yaml
+
+    _, table, csv = h200x2
+    raw = load_mapping(H200X2 / "calibration.yaml", "hardware spec")
+    raw["measured"]["collectives"] = {
+        "all_reduce": {"world": 2, "bytes": [int(b) for b in csv["size_bytes"]], "time_us": [12.0] * len(csv)}
+    }
+    spec_path = tmp_path / "cal.yaml"
+    spec_path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(main, ["analyze", LLAMA_7B, "--gpu", str(spec_path), "--tp", "2", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    d = json.loads(out.read_text())
+    world, sizes, times = d["spec"]["measured_collectives"]["all_reduce"]  # numpy arrays written as lists
+    assert world == 2 and sizes[0] == 1024 and times == pytest.approx([12e-6] * len(csv))
+    sources = {o["op"]: o["prediction_source"] for o in d["ops"] if o["category"] == "collective"}
+    assert sources == {
+        "embed_all_reduce": "collective table",
+        "attn_all_reduce": "collective table",
+        "mlp_all_reduce": "collective table",
+        "logits_all_gather": "alpha-beta",
+    }
