@@ -398,3 +398,27 @@ def test_json_output_carries_the_table_and_the_sources(h200x2, tmp_path):
         "mlp_all_reduce": "collective table",
         "logits_all_gather": "alpha-beta",
     }
+
+
+def test_the_check_catches_a_wrong_result(tmp_path):
+    """check_collective in a one-process gloo group: right for that group, and told the group has 2 ranks
+    (which it has not) it sees the all-reduce come back wrong and says so in one line."""
+    import torch
+    import torch.distributed as dist
+
+    from roofline.errors import DeviceError
+    from roofline.measure.collectives import check_collective
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        cpu = torch.device("cpu")
+        for op in OPS:
+            check_collective(op, 0, 1, cpu)
+        with pytest.raises(DeviceError) as err:
+            check_collective("all_reduce", 0, 2, cpu)
+        # rank 0 contributes 1; two ranks would sum 1 + 2 = 3
+        assert str(err.value) == (
+            "all_reduce on 2 ranks returned 1.0 at element 0 of rank 0, not 3.0: the collective is broken on this set-up"
+        )
+    finally:
+        dist.destroy_process_group()
