@@ -314,9 +314,11 @@ def render_single_point(result, markdown: bool) -> str:
         from roofline.transformer import mla_form
 
         head += f"; MLA {mla_form(w, 'prefill')} in prefill, {mla_form(w, 'decode')} in decode (--mla), latent KV cache"
-    from roofline.predict import describe_source
+    from roofline.predict import describe_collectives, describe_source
 
     out = [head, describe_source(spec)]
+    if (result.ops["category"] == "collective").any():
+        out.append(describe_collectives(spec))
     for phase in w.phases:
         rows = result.ops[result.ops["phase"] == phase]
         if phase == "prefill":
@@ -1053,7 +1055,7 @@ def specs_show(name, fmt, output):
     Example:
       roofline specs show a10
     """
-    from roofline.predict import describe_source
+    from roofline.predict import describe_collectives, describe_source
     from roofline.specs import load_spec
 
     refuse_input_as_output(output, {"spec": name})
@@ -1110,6 +1112,7 @@ def specs_show(name, fmt, output):
         f"{render.si(spec.graph_launch_overhead_s, 's')} in a CUDA graph; "
         f"collective latency {render.si(spec.collective_latency_s, 's')}",
         describe_source(spec),
+        describe_collectives(spec),
         "",
     ]
     formats = {

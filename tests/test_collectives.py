@@ -272,7 +272,13 @@ def test_another_world_size_falls_back_to_alpha_beta_and_says_so(h200x2):
     # comm_bytes = 2(4-1)/4 x 16 MiB = 25165824 B; 12.03 µs + 25165824 / 331.4e9 s = 87.97 µs
     assert ar["comm_bytes"] == 25165824
     assert ar["predicted_time_s"] == pytest.approx(12.03e-6 + 25165824 / 331.4e9, rel=1e-9)
-    assert "all_reduce at 2 GPUs (1024-1073741824 B)" in describe_collectives(table)
+    assert describe_collectives(table) == (
+        "collectives: measured tables, all_reduce at 2 GPUs (1024-1073741824 B); other world sizes and ops: "
+        "alpha 12.03 µs + bytes / 331.4 GB/s"
+    )
+    assert describe_collectives(load_spec("h200")) == (
+        "collectives: alpha 10 µs + bytes / 450 GB/s (no measured table; run roofline calibrate --collectives)"
+    )
 
 
 def test_the_step_grows_by_what_the_table_adds(h200x2):
@@ -422,3 +428,19 @@ def test_the_check_catches_a_wrong_result(tmp_path):
         )
     finally:
         dist.destroy_process_group()
+
+
+def test_analyze_names_the_collective_model(tmp_path):
+    import yaml
+
+    raw = _raw_with({"all_reduce": {"world": 8, "bytes": [1024, 2**30], "time_us": [20.0, 4000.0]}})
+    path = tmp_path / "cal.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    r = CliRunner().invoke(main, ["analyze", LLAMA_70B, "--gpu", str(path), "--tp", "8", "--phase", "decode"])
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[2] == (
+        "collectives: measured tables, all_reduce at 8 GPUs (1024-1073741824 B); other world sizes and ops: "
+        "alpha 10 µs + bytes / 450 GB/s"
+    )
+    r = CliRunner().invoke(main, ["analyze", LLAMA_7B, "--gpu", str(path), "--tp", "1", "--phase", "decode"])
+    assert "collectives:" not in r.output  # no collective op: no line
