@@ -526,7 +526,9 @@ def _cuda_graphs(ctx: _Context, measured):
 
 
 def _tensor_parallel(ctx: _Context, measured):
-    """Tensor parallelism where the model does not fit one GPU, or decode is mostly memory-bound."""
+    """Tensor parallelism where the model does not fit one GPU, or decode is mostly memory-bound. Each degree
+    is re-analysed, so its collectives take predict.py's collective model (a calibrated spec's measured
+    table at that world size, else alpha + bytes / link), which the row names."""
     fits = bool(ctx.s["fits_in_memory"])
     decode_memory = "decode" in ctx.phases and ctx.phases["decode"].shares["memory"] >= 0.5
     if fits and not decode_memory:
@@ -554,7 +556,10 @@ def _tensor_parallel(ctx: _Context, measured):
             tp = max(speedups, key=speedups.get)
         result = tried[tp]
         ops = result.ops[result.ops["phase"] == phase]
-        comm = _with_launch(ops[ops["category"] == "collective"]) / _with_launch(ops)
+        collectives = ops[ops["category"] == "collective"]
+        comm = _with_launch(collectives) / _with_launch(ops)
+        # predict.py's collective model: the spec's measured table at this tp, or alpha + bytes / link
+        model = ", ".join(sorted(set(collectives["prediction_source"].astype(str))))
         others = ", ".join(f"tp {t}: {x:.2f}x" for t, x in speedups.items())
         if not fits:
             s_new = result.summary.iloc[0]
@@ -567,7 +572,7 @@ def _tensor_parallel(ctx: _Context, measured):
             why = f"{p.bound_text}; each GPU streams 1/tp of the weights ({others})"
         wont = [
             f"costs {tp} GPUs for a {speedups[tp]:.2f}x step ({speedups[tp] * ctx.w.tp / tp:.2f}x per GPU); "
-            f"communication is {_pct(comm)} of the step over {link}"
+            f"communication is {_pct(comm)} of the step over {link} (collective time: {model})"
         ]
         rows.append(
             ctx.row(

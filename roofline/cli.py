@@ -120,6 +120,9 @@ def warn_written(paths) -> None:
     click.echo(render.term_safe("wrote " + ", ".join(str(p) for p in paths)), err=True)
 
 
+# the collectives calibrate --collectives can measure: predict.COLLECTIVE_BUSBW_FACTOR's keys (a test checks),
+# named here so that --help imports no numpy
+COLLECTIVE_OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all")
 RENDEZVOUS_FLAGS = ("nnodes", "node-rank", "master-addr", "master-port", "rdzv-backend", "rdzv-endpoint", "rdzv-id")
 
 
@@ -311,9 +314,11 @@ def render_single_point(result, markdown: bool) -> str:
         from roofline.transformer import mla_form
 
         head += f"; MLA {mla_form(w, 'prefill')} in prefill, {mla_form(w, 'decode')} in decode (--mla), latent KV cache"
-    from roofline.predict import describe_source
+    from roofline.predict import describe_collectives, describe_source
 
     out = [head, describe_source(spec)]
+    if (result.ops["category"] == "collective").any():
+        out.append(describe_collectives(spec))
     for phase in w.phases:
         rows = result.ops[result.ops["phase"] == phase]
         if phase == "prefill":
@@ -564,14 +569,23 @@ def profile_transformers(m, w, gpu, layers, trace_dir, fmt, output, plot_file, f
     help="Also measure the kernel model the prediction uses (bandwidth by size, GEMM and attention tables, per-op costs).",
 )
 @click.option(
-    "--collectives", is_flag=True, help="Also measure all-reduce bus bandwidth and latency over the GPUs present."
+    "--collectives",
+    is_flag=True,
+    help="Also measure all-reduce, all-gather, reduce-scatter and all-to-all, 1 KiB to 1 GiB, over the GPUs present: "
+    "the per-size collective model of the prediction.",
+)
+@click.option(
+    "--collective-ops",
+    default=",".join(COLLECTIVE_OPS),
+    show_default=True,
+    help="With --collectives: which collectives, comma-separated.",
 )
 @click.option(
     "--nproc", type=click.IntRange(min=2), help="With --collectives: GPUs to use on this host (default: all)."
 )
 @rendezvous_options
 @library_errors
-def calibrate(gpu, output, quick, kernels, collectives, nproc, rendezvous):
+def calibrate(gpu, output, quick, kernels, collectives, collective_ops, nproc, rendezvous):
     """Measure this GPU's ceilings (bandwidth, matmul FLOP/s per dtype, launch floor) into a spec YAML.
 
     \b
@@ -582,13 +596,22 @@ def calibrate(gpu, output, quick, kernels, collectives, nproc, rendezvous):
     from roofline.measure.calibrate import write_spec
 
     refuse_input_as_output(output, {"spec": gpu})
+    ops = [op.strip() for op in collective_ops.split(",") if op.strip()]
+    unknown = [op for op in ops if op not in COLLECTIVE_OPS] or ([] if ops else [""])
+    if unknown:  # before the GPU work, not after it
+        raise click.BadParameter(
+            f"'{unknown[0]}' is not a collective; choose from {', '.join(COLLECTIVE_OPS)}",
+            param_hint="--collective-ops",
+        )
     raw = run_calibrate(output=None, spec=None if gpu == "auto" else gpu, quick=quick, kernels=kernels)
     if collectives:
         from roofline.measure.collectives import calibrate_collectives, merge_collectives
 
-        table = calibrate_collectives(nproc=nproc, rdzv_args=rendezvous)
+        table = calibrate_collectives(nproc=nproc, rdzv_args=rendezvous, ops=ops)
         raw = merge_collectives(raw, table)
         click.echo(table.to_string(index=False))
+        for note in table.attrs.get("notes", []):
+            click.echo(f"note: {note}", err=True)
     if output:
         write_spec(raw, output)
     measured = raw.get("measured", {})
@@ -1057,7 +1080,7 @@ def specs_show(name, fmt, output):
     Example:
       roofline specs show a10
     """
-    from roofline.predict import describe_source
+    from roofline.predict import describe_collectives, describe_source
     from roofline.specs import load_spec
 
     refuse_input_as_output(output, {"spec": name})
@@ -1114,6 +1137,7 @@ def specs_show(name, fmt, output):
         f"{render.si(spec.graph_launch_overhead_s, 's')} in a CUDA graph; "
         f"collective latency {render.si(spec.collective_latency_s, 's')}",
         describe_source(spec),
+        describe_collectives(spec),
         "",
     ]
     formats = {

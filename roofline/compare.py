@@ -20,8 +20,9 @@ needs both:
    wall-clock step (graph replay or eager, ``run.cuda_graph``) by kernel_time_full_s /
    kernel_time_ref_s.
 5. Communication (distributed runs): bus bandwidth = analytic comm_bytes (what each GPU sends) /
-   measured NCCL time; the prediction's alpha + bytes / link beside it (predicted_comm_s) and the
-   same with datasheet figures (datasheet_comm_s).
+   measured NCCL time; the prediction's collective time beside it (predicted_comm_s: the spec's
+   measured per-size table where predict.py used one, else alpha + bytes / link) and alpha + bytes /
+   link with datasheet figures (datasheet_comm_s).
 
 Imports neither torch nor matplotlib.
 """
@@ -36,6 +37,7 @@ from roofline.classify import CLASSES, classify_measured, roofline_time_s
 from roofline.config import with_changes
 from roofline.errors import ConfigError
 from roofline.measure.run import MeasuredRun
+from roofline.predict import COLLECTIVE_TABLE
 
 # measured columns renamed where they meet the analytic frame (per call of the op)
 MEASURED_NAMES = {"calls": "ref_count", "gpu_time_s": "measured_time_s", "gpu_time_spread": "measured_time_spread"}
@@ -247,13 +249,21 @@ def comm_against_prediction(comm: pd.DataFrame, analysis: Analysis) -> pd.DataFr
     range, comm_time_s, comm_time_min_rank_s, ...) with the analysis' comm_bytes (what each GPU
     sends), predicted_comm_s and the bus bandwidth, busbw_bytes_per_s and busbw_min_rank_bytes_per_s."""
     ops = analysis.ops
-    a = ops[["op", "comm_bytes", "time_comm_s"]].rename(columns={"op": "range", "time_comm_s": "predicted_comm_s"})
+    a = ops[["op", "comm_bytes"]].rename(columns={"op": "range"})
+    a["predicted_comm_s"] = predicted_comm_s(ops, "predicted_time_s")
     a["range"] = a["range"].astype(str)
     out = comm.merge(a, on="range", how="left")
     with np.errstate(divide="ignore", invalid="ignore"):
         out["busbw_bytes_per_s"] = out["comm_bytes"] / out["comm_time_s"]
         out["busbw_min_rank_bytes_per_s"] = out["comm_bytes"] / out["comm_time_min_rank_s"]
     return out
+
+
+def predicted_comm_s(ops: pd.DataFrame, calibrated: str) -> np.ndarray:
+    """Per row, the prediction's collective time: the calibrated time (column ``calibrated``) where
+    predict.py read it off the spec's measured collective table, else alpha + bytes / link (time_comm_s)."""
+    table = ops["prediction_source"].astype(str).eq(COLLECTIVE_TABLE).to_numpy()
+    return np.where(table, ops[calibrated].to_numpy(float), ops["time_comm_s"].to_numpy(float))
 
 
 CHECK_COLUMNS = [
@@ -355,7 +365,7 @@ def _with_comm(f: pd.DataFrame, meas: pd.DataFrame, spec, run: MeasuredRun) -> p
     comm_bytes = f["comm_bytes"].to_numpy(float)
     # all-reduce and all-gather both write the whole message once
     f["message_bytes"] = np.where(coll, f["bytes_written"].to_numpy(float), 0.0)
-    f["predicted_comm_s"] = f["time_comm_s"].to_numpy(float)
+    f["predicted_comm_s"] = predicted_comm_s(f, "calibrated_time_s")
     link = spec.gpu_link_bytes_per_s or spec.host_link_bytes_per_s
     f["datasheet_comm_s"] = roofline_time_s(0.0, 0.0, 1.0, 1.0, comm_bytes, spec.collective_latency_s, link)[3]
     f["link_bytes_per_s"] = np.where(coll, spec.ceiling_link_bytes_per_s(), np.nan)

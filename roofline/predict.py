@@ -14,7 +14,9 @@ them; otherwise the datasheet roofline is used with a per-kernel minimum. Per oc
              element-wise, memory: max(FLOPs / peak, traffic * bytes moved / bandwidth(bytes moved))
                         (traffic: ``measured.ops.NAME.traffic``, how many times the ideal bytes the
                         reference's kernels for the op really move, measured at a large size; else 1)
-             otherwise  time_s (collectives: alpha + bytes / link)
+             collective the measured time of its size and world (``collective_times``: the spec's
+                        ``measured.collectives``), else time_s (alpha + bytes / link)
+             otherwise  time_s
              (datasheet: model_s = time_s)
     fixed_s  the op's measured minimum device time (``measured.ops.NAME.fixed_us``: its kernels at
              the smallest size), else ``measured.kernel_min_us``, else the spec's CUDA-graph
@@ -352,6 +354,11 @@ def prediction_columns(
             model[s] = t_roof[s] / interp_table(kv, ratio, attn["decode"])
             calibrated |= s
 
+    # 1b. collectives: the spec's measured table at the row's size and world (collective_times, end of file)
+    t_coll, coll_source, coll_labels = collective_times(ops, spec, comm)
+    table = ~np.isnan(t_coll)
+    model[table] = np.maximum(np.maximum(t_compute[table], t_memory[table]), t_coll[table])
+
     # 2. fixed per-occurrence cost and host cost (and the traffic factor of element-wise ops)
     per_op = k.get("ops", {})
     elementwise = _mask(cat_codes, cats, {"elementwise", "memory"}) if "bandwidth" in k else np.zeros(n, dtype=bool)
@@ -414,7 +421,9 @@ def prediction_columns(
     bound[~keep & (host > predicted + gap)] = code["overhead"]  # kept only in host-bound steps (analysis)
     return {
         "predicted_time_s": predicted,
-        "prediction_source": pd.Categorical.from_codes(np.where(calibrated, 0, 1), [CALIBRATED, DATASHEET]),
+        "prediction_source": pd.Categorical.from_codes(
+            np.where(comm, 2 + coll_source, np.where(calibrated, 0, 1)), [CALIBRATED, DATASHEET, *coll_labels]
+        ),
         "fixed_s": fixed,
         "launch_gap_s": gap,
         "stream_s": predicted + gap,
@@ -545,3 +554,94 @@ def describe_source(spec) -> str:
         )
     have = [key for key in ("bandwidth", "gemm", "attention", "ops") if key in k]
     return f"prediction: calibrated kernel model of {spec.name} ({', '.join(have)})"
+
+
+# --------------------------------------------------------------------------------------------------
+# collectives: the measured per-size model (``measured.collectives``, written by calibrate --collectives)
+#
+# A collective row's message is the nccl-tests size S of its call (bytes_written of the row: all-reduce
+# writes its buffer, all-gather its gathered output, all-to-all one rank's buffer; formulas.py), and its
+# comm_bytes is S x the op's bus factor at the row's world size (COLLECTIVE_BUSBW_FACTOR; nccl-tests'
+# doc/PERFORMANCE.md). Per call, where the spec has a table for the row's collective at the same world:
+#   S within the table      the time interpolated linearly in (log S, log t) between measured sizes
+#   S above the largest     the largest size's time x S / largest size (its bandwidth, no latency)
+#   S below the smallest    the smallest size's time (the latency floor)
+# then never below the row's compute or memory roofline term. Elsewhere the roofline's
+# alpha + comm_bytes / link (classify.py) stays: no table for the collective (pp_send is point to point,
+# reduce-scatter has no op yet), or a table measured at another world size (ring and tree latencies and
+# NVSwitch paths change with N, so a table does not carry over; the spec's link_busbw_gb_per_s and
+# collective_latency_us, from the all-reduce of the same calibration, do: busbw is nccl-tests' figure
+# meant to be independent of N). ``prediction_source`` says which, with the table's world size.
+
+COLLECTIVE_BUSBW_FACTOR = {
+    "all_reduce": lambda n: 2.0 * (n - 1) / n,
+    "all_gather": lambda n: (n - 1) / n,
+    "reduce_scatter": lambda n: (n - 1) / n,
+    "all_to_all": lambda n: (n - 1) / n,
+}
+# the collective each collective op of transformer.py runs (pp_send: point to point, no table)
+COLLECTIVE_OF_OP = {
+    "embed_all_reduce": "all_reduce",
+    "attn_all_reduce": "all_reduce",
+    "mlp_all_reduce": "all_reduce",
+    "logits_all_gather": "all_gather",
+    "moe_dispatch": "all_to_all",
+    "moe_combine": "all_to_all",
+}
+COLLECTIVE_TABLE, COLLECTIVE_LINK = "collective table", "alpha-beta"
+
+
+def collective_table_time(message_bytes: np.ndarray, table: tuple) -> np.ndarray:
+    """Seconds per call for messages of ``message_bytes`` from one op's ``table`` (world, sizes, times_s):
+    log-log interpolation inside, the largest size's bandwidth above, the smallest size's time below."""
+    _, xs, ts = table
+    s = np.asarray(message_bytes, dtype=float)
+    t = interp_loglog(s, xs, ts)
+    above = s > xs[-1]
+    t[above] = ts[-1] * s[above] / xs[-1]
+    return t
+
+
+def collective_times(ops: pd.DataFrame, spec, comm: np.ndarray) -> tuple:
+    """(time_s, source codes, source labels) for the rows ``comm`` of a classified ops frame: time_s from
+    the spec's collective table where it applies (block comment above), NaN elsewhere; per row a code
+    into the labels: COLLECTIVE_TABLE, COLLECTIVE_LINK, or COLLECTIVE_LINK with the world size of a
+    table that does not match the row's."""
+    tables = getattr(spec, "measured_collectives", None) or {}
+    n = len(ops)
+    time = np.full(n, np.nan)
+    source = np.ones(n, dtype=int)
+    labels = [COLLECTIVE_TABLE, COLLECTIVE_LINK]
+    if not tables or not comm.any():
+        return time, source, labels
+    message = ops["bytes_written"].to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = ops["comm_bytes"].to_numpy(float) / message
+    name_codes, names = _codes(ops["op"])
+    for i, name in enumerate(names):
+        kind = COLLECTIVE_OF_OP.get(name)
+        if kind not in tables:
+            continue
+        rows = comm & (name_codes == i) & (message > 0)
+        world = tables[kind][0]
+        same = rows & np.isclose(factor, COLLECTIVE_BUSBW_FACTOR[kind](world), rtol=1e-9, atol=0.0)
+        time[same] = collective_table_time(message[same], tables[kind])
+        source[same] = 0
+        other = rows & ~same
+        if other.any():
+            label = f"{COLLECTIVE_LINK} (table is for {world} GPUs)"
+            if label not in labels:
+                labels.append(label)
+            source[other] = labels.index(label)
+    return time, source, labels
+
+
+def describe_collectives(spec) -> str:
+    """One line naming the collective model of ``spec``: its measured tables, or alpha + bytes / link."""
+    tables = getattr(spec, "measured_collectives", None) or {}
+    alpha_us, link_gb_per_s = spec.ceiling_collective_latency_s() * 1e6, spec.ceiling_link_bytes_per_s() / 1e9
+    link = f"alpha {alpha_us:.4g} µs + bytes / {link_gb_per_s:.4g} GB/s"
+    if not tables:
+        return f"collectives: {link} (no measured table; run roofline calibrate --collectives)"
+    have = ", ".join(f"{op} at {t[0]} GPUs ({t[1][0]:.0f}-{t[1][-1]:.0f} B)" for op, t in tables.items())
+    return f"collectives: measured tables, {have}; other world sizes and ops: {link}"

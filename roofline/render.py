@@ -155,7 +155,10 @@ def to_records(frame: pd.DataFrame) -> list:
 
 
 def json_safe(obj):
-    """``obj`` with every NaN/inf float (at any depth, e.g. in a spec's sources) replaced by None."""
+    """``obj`` with every NaN/inf float (at any depth, e.g. in a spec's sources) replaced by None, and numpy
+    arrays and scalars (a calibrated spec's tables) as lists and numbers."""
+    if type(obj).__module__ == "numpy":  # an array or a scalar (numpy is not imported here: --help stays fast)
+        return json_safe(obj.tolist())
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):

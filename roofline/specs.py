@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 from roofline.dtypes import DTYPE_BYTES
 from roofline.errors import SpecError, UnknownHardware
-from roofline.predict import parse_kernel_tables
+from roofline.predict import COLLECTIVE_BUSBW_FACTOR, parse_kernel_tables
 from roofline.validate import check_keys, load_mapping, number, suggest
 
 TERA, GIGA, MEGA, MICRO = 1e12, 1e9, 1e6, 1e-6
@@ -63,7 +65,14 @@ _MEASURED_KEYS = {
     "ops",
     "op_tables",
     "graph_replay_us",
+    # the collective model of roofline/predict.py (``collective_times``), written by calibrate --collectives:
+    # collectives {all_reduce|all_gather|reduce_scatter|all_to_all: {world, bytes, time_us}}
+    "collectives",
 }
+# measured.collectives: per op, the nccl-tests message size S (bytes) and the measured time per call.
+# S is the whole buffer: all-reduce its buffer, all-gather its output, reduce-scatter its input, all-to-all one
+# rank's send buffer (nccl-tests' doc/PERFORMANCE.md); busbw = S / time x COLLECTIVE_BUSBW_FACTOR[op](world).
+MAX_WORLD = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,8 @@ class HardwareSpec:
     measured_link_bytes_per_s: Optional[float] = None
     measured_collective_latency_s: Optional[float] = None
     measured_kernels: dict = field(default_factory=dict)  # predict.parse_kernel_tables: the kernel model
+    # op -> (world, message bytes [n], time_s [n]): parse_collective_tables, the measured collective model
+    measured_collectives: dict = field(default_factory=dict)
     path: Optional[str] = None
 
     # -- ceilings used for classification: measured where calibrated, else datasheet --
@@ -284,6 +295,45 @@ def _measured(measured, where) -> dict:
     kernels = parse_kernel_tables(measured, where)
     if kernels:
         out["measured_kernels"] = kernels
+    if measured.get("collectives") is not None:
+        out["measured_collectives"] = parse_collective_tables(measured["collectives"], f"{where}: measured.collectives")
+    return out
+
+
+def parse_collective_tables(table, where: str) -> dict:
+    """Validate ``measured.collectives`` (op -> {world, bytes, time_us}); return op -> (world, bytes array,
+    time_s array). Sizes must be whole, positive and strictly increasing, times positive and finite, one per
+    size; world a whole number of at least 2. Raises SpecError naming the key and the fix."""
+    if not isinstance(table, dict) or not table:
+        raise SpecError(
+            f"{where} must be a mapping of op ({', '.join(COLLECTIVE_BUSBW_FACTOR)}) -> {{world, bytes, time_us}}"
+        )
+    out = {}
+    for op, entry in table.items():
+        w = f"{where}.{op}"
+        if op not in COLLECTIVE_BUSBW_FACTOR:
+            raise SpecError(
+                f"{where}: unknown collective '{op}'{suggest(str(op), COLLECTIVE_BUSBW_FACTOR)}; "
+                f"known: {', '.join(COLLECTIVE_BUSBW_FACTOR)}"
+            )
+        if not isinstance(entry, dict):
+            raise SpecError(f"{w} must be a mapping with keys world, bytes, time_us")
+        check_keys(entry, {"world", "bytes", "time_us"}, w, SpecError)
+        for key in ("world", "bytes", "time_us"):
+            if entry.get(key) is None:
+                raise SpecError(f"{w}.{key} is missing (world: GPUs measured; bytes and time_us: one per size)")
+        world = number(entry["world"], f"{w}.world", SpecError, integer=True, minimum=2, maximum=MAX_WORLD)
+        sizes, times = entry["bytes"], entry["time_us"]
+        if not isinstance(sizes, list) or not sizes:
+            raise SpecError(f"{w}.bytes must be a non-empty list of message sizes in bytes, increasing")
+        if not isinstance(times, list) or len(times) != len(sizes):
+            got = len(times) if isinstance(times, list) else type(times).__name__
+            raise SpecError(f"{w}.time_us must be a list of {len(sizes)} times in µs (one per size), got {got}")
+        x = np.array([number(v, f"{w}.bytes[{i}]", SpecError, integer=True) for i, v in enumerate(sizes)], float)
+        if np.any(np.diff(x) <= 0):
+            raise SpecError(f"{w}.bytes must be strictly increasing; sort the sizes together with their times")
+        t = np.array([number(v, f"{w}.time_us[{i}]", SpecError) for i, v in enumerate(times)], float) * MICRO
+        out[str(op)] = (int(world), x, t)
     return out
 
 

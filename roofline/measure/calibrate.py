@@ -343,6 +343,10 @@ def write_spec(raw: dict, output) -> Path:
     kernel_keys = ("gemm", "attention", "bandwidth_curve", "ops", "op_tables", "kernel_min_us")
     if any(k in raw.get("measured", {}) for k in kernel_keys):
         header += KERNEL_MODEL_DOC
+    if "collectives" in raw.get("measured", {}):
+        from roofline.measure.collectives import COLLECTIVE_MODEL_DOC
+
+        header += COLLECTIVE_MODEL_DOC
     io.write_text(path, header + yaml.safe_dump(raw, sort_keys=False, width=110))  # atomic: old spec kept on failure
     try:
         load_spec(path)

@@ -10,6 +10,7 @@ How it runs:
    the job into a run folder and starts, in a new process session,
    ``python -m torch.distributed.run --nproc-per-node N [rendezvous args | --standalone]
    -m roofline.measure.distributed JOB``.
+   The workers' environment is the caller's with NVLink multicast off (``MULTICAST_OFF_ENV``).
 2. Each worker (``worker_main``) joins the process group (NCCL on GPUs; gloo on the CPU, for tests);
    ``init_timeout_s`` bounds the join and every collective. It runs ``profile_model`` on its own
    GPU, where the reference builds this rank's shard (reference.py, conventions 6-9), then reads its
@@ -100,6 +101,9 @@ KILL_GRACE_S = 15.0  # after SIGTERM, torchrun's time to stop its workers before
 FAULT_ENV = "ROOFLINE_DIST_FAULT"  # tests: "RANK:raise|exit|hang", acted on right after joining the group
 ENV_RECORDED = ("NCCL_", "TORCH_NCCL_", "TORCH_SYMM_MEM_", "NVSHMEM_", "CUDA_VISIBLE_DEVICES")
 RESULT_FILE = "result.pkl"
+# NVLink multicast (NVLS, NVSwitch SHARP) off in every worker, whatever the caller's environment: on hosts
+# whose NVSwitch fabric is shared it can take GPUs out of service. NCCL then uses its ring / tree kernels.
+MULTICAST_OFF_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -317,6 +321,7 @@ def launch(
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_repo_root(), env.get("PYTHONPATH")) if p)
     env.setdefault("OMP_NUM_THREADS", "1")
+    env.update(MULTICAST_OFF_ENV)
     log_path = run_dir / "torchrun.log"
     with open(log_path, "wb") as log:
         log.write((" ".join(cmd) + "\n").encode())
