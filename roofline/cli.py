@@ -241,12 +241,32 @@ def analyze(model, gpu, fmt, output, summary_only, plot_file, **workload):
     if plot_file:
         from roofline import plot
 
-        figure = plot.figure_result(result.ops, result.summary, result.spec)
+        figure = plot.figure_result(
+            result.ops, result.summary, result.spec, model=result.model, workload=result.workload
+        )
         warn_written(plot.save(figure, plot_file))
 
 
 # the layout of `analyze --format json`: raise it when a key changes meaning or goes away
 JSON_SCHEMA_VERSION = 1
+
+
+def json_header(model=None, spec=None, workload=None) -> dict:
+    """The keys every JSON output starts with, so that `roofline plot` and other tools can read it later:
+    schema_version, roofline_version, the model's and the spec's names ("model", "gpu"), the resolved
+    workload (a Workload, or the dict a trace's workload was inferred as), the model config and the spec
+    (SI units) as read. What a command does not have (a trace without --model) is null."""
+    from dataclasses import asdict, is_dataclass
+
+    return {
+        "schema_version": JSON_SCHEMA_VERSION,
+        "roofline_version": __version__,
+        "model": model.name if model is not None else None,
+        "gpu": spec.name if spec is not None else None,
+        "workload": dict(vars(workload)) if is_dataclass(workload) else workload,
+        "model_config": asdict(model) if model is not None else None,
+        "spec": asdict(spec) if spec is not None else None,
+    }
 
 
 def check_finite(result) -> None:
@@ -268,18 +288,7 @@ def render_analysis(result, fmt: str, summary_only: bool):
     """The text of ``result`` in ``fmt``: a string, or for json and csv a stream of strings."""
     ops, summary = result.ops, result.summary
     if fmt == "json":
-        from dataclasses import asdict
-
-        payload = {
-            "schema_version": JSON_SCHEMA_VERSION,
-            "roofline_version": __version__,
-            "model": result.model.name,
-            "gpu": result.spec.name,
-            "workload": {k: v for k, v in vars(result.workload).items()},
-            "model_config": asdict(result.model),
-            "spec": asdict(result.spec),
-            "summary": summary,
-        }
+        payload = {**json_header(result.model, result.spec, result.workload), "summary": summary}
         if not summary_only:
             payload["ops"] = ops
         return render.json_chunks(payload)
@@ -363,9 +372,11 @@ def advise(model, gpu, top, fmt, output, **workload):
     from roofline.analysis import analyze as run_analysis
 
     refuse_input_as_output(output, {"model": model, "spec": gpu})
-    frame = run_advise(run_analysis(model, gpu, **workload), top=top)
+    analysis = run_analysis(model, gpu, **workload)
+    frame = run_advise(analysis, top=top)
     if fmt == "json":
-        emit(render.to_json(render.to_records(frame)), output)
+        header = json_header(analysis.model, analysis.spec, analysis.workload)
+        emit(render.to_json({**header, "advice": render.to_records(frame)}), output)
     elif fmt == "csv":
         emit(render.to_csv(frame), output)
     else:
@@ -447,38 +458,45 @@ def profile(model, gpu, layers, impl, warmup, iters, trace_dir, nproc, rendezvou
             trace = f"{trace_dir}/b{b}_p{p}_c{c or p}" if trace_dir else None
             run = run_profile(m, point, spec=spec, layers=layers, warmup=warmup, iters=iters, trace_dir=trace)
             comparisons.append(compare(run_analysis(m, spec or run.device["spec"], workload=run.workload), run))
-    import pandas as pd
-
-    ops = pd.concat([c.ops for c in comparisons], ignore_index=True)
-    steps = pd.concat([c.steps for c in comparisons], ignore_index=True)
     for note in dict.fromkeys(n for c in comparisons for n in c.notes):
         click.echo(f"note: {note}", err=True)
-    if fmt == "json":
-        emit(
-            render.to_json(
-                {"device": comparisons[0].run.device, "steps": render.to_records(steps), "ops": render.to_records(ops)}
-            ),
-            output,
-        )
-    elif fmt == "csv":
-        emit(render.to_csv(ops), output)
-    else:
-        markdown = fmt == "markdown"
-        emit(
-            render.text_table(steps, _present(steps, render.STEP_TABLE), markdown)
-            + "\n\n"
-            + render.text_table(ops, _present(ops, render.PROFILE_TABLE), markdown),
-            output,
-        )
+    emit(render_profile(m, w, comparisons, fmt), output)
     if plot_file:
         from roofline import plot
 
         warn_written(plot.save(plot.figure_comparison(comparisons[0]), plot_file))
 
 
-def render_hf_profile(ops, run, times, trace_path, fmt: str) -> str:
+def render_profile(model, workload, comparisons, fmt: str) -> str:
+    """The text of ``roofline profile`` (reference model): the steps and op rows of every point's
+    Comparison; JSON starts with ``json_header`` of the model, the spec and the workload profiled."""
+    import pandas as pd
+
+    ops = pd.concat([c.ops for c in comparisons], ignore_index=True)
+    steps = pd.concat([c.steps for c in comparisons], ignore_index=True)
+    if fmt == "json":
+        return render.to_json(
+            {
+                **json_header(model, comparisons[0].spec, workload),
+                "device": comparisons[0].run.device,
+                "steps": render.to_records(steps),
+                "ops": render.to_records(ops),
+            }
+        )
+    if fmt == "csv":
+        return render.to_csv(ops)
+    markdown = fmt == "markdown"
+    return (
+        render.text_table(steps, _present(steps, render.STEP_TABLE), markdown)
+        + "\n\n"
+        + render.text_table(ops, _present(ops, render.PROFILE_TABLE), markdown)
+    )
+
+
+def render_hf_profile(ops, run, times, trace_path, fmt: str, model=None) -> str:
     """The text of ``profile --impl transformers``: per phase the step wall time (profiler off) and the
-    kernel time per pass, then the op rows beside the prediction (as trace --model prints them)."""
+    kernel time per pass, then the op rows beside the prediction (as trace --model prints them).
+    ``model``: the ModelConfig profiled, named in the JSON header."""
     import pandas as pd
 
     steps = pd.DataFrame({"phase": ["prefill"] + ["decode"] * (len(times) - 1), "wall_time_s": times})
@@ -488,6 +506,7 @@ def render_hf_profile(ops, run, times, trace_path, fmt: str) -> str:
     if fmt == "json":
         return render.to_json(
             {
+                **json_header(model, run.spec, run.workload),
                 "device": run.spec.name,
                 "summary": run.summary,
                 "steps": render.to_records(steps),
@@ -498,7 +517,7 @@ def render_hf_profile(ops, run, times, trace_path, fmt: str) -> str:
             }
         )
     if fmt == "csv":
-        return ops.to_csv(index=False)
+        return render.to_csv(ops)
     step_cols = {
         "phase": ("phase", str),
         "passes": ("passes", lambda v: f"{v:.0f}"),
@@ -529,7 +548,7 @@ def profile_transformers(m, w, gpu, layers, trace_dir, fmt, output, plot_file, f
     ops, run = cap.comparison, cap.run
     for note in run.notes:
         click.echo(f"note: {note}", err=True)
-    emit(render_hf_profile(ops, run, times, cap.trace_path, fmt), output)
+    emit(render_hf_profile(ops, run, times, cap.trace_path, fmt, model=cap.config), output)
     if plot_file:
         from roofline import plot
         from roofline.analysis import analyze as run_analysis
@@ -543,9 +562,7 @@ def profile_transformers(m, w, gpu, layers, trace_dir, fmt, output, plot_file, f
             prompt_len=round(wl["prompt_len"]),
             context_len=context,
         )
-        warn_written(
-            plot.save(plot.figure_roofline(analytic.ops, analytic.spec, measured=measured_points(ops)), plot_file)
-        )
+        warn_written(plot.save(plot.figure_analysis_measured(analytic, measured_points(ops)), plot_file))
 
 
 @main.command()
@@ -746,12 +763,14 @@ def trace(trace_file, gpu, by, model_file, batch_size, prompt_len, fmt, output, 
             raise click.UsageError(f"{flag} describes the model's workload; give --model too")
     from roofline.measure.trace import analyze_trace
 
-    result = analyze_trace(trace_file, resolve_spec(gpu, trace_list(trace_file)))
+    spec = resolve_spec(gpu, trace_list(trace_file))
+    result = analyze_trace(trace_file, spec)
     frame = {"op": result.by_op, "range": result.by_range, "rank": result.by_rank}[by]
     if fmt == "json":
         emit(
             render.to_json(
                 {
+                    **json_header(spec=spec),
                     "summary": result.summary,
                     "by_range": render.to_records(result.by_range),
                     "by_op": render.to_records(result.by_op),
@@ -769,9 +788,7 @@ def trace(trace_file, gpu, by, model_file, batch_size, prompt_len, fmt, output, 
         elif by == "range":
             cols = {"range": ("range", str), **{k: v for k, v in cols.items() if k != "op"}}
         summary = ", ".join(
-            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-            for k, v in result.summary.items()
-            if not isinstance(v, (dict, list))
+            f"{k} {render.figure(k, v)}" for k, v in result.summary.items() if not isinstance(v, (dict, list))
         )
         emit(render.text_table(frame, _present(frame, cols), fmt == "markdown") + "\n\n" + summary, output)
     if plot_file:
@@ -813,8 +830,7 @@ def trace_model(trace_file, gpu, model_file, batch_size, prompt_len, fmt, output
         emit(
             render.to_json(
                 {
-                    "model": model.name,
-                    "gpu": spec_name,
+                    **json_header(model, result.spec, result.workload),
                     "summary": {k: v for k, v in s.items()},
                     "notes": result.notes,
                     "ops": render.to_records(ops),
@@ -825,7 +841,7 @@ def trace_model(trace_file, gpu, model_file, batch_size, prompt_len, fmt, output
             output,
         )
     elif fmt == "csv":
-        emit(ops.to_csv(index=False), output)
+        emit(render.to_csv(ops), output)
     else:
         w = s["workload"]
         ctx = w["context_lens"]
@@ -857,7 +873,7 @@ def trace_model(trace_file, gpu, model_file, batch_size, prompt_len, fmt, output
             prompt_len=round(w["prompt_len"]),
             context_len=context,
         )
-        figure = plot.figure_roofline(analytic.ops, analytic.spec, measured=measured_points(ops))
+        figure = plot.figure_analysis_measured(analytic, measured_points(ops))
         warn_written(plot.save(figure, plot_file))
 
 
@@ -887,9 +903,10 @@ def measured_points(ops):
     "--profile", "with_profile", is_flag=True, help="Also measure on this machine's GPU and check the advice."
 )
 @click.option("--layers", type=COUNT, default=2, show_default=True, help="Reference layers for --profile.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines on standard error.")
 @workload_options
 @library_errors
-def report(model, gpu, out_dir, with_profile, layers, **workload):
+def report(model, gpu, out_dir, with_profile, layers, quiet, **workload):
     """Write a report folder: report.md, report.html, charts (PNG, SVG), tables (CSV) and the inputs.
 
     \b
@@ -899,6 +916,11 @@ def report(model, gpu, out_dir, with_profile, layers, **workload):
     from roofline.report import write_report
 
     command_line = _command_line(click.get_current_context())
+
+    def progress(stage: str) -> None:
+        if not quiet:
+            click.echo(f"report: {stage}...", err=True)
+
     comparison = advice = checks = None
     if with_profile:
         from roofline.advise import advise as run_advise
@@ -909,12 +931,24 @@ def report(model, gpu, out_dir, with_profile, layers, **workload):
         from roofline.measure.profile import profile_model
 
         m, w = load_model_and_workload(model, workload)
+        progress("profiling")
         run = profile_model(m, w, spec=gpu, layers=layers)
+        progress("analysing")
         comparison = compare(run_analysis(m, gpu, workload=w), run)
+        progress("advising")
         advice = run_advise(comparison)
+        progress("checking the advice on the GPU")
         checks = check_advice(comparison, advice, measure_suggestions(m, w, gpu, advice, run, layers=layers))
     path = write_report(
-        model, gpu, out_dir, command_line=command_line, comparison=comparison, advice=advice, checks=checks, **workload
+        model,
+        gpu,
+        out_dir,
+        command_line=command_line,
+        comparison=comparison,
+        advice=advice,
+        checks=checks,
+        progress=progress,
+        **workload,
     )
     click.echo(f"wrote {path} and {path.with_suffix('.html')}")
 

@@ -818,6 +818,21 @@ def weight_dtype_source(flags: dict, workload_raw: dict, key: str = "weight_dtyp
     return "default"
 
 
+def workload_sources(path, flags: dict) -> dict:
+    """{setting: where its value comes from} for every setting of a Workload, for the model file ``path``
+    with CLI ``flags`` ({field: value, None when not given}): the flag ('--tp'), the file's workload
+    section ('the model file') or 'default' (weight_dtype_source's rule, for every field; a Workload's
+    own weight_dtype_source and kv_dtype_source also know the checkpoint). Raises what
+    ``load_model_and_workload`` raises for the file."""
+    raw = load_mapping(resolve_model_path(path), "model").get("workload") or {}
+    raw = raw if isinstance(raw, dict) else {}
+    return {
+        key: weight_dtype_source(flags, raw, key).replace(f"workload.{key} in the model file", "the model file")
+        for key in _WORKLOAD_KEYS
+        if not key.endswith("_source")
+    }
+
+
 def with_checkpoint_weights(model: ModelConfig, w: Workload) -> Workload:
     """``w`` with the checkpoint's weight dtype, and the KV cache dtype its kv_cache_scheme declares,
     where nothing else chose one (source 'default')."""

@@ -16,6 +16,7 @@ import base64
 import json
 import platform
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -62,8 +63,10 @@ def write_report(
     out_dir,
     command_line: str = "",
     comparison=None,
-    advice: pd.DataFrame = None,
-    checks: pd.DataFrame = None,
+    advice: pd.DataFrame | None = None,
+    checks: pd.DataFrame | None = None,
+    progress: Callable[[str], None] | None = None,
+    settings: str = "",
     **overrides,
 ) -> Path:
     """Write the report folder of ``model`` on ``gpu`` with workload ``overrides``.
@@ -71,17 +74,23 @@ def write_report(
     ``comparison``: a roofline.compare.Comparison of the same model and workload (optional): its
     analysis is the report's, and its measured ops and steps get a section; without one, the report
     analyses ``model``. ``advice``: advise()'s frame for that analysis (computed here when None);
-    ``checks``: compare.check_advice's predicted-vs-achieved rows (optional).
+    ``checks``: compare.check_advice's predicted-vs-achieved rows (optional). ``progress`` is called
+    with the name of each stage as it starts ('analysing', 'charts 1/3', ...). ``settings``: the line
+    naming every setting and where it came from (render.settings_line), shown under the title.
     Returns the path of report.md. Raises RooflineError for bad input, OSError if the folder cannot be written.
     """
+    progress = progress or (lambda stage: None)
+    if comparison is None:
+        progress("analysing")
     analysis = comparison.analysis if comparison is not None else analyze(model, gpu, **overrides)
     measured = comparison.measured if comparison is not None else None
     if advice is None:
+        progress("advising")
         advice = advise(comparison if comparison is not None else analysis)
     # built in a temporary folder beside out_dir and swapped in whole: a failure or a kill leaves the old
     # report; a folder holding files roofline did not write is refused (io.replace_folder)
     with io.replace_folder(out_dir, tool_version=_version()) as out:
-        _write_folder(out, analysis, advice, measured, model, command_line, comparison, checks)
+        _write_folder(out, analysis, advice, measured, model, command_line, comparison, checks, progress, settings)
     return Path(out_dir) / "report.md"
 
 
@@ -91,26 +100,33 @@ def _version() -> str:
     return __version__
 
 
-def _write_folder(out: Path, analysis, advice, measured, model, command_line, comparison, checks) -> None:
+def _write_folder(
+    out: Path, analysis, advice, measured, model, command_line, comparison, checks, progress, settings
+) -> None:
     from roofline import plot
 
-    charts = {}
     ops, summary, spec = analysis.ops, analysis.summary, analysis.spec
+    who = dict(model=analysis.model, workload=analysis.workload)
     single = len(summary) == 1
+    figures = {}  # name -> a function drawing it: each is drawn and written in turn
     if single:
-        charts["roofline"] = plot.save(plot.figure_roofline(ops, spec, measured=measured), out / "roofline")[0]
-        charts["breakdown"] = plot.save(plot.figure_time_breakdown(ops, spec=spec), out / "breakdown")[0]
-        sweep = analyze(analysis.model, spec, workload=replace(analysis.workload, batch_size=tuple(SWEEP_BATCHES)))
-        row = summary.iloc[0]
-        title = (
-            f"{analysis.model.name} on {spec.name}: batch sweep at prompt {row['prompt_len']:.0f}, "
-            f"context {row['context_len']:g}"
-        )
-        charts["sweep"] = plot.save(plot.figure_sweep(sweep.summary, title=title, spec=spec), out / "sweep")[0]
-    else:
-        title = f"{analysis.model.name} on {spec.name}"
-        charts["sweep"] = plot.save(plot.figure_sweep(summary, title=title, spec=spec), out / "sweep")[0]
+        figures["roofline"] = lambda: plot.figure_roofline(ops, spec, measured=measured, summary=summary, **who)
+        figures["breakdown"] = lambda: plot.figure_time_breakdown(ops, spec=spec, summary=summary, **who)
 
+        def batch_sweep():
+            batches = tuple(SWEEP_BATCHES)
+            sweep = analyze(analysis.model, spec, workload=replace(analysis.workload, batch_size=batches))
+            return plot.figure_sweep(sweep.summary, spec=spec, **who)
+
+        figures["sweep"] = batch_sweep
+    else:
+        figures["sweep"] = lambda: plot.figure_sweep(summary, spec=spec, **who)
+    charts = {}
+    for i, (name, draw) in enumerate(figures.items()):
+        progress(f"charts {i + 1}/{len(figures)} ({name})")
+        charts[name] = plot.save(draw(), out / name)[0]
+
+    progress("tables")
     tables = {"ops": ops, "summary": summary, "advice": advice.drop(columns=["overrides"])}
     if comparison is not None:
         tables.update(measured_ops=comparison.ops, measured_steps=comparison.steps)
@@ -118,10 +134,13 @@ def _write_folder(out: Path, analysis, advice, measured, model, command_line, co
         tables["checks"] = checks
     for name, frame in tables.items():
         (out / f"{name}.csv").write_text(render.to_csv(frame))
+    progress("inputs")
     _write_inputs(analysis, model, out / "inputs", command_line, comparison)
 
-    sections = _sections(analysis, advice, charts, comparison, checks, command_line)
+    sections = _sections(analysis, advice, charts, comparison, checks, command_line, settings)
+    progress("report.md")
     (out / "report.md").write_text(_markdown(sections))
+    progress("report.html")
     (out / "report.html").write_text(_html(sections, out))
 
 
@@ -144,10 +163,24 @@ def _write_inputs(analysis: Analysis, model, folder: Path, command_line: str, co
     (folder / "versions.json").write_text(json.dumps(versions, indent=2, default=str) + "\n")
 
 
-def _sections(analysis, advice, charts, comparison, checks, command_line) -> list:
-    """The report as a list of (kind, payload): ('h1'|'h2'|'p'|'pre', text), ('table', frame, formats), ('img', path)."""
+def _sections(analysis, advice, charts, comparison, checks, command_line, settings="") -> list:
+    """The report as a list of (kind, payload): ('h1'|'h2'|'p'|'pre', text), ('table', frame, formats),
+    ('img', path). A configuration that does not fit in GPU memory says so under the title and in the
+    heading of every section."""
+    from roofline.plot import fit_note
+
     m, w, spec, s = analysis.model, analysis.workload, analysis.spec, analysis.summary
-    out = [("h1", f"{m.name} on {spec.name}")]
+    unfit = fit_note(s, None)
+    out = [("h1", f"{m.name} on {spec.name}" + (": does not fit in GPU memory" if unfit else ""))]
+    if unfit:
+        out.append(
+            (
+                "p",
+                f"Warning: {unfit}. Use more GPUs (--tp, --pp), a smaller batch or context, or quantised weights or KV cache.",
+            )
+        )
+    if settings:
+        out.append(("p", settings))
     out.append(
         (
             "p",
@@ -241,6 +274,9 @@ def _sections(analysis, advice, charts, comparison, checks, command_line) -> lis
             "ops.csv and summary.csv hold every number above in SI units.",
         )
     )
+    if unfit:  # every section's heading says so
+        short = "does not fit in GPU memory" if len(s) == 1 else unfit.split(" (")[0]
+        out = [("h2", f"{text} ({short})") if kind == "h2" else (kind, text, *rest) for kind, text, *rest in out]
     return out
 
 
@@ -289,4 +325,8 @@ def _html(sections, folder: Path) -> str:
         "font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
         "td:first-child,th:first-child{text-align:left}img{max-width:100%}pre{white-space:pre-wrap}"
     )
-    return f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+    title = next((payload[0] for kind, *payload in sections if kind == "h1"), "roofline report")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{render.html_escape(title)}</title>"
+        f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+    )
