@@ -39,8 +39,14 @@ MEASURED_BOUNDS = CLASSES  # a measurement can also be latency-bound, or unknown
 
 
 def roofline_time_s(
-    flops, moved_bytes, peak_flops_per_s, mem_bytes_per_s, comm_bytes=0.0, latency_s=0.0, link_bytes_per_s=np.inf
-):
+    flops: float | np.ndarray,
+    moved_bytes: float | np.ndarray,
+    peak_flops_per_s: float | np.ndarray,
+    mem_bytes_per_s: float | np.ndarray,
+    comm_bytes: float | np.ndarray = 0.0,
+    latency_s: float | np.ndarray = 0.0,
+    link_bytes_per_s: float | np.ndarray = np.inf,
+) -> float | np.ndarray:
     """The roofline time of an op (arrays or scalars): max(F / peak, B / bandwidth, alpha + C / link),
     the collective term only where C > 0. Returns (time_s, time_compute_s, time_memory_s, time_comm_s)."""
     t_compute = np.asarray(flops, dtype=float) / peak_flops_per_s
@@ -102,7 +108,7 @@ MIN_COSTED_SHARE = 0.5  # FLOPs/bytes must describe at least this share of the G
 DEFAULT_DTYPE = "bf16"  # compute dtype assumed where a row names none
 
 
-def classify_measured(frame: pd.DataFrame, spec) -> pd.DataFrame:
+def classify_measured(frame: pd.DataFrame, spec: HardwareSpec | str) -> pd.DataFrame:
     """Return a copy of ``frame`` with achieved rates, fractions of the spec's ceilings and a class.
 
     Columns read (per row: one kernel, op or range, over all its calls):

@@ -6,8 +6,12 @@ exit with 2. The analytic commands (analyze, specs) never import torch or matplo
 
 import contextlib
 import functools
+import itertools
 import math
 import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,11 +21,19 @@ from roofline.dtypes import ACT_DTYPES, STORAGE_DTYPES
 from roofline.errors import ConfigError, RooflineError
 from roofline.validate import MAX_INT
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from roofline.analysis import Analysis
+    from roofline.attribute import Attribution
+    from roofline.config import ModelConfig, Workload
+    from roofline.specs import HardwareSpec
+
 # whole-number flags: at most MAX_INT (2**53), the largest count a float holds exactly
 COUNT = click.IntRange(min=1, max=MAX_INT)
 
 
-def library_errors(fn):
+def library_errors(fn: Callable) -> Callable:
     """Turn RooflineError (and an OSError the library did not catch) into click's one-line
     'Error: ...' with exit code 1; control characters in the message are shown, not run."""
 
@@ -40,7 +52,7 @@ def library_errors(fn):
     return wrapper
 
 
-def refuse_input_as_output(output, inputs: dict) -> None:
+def refuse_input_as_output(output: str | None, inputs: dict) -> None:
     """Raise a usage error (exit 2) when ``output`` names one of the ``inputs`` ({flag: path}) or lies
     inside the folder of one of them: writing would destroy an input."""
     if not output:
@@ -57,14 +69,14 @@ def refuse_input_as_output(output, inputs: dict) -> None:
 FORMAT_BY_SUFFIX = {".json": "json", ".csv": "csv", ".md": "markdown", ".markdown": "markdown"}
 
 
-def format_for(output) -> str:
+def format_for(output: str | None) -> str:
     """The format an output file's extension asks for (.json, .csv, .md); table otherwise."""
     from pathlib import Path
 
     return FORMAT_BY_SUFFIX.get(Path(output).suffix.lower(), "table") if output else "table"
 
 
-def output_options(fn):
+def output_options(fn: Callable) -> Callable:
     """The shared --format / --output pair; without --format, the output's extension picks the format."""
 
     @functools.wraps(fn)
@@ -88,7 +100,7 @@ def output_options(fn):
     return wrapper
 
 
-def emit(text, output) -> None:
+def emit(text: str | Iterable[str], output: str | None) -> None:
     """Write ``text`` (a string, or an iterable of strings that is streamed) to file ``output``
     atomically (the old file survives any failure), or print it with control characters made visible.
     The output ends with one newline. Raises OutputError (exit 1, one line) when it cannot write."""
@@ -116,14 +128,14 @@ def warn(message: str) -> None:
     click.echo(f"warning: {render.term_safe(message)}", err=True)
 
 
-def warn_written(paths) -> None:
+def warn_written(paths: Iterable) -> None:
     click.echo(render.term_safe("wrote " + ", ".join(str(p) for p in paths)), err=True)
 
 
 RENDEZVOUS_FLAGS = ("nnodes", "node-rank", "master-addr", "master-port", "rdzv-backend", "rdzv-endpoint", "rdzv-id")
 
 
-def rendezvous_options(fn):
+def rendezvous_options(fn: Callable) -> Callable:
     """torchrun's rendezvous flags, passed through for runs over several hosts (same command on each)."""
 
     def collect(ctx, param, value):
@@ -146,7 +158,7 @@ def rendezvous_options(fn):
     return wrapper
 
 
-def plot_option(fn):
+def plot_option(fn: Callable) -> Callable:
     return click.option(
         "--plot",
         "plot_file",
@@ -155,7 +167,7 @@ def plot_option(fn):
     )(fn)
 
 
-def sweep_option(ctx, param, value):
+def sweep_option(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple | None:
     if value is None:
         return None
     try:
@@ -199,7 +211,7 @@ WORKLOAD_OPTIONS = [
 ]
 
 
-def workload_options(fn):
+def workload_options(fn: Callable) -> Callable:
     """The workload flags shared by analyze, advise, report and profile; they override the model file."""
     for option in reversed(WORKLOAD_OPTIONS):
         fn = option(fn)
@@ -221,44 +233,81 @@ def analyze(model, gpu, fmt, output, summary_only, plot_file, **workload):
     Example:
       roofline analyze examples/llama-2-7b.yaml --gpu a10 --batch 1,8,64
     """
-    from roofline.analysis import analyze as run_analysis
+    from roofline.config import load_model_and_workload, workload_sources
+    from roofline.specs import load_spec
+    from roofline.sweep import SWEEP_AXES, iter_analysis
 
     refuse_input_as_output(output, {"model": model, "spec": gpu})
     refuse_input_as_output(plot_file, {"model": model, "spec": gpu, "--output": output})
-    result = run_analysis(model, gpu, **workload)
-    check_finite(result)
-    for key in result.model.ignored_keys:
+    m, w = load_model_and_workload(model, workload)
+    spec = load_spec(gpu)
+    sources = workload_sources(model, workload)
+    # a large sweep is analysed and written a chunk of points at a time (roofline.sweep): memory stays
+    # bounded; the summaries are kept only for a sweep's table and chart (one row per point)
+    chunks = iter_analysis(m, spec, workload=w)
+    first = next(chunks)
+    for key in first.model.ignored_keys:
         warn(f"{model}: ignoring key '{key}', which roofline does not model")
-    worst = result.summary.loc[~result.summary["fits_in_memory"]]
-    if len(worst):
-        row = worst.iloc[0]
-        warn(
-            f"weights + KV cache ({render.si(row['memory_bytes'], 'B')}) do not fit in {result.spec.name}'s "
-            f"{render.si(row['mem_capacity_bytes'], 'B')} at batch {row['batch_size']:.0f} ({len(worst)} of "
-            f"{len(result.summary)} points); use --tp, a smaller batch or context, or quantised weights/KV"
-        )
-    emit(render_analysis(result, fmt, summary_only), output)
+    whole = replace(first.workload, **{a: getattr(w, a) for a in SWEEP_AXES})  # the grid, not the chunk
+    seen = []  # (summary, ops) of the chunks, ops only for one point
+    keep = bool(plot_file) or fmt in ("table", "markdown")
+
+    def checked(chunks):
+        for a in chunks:
+            check_finite(a)
+            seen.append((a.summary[FIT_COLUMNS] if not keep else a.summary, a.ops if len(a.summary) == 1 else None))
+            yield a
+
+    settings = render.settings_line(whole, sources, spec, first.model.is_mla, first.model.is_moe)
+    emit(render_sweep(checked(itertools.chain([first], chunks)), fmt, summary_only, whole, settings, sources), output)
+    warn_unfit([s for s, _ in seen], spec)
     if plot_file:
+        import pandas as pd
+
         from roofline import plot
 
-        figure = plot.figure_result(
-            result.ops, result.summary, result.spec, model=result.model, workload=result.workload
-        )
+        summary = pd.concat([s for s, _ in seen], ignore_index=True) if len(seen) > 1 else seen[0][0]
+        ops = seen[0][1] if len(summary) == 1 else first.ops.iloc[:0]
+        figure = plot.figure_result(ops, summary, spec, model=first.model, workload=whole)
         warn_written(plot.save(figure, plot_file))
+
+
+FIT_COLUMNS = ["batch_size", "memory_bytes", "mem_capacity_bytes", "fits_in_memory"]
+
+
+def warn_unfit(summaries: list, spec: "HardwareSpec") -> None:
+    """Warn, naming the first point, when weights + KV cache of some points of a sweep's summaries
+    (one frame per chunk) do not fit in the GPU's memory."""
+    n_points = sum(len(s) for s in summaries)
+    unfit = [s.loc[~s["fits_in_memory"].astype(bool)] for s in summaries]
+    n_unfit = sum(len(u) for u in unfit)
+    if n_unfit:
+        row = next(u for u in unfit if len(u)).iloc[0]
+        warn(
+            f"weights + KV cache ({render.si(row['memory_bytes'], 'B')}) do not fit in {spec.name}'s "
+            f"{render.si(row['mem_capacity_bytes'], 'B')} at batch {row['batch_size']:.0f} ({n_unfit} of "
+            f"{n_points} points); use --tp, a smaller batch or context, or quantised weights/KV"
+        )
 
 
 # the layout of `analyze --format json`: raise it when a key changes meaning or goes away
 JSON_SCHEMA_VERSION = 1
 
 
-def json_header(model=None, spec=None, workload=None) -> dict:
+def json_header(
+    model: "ModelConfig | None" = None,
+    spec: "HardwareSpec | None" = None,
+    workload: "Workload | dict | None" = None,
+    sources: dict | None = None,
+) -> dict:
     """The keys every JSON output starts with, so that `roofline plot` and other tools can read it later:
     schema_version, roofline_version, the model's and the spec's names ("model", "gpu"), the resolved
     workload (a Workload, or the dict a trace's workload was inferred as), the model config and the spec
-    (SI units) as read. What a command does not have (a trace without --model) is null."""
+    (SI units) as read. What a command does not have (a trace without --model) is null. ``sources``
+    (config.workload_sources: where each workload setting came from) adds "workload_sources"."""
     from dataclasses import asdict, is_dataclass
 
-    return {
+    header = {
         "schema_version": JSON_SCHEMA_VERSION,
         "roofline_version": __version__,
         "model": model.name if model is not None else None,
@@ -267,9 +316,12 @@ def json_header(model=None, spec=None, workload=None) -> dict:
         "model_config": asdict(model) if model is not None else None,
         "spec": asdict(spec) if spec is not None else None,
     }
+    if sources is not None:
+        header["workload_sources"] = sources
+    return header
 
 
-def check_finite(result) -> None:
+def check_finite(result: "Analysis") -> None:
     """Raise RooflineError when a derived figure of ``result`` came out infinite (never printed as 'inf').
     Input values are range-checked (validate.number), so this guards the arithmetic, not the user."""
     import numpy as np
@@ -284,27 +336,52 @@ def check_finite(result) -> None:
             )
 
 
-def render_analysis(result, fmt: str, summary_only: bool):
-    """The text of ``result`` in ``fmt``: a string, or for json and csv a stream of strings."""
-    ops, summary = result.ops, result.summary
+def render_analysis(result: "Analysis", fmt: str, summary_only: bool) -> str | Iterator[str]:
+    """The text of one Analysis ``result`` in ``fmt``: a string, or for json and csv a stream of strings."""
+    return render_sweep([result], fmt, summary_only)
+
+
+def render_sweep(
+    chunks: Iterable["Analysis"],
+    fmt: str,
+    summary_only: bool,
+    workload: "Workload | None" = None,
+    settings: str = "",
+    sources: dict | None = None,
+) -> str | Iterator[str]:
+    """The text of an analysis given as chunks of its points (roofline.sweep.iter_analysis; one Analysis
+    is one chunk) in ``fmt``. json and csv: a stream of strings, each chunk's rows rendered as it comes
+    (the JSON's ops spooled to a temporary file behind the summary: render.json_sections); table and
+    markdown: a string, the ops of one point or one summary row per point, under ``settings``.
+    ``workload``: the whole grid's, for the JSON header (default: the first chunk's)."""
+    chunks = iter(chunks)
+    first = next(chunks)
+    every = itertools.chain([first], chunks)
     if fmt == "json":
-        payload = {**json_header(result.model, result.spec, result.workload), "summary": summary}
-        if not summary_only:
-            payload["ops"] = ops
-        return render.json_chunks(payload)
+        header = json_header(first.model, first.spec, workload or first.workload, sources)
+        if summary_only:
+            return render.json_sections(header, ("summary",), ((a.summary,) for a in every))
+        return render.json_sections(header, ("summary", "ops"), ((a.summary, a.ops) for a in every))
     if fmt == "csv":
-        return render.csv_chunks(summary if summary_only else ops)
+        return render.csv_frames(a.summary if summary_only else a.ops for a in every)
     markdown = fmt == "markdown"
-    if summary_only or len(summary) > 1:
-        return render.text_table(summary, _present(summary, render.SWEEP_TABLE), markdown)
-    return render_single_point(result, markdown)
+    parts = list(every)
+    if len(parts) == 1 and len(first.summary) == 1 and not summary_only:
+        return render_single_point(first, markdown, settings)
+    import pandas as pd
+
+    summary = pd.concat([a.summary for a in parts], ignore_index=True) if len(parts) > 1 else first.summary
+    table = render.text_table(summary, _present(summary, render.SWEEP_TABLE), markdown)
+    if not settings:
+        return table
+    return (render.md_escape(settings) if markdown else settings) + "\n\n" + table
 
 
 def _present(frame, formats):
     return {k: v for k, v in formats.items() if k in frame.columns}
 
 
-def render_single_point(result, markdown: bool) -> str:
+def render_single_point(result: "Analysis", markdown: bool, settings: str = "") -> str:
     w, spec, s = result.workload, result.spec, result.summary.iloc[0]
     name = render.md_escape if markdown else render.term_safe  # names come from files: shown, never run
     head = (
@@ -322,7 +399,7 @@ def render_single_point(result, markdown: bool) -> str:
         head += f"; MLA {mla_form(w, 'prefill')} in prefill, {mla_form(w, 'decode')} in decode (--mla), latent KV cache"
     from roofline.predict import describe_source
 
-    out = [head, describe_source(spec)]
+    out = [head] + ([name(settings)] if settings else []) + [describe_source(spec)]
     for phase in w.phases:
         rows = result.ops[result.ops["phase"] == phase]
         if phase == "prefill":
@@ -372,15 +449,22 @@ def advise(model, gpu, top, fmt, output, **workload):
     from roofline.analysis import analyze as run_analysis
 
     refuse_input_as_output(output, {"model": model, "spec": gpu})
+    from roofline.config import workload_sources
+
     analysis = run_analysis(model, gpu, **workload)
     frame = run_advise(analysis, top=top)
+    sources = workload_sources(model, workload)
     if fmt == "json":
-        header = json_header(analysis.model, analysis.spec, analysis.workload)
+        header = json_header(analysis.model, analysis.spec, analysis.workload, sources)
         emit(render.to_json({**header, "advice": render.to_records(frame)}), output)
     elif fmt == "csv":
         emit(render.to_csv(frame), output)
     else:
-        emit(render_advice(frame), output)
+        m, w, spec = analysis.model, analysis.workload, analysis.spec
+        settings = render.settings_line(w, sources, spec, m.is_mla, m.is_moe)
+        if fmt == "markdown":
+            settings = render.md_escape(settings)
+        emit(f"{render.term_safe(m.name)} on {spec.name}\n{settings}\n\n{render_advice(frame)}", output)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -467,7 +551,7 @@ def profile(model, gpu, layers, impl, warmup, iters, trace_dir, nproc, rendezvou
         warn_written(plot.save(plot.figure_comparison(comparisons[0]), plot_file))
 
 
-def render_profile(model, workload, comparisons, fmt: str) -> str:
+def render_profile(model: "ModelConfig", workload: "Workload", comparisons: list, fmt: str) -> str:
     """The text of ``roofline profile`` (reference model): the steps and op rows of every point's
     Comparison; JSON starts with ``json_header`` of the model, the spec and the workload profiled."""
     import pandas as pd
@@ -493,7 +577,14 @@ def render_profile(model, workload, comparisons, fmt: str) -> str:
     )
 
 
-def render_hf_profile(ops, run, times, trace_path, fmt: str, model=None) -> str:
+def render_hf_profile(
+    ops: "pd.DataFrame",
+    run: "Attribution",
+    times: list,
+    trace_path: str | None,
+    fmt: str,
+    model: "ModelConfig | None" = None,
+) -> str:
     """The text of ``profile --impl transformers``: per phase the step wall time (profiler off) and the
     kernel time per pass, then the op rows beside the prediction (as trace --model prints them).
     ``model``: the ModelConfig profiled, named in the JSON header."""
@@ -532,7 +623,17 @@ def render_hf_profile(ops, run, times, trace_path, fmt: str, model=None) -> str:
     )
 
 
-def profile_transformers(m, w, gpu, layers, trace_dir, fmt, output, plot_file, flags):
+def profile_transformers(
+    m: "ModelConfig",
+    w: "Workload",
+    gpu: str,
+    layers: int | None,
+    trace_dir: str | None,
+    fmt: str,
+    output: str | None,
+    plot_file: str | None,
+    flags: dict,
+) -> None:
     """``roofline profile --impl transformers``: the HF model under roofline.capture, rendered like trace --model.
     It runs on one GPU: the model file's tp/pp/ep are ignored, the same flags refused."""
     from roofline.attribute import compare_frame
@@ -812,7 +913,16 @@ ATTRIBUTE_TABLE = {
 }
 
 
-def trace_model(trace_file, gpu, model_file, batch_size, prompt_len, fmt, output, plot_file):
+def trace_model(
+    trace_file: str,
+    gpu: str | None,
+    model_file: str,
+    batch_size: int | None,
+    prompt_len: int | None,
+    fmt: str,
+    output: str | None,
+    plot_file: str | None,
+) -> None:
     """``roofline trace --model``: attribute, compare, render."""
     from roofline.attribute import attribute, compare_frame, device_mismatch, trace_list
     from roofline.config import load_model
@@ -877,7 +987,7 @@ def trace_model(trace_file, gpu, model_file, batch_size, prompt_len, fmt, output
         warn_written(plot.save(figure, plot_file))
 
 
-def measured_points(ops):
+def measured_points(ops: "pd.DataFrame") -> "pd.DataFrame":
     """The compared rows as the measured points plot.figure_roofline draws."""
     import pandas as pd
 
@@ -913,6 +1023,7 @@ def report(model, gpu, out_dir, with_profile, layers, quiet, **workload):
     Example:
       roofline report examples/llama-2-7b.yaml --gpu a10 --out reports/llama-2-7b-a10
     """
+    from roofline.config import workload_sources
     from roofline.report import write_report
 
     command_line = _command_line(click.get_current_context())
@@ -939,6 +1050,11 @@ def report(model, gpu, out_dir, with_profile, layers, quiet, **workload):
         advice = run_advise(comparison)
         progress("checking the advice on the GPU")
         checks = check_advice(comparison, advice, measure_suggestions(m, w, gpu, advice, run, layers=layers))
+    from roofline.config import load_model_and_workload
+    from roofline.specs import load_spec
+
+    m, w = load_model_and_workload(model, workload)
+    settings = render.settings_line(w, workload_sources(model, workload), load_spec(gpu), m.is_mla, m.is_moe)
     path = write_report(
         model,
         gpu,
@@ -948,6 +1064,7 @@ def report(model, gpu, out_dir, with_profile, layers, quiet, **workload):
         advice=advice,
         checks=checks,
         progress=progress,
+        settings=settings,
         **workload,
     )
     click.echo(f"wrote {path} and {path.with_suffix('.html')}")

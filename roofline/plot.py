@@ -21,10 +21,12 @@ import json
 import math
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from matplotlib.artist import Artist
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -35,6 +37,12 @@ from roofline.classify import BOUNDS
 from roofline.errors import InputFileError, RooflineError
 from roofline.render import si
 from roofline.specs import HardwareSpec, load_spec
+
+if TYPE_CHECKING:
+    from roofline.analysis import Analysis
+    from roofline.compare import Comparison
+    from roofline.config import ModelConfig, Workload
+    from roofline.measure.trace import TraceAnalysis
 
 PHASES = ("prefill", "decode")
 BOUND_COLORS = {  # one colour per class of classify.CLASSES, fixed, so a class looks the same in every chart
@@ -70,7 +78,9 @@ METRIC_LABELS = {
 # 1. the roofline
 
 
-def roofline_chart(ops: pd.DataFrame, spec, ax, measured: pd.DataFrame = None, point: int = 0):
+def roofline_chart(
+    ops: pd.DataFrame, spec: HardwareSpec | str, ax: Axes, measured: pd.DataFrame = None, point: int = 0
+) -> Axes:
     """Draw the roofline of ``ops`` on ``spec`` into ``ax``; return ``ax``.
 
     One horizontal roof per compute dtype in ``ops`` plus the memory slope (datasheet dashed; measured
@@ -433,7 +443,7 @@ def _roofline_legend(ax, pts, phases, calibrated: bool, with_measured: bool):
 # 2. where the time goes
 
 
-def time_breakdown(ops: pd.DataFrame, ax, by: str = "op", top: int = 8, point: int = 0):
+def time_breakdown(ops: pd.DataFrame, ax: Axes, by: str = "op", top: int = 8, point: int = 0) -> Axes:
     """Draw one stacked horizontal bar per phase of ``ops`` into ``ax``; return ``ax``.
 
     Segments are the ``top`` ops by time (the rest merged into "other") with ``by='op'``, or the bound
@@ -580,7 +590,7 @@ def _fit_percentages(texts, ax, renderer):
 # 3. a sweep
 
 
-def sweep_chart(summary: pd.DataFrame, ax, x: str = "batch_size", metric: str = "decode_tokens_per_s"):
+def sweep_chart(summary: pd.DataFrame, ax: Axes, x: str = "batch_size", metric: str = "decode_tokens_per_s") -> Axes:
     """Draw ``metric`` of a sweep's ``summary`` against ``x`` into ``ax`` (log x); return ``ax``.
 
     Where a second variable also varies, one line per value of it. With ``x='batch_size'`` and a decode
@@ -761,7 +771,7 @@ def _metric_label(metric: str):
 # 4. saving, and 5. whole figures
 
 
-def trace_breakdown(by_range: pd.DataFrame, ax, top: int = 20):
+def trace_breakdown(by_range: pd.DataFrame, ax: Axes, top: int = 20) -> Axes:
     """GPU time of a trace's ranges (self time: kernels not inside a nested range), one horizontal
     bar each, longest first, coloured by measured class; the rest merged into "other". Returns ``ax``."""
     rows = by_range[by_range["self_gpu_time_s"] > 0].sort_values("self_gpu_time_s", ascending=False)
@@ -795,7 +805,7 @@ def trace_breakdown(by_range: pd.DataFrame, ax, top: int = 20):
     return ax
 
 
-def figure_trace(trace, title: str = None) -> Figure:
+def figure_trace(trace: "TraceAnalysis", title: str = None) -> Figure:
     """The per-range breakdown of a measure.trace.TraceAnalysis as a Figure."""
     n = int((trace.by_range["self_gpu_time_s"] > 0).sum())
     fig = new_figure(9, 1.2 + 0.28 * min(n, 21))
@@ -813,7 +823,7 @@ def figure_trace(trace, title: str = None) -> Figure:
     return fig
 
 
-def mathtext_safe(text, keep_newlines: bool = False) -> str:
+def mathtext_safe(text: object, keep_newlines: bool = False) -> str:
     """``text`` drawn literally by matplotlib: each $ escaped (a $...$ pair would be parsed as mathtext,
     crash on bad TeX or lose its $ signs), control characters shown as escapes (render.term_safe)."""
     from roofline.render import term_safe
@@ -825,7 +835,7 @@ def mathtext_safe(text, keep_newlines: bool = False) -> str:
 SINGLE_FILE_FORMATS = (".pdf", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
 
 
-def save(fig, path_stem) -> list:
+def save(fig: Figure, path_stem: str | Path) -> list:
     """Write ``fig`` as PATH_STEM.png (150 dpi) and PATH_STEM.svg; return the paths written.
 
     A stem ending in .png or .svg has that suffix replaced, so `--plot out.png` writes out.png and out.svg;
@@ -862,12 +872,12 @@ def new_figure(width_in: float, height_in: float) -> Figure:
 
 def figure_roofline(
     ops: pd.DataFrame,
-    spec,
+    spec: HardwareSpec | str,
     measured: pd.DataFrame | None = None,
     point: int = 0,
     title: str | None = None,
-    model=None,
-    workload=None,
+    model: "ModelConfig | str | None" = None,
+    workload: "Workload | dict | None" = None,
     summary: pd.DataFrame | None = None,
 ) -> Figure:
     """The roofline of one point of ``ops`` (both phases on one chart) as a Figure, titled by
@@ -894,7 +904,7 @@ def _title_color(summary: pd.DataFrame | None, point: int | None) -> str:
     return MEMORY_LIMIT_COLOR if fit_note(summary, point) else "black"
 
 
-def figure_comparison(comparison, title: str | None = None) -> Figure:
+def figure_comparison(comparison: "Comparison", title: str | None = None) -> Figure:
     """The roofline of a ``roofline.compare.Comparison``: its analysis, and each op's measured time
     (rank 0, all calls of one full-model step) as a hollow point joined to the predicted one."""
     a = comparison.analysis
@@ -909,7 +919,7 @@ def figure_comparison(comparison, title: str | None = None) -> Figure:
     )
 
 
-def figure_analysis_measured(analysis, measured: pd.DataFrame) -> Figure:
+def figure_analysis_measured(analysis: "Analysis", measured: pd.DataFrame) -> Figure:
     """The roofline of a ``roofline.analysis.Analysis`` (one point) with ``measured`` points (columns
     phase, op, flops, measured_time_s) beside the predicted ones, titled with its model and workload."""
     return figure_roofline(
@@ -928,9 +938,9 @@ def figure_time_breakdown(
     top: int = 8,
     point: int = 0,
     title: str | None = None,
-    spec=None,
-    model=None,
-    workload=None,
+    spec: HardwareSpec | str | None = None,
+    model: "ModelConfig | str | None" = None,
+    workload: "Workload | dict | None" = None,
     summary: pd.DataFrame | None = None,
 ) -> Figure:
     """Where the predicted time of each phase goes, one panel per phase (each with its own time scale),
@@ -951,9 +961,9 @@ def figure_sweep(
     summary: pd.DataFrame,
     x: str | None = None,
     title: str | None = None,
-    spec=None,
-    model=None,
-    workload=None,
+    spec: HardwareSpec | str | None = None,
+    model: "ModelConfig | str | None" = None,
+    workload: "Workload | dict | None" = None,
 ) -> Figure:
     """Predicted throughput and latency of a sweep against its main variable, one row per phase present;
     the memory limit marked on each chart, and named in the title when points do not fit."""
@@ -971,11 +981,11 @@ def figure_sweep(
 def figure_result(
     ops: pd.DataFrame,
     summary: pd.DataFrame,
-    spec,
+    spec: HardwareSpec | str,
     measured: pd.DataFrame | None = None,
     title: str | None = None,
-    model=None,
-    workload=None,
+    model: "ModelConfig | str | None" = None,
+    workload: "Workload | dict | None" = None,
 ) -> Figure:
     """The figure for a result as `roofline analyze --plot` writes it: for one point, the roofline above
     the time breakdown by op; for a sweep, ``figure_sweep``. ``spec`` is a HardwareSpec or a name, as
@@ -1002,7 +1012,7 @@ def figure_result(
     return fig
 
 
-def load_result_json(path):
+def load_result_json(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """Read what `roofline analyze --format json` writes. Returns (ops, summary, gpu name): the two
     frames with the analysis' columns (``ops`` is empty for a --summary file), with the model's name in
     ``frame.attrs['model']``. Raises InputFileError naming the problem and how to make a valid file."""
@@ -1144,10 +1154,10 @@ def _parallel_text(workload) -> list:
 
 def chart_title(
     frame: pd.DataFrame,
-    spec,
+    spec: HardwareSpec | str | None,
     point: int | None = 0,
-    model=None,
-    workload=None,
+    model: "ModelConfig | str | None" = None,
+    workload: "Workload | dict | None" = None,
     summary: pd.DataFrame | None = None,
     measured: bool = False,
 ) -> str:
@@ -1296,9 +1306,9 @@ def _overlap(a, b) -> float:
 
 def error_distribution(
     ops: pd.DataFrame,
-    ax,
-    key_ops=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "attention"),
-):
+    ax: Axes,
+    key_ops: tuple = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "attention"),
+) -> Axes:
     """Histogram of per-op errors (predicted / measured - 1, in %) over every case: the projections and
     attention beside the other ops, and the pure roofline's errors of the same key ops as an outline."""
     err = ops["error"].to_numpy(dtype=float) * 100
@@ -1341,7 +1351,7 @@ def error_distribution(
     return ax
 
 
-def step_errors(steps: pd.DataFrame, ax):
+def step_errors(steps: pd.DataFrame, ax: Axes) -> Axes:
     """Per case, the step error eager and CUDA graph (points), the targets as bands (10% decode, 15% prefill)."""
     cases = list(dict.fromkeys(steps["case"]))
     y = {c: i for i, c in enumerate(cases)}

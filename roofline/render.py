@@ -9,10 +9,14 @@ import html
 import json
 import math
 import re
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from roofline.config import Workload
+    from roofline.specs import HardwareSpec
 
 FORMATS = ("table", "csv", "json", "markdown")
 _PREFIXES = [
@@ -82,7 +86,7 @@ def _visible(match) -> str:
     return _VISIBLE.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
 
 
-def term_safe(text, keep_newlines: bool = False) -> str:
+def term_safe(text: object, keep_newlines: bool = False) -> str:
     """``text`` with control characters (terminal escape sequences, newlines unless ``keep_newlines``,
     bidi overrides) shown as visible escapes: '\\x1b[31m' prints as the 9 characters, not as red."""
     return (_CONTROL_BUT_NEWLINE if keep_newlines else _CONTROL).sub(_visible, str(text))
@@ -91,7 +95,7 @@ def term_safe(text, keep_newlines: bool = False) -> str:
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~$#!])")
 
 
-def md_escape(text) -> str:
+def md_escape(text: object) -> str:
     """``text`` as literal inline markdown on one line: HTML special characters as entities (no raw
     HTML), markdown punctuation backslash-escaped (no links, emphasis, table cells or math), control
     characters as visible escapes."""
@@ -106,7 +110,7 @@ def md_fence(text: str) -> str:
     return f"{fence}\n{term_safe(text, keep_newlines=True)}\n{fence}"
 
 
-def html_escape(text) -> str:
+def html_escape(text: object) -> str:
     """``text`` for HTML element content or a quoted attribute: &, <, >, quotes escaped, control
     characters visible."""
     return html.escape(term_safe(text, keep_newlines=True), quote=True)
@@ -115,7 +119,7 @@ def html_escape(text) -> str:
 _NUMERIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
-def csv_safe(value):
+def csv_safe(value: object) -> object:
     """A CSV cell a spreadsheet will not run as a formula: a string starting with =, +, -, @, tab or CR
     gets a leading apostrophe (OWASP's advice), unless it is a plain number. Other values unchanged."""
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") and not _NUMERIC.match(value):
@@ -166,7 +170,7 @@ def integer_columns(frame: pd.DataFrame) -> list:
     return out
 
 
-def cell_text(value):
+def cell_text(value: object) -> object:
     """A CSV cell: a list, tuple or dict as compact JSON (never a Python repr), made safe for
     spreadsheets with ``csv_safe``; other values unchanged."""
     if isinstance(value, (list, tuple, dict)):
@@ -194,7 +198,7 @@ def to_csv(frame: pd.DataFrame) -> str:
     return frame.to_csv(index=False)
 
 
-def figure(name: str, value) -> str:
+def figure(name: str, value: object) -> str:
     """A named figure for people, by the unit its name ends in: '_s' seconds and '_us' microseconds with
     an SI prefix, '_bytes' bytes, '_share' a percentage, '_per_s' a rate; other floats plain
     (``number``), anything else as text."""
@@ -208,7 +212,7 @@ def figure(name: str, value) -> str:
     return str(value) if isinstance(value, int) else number(value)
 
 
-def percent(value) -> str:
+def percent(value: float | None) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}%"
 
 
@@ -253,7 +257,7 @@ def to_records(frame: pd.DataFrame) -> list:
     return records
 
 
-def json_safe(obj):
+def json_safe(obj: object) -> object:
     """``obj`` with every NaN/inf float (at any depth, e.g. in a spec's sources) replaced by None."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
@@ -264,14 +268,14 @@ def json_safe(obj):
     return obj
 
 
-def to_json(obj) -> str:
+def to_json(obj: object) -> str:
     return json.dumps(json_safe(obj), indent=2, allow_nan=False)
 
 
 ROWS_PER_CHUNK = 10_000
 
 
-def json_chunks(obj: dict, rows_per_chunk: int = ROWS_PER_CHUNK):
+def json_chunks(obj: dict, rows_per_chunk: int = ROWS_PER_CHUNK) -> Iterator[str]:
     """``to_json(obj)`` as a stream of strings, with each DataFrame value of the dict ``obj`` written as
     its ``to_records`` list a slice of rows at a time: a large sweep never exists whole as Python
     objects or as one string. The concatenation equals ``to_json`` of the same dict with the frames
@@ -303,7 +307,9 @@ def _rows_json(frame: pd.DataFrame, first: bool, rows_per_chunk: int = ROWS_PER_
         )
 
 
-def json_sections(head: dict, names: tuple, chunks, rows_per_chunk: int = ROWS_PER_CHUNK):
+def json_sections(
+    head: dict, names: tuple, chunks: Iterable[tuple], rows_per_chunk: int = ROWS_PER_CHUNK
+) -> Iterator[str]:
     """The JSON object ``head`` + {name: rows, ...} as a stream of strings, where each item of
     ``chunks`` is a tuple of DataFrames, one per name (a sweep's summary and ops of a slice of its
     points). The first name's rows are yielded as their chunk comes; the others' are spooled to
@@ -344,12 +350,12 @@ def json_sections(head: dict, names: tuple, chunks, rows_per_chunk: int = ROWS_P
         yield "\n}"
 
 
-def csv_chunks(frame: pd.DataFrame, rows_per_chunk: int = 100_000):
+def csv_chunks(frame: pd.DataFrame, rows_per_chunk: int = 100_000) -> Iterator[str]:
     """``to_csv(frame)`` as a stream of strings, a slice of rows at a time."""
     return csv_frames([frame], rows_per_chunk)
 
 
-def csv_frames(frames, rows_per_chunk: int = 100_000):
+def csv_frames(frames: Iterable[pd.DataFrame], rows_per_chunk: int = 100_000) -> Iterator[str]:
     """The frames of the iterable ``frames`` (same columns; a sweep's chunks) as one CSV stream: one
     header, then every frame's rows a slice at a time (``to_csv``'s cells)."""
     header = True
@@ -381,7 +387,9 @@ SETTING_NAMES = {
 }
 
 
-def settings_line(workload, sources: dict, spec=None, is_mla: bool = False, is_moe: bool = False) -> str:
+def settings_line(
+    workload: Workload, sources: dict, spec: HardwareSpec | None = None, is_mla: bool = False, is_moe: bool = False
+) -> str:
     """Every setting that shapes a result, grouped by where it came from: 'settings: --phase decode,
     --tp 2; from the model file: prompt 512, weights bf16; defaults: batch 1, ...; spec a10 (hardware_specs/a10.yaml)'.
 
@@ -414,15 +422,21 @@ def settings_line(workload, sources: dict, spec=None, is_mla: bool = False, is_m
         source = sources.get(key, "default")
         if source.startswith("--"):
             flag = FLAGS.get(key, "--" + key.replace("_", "-"))
-            flags.append(f"--{'cuda-graph' if workload.cuda_graph else 'eager'}" if key == "cuda_graph" else f"{flag} {value(key)}")
+            flags.append(
+                f"--{'cuda-graph' if workload.cuda_graph else 'eager'}"
+                if key == "cuda_graph"
+                else f"{flag} {value(key)}"
+            )
         else:
             groups.setdefault(source, []).append(f"{SETTING_NAMES.get(key, key)} {value(key)}")
+        if key == "prompt_len" and not workload.context_len and not workload.gen_tokens:
+            groups.setdefault("default", []).append("decode context = prompt")
     parts = [", ".join(flags)] if flags else []
     for source, items in groups.items():
         head = "defaults" if source == "default" else f"from {source}"
         parts.append(f"{head}: {', '.join(items)}")
     if spec is not None:
-        parts.append(f"spec {spec.name} ({spec.path or 'built in Python'})")
+        parts.append(f"--gpu {spec.name} ({spec.path or 'built in Python'})")
     return "settings: " + "; ".join(parts)
 
 

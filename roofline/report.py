@@ -19,14 +19,19 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from roofline import io, render
 from roofline.advise import advise, render_advice
 from roofline.analysis import Analysis, analyze
-from roofline.config import resolve_model_path
+from roofline.config import ModelConfig, resolve_model_path
 from roofline.errors import InputFileError
+from roofline.specs import HardwareSpec
+
+if TYPE_CHECKING:
+    from roofline.compare import Comparison
 
 # the ops columns shown in the report's tables
 OP_COLUMNS = [
@@ -58,16 +63,16 @@ SWEEP_BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
 
 
 def write_report(
-    model,
-    gpu,
-    out_dir,
+    model: ModelConfig | str | Path,
+    gpu: HardwareSpec | str | Path,
+    out_dir: str | Path,
     command_line: str = "",
-    comparison=None,
+    comparison: "Comparison | None" = None,
     advice: pd.DataFrame | None = None,
     checks: pd.DataFrame | None = None,
     progress: Callable[[str], None] | None = None,
     settings: str = "",
-    **overrides,
+    **overrides: object,
 ) -> Path:
     """Write the report folder of ``model`` on ``gpu`` with workload ``overrides``.
 
