@@ -101,7 +101,7 @@ def main():
     if args.speed or not args.memory:
         speed()
     if args.memory or not args.speed:
-        if not args.speed:
+        if not args.memory:
             print()
         memory()
 
