@@ -709,15 +709,30 @@ def calibrate(gpu, output, quick, kernels, collectives, nproc, rendezvous):
         click.echo(table.to_string(index=False))
     if output:
         write_spec(raw, output)
-    measured = raw.get("measured", {})
-    lines = [
-        f"{k}: {v}" if not isinstance(v, dict) else f"{k}: table ({', '.join(map(str, v))})"
-        for k, v in measured.items()
-        if k != "conditions"
-    ]
+    lines = calibration_lines(raw.get("measured", {}))
     if output:
         lines.append(f"wrote {output}; use it with --gpu {output}")
     click.echo("\n".join(lines))
+
+
+def calibration_lines(measured: dict) -> list:
+    """The measured: section of a calibrated spec for people, one line per key (conditions left out):
+    'peak_tflops: bf16 756.3, fp8 1,372', 'mem_bandwidth_gb_per_s: 3,012', a table by its keys."""
+
+    def value(v):
+        return render.number(v, digits=4) if isinstance(v, float) and not isinstance(v, bool) else str(v)
+
+    lines = []
+    for key, v in measured.items():
+        if key == "conditions":
+            continue
+        if isinstance(v, dict) and all(isinstance(x, (int, float)) for x in v.values()):
+            lines.append(f"{key}: " + ", ".join(f"{k} {value(x)}" for k, x in v.items()))
+        elif isinstance(v, dict):
+            lines.append(f"{key}: table ({', '.join(map(str, v))})")
+        else:
+            lines.append(f"{key}: {value(v)}")
+    return lines
 
 
 # ------------------------------------------------------------------------------------------------

@@ -185,3 +185,23 @@ def test_json_integers_as_integers():
     row = data["ops"][0]
     assert [type(row[k]) for k in ("point", "batch_size", "prompt_len", "context_len", "count")] == [int] * 5
     assert type(data["summary"][1]["batch_size"]) is int and data["summary"][1]["batch_size"] == 8
+
+
+def test_calibration_lines_show_the_measured_figures():
+    from roofline.cli import calibration_lines
+
+    measured = {
+        "peak_tflops": {"bf16": 756.3, "fp8": 1372.4},
+        "mem_bandwidth_gb_per_s": 3012.5,
+        "launch_overhead_us": 4.25,
+        "graph_launch_overhead_us": 0.00061,
+        "gemm": {"bf16": {"rows": [1, 2]}},
+        "conditions": {"gpu": "H100"},
+    }
+    assert calibration_lines(measured) == [
+        "peak_tflops: bf16 756.3, fp8 1,372",
+        "mem_bandwidth_gb_per_s: 3,012",  # 4 significant figures, thousands separated
+        "launch_overhead_us: 4.25",
+        "graph_launch_overhead_us: 0.00061",  # not 6.1e-04
+        "gemm: table (bf16)",
+    ]
