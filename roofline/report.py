@@ -78,7 +78,8 @@ def write_report(
 
     ``comparison``: a roofline.compare.Comparison of the same model and workload (optional): its
     analysis is the report's, and its measured ops and steps get a section; without one, the report
-    analyses ``model``. ``advice``: advise()'s frame for that analysis (computed here when None);
+    analyses ``model``. ``advice``: advise()'s frame for that analysis (computed here when None, for
+    one point; a sweep's report has none);
     ``checks``: compare.check_advice's predicted-vs-achieved rows (optional). ``progress`` is called
     with the name of each stage as it starts ('analysing', 'charts 1/3', ...). ``settings``: the line
     naming every setting and where it came from (render.settings_line), shown under the title.
@@ -89,7 +90,7 @@ def write_report(
         progress("analysing")
     analysis = comparison.analysis if comparison is not None else analyze(model, gpu, **overrides)
     measured = comparison.measured if comparison is not None else None
-    if advice is None:
+    if advice is None and len(analysis.summary) == 1:  # advice is for one point; a sweep's report has none
         progress("advising")
         advice = advise(comparison if comparison is not None else analysis)
     # built in a temporary folder beside out_dir and swapped in whole: a failure or a kill leaves the old
@@ -132,7 +133,9 @@ def _write_folder(
         charts[name] = plot.save(draw(), out / name)[0]
 
     progress("tables")
-    tables = {"ops": ops, "summary": summary, "advice": advice.drop(columns=["overrides"])}
+    tables = {"ops": ops, "summary": summary}
+    if advice is not None:
+        tables["advice"] = advice.drop(columns=["overrides"])
     if comparison is not None:
         tables.update(measured_ops=comparison.ops, measured_steps=comparison.steps)
     if checks is not None:
@@ -176,7 +179,8 @@ def _sections(analysis, advice, charts, comparison, checks, command_line, settin
 
     m, w, spec, s = analysis.model, analysis.workload, analysis.spec, analysis.summary
     unfit = fit_note(s, None)
-    out = [("h1", f"{m.name} on {spec.name}" + (": does not fit in GPU memory" if unfit else ""))]
+    short = "does not fit in GPU memory" if len(s) == 1 else unfit.split(" (")[0]  # '2 of 3 points do not fit ...'
+    out = [("h1", f"{m.name} on {spec.name}" + (f": {short}" if unfit else ""))]
     if unfit:
         out.append(
             (
@@ -221,7 +225,12 @@ def _sections(analysis, advice, charts, comparison, checks, command_line, settin
             rows = analysis.ops[analysis.ops["phase"] == phase]
             out.append(("table", rows, {k: render.OP_TABLE[k] for k in OP_COLUMNS}))
     out.append(("h2", "What to try next"))
-    out.append(("pre", render_advice(advice) or "no change predicts a speedup of 2% or more"))
+    if advice is None:
+        out.append(
+            ("p", "Advice is for one point: run `roofline advise` (or this report) at one batch, prompt and context.")
+        )
+    else:
+        out.append(("pre", render_advice(advice) or "no change predicts a speedup of 2% or more"))
     if comparison is not None:
         out.append(("h2", "Measured on the GPU"))
         dev = comparison.run.device
@@ -280,7 +289,6 @@ def _sections(analysis, advice, charts, comparison, checks, command_line, settin
         )
     )
     if unfit:  # every section's heading says so
-        short = "does not fit in GPU memory" if len(s) == 1 else unfit.split(" (")[0]
         out = [("h2", f"{text} ({short})") if kind == "h2" else (kind, text, *rest) for kind, text, *rest in out]
     return out
 
