@@ -462,9 +462,8 @@ def advise(model, gpu, top, fmt, output, **workload):
     else:
         m, w, spec = analysis.model, analysis.workload, analysis.spec
         settings = render.settings_line(w, sources, spec, m.is_mla, m.is_moe)
-        if fmt == "markdown":
-            settings = render.md_escape(settings)
-        emit(f"{render.term_safe(m.name)} on {spec.name}\n{settings}\n\n{render_advice(frame)}", output)
+        name = render.md_escape if fmt == "markdown" else render.term_safe  # names come from files
+        emit(f"{name(m.name)} on {name(spec.name)}\n{name(settings)}\n\n{render_advice(frame)}", output)
 
 
 # ------------------------------------------------------------------------------------------------

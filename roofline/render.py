@@ -149,6 +149,7 @@ INTEGER_COLUMNS = frozenset(
         "ep",
         "microbatches",
         "layers",
+        "decode_ridge_batch",
     }
 )
 

@@ -185,6 +185,7 @@ def test_json_integers_as_integers():
     row = data["ops"][0]
     assert [type(row[k]) for k in ("point", "batch_size", "prompt_len", "context_len", "count")] == [int] * 5
     assert type(data["summary"][1]["batch_size"]) is int and data["summary"][1]["batch_size"] == 8
+    assert data["summary"][0]["decode_ridge_batch"] == 227  # as the README says; an int
 
 
 def test_calibration_lines_show_the_measured_figures():
