@@ -1171,7 +1171,7 @@ def specs(ctx, fmt, output):
 
     frame = pd.DataFrame(rows)
     if fmt == "json":
-        emit(render.to_json(render.to_records(frame)), output)
+        emit(render.to_json({**json_header(), "specs": render.to_records(frame)}), output)
     elif fmt == "csv":
         emit(render.to_csv(frame), output)
     else:
@@ -1234,7 +1234,13 @@ def specs_show(name, fmt, output):
     if fmt == "json":
         emit(
             render.to_json(
-                {**info, "dtypes": render.to_records(frame), "sources": spec.sources, "references": spec.references}
+                {
+                    **json_header(spec=spec),
+                    **info,
+                    "dtypes": render.to_records(frame),
+                    "sources": spec.sources,
+                    "references": spec.references,
+                }
             ),
             output,
         )

@@ -206,3 +206,12 @@ def test_calibration_lines_show_the_measured_figures():
         "graph_launch_overhead_us: 0.00061",  # not 6.1e-04
         "gemm: table (bf16)",
     ]
+
+
+def test_specs_json_carries_the_header():
+    listed = json_of("specs", "--format", "json")
+    check_header(listed, None, None)
+    assert "a10" in [row["name"] for row in listed["specs"]]
+    shown = json_of("specs", "show", "a10", "--format", "json")
+    check_header(shown, None, "a10")
+    assert shown["name"] == "a10" and shown["dtypes"][0]["dtype"]
