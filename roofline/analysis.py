@@ -6,6 +6,7 @@ numpy arrays, so 10,000 points cost about as much as a few.
 """
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -67,7 +68,12 @@ class Analysis:
     summary: pd.DataFrame
 
 
-def analyze(model, gpu, workload: Optional[Workload] = None, **overrides) -> Analysis:
+def analyze(
+    model: ModelConfig | str | Path,
+    gpu: HardwareSpec | str | Path,
+    workload: Optional[Workload] = None,
+    **overrides: object,
+) -> Analysis:
     """Analyse ``model`` (a path or ModelConfig) on ``gpu`` (a shipped name, a path or a HardwareSpec).
 
     ``overrides`` are workload settings by field name (batch_size=[1, 8], prompt_len=2048, phase='decode',

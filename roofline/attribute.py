@@ -32,12 +32,18 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from roofline.config import ModelConfig
 from roofline.errors import TraceError
+
+if TYPE_CHECKING:
+    from roofline.analysis import Analysis
+    from roofline.specs import HardwareSpec
 
 # the analytic ops, in the order they run in one layer (transformer.py); fused projections after
 LAYER_ORDER = (
@@ -195,7 +201,7 @@ def _tensors(dims) -> list:
     return [d for d in dims if isinstance(d, list) and d and all(isinstance(x, int) for x in d)]
 
 
-def gemm_shape(op: str, dims):
+def gemm_shape(op: str, dims: list) -> tuple | None:
     """(M, K, N, groups) of a GEMM op from its recorded input shapes, or None.
 
     mm: a [M, K] @ b [K, N]; addmm: bias, a, b; linear: x [..., K] @ w[N, K]^T; matmul with a 2-D
@@ -265,7 +271,7 @@ def projection_table(m: ModelConfig) -> dict:
     return table
 
 
-def module_op(path: str, m: ModelConfig):
+def module_op(path: str, m: ModelConfig) -> tuple[str | None, int | None]:
     """(op, layer) for a module path such as 'model.layers.3.mlp.gate', or (None, None)."""
     if not isinstance(path, str) or not path:
         return None, None
@@ -690,7 +696,7 @@ class _Walker:
 # the public functions
 
 
-def attribute_kernels(kernels: pd.DataFrame, model: ModelConfig, rank: int = 0):
+def attribute_kernels(kernels: pd.DataFrame, model: ModelConfig, rank: int = 0) -> tuple:
     """Per-kernel attribution of one trace's kernels frame (``TraceAnalysis.kernels``).
 
     Returns (kernels with rank, pass_id, phase, layer, op, evidence, reason added, in launch order;
@@ -802,7 +808,7 @@ def infer_workload(passes: pd.DataFrame) -> dict:
     }
 
 
-def measured_ops(kernels: pd.DataFrame, spec=None) -> pd.DataFrame:
+def measured_ops(kernels: pd.DataFrame, spec: "HardwareSpec | str | None" = None) -> pd.DataFrame:
     """One row per (rank, phase, op) of the attributed kernels: GPU time, kernels, calls, span, counts.
 
     ``spec`` (a HardwareSpec) adds the measured class of each row from the trace's own FLOP/byte counts.
@@ -867,7 +873,12 @@ def unattributed_frame(kernels: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values("gpu_time_s", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def attribute(traces, model, spec=None, **overrides) -> Attribution:
+def attribute(
+    traces: str | Path | list,
+    model: ModelConfig | str | Path,
+    spec: "HardwareSpec | str | None" = None,
+    **overrides: object,
+) -> Attribution:
     """Map every kernel of one or more traces (paths, folders of rank files, or TraceAnalysis objects;
     the i-th is rank i) to the analytic rows of ``model`` (a ModelConfig or a model file).
 
@@ -923,7 +934,7 @@ def attribute(traces, model, spec=None, **overrides) -> Attribution:
     return Attribution(kernels, ops, unattributed_frame(kernels), passes, workload, notes, summary, spec)
 
 
-def trace_list(traces) -> list:
+def trace_list(traces: str | Path | list) -> list:
     """Trace paths (a folder: its .json and .json.gz files, sorted: rank 0, 1, ...) and TraceAnalysis objects."""
     from pathlib import Path
 
@@ -943,7 +954,7 @@ def trace_list(traces) -> list:
     return out
 
 
-def trace_device_names(item) -> list:
+def trace_device_names(item: object) -> list:
     """GPU names from a trace's ``deviceProperties`` header (empty when it has none). Kineto writes the
     header before the events, so only the file's start is read."""
     import gzip
@@ -970,7 +981,7 @@ def trace_device_names(item) -> list:
     return re.findall(r'"name"\s*:\s*"([^"]*)"', head[at : end if end > 0 else len(head)])
 
 
-def resolve_spec(spec, items):
+def resolve_spec(spec: "HardwareSpec | str | None", items: list) -> "HardwareSpec":
     """The spec to use: ``spec`` when given (a warning-worthy mismatch with the trace's device is
     reported by ``device_mismatch``), else the one the trace's deviceProperties name."""
     from roofline.measure.nvml import spec_name_for_gpu
@@ -994,7 +1005,7 @@ def resolve_spec(spec, items):
     return load_spec(spec_name_for_gpu(names[0]))
 
 
-def device_mismatch(spec, items):
+def device_mismatch(spec: "HardwareSpec", items: list) -> str | None:
     """A one-line warning when the trace's deviceProperties name a GPU other than ``spec``, else None."""
     from roofline.errors import UnknownHardware
     from roofline.measure.nvml import spec_name_for_gpu
@@ -1019,7 +1030,9 @@ def _gemm_of(op, dims, outer, outer_dims):
     return gemm_shape(op, dims) or gemm_shape(outer, outer_dims)
 
 
-def departures(kernels: pd.DataFrame, passes: pd.DataFrame, m: ModelConfig, workload: dict, spec=None) -> list:
+def departures(
+    kernels: pd.DataFrame, passes: pd.DataFrame, m: ModelConfig, workload: dict, spec: "HardwareSpec | None" = None
+) -> list:
     """Notes where the run does what the analytic model does not assume."""
     notes = []
     k = kernels[kernels["rank"] == 0]
@@ -1121,7 +1134,7 @@ def departures(kernels: pd.DataFrame, passes: pd.DataFrame, m: ModelConfig, work
 # measured beside predicted (to move into roofline/compare.py)
 
 
-def join_predicted(ops: pd.DataFrame, analysis) -> pd.DataFrame:
+def join_predicted(ops: pd.DataFrame, analysis: "Analysis") -> pd.DataFrame:
     """``ops`` (rank 0 rows of measured_ops) with the analytic time of the same calls beside each row.
 
     ``analysis``: a roofline.analysis.Analysis of one prefill point and, for decode, one point per
@@ -1185,7 +1198,7 @@ def join_predicted(ops: pd.DataFrame, analysis) -> pd.DataFrame:
     return classify_measured(cls, analysis.spec)
 
 
-def predict_for(model, spec, workload: dict, **settings):
+def predict_for(model: ModelConfig, spec: "HardwareSpec | str", workload: dict, **settings: object) -> "Analysis":
     """The Analysis ``join_predicted`` needs: the inferred workload at one prefill point and one decode
     point per decode context. ``settings`` are further workload fields (act_dtype, attn_impl, ...)."""
     from roofline.analysis import analyze
@@ -1208,7 +1221,9 @@ def predict_for(model, spec, workload: dict, **settings):
     return result
 
 
-def compare_frame(attribution: Attribution, model, spec, **settings) -> pd.DataFrame:
+def compare_frame(
+    attribution: Attribution, model: ModelConfig, spec: "HardwareSpec | str", **settings: object
+) -> pd.DataFrame:
     """rank-0 measured rows beside the prediction for the inferred workload (measured + join_predicted)."""
     ops = attribution.ops[attribution.ops["rank"] == 0]
     w = attribution.workload

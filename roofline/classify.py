@@ -23,12 +23,11 @@ beside it, so a sum of ``max(time_s, launch_s)`` is the time with launch overhea
 Imports neither torch nor matplotlib.
 """
 
-import math
-
 import numpy as np
 import pandas as pd
 
 from roofline.errors import SpecError
+from roofline.render import si
 from roofline.specs import HardwareSpec
 
 # One vocabulary of classes for both sides; each has one colour in the charts (plot.BOUND_COLORS).
@@ -40,8 +39,14 @@ MEASURED_BOUNDS = CLASSES  # a measurement can also be latency-bound, or unknown
 
 
 def roofline_time_s(
-    flops, moved_bytes, peak_flops_per_s, mem_bytes_per_s, comm_bytes=0.0, latency_s=0.0, link_bytes_per_s=np.inf
-):
+    flops: float | np.ndarray,
+    moved_bytes: float | np.ndarray,
+    peak_flops_per_s: float | np.ndarray,
+    mem_bytes_per_s: float | np.ndarray,
+    comm_bytes: float | np.ndarray = 0.0,
+    latency_s: float | np.ndarray = 0.0,
+    link_bytes_per_s: float | np.ndarray = np.inf,
+) -> float | np.ndarray:
     """The roofline time of an op (arrays or scalars): max(F / peak, B / bandwidth, alpha + C / link),
     the collective term only where C > 0. Returns (time_s, time_compute_s, time_memory_s, time_comm_s)."""
     t_compute = np.asarray(flops, dtype=float) / peak_flops_per_s
@@ -103,7 +108,7 @@ MIN_COSTED_SHARE = 0.5  # FLOPs/bytes must describe at least this share of the G
 DEFAULT_DTYPE = "bf16"  # compute dtype assumed where a row names none
 
 
-def classify_measured(frame: pd.DataFrame, spec) -> pd.DataFrame:
+def classify_measured(frame: pd.DataFrame, spec: HardwareSpec | str) -> pd.DataFrame:
     """Return a copy of ``frame`` with achieved rates, fractions of the spec's ceilings and a class.
 
     Columns read (per row: one kernel, op or range, over all its calls):
@@ -178,18 +183,18 @@ def classify_measured(frame: pd.DataFrame, spec) -> pd.DataFrame:
     for i in range(n):  # one turn per row of a summary table, not per event
         args = (gpu[i], kernels[i], span[i], per_kernel[i], frac_c[i], frac_m[i], rate_f[i], rate_b[i], dtypes[i])
         if comm_share[i] >= COMM_SHARE:
-            b, ev = "communication", f"NCCL kernels {comm_share[i]:.0%} of {_si(gpu[i], 's')} GPU time"
+            b, ev = "communication", f"NCCL kernels {comm_share[i]:.0%} of {si(gpu[i], 's')} GPU time"
         elif per_kernel[i] < launch_s and (
             busy[i] <= 1 / OVERHEAD_SPAN_RATIO if not np.isnan(busy[i]) else span[i] >= OVERHEAD_SPAN_RATIO * gpu[i]
         ):
             b, ev = "overhead", _overhead_evidence(out, i, *args[:3], busy=busy[i])
         elif np.isnan(flops[i]) and np.isnan(nbytes[i]):
-            b, ev = "unknown", f"no FLOP/byte count; {_si(per_kernel[i], 's')} per kernel"
+            b, ev = "unknown", f"no FLOP/byte count; {si(per_kernel[i], 's')} per kernel"
         elif costed_share[i] < MIN_COSTED_SHARE:
             b = "unknown"
             ev = (
                 f"FLOP/byte count known for {costed_share[i]:.0%} of its GPU time only; "
-                f"{_si(per_kernel[i], 's')} per kernel"
+                f"{si(per_kernel[i], 's')} per kernel"
             )
         else:
             fc = -1.0 if np.isnan(frac_c[i]) else frac_c[i]
@@ -233,9 +238,9 @@ def _overhead_evidence(frame, i, gpu, kernels, span, busy=np.nan) -> str:
     calls = calls if calls and calls == calls and calls > 0 else 1
     per = " per call" if calls > 1 else ""
     if np.isnan(busy):
-        return f"kernels {_si(gpu / calls, 's')} in a {_si(span / calls, 's')} span{per}; GPU idle {1 - gpu / span:.0%}"
+        return f"kernels {si(gpu / calls, 's')} in a {si(span / calls, 's')} span{per}; GPU idle {1 - gpu / span:.0%}"
     return (
-        f"kernels {_si(gpu / calls, 's')} in a {_si(span / calls, 's')} span{per}; device idle {1 - busy:.0%} "
+        f"kernels {si(gpu / calls, 's')} in a {si(span / calls, 's')} span{per}; device idle {1 - busy:.0%} "
         f"of it (all streams)"
     )
 
@@ -244,33 +249,8 @@ def _roof_evidence(per_kernel, frac_c, frac_m, rate_f, rate_b, dtype) -> str:
     parts = []
     if not np.isnan(rate_f):
         share = "no peak in spec" if np.isnan(frac_c) else f"{frac_c:.0%} of {dtype} peak"
-        parts.append(f"{_si(rate_f, 'FLOP/s')} = {share}")
+        parts.append(f"{si(rate_f, 'FLOP/s')} = {share}")
     if not np.isnan(rate_b):
-        parts.append(f"{_si(rate_b, 'B/s')} = {frac_m:.0%} of memory bandwidth")
-    parts.append(f"{_si(per_kernel, 's')} per kernel")
+        parts.append(f"{si(rate_b, 'B/s')} = {frac_m:.0%} of memory bandwidth")
+    parts.append(f"{si(per_kernel, 's')} per kernel")
     return "; ".join(parts)
-
-
-_PREFIXES = [
-    (1e15, "P"),
-    (1e12, "T"),
-    (1e9, "G"),
-    (1e6, "M"),
-    (1e3, "k"),
-    (1, ""),
-    (1e-3, "m"),
-    (1e-6, "µ"),
-    (1e-9, "n"),
-]
-
-
-def _si(value, unit) -> str:
-    """A number with a decimal SI prefix, 3 significant figures: 1.1e-6, 's' -> '1.1 µs'."""
-    if value is None or not math.isfinite(value):
-        return f"? {unit}"
-    if value == 0:
-        return f"0 {unit}"
-    for scale, prefix in _PREFIXES:
-        if abs(value) >= scale:
-            break
-    return f"{value / scale:.3g} {prefix}{unit}"

@@ -6,8 +6,12 @@ exit with 2. The analytic commands (analyze, specs) never import torch or matplo
 
 import contextlib
 import functools
+import itertools
 import math
 import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,11 +21,19 @@ from roofline.dtypes import ACT_DTYPES, STORAGE_DTYPES
 from roofline.errors import ConfigError, RooflineError
 from roofline.validate import MAX_INT
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from roofline.analysis import Analysis
+    from roofline.attribute import Attribution
+    from roofline.config import ModelConfig, Workload
+    from roofline.specs import HardwareSpec
+
 # whole-number flags: at most MAX_INT (2**53), the largest count a float holds exactly
 COUNT = click.IntRange(min=1, max=MAX_INT)
 
 
-def library_errors(fn):
+def library_errors(fn: Callable) -> Callable:
     """Turn RooflineError (and an OSError the library did not catch) into click's one-line
     'Error: ...' with exit code 1; control characters in the message are shown, not run."""
 
@@ -40,7 +52,7 @@ def library_errors(fn):
     return wrapper
 
 
-def refuse_input_as_output(output, inputs: dict) -> None:
+def refuse_input_as_output(output: str | None, inputs: dict) -> None:
     """Raise a usage error (exit 2) when ``output`` names one of the ``inputs`` ({flag: path}) or lies
     inside the folder of one of them: writing would destroy an input."""
     if not output:
@@ -57,14 +69,14 @@ def refuse_input_as_output(output, inputs: dict) -> None:
 FORMAT_BY_SUFFIX = {".json": "json", ".csv": "csv", ".md": "markdown", ".markdown": "markdown"}
 
 
-def format_for(output) -> str:
+def format_for(output: str | None) -> str:
     """The format an output file's extension asks for (.json, .csv, .md); table otherwise."""
     from pathlib import Path
 
     return FORMAT_BY_SUFFIX.get(Path(output).suffix.lower(), "table") if output else "table"
 
 
-def output_options(fn):
+def output_options(fn: Callable) -> Callable:
     """The shared --format / --output pair; without --format, the output's extension picks the format."""
 
     @functools.wraps(fn)
@@ -88,7 +100,7 @@ def output_options(fn):
     return wrapper
 
 
-def emit(text, output) -> None:
+def emit(text: str | Iterable[str], output: str | None) -> None:
     """Write ``text`` (a string, or an iterable of strings that is streamed) to file ``output``
     atomically (the old file survives any failure), or print it with control characters made visible.
     The output ends with one newline. Raises OutputError (exit 1, one line) when it cannot write."""
@@ -116,7 +128,7 @@ def warn(message: str) -> None:
     click.echo(f"warning: {render.term_safe(message)}", err=True)
 
 
-def warn_written(paths) -> None:
+def warn_written(paths: Iterable) -> None:
     click.echo(render.term_safe("wrote " + ", ".join(str(p) for p in paths)), err=True)
 
 
@@ -126,7 +138,7 @@ COLLECTIVE_OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all")
 RENDEZVOUS_FLAGS = ("nnodes", "node-rank", "master-addr", "master-port", "rdzv-backend", "rdzv-endpoint", "rdzv-id")
 
 
-def rendezvous_options(fn):
+def rendezvous_options(fn: Callable) -> Callable:
     """torchrun's rendezvous flags, passed through for runs over several hosts (same command on each)."""
 
     def collect(ctx, param, value):
@@ -149,7 +161,7 @@ def rendezvous_options(fn):
     return wrapper
 
 
-def plot_option(fn):
+def plot_option(fn: Callable) -> Callable:
     return click.option(
         "--plot",
         "plot_file",
@@ -158,7 +170,7 @@ def plot_option(fn):
     )(fn)
 
 
-def sweep_option(ctx, param, value):
+def sweep_option(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple | None:
     if value is None:
         return None
     try:
@@ -202,7 +214,7 @@ WORKLOAD_OPTIONS = [
 ]
 
 
-def workload_options(fn):
+def workload_options(fn: Callable) -> Callable:
     """The workload flags shared by analyze, advise, report and profile; they override the model file."""
     for option in reversed(WORKLOAD_OPTIONS):
         fn = option(fn)
@@ -224,35 +236,95 @@ def analyze(model, gpu, fmt, output, summary_only, plot_file, **workload):
     Example:
       roofline analyze examples/llama-2-7b.yaml --gpu a10 --batch 1,8,64
     """
-    from roofline.analysis import analyze as run_analysis
+    from roofline.config import load_model_and_workload, workload_sources
+    from roofline.specs import load_spec
+    from roofline.sweep import SWEEP_AXES, iter_analysis
 
     refuse_input_as_output(output, {"model": model, "spec": gpu})
     refuse_input_as_output(plot_file, {"model": model, "spec": gpu, "--output": output})
-    result = run_analysis(model, gpu, **workload)
-    check_finite(result)
-    for key in result.model.ignored_keys:
+    m, w = load_model_and_workload(model, workload)
+    spec = load_spec(gpu)
+    sources = workload_sources(model, workload)
+    # a large sweep is analysed and written a chunk of points at a time (roofline.sweep): memory stays
+    # bounded; the summaries are kept only for a sweep's table and chart (one row per point)
+    chunks = iter_analysis(m, spec, workload=w)
+    first = next(chunks)
+    for key in first.model.ignored_keys:
         warn(f"{model}: ignoring key '{key}', which roofline does not model")
-    worst = result.summary.loc[~result.summary["fits_in_memory"]]
-    if len(worst):
-        row = worst.iloc[0]
-        warn(
-            f"weights + KV cache ({render.si(row['memory_bytes'], 'B')}) do not fit in {result.spec.name}'s "
-            f"{render.si(row['mem_capacity_bytes'], 'B')} at batch {row['batch_size']:.0f} ({len(worst)} of "
-            f"{len(result.summary)} points); use --tp, a smaller batch or context, or quantised weights/KV"
-        )
-    emit(render_analysis(result, fmt, summary_only), output)
+    whole = replace(first.workload, **{a: getattr(w, a) for a in SWEEP_AXES})  # the grid, not the chunk
+    seen = []  # (summary, ops) of the chunks, ops only for one point
+    keep = bool(plot_file) or fmt in ("table", "markdown")
+
+    def checked(chunks):
+        for a in chunks:
+            check_finite(a)
+            seen.append((a.summary[FIT_COLUMNS] if not keep else a.summary, a.ops if len(a.summary) == 1 else None))
+            yield a
+
+    settings = render.settings_line(whole, sources, spec, first.model.is_mla, first.model.is_moe)
+    emit(render_sweep(checked(itertools.chain([first], chunks)), fmt, summary_only, whole, settings, sources), output)
+    warn_unfit([s for s, _ in seen], spec)
     if plot_file:
+        import pandas as pd
+
         from roofline import plot
 
-        figure = plot.figure_result(result.ops, result.summary, result.spec)
+        summary = pd.concat([s for s, _ in seen], ignore_index=True) if len(seen) > 1 else seen[0][0]
+        ops = seen[0][1] if len(summary) == 1 else first.ops.iloc[:0]
+        figure = plot.figure_result(ops, summary, spec, model=first.model, workload=whole)
         warn_written(plot.save(figure, plot_file))
+
+
+FIT_COLUMNS = ["batch_size", "memory_bytes", "mem_capacity_bytes", "fits_in_memory"]
+
+
+def warn_unfit(summaries: list, spec: "HardwareSpec") -> None:
+    """Warn, naming the first point, when weights + KV cache of some points of a sweep's summaries
+    (one frame per chunk) do not fit in the GPU's memory."""
+    n_points = sum(len(s) for s in summaries)
+    unfit = [s.loc[~s["fits_in_memory"].astype(bool)] for s in summaries]
+    n_unfit = sum(len(u) for u in unfit)
+    if n_unfit:
+        row = next(u for u in unfit if len(u)).iloc[0]
+        warn(
+            f"weights + KV cache ({render.si(row['memory_bytes'], 'B')}) do not fit in {spec.name}'s "
+            f"{render.si(row['mem_capacity_bytes'], 'B')} at batch {row['batch_size']:.0f} ({n_unfit} of "
+            f"{n_points} points); use --tp, a smaller batch or context, or quantised weights/KV"
+        )
 
 
 # the layout of `analyze --format json`: raise it when a key changes meaning or goes away
 JSON_SCHEMA_VERSION = 1
 
 
-def check_finite(result) -> None:
+def json_header(
+    model: "ModelConfig | None" = None,
+    spec: "HardwareSpec | None" = None,
+    workload: "Workload | dict | None" = None,
+    sources: dict | None = None,
+) -> dict:
+    """The keys every JSON output starts with, so that `roofline plot` and other tools can read it later:
+    schema_version, roofline_version, the model's and the spec's names ("model", "gpu"), the resolved
+    workload (a Workload, or the dict a trace's workload was inferred as), the model config and the spec
+    (SI units) as read. What a command does not have (a trace without --model) is null. ``sources``
+    (config.workload_sources: where each workload setting came from) adds "workload_sources"."""
+    from dataclasses import asdict, is_dataclass
+
+    header = {
+        "schema_version": JSON_SCHEMA_VERSION,
+        "roofline_version": __version__,
+        "model": model.name if model is not None else None,
+        "gpu": spec.name if spec is not None else None,
+        "workload": dict(vars(workload)) if is_dataclass(workload) else workload,
+        "model_config": asdict(model) if model is not None else None,
+        "spec": asdict(spec) if spec is not None else None,
+    }
+    if sources is not None:
+        header["workload_sources"] = sources
+    return header
+
+
+def check_finite(result: "Analysis") -> None:
     """Raise RooflineError when a derived figure of ``result`` came out infinite (never printed as 'inf').
     Input values are range-checked (validate.number), so this guards the arithmetic, not the user."""
     import numpy as np
@@ -267,38 +339,52 @@ def check_finite(result) -> None:
             )
 
 
-def render_analysis(result, fmt: str, summary_only: bool):
-    """The text of ``result`` in ``fmt``: a string, or for json and csv a stream of strings."""
-    ops, summary = result.ops, result.summary
-    if fmt == "json":
-        from dataclasses import asdict
+def render_analysis(result: "Analysis", fmt: str, summary_only: bool) -> str | Iterator[str]:
+    """The text of one Analysis ``result`` in ``fmt``: a string, or for json and csv a stream of strings."""
+    return render_sweep([result], fmt, summary_only)
 
-        payload = {
-            "schema_version": JSON_SCHEMA_VERSION,
-            "roofline_version": __version__,
-            "model": result.model.name,
-            "gpu": result.spec.name,
-            "workload": {k: v for k, v in vars(result.workload).items()},
-            "model_config": asdict(result.model),
-            "spec": asdict(result.spec),
-            "summary": summary,
-        }
-        if not summary_only:
-            payload["ops"] = ops
-        return render.json_chunks(payload)
+
+def render_sweep(
+    chunks: Iterable["Analysis"],
+    fmt: str,
+    summary_only: bool,
+    workload: "Workload | None" = None,
+    settings: str = "",
+    sources: dict | None = None,
+) -> str | Iterator[str]:
+    """The text of an analysis given as chunks of its points (roofline.sweep.iter_analysis; one Analysis
+    is one chunk) in ``fmt``. json and csv: a stream of strings, each chunk's rows rendered as it comes
+    (the JSON's ops spooled to a temporary file behind the summary: render.json_sections); table and
+    markdown: a string, the ops of one point or one summary row per point, under ``settings``.
+    ``workload``: the whole grid's, for the JSON header (default: the first chunk's)."""
+    chunks = iter(chunks)
+    first = next(chunks)
+    every = itertools.chain([first], chunks)
+    if fmt == "json":
+        header = json_header(first.model, first.spec, workload or first.workload, sources)
+        if summary_only:
+            return render.json_sections(header, ("summary",), ((a.summary,) for a in every))
+        return render.json_sections(header, ("summary", "ops"), ((a.summary, a.ops) for a in every))
     if fmt == "csv":
-        return render.csv_chunks(summary if summary_only else ops)
+        return render.csv_frames(a.summary if summary_only else a.ops for a in every)
     markdown = fmt == "markdown"
-    if summary_only or len(summary) > 1:
-        return render.text_table(summary, _present(summary, render.SWEEP_TABLE), markdown)
-    return render_single_point(result, markdown)
+    parts = list(every)
+    if len(parts) == 1 and len(first.summary) == 1 and not summary_only:
+        return render_single_point(first, markdown, settings)
+    import pandas as pd
+
+    summary = pd.concat([a.summary for a in parts], ignore_index=True) if len(parts) > 1 else first.summary
+    table = render.text_table(summary, _present(summary, render.SWEEP_TABLE), markdown)
+    if not settings:
+        return table
+    return (render.md_escape(settings) if markdown else settings) + "\n\n" + table
 
 
 def _present(frame, formats):
     return {k: v for k, v in formats.items() if k in frame.columns}
 
 
-def render_single_point(result, markdown: bool) -> str:
+def render_single_point(result: "Analysis", markdown: bool, settings: str = "") -> str:
     w, spec, s = result.workload, result.spec, result.summary.iloc[0]
     name = render.md_escape if markdown else render.term_safe  # names come from files: shown, never run
     head = (
@@ -316,7 +402,7 @@ def render_single_point(result, markdown: bool) -> str:
         head += f"; MLA {mla_form(w, 'prefill')} in prefill, {mla_form(w, 'decode')} in decode (--mla), latent KV cache"
     from roofline.predict import describe_collectives, describe_source
 
-    out = [head, describe_source(spec)]
+    out = [head] + ([name(settings)] if settings else []) + [describe_source(spec)]
     if (result.ops["category"] == "collective").any():
         out.append(describe_collectives(spec))
     for phase in w.phases:
@@ -368,13 +454,21 @@ def advise(model, gpu, top, fmt, output, **workload):
     from roofline.analysis import analyze as run_analysis
 
     refuse_input_as_output(output, {"model": model, "spec": gpu})
-    frame = run_advise(run_analysis(model, gpu, **workload), top=top)
+    from roofline.config import workload_sources
+
+    analysis = run_analysis(model, gpu, **workload)
+    frame = run_advise(analysis, top=top)
+    sources = workload_sources(model, workload)
     if fmt == "json":
-        emit(render.to_json(render.to_records(frame)), output)
+        header = json_header(analysis.model, analysis.spec, analysis.workload, sources)
+        emit(render.to_json({**header, "advice": render.to_records(frame)}), output)
     elif fmt == "csv":
         emit(render.to_csv(frame), output)
     else:
-        emit(render_advice(frame), output)
+        m, w, spec = analysis.model, analysis.workload, analysis.spec
+        settings = render.settings_line(w, sources, spec, m.is_mla, m.is_moe)
+        name = render.md_escape if fmt == "markdown" else render.term_safe  # names come from files
+        emit(f"{name(m.name)} on {name(spec.name)}\n{name(settings)}\n\n{render_advice(frame)}", output)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -452,38 +546,52 @@ def profile(model, gpu, layers, impl, warmup, iters, trace_dir, nproc, rendezvou
             trace = f"{trace_dir}/b{b}_p{p}_c{c or p}" if trace_dir else None
             run = run_profile(m, point, spec=spec, layers=layers, warmup=warmup, iters=iters, trace_dir=trace)
             comparisons.append(compare(run_analysis(m, spec or run.device["spec"], workload=run.workload), run))
-    import pandas as pd
-
-    ops = pd.concat([c.ops for c in comparisons], ignore_index=True)
-    steps = pd.concat([c.steps for c in comparisons], ignore_index=True)
     for note in dict.fromkeys(n for c in comparisons for n in c.notes):
         click.echo(f"note: {note}", err=True)
-    if fmt == "json":
-        emit(
-            render.to_json(
-                {"device": comparisons[0].run.device, "steps": render.to_records(steps), "ops": render.to_records(ops)}
-            ),
-            output,
-        )
-    elif fmt == "csv":
-        emit(render.to_csv(ops), output)
-    else:
-        markdown = fmt == "markdown"
-        emit(
-            render.text_table(steps, _present(steps, render.STEP_TABLE), markdown)
-            + "\n\n"
-            + render.text_table(ops, _present(ops, render.PROFILE_TABLE), markdown),
-            output,
-        )
+    emit(render_profile(m, w, comparisons, fmt), output)
     if plot_file:
         from roofline import plot
 
         warn_written(plot.save(plot.figure_comparison(comparisons[0]), plot_file))
 
 
-def render_hf_profile(ops, run, times, trace_path, fmt: str) -> str:
+def render_profile(model: "ModelConfig", workload: "Workload", comparisons: list, fmt: str) -> str:
+    """The text of ``roofline profile`` (reference model): the steps and op rows of every point's
+    Comparison; JSON starts with ``json_header`` of the model, the spec and the workload profiled."""
+    import pandas as pd
+
+    ops = pd.concat([c.ops for c in comparisons], ignore_index=True)
+    steps = pd.concat([c.steps for c in comparisons], ignore_index=True)
+    if fmt == "json":
+        return render.to_json(
+            {
+                **json_header(model, comparisons[0].spec, workload),
+                "device": comparisons[0].run.device,
+                "steps": render.to_records(steps),
+                "ops": render.to_records(ops),
+            }
+        )
+    if fmt == "csv":
+        return render.to_csv(ops)
+    markdown = fmt == "markdown"
+    return (
+        render.text_table(steps, _present(steps, render.STEP_TABLE), markdown)
+        + "\n\n"
+        + render.text_table(ops, _present(ops, render.PROFILE_TABLE), markdown)
+    )
+
+
+def render_hf_profile(
+    ops: "pd.DataFrame",
+    run: "Attribution",
+    times: list,
+    trace_path: str | None,
+    fmt: str,
+    model: "ModelConfig | None" = None,
+) -> str:
     """The text of ``profile --impl transformers``: per phase the step wall time (profiler off) and the
-    kernel time per pass, then the op rows beside the prediction (as trace --model prints them)."""
+    kernel time per pass, then the op rows beside the prediction (as trace --model prints them).
+    ``model``: the ModelConfig profiled, named in the JSON header."""
     import pandas as pd
 
     steps = pd.DataFrame({"phase": ["prefill"] + ["decode"] * (len(times) - 1), "wall_time_s": times})
@@ -493,6 +601,7 @@ def render_hf_profile(ops, run, times, trace_path, fmt: str) -> str:
     if fmt == "json":
         return render.to_json(
             {
+                **json_header(model, run.spec, run.workload),
                 "device": run.spec.name,
                 "summary": run.summary,
                 "steps": render.to_records(steps),
@@ -503,7 +612,7 @@ def render_hf_profile(ops, run, times, trace_path, fmt: str) -> str:
             }
         )
     if fmt == "csv":
-        return ops.to_csv(index=False)
+        return render.to_csv(ops)
     step_cols = {
         "phase": ("phase", str),
         "passes": ("passes", lambda v: f"{v:.0f}"),
@@ -518,7 +627,17 @@ def render_hf_profile(ops, run, times, trace_path, fmt: str) -> str:
     )
 
 
-def profile_transformers(m, w, gpu, layers, trace_dir, fmt, output, plot_file, flags):
+def profile_transformers(
+    m: "ModelConfig",
+    w: "Workload",
+    gpu: str,
+    layers: int | None,
+    trace_dir: str | None,
+    fmt: str,
+    output: str | None,
+    plot_file: str | None,
+    flags: dict,
+) -> None:
     """``roofline profile --impl transformers``: the HF model under roofline.capture, rendered like trace --model.
     It runs on one GPU: the model file's tp/pp/ep are ignored, the same flags refused."""
     from roofline.attribute import compare_frame
@@ -534,7 +653,7 @@ def profile_transformers(m, w, gpu, layers, trace_dir, fmt, output, plot_file, f
     ops, run = cap.comparison, cap.run
     for note in run.notes:
         click.echo(f"note: {note}", err=True)
-    emit(render_hf_profile(ops, run, times, cap.trace_path, fmt), output)
+    emit(render_hf_profile(ops, run, times, cap.trace_path, fmt, model=cap.config), output)
     if plot_file:
         from roofline import plot
         from roofline.analysis import analyze as run_analysis
@@ -548,9 +667,7 @@ def profile_transformers(m, w, gpu, layers, trace_dir, fmt, output, plot_file, f
             prompt_len=round(wl["prompt_len"]),
             context_len=context,
         )
-        warn_written(
-            plot.save(plot.figure_roofline(analytic.ops, analytic.spec, measured=measured_points(ops)), plot_file)
-        )
+        warn_written(plot.save(plot.figure_analysis_measured(analytic, measured_points(ops)), plot_file))
 
 
 @main.command()
@@ -614,15 +731,30 @@ def calibrate(gpu, output, quick, kernels, collectives, collective_ops, nproc, r
             click.echo(f"note: {note}", err=True)
     if output:
         write_spec(raw, output)
-    measured = raw.get("measured", {})
-    lines = [
-        f"{k}: {v}" if not isinstance(v, dict) else f"{k}: table ({', '.join(map(str, v))})"
-        for k, v in measured.items()
-        if k != "conditions"
-    ]
+    lines = calibration_lines(raw.get("measured", {}))
     if output:
         lines.append(f"wrote {output}; use it with --gpu {output}")
     click.echo("\n".join(lines))
+
+
+def calibration_lines(measured: dict) -> list:
+    """The measured: section of a calibrated spec for people, one line per key (conditions left out):
+    'peak_tflops: bf16 756.3, fp8 1,372', 'mem_bandwidth_gb_per_s: 3,012', a table by its keys."""
+
+    def value(v):
+        return render.number(v, digits=4) if isinstance(v, float) and not isinstance(v, bool) else str(v)
+
+    lines = []
+    for key, v in measured.items():
+        if key == "conditions":
+            continue
+        if isinstance(v, dict) and all(isinstance(x, (int, float)) for x in v.values()):
+            lines.append(f"{key}: " + ", ".join(f"{k} {value(x)}" for k, x in v.items()))
+        elif isinstance(v, dict):
+            lines.append(f"{key}: table ({', '.join(map(str, v))})")
+        else:
+            lines.append(f"{key}: {value(v)}")
+    return lines
 
 
 # ------------------------------------------------------------------------------------------------
@@ -773,12 +905,14 @@ def trace(trace_file, gpu, by, model_file, batch_size, prompt_len, fmt, output, 
             raise click.UsageError(f"{flag} describes the model's workload; give --model too")
     from roofline.measure.trace import analyze_trace
 
-    result = analyze_trace(trace_file, resolve_spec(gpu, trace_list(trace_file)))
+    spec = resolve_spec(gpu, trace_list(trace_file))
+    result = analyze_trace(trace_file, spec)
     frame = {"op": result.by_op, "range": result.by_range, "rank": result.by_rank}[by]
     if fmt == "json":
         emit(
             render.to_json(
                 {
+                    **json_header(spec=spec),
                     "summary": result.summary,
                     "by_range": render.to_records(result.by_range),
                     "by_op": render.to_records(result.by_op),
@@ -796,9 +930,7 @@ def trace(trace_file, gpu, by, model_file, batch_size, prompt_len, fmt, output, 
         elif by == "range":
             cols = {"range": ("range", str), **{k: v for k, v in cols.items() if k != "op"}}
         summary = ", ".join(
-            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-            for k, v in result.summary.items()
-            if not isinstance(v, (dict, list))
+            f"{k} {render.figure(k, v)}" for k, v in result.summary.items() if not isinstance(v, (dict, list))
         )
         emit(render.text_table(frame, _present(frame, cols), fmt == "markdown") + "\n\n" + summary, output)
     if plot_file:
@@ -822,7 +954,16 @@ ATTRIBUTE_TABLE = {
 }
 
 
-def trace_model(trace_file, gpu, model_file, batch_size, prompt_len, fmt, output, plot_file):
+def trace_model(
+    trace_file: str,
+    gpu: str | None,
+    model_file: str,
+    batch_size: int | None,
+    prompt_len: int | None,
+    fmt: str,
+    output: str | None,
+    plot_file: str | None,
+) -> None:
     """``roofline trace --model``: attribute, compare, render."""
     from roofline.attribute import attribute, compare_frame, device_mismatch, trace_list
     from roofline.config import load_model
@@ -840,8 +981,7 @@ def trace_model(trace_file, gpu, model_file, batch_size, prompt_len, fmt, output
         emit(
             render.to_json(
                 {
-                    "model": model.name,
-                    "gpu": spec_name,
+                    **json_header(model, result.spec, result.workload),
                     "summary": {k: v for k, v in s.items()},
                     "notes": result.notes,
                     "ops": render.to_records(ops),
@@ -852,7 +992,7 @@ def trace_model(trace_file, gpu, model_file, batch_size, prompt_len, fmt, output
             output,
         )
     elif fmt == "csv":
-        emit(ops.to_csv(index=False), output)
+        emit(render.to_csv(ops), output)
     else:
         w = s["workload"]
         ctx = w["context_lens"]
@@ -884,11 +1024,11 @@ def trace_model(trace_file, gpu, model_file, batch_size, prompt_len, fmt, output
             prompt_len=round(w["prompt_len"]),
             context_len=context,
         )
-        figure = plot.figure_roofline(analytic.ops, analytic.spec, measured=measured_points(ops))
+        figure = plot.figure_analysis_measured(analytic, measured_points(ops))
         warn_written(plot.save(figure, plot_file))
 
 
-def measured_points(ops):
+def measured_points(ops: "pd.DataFrame") -> "pd.DataFrame":
     """The compared rows as the measured points plot.figure_roofline draws."""
     import pandas as pd
 
@@ -914,18 +1054,25 @@ def measured_points(ops):
     "--profile", "with_profile", is_flag=True, help="Also measure on this machine's GPU and check the advice."
 )
 @click.option("--layers", type=COUNT, default=2, show_default=True, help="Reference layers for --profile.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines on standard error.")
 @workload_options
 @library_errors
-def report(model, gpu, out_dir, with_profile, layers, **workload):
+def report(model, gpu, out_dir, with_profile, layers, quiet, **workload):
     """Write a report folder: report.md, report.html, charts (PNG, SVG), tables (CSV) and the inputs.
 
     \b
     Example:
       roofline report examples/llama-2-7b.yaml --gpu a10 --out reports/llama-2-7b-a10
     """
+    from roofline.config import workload_sources
     from roofline.report import write_report
 
     command_line = _command_line(click.get_current_context())
+
+    def progress(stage: str) -> None:
+        if not quiet:
+            click.echo(f"report: {stage}...", err=True)
+
     comparison = advice = checks = scores = None
     if with_profile:
         from roofline.advise import advise as run_advise
@@ -936,15 +1083,20 @@ def report(model, gpu, out_dir, with_profile, layers, **workload):
         from roofline.measure.profile import profile_model
 
         m, w = load_model_and_workload(model, workload)
+        progress("profiling")
         run = profile_model(m, w, spec=gpu, layers=layers)
+        progress("analysing")
         comparison = compare(run_analysis(m, gpu, workload=w), run)
+        progress("advising")
         advice = run_advise(comparison)
+        progress("checking the advice on the GPU")
         checks = check_advice(comparison, advice, measure_suggestions(m, w, gpu, advice, run, layers=layers))
         if run.device.get("gpu") != "cpu":  # the advisor scored on the GPU: every change the reference can run
             from dataclasses import replace
 
             from roofline.validation import advice_scores, reference_measurer, run_times
 
+            progress("scoring the advice on the GPU")
             scores = advice_scores(
                 replace(m, num_hidden_layers=run.layers),
                 run.workload,
@@ -953,6 +1105,11 @@ def report(model, gpu, out_dir, with_profile, layers, **workload):
                 baseline=run_times(run),
                 label=m.name,
             )
+    from roofline.config import load_model_and_workload
+    from roofline.specs import load_spec
+
+    m, w = load_model_and_workload(model, workload)
+    settings = render.settings_line(w, workload_sources(model, workload), load_spec(gpu), m.is_mla, m.is_moe)
     path = write_report(
         model,
         gpu,
@@ -962,6 +1119,8 @@ def report(model, gpu, out_dir, with_profile, layers, **workload):
         advice=advice,
         checks=checks,
         advice_scores=scores,
+        progress=progress,
+        settings=settings,
         **workload,
     )
     click.echo(f"wrote {path} and {path.with_suffix('.html')}")
@@ -1054,7 +1213,7 @@ def specs(ctx, fmt, output):
 
     frame = pd.DataFrame(rows)
     if fmt == "json":
-        emit(render.to_json(render.to_records(frame)), output)
+        emit(render.to_json({**json_header(), "specs": render.to_records(frame)}), output)
     elif fmt == "csv":
         emit(render.to_csv(frame), output)
     else:
@@ -1117,7 +1276,13 @@ def specs_show(name, fmt, output):
     if fmt == "json":
         emit(
             render.to_json(
-                {**info, "dtypes": render.to_records(frame), "sources": spec.sources, "references": spec.references}
+                {
+                    **json_header(spec=spec),
+                    **info,
+                    "dtypes": render.to_records(frame),
+                    "sources": spec.sources,
+                    "references": spec.references,
+                }
             ),
             output,
         )

@@ -38,6 +38,7 @@ from roofline.config import with_changes
 from roofline.errors import ConfigError
 from roofline.measure.run import MeasuredRun
 from roofline.predict import COLLECTIVE_TABLE
+from roofline.specs import HardwareSpec
 
 # measured columns renamed where they meet the analytic frame (per call of the op)
 MEASURED_NAMES = {"calls": "ref_count", "gpu_time_s": "measured_time_s", "gpu_time_spread": "measured_time_spread"}
@@ -109,7 +110,7 @@ class Comparison:
     notes: tuple = ()
 
     @property
-    def spec(self):
+    def spec(self) -> HardwareSpec:
         return self.analysis.spec
 
     @property

@@ -383,13 +383,13 @@ class Workload:
 _WORKLOAD_KEYS = {f for f in Workload.__dataclass_fields__}
 
 
-def load_model(path) -> ModelConfig:
+def load_model(path: str | Path) -> ModelConfig:
     """Load a model YAML / config.json. Raises InputFileError or ConfigError."""
     model, _ = load_model_and_workload(path)
     return model
 
 
-def load_model_and_workload(path, overrides: Optional[dict] = None):
+def load_model_and_workload(path: str | Path, overrides: Optional[dict] = None) -> "tuple[ModelConfig, Workload]":
     """(ModelConfig, Workload) from a file, with ``overrides`` (CLI flags, None = not given) applied."""
     path = resolve_model_path(path)
     raw = load_mapping(path, "model")
@@ -655,7 +655,7 @@ def _parse_windows(data, fam: Family, layers: int, where: str, opt_int, flag):
     return window, None
 
 
-def parse_sweep(value, where: str, integer: bool = True) -> tuple:
+def parse_sweep(value: object, where: str, integer: bool = True) -> tuple:
     """A sweepable value -> tuple of positive numbers.
 
     Accepts a number, a list, or a string: '1,8,64', 'a:b' (step 1), 'a:b:s' (step s) or
@@ -795,7 +795,7 @@ def check_fit(model: ModelConfig, w: Workload, where: str) -> None:
                 raise ConfigError(f"{where}: tp {tp} does not divide {key} {size}")
 
 
-def with_changes(w: Workload, **changes) -> Workload:
+def with_changes(w: Workload, **changes: object) -> Workload:
     """``w`` with fields replaced, a single value of a sweepable field (batch_size, prompt_len,
     context_len) taken as a one-point tuple: with_changes(w, batch_size=8) -> batch_size (8,)."""
     from dataclasses import replace
@@ -818,6 +818,21 @@ def weight_dtype_source(flags: dict, workload_raw: dict, key: str = "weight_dtyp
     return "default"
 
 
+def workload_sources(path: str | Path, flags: dict) -> dict:
+    """{setting: where its value comes from} for every setting of a Workload, for the model file ``path``
+    with CLI ``flags`` ({field: value, None when not given}): the flag ('--tp'), the file's workload
+    section ('the model file') or 'default' (weight_dtype_source's rule, for every field; a Workload's
+    own weight_dtype_source and kv_dtype_source also know the checkpoint). Raises what
+    ``load_model_and_workload`` raises for the file."""
+    raw = load_mapping(resolve_model_path(path), "model").get("workload") or {}
+    raw = raw if isinstance(raw, dict) else {}
+    return {
+        key: weight_dtype_source(flags, raw, key).replace(f"workload.{key} in the model file", "the model file")
+        for key in _WORKLOAD_KEYS
+        if not key.endswith("_source")
+    }
+
+
 def with_checkpoint_weights(model: ModelConfig, w: Workload) -> Workload:
     """``w`` with the checkpoint's weight dtype, and the KV cache dtype its kv_cache_scheme declares,
     where nothing else chose one (source 'default')."""
@@ -834,7 +849,7 @@ def with_checkpoint_weights(model: ModelConfig, w: Workload) -> Workload:
 HUB_CACHE_PREFIX = "models--"
 
 
-def resolve_model_path(name_or_path) -> Path:
+def resolve_model_path(name_or_path: str | Path) -> Path:
     """A model argument -> the file to read, offline. Raises InputFileError naming the fix.
 
     Accepts a YAML/JSON file; a folder holding config.json (a downloaded checkpoint or a Hugging Face

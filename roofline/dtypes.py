@@ -16,7 +16,10 @@ writes (1/16 or 1/32 byte per value more) are not counted, as fp8's are not.
 """
 
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DTYPE_BYTES = {
     "fp64": 8.0,
@@ -80,7 +83,12 @@ def as_format(dtype: Union[str, Format]) -> Format:
     return dtype if isinstance(dtype, Format) else FORMATS[dtype]
 
 
-def scale_bytes(dtype, n_values, group_size: Optional[int] = None, fan_in=None):
+def scale_bytes(
+    dtype: str | Format,
+    n_values: "float | np.ndarray",
+    group_size: Optional[int] = None,
+    fan_in: "float | np.ndarray | None" = None,
+) -> "float | np.ndarray":
     """Bytes of quantisation scales and zero points stored beside ``n_values`` values of ``dtype``.
 
     ``dtype`` is a name or a Format. Group scales: n / group * (scale + zero) bytes; ``group_size``
@@ -108,7 +116,7 @@ def scale_bytes(dtype, n_values, group_size: Optional[int] = None, fan_in=None):
     return out
 
 
-def compute_dtype(weight_dtype, act_dtype) -> str:
+def compute_dtype(weight_dtype: str | Format, act_dtype: str) -> str:
     """The dtype (spec peak key) a matmul's tensor-core math runs in.
 
     The activation dtype, unless the weights are wider (then the activations are up-cast).

@@ -20,11 +20,14 @@ Conventions, stated once:
 Every argument may be a numpy array (a sweep); the functions see shapes only, never tensors.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import numpy as np
 
-from roofline.dtypes import DTYPE_BYTES, as_format, scale_bytes
+from roofline.dtypes import DTYPE_BYTES, Format, as_format, scale_bytes
+
+Count = float | np.ndarray  # a size or a count: one number, or one per sweep point (every formula is vectorised)
 
 # FLOPs per output element of element-wise work (CUDA cores)
 ELEMENTWISE_FLOPS = {
@@ -56,22 +59,22 @@ class Cost:
     def __add__(self, other: "Cost") -> "Cost":
         return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
-    def scaled(self, factor) -> "Cost":
+    def scaled(self, factor: Count) -> "Cost":
         return Cost(*(getattr(self, f.name) * factor for f in fields(self)))
 
     @property
-    def bytes_read(self):
+    def bytes_read(self) -> Count:
         return self.weight_bytes_read + self.act_bytes_read + self.kv_bytes_read
 
     @property
-    def bytes_written(self):
+    def bytes_written(self) -> Count:
         return self.act_bytes_written + self.kv_bytes_written
 
 
 FORMULAS = {}
 
 
-def formula(kind: str):
+def formula(kind: str) -> Callable[[Callable], Callable]:
     """Register a cost function under ``kind``; a second registration of a kind is refused."""
 
     def register(fn):
@@ -87,7 +90,7 @@ def _b(dtype: str) -> float:
     return DTYPE_BYTES[dtype]
 
 
-def weight_storage_bytes(n_params, dtype, fan_in=None):
+def weight_storage_bytes(n_params: Count, dtype: str | Format, fan_in: Count | None = None) -> Count:
     """Bytes to store ``n_params`` weights of ``dtype`` (a name or a dtypes.Format) in one tensor,
     quantisation scales and zero points included (dtypes.scale_bytes; ``fan_in`` gives the rows
     for block and per-channel scales), plus the format's per-tensor scale."""
@@ -100,7 +103,15 @@ def weight_storage_bytes(n_params, dtype, fan_in=None):
 
 
 @formula("linear")
-def linear(tokens, in_features, out_features, weight_dtype, act_dtype, bias=False, bias_dtype="bf16"):
+def linear(
+    tokens: Count,
+    in_features: Count,
+    out_features: Count,
+    weight_dtype: str,
+    act_dtype: str,
+    bias: bool = False,
+    bias_dtype: str = "bf16",
+) -> Cost:
     """x [tokens, in] @ W^T [in, out] (+ b) -> y [tokens, out]."""
     return Cost(
         flops=2.0 * tokens * in_features * out_features,
@@ -111,7 +122,7 @@ def linear(tokens, in_features, out_features, weight_dtype, act_dtype, bias=Fals
     )
 
 
-def causal_pairs(seq, window=None):
+def causal_pairs(seq: Count, window: Count | None = None) -> Count:
     """Query-key pairs of causal attention over ``seq`` tokens: query i sees min(i+1, window) keys."""
     seq = np.asarray(seq, dtype=float)
     full = seq * (seq + 1) / 2
@@ -129,8 +140,18 @@ def _kv_read_bytes(batch, keys, kv_heads, head_dim, kv_dtype):
 
 @formula("flash_attention")
 def flash_attention(
-    batch, q_len, kv_len, pairs, heads, kv_heads, head_dim, act_dtype, kv_dtype, from_cache, v_head_dim=None
-):
+    batch: Count,
+    q_len: Count,
+    kv_len: Count,
+    pairs: Count,
+    heads: Count,
+    kv_heads: Count,
+    head_dim: Count,
+    act_dtype: str,
+    kv_dtype: str,
+    from_cache: bool,
+    v_head_dim: Count | None = None,
+) -> Cost:
     """softmax(q k^T) v in one kernel: q [b, h, s_q, d], k [b, h_kv, s_k, d], v [b, h_kv, s_k, d_v] -> o [b, h, s_q, d_v].
 
     ``pairs`` = query-key pairs per sequence and head (causal_pairs for prefill, s_q*s_k in decode).
@@ -169,7 +190,17 @@ def _attention_matmul(
 
 
 @formula("qk_matmul")
-def qk_matmul(batch, q_len, kv_len, heads, kv_heads, head_dim, act_dtype, kv_dtype, from_cache):
+def qk_matmul(
+    batch: Count,
+    q_len: Count,
+    kv_len: Count,
+    heads: Count,
+    kv_heads: Count,
+    head_dim: Count,
+    act_dtype: str,
+    kv_dtype: str,
+    from_cache: bool,
+) -> Cost:
     """q [b, h, s_q, d] @ k^T [b, h, d, s_k] -> scores [b, h, s_q, s_k], all of it (mask applied later)."""
     return _attention_matmul(
         batch,
@@ -187,7 +218,7 @@ def qk_matmul(batch, q_len, kv_len, heads, kv_heads, head_dim, act_dtype, kv_dty
 
 
 @formula("softmax")
-def softmax(batch, q_len, kv_len, heads, act_dtype):
+def softmax(batch: Count, q_len: Count, kv_len: Count, heads: Count, act_dtype: str) -> Cost:
     """scores [b, h, s_q, s_k] -> probabilities, same shape (the causal mask is applied here)."""
     n = batch * heads * q_len * kv_len
     return Cost(
@@ -198,7 +229,17 @@ def softmax(batch, q_len, kv_len, heads, act_dtype):
 
 
 @formula("sv_matmul")
-def sv_matmul(batch, q_len, kv_len, heads, kv_heads, head_dim, act_dtype, kv_dtype, from_cache):
+def sv_matmul(
+    batch: Count,
+    q_len: Count,
+    kv_len: Count,
+    heads: Count,
+    kv_heads: Count,
+    head_dim: Count,
+    act_dtype: str,
+    kv_dtype: str,
+    from_cache: bool,
+) -> Cost:
     """p [b, h, s_q, s_k] @ v [b, h, s_k, d] -> o [b, h, s_q, d]."""
     return _attention_matmul(
         batch,
@@ -217,18 +258,18 @@ def sv_matmul(batch, q_len, kv_len, heads, kv_heads, head_dim, act_dtype, kv_dty
 
 @formula("experts")
 def experts(
-    tokens,
-    hidden,
-    intermediate,
-    n_experts,
-    top_k,
-    weight_dtype,
-    act_dtype,
-    gated=True,
-    ep=1,
-    bias=False,
-    bias_dtype="bf16",
-):
+    tokens: Count,
+    hidden: Count,
+    intermediate: Count,
+    n_experts: Count,
+    top_k: Count,
+    weight_dtype: str,
+    act_dtype: str,
+    gated: bool = True,
+    ep: Count = 1,
+    bias: bool = False,
+    bias_dtype: str = "bf16",
+) -> Cost:
     """Routed MLPs: each token runs top_k experts (gate/up -> act -> down), then a weighted sum.
 
     Built from the dense pieces over rows = tokens * top_k: the projections (linear), the
@@ -274,7 +315,7 @@ def experts(
 
 
 @formula("embedding")
-def embedding(tokens, rows_in_table, hidden, param_dtype, act_dtype):
+def embedding(tokens: Count, rows_in_table: Count, hidden: Count, param_dtype: str, act_dtype: str) -> Cost:
     """Gather one table row per token: ids [tokens] -> x [tokens, hidden]. No FLOPs.
 
     Rows read: at most one per token and at most the whole table (``rows_in_table``).
@@ -286,7 +327,7 @@ def embedding(tokens, rows_in_table, hidden, param_dtype, act_dtype):
 
 
 @formula("pos_embedding")
-def pos_embedding(tokens, positions, hidden, param_dtype, act_dtype):
+def pos_embedding(tokens: Count, positions: Count, hidden: Count, param_dtype: str, act_dtype: str) -> Cost:
     """Learned positions (gpt2): x [tokens, hidden] += wpe[positions]; ``positions`` distinct rows read."""
     return Cost(
         flops=1.0 * tokens * hidden,
@@ -297,7 +338,7 @@ def pos_embedding(tokens, positions, hidden, param_dtype, act_dtype):
 
 
 @formula("norm")
-def norm(tokens, hidden, kind, param_dtype, act_dtype):
+def norm(tokens: Count, hidden: Count, kind: str, param_dtype: str, act_dtype: str) -> Cost:
     """RMSNorm (gamma) or LayerNorm (gamma, beta) over the last dim: x [tokens, hidden] -> same."""
     n_params = hidden * (2 if kind == "layernorm" else 1)
     return Cost(
@@ -309,7 +350,7 @@ def norm(tokens, hidden, kind, param_dtype, act_dtype):
 
 
 @formula("elementwise")
-def elementwise(n_out, n_inputs, flops_per_element, act_dtype):
+def elementwise(n_out: Count, n_inputs: Count, flops_per_element: Count, act_dtype: str) -> Cost:
     """``n_inputs`` tensors of ``n_out`` elements in, one out (residual add, activation)."""
     return Cost(
         flops=float(flops_per_element) * n_out,
@@ -319,7 +360,7 @@ def elementwise(n_out, n_inputs, flops_per_element, act_dtype):
 
 
 @formula("rope")
-def rope(tokens, seq_positions, heads, kv_heads, head_dim, act_dtype):
+def rope(tokens: Count, seq_positions: Count, heads: Count, kv_heads: Count, head_dim: Count, act_dtype: str) -> Cost:
     """Rotary embedding on q [tokens, h, d] and k [tokens, h_kv, d] in place; cos/sin tables
     [positions, d] read once each."""
     n = tokens * (heads + kv_heads) * head_dim
@@ -331,7 +372,7 @@ def rope(tokens, seq_positions, heads, kv_heads, head_dim, act_dtype):
 
 
 @formula("kv_cache_write")
-def kv_cache_write(tokens, kv_heads, head_dim, act_dtype, kv_dtype):
+def kv_cache_write(tokens: Count, kv_heads: Count, head_dim: Count, act_dtype: str, kv_dtype: str) -> Cost:
     """Store the new k and v [tokens, h_kv, d] into the cache (quantising to the kv dtype)."""
     n = 2.0 * tokens * kv_heads * head_dim
     return Cost(
@@ -352,7 +393,9 @@ def kv_cache_write(tokens, kv_heads, head_dim, act_dtype, kv_dtype):
 
 
 @formula("per_head_linear")
-def per_head_linear(tokens, heads, in_features, out_features, weight_dtype, act_dtype):
+def per_head_linear(
+    tokens: Count, heads: Count, in_features: Count, out_features: Count, weight_dtype: str, act_dtype: str
+) -> Cost:
     """x [tokens, h, in] @ W [h, in, out] -> y [tokens, h, out]: one matrix per head (a batched matmul)."""
     return Cost(
         flops=2.0 * tokens * heads * in_features * out_features,
@@ -363,7 +406,18 @@ def per_head_linear(tokens, heads, in_features, out_features, weight_dtype, act_
 
 
 @formula("mla_attention")
-def mla_attention(batch, q_len, kv_len, pairs, heads, kv_lora_rank, rope_dim, act_dtype, kv_dtype, from_cache):
+def mla_attention(
+    batch: Count,
+    q_len: Count,
+    kv_len: Count,
+    pairs: Count,
+    heads: Count,
+    kv_lora_rank: Count,
+    rope_dim: Count,
+    act_dtype: str,
+    kv_dtype: str,
+    from_cache: bool,
+) -> Cost:
     """Absorbed MLA: q [b, h, s_q, r + p] . [c_kv, k_pe] [b, s_k, r + p] -> scores; scores @ c_kv -> o [b, h, s_q, r].
 
     r = kv_lora_rank, p = rope_dim; per query-key pair and head 2(r + p) FLOP for the scores and 2r for
@@ -380,7 +434,7 @@ def mla_attention(batch, q_len, kv_len, pairs, heads, kv_lora_rank, rope_dim, ac
 
 
 @formula("latent_cache_write")
-def latent_cache_write(tokens, width, act_dtype, kv_dtype):
+def latent_cache_write(tokens: Count, width: Count, act_dtype: str, kv_dtype: str) -> Cost:
     """Store the new latent [tokens, kv_lora_rank + rope_dim] into the MLA cache (one vector per token)."""
     n = 1.0 * tokens * width
     return Cost(
@@ -394,7 +448,7 @@ def latent_cache_write(tokens, width, act_dtype, kv_dtype):
 
 
 @formula("all_reduce")
-def all_reduce(n_elements, world, act_dtype):
+def all_reduce(n_elements: Count, world: Count, act_dtype: str) -> Cost:
     """Ring all-reduce of [n_elements] over ``world`` GPUs: each GPU sends 2(N-1)/N of the message
     and does (N-1)/N of the additions; device memory: input read once, output written once."""
     msg = n_elements * _b(act_dtype)
@@ -407,7 +461,7 @@ def all_reduce(n_elements, world, act_dtype):
 
 
 @formula("p2p_send")
-def p2p_send(n_elements, act_dtype):
+def p2p_send(n_elements: Count, act_dtype: str) -> Cost:
     """Point-to-point send of [n_elements] from one pipeline stage to the next: the whole message
     crosses the link once; device memory: read on one side, written on the other."""
     msg = n_elements * _b(act_dtype)
@@ -415,7 +469,7 @@ def p2p_send(n_elements, act_dtype):
 
 
 @formula("all_to_all")
-def all_to_all(n_elements, world, act_dtype):
+def all_to_all(n_elements: Count, world: Count, act_dtype: str) -> Cost:
     """All-to-all of [n_elements] per GPU over ``world`` GPUs, evenly spread: each GPU keeps 1/N of its
     message and sends the rest; device memory: the message read once and written once."""
     msg = n_elements * _b(act_dtype)
@@ -423,7 +477,7 @@ def all_to_all(n_elements, world, act_dtype):
 
 
 @formula("all_gather")
-def all_gather(n_elements_total, world, act_dtype):
+def all_gather(n_elements_total: Count, world: Count, act_dtype: str) -> Cost:
     """Ring all-gather: each GPU holds 1/N of [n_elements_total] and receives the rest;
     each GPU sends (N-1)/N of the gathered message."""
     msg = n_elements_total * _b(act_dtype)
@@ -504,43 +558,43 @@ class AtenCall:
     types: list
     concrete: list = ()
 
-    def is_tensor(self, i) -> bool:
+    def is_tensor(self, i: int) -> bool:
         return i < len(self.types) and self.types[i] in ATEN_ELEM_BYTES and isinstance(self.dims[i], list)
 
-    def shape(self, i) -> list:
+    def shape(self, i: int) -> list:
         """The shape of tensor argument i; AtenShapeError when it is not a tensor."""
         if not self.is_tensor(i):
             raise AtenShapeError(f"argument {i} is not a tensor")
         return [_dim(d) for d in self.dims[i]]
 
-    def elem_bytes(self, i) -> float:
+    def elem_bytes(self, i: int) -> float:
         self.shape(i)
         return ATEN_ELEM_BYTES[self.types[i]]
 
-    def dtype(self, i=0) -> str:
+    def dtype(self, i: int = 0) -> str:
         """dtypes.py's name of tensor argument i's type (float types only)."""
         try:
             return ATEN_DTYPE[self.types[i]]
         except (KeyError, IndexError):
             raise AtenShapeError(f"argument {i} has no floating dtype") from None
 
-    def numel(self, i) -> int:
+    def numel(self, i: int) -> int:
         return _prod(self.shape(i))
 
-    def nbytes(self, i) -> float:
+    def nbytes(self, i: int) -> float:
         return self.numel(i) * self.elem_bytes(i)
 
     def tensors(self) -> list:
         """Indices of the tensor arguments."""
         return [i for i in range(len(self.types)) if self.is_tensor(i)]
 
-    def tensor_list(self, i) -> list:
+    def tensor_list(self, i: int) -> list:
         """The shapes of a TensorList argument."""
         if i >= len(self.types) or self.types[i] != "TensorList" or not isinstance(self.dims[i], list):
             raise AtenShapeError(f"argument {i} is not a TensorList")
         return [[_dim(d) for d in shape] for shape in self.dims[i]]
 
-    def arg(self, i):
+    def arg(self, i: int) -> int | float | bool | list | None:
         """Concrete argument i parsed: an int, a float, a bool, a list of ints; None when not recorded."""
         if i >= len(self.concrete):
             return None
@@ -585,7 +639,7 @@ def _broadcast(*shapes) -> list:
 ATEN_COSTS = {}
 
 
-def aten_cost(*names):
+def aten_cost(*names: str) -> Callable[[Callable], Callable]:
     """Register a cost function of an AtenCall under each aten op name; a second one is refused."""
 
     def register(fn):
@@ -704,7 +758,7 @@ def _same(a, b):
 # --- attention: every SDPA backend's aten op, forward and backward
 
 
-def attention_flops(q, k, v, causal: bool, backward: bool = False) -> float:
+def attention_flops(q: list, k: list, v: list, causal: bool, backward: bool = False) -> float:
     """q [..., s_q, d] @ k^T [..., d, s_k] -> scores; scores @ v [..., s_k, d_v] -> [..., s_q, d_v].
     FLOPs use the query heads (GQA: K/V heads are fewer); 2 FLOP per multiply-add (d + d_v per pair).
     Equals flash_attention's 4 * d per pair when d_v == d. ``backward``: 2 * (3 d + 2 d_v) per pair."""
@@ -828,7 +882,7 @@ def _pointwise(flops_per_element):
     return cost
 
 
-def elementwise_bytes(n_out, bytes_read, bytes_written, flops_per_element) -> Cost:
+def elementwise_bytes(n_out: Count, bytes_read: Count, bytes_written: Count, flops_per_element: Count) -> Cost:
     """elementwise() for inputs of mixed sizes and element types: bytes given, FLOPs per output element."""
     return Cost(flops=float(flops_per_element) * n_out, act_bytes_read=bytes_read, act_bytes_written=bytes_written)
 

@@ -28,7 +28,9 @@ import shutil
 import stat
 import tempfile
 import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import IO, BinaryIO
 
 from roofline.errors import InputFileError, OutputError
 
@@ -61,7 +63,7 @@ def _strerror(exc: OSError) -> str:
 
 
 @contextlib.contextmanager
-def open_regular(path, what: str):
+def open_regular(path: str | Path, what: str) -> Iterator[BinaryIO]:
     """Open ``path`` for binary reading if it is a regular file; yield the file object.
 
     Opens without blocking (a FIFO with no writer would otherwise hang), then checks the type of the
@@ -98,7 +100,7 @@ def _too_big(path, what: str, limit: int, kind: str = "") -> InputFileError:
     )
 
 
-def read_bytes(path, what: str, max_bytes: int = MAX_MAPPING_BYTES) -> bytes:
+def read_bytes(path: str | Path, what: str, max_bytes: int = MAX_MAPPING_BYTES) -> bytes:
     """The bytes of regular file ``path``, at most ``max_bytes``. Raises InputFileError."""
     with open_regular(path, what) as fh:
         try:
@@ -110,7 +112,7 @@ def read_bytes(path, what: str, max_bytes: int = MAX_MAPPING_BYTES) -> bytes:
     return data
 
 
-def decode_utf8(data: bytes, path, what: str) -> str:
+def decode_utf8(data: bytes, path: str | Path, what: str) -> str:
     """``data`` as UTF-8 text (a BOM is dropped). Raises InputFileError naming the byte offset."""
     try:
         return data.decode("utf-8-sig")
@@ -118,12 +120,12 @@ def decode_utf8(data: bytes, path, what: str) -> str:
         raise InputFileError(f"{what} file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
 
 
-def read_text(path, what: str, max_bytes: int = MAX_MAPPING_BYTES) -> str:
+def read_text(path: str | Path, what: str, max_bytes: int = MAX_MAPPING_BYTES) -> str:
     """The UTF-8 text of regular file ``path``, at most ``max_bytes``. Raises InputFileError."""
     return decode_utf8(read_bytes(path, what, max_bytes), path, what)
 
 
-def gunzip_bounded(data: bytes, path, what: str, max_bytes: int) -> bytes:
+def gunzip_bounded(data: bytes, path: str | Path, what: str, max_bytes: int) -> bytes:
     """Decompress gzip ``data`` (every member) without producing more than ``max_bytes``.
 
     Raises InputFileError for a truncated or corrupt stream and for output beyond the cap."""
@@ -150,7 +152,7 @@ def gunzip_bounded(data: bytes, path, what: str, max_bytes: int) -> bytes:
     return b"".join(out)
 
 
-def read_maybe_gzip(path, what: str, max_bytes: int, max_decompressed_bytes: int) -> bytes:
+def read_maybe_gzip(path: str | Path, what: str, max_bytes: int, max_decompressed_bytes: int) -> bytes:
     """The bytes of ``path``, decompressed when they start with the gzip magic, within both caps."""
     data = read_bytes(path, what, max_bytes)
     if data[:2] == b"\x1f\x8b":
@@ -160,7 +162,7 @@ def read_maybe_gzip(path, what: str, max_bytes: int, max_decompressed_bytes: int
     return data
 
 
-def same_file(a, b) -> bool:
+def same_file(a: str | Path, b: str | Path) -> bool:
     """True when paths ``a`` and ``b`` name the same existing file (links and ``..`` resolved)."""
     try:
         return os.path.samefile(a, b)
@@ -168,7 +170,7 @@ def same_file(a, b) -> bool:
         return False
 
 
-def is_inside(path, folder) -> bool:
+def is_inside(path: str | Path, folder: str | Path) -> bool:
     """True when ``path`` is ``folder`` or lies below it (both resolved)."""
     try:
         path, folder = Path(path).resolve(), Path(folder).resolve()
@@ -211,7 +213,7 @@ def _parent(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_write(path, mode: str = "w", encoding: str = "utf-8"):
+def atomic_write(path: str | Path, mode: str = "w", encoding: str = "utf-8") -> Iterator[IO]:
     """Yield a file to write ``path``'s new content to; on success it replaces ``path`` in one rename.
 
     On any exception (including KeyboardInterrupt) the temporary file is removed and ``path`` keeps its
@@ -254,13 +256,13 @@ def atomic_write(path, mode: str = "w", encoding: str = "utf-8"):
                 os.unlink(tmp)
 
 
-def write_text(path, text: str) -> None:
+def write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (see ``atomic_write``)."""
     with atomic_write(path) as fh:
         fh.write(text)
 
 
-def write_chunks(path, chunks) -> None:
+def write_chunks(path: str | Path, chunks: Iterable[str]) -> None:
     """Write an iterable of strings to ``path`` atomically, one chunk at a time (large outputs stream)."""
     with atomic_write(path) as fh:
         for chunk in chunks:
@@ -271,7 +273,7 @@ def write_chunks(path, chunks) -> None:
 # report folders: built aside, swapped in whole
 
 
-def sha256_file(path) -> str:
+def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(_CHUNK), b""):
@@ -292,7 +294,7 @@ def _raise(exc):
     raise exc
 
 
-def write_manifest(folder, tool_version: str = "") -> dict:
+def write_manifest(folder: str | Path, tool_version: str = "") -> dict:
     """Record every file below ``folder`` with its SHA-256 in ``folder/MANIFEST``; return the mapping."""
     folder = Path(folder)
     files = {rel: sha256_file(folder / rel) for rel in _listing(folder) if rel != MANIFEST}
@@ -301,7 +303,7 @@ def write_manifest(folder, tool_version: str = "") -> dict:
     return files
 
 
-def check_replaceable(folder) -> None:
+def check_replaceable(folder: str | Path) -> None:
     """Raise OutputError unless ``folder`` is missing, empty, or holds only files roofline wrote there
     (listed, unchanged, in its manifest). A user's own file is never deleted or overwritten."""
     folder = Path(folder)
@@ -361,7 +363,7 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 @contextlib.contextmanager
-def replace_folder(folder, tool_version: str = ""):
+def replace_folder(folder: str | Path, tool_version: str = "") -> Iterator[Path]:
     """Yield a temporary folder beside ``folder`` to build the new content in; on success write its
     manifest and swap it in for ``folder`` whole, then delete the old content.
 

@@ -21,10 +21,12 @@ import json
 import math
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from matplotlib.artist import Artist
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -35,6 +37,12 @@ from roofline.classify import BOUNDS
 from roofline.errors import InputFileError, RooflineError
 from roofline.render import si
 from roofline.specs import HardwareSpec, load_spec
+
+if TYPE_CHECKING:
+    from roofline.analysis import Analysis
+    from roofline.compare import Comparison
+    from roofline.config import ModelConfig, Workload
+    from roofline.measure.trace import TraceAnalysis
 
 PHASES = ("prefill", "decode")
 BOUND_COLORS = {  # one colour per class of classify.CLASSES, fixed, so a class looks the same in every chart
@@ -70,7 +78,9 @@ METRIC_LABELS = {
 # 1. the roofline
 
 
-def roofline_chart(ops: pd.DataFrame, spec, ax, measured: pd.DataFrame = None, point: int = 0):
+def roofline_chart(
+    ops: pd.DataFrame, spec: HardwareSpec | str, ax: Axes, measured: pd.DataFrame = None, point: int = 0
+) -> Axes:
     """Draw the roofline of ``ops`` on ``spec`` into ``ax``; return ``ax``.
 
     One horizontal roof per compute dtype in ``ops`` plus the memory slope (datasheet dashed; measured
@@ -269,7 +279,10 @@ def roofline_chart(ops: pd.DataFrame, spec, ax, measured: pd.DataFrame = None, p
         )
 
     ax.set_xlabel("arithmetic intensity [FLOP/B]")
-    ax.set_ylabel("attained [FLOP/s]")
+    with_measured = measured is not None and len(measured) > 0
+    ax.set_ylabel(
+        "attained [FLOP/s]: predicted (filled), measured (hollow)" if with_measured else "predicted attained [FLOP/s]"
+    )
     ax.xaxis.set_major_formatter(FuncFormatter(_intensity_tick))
     ax.yaxis.set_major_formatter(EngFormatter(unit="FLOP/s", places=0))
     ax.xaxis.set_minor_formatter(NullFormatter())
@@ -277,7 +290,7 @@ def roofline_chart(ops: pd.DataFrame, spec, ax, measured: pd.DataFrame = None, p
     ax.tick_params(labelsize=8)
     ax.grid(True, which="major", color="0.92", lw=0.6, zorder=0)
 
-    legend = _roofline_legend(ax, pts, phases, spec.is_calibrated, measured is not None and len(measured) > 0)
+    legend = _roofline_legend(ax, pts, phases, spec.is_calibrated, with_measured)
     obstacles = roof_texts + [legend] + ([note_artist] if note_artist else [])
     marker_boxes = list(zip(pts["arithmetic_intensity"], pts["attained_flops_per_s"], np.sqrt(pts["marker_area"]) / 2))
     if measured is not None:
@@ -403,7 +416,7 @@ def _roofline_note(ops, collective, flops, unlabelled, phases) -> str:
 def _roofline_legend(ax, pts, phases, calibrated: bool, with_measured: bool):
     handles = []
     present = [b for b in BOUNDS if b in set(pts["bound"].astype(str))]
-    for b in present:
+    for b in present:  # the class of the filled (predicted) points
         handles.append(
             Line2D([], [], ls="none", marker="o", ms=7, mfc=BOUND_COLORS[b], mec="white", label=f"{b}-bound")
         )
@@ -420,7 +433,7 @@ def _roofline_legend(ax, pts, phases, calibrated: bool, with_measured: bool):
         handles=handles,
         loc="lower right",
         fontsize=7.5,
-        title="area: share of phase time",
+        title="area: share of predicted phase time",
         title_fontsize=7.5,
         framealpha=0.9,
     )
@@ -430,7 +443,7 @@ def _roofline_legend(ax, pts, phases, calibrated: bool, with_measured: bool):
 # 2. where the time goes
 
 
-def time_breakdown(ops: pd.DataFrame, ax, by: str = "op", top: int = 8, point: int = 0):
+def time_breakdown(ops: pd.DataFrame, ax: Axes, by: str = "op", top: int = 8, point: int = 0) -> Axes:
     """Draw one stacked horizontal bar per phase of ``ops`` into ``ax``; return ``ax``.
 
     Segments are the ``top`` ops by time (the rest merged into "other") with ``by='op'``, or the bound
@@ -443,8 +456,6 @@ def time_breakdown(ops: pd.DataFrame, ax, by: str = "op", top: int = 8, point: i
         raise ValueError(f"by must be 'op' or 'bound', got {by!r}")
     ops = _one_point(ops, point)
     phases = [p for p in PHASES if p in set(ops["phase"].astype(str))]
-    op_order = list(dict.fromkeys(ops["op"].astype(str)))
-    palette = _op_palette(op_order)
     seen, percent_texts = set(), []
     for i, phase in enumerate(phases):
         rows = ops[ops["phase"].astype(str) == phase]
@@ -466,7 +477,7 @@ def time_breakdown(ops: pd.DataFrame, ax, by: str = "op", top: int = 8, point: i
         phase_total = sum(v for _, v in segments)
         left = 0.0
         for name, value in segments:
-            color = (OTHER_COLOR if name == "other" else palette[name]) if by == "op" else BOUND_COLORS[name]
+            color = (OTHER_COLOR if name == "other" else op_color(name)) if by == "op" else BOUND_COLORS[name]
             label = mathtext_safe(name) if by == "op" else f"{name}-bound"
             ax.barh(
                 i,
@@ -502,7 +513,7 @@ def time_breakdown(ops: pd.DataFrame, ax, by: str = "op", top: int = 8, point: i
     ax.set_yticks(range(len(phases)))
     ax.set_yticklabels([{"prefill": "prefill\n(whole prompt)", "decode": "decode\n(one step)"}[p] for p in phases])
     ax.set_ylim(len(phases) - 0.5, -0.5)  # first phase on top
-    ax.set_xlabel("time [s]")
+    ax.set_xlabel("predicted time [s]")
     ax.xaxis.set_major_formatter(EngFormatter(unit="s"))
     ax.set_xlim(0, ax.get_xlim()[1] * 1.12)  # room for the totals
     ax.tick_params(labelsize=8)
@@ -516,22 +527,47 @@ def time_breakdown(ops: pd.DataFrame, ax, by: str = "op", top: int = 8, point: i
         bbox_to_anchor=(1.01, 1.0),
         fontsize=7.5,
         frameon=False,
-        title="by op" if by == "op" else "by bound class",
+        title="by op (predicted)" if by == "op" else "by predicted bound class",
         title_fontsize=8,
     )
     ax.add_artist(_DrawHook(lambda renderer: _fit_percentages(percent_texts, ax, renderer)))
     return ax
 
 
-def _op_palette(names) -> dict:
-    """A fixed colour per op name, by its position in the model's op order: tab20's dark shades, then
-    its light ones (neighbours in the model differ in hue), without its greys, which mean "other" and
-    "overhead" elsewhere; repeats after 18 ops."""
-    from matplotlib import colormaps
+# one colour per op, the same in every chart: the ops of the shipped model families in a fixed order, each
+# its own colour of tab20 (dark shades, then light), tab20b and tab20c without their greys (grey means
+# "other" and "overhead" elsewhere); an op outside this list gets a colour from its name's CRC-32
+KNOWN_OPS = (
+    "q_proj", "k_proj", "v_proj", "attention", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head",
+    "embedding", "attn_norm", "mlp_norm", "rope", "kv_cache_write", "act", "attn_residual", "mlp_residual",
+    "final_norm", "router", "experts", "shared_experts", "shared_expert", "shared_expert_gate", "qkv_proj",
+    "gate_up_proj", "sliding_attention", "q_norm", "k_norm", "post_attn_norm", "post_mlp_norm", "pos_embedding",
+    "embed_scale", "logit_softcap", "q_a_proj", "q_a_norm", "q_b_proj", "kv_a_proj", "kv_a_norm", "kv_b_proj",
+    "q_absorb", "v_absorb", "attn_all_reduce", "mlp_all_reduce", "embed_all_reduce", "logits_all_gather",
+    "pp_send", "moe_dispatch", "moe_combine",
+)  # fmt: skip
+_PALETTE = (
+    # tab20, dark shades then light, without the greys (#7f7f7f, #c7c7c7)
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
+    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5",
+    # tab20b
+    "#393b79", "#5254a3", "#6b6ecf", "#9c9ede", "#637939", "#8ca252", "#b5cf6b", "#cedb9c", "#8c6d31",
+    "#bd9e39", "#e7ba52", "#e7cb94", "#843c39", "#ad494a", "#d6616b", "#e7969c", "#7b4173", "#a55194",
+    "#ce6dbd", "#de9ed6",
+    # tab20c without its greys
+    "#3182bd", "#6baed6", "#9ecae1", "#c6dbef", "#e6550d", "#fd8d3c", "#fdae6b", "#fdd0a2", "#31a354",
+    "#74c476", "#a1d99b", "#c7e9c0", "#756bb1", "#9e9ac8", "#bcbddc", "#dadaeb",
+)  # fmt: skip
+OP_COLORS = {name: _PALETTE[i] for i, name in enumerate(KNOWN_OPS)}
 
-    cmap = colormaps["tab20"]
-    order = [i for i in range(0, 20, 2) if i != 14] + [i for i in range(1, 20, 2) if i != 15]
-    return {name: cmap(order[i % len(order)]) for i, name in enumerate(names)}
+
+def op_color(name: str) -> str:
+    """The colour of op ``name`` in every chart: fixed per name (``OP_COLORS``), never by its position in
+    a chart, so q_proj is the same blue in a prefill and a decode breakdown, of any model."""
+    import zlib
+
+    name = str(name)
+    return OP_COLORS.get(name) or _PALETTE[zlib.crc32(name.encode("utf-8")) % len(_PALETTE)]
 
 
 def _text_color(color) -> str:
@@ -554,7 +590,7 @@ def _fit_percentages(texts, ax, renderer):
 # 3. a sweep
 
 
-def sweep_chart(summary: pd.DataFrame, ax, x: str = "batch_size", metric: str = "decode_tokens_per_s"):
+def sweep_chart(summary: pd.DataFrame, ax: Axes, x: str = "batch_size", metric: str = "decode_tokens_per_s") -> Axes:
     """Draw ``metric`` of a sweep's ``summary`` against ``x`` into ``ax`` (log x); return ``ax``.
 
     Where a second variable also varies, one line per value of it. With ``x='batch_size'`` and a decode
@@ -571,6 +607,7 @@ def sweep_chart(summary: pd.DataFrame, ax, x: str = "batch_size", metric: str = 
 
     cmap = colormaps["viridis"]
     any_unfit = False
+    lines = []  # (rows, colour) per line
     for k, (key, rows) in enumerate(groups):
         rows = rows.sort_values(x)
         key = key if isinstance(key, tuple) else (key,)
@@ -578,6 +615,7 @@ def sweep_chart(summary: pd.DataFrame, ax, x: str = "batch_size", metric: str = 
         color = cmap(k / max(1, len(groups) - 1) * 0.9) if len(groups) > 1 else "#1f77b4"
         marker = "o" if len(rows) <= 40 else None
         ax.plot(rows[x], rows[metric], color=color, marker=marker, ms=4, lw=1.5, label=label, gid="sweep-line")
+        lines.append((rows, color))
         if "fits_in_memory" in rows:
             unfit = rows[~rows["fits_in_memory"].astype(bool)]
             if len(unfit):
@@ -616,7 +654,7 @@ def sweep_chart(summary: pd.DataFrame, ax, x: str = "batch_size", metric: str = 
     else:
         ax.yaxis.set_major_formatter(EngFormatter(unit=unit))
     ax.set_xlabel(X_LABELS.get(x, x))
-    ax.set_ylabel(label)
+    ax.set_ylabel("predicted " + label)
 
     if x == "batch_size" and "decode_ridge_batch" in summary and metric.startswith(("decode", "generate")):
         ridge = float(summary["decode_ridge_batch"].iloc[0])
@@ -646,6 +684,8 @@ def sweep_chart(summary: pd.DataFrame, ax, x: str = "batch_size", metric: str = 
                 fontsize=7.5,
                 color=BOUND_COLORS["compute"],
             )
+    if any_unfit:
+        _mark_memory_limit(summary, lines, x, ax)
     handles, labels = ax.get_legend_handles_labels()
     if any_unfit:
         handles.append(Line2D([], [], ls="none", marker="o", ms=7, mfc="white", mec="0.3", mew=1.3))
@@ -655,6 +695,41 @@ def sweep_chart(summary: pd.DataFrame, ax, x: str = "batch_size", metric: str = 
     ax.tick_params(labelsize=8)
     ax.grid(True, which="major", color="0.92", lw=0.6)
     return ax
+
+
+MEMORY_LIMIT_COLOR = "#d62728"
+
+
+def _mark_memory_limit(summary: pd.DataFrame, lines, x: str, ax) -> None:
+    """Mark where a sweep stops fitting in GPU memory (weights + KV cache; the summary's
+    ``fits_in_memory``): a dotted vertical line per line ((rows sorted by x, colour)) halfway, on the log
+    axis, between its last point that fits and its first that does not, and the x range beyond the
+    last of those limits shaded, labelled with the memory capacity."""
+    limits = []
+    for rows, color in lines:
+        fits = rows["fits_in_memory"].astype(bool).to_numpy()
+        xs = rows[x].to_numpy(dtype=float)
+        if fits.all():
+            continue
+        first = int(np.argmax(~fits))
+        limits.append((math.sqrt(xs[first - 1] * xs[first]) if first > 0 else xs[0] / 1.2, color))
+    if not limits:
+        return
+    values = summary[x].to_numpy(dtype=float)
+    x_lo, x_hi = float(values.min()) / 1.2, float(values.max()) * 1.2
+    capacity = si(float(summary["mem_capacity_bytes"].iloc[0]), "B") if "mem_capacity_bytes" in summary else "the"
+    ax.axvspan(
+        max(limit for limit, _ in limits),
+        x_hi,
+        color=MEMORY_LIMIT_COLOR,
+        alpha=0.08,
+        lw=0,
+        gid="memory-limit",
+        label=f"beyond {capacity} of GPU memory (weights + KV cache)",
+    )
+    for limit, color in limits:
+        ax.axvline(limit, color=MEMORY_LIMIT_COLOR if len(lines) == 1 else color, ls=":", lw=1.2, gid="memory-limit")
+    ax.set_xlim(x_lo, x_hi)
 
 
 def _line_variables(summary: pd.DataFrame, x: str) -> list:
@@ -696,7 +771,7 @@ def _metric_label(metric: str):
 # 4. saving, and 5. whole figures
 
 
-def trace_breakdown(by_range: pd.DataFrame, ax, top: int = 20):
+def trace_breakdown(by_range: pd.DataFrame, ax: Axes, top: int = 20) -> Axes:
     """GPU time of a trace's ranges (self time: kernels not inside a nested range), one horizontal
     bar each, longest first, coloured by measured class; the rest merged into "other". Returns ``ax``."""
     rows = by_range[by_range["self_gpu_time_s"] > 0].sort_values("self_gpu_time_s", ascending=False)
@@ -712,14 +787,16 @@ def trace_breakdown(by_range: pd.DataFrame, ax, top: int = 20):
     ax.set_yticks(range(len(names)))
     ax.set_yticklabels([mathtext_safe(n) for n in names], fontsize=8)
     ax.set_ylim(len(names) - 0.5, -0.5)
-    ax.set_xlabel("GPU time [s]")
+    ax.set_xlabel("measured GPU time [s]")
     ax.xaxis.set_major_formatter(EngFormatter(unit="s"))
     ax.set_xlim(0, max(times) * 1.35 if times else 1)
     ax.grid(True, axis="x", color="0.92", lw=0.6)
     ax.set_axisbelow(True)
     labels = {"unknown": "unknown (no FLOP/byte count)"}
     handles = [
-        Patch(color=BOUND_COLORS[c], label=labels.get(c, f"{c}-bound")) for c in BOUND_COLORS if c in set(classes)
+        Patch(color=BOUND_COLORS[c], label=labels.get(c, f"{c}-bound (measured)"))
+        for c in BOUND_COLORS
+        if c in set(classes)
     ]
     if set(classes) - set(BOUND_COLORS):
         handles.append(Patch(color=OTHER_COLOR, label="other ranges"))
@@ -728,7 +805,7 @@ def trace_breakdown(by_range: pd.DataFrame, ax, top: int = 20):
     return ax
 
 
-def figure_trace(trace, title: str = None) -> Figure:
+def figure_trace(trace: "TraceAnalysis", title: str = None) -> Figure:
     """The per-range breakdown of a measure.trace.TraceAnalysis as a Figure."""
     n = int((trace.by_range["self_gpu_time_s"] > 0).sum())
     fig = new_figure(9, 1.2 + 0.28 * min(n, 21))
@@ -737,7 +814,7 @@ def figure_trace(trace, title: str = None) -> Figure:
     fig.suptitle(
         mathtext_safe(
             title
-            or f"{Path(trace.path).name}: {si(s.get('gpu_time_s', 0), 's')} of kernels, "
+            or f"{Path(trace.path).name} (measured): {si(s.get('gpu_time_s', 0), 's')} of kernels, "
             f"GPU idle {si(s.get('idle_s', 0), 's')} of {si(s.get('window_s', 0), 's')}",
             keep_newlines=True,
         ),
@@ -746,7 +823,7 @@ def figure_trace(trace, title: str = None) -> Figure:
     return fig
 
 
-def mathtext_safe(text, keep_newlines: bool = False) -> str:
+def mathtext_safe(text: object, keep_newlines: bool = False) -> str:
     """``text`` drawn literally by matplotlib: each $ escaped (a $...$ pair would be parsed as mathtext,
     crash on bad TeX or lose its $ signs), control characters shown as escapes (render.term_safe)."""
     from roofline.render import term_safe
@@ -758,7 +835,7 @@ def mathtext_safe(text, keep_newlines: bool = False) -> str:
 SINGLE_FILE_FORMATS = (".pdf", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
 
 
-def save(fig, path_stem) -> list:
+def save(fig: Figure, path_stem: str | Path) -> list:
     """Write ``fig`` as PATH_STEM.png (150 dpi) and PATH_STEM.svg; return the paths written.
 
     A stem ending in .png or .svg has that suffix replaced, so `--plot out.png` writes out.png and out.svg;
@@ -793,24 +870,81 @@ def new_figure(width_in: float, height_in: float) -> Figure:
     return fig
 
 
-def figure_roofline(ops, spec, measured=None, point: int = 0, title: str = None) -> Figure:
-    """The roofline of one point of ``ops`` (both phases on one chart) as a Figure."""
+def figure_roofline(
+    ops: pd.DataFrame,
+    spec: HardwareSpec | str,
+    measured: pd.DataFrame | None = None,
+    point: int = 0,
+    title: str | None = None,
+    model: "ModelConfig | str | None" = None,
+    workload: "Workload | dict | None" = None,
+    summary: pd.DataFrame | None = None,
+) -> Figure:
+    """The roofline of one point of ``ops`` (both phases on one chart) as a Figure, titled by
+    ``chart_title`` (``model``, ``workload``; with ``summary``, whether the point fits in memory)."""
     spec = load_spec(spec)
     fig = new_figure(10, 6.8)
     ax = fig.add_subplot()
     roofline_chart(ops, spec, ax, measured=measured, point=point)
-    ax.set_title(mathtext_safe(title or _title(ops, spec, point), keep_newlines=True), fontsize=10)
+    default = chart_title(ops, spec, point, model, workload, summary, measured=measured is not None)
+    ax.set_title(_titled(title, default, summary, point), fontsize=10, color=_title_color(summary, point))
     return fig
 
 
-def figure_comparison(comparison, title: str = None) -> Figure:
+def _titled(title: str | None, default: str, summary: pd.DataFrame | None, point: int | None) -> str:
+    """A caller's ``title`` (with the fit note below it: an unfit configuration always says so) or
+    ``default``, drawn literally."""
+    if title:
+        note = fit_note(summary, point)
+        title = title + ("\n" + note if note and note not in title else "")
+    return mathtext_safe(title or default, keep_newlines=True)
+
+
+def _title_color(summary: pd.DataFrame | None, point: int | None) -> str:
+    return MEMORY_LIMIT_COLOR if fit_note(summary, point) else "black"
+
+
+def figure_comparison(comparison: "Comparison", title: str | None = None) -> Figure:
     """The roofline of a ``roofline.compare.Comparison``: its analysis, and each op's measured time
     (rank 0, all calls of one full-model step) as a hollow point joined to the predicted one."""
-    return figure_roofline(comparison.analysis.ops, comparison.spec, measured=comparison.measured, title=title)
+    a = comparison.analysis
+    return figure_roofline(
+        a.ops,
+        comparison.spec,
+        measured=comparison.measured,
+        title=title,
+        model=a.model,
+        workload=a.workload,
+        summary=a.summary,
+    )
 
 
-def figure_time_breakdown(ops, by: str = "op", top: int = 8, point: int = 0, title: str = None, spec=None) -> Figure:
-    """Where the time of each phase goes, one panel per phase (each with its own time scale)."""
+def figure_analysis_measured(analysis: "Analysis", measured: pd.DataFrame) -> Figure:
+    """The roofline of a ``roofline.analysis.Analysis`` (one point) with ``measured`` points (columns
+    phase, op, flops, measured_time_s) beside the predicted ones, titled with its model and workload."""
+    return figure_roofline(
+        analysis.ops,
+        analysis.spec,
+        measured=measured,
+        model=analysis.model,
+        workload=analysis.workload,
+        summary=analysis.summary,
+    )
+
+
+def figure_time_breakdown(
+    ops: pd.DataFrame,
+    by: str = "op",
+    top: int = 8,
+    point: int = 0,
+    title: str | None = None,
+    spec: HardwareSpec | str | None = None,
+    model: "ModelConfig | str | None" = None,
+    workload: "Workload | dict | None" = None,
+    summary: pd.DataFrame | None = None,
+) -> Figure:
+    """Where the predicted time of each phase goes, one panel per phase (each with its own time scale),
+    titled by ``chart_title``."""
     sel = _one_point(ops, point)
     phases = [p for p in PHASES if p in set(sel["phase"].astype(str))]
     fig = new_figure(9, 1.2 + 1.5 * len(phases))
@@ -818,36 +952,48 @@ def figure_time_breakdown(ops, by: str = "op", top: int = 8, point: int = 0, tit
         time_breakdown(
             sel[sel["phase"].astype(str) == phase], fig.add_subplot(len(phases), 1, len(fig.axes) + 1), by=by, top=top
         )
-    fig.suptitle(mathtext_safe(title or _title(ops, spec, point), keep_newlines=True), fontsize=10)
+    default = chart_title(ops, spec, point, model, workload, summary)
+    fig.suptitle(_titled(title, default, summary, point), fontsize=10, color=_title_color(summary, point))
     return fig
 
 
-def figure_sweep(summary, x: str = None, title: str = None, spec=None) -> Figure:
-    """Throughput and latency of a sweep against its main variable, one row per phase present."""
+def figure_sweep(
+    summary: pd.DataFrame,
+    x: str | None = None,
+    title: str | None = None,
+    spec: HardwareSpec | str | None = None,
+    model: "ModelConfig | str | None" = None,
+    workload: "Workload | dict | None" = None,
+) -> Figure:
+    """Predicted throughput and latency of a sweep against its main variable, one row per phase present;
+    the memory limit marked on each chart, and named in the title when points do not fit."""
     x = x or _sweep_x(summary)
     phases = [p for p in PHASES if f"{p}_time_s" in summary]
     fig = new_figure(11, 0.8 + 3.6 * len(phases))
     for i, phase in enumerate(phases):
         sweep_chart(summary, fig.add_subplot(len(phases), 2, 2 * i + 1), x=x, metric=f"{phase}_tokens_per_s")
         sweep_chart(summary, fig.add_subplot(len(phases), 2, 2 * i + 2), x=x, metric=f"{phase}_time_s")
-    name = summary.attrs.get("model")
-    fig.suptitle(
-        mathtext_safe(
-            title or " ".join(p for p in (name, "on" if name and spec else None, _spec_name(spec)) if p) or "sweep",
-            keep_newlines=True,
-        ),
-        fontsize=10,
-    )
+    default = chart_title(summary, spec, None, model, workload)
+    fig.suptitle(_titled(title, default, summary, None), fontsize=10, color=_title_color(summary, None))
     return fig
 
 
-def figure_result(ops, summary, spec, measured=None, title: str = None) -> Figure:
+def figure_result(
+    ops: pd.DataFrame,
+    summary: pd.DataFrame,
+    spec: HardwareSpec | str,
+    measured: pd.DataFrame | None = None,
+    title: str | None = None,
+    model: "ModelConfig | str | None" = None,
+    workload: "Workload | dict | None" = None,
+) -> Figure:
     """The figure for a result as `roofline analyze --plot` writes it: for one point, the roofline above
     the time breakdown by op; for a sweep, ``figure_sweep``. ``spec`` is a HardwareSpec or a name, as
-    ``load_result_json`` returns it. Raises RooflineError for one point without ops (a --summary
+    ``load_result_json`` returns it; ``model`` and ``workload`` name the configuration in the title
+    (default: the frames' attrs). Raises RooflineError for one point without ops (a --summary
     result), UnknownHardware for a spec name that is not shipped."""
     if len(summary) > 1:
-        return figure_sweep(summary, title=title, spec=spec)
+        return figure_sweep(summary, title=title, spec=spec, model=model, workload=workload)
     if not len(ops):
         raise RooflineError(
             "the result holds no ops (it was written with --summary), so it has no roofline; "
@@ -861,11 +1007,12 @@ def figure_result(ops, summary, spec, measured=None, title: str = None) -> Figur
         time_breakdown(ops[ops["phase"].astype(str) == phase], fig.add_subplot(grid[1 + i]), by="op")
     ax = fig.add_subplot(grid[0])
     roofline_chart(ops, spec, ax, measured=measured)
-    ax.set_title(mathtext_safe(title or _title(ops, spec, 0), keep_newlines=True), fontsize=10)
+    default = chart_title(ops, spec, 0, model, workload, summary, measured=measured is not None)
+    ax.set_title(_titled(title, default, summary, 0), fontsize=10, color=_title_color(summary, 0))
     return fig
 
 
-def load_result_json(path):
+def load_result_json(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """Read what `roofline analyze --format json` writes. Returns (ops, summary, gpu name): the two
     frames with the analysis' columns (``ops`` is empty for a --summary file), with the model's name in
     ``frame.attrs['model']``. Raises InputFileError naming the problem and how to make a valid file."""
@@ -981,15 +1128,82 @@ def _spec_name(spec):
     return spec.name if isinstance(spec, HardwareSpec) else str(spec)
 
 
-def _title(ops, spec, point) -> str:
-    sel = _one_point(ops, point)
-    model = ops.attrs.get("model")
-    head = f"{model} on {_spec_name(spec)}" if model and spec is not None else (model or _spec_name(spec) or "")
+def _setting(workload, key: str):
+    """A workload setting from a Workload or from the dict a result JSON holds (None when absent)."""
+    if workload is None:
+        return None
+    return workload.get(key) if isinstance(workload, dict) else getattr(workload, key, None)
+
+
+def _model_name(model, frame):
+    if model is None:
+        return frame.attrs.get("model")
+    return getattr(model, "name", None) or str(model)
+
+
+def _parallel_text(workload) -> list:
+    """'tp 4', 'pp 2 x 8 micro-batches', 'ep 8': the parallel settings above 1."""
     parts = []
+    for key in ("tp", "pp", "ep"):
+        value = _setting(workload, key)
+        if value is not None and value > 1:
+            extra = f" x {_setting(workload, 'microbatches')} micro-batches" if key == "pp" else ""
+            parts.append(f"{key} {value}{extra}")
+    return parts
+
+
+def chart_title(
+    frame: pd.DataFrame,
+    spec: HardwareSpec | str | None,
+    point: int | None = 0,
+    model: "ModelConfig | str | None" = None,
+    workload: "Workload | dict | None" = None,
+    summary: pd.DataFrame | None = None,
+    measured: bool = False,
+) -> str:
+    """The title of a chart: '{model} on {gpu}: {phases}, batch B, prompt P, context C, tp N; predicted',
+    then a second line when the configuration does not fit in GPU memory (``fit_note``).
+
+    ``frame``: the ops (one point of it, ``point``) or, with ``point=None``, a sweep's summary, whose
+    varying columns are shown as ranges. ``model`` (a ModelConfig or a name) and ``workload`` (a
+    Workload or a result JSON's dict) default to ``frame.attrs`` (``load_result_json`` sets them).
+    ``measured``: the chart shows measured figures beside the predicted ones."""
+    workload = workload if workload is not None else frame.attrs.get("workload")
+    head = " on ".join(p for p in (_model_name(model, frame), _spec_name(spec)) if p)
+    sel = frame if point is None else _one_point(frame, point)
+    parts = []
+    if "phase" in sel:
+        phases = [p for p in PHASES if p in set(sel["phase"].astype(str))]
+        parts.append(" + ".join(phases))
+    elif summary is None and point is None:
+        parts.append(" + ".join(p for p in PHASES if f"{p}_time_s" in sel))
     for col, word in (("batch_size", "batch"), ("prompt_len", "prompt"), ("context_len", "context")):
         if col in sel and len(sel):
-            parts.append(f"{word} {float(sel[col].iloc[0]):g}")
-    return (head + ": " if head else "") + ", ".join(parts)
+            lo, hi = float(sel[col].min()), float(sel[col].max())
+            parts.append(f"{word} {lo:g}" if lo == hi else f"{word} {lo:g}-{hi:g}")
+    parts += _parallel_text(workload)
+    text = (head + ": " if head else "") + ", ".join(p for p in parts if p)
+    text += "; predicted and measured" if measured else "; predicted"
+    note = fit_note(summary if summary is not None else (frame if point is None else None), point)
+    return text + ("\n" + note if note else "")
+
+
+def fit_note(summary: pd.DataFrame | None, point: int | None = 0) -> str:
+    """'' when every point of ``summary`` (or sweep point ``point``) fits in GPU memory, else what does
+    not fit: 'DOES NOT FIT in GPU memory: weights + KV cache 30 GB of 24 GB' for one point, 'N of M
+    points do not fit in 24 GB of GPU memory (weights + KV cache)' for a sweep."""
+    if summary is None or "fits_in_memory" not in summary or not len(summary):
+        return ""
+    rows = summary
+    if point is not None and "point" in summary and summary["point"].nunique() > 1:
+        rows = summary[summary["point"] == point]
+    unfit = rows[~rows["fits_in_memory"].astype(bool)]
+    if not len(unfit):
+        return ""
+    capacity = si(float(unfit["mem_capacity_bytes"].iloc[0]), "B")
+    if len(rows) == 1:
+        return f"DOES NOT FIT in GPU memory: weights + KV cache {si(float(unfit['memory_bytes'].iloc[0]), 'B')} of {capacity}"
+    return f"{len(unfit)} of {len(rows)} points do not fit in {capacity} of GPU memory (weights + KV cache)"
 
 
 class _DrawHook(Artist):
@@ -1092,9 +1306,9 @@ def _overlap(a, b) -> float:
 
 def error_distribution(
     ops: pd.DataFrame,
-    ax,
-    key_ops=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "attention"),
-):
+    ax: Axes,
+    key_ops: tuple = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "attention"),
+) -> Axes:
     """Histogram of per-op errors (predicted / measured - 1, in %) over every case: the projections and
     attention beside the other ops, and the pure roofline's errors of the same key ops as an outline."""
     err = ops["error"].to_numpy(dtype=float) * 100
@@ -1137,7 +1351,7 @@ def error_distribution(
     return ax
 
 
-def step_errors(steps: pd.DataFrame, ax):
+def step_errors(steps: pd.DataFrame, ax: Axes) -> Axes:
     """Per case, the step error eager and CUDA graph (points), the targets as bands (10% decode, 15% prefill)."""
     cases = list(dict.fromkeys(steps["case"]))
     y = {c: i for i, c in enumerate(cases)}

@@ -29,10 +29,14 @@ expressions, patterns with ``*`` as globs, plain names on whole dotted component
 import re
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from roofline.dtypes import Format
 from roofline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from roofline.config import ModelConfig, Workload
+    from roofline.specs import HardwareSpec
 
 SUPPORTED_METHODS = ("awq", "gptq", "fp8", "compressed-tensors", "modelopt", "mxfp4")
 CHECKPOINT_SOURCE = "checkpoint quantization_config"  # Workload.weight_dtype_source when the checkpoint chose
@@ -156,14 +160,14 @@ def module_matches(pattern: str, path: str) -> bool:
     return f".{pattern}." in f".{path}."
 
 
-def uses_checkpoint(m, w) -> bool:
+def uses_checkpoint(m: "ModelConfig", w: "Workload") -> bool:
     """Whether workload ``w`` analyses model ``m``'s weights in the checkpoint's own format."""
     return (
         m.quant is not None and w.weight_dtype_source.startswith(CHECKPOINT_SOURCE) and w.weight_dtype == m.quant.dtype
     )
 
 
-def linear_weight_dtype(m, w, op_name: str, p16: str):
+def linear_weight_dtype(m: "ModelConfig", w: "Workload", op_name: str, p16: str) -> str | Format:
     """The weight dtype of quantisable op ``op_name`` of model ``m``: the workload's weight dtype
     (a name), or where the checkpoint chose it, its Format, or ``p16`` for a module it does not
     convert. Raises ConfigError for a per-layer mix."""
@@ -174,7 +178,7 @@ def linear_weight_dtype(m, w, op_name: str, p16: str):
     return m.quant.format
 
 
-def on_gpu(m, w, spec):
+def on_gpu(m: "ModelConfig", w: "Workload", spec: "HardwareSpec") -> "tuple[ModelConfig, Workload]":
     """(model, workload) for ``spec``: a W8A8 / W4A4 checkpoint on a GPU without those tensor cores
     (no peak for its compute dtype) runs weight-only, its weights dequantised to the activations,
     as serving engines run it there; the weight-dtype note says so."""
@@ -192,7 +196,7 @@ def on_gpu(m, w, spec):
 # parsing
 
 
-def parse_quantization_config(raw, where: str) -> WeightQuant:
+def parse_quantization_config(raw: object, where: str) -> WeightQuant:
     """A config.json ``quantization_config`` mapping -> WeightQuant. Raises ConfigError naming the
     key and the fix, e.g. for an unknown ``quant_method`` or a bit width that is not modelled."""
     where = f"{where}: quantization_config"

@@ -16,16 +16,22 @@ import base64
 import json
 import platform
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from roofline import io, render
 from roofline.advise import advise, render_advice
 from roofline.analysis import Analysis, analyze
-from roofline.config import resolve_model_path
+from roofline.config import ModelConfig, resolve_model_path
 from roofline.errors import InputFileError
+from roofline.specs import HardwareSpec
+
+if TYPE_CHECKING:
+    from roofline.compare import Comparison
 
 # the ops columns shown in the report's tables
 OP_COLUMNS = [
@@ -57,33 +63,44 @@ SWEEP_BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
 
 
 def write_report(
-    model,
-    gpu,
-    out_dir,
+    model: ModelConfig | str | Path,
+    gpu: HardwareSpec | str | Path,
+    out_dir: str | Path,
     command_line: str = "",
-    comparison=None,
-    advice: pd.DataFrame = None,
-    checks: pd.DataFrame = None,
-    advice_scores: pd.DataFrame = None,
-    **overrides,
+    comparison: "Comparison | None" = None,
+    advice: pd.DataFrame | None = None,
+    checks: pd.DataFrame | None = None,
+    advice_scores: pd.DataFrame | None = None,
+    progress: Callable[[str], None] | None = None,
+    settings: str = "",
+    **overrides: object,
 ) -> Path:
     """Write the report folder of ``model`` on ``gpu`` with workload ``overrides``.
 
     ``comparison``: a roofline.compare.Comparison of the same model and workload (optional): its
     analysis is the report's, and its measured ops and steps get a section; without one, the report
-    analyses ``model``. ``advice``: advise()'s frame for that analysis (computed here when None);
+    analyses ``model``. ``advice``: advise()'s frame for that analysis (computed here when None, for
+    one point; a sweep's report has none);
     ``checks``: compare.check_advice's predicted-vs-achieved rows (optional); ``advice_scores``:
-    validation.advice_scores' rows, the advisor scored on the GPU (optional).
+    validation.advice_scores' rows, the advisor scored on the GPU (optional). ``progress`` is called
+    with the name of each stage as it starts ('analysing', 'charts 1/3', ...). ``settings``: the line
+    naming every setting and where it came from (render.settings_line), shown under the title.
     Returns the path of report.md. Raises RooflineError for bad input, OSError if the folder cannot be written.
     """
+    progress = progress or (lambda stage: None)
+    if comparison is None:
+        progress("analysing")
     analysis = comparison.analysis if comparison is not None else analyze(model, gpu, **overrides)
     measured = comparison.measured if comparison is not None else None
-    if advice is None:
+    if advice is None and len(analysis.summary) == 1:  # advice is for one point; a sweep's report has none
+        progress("advising")
         advice = advise(comparison if comparison is not None else analysis)
     # built in a temporary folder beside out_dir and swapped in whole: a failure or a kill leaves the old
     # report; a folder holding files roofline did not write is refused (io.replace_folder)
     with io.replace_folder(out_dir, tool_version=_version()) as out:
-        _write_folder(out, analysis, advice, measured, model, command_line, comparison, checks, advice_scores)
+        _write_folder(
+            out, analysis, advice, measured, model, command_line, comparison, checks, progress, settings, advice_scores
+        )
     return Path(out_dir) / "report.md"
 
 
@@ -94,28 +111,45 @@ def _version() -> str:
 
 
 def _write_folder(
-    out: Path, analysis, advice, measured, model, command_line, comparison, checks, advice_scores=None
+    out: Path,
+    analysis,
+    advice,
+    measured,
+    model,
+    command_line,
+    comparison,
+    checks,
+    progress,
+    settings,
+    advice_scores=None,
 ) -> None:
     from roofline import plot
 
-    charts = {}
     ops, summary, spec = analysis.ops, analysis.summary, analysis.spec
+    who = dict(model=analysis.model, workload=analysis.workload)
     single = len(summary) == 1
+    figures = {}  # name -> a function drawing it: each is drawn and written in turn
     if single:
-        charts["roofline"] = plot.save(plot.figure_roofline(ops, spec, measured=measured), out / "roofline")[0]
-        charts["breakdown"] = plot.save(plot.figure_time_breakdown(ops, spec=spec), out / "breakdown")[0]
-        sweep = analyze(analysis.model, spec, workload=replace(analysis.workload, batch_size=tuple(SWEEP_BATCHES)))
-        row = summary.iloc[0]
-        title = (
-            f"{analysis.model.name} on {spec.name}: batch sweep at prompt {row['prompt_len']:.0f}, "
-            f"context {row['context_len']:g}"
-        )
-        charts["sweep"] = plot.save(plot.figure_sweep(sweep.summary, title=title, spec=spec), out / "sweep")[0]
-    else:
-        title = f"{analysis.model.name} on {spec.name}"
-        charts["sweep"] = plot.save(plot.figure_sweep(summary, title=title, spec=spec), out / "sweep")[0]
+        figures["roofline"] = lambda: plot.figure_roofline(ops, spec, measured=measured, summary=summary, **who)
+        figures["breakdown"] = lambda: plot.figure_time_breakdown(ops, spec=spec, summary=summary, **who)
 
-    tables = {"ops": ops, "summary": summary, "advice": advice.drop(columns=["overrides"])}
+        def batch_sweep():
+            batches = tuple(SWEEP_BATCHES)
+            sweep = analyze(analysis.model, spec, workload=replace(analysis.workload, batch_size=batches))
+            return plot.figure_sweep(sweep.summary, spec=spec, **who)
+
+        figures["sweep"] = batch_sweep
+    else:
+        figures["sweep"] = lambda: plot.figure_sweep(summary, spec=spec, **who)
+    charts = {}
+    for i, (name, draw) in enumerate(figures.items()):
+        progress(f"charts {i + 1}/{len(figures)} ({name})")
+        charts[name] = plot.save(draw(), out / name)[0]
+
+    progress("tables")
+    tables = {"ops": ops, "summary": summary}
+    if advice is not None:
+        tables["advice"] = advice.drop(columns=["overrides"])
     if comparison is not None:
         tables.update(measured_ops=comparison.ops, measured_steps=comparison.steps)
     if checks is not None:
@@ -124,13 +158,17 @@ def _write_folder(
         tables["advice_scores"] = advice_scores
     for name, frame in tables.items():
         (out / f"{name}.csv").write_text(render.to_csv(frame))
+    progress("inputs")
     _write_inputs(analysis, model, out / "inputs", command_line, comparison)
 
-    sections = _sections(analysis, advice, charts, comparison, checks, command_line)
+    sections = _sections(analysis, advice, charts, comparison, checks, command_line, settings)
     if advice_scores is not None and len(advice_scores):
-        at = next(i for i, sec in enumerate(sections) if sec == ("h2", "Reproduce"))
+        heads = (i for i, sec in enumerate(sections) if sec[0] == "h2" and str(sec[1]).startswith("Reproduce"))
+        at = next(heads, len(sections))
         sections[at:at] = _advice_score_sections(advice_scores)
+    progress("report.md")
     (out / "report.md").write_text(_markdown(sections))
+    progress("report.html")
     (out / "report.html").write_text(_html(sections, out))
 
 
@@ -153,10 +191,25 @@ def _write_inputs(analysis: Analysis, model, folder: Path, command_line: str, co
     (folder / "versions.json").write_text(json.dumps(versions, indent=2, default=str) + "\n")
 
 
-def _sections(analysis, advice, charts, comparison, checks, command_line) -> list:
-    """The report as a list of (kind, payload): ('h1'|'h2'|'p'|'pre', text), ('table', frame, formats), ('img', path)."""
+def _sections(analysis, advice, charts, comparison, checks, command_line, settings="") -> list:
+    """The report as a list of (kind, payload): ('h1'|'h2'|'p'|'pre', text), ('table', frame, formats),
+    ('img', path). A configuration that does not fit in GPU memory says so under the title and in the
+    heading of every section."""
+    from roofline.plot import fit_note
+
     m, w, spec, s = analysis.model, analysis.workload, analysis.spec, analysis.summary
-    out = [("h1", f"{m.name} on {spec.name}")]
+    unfit = fit_note(s, None)
+    short = "does not fit in GPU memory" if len(s) == 1 else unfit.split(" (")[0]  # '2 of 3 points do not fit ...'
+    out = [("h1", f"{m.name} on {spec.name}" + (f": {short}" if unfit else ""))]
+    if unfit:
+        out.append(
+            (
+                "p",
+                f"Warning: {unfit}. Use more GPUs (--tp, --pp), a smaller batch or context, or quantised weights or KV cache.",
+            )
+        )
+    if settings:
+        out.append(("p", settings))
     out.append(
         (
             "p",
@@ -192,7 +245,12 @@ def _sections(analysis, advice, charts, comparison, checks, command_line) -> lis
             rows = analysis.ops[analysis.ops["phase"] == phase]
             out.append(("table", rows, {k: render.OP_TABLE[k] for k in OP_COLUMNS}))
     out.append(("h2", "What to try next"))
-    out.append(("pre", render_advice(advice) or "no change predicts a speedup of 2% or more"))
+    if advice is None:
+        out.append(
+            ("p", "Advice is for one point: run `roofline advise` (or this report) at one batch, prompt and context.")
+        )
+    else:
+        out.append(("pre", render_advice(advice) or "no change predicts a speedup of 2% or more"))
     if comparison is not None:
         out.append(("h2", "Measured on the GPU"))
         dev = comparison.run.device
@@ -250,6 +308,8 @@ def _sections(analysis, advice, charts, comparison, checks, command_line) -> lis
             "ops.csv and summary.csv hold every number above in SI units.",
         )
     )
+    if unfit:  # every section's heading says so
+        out = [("h2", f"{text} ({short})") if kind == "h2" else (kind, text, *rest) for kind, text, *rest in out]
     return out
 
 
@@ -317,4 +377,8 @@ def _html(sections, folder: Path) -> str:
         "font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
         "td:first-child,th:first-child{text-align:left}img{max-width:100%}pre{white-space:pre-wrap}"
     )
-    return f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+    title = next((payload[0] for kind, *payload in sections if kind == "h1"), "roofline report")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{render.html_escape(title)}</title>"
+        f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+    )

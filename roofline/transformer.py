@@ -173,7 +173,14 @@ def window_groups(m: ModelConfig) -> list:
     return sorted(counts.items(), key=lambda kv: (kv[0] is not None, kv[0] or 0))
 
 
-def model_ops(m: ModelConfig, w: Workload, phase: str, batch, prompt_len, context_len) -> list:
+def model_ops(
+    m: ModelConfig,
+    w: Workload,
+    phase: str,
+    batch: "float | np.ndarray",
+    prompt_len: "float | np.ndarray",
+    context_len: "float | np.ndarray",
+) -> list:
     """The ops of one forward pass of ``phase`` ('prefill' or 'decode').
 
     ``batch``, ``prompt_len`` and ``context_len`` are numbers or equal-length numpy arrays (a sweep);

@@ -14,6 +14,7 @@ import difflib
 import json
 import math
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
@@ -112,7 +113,7 @@ def _refuse_aliases(node, seen=None) -> None:
             stack += n.value
 
 
-def parse_yaml(text: str):
+def parse_yaml(text: str) -> object:
     """Parse ``text`` by the YAML 1.2 core schema (see the module docstring). Raises yaml.YAMLError,
     or ValueError for a duplicate key or an alias."""
     loader = _Yaml12Loader(text)
@@ -141,12 +142,12 @@ def _json_constant(name):
     raise ValueError(f"{name} is not a number JSON allows; write a number")
 
 
-def parse_json(text: str):
+def parse_json(text: str) -> object:
     """json.loads with duplicate keys and NaN/Infinity refused (ValueError / json.JSONDecodeError)."""
     return json.loads(text, object_pairs_hook=_json_pairs, parse_constant=_json_constant)
 
 
-def load_mapping(path, what: str) -> dict:
+def load_mapping(path: str | Path, what: str) -> dict:
     """Parse a YAML (or JSON) file that must hold a mapping. Raises InputFileError."""
     path = Path(path)
     text = io.read_text(path, what, io.MAX_MAPPING_BYTES)
@@ -173,20 +174,22 @@ def load_mapping(path, what: str) -> dict:
     return data
 
 
-def suggest(name: str, known) -> str:
+def suggest(name: str, known: Iterable[str]) -> str:
     """' (did you mean 'x'?)' for the closest known name, or ''."""
     close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def check_keys(mapping: dict, allowed, where: str, error, ignored=()) -> None:
+def check_keys(
+    mapping: dict, allowed: Iterable[str], where: str, error: type[Exception], ignored: Iterable[str] = ()
+) -> None:
     """Raise ``error`` for the first key of ``mapping`` that is not in ``allowed`` (or ``ignored``)."""
     for key in mapping:
         if key not in allowed and key not in ignored:
             raise error(f"{where}: unknown key '{key}'{suggest(key, allowed)}; allowed: {', '.join(sorted(allowed))}")
 
 
-def short_repr(value, limit: int = 40) -> str:
+def short_repr(value: object, limit: int = 40) -> str:
     """repr(value), cut to about ``limit`` characters (a 400-digit number stays one short line)."""
     text = repr(value)
     if len(text) <= limit:
@@ -194,7 +197,15 @@ def short_repr(value, limit: int = 40) -> str:
     return f"{text[: limit // 2]}...{text[-8:]} ({len(text)} characters)"
 
 
-def number(value, where: str, error, positive=True, integer=False, minimum=None, maximum=None):
+def number(
+    value: object,
+    where: str,
+    error: type[Exception],
+    positive: bool = True,
+    integer: bool = False,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> float | int:
     """Coerce ``value`` to a float (or int), accepting YAML's '125e12'-style strings.
 
     Raises ``error`` for booleans, non-numbers, NaN/inf, (with ``positive``) zero or negatives, values

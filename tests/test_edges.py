@@ -252,7 +252,7 @@ def test_report_escapes_names(tmp_path, hostile_model):
     md = (out / "report.md").read_text()
     assert "<script>" not in md and "\x1b" not in md
     assert not any(line.startswith("# injected") for line in md.splitlines())
-    first = md.splitlines()[0]
+    first = md.splitlines()[0].removesuffix(": does not fit in GPU memory")  # the tiny GPU holds 1 kB
     assert first == (
         r"# &lt;script&gt;alert(1)&lt;/script&gt;\\n\# injected \$\\frac{\$ \| =1+1 \\x1b\[31mred "
         "on tiny"

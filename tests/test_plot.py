@@ -229,7 +229,10 @@ def test_result_json_round_trip_and_figure(tmp_path):
     assert summary["decode_tokens_per_s"].iloc[0] == pytest.approx(r.summary["decode_tokens_per_s"].iloc[0])
     fig = plot.figure_result(ops, summary, gpu)
     assert len(fig.axes) == 3  # the roofline and a breakdown per phase
-    assert fig.axes[-1].get_title().startswith("llama-2-7b on a10: batch 1, prompt 512")
+    # the model and workload come from the result file
+    assert (
+        fig.axes[-1].get_title() == "llama-2-7b on a10: prefill + decode, batch 1, prompt 512, context 512; predicted"
+    )
     with pytest.raises(RooflineError, match="written with --summary"):
         plot.figure_result(ops.iloc[:0], summary, gpu)
 
@@ -252,3 +255,92 @@ def test_one_colour_per_class_of_the_one_vocabulary():
     assert tuple(plot.BOUND_COLORS) == CLASSES == MEASURED_BOUNDS
     assert BOUNDS == CLASSES[:5]
     assert len(set(plot.BOUND_COLORS.values()) | {plot.OTHER_COLOR}) == len(CLASSES) + 1  # all distinct
+
+
+# ------------------------------------------------------------------------------------------------
+# part 6 of issue 11: titles, one colour per op, predicted/measured, the memory limit
+
+
+def test_titles_name_the_model_the_gpu_and_the_workload():
+    r = roofline.analyze(LLAMA, "h100-sxm", tp=2, phase="decode", batch_size=8, context_len=1024)
+    who = dict(model=r.model, workload=r.workload, summary=r.summary)
+    want = "llama-2-7b on h100-sxm: decode, batch 8, prompt 512, context 1024, tp 2; predicted"
+    assert plot.figure_roofline(r.ops, r.spec, **who).axes[0].get_title() == want
+    assert plot.figure_time_breakdown(r.ops, spec=r.spec, **who).get_suptitle() == want
+    assert plot.figure_result(r.ops, r.summary, r.spec, model=r.model, workload=r.workload).axes[-1].get_title() == want
+    sweep = roofline.analyze(LLAMA, "h100-sxm", tp=2, phase="decode", batch_size="1:64:x4")
+    fig = plot.figure_sweep(sweep.summary, spec=sweep.spec, model=sweep.model, workload=sweep.workload)
+    assert fig.get_suptitle() == "llama-2-7b on h100-sxm: decode, batch 1-64, prompt 512, context 512, tp 2; predicted"
+    # pipeline and expert parallelism too, from a result JSON's workload dict
+    wl = {"tp": 1, "pp": 2, "microbatches": 4, "ep": 1}
+    assert plot.chart_title(r.ops, "h100-sxm", model="m", workload=wl).endswith(
+        "context 1024, pp 2 x 4 micro-batches; predicted"
+    )
+
+
+def test_one_colour_per_op_in_every_chart(llama_a10, llama70_tp4):
+    def segment_colours(ax):
+        out = {}
+        for patch in ax.patches:
+            gid = patch.get_gid() or ""
+            if gid.startswith("segment-"):
+                out.setdefault(gid.split("-", 2)[2], set()).add(tuple(patch.get_facecolor()))
+        return out
+
+    from matplotlib.colors import to_rgba
+
+    a = segment_colours(plot.time_breakdown(llama_a10.ops, axes(), top=8))  # 7B, both phases
+    b = segment_colours(plot.time_breakdown(llama70_tp4.ops, axes(), top=4))  # 70B tp 4 decode: other ops, order
+    shared = (set(a) & set(b)) - {"other"}
+    assert {"gate_proj", "up_proj", "down_proj"} <= shared
+    for op in set(a) | set(b):
+        colours = a.get(op, set()) | b.get(op, set())
+        want = to_rgba(plot.OTHER_COLOR if op == "other" else plot.op_color(op))
+        assert colours == {want}, op  # one colour per op in both charts and both phases
+    assert len({plot.op_color(op) for op in plot.KNOWN_OPS}) == len(plot.KNOWN_OPS)  # all distinct
+    assert plot.OTHER_COLOR not in plot.OP_COLORS.values() and "#7f7f7f" not in plot.OP_COLORS.values()
+    assert plot.op_color("my_custom_op") == plot.op_color("my_custom_op")  # an unknown name: from its CRC-32
+
+
+def test_analytic_charts_say_predicted_and_measured_ones_measured(llama_a10):
+    ax = plot.roofline_chart(llama_a10.ops, llama_a10.spec, axes())
+    assert ax.get_ylabel() == "predicted attained [FLOP/s]"
+    ops = llama_a10.ops
+    measured = ops.assign(measured_time_s=ops["time_s"] * 2)[["phase", "op", "flops", "measured_time_s"]]
+    ax = plot.roofline_chart(ops, llama_a10.spec, axes(), measured=measured)
+    assert ax.get_ylabel() == "attained [FLOP/s]: predicted (filled), measured (hollow)"
+    assert plot.time_breakdown(ops, axes()).get_xlabel() == "predicted time [s]"
+    r = roofline.analyze(LLAMA, "a10", batch_size=[1, 8], phase="decode")
+    assert plot.sweep_chart(r.summary, axes(), metric="decode_time_s").get_ylabel().startswith("predicted decode")
+    import pandas as pd
+
+    by_range = pd.DataFrame({"range": ["a"], "self_gpu_time_s": [1e-3], "measured_bound": ["memory"]})
+    ax = plot.trace_breakdown(by_range, axes())
+    assert ax.get_xlabel() == "measured GPU time [s]" and legend_texts(ax) == ["memory-bound (measured)"]
+
+
+def test_sweep_marks_the_memory_limit_and_the_title_says_what_does_not_fit():
+    # llama-2-7b on an A10 (24 GB) at context 4096: weights 13.5 GB, KV cache per sequence
+    # 2 (K, V) * 32 layers * 4096 tokens * 4096 * 2 B = 2.15 GB: batch 4 holds 22.1 GB, batch 8 30.7 GB
+    r = roofline.analyze(LLAMA, "a10", batch_size="1:512:x2", context_len=4096, phase="decode")
+    assert list(r.summary["fits_in_memory"]) == [True] * 3 + [False] * 7
+    ax = plot.sweep_chart(r.summary, axes(), metric="decode_tokens_per_s")
+    (limit,) = [ln for ln in ax.get_lines() if ln.get_gid() == "memory-limit"]
+    assert list(limit.get_xdata()) == pytest.approx([32**0.5] * 2)  # halfway between 4 and 8 on the log axis
+    (span,) = [p for p in ax.patches if p.get_gid() == "memory-limit"]
+    assert span.get_x() == pytest.approx(32**0.5)
+    assert "beyond 24 GB of GPU memory (weights + KV cache)" in legend_texts(ax)
+    fig = plot.figure_sweep(r.summary, spec=r.spec, model=r.model)
+    assert fig.get_suptitle().endswith("\n7 of 10 points do not fit in 24 GB of GPU memory (weights + KV cache)")
+    assert fig.get_suptitle().startswith("llama-2-7b on a10: decode, batch 1-512")
+    # one point that does not fit: its roofline says so in a second, red line of the title
+    one = roofline.analyze(LLAMA, "a10", batch_size=64, context_len=4096, phase="decode")
+    title = plot.figure_roofline(one.ops, one.spec, model=one.model, summary=one.summary).axes[0].title
+    assert title.get_text().endswith("\nDOES NOT FIT in GPU memory: weights + KV cache 151 GB of 24 GB")
+    assert title.get_color() == plot.MEMORY_LIMIT_COLOR
+    # a caller's own title keeps the note
+    fig = plot.figure_time_breakdown(one.ops, title="mine", summary=one.summary)
+    assert fig.get_suptitle() == "mine\nDOES NOT FIT in GPU memory: weights + KV cache 151 GB of 24 GB"
+    fits = roofline.analyze(LLAMA, "a10", batch_size=[1, 2], phase="decode")
+    ax = plot.sweep_chart(fits.summary, axes(), metric="decode_time_s")
+    assert not [a for a in ax.get_lines() + ax.patches if a.get_gid() == "memory-limit"]
