@@ -366,7 +366,7 @@ def _with_comm(f: pd.DataFrame, meas: pd.DataFrame, spec, run: MeasuredRun) -> p
     comm_bytes = f["comm_bytes"].to_numpy(float)
     # all-reduce and all-gather both write the whole message once
     f["message_bytes"] = np.where(coll, f["bytes_written"].to_numpy(float), 0.0)
-    f["predicted_comm_s"] = predicted_comm_s(f, "calibrated_time_s")
+    f["predicted_comm_s"] = predicted_comm_s(f, "predicted_time_s")
     link = spec.gpu_link_bytes_per_s or spec.host_link_bytes_per_s
     f["datasheet_comm_s"] = roofline_time_s(0.0, 0.0, 1.0, 1.0, comm_bytes, spec.collective_latency_s, link)[3]
     f["link_bytes_per_s"] = np.where(coll, spec.ceiling_link_bytes_per_s(), np.nan)
