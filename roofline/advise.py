@@ -41,6 +41,7 @@ model and workload, all its occurrences summed); optional ``eager_wall_s`` and `
 
 import math
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -51,6 +52,10 @@ from roofline.dtypes import DTYPE_BYTES
 from roofline.errors import ConfigError, RooflineError
 from roofline.predict import occurrence_time, predict, step_time
 from roofline.render import si
+
+if TYPE_CHECKING:  # annotations only
+    from roofline.compare import Comparison
+    from roofline.specs import HardwareSpec
 
 MIN_SPEEDUP = 1.02
 TP_DEGREES = (2, 4, 8)
@@ -101,7 +106,9 @@ FUSION_PAIRS = (
 # public API
 
 
-def advise(analysis, measured: pd.DataFrame = None, top: int = DEFAULT_TOP) -> pd.DataFrame:
+def advise(
+    analysis: "Analysis | Comparison", measured: pd.DataFrame | None = None, top: int = DEFAULT_TOP
+) -> pd.DataFrame:
     """Ranked suggestions for a single-point analysis: a DataFrame with the columns ``COLUMNS``.
 
     ``analysis``: an Analysis, or a ``roofline.compare.Comparison``, whose analysis is advised with its
@@ -152,7 +159,7 @@ def flags_of(overrides: dict) -> str:
     return " ".join(out)
 
 
-def fuse_elementwise(ops: pd.DataFrame, spec, cuda_graph: bool = False) -> pd.DataFrame:
+def fuse_elementwise(ops: pd.DataFrame, spec: "HardwareSpec", cuda_graph: bool = False) -> pd.DataFrame:
     """The classified ops frame of one point and phase with ``FUSION_PAIRS`` fused (assumption 6).
 
     Each fused pair becomes one row named 'first+second' with the FLOPs and bytes of both, less the

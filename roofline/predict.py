@@ -53,11 +53,17 @@ Classes (``bound``): the roofline classes of classify.py, then two refinements f
 Communication rows keep their class.
 """
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
 from roofline.errors import SpecError
 from roofline.validate import check_keys, number
+
+if TYPE_CHECKING:  # annotations only: specs.py imports this module
+    from roofline.config import ModelConfig
+    from roofline.specs import HardwareSpec
 
 MICRO, GIGA = 1e-6, 1e9
 LATENCY_RATIO = 2.0
@@ -214,7 +220,9 @@ def interp_table(x: np.ndarray, y: np.ndarray, table: tuple) -> np.ndarray:
 # the prediction
 
 
-def predict(ops: pd.DataFrame, spec, cuda_graph: bool = False, variants: dict | None = None) -> pd.DataFrame:
+def predict(
+    ops: pd.DataFrame, spec: "HardwareSpec", cuda_graph: bool = False, variants: dict | None = None
+) -> pd.DataFrame:
     """Add ``predicted_time_s``, ``prediction_source``, ``host_s``, ``fixed_s`` (per occurrence) to a
     classified ops frame (classify.classify's columns plus op, category, phase, params,
     weight_bytes_read, kv_bytes_read, prompt_len) and refine ``bound`` with 'overhead' / 'latency'
@@ -240,7 +248,7 @@ GEMM_VARIANTS = ("unaligned", "tall_k")
 NORM_OPS = ("attn_norm", "mlp_norm", "final_norm", "post_attn_norm", "post_mlp_norm", "q_norm", "k_norm")
 
 
-def op_variants(config, tp: int = 1) -> dict:
+def op_variants(config: "ModelConfig", tp: int = 1) -> dict:
     """{op name: kernel variant} for the ops whose kernels differ between families, so a calibrated entry
     measured on one kind is not applied to another: the norms ('rmsnorm' | 'layernorm'), the MLP
     activation ('gated': act(gate) * up, two kernels in eager PyTorch; 'plain': one), and lm_head
@@ -277,7 +285,11 @@ def active_experts(tokens: np.ndarray, experts: int, top_k: int) -> np.ndarray:
 
 
 def prediction_columns(
-    ops: pd.DataFrame, spec, cuda_graph: bool = False, variants: dict | None = None, moe: tuple | None = None
+    ops: pd.DataFrame,
+    spec: "HardwareSpec",
+    cuda_graph: bool = False,
+    variants: dict | None = None,
+    moe: tuple | None = None,
 ) -> dict:
     """The columns ``predict`` adds, as arrays (``bound`` refined). Vectorised: per-op-name work is
     one mask per distinct name, never a loop over rows. ``variants``: ``op_variants`` of the model;
@@ -454,7 +466,13 @@ def occurrence_time(ops: pd.DataFrame) -> np.ndarray:
     return np.maximum(ops["stream_s"].to_numpy(float), ops["host_s"].to_numpy(float))
 
 
-def queue_step(host: np.ndarray, stream: np.ndarray, counts: np.ndarray, block=None, syncs=None) -> np.ndarray:
+def queue_step(
+    host: np.ndarray,
+    stream: np.ndarray,
+    counts: np.ndarray,
+    block: tuple[int, int] | None = None,
+    syncs: np.ndarray | None = None,
+) -> np.ndarray:
     """Step time of the launch queue (module docstring) for ``host`` and ``stream`` [points, ops] (seconds
     per occurrence, ops in execution order), ``counts`` [ops]. ``block`` = (start, stop): the ops
     [start, stop) run as one block repeated counts[start] times (the layers); every other op runs its
@@ -517,7 +535,7 @@ def _simulate_queue(host, stream, counts, block, syncs) -> np.ndarray:
     return np.maximum(t_host, t_gpu)
 
 
-def layer_block(counts: np.ndarray):
+def layer_block(counts: np.ndarray) -> tuple[int, int] | None:
     """(start, stop) of the contiguous run of ops with the largest count (> 1), or None."""
     top = counts.max() if len(counts) else 0
     if top <= 1:
@@ -544,7 +562,7 @@ def step_time(ops: pd.DataFrame) -> float:
     )
 
 
-def describe_source(spec) -> str:
+def describe_source(spec: "HardwareSpec") -> str:
     """One line naming what the prediction uses for ``spec``."""
     k = getattr(spec, "measured_kernels", None) or {}
     if not k:
@@ -602,7 +620,7 @@ def collective_table_time(message_bytes: np.ndarray, table: tuple) -> np.ndarray
     return t
 
 
-def collective_times(ops: pd.DataFrame, spec, comm: np.ndarray) -> tuple:
+def collective_times(ops: pd.DataFrame, spec: "HardwareSpec", comm: np.ndarray) -> tuple:
     """(time_s, source codes, source labels) for the rows ``comm`` of a classified ops frame: time_s from
     the spec's collective table where it applies (block comment above), NaN elsewhere; per row a code
     into the labels: COLLECTIVE_TABLE, COLLECTIVE_LINK, or COLLECTIVE_LINK with the world size of a
@@ -636,7 +654,7 @@ def collective_times(ops: pd.DataFrame, spec, comm: np.ndarray) -> tuple:
     return time, source, labels
 
 
-def describe_collectives(spec) -> str:
+def describe_collectives(spec: "HardwareSpec") -> str:
     """One line naming the collective model of ``spec``: its measured tables, or alpha + bytes / link."""
     tables = getattr(spec, "measured_collectives", None) or {}
     alpha_us, link_gb_per_s = spec.ceiling_collective_latency_s() * 1e6, spec.ceiling_link_bytes_per_s() / 1e9

@@ -168,7 +168,7 @@ def list_specs() -> list:
     return sorted(p.stem for p in data_dir("hardware_specs").glob("*.yaml"))
 
 
-def resolve_spec_path(name_or_path) -> Path:
+def resolve_spec_path(name_or_path: str | Path) -> Path:
     """A shipped name ('a10') or a path to a YAML file -> the file's path. Raises UnknownHardware."""
     text = str(name_or_path)
     path = Path(text)
@@ -186,7 +186,7 @@ def resolve_spec_path(name_or_path) -> Path:
     )
 
 
-def load_spec(name_or_path) -> HardwareSpec:
+def load_spec(name_or_path: "str | Path | HardwareSpec") -> HardwareSpec:
     """Load and validate a hardware spec by shipped name or path. Raises SpecError / UnknownHardware."""
     if isinstance(name_or_path, HardwareSpec):
         return name_or_path
@@ -300,7 +300,7 @@ def _measured(measured, where) -> dict:
     return out
 
 
-def parse_collective_tables(table, where: str) -> dict:
+def parse_collective_tables(table: object, where: str) -> dict:
     """Validate ``measured.collectives`` (op -> {world, bytes, time_us}); return op -> (world, bytes array,
     time_s array). Sizes must be whole, positive and strictly increasing, times positive and finite, one per
     size; world a whole number of at least 2. Raises SpecError naming the key and the fix."""
@@ -470,7 +470,7 @@ def _lint_sources(raw, where) -> list:
     return out
 
 
-def check_spec_file(path) -> list:
+def check_spec_file(path: str | Path) -> list:
     """``lint_spec`` on a spec file (a shipped name or a path). Raises SpecError / InputFileError when it
     cannot be read at all."""
     path = resolve_spec_path(path)

@@ -36,6 +36,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,13 @@ from roofline.analysis import analyze
 from roofline.compare import compare
 from roofline.config import load_model, parse_workload
 from roofline.specs import data_dir, load_spec
+
+if TYPE_CHECKING:  # annotations only
+    from roofline.config import ModelConfig, Workload
+    from roofline.measure.run import MeasuredRun
+    from roofline.specs import HardwareSpec
+
+    SpecLike = str | Path | HardwareSpec
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 KEY_OPS = PROJECTIONS + ("attention",)
@@ -135,7 +143,13 @@ def _case_setup(case, layers: int):
 
 
 def measure_case(
-    case, spec, layers: int = 2, device: str = "cuda", warmup: int = 3, iters: int = 5, timing_iters: int = 5
+    case: tuple,
+    spec: "SpecLike",
+    layers: int = 2,
+    device: str = "cuda",
+    warmup: int = 3,
+    iters: int = 5,
+    timing_iters: int = 5,
 ) -> tuple:
     """(measured ops frame: op, measured_time_s, n_kernels, measured_bound; measured step dict) of one case."""
     from roofline.measure.profile import profile_model
@@ -164,7 +178,7 @@ def measure_case(
     }
 
 
-def score_case(case, spec, measured: pd.DataFrame, measured_step: dict, layers: int = 2) -> tuple:
+def score_case(case: tuple, spec: "SpecLike", measured: pd.DataFrame, measured_step: dict, layers: int = 2) -> tuple:
     """(op rows, step rows) of one case: the prediction with ``spec`` beside the measurement, with errors.
     Needs no GPU: a saved measurement can be re-scored with another spec (``rescore``)."""
     label, _, phase, batch, prompt, context = case
@@ -228,13 +242,13 @@ def score_case(case, spec, measured: pd.DataFrame, measured_step: dict, layers: 
     return ops, steps
 
 
-def run_case(case, spec, layers: int = 2, device: str = "cuda", **kw) -> tuple:
+def run_case(case: tuple, spec: "SpecLike", layers: int = 2, device: str = "cuda", **kw: object) -> tuple:
     """(op rows, step rows) of one case of the matrix: measured, then scored."""
     measured, step = measure_case(case, spec, layers=layers, device=device, **kw)
     return score_case(case, spec, measured, step, layers=layers)
 
 
-def rescore(v: "Validation", spec, matrix=MATRIX) -> "Validation":
+def rescore(v: "Validation", spec: "SpecLike", matrix: tuple = MATRIX) -> "Validation":
     """The measurements of ``v`` (a run, or ``load_validation`` of a written folder) scored with ``spec``:
     the same measured ops and steps, the prediction of another spec (the datasheet, a new calibration)."""
     spec = load_spec(spec)
@@ -267,7 +281,7 @@ def rescore(v: "Validation", spec, matrix=MATRIX) -> "Validation":
     )
 
 
-def repredict_advice(advice: pd.DataFrame, spec, matrix=MATRIX, layers: int = 2) -> pd.DataFrame:
+def repredict_advice(advice: pd.DataFrame, spec: "SpecLike", matrix: tuple = MATRIX, layers: int = 2) -> pd.DataFrame:
     """``advice`` (advice_scores' rows) with the predictions of ``spec``: advise re-run on each case's base,
     its row of the same change and phase taken, the measured speedups kept. A row advise no longer
     suggests with ``spec`` keeps NaN predicted and says so."""
@@ -306,7 +320,7 @@ def repredict_advice(advice: pd.DataFrame, spec, matrix=MATRIX, layers: int = 2)
     return out
 
 
-def load_validation(folder) -> "Validation":
+def load_validation(folder: str | Path) -> "Validation":
     """A Validation read back from a folder ``write_validation`` wrote."""
     from roofline.errors import InputFileError
 
@@ -341,14 +355,14 @@ def load_validation(folder) -> "Validation":
 
 
 def validate(
-    spec=None,
-    matrix=MATRIX,
+    spec: "SpecLike | None" = None,
+    matrix: tuple = MATRIX,
     layers: int = 2,
     device: str = "cuda",
-    log=None,
+    log: Callable[[str], None] | None = None,
     advice: bool = True,
-    advice_cases=ADVICE_CASES,
-    **kw,
+    advice_cases: tuple = ADVICE_CASES,
+    **kw: object,
 ) -> Validation:
     """Run ``matrix`` (see MATRIX) on the GPU with ``spec`` (name, path or HardwareSpec; default the
     shipped spec of the detected GPU, calibrated or not) and return a Validation. ``log``: a callable
@@ -532,15 +546,15 @@ def _base_text(w) -> str:
 
 
 def advice_scores(
-    model,
-    workload,
-    spec,
+    model: "ModelConfig",
+    workload: "Workload",
+    spec: "SpecLike",
     *,
-    measure,
-    compile_step=None,
+    measure: Callable,
+    compile_step: Callable | None = None,
     label: str = "",
-    changes=None,
-    baseline: dict = None,
+    changes: dict | None = None,
+    baseline: dict | None = None,
 ) -> pd.DataFrame:
     """The advisor's suggestions for ``model`` (the reference model: its few layers) at the single
     point of ``workload``, measured: one row per suggestion (ADVICE_COLUMNS), predicted beside achieved.
@@ -742,7 +756,9 @@ def advice_summary(advice: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def reference_measurer(spec, device: str = "cuda", warmup: int = 3, iters: int = 5, timing_iters: int = 5):
+def reference_measurer(
+    spec: "SpecLike", device: str = "cuda", warmup: int = 3, iters: int = 5, timing_iters: int = 5
+) -> Callable:
     """``advice_scores``' ``measure`` on this machine's GPU: ``profile_model`` of the configuration (its
     wall-clock steps, eager and CUDA-graph replay, and per-op kernel times)."""
 
@@ -766,7 +782,7 @@ def reference_measurer(spec, device: str = "cuda", warmup: int = 3, iters: int =
     return measure
 
 
-def run_times(run) -> dict:
+def run_times(run: "MeasuredRun") -> dict:
     """A MeasuredRun as ``advice_scores``' measurements: {phase: {'eager_s', 'graph_s', 'ops': {op: s per step},
     'kernels': GPU kernels per step (NaN on the CPU)}}."""
     out = {}
@@ -783,7 +799,7 @@ def run_times(run) -> dict:
     return out
 
 
-def compiled_step_timer(device: str = "cuda", iters: int = 5, repeats: int = 5, backend: str = "inductor"):
+def compiled_step_timer(device: str = "cuda", iters: int = 5, repeats: int = 5, backend: str = "inductor") -> Callable:
     """``advice_scores``' ``compile_step``: {'step_s': seconds per call of the reference step under
     ``torch.compile`` (default mode: Inductor's fused kernels, launched eagerly), timed as profile_model
     times its eager step: in a fresh process (roofline.measure.steptime; the first call compiles), synced
@@ -806,13 +822,13 @@ def compiled_step_timer(device: str = "cuda", iters: int = 5, repeats: int = 5, 
 
 
 def score_advice(
-    spec,
-    cases=ADVICE_CASES,
-    matrix=MATRIX,
+    spec: "SpecLike",
+    cases: tuple = ADVICE_CASES,
+    matrix: tuple = MATRIX,
     layers: int = 2,
-    measure=None,
-    compile_step=None,
-    log=None,
+    measure: Callable | None = None,
+    compile_step: Callable | None = None,
+    log: Callable[[str], None] | None = None,
     device: str = "cuda",
 ) -> tuple:
     """(advice_scores' rows of every case of ``cases`` whose label is in ``matrix``, notes). ``measure``
@@ -862,7 +878,7 @@ def score_advice(
     return advice, notes
 
 
-def write_validation(v: Validation, out_dir, command: str = "") -> Path:
+def write_validation(v: Validation, out_dir: str | Path, command: str = "") -> Path:
     """Write ``out_dir``: ops.csv, steps.csv, checks.csv, summary.md, errors.png/.svg (the error
     distribution), device.json, clocks.csv. Built in a sibling folder and swapped in. Returns the path."""
     import shutil

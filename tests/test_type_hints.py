@@ -11,7 +11,7 @@ import pytest
 import roofline
 
 # files other engineers are editing now: their hints are added when those edits are merged
-PENDING = {"roofline.predict", "roofline.advise", "roofline.validation", "roofline.specs"}
+PENDING: set = set()  # modules still to annotate (none)
 MODULES = sorted(
     f"roofline.{m.name}" for m in pkgutil.iter_modules(roofline.__path__) if not m.ispkg and m.name != "__main__"
 )
