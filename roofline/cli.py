@@ -819,13 +819,14 @@ def validate_command(gpu, out_dir, layers, quick, rescore_dir):
     path = write_validation(
         result, out_dir or f"reports/validate-{result.device['spec']}", command=" ".join(["roofline", *sys.argv[1:]])
     )
-    out = [
-        render.text_table(result.steps, STEP_TABLE, False),
-        "",
-        render.text_table(error_summary(result.ops, result.steps), CHECK_TABLE, False),
-        "",
-        f"wrote {path}",
-    ]
+    out = [f"wrote {path}"]
+    if len(result.steps):  # an advice-only folder has no steps
+        out[:0] = [
+            render.text_table(result.steps, STEP_TABLE, False),
+            "",
+            render.text_table(error_summary(result.ops, result.steps), CHECK_TABLE, False),
+            "",
+        ]
     if len(result.advice):  # the advisor scored: predicted beside achieved speedups
         from roofline.validation import ADVICE_TABLE, advice_count
 

@@ -254,7 +254,8 @@ def rescore(v: "Validation", spec: "SpecLike", matrix: tuple = MATRIX) -> "Valid
     spec = load_spec(spec)
     cases = {c[0]: c for c in matrix}
     ops, steps = [], []
-    for label in dict.fromkeys(v.steps["case"]):
+    labels = v.steps["case"] if "case" in v.steps.columns else []  # an advice-only folder has no steps
+    for label in dict.fromkeys(labels):
         case = cases.get(label)
         if case is None:
             continue

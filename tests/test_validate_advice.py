@@ -4,6 +4,7 @@ real profile pipeline on the CPU for one changed configuration."""
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -295,3 +296,21 @@ def test_the_compiled_step_timer_traces_the_reference_on_the_cpu():
     w = _case_setup(("t", "tests/data/tiny_llama.yaml", "decode", 2, 16, 24), 2)[1]
     got = compiled_step_timer(device="cpu", iters=1, repeats=1, backend="eager")(model, w, "decode")
     assert got["step_s"] > 0 and np.isnan(got["kernels"])  # no GPU kernels to count on the CPU
+
+
+def test_rescore_of_an_advice_only_folder_repredicts_the_advice(tmp_path):
+    # the committed H200 advisor run has no per-op or step rows; rescoring it must re-predict the advice
+    # and keep the measured speedups, not trip over the missing steps
+    from click.testing import CliRunner
+
+    from roofline.cli import main
+
+    folder = Path(__file__).parent.parent / "reports" / "validate-h200" / "advice"
+    r = CliRunner().invoke(
+        main, ["validate", "--rescore", str(folder), "--gpu", "h200", "--out", str(tmp_path / "out")]
+    )
+    assert r.exit_code == 0, r.output
+    measured = pd.read_csv(folder / "advice.csv")
+    again = pd.read_csv(tmp_path / "out" / "advice.csv")
+    assert again["achieved_speedup"].equals(measured["achieved_speedup"])
+    assert "of 17 within 25%" in r.output
