@@ -98,12 +98,14 @@ def main():
     parser.add_argument("--speed", action="store_true", help="only the wall time of analyze()")
     parser.add_argument("--memory", action="store_true", help="only the peak memory of writing a sweep")
     args = parser.parse_args()
-    if args.speed or not args.memory:
-        speed()
+    # memory first: a child's ru_maxrss starts from its parent's peak (Linux keeps it across fork and exec), so
+    # the children must be spawned before speed() grows this process to hundreds of MiB
     if args.memory or not args.speed:
-        if not args.memory:
-            print()
         memory()
+    if args.speed or not args.memory:
+        if not args.speed:
+            print()
+        speed()
 
 
 if __name__ == "__main__":
