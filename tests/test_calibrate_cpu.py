@@ -175,3 +175,30 @@ def test_op_tables_on_the_cpu_have_one_column_per_width_and_one_row_per_token_co
     raw = load_mapping(Path(load_spec("h200").path), "spec")
     spec = parse_spec(dict(raw, measured={"op_tables": tables}), "x")
     assert "attn_norm/rmsnorm" in spec.measured_kernels["op_tables"]
+
+
+def test_the_w8a8_gemm_table_times_the_reference_s_quantised_projection():
+    # the table's op is the reference's QuantWeight (activations quantised per call, torch._scaled_mm); a
+    # timer that returns the roofline time of the cell makes every efficiency exactly 1, and one that
+    # returns twice that makes it 0.5: the table divides the fp8 roofline (1-byte weights and activations,
+    # the fp8 peak) by the time, cell by cell
+    import torch
+
+    from roofline.formulas import linear
+    from roofline.measure.calibrate import _cost_row, _roofline_s, linear_op, measure_gemm_table
+
+    spec = load_spec("h200")
+    make, op, act = linear_op("fp8", "cpu")
+    w = make(32, 48)
+    x = torch.randn(4, 32, dtype=act)
+    assert op(x, w).shape == (4, 48) and op(x, w).dtype == torch.bfloat16
+    seen = []
+
+    def timer(fn, repeats):
+        fn()  # the real quantised op runs
+        m = len(seen) % 2 + 1  # tokens (1, 2) in order, for the one shape
+        seen.append(m)
+        return 2.0 * _roofline_s(spec, [_cost_row(linear(m, 32, 48, "fp8", "fp8"), "fp8")])[0]
+
+    t = measure_gemm_table(spec, "fp8", tokens=(1, 2), shapes=((32, 48),), device="cpu", timer=timer)
+    assert t == {"tokens": [1, 2], "weight_elements": [32 * 48], "efficiency": [[0.5], [0.5]]}

@@ -310,6 +310,8 @@ KERNEL_MODEL_DOC = """#
 #   gemm.<dtype>/unaligned  the same for an output width that is not a multiple of 8 (odd vocabularies):
 #                      used for lm_head when its vocabulary shard is (predict.op_variants)
 #   gemm.<dtype>/tall_k  the same for down_proj's shapes (intermediate -> hidden), used for down_proj
+#   gemm.fp8, gemm.int8  W8A8 projections as the reference runs them (torch._scaled_mm / torch._int_mm, the
+#                      activations quantised per call inside the op), against the 8-bit peak
 #   attention.prefill  query_len x flops_per_pair (4 * batch * heads * head_dim) -> efficiency of causal
 #                      flash SDPA (MHA and GQA 4, geometric mean)
 #   attention.decode   kv_bytes (K + V read) x flops_per_kv_byte (the GQA ratio in bf16) -> efficiency of
@@ -526,32 +528,71 @@ def measure_bandwidth_curve(spec, repeats: int = 10, sizes=BANDWIDTH_BYTES) -> d
     return out
 
 
-def measure_gemm_table(spec, dtype: str = "bf16", tokens=GEMM_TOKENS, shapes=GEMM_SHAPES, repeats: int = 5) -> dict:
-    """GEMM/GEMV efficiency over tokens x weight elements: F.linear(x [M, K], W [N, K]) as the reference
-    runs it. Shapes of equal K*N are merged (geometric mean). {tokens, weight_elements, efficiency}."""
-    import numpy as np
+# the reference's W8A8 projections (reference.QuantWeight): table key (the compute dtype the analysis gives a
+# W8A8 row) -> QuantWeight impl; the activations are quantised per call inside the timed op
+W8A8_IMPLS = {"fp8": "fp8_scaled_mm", "int8": "int8_int_mm"}
+
+
+def linear_op(dtype: str, device: str = "cuda"):
+    """(make_weight(k_in, n_out) -> weight, op(x, weight) -> y, the activations' torch dtype) of a projection
+    in ``dtype`` as the reference runs it: F.linear for bf16 / fp16; for 'fp8' and 'int8' (W8A8) the
+    reference's QuantWeight (torch._scaled_mm / torch._int_mm with the activations quantised per call)."""
     import torch.nn.functional as F
+
+    if dtype in W8A8_IMPLS:
+        from roofline.measure.reference import QuantWeight
+
+        impl = W8A8_IMPLS[dtype]
+
+        def make(k_in, n_out):
+            return QuantWeight(torch.randn(n_out, k_in, device=device, dtype=torch.bfloat16) * 0.02, impl)
+
+        return make, (lambda x, w: w(x)), torch.bfloat16
+    t_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+
+    def make16(k_in, n_out):
+        return torch.randn(n_out, k_in, device=device, dtype=t_dtype) * 0.02
+
+    return make16, F.linear, t_dtype
+
+
+def measure_gemm_table(
+    spec,
+    dtype: str = "bf16",
+    tokens=GEMM_TOKENS,
+    shapes=GEMM_SHAPES,
+    repeats: int = 5,
+    device: str = "cuda",
+    timer=None,
+) -> dict:
+    """GEMM/GEMV efficiency over tokens x weight elements of a projection as the reference runs it
+    (``linear_op``: F.linear(x [M, K], W [N, K]) in 16 bits; W8A8 'fp8' / 'int8' with the per-call
+    activation quantisation inside the op, so the table prices what the reference's 8-bit projection
+    really costs). The roofline is formulas.linear's cost with ``dtype`` weights and activations on the
+    ``dtype`` peak. Shapes of equal K*N are merged (geometric mean). ``timer(fn, repeats)``: seconds per
+    call (default kernel_time_s). {tokens, weight_elements, efficiency}."""
+    import numpy as np
 
     from roofline.formulas import linear
 
-    t_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    timer = timer or kernel_time_s
+    make, op, act = linear_op(dtype, device)
     cells = {}
     for k_in, n_out in shapes:
-        weights = [
-            torch.randn(n_out, k_in, device="cuda", dtype=t_dtype) * 0.02 for _ in range(copies_for(n_out * k_in * 2))
-        ]
+        weights = [make(k_in, n_out) for _ in range(copies_for(n_out * k_in * 2))]
         for m in tokens:
             cost = linear(m, k_in, n_out, dtype, dtype)
             roof = _roofline_s(spec, [_cost_row(cost, dtype)])[0]
             if roof > MAX_KERNEL_S:
                 continue
-            x = torch.randn(m, k_in, device="cuda", dtype=t_dtype)
-            fn = rotating(F.linear, [(x, w) for w in weights])
-            t = kernel_time_s(fn, max(repeats, len(weights)))
+            x = torch.randn(m, k_in, device=device, dtype=act)
+            fn = rotating(op, [(x, w) for w in weights])
+            t = timer(fn, max(repeats, len(weights)))
             cells.setdefault(k_in * n_out, {}).setdefault(m, []).append(roof / t)
             del x, fn
         del weights
-        torch.cuda.empty_cache()
+        if device != "cpu":
+            torch.cuda.empty_cache()
     kn = sorted(cells)
     eff = [[float(np.exp(np.mean(np.log(cells[v][m])))) if m in cells[v] else None for v in kn] for m in tokens]
     return {"tokens": list(tokens), "weight_elements": [int(v) for v in kn], "efficiency": _fill(eff)}
@@ -890,6 +931,7 @@ def kernel_model_parts(spec, measured: dict) -> dict:
             "bf16": measure_gemm_table(spec),
             "bf16/tall_k": measure_gemm_table(spec, shapes=GEMM_DOWN_SHAPES),
             "bf16/unaligned": measure_gemm_table(spec, shapes=GEMM_UNALIGNED_SHAPES),
+            **{d: measure_gemm_table(spec, d) for d in W8A8_IMPLS if spec.has_dtype(d)},
         },
         "attention": lambda: {
             **measure_attention_tables(spec),
