@@ -294,7 +294,7 @@ def warn_unfit(summaries: list, spec: "HardwareSpec") -> None:
 
 
 # the layout of `analyze --format json`: raise it when a key changes meaning or goes away
-JSON_SCHEMA_VERSION = 1
+JSON_SCHEMA_VERSION = 2  # 2: advise and specs JSON are objects; predicted_time_s is the calibrated time everywhere
 
 
 def json_header(

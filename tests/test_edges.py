@@ -699,7 +699,7 @@ def test_json_carries_versions_and_the_resolved_inputs():
     data = json.loads(r.stdout)
     from roofline import __version__
 
-    assert (data["schema_version"], data["roofline_version"]) == (1, __version__)
+    assert (data["schema_version"], data["roofline_version"]) == (2, __version__)
     assert data["model_config"]["hidden_size"] == 64 and data["model_config"]["num_key_value_heads"] == 2
     assert data["spec"]["mem_bytes_per_s"] == pytest.approx(10.0)  # 1e-8 GB/s = 10 B/s
     assert data["workload"]["batch_size"] == [2]
