@@ -62,9 +62,9 @@ def test_op_costs_scale_host_spans_to_the_measured_steps():
     ops = pd.DataFrame(
         {
             "op": ["a", "b", "c"],
-            "ref_count": [2, 1, 1],
+            "calls": [2, 1, 1],
             "span_s": [10e-6, 30e-6, 5e-6],
-            "measured_time_s": [2e-6, 4e-6, 0.0],
+            "gpu_time_s": [2e-6, 4e-6, 0.0],
             "n_kernels": [1.0, 3.0, 0.0],
         }
     )
@@ -134,7 +134,7 @@ def test_kernel_gap_is_the_replay_minus_its_kernels_per_kernel():
 
     # 2 ops per step: a (2 occurrences x 1 kernel) and b (1 x 3 kernels) = 5 kernels; 100 us of kernels
     # replayed in 104 us -> 0.8 us per kernel
-    ops = pd.DataFrame({"n_kernels": [1.0, 3.0], "ref_count": [2, 1]})
+    ops = pd.DataFrame({"n_kernels": [1.0, 3.0], "calls": [2, 1]})
     assert kernel_gap_s(ops, {"graph_step_ref_s": 104e-6, "kernel_time_ref_s": 100e-6}) == pytest.approx(0.8e-6)
     assert kernel_gap_s(ops, {"graph_step_ref_s": None, "kernel_time_ref_s": 100e-6}) is None
 

@@ -759,9 +759,9 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
         curve = (np.array(bandwidth_curve["bytes"], float), np.array(bandwidth_curve["gb_per_s"], float) * 1e9)
         for r in big.itertuples(index=False):
             moved = r.bytes_read + r.bytes_written
-            if r.category in ("elementwise", "memory") and str(r.op) in out and moved > 0 and r.measured_time_s > 0:
+            if r.category in ("elementwise", "memory") and str(r.op) in out and moved > 0 and r.gpu_time_s > 0:
                 ideal = moved / float(interp_loglog(np.array([moved]), *curve)[0])
-                out[str(r.op)]["traffic"] = round(max(r.measured_time_s / ideal, 1.0), 3)
+                out[str(r.op)]["traffic"] = round(max(r.gpu_time_s / ideal, 1.0), 3)
     graph = step["graph_step_ref_s"]
     cond = {
         "model": "llama-style hidden 512, 8 heads / 2 KV heads, MLP 1408, 2 layers; decode batch 1 context 128",
@@ -781,16 +781,33 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
 
 
 def profiled(model, workload, spec, **kw) -> tuple:
-    """(ops, step) of ``profile_model`` joined to the analysis of the same model (compare.py): per op the
-    analytic columns (category, flops, bytes_read, ...) beside the measured ones (ref_count,
-    measured_time_s, n_kernels, span_s); ``step`` the run's first step row."""
-    from roofline.analysis import analyze
-    from roofline.compare import compare
+    """(ops, step) of ``profile_model`` for one phase: the run's measured columns per op (calls,
+    gpu_time_s, n_kernels, span_s) beside the ideal cost of one occurrence from transformer.model_ops
+    (category, flops, bytes_read, bytes_written, kv_bytes_read), which the kernel model divides by;
+    ``step`` the run's step row. No prediction is involved (measure/ only measures)."""
+    import pandas as pd
+
     from roofline.measure.profile import profile_model
+    from roofline.measure.reference import decode_context
+    from roofline.transformer import model_ops
 
     run = profile_model(model, workload, spec=spec, **kw)
-    joined = compare(analyze(run.model, spec, workload=run.workload), run)
-    return joined.ops, joined.steps.iloc[0]
+    w = run.workload
+    phase = w.phases[0]
+    b, p = w.batch_size[0], w.prompt_len[0]
+    ideal = {
+        op.name: {
+            "category": op.category,
+            "flops": float(op.cost.flops),
+            "bytes_read": float(op.cost.bytes_read),
+            "bytes_written": float(op.cost.bytes_written),
+            "kv_bytes_read": float(op.cost.kv_bytes_read),
+        }
+        for op in model_ops(run.model, w, phase, b, p, decode_context(w) if phase == "decode" else p)
+    }
+    ops = run.ops[run.ops["phase"] == phase].reset_index(drop=True)
+    costs = pd.DataFrame([ideal.get(str(name), {}) for name in ops["op"]], index=ops.index)
+    return pd.concat([ops, costs], axis=1), run.steps.iloc[0]
 
 
 def table_model(family: str, width: int):
@@ -845,7 +862,7 @@ def measure_op_tables(spec, tokens=OP_TABLE_TOKENS, widths=None, repeats: int = 
                     fresh_timing=False,
                     device=device,
                 )
-                ops = ops[ops["category"].isin(["elementwise", "memory"]) & (ops["measured_time_s"] > 0)]
+                ops = ops[ops["category"].isin(["elementwise", "memory"]) & (ops["gpu_time_s"] > 0)]
                 if not len(ops):
                     continue
                 roof = _roofline_s(spec, [_cost_row(r, "bf16") for r in ops.itertuples(index=False)])
@@ -855,7 +872,7 @@ def measure_op_tables(spec, tokens=OP_TABLE_TOKENS, widths=None, repeats: int = 
                         continue
                     name = str(r.op)
                     key = f"{name}/{variants[name]}" if name in variants else name
-                    cells.setdefault(key, {}).setdefault(width, {})[t] = (moved / t, t_roof / r.measured_time_s)
+                    cells.setdefault(key, {}).setdefault(width, {})[t] = (moved / t, t_roof / r.gpu_time_s)
             if device != "cpu":
                 torch.cuda.empty_cache()
     tables = {}
@@ -890,23 +907,23 @@ def kernel_gap_s(ops, step):
         graph = step["graph_step_ref_s"]
     if not graph or math.isnan(graph):
         return None
-    kernels = float((ops["n_kernels"].to_numpy(float) * ops["ref_count"].to_numpy(float)).sum())
+    kernels = float((ops["n_kernels"].to_numpy(float) * ops["calls"].to_numpy(float)).sum())
     return max(graph - step["kernel_time_ref_s"], 0.0) / kernels if kernels else None
 
 
 def op_costs(ops, step) -> dict:
-    """The ``measured.ops`` mapping from a profile_model run (its ``ops`` frame and one ``steps`` row):
-    per op fixed_us (kernel time per occurrence), host_eager_us (host span scaled so the step's ops add
+    """The ``measured.ops`` mapping from a profile_model run (its ``ops`` frame: calls, gpu_time_s, span_s,
+    n_kernels per op; and one ``steps`` row): per op fixed_us (kernel time per occurrence), host_eager_us (host span scaled so the step's ops add
     up to the eager step), host_graph_us (fixed_us scaled so they add up to the graph replay; fixed_us
     where no graph was measured), kernels. Ops that launched nothing are left out."""
-    ref_count = ops["ref_count"].to_numpy(float)
+    calls = ops["calls"].to_numpy(float)
     span = ops["span_s"].to_numpy(float)
-    fixed = ops["measured_time_s"].to_numpy(float)
+    fixed = ops["gpu_time_s"].to_numpy(float)
     import numpy as np
 
-    host_scale = step["eager_step_ref_s"] / float(np.nansum(span * ref_count))
+    host_scale = step["eager_step_ref_s"] / float(np.nansum(span * calls))
     graph = step["graph_step_ref_s"]
-    graph_scale = (graph / float(np.nansum(fixed * ref_count))) if graph and not math.isnan(graph) else 1.0
+    graph_scale = (graph / float(np.nansum(fixed * calls))) if graph and not math.isnan(graph) else 1.0
     out = {}
     for i, name in enumerate(ops["op"]):
         if not fixed[i] > 0:
