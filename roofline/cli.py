@@ -1065,10 +1065,12 @@ def report(model, gpu, out_dir, with_profile, layers, quiet, **workload):
     Example:
       roofline report examples/llama-2-7b.yaml --gpu a10 --out reports/llama-2-7b-a10
     """
-    from roofline.config import workload_sources
+    from roofline.config import load_model_and_workload, workload_sources
     from roofline.report import write_report
+    from roofline.specs import load_spec
 
     command_line = _command_line(click.get_current_context())
+    m, w = load_model_and_workload(model, workload)
 
     def progress(stage: str) -> None:
         if not quiet:
@@ -1079,11 +1081,9 @@ def report(model, gpu, out_dir, with_profile, layers, quiet, **workload):
         from roofline.advise import advise as run_advise
         from roofline.analysis import analyze as run_analysis
         from roofline.compare import check_advice, compare
-        from roofline.config import load_model_and_workload
         from roofline.measure.checks import measure_suggestions
         from roofline.measure.profile import profile_model
 
-        m, w = load_model_and_workload(model, workload)
         progress("profiling")
         run = profile_model(m, w, spec=gpu, layers=layers)
         progress("analysing")
@@ -1106,10 +1106,6 @@ def report(model, gpu, out_dir, with_profile, layers, quiet, **workload):
                 baseline=run_times(run),
                 label=m.name,
             )
-    from roofline.config import load_model_and_workload
-    from roofline.specs import load_spec
-
-    m, w = load_model_and_workload(model, workload)
     settings = render.settings_line(w, workload_sources(model, workload), load_spec(gpu), m.is_mla, m.is_moe)
     path = write_report(
         model,
