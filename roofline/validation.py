@@ -800,12 +800,12 @@ def run_times(run: "MeasuredRun") -> dict:
     return out
 
 
-def compiled_step_timer(device: str = "cuda", iters: int = 5, repeats: int = 5, backend: str = "inductor") -> Callable:
+def compiled_step_timer(device: str = "cuda", iters: int = 5, backend: str = "inductor") -> Callable:
     """``advice_scores``' ``compile_step``: {'step_s': seconds per call of the reference step under
     ``torch.compile`` (default mode: Inductor's fused kernels, launched eagerly), timed as profile_model
     times its eager step: in a fresh process (roofline.measure.steptime; the first call compiles), synced
     after every step, the fastest window; 'kernels': GPU kernels per call (torch.profiler over 3 calls,
-    in that process after the timing)}. ``repeats`` is unused (kept for callers). ``backend``:
+    in that process after the timing)}. ``backend``:
     torch.compile's backend (tests on the CPU pass 'eager': Dynamo's tracing without Inductor)."""
 
     def timer(model, workload, phase: str) -> dict:

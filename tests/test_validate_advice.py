@@ -294,7 +294,7 @@ def test_the_compiled_step_timer_traces_the_reference_on_the_cpu():
 
     model = replace(load_model("tests/data/tiny_llama.yaml"), num_hidden_layers=2)
     w = _case_setup(("t", "tests/data/tiny_llama.yaml", "decode", 2, 16, 24), 2)[1]
-    got = compiled_step_timer(device="cpu", iters=1, repeats=1, backend="eager")(model, w, "decode")
+    got = compiled_step_timer(device="cpu", iters=1, backend="eager")(model, w, "decode")
     assert got["step_s"] > 0 and np.isnan(got["kernels"])  # no GPU kernels to count on the CPU
 
 
