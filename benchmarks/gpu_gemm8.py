@@ -1,5 +1,7 @@
-"""The W8A8 GEMM tables alone (gemm.fp8, gemm.int8: calibrate.measure_gemm_table as the reference's QuantWeight
-runs them), added to a calibrated spec, each written as soon as it is measured.
+"""The 8-bit tables of the kernel model alone, added to a calibrated spec, each written as soon as it is
+measured: gemm.fp8 / gemm.int8 (W8A8), gemm.fp8/weight_only / gemm.int8/weight_only (calibrate.eight_bit_gemm_tables:
+the reference's QuantWeight paths) and attention.decode/kv_fp8 (calibrate.measure_decode_table: an fp8 cache
+converted for SDPA, as the reference reads it). The same functions roofline calibrate runs.
 
     OUT=/tmp/out python benchmarks/gpu_gemm8.py reports/h200/calibration.yaml
 """
@@ -23,15 +25,21 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     raw = load_mapping(src, "spec")
     spec = parse_spec(raw, str(src))
-    for dtype in C.W8A8_IMPLS:
-        if not spec.has_dtype(dtype):
-            continue
+    parts = [("gemm", d, lambda d=d: C.measure_gemm_table(spec, d)) for d in C.W8A8_IMPLS if spec.has_dtype(d)]
+    parts += [
+        ("gemm", f"{d}/weight_only", lambda d=d: C.measure_gemm_table(spec, d, weight_only=True))
+        for d in C.WEIGHT_ONLY_IMPLS
+        if C.WEIGHT_ONLY_IMPLS[d] != "fp8_scaled_mm" or spec.has_dtype("fp8")
+    ]
+    if spec.has_dtype("fp8"):
+        parts.append(("attention", "decode/kv_fp8", lambda: C.measure_decode_table(spec, kv="fp8")))
+    for section, key, measure in parts:
         t0 = time.perf_counter()
-        raw["measured"]["gemm"][dtype] = C.measure_gemm_table(spec, dtype)
+        raw["measured"][section][key] = measure()
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        raw["measured"]["conditions"][f"gemm_{dtype}"] = f"measured {when} by benchmarks/gpu_gemm8.py"
+        raw["measured"]["conditions"][f"{section}.{key}"] = f"measured {when} by benchmarks/gpu_gemm8.py"
         C.write_spec(raw, out / "calibration.yaml")
-        print(f"gemm.{dtype}: {time.perf_counter() - t0:.1f} s", flush=True)
+        print(f"{section}.{key}: {time.perf_counter() - t0:.1f} s", flush=True)
 
 
 if __name__ == "__main__":

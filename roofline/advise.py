@@ -32,6 +32,13 @@ Assumptions, numbered:
    cache); what fusion saves is its re-read and one launch per pair. ``act`` sits between two
    matmuls and ``softmax`` (naive attention) inside one: those need a matmul epilogue or
    FlashAttention and are not counted here.
+7. On a calibrated spec an 8-bit change is priced as the calibrated kernels run it: where the spec has
+   the table ``UNFUSED_PATHS`` names (``gemm.fp8`` / ``gemm.int8`` for W8A8, ``gemm.DTYPE/weight_only``
+   for weight-only fp8 / int8, ``attention.decode/kv_fp8``; roofline calibrate measures them on torch's
+   own, unfused paths), ``predicted_speedup`` uses it, and ``fused_speedup`` is the same change with a
+   fused kernel that reaches the 16-bit kernels' efficiency on the fewer bytes or the 8-bit peak (the
+   prediction without that table). Elsewhere ``fused_speedup`` is NaN: the prediction already assumes
+   the fused kernel. A change that then predicts under ``MIN_SPEEDUP`` is dropped (4); its note gives both.
 
 A ``measured`` frame (from ``roofline profile``), if given, replaces analytic figures where it has
 them. Columns: ``phase``, ``op``, ``measured_time_s`` (the op's GPU time in one step of the same
@@ -50,7 +57,7 @@ from roofline.analysis import COST_COLUMNS, OP_COLUMNS, Analysis, analyze
 from roofline.classify import BOUNDS, classify
 from roofline.dtypes import DTYPE_BYTES
 from roofline.errors import ConfigError, RooflineError
-from roofline.predict import occurrence_time, predict, step_time
+from roofline.predict import occurrence_time, op_variants, predict, step_time
 from roofline.render import si
 
 if TYPE_CHECKING:  # annotations only
@@ -74,11 +81,42 @@ COLUMNS = [
     "gpus",
     "fits_in_memory",
     "source",
+    "fused_speedup",
     "why",
     "wont_help",
     "overrides",
     "flags",
 ]
+
+# (workload field, dtype) -> (the spec's table that prices the change as the calibrated kernels run it, how
+# they run it): roofline calibrate measures these on the reference's own 8-bit paths (calibrate.py), which are
+# torch's, unfused (assumption 7)
+UNFUSED_PATHS = {
+    ("act_dtype", "fp8"): (
+        ("gemm", "fp8"),
+        "the calibrated path runs torch._scaled_mm and quantises the activations per call in separate kernels "
+        "(abs, amax, divide, cast; gemm.fp8)",
+    ),
+    ("act_dtype", "int8"): (
+        ("gemm", "int8"),
+        "the calibrated path runs torch._int_mm and quantises the activations per call in separate kernels (gemm.int8)",
+    ),
+    ("weight_dtype", "int8"): (
+        ("gemm", "int8/weight_only"),
+        "torch has no fused weight-only int8 matmul: the calibrated path converts the weights to 16 bits, "
+        "then runs a 16-bit GEMM (gemm.int8/weight_only)",
+    ),
+    ("weight_dtype", "fp8"): (
+        ("gemm", "fp8/weight_only"),
+        "the calibrated path runs torch._scaled_mm with the activations quantised to fp8 per call "
+        "(gemm.fp8/weight_only)",
+    ),
+    ("kv_dtype", "fp8"): (
+        ("attention", "decode/kv_fp8"),
+        "torch's SDPA reads no fp8: the calibrated path converts the cache to 16 bits every decode step "
+        "(attention.decode/kv_fp8)",
+    ),
+}
 
 # Workload field -> `roofline analyze` flag
 FLAGS = {
@@ -138,6 +176,16 @@ def advise(
     return _rank(rows, top)
 
 
+def every_change(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows ``advise`` ranked and those it dropped for predicting under MIN_SPEEDUP (assumption 4), with
+    ``suggested`` True / False: every change it priced, for scoring the predictions against measurements."""
+    dropped = frame.attrs.get("dropped")
+    parts = [frame.assign(suggested=True)]
+    if dropped is not None and len(dropped):
+        parts.append(dropped.assign(suggested=False))
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
+
+
 def apply_changes(analysis: Analysis, overrides: dict) -> Analysis:
     """Re-run ``analyze`` on ``analysis``'s model and GPU with workload fields replaced by ``overrides``.
 
@@ -159,12 +207,15 @@ def flags_of(overrides: dict) -> str:
     return " ".join(out)
 
 
-def fuse_elementwise(ops: pd.DataFrame, spec: "HardwareSpec", cuda_graph: bool = False) -> pd.DataFrame:
+def fuse_elementwise(
+    ops: pd.DataFrame, spec: "HardwareSpec", cuda_graph: bool = False, variants: dict | None = None
+) -> pd.DataFrame:
     """The classified ops frame of one point and phase with ``FUSION_PAIRS`` fused (assumption 6).
 
     Each fused pair becomes one row named 'first+second' with the FLOPs and bytes of both, less the
     re-read of the intermediate; the two ops keep the occurrences that were not fused. Adds
-    ``saved_bytes`` (per occurrence) to the fused rows. Raises ConfigError for several points/phases.
+    ``saved_bytes`` (per occurrence) to the fused rows. ``variants``: predict.op_variants of the model (the
+    kernels the unfused ops keep; ``model_variants``). Raises ConfigError for several points/phases.
     """
     if ops["point"].nunique() > 1 or ops["phase"].nunique() > 1:
         raise ConfigError("fuse_elementwise takes the ops of one point and one phase")
@@ -199,9 +250,15 @@ def fuse_elementwise(ops: pd.DataFrame, spec: "HardwareSpec", cuda_graph: bool =
     base["count"] = pd.Series(left)
     frame = pd.concat([base[base["count"] > 0], pd.DataFrame(fused)], ignore_index=True)
     frame["count"] = frame["count"].astype(np.int64)
-    out = predict(classify(frame, spec, cuda_graph=cuda_graph), spec, cuda_graph=cuda_graph)
+    out = predict(classify(frame, spec, cuda_graph=cuda_graph), spec, cuda_graph=cuda_graph, variants=variants)
     out["total_time_s"] = out["count"] * occurrence_time(out)
     return out
+
+
+def model_variants(analysis: Analysis) -> dict:
+    """predict.op_variants of an analysis's model and workload: the kernels its ops run."""
+    w = analysis.workload
+    return op_variants(analysis.model, w.tp, str(w.weight_dtype), str(w.kv_dtype))
 
 
 def render_advice(frame: pd.DataFrame) -> str:
@@ -246,6 +303,24 @@ class _Context:
         except RooflineError:
             return None
 
+    def unfused(self, overrides: dict) -> tuple:
+        """(how the calibrated kernels run an 8-bit change, the changed analysis with a fused kernel in their
+        place) where the spec prices ``overrides`` with one of UNFUSED_PATHS' tables, else ("", None)
+        (assumption 7)."""
+        tables = getattr(self.spec, "measured_kernels", None) or {}
+        for (field, dtype), ((section, key), how) in UNFUSED_PATHS.items():
+            if overrides.get(field) != dtype:
+                continue
+            if key not in tables.get(section, {}):
+                return "", None
+            section_left = {k: v for k, v in tables[section].items() if k != key}
+            fused_spec = replace(self.spec, measured_kernels={**tables, section: section_left})
+            try:
+                return how, analyze(self.analysis.model, fused_spec, workload=replace(self.w, **overrides))
+            except RooflineError:
+                return how, None
+        return "", None
+
     def row(
         self,
         change,
@@ -263,6 +338,7 @@ class _Context:
         source="analysis",
         baseline=None,
         new=None,
+        fused=None,
     ):
         base = self.time(self.analysis, phase) if baseline is None else baseline
         new_t = self.time(result, phase) if new is None else new
@@ -286,6 +362,7 @@ class _Context:
             "gpus": gpus or self.w.tp,
             "fits_in_memory": bool(summary["fits_in_memory"]),
             "source": source,
+            "fused_speedup": base / self.time(fused, phase) if fused is not None else np.nan,
             "why": why,
             "notes": notes,
             "overrides": dict(overrides),
@@ -346,8 +423,21 @@ def _weights(ctx: _Context, measured):
                 wont.append(f"the KV cache ({_pct(p.kv_share)} of bytes read) stays {ctx.w.kv_dtype}")
             if p.bound == "compute":
                 wont.append("compute stays in 16-bit (weight-only quantisation dequantises before the matmul)")
+            how, fused = ctx.unfused(overrides)
+            if fused is not None:
+                why += f"; {how}; a fused weight-only kernel: {ctx.time(ctx.analysis, phase) / ctx.time(fused, phase):.2f}x"
             rows.append(
-                ctx.row(f"weights {dtype}", "quantising weights", phase, _linear_text(p), result, overrides, why, wont)
+                ctx.row(
+                    f"weights {dtype}",
+                    "quantising weights",
+                    phase,
+                    _linear_text(p),
+                    result,
+                    overrides,
+                    why,
+                    wont,
+                    fused=fused,
+                )
             )
     return rows
 
@@ -372,6 +462,9 @@ def _w8a8(ctx: _Context, measured):
             f"{si(new_peak, 'FLOP/s')} vs {p.linear_dtype} {si(old_peak, 'FLOP/s')}"
         )
         wont = ["attention and element-wise ops stay in 16-bit; needs calibrated activation scales"]
+        how, fused = ctx.unfused(overrides)
+        if fused is not None:
+            why += f"; {how}; quantisation fused into the previous kernel: {ctx.time(ctx.analysis, phase) / ctx.time(fused, phase):.2f}x"
         rows.append(
             ctx.row(
                 f"W8A8 {dtype}",
@@ -382,6 +475,7 @@ def _w8a8(ctx: _Context, measured):
                 overrides,
                 why,
                 wont,
+                fused=fused,
             )
         )
     return rows
@@ -402,6 +496,9 @@ def _kv_cache(ctx: _Context, measured):
                 f"{p.bound_text}; the KV cache is {_pct(p.kv_share)} of bytes read at context {ctx.s['context_len']:g}"
             )
             wont = [f"weights ({_pct(p.weight_share)} of bytes read) are untouched"] if p.weight_share > 0.05 else []
+            how, fused = ctx.unfused(overrides) if phase == "decode" else ("", None)
+            if fused is not None:
+                why += f"; {how}; an attention kernel reading fp8: {ctx.time(ctx.analysis, phase) / ctx.time(fused, phase):.2f}x"
             rows.append(
                 ctx.row(
                     f"KV cache {dtype}",
@@ -412,6 +509,7 @@ def _kv_cache(ctx: _Context, measured):
                     overrides,
                     why,
                     wont,
+                    fused=fused,
                 )
             )
     return rows
@@ -603,7 +701,7 @@ def _fusion(ctx: _Context, measured):
     a = ctx.analysis
     for phase, p in ctx.phases.items():
         ops = a.ops[a.ops["phase"] == phase]
-        fused = fuse_elementwise(ops, ctx.spec, cuda_graph=ctx.w.cuda_graph)
+        fused = fuse_elementwise(ops, ctx.spec, cuda_graph=ctx.w.cuda_graph, variants=model_variants(a))
         pairs = fused[fused["saved_bytes"] > 0]
         if pairs.empty:
             continue
@@ -684,6 +782,9 @@ def _rank(rows: list, top) -> pd.DataFrame:
         r["wont_help"] = "; ".join(r["notes"])
     frame = pd.DataFrame(kept, columns=COLUMNS)
     frame.attrs["not_helping"] = not_helping
+    for r in dropped:
+        r["rank"], r["wont_help"] = None, "; ".join(r["notes"])
+    frame.attrs["dropped"] = pd.DataFrame(dropped, columns=COLUMNS)  # the rows behind not_helping
     return frame
 
 
@@ -698,6 +799,10 @@ def _dropped_notes(dropped: list) -> dict:
             figures = f"{rs[0]['predicted_speedup']:.2f}x"
         else:
             figures = ", ".join(f"{r['change']} {r['predicted_speedup']:.2f}x" for r in rs)
+        fused = [r for r in rs if r.get("fused_speedup") == r.get("fused_speedup") and r.get("fused_speedup")]
+        if fused:
+            figures += " as the calibrated kernels run " + ("it" if len(rs) == 1 else "them") + "; with a fused kernel "
+            figures += ", ".join(f"{r['change']} {r['fused_speedup']:.2f}x" for r in fused)
         verb = "slows" if all(r["predicted_speedup"] < 1 / MIN_SPEEDUP for r in rs) else "does little for"
         out[(family, phase)] = f"{family} {verb} the {rs[0]['bound']}-bound {phase}: {figures}"
     return out

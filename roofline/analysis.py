@@ -102,7 +102,7 @@ def analyze(
             f"narrow the ranges or use fewer values"
         )
     ops = classify(ops_frame(m, w, points), spec, cuda_graph=w.cuda_graph)
-    variants = op_variants(m, w.tp)
+    variants = op_variants(m, w.tp, str(w.weight_dtype), str(w.kv_dtype))  # advise.model_variants: the same
     moe = (m.num_local_experts // max(w.ep, 1), m.num_experts_per_tok) if m.is_moe else None
     for key, value in prediction_columns(ops, spec, w.cuda_graph, variants, moe).items():  # predict.py, in place
         ops[key] = value

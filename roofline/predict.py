@@ -119,9 +119,11 @@ def parse_kernel_tables(measured: dict, where: str) -> dict:
         axes = {"prefill": ("query_len", "flops_per_pair"), "decode": ("kv_bytes", "flops_per_kv_byte")}
         for key, table in a.items():
             phase, _, head = str(key).partition("/")
-            if phase not in axes or (head and not (head[:1] == "d" and head[1:].isdigit())):
+            kv_variant = phase == "decode" and head in tuple(f"kv_{d}" for d in KV_TABLES)
+            if phase not in axes or (head and not kv_variant and not (head[:1] == "d" and head[1:].isdigit())):
                 raise SpecError(
-                    f"{w}.attention: unknown key '{key}'; allowed: prefill, decode, or PHASE/dNN (a head_dim)"
+                    f"{w}.attention: unknown key '{key}'; allowed: prefill, decode, PHASE/dNN (a head_dim) or "
+                    f"decode/kv_fp8 (an fp8 KV cache)"
                 )
             if table is not None:
                 out["attention"][str(key)] = _table(table, f"{w}.attention.{key}", axes[phase])
@@ -245,10 +247,12 @@ def _mask(codes, categories, wanted) -> np.ndarray:
 
 
 GEMM_VARIANTS = ("unaligned", "tall_k")
+WEIGHT_ONLY_TABLES = ("fp8", "int8")  # gemm.DTYPE/weight_only (calibrate.WEIGHT_ONLY_IMPLS)
+KV_TABLES = ("fp8",)  # attention.decode/kv_DTYPE
 NORM_OPS = ("attn_norm", "mlp_norm", "final_norm", "post_attn_norm", "post_mlp_norm", "q_norm", "k_norm")
 
 
-def op_variants(config: "ModelConfig", tp: int = 1) -> dict:
+def op_variants(config: "ModelConfig", tp: int = 1, weight_dtype: str = "", kv_dtype: str = "") -> dict:
     """{op name: kernel variant} for the ops whose kernels differ between families, so a calibrated entry
     measured on one kind is not applied to another: the norms ('rmsnorm' | 'layernorm'), the MLP
     activation ('gated': act(gate) * up, two kernels in eager PyTorch; 'plain': one), and lm_head
@@ -258,8 +262,19 @@ def op_variants(config: "ModelConfig", tp: int = 1) -> dict:
     splits along K at few tokens, a second kernel; its shapes have their own GEMM table), attention
     ('dNN' for a head_dim other than 128: the flash kernels tile by head_dim). ``measured.ops`` /
     ``op_tables`` entries named ``NAME/VARIANT``, ``gemm.DTYPE/VARIANT`` and ``attention.PHASE/VARIANT``
-    are used for these ops where the spec has them, else the plain entry."""
+    are used for these ops where the spec has them, else the plain entry.
+
+    Storage formats whose kernels differ from the 16-bit ones (``weight_dtype``, ``kv_dtype``: the
+    workload's): 8-bit weights with 16-bit activations ('weights': 'fp8' | 'int8'; the projections whose
+    weights are stored in 8 bits read ``gemm.DTYPE/weight_only``: how the calibrated stack runs a weight-only
+    8-bit projection, which torch does unfused) and an fp8 KV cache ('kv_cache': 'fp8'; decode attention
+    reads ``attention.decode/kv_fp8``). Without those tables the rows keep the 16-bit kernels' efficiency:
+    a fused kernel that reaches what the 16-bit one does on fewer bytes."""
     out = {name: config.norm for name in NORM_OPS}
+    if weight_dtype in WEIGHT_ONLY_TABLES:
+        out["weights"] = weight_dtype
+    if kv_dtype in KV_TABLES:
+        out["kv_cache"] = kv_dtype
     out["act"] = "gated" if config.gated_mlp else "plain"
     out["down_proj"] = "tall_k"
     vocab_shard = -(-config.vocab_size // max(tp, 1))
@@ -329,14 +344,23 @@ def prediction_columns(
             for j, v in enumerate(kinds):
                 kind[_mask(name_codes, names, {name for name, x in variants.items() if x == v})] = j + 1
             kind = kind[sel]
+            # weight-only 8-bit rows (a 16-bit compute dtype on weights stored in one byte or less) take the
+            # weight format's own table where measured: it prices the kernels that really run (op_variants)
+            weight_only = k["gemm"].get(f"{variants.get('weights')}/weight_only")
+            if weight_only is not None:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    per_param = ops["param_bytes"].to_numpy(float)[sel] / ops["params"].to_numpy(float)[sel]
+                sixteen = np.isin(d_sel, [i for i, d in enumerate(dtypes) if d in ("bf16", "fp16")])
+                kind[sixteen & (per_param < 1.5)] = len(kinds) + 1
             m_sel = model[sel]
             for i, dtype in enumerate(dtypes):
-                for j in range(len(kinds) + 1):
+                for j in range(len(kinds) + 2):
                     s = (d_sel == i) & (kind == j)
                     if not s.any():
                         continue
                     table = (
-                        (k["gemm"].get(f"{dtype}/{kinds[j - 1]}") if j else None)
+                        (weight_only if j == len(kinds) + 1 else None)
+                        or (k["gemm"].get(f"{dtype}/{kinds[j - 1]}") if 0 < j <= len(kinds) else None)
                         or k["gemm"].get(dtype)
                         or k["gemm"].get("bf16")
                         or next(iter(k["gemm"].values()))
@@ -349,6 +373,9 @@ def prediction_columns(
     for phase in ("prefill", "decode"):  # the head_dim's own tables where measured
         if v and f"{phase}/{v}" in attn:
             attn[phase] = attn[f"{phase}/{v}"]
+    kv = variants.get("kv_cache")
+    if kv and f"decode/kv_{kv}" in attn:  # an 8-bit cache as the calibrated stack reads it (op_variants)
+        attn["decode"] = attn[f"decode/kv_{kv}"]
     if attn:
         p_codes, phases = _codes(ops["phase"])
         flash = _mask(name_codes, names, {"attention"})

@@ -99,9 +99,11 @@ ADVICE_COLUMNS = [
     "phase",
     "flags",
     "overrides",
+    "suggested",
     "predicted_speedup",
     "achieved_speedup",
     "within_25pct",
+    "fused_speedup",
     "metric",
     "predicted_base_s",
     "predicted_new_s",
@@ -286,13 +288,17 @@ def repredict_advice(advice: pd.DataFrame, spec: "SpecLike", matrix: tuple = MAT
     """``advice`` (advice_scores' rows) with the predictions of ``spec``: advise re-run on each case's base,
     its row of the same change and phase taken, the measured speedups kept. A row advise no longer
     suggests with ``spec`` keeps NaN predicted and says so."""
-    from roofline.advise import advise
+    from roofline.advise import advise, every_change
 
     if not len(advice):
         return advice
     cases = {c[0]: c for c in matrix}
     out = advice.copy()
-    for c in ("predicted_speedup", "predicted_base_s", "predicted_new_s"):
+    for c in ("suggested", "fused_speedup"):  # written from stop 9 on
+        if c not in out:
+            out[c] = np.nan
+    out["suggested"] = out["suggested"].astype(object)
+    for c in ("predicted_speedup", "predicted_base_s", "predicted_new_s", "fused_speedup"):
         out[c] = pd.to_numeric(out[c], errors="coerce").astype(float)
     out["within_25pct"] = out["within_25pct"].astype(object)
     out["why"] = out["why"].astype(object)
@@ -301,16 +307,19 @@ def repredict_advice(advice: pd.DataFrame, spec: "SpecLike", matrix: tuple = MAT
             continue
         model, w = _case_setup(cases[label], layers)
         graph, attn = (t.strip() for t in str(base).split(","))
-        adv = advise(analyze(model, spec, workload=replace(w, cuda_graph=graph == "graph", attn_impl=attn)), top=None)
+        adv = every_change(
+            advise(analyze(model, spec, workload=replace(w, cuda_graph=graph == "graph", attn_impl=attn)), top=None)
+        )
         by_change = {(str(c), str(p)): r for c, p, r in zip(adv["change"], adv["phase"], adv.itertuples(index=False))}
         for i in idx:
             r = by_change.get((str(out.at[i, "change"]), str(out.at[i, "phase"])))
             if r is None:
                 out.loc[i, ["predicted_speedup", "predicted_base_s", "predicted_new_s"]] = np.nan
                 out.at[i, "within_25pct"] = None
-                out.at[i, "why"] = f"not suggested with {spec.name}'s prediction"
+                out.at[i, "why"] = f"not priced with {spec.name}'s prediction"
                 continue
             out.at[i, "predicted_speedup"] = float(r.predicted_speedup)
+            out.at[i, "suggested"], out.at[i, "fused_speedup"] = bool(r.suggested), float(r.fused_speedup)
             out.at[i, "predicted_base_s"], out.at[i, "predicted_new_s"] = float(r.baseline_time_s), float(r.new_time_s)
             achieved = out.at[i, "achieved_speedup"]
             if achieved == achieved:
@@ -568,12 +577,12 @@ def advice_scores(
     cannot run, or whose run fails (RooflineError: out of memory, a dtype; a RuntimeError of a kernel
     torch refuses on this GPU), is a row with NaN achieved
     and the reason in ``how``. Raises RooflineError for a workload advise refuses (a sweep)."""
-    from roofline.advise import advise
+    from roofline.advise import advise, every_change
     from roofline.errors import RooflineError
 
     spec = load_spec(spec)
     a = analyze(model, spec, workload=workload)
-    adv = advise(a, top=None)
+    adv = every_change(advise(a, top=None))  # those it dropped as not helping are predictions too
     if changes:
         adv = adv[adv["change"].astype(str).str.startswith(tuple(changes))]
     mode = "graph_s" if workload.cuda_graph else "eager_s"
@@ -596,9 +605,11 @@ def advice_scores(
             "phase": r.phase,
             "flags": r.flags,
             "overrides": json.dumps(overrides, sort_keys=True),
+            "suggested": bool(r.suggested),
             "predicted_speedup": float(r.predicted_speedup),
             "achieved_speedup": np.nan,
             "within_25pct": None,
+            "fused_speedup": float(r.fused_speedup),
             "metric": r.metric,
             "predicted_base_s": float(r.baseline_time_s),
             "predicted_new_s": float(r.new_time_s),
@@ -704,10 +715,10 @@ def _miss_reason(row, a, spec, workload, overrides, base_phase, changed_phase) -
             + (f"; kernels take {si(kernels, 's')}" if kernels else "")
         )
     elif row["kind"] == "fusion":
-        from roofline.advise import fuse_elementwise
+        from roofline.advise import fuse_elementwise, model_variants
 
         ops = a.ops[a.ops["phase"] == row["phase"]]
-        fused = fuse_elementwise(ops, spec, cuda_graph=workload.cuda_graph)
+        fused = fuse_elementwise(ops, spec, cuda_graph=workload.cuda_graph, variants=model_variants(a))
         text = f"advise fuses {int(ops['count'].sum())} kernels per step into {int(fused['count'].sum())}"
         eager_k, compiled_k = base_phase.get("kernels", np.nan), (changed_phase or {}).get("kernels", np.nan)
         if eager_k == eager_k and compiled_k == compiled_k:
@@ -998,7 +1009,9 @@ def render_advice_scores(advice: pd.DataFrame, heading: str = "##") -> list:
         "",
         "Both speedups are for the model the GPU ran (its few decoder layers plus embedding and lm_head) at the "
         "case's point; a larger batch is a tokens/s gain. 'base' is the execution mode and attention of the "
-        "step the change is applied to.",
+        "step the change is applied to. 'advised' no: the advisor priced the change under 1.02x and listed it "
+        "as won't help, a prediction scored like the others. 'with a fused kernel': the advisor's second figure "
+        "where the calibrated spec prices an 8-bit path as torch runs it (unfused; advise.py assumption 7).",
         "",
         render.text_table(advice, ADVICE_TABLE, markdown=True),
         "",
@@ -1080,6 +1093,8 @@ ADVICE_TABLE = {
     "predicted_speedup": ("predicted", _speedup),
     "achieved_speedup": ("achieved", _speedup),
     "within_25pct": ("within 25%", _within),
+    "suggested": ("advised", lambda v: "-" if _missing(v) else ("yes" if v else "no: won't help")),
+    "fused_speedup": ("with a fused kernel", _speedup),
     "how": ("measured as", str),
 }
 ADVICE_KIND_TABLE = {

@@ -1,6 +1,7 @@
 """advise: every predicted speedup must equal an independent re-run of analyze with the change applied."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -284,3 +285,43 @@ def test_advise_imports_neither_torch_nor_matplotlib():
     code = "import sys, roofline.advise; print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_an_8_bit_change_is_priced_as_the_calibrated_kernels_run_it_with_the_fused_figure_beside_it():
+    # assumption 7: a spec whose calibration measured torch's unfused weight-only int8 (10x slower per byte than
+    # the 16-bit GEMM here) prices 'weights int8' with that table: it slows decode, so it is dropped, and the row
+    # (attrs['dropped']) and the note carry the fused kernel's figure, the same change without the table
+    import copy
+
+    import yaml
+
+    from roofline.advise import every_change
+    from roofline.specs import parse_spec
+
+    flat = {"tokens": [1, 1e5], "weight_elements": [1, 1e12]}
+    raw = yaml.safe_load((DATA / "tiny_gpu.yaml").read_text())
+    raw["measured"] = {
+        "gemm": {
+            "bf16": {**flat, "efficiency": [[0.5, 0.5], [0.5, 0.5]]},
+            "int8/weight_only": {**flat, "efficiency": [[0.05, 0.05], [0.05, 0.05]]},
+        }
+    }
+    spec = parse_spec(copy.deepcopy(raw), "calibrated")
+    model = str(EXAMPLES / "llama-2-7b.yaml")
+    a = roofline.analyze(model, spec, phase="decode", batch_size=1)
+    adv = advise(a, top=None)
+    assert "weights int8" not in set(adv["change"])
+    rows = every_change(adv).set_index(["change", "phase"])
+    int8 = rows.loc[("weights int8", "decode")]
+    assert not int8["suggested"] and int8["predicted_speedup"] < 1.0
+    slow = apply_changes(a, {"weight_dtype": "int8"})
+    assert int8["predicted_speedup"] == pytest.approx(_time(a, "decode") / _time(slow, "decode"))
+    del raw["measured"]["gemm"]["int8/weight_only"]
+    fused = roofline.analyze(model, parse_spec(raw, "fused"), phase="decode", batch_size=1, weight_dtype="int8")
+    assert int8["fused_speedup"] == pytest.approx(_time(a, "decode") / _time(fused, "decode"))
+    assert int8["fused_speedup"] > 1.3  # decode reads half the weight bytes
+    note = next(n for n in adv.attrs["not_helping"] if n.startswith("quantising weights"))
+    assert f"with a fused kernel weights int8 {int8['fused_speedup']:.2f}x" in note
+    assert "converts the weights to 16 bits" in int8["why"]
+    # int4 has no calibrated table: priced as a fused kernel already, no second figure
+    assert math.isnan(rows.loc[("weights int4", "decode"), "fused_speedup"])

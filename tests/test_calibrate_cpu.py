@@ -202,3 +202,37 @@ def test_the_w8a8_gemm_table_times_the_reference_s_quantised_projection():
 
     t = measure_gemm_table(spec, "fp8", tokens=(1, 2), shapes=((32, 48),), device="cpu", timer=timer)
     assert t == {"tokens": [1, 2], "weight_elements": [32 * 48], "efficiency": [[0.5], [0.5]]}
+
+
+def test_the_weight_only_gemm_tables_time_the_reference_s_paths_against_the_weight_only_roofline():
+    # weight-only int8 runs the reference's dequantising QuantWeight (int8 -> bf16, F.linear, per-channel scale);
+    # fp8 runs torch._scaled_mm; both against the roofline of 1-byte weights, bf16 activations, the bf16 peak
+    import torch
+
+    from roofline.formulas import linear
+    from roofline.measure.calibrate import _cost_row, _roofline_s, linear_op, measure_gemm_table
+
+    spec = load_spec("h200")
+    for dtype, impl in (("int8", "int8_dequant"), ("fp8", "fp8_scaled_mm")):
+        make, op, act = linear_op(dtype, "cpu", weight_only=True)
+        w = make(32, 48)
+        assert w.impl == impl and act == torch.bfloat16
+        x = torch.randn(3, 32, dtype=act)
+        assert op(x, w).shape == (3, 48)
+        assert torch.allclose(op(x, w).float(), (x @ w.dequantized().t()).float(), rtol=0.1, atol=0.1)
+        roofs = [_roofline_s(spec, [_cost_row(linear(m, 32, 48, dtype, "bf16"), "bf16")])[0] for m in (1, 2)]
+        calls = []
+
+        def timer(fn, repeats, roofs=roofs, calls=calls):
+            fn()
+            calls.append(1)
+            return 4.0 * roofs[(len(calls) - 1) % 2]
+
+        t = measure_gemm_table(
+            spec, dtype, tokens=(1, 2), shapes=((32, 48),), device="cpu", timer=timer, weight_only=True
+        )
+        assert t == {"tokens": [1, 2], "weight_elements": [32 * 48], "efficiency": [[0.25], [0.25]]}
+    # the weight-only roofline is not the W8A8 one: 16-bit activations, the bf16 peak (half fp8's)
+    wo = _roofline_s(spec, [_cost_row(linear(4096, 4096, 4096, "int8", "bf16"), "bf16")])[0]
+    w8a8 = _roofline_s(spec, [_cost_row(linear(4096, 4096, 4096, "int8", "int8"), "int8")])[0]
+    assert wo == pytest.approx(2 * w8a8, rel=1e-3)  # compute-bound at 4096 tokens: bf16 peak ~ half the int8 peak

@@ -354,3 +354,34 @@ def test_a_graph_step_pays_the_replay_launch_once_before_its_first_op():
     stream = (ops["count"] * ops["stream_s"]).groupby(ops["point"]).sum().to_numpy()
     steps = graph.summary["decode_time_s"].to_numpy()
     assert steps == pytest.approx(0.5 + stream)  # the launch, then the GPU runs every op back to back
+
+
+def test_weight_only_8_bit_projections_read_their_own_gemm_table():
+    # weights int8 with bf16 activations: the seven projections (1-byte weights, bf16 compute) take
+    # gemm.int8/weight_only; lm_head (16-bit weights) keeps gemm.bf16; fp8 weights have no table here and keep bf16
+    measured = {"gemm": {"bf16": flat_gemm(0.5), "int8/weight_only": flat_gemm(0.1)}}
+    spec = tiny_spec(measured)
+    ops = roofline.analyze(TINY_MODEL, spec, phase="decode", weight_dtype="int8").ops.set_index("op")
+    for name in PROJECTIONS:
+        assert ops.loc[name, "predicted_time_s"] == pytest.approx(ops.loc[name, "time_s"] / 0.1), name
+    assert ops.loc["lm_head", "predicted_time_s"] == pytest.approx(ops.loc["lm_head", "time_s"] / 0.5)
+    fp8 = roofline.analyze(TINY_MODEL, spec, phase="decode", weight_dtype="fp8").ops.set_index("op")
+    assert fp8.loc["q_proj", "predicted_time_s"] == pytest.approx(fp8.loc["q_proj", "time_s"] / 0.5)
+    # W8A8 fp8 computes in fp8: gemm.fp8 where measured, never a weight-only table
+    tables = {**measured["gemm"], "fp8/weight_only": flat_gemm(0.1), "fp8": flat_gemm(0.4)}
+    w8a8 = roofline.analyze(
+        TINY_MODEL, tiny_spec({"gemm": tables}), phase="decode", weight_dtype="fp8", act_dtype="fp8"
+    ).ops.set_index("op")
+    assert w8a8.loc["q_proj", "predicted_time_s"] == pytest.approx(w8a8.loc["q_proj", "time_s"] / 0.4)
+
+
+def test_an_fp8_kv_cache_reads_its_own_decode_attention_table():
+    table = {"kv_bytes": [1, 1e9], "flops_per_kv_byte": [0.5, 8], "efficiency": [[0.5, 0.5], [0.5, 0.5]]}
+    measured = {"attention": {"decode": table, "decode/kv_fp8": {**table, "efficiency": [[0.05, 0.05], [0.05, 0.05]]}}}
+    spec = tiny_spec({"gemm": {"bf16": flat_gemm(0.5)}, **measured})
+    fp8 = roofline.analyze(TINY_MODEL, spec, phase="decode", kv_dtype="fp8").ops.set_index("op")
+    assert fp8.loc["attention", "predicted_time_s"] == pytest.approx(fp8.loc["attention", "time_s"] / 0.05)
+    bf16 = roofline.analyze(TINY_MODEL, spec, phase="decode").ops.set_index("op")
+    assert bf16.loc["attention", "predicted_time_s"] == pytest.approx(bf16.loc["attention", "time_s"] / 0.5)
+    with pytest.raises(SpecError, match=r"unknown key 'decode/kv_int8'.*decode/kv_fp8"):
+        tiny_spec({"attention": {"decode/kv_int8": table}})

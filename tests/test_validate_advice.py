@@ -114,8 +114,12 @@ def test_graph_base_scores_quantised_weights_and_explains_a_miss():
     assert np.isnan(rows.loc["weights int4", "achieved_speedup"]) and rows.loc["weights int4", "within_25pct"] is None
     tp = [c for c in rows.index if c.startswith("tensor parallel")]
     assert all(rows.loc[c, "how"].startswith("not run: the reference model runs on one GPU") for c in tp)
-    # the base once, each change once (int4 refused before measuring)
-    assert sorted(measure.calls) == sorted(["base", "weight_dtype fp8", "weight_dtype int8", "batch_size"])
+    # the base once, each change once (int4 refused before measuring), the dropped ones too: the fp8 KV cache
+    # predicts under 1.02x at context 128 (won't help), a prediction scored like the others
+    kv = rows.loc["KV cache fp8"]
+    assert not kv["suggested"] and kv["predicted_speedup"] < 1.02 and kv["achieved_speedup"] > 0
+    assert rows.loc["weights fp8", "suggested"]
+    assert sorted(measure.calls) == sorted(["base", "weight_dtype fp8", "weight_dtype int8", "batch_size", "kv_dtype"])
 
 
 def test_eager_base_scores_cuda_graphs_a_larger_batch_and_compiled_fusion():
@@ -178,12 +182,13 @@ def frame(rows):
 
 SCORED = frame(
     [
-        dict(case="a", base="eager, flash", kind="CUDA graphs", change="CUDA graphs", phase="decode",
+        dict(case="a", base="eager, flash", kind="CUDA graphs", change="CUDA graphs", phase="decode", suggested=True,
              predicted_speedup=2.0, achieved_speedup=2.4, within_25pct=True, how="eager step vs its CUDA-graph replay"),
-        dict(case="a", base="graph, flash", kind="weights int8", change="weights int8", phase="decode",
+        dict(case="a", base="graph, flash", kind="weights int8", change="weights int8", phase="decode", suggested=False,
+             fused_speedup=1.3,
              predicted_speedup=1.3, achieved_speedup=0.8, within_25pct=False, how="CUDA-graph replays",
              runs_as="weight-only int8 has no fused kernel", why="down_proj: predicted -10 µs per step, measured +5 µs"),
-        dict(case="a", base="graph, flash", kind="weights int4", change="weights int4", phase="decode",
+        dict(case="a", base="graph, flash", kind="weights int4", change="weights int4", phase="decode", suggested=True,
              predicted_speedup=1.4, achieved_speedup=np.nan, within_25pct=None, how="not run: weight_dtype int4"),
     ]
 )  # fmt: skip
@@ -195,8 +200,9 @@ def test_count_summary_and_rendering():
     s = advice_summary(SCORED).set_index("kind")
     assert s.loc["CUDA graphs"].tolist() == [1, 1, 0] and s.loc["weights int4"].tolist() == [0, 0, 1]
     md = "\n".join(render_advice_scores(SCORED))
-    assert "| a | eager, flash | CUDA graphs | decode | 2.00x | 2.40x | yes |" in md
-    assert "| a | graph, flash | weights int4 | decode | 1.40x | - | - | not run: weight\\_dtype int4 |" in md
+    assert "| a | eager, flash | CUDA graphs | decode | 2.00x | 2.40x | yes | yes | - |" in md
+    assert "| a | graph, flash | weights int8 | decode | 1.30x | 0.80x | NO | no: won't help | 1.30x |" in md
+    assert "| a | graph, flash | weights int4 | decode | 1.40x | - | - | yes | - | not run: weight\\_dtype int4 |" in md
     assert "1 of 2 within 25%; 1 not run" in md
     assert "- a (graph, flash), weights int8: down\\_proj: predicted -10 µs per step, measured +5 µs" in md
     assert "- weights int8: weight-only int8 has no fused kernel" in md
@@ -257,7 +263,10 @@ def test_report_shows_the_advisor_scored(tmp_path):
     md = path.read_text()
     assert "## The advisor scored on the GPU: predicted against achieved (target: within 25%)" in md
     assert "1 of 2 within 25%; 1 not run (the reason is in the row)." in md
-    assert "| a | graph, flash | weights int8 | decode | 1.30x | 0.80x | NO | CUDA-graph replays |" in md
+    assert (
+        "| a | graph, flash | weights int8 | decode | 1.30x | 0.80x | NO | no: won't help | 1.30x | CUDA-graph replays |"
+        in md
+    )
     assert "Why weights int8 (decode) misses: down\\_proj: predicted -10 µs per step, measured +5 µs" in md
     assert md.index("## The advisor scored") < md.index("## Reproduce")
     back = pd.read_csv(tmp_path / "r" / "advice_scores.csv")

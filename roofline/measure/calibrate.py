@@ -312,11 +312,16 @@ KERNEL_MODEL_DOC = """#
 #   gemm.<dtype>/tall_k  the same for down_proj's shapes (intermediate -> hidden), used for down_proj
 #   gemm.fp8, gemm.int8  W8A8 projections as the reference runs them (torch._scaled_mm / torch._int_mm, the
 #                      activations quantised per call inside the op), against the 8-bit peak
+#   gemm.<dtype>/weight_only  8-bit weights with 16-bit activations as the reference runs them (fp8: torch._scaled_mm
+#                      with the activations quantised per call; int8: the weights converted to 16 bits, then
+#                      F.linear), against the weight-only roofline (1-byte weights, 16-bit activations and peak)
 #   attention.prefill  query_len x flops_per_pair (4 * batch * heads * head_dim) -> efficiency of causal
 #                      flash SDPA (MHA and GQA 4, geometric mean)
 #   attention.decode   kv_bytes (K + V read) x flops_per_kv_byte (the GQA ratio in bf16) -> efficiency of
 #                      one-query flash SDPA against a cache
 #   attention.<phase>/d64  the same two tables at head_dim 64 (16 query heads), for models of that head_dim
+#   attention.decode/kv_fp8  decode against an fp8 (e4m3) cache as the reference runs it (the slice converted to
+#                      bf16, then SDPA), against the fp8 cache's roofline; kv_bytes in fp8 bytes
 #   op_tables.<name>   tokens x bytes_per_token (bytes moved / tokens) -> efficiency of the reference's
 #                      element-wise or memory op <name> (NAME/VARIANT: rmsnorm | layernorm norms, gated | plain
 #                      activation), measured on one-layer models of several widths; replaces the bandwidth
@@ -531,18 +536,23 @@ def measure_bandwidth_curve(spec, repeats: int = 10, sizes=BANDWIDTH_BYTES) -> d
 # the reference's W8A8 projections (reference.QuantWeight): table key (the compute dtype the analysis gives a
 # W8A8 row) -> QuantWeight impl; the activations are quantised per call inside the timed op
 W8A8_IMPLS = {"fp8": "fp8_scaled_mm", "int8": "int8_int_mm"}
+# weight-only 8-bit projections (16-bit activations), table key gemm.DTYPE/weight_only (predict.op_variants): fp8
+# through torch._scaled_mm with the activations quantised per call, int8 converted to 16 bits for F.linear
+WEIGHT_ONLY_IMPLS = {"fp8": "fp8_scaled_mm", "int8": "int8_dequant"}
 
 
-def linear_op(dtype: str, device: str = "cuda"):
+def linear_op(dtype: str, device: str = "cuda", weight_only: bool = False):
     """(make_weight(k_in, n_out) -> weight, op(x, weight) -> y, the activations' torch dtype) of a projection
     in ``dtype`` as the reference runs it: F.linear for bf16 / fp16; for 'fp8' and 'int8' (W8A8) the
-    reference's QuantWeight (torch._scaled_mm / torch._int_mm with the activations quantised per call)."""
+    reference's QuantWeight (torch._scaled_mm / torch._int_mm with the activations quantised per call);
+    ``weight_only``: 'fp8' / 'int8' weights with 16-bit activations (WEIGHT_ONLY_IMPLS)."""
     import torch.nn.functional as F
 
-    if dtype in W8A8_IMPLS:
+    impls = WEIGHT_ONLY_IMPLS if weight_only else W8A8_IMPLS
+    if dtype in impls:
         from roofline.measure.reference import QuantWeight
 
-        impl = W8A8_IMPLS[dtype]
+        impl = impls[dtype]
 
         def make(k_in, n_out):
             return QuantWeight(torch.randn(n_out, k_in, device=device, dtype=torch.bfloat16) * 0.02, impl)
@@ -564,25 +574,28 @@ def measure_gemm_table(
     repeats: int = 5,
     device: str = "cuda",
     timer=None,
+    weight_only: bool = False,
 ) -> dict:
     """GEMM/GEMV efficiency over tokens x weight elements of a projection as the reference runs it
     (``linear_op``: F.linear(x [M, K], W [N, K]) in 16 bits; W8A8 'fp8' / 'int8' with the per-call
     activation quantisation inside the op, so the table prices what the reference's 8-bit projection
     really costs). The roofline is formulas.linear's cost with ``dtype`` weights and activations on the
-    ``dtype`` peak. Shapes of equal K*N are merged (geometric mean). ``timer(fn, repeats)``: seconds per
-    call (default kernel_time_s). {tokens, weight_elements, efficiency}."""
+    ``dtype`` peak; ``weight_only``: ``dtype`` weights, bf16 activations, on the bf16 peak (the analysis's
+    row for weight-only quantisation). Shapes of equal K*N are merged (geometric mean). ``timer(fn,
+    repeats)``: seconds per call (default kernel_time_s). {tokens, weight_elements, efficiency}."""
     import numpy as np
 
     from roofline.formulas import linear
 
     timer = timer or kernel_time_s
-    make, op, act = linear_op(dtype, device)
+    make, op, act = linear_op(dtype, device, weight_only)
+    act_dtype = "bf16" if weight_only else dtype
     cells = {}
     for k_in, n_out in shapes:
         weights = [make(k_in, n_out) for _ in range(copies_for(n_out * k_in * 2))]
         for m in tokens:
-            cost = linear(m, k_in, n_out, dtype, dtype)
-            roof = _roofline_s(spec, [_cost_row(cost, dtype)])[0]
+            cost = linear(m, k_in, n_out, dtype, act_dtype)
+            roof = _roofline_s(spec, [_cost_row(cost, act_dtype)])[0]
             if roof > MAX_KERNEL_S:
                 continue
             x = torch.randn(m, k_in, device=device, dtype=act)
@@ -639,28 +652,62 @@ def measure_attention_tables(spec, repeats: int = 3, d: int = 128, heads: int = 
             row.append(float(np.exp(np.mean(np.log(effs)))) if effs else None)
         prefill.append(row)
         torch.cuda.empty_cache()
+    return {
+        "prefill": {
+            "query_len": list(PREFILL_LENS),
+            "flops_per_pair": [4 * bh * d for bh in batch_heads],
+            "efficiency": _fill(prefill),
+        },
+        "decode": measure_decode_table(spec, repeats, d, heads),
+    }
+
+
+def measure_decode_table(spec, repeats: int = 3, d: int = 128, heads: int = 32, kv: str = "bf16") -> dict:
+    """One-query flash SDPA against a cache, as the reference's decode attention runs it: efficiency by K+V
+    bytes read (in the cache's dtype ``kv``) x FLOPs per KV byte (GQA ratios DECODE_GQA; the ratio over the
+    cache's bytes, so twice the bf16 figure for an fp8 cache). ``kv`` 'fp8': the cache is stored in
+    float8_e4m3fn and converted to bf16 before SDPA, the reference's path (torch's SDPA reads no fp8); the
+    roofline is the fp8 cache's (1 byte per value), so the table prices that path against the kernel the
+    analysis assumes. {kv_bytes, flops_per_kv_byte, efficiency}."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    from roofline.dtypes import DTYPE_BYTES
+    from roofline.formulas import flash_attention
+
+    value_bytes = DTYPE_BYTES[kv]
+    store = torch.float8_e4m3fn if kv == "fp8" else torch.bfloat16
     decode = []
     for kv_bytes in DECODE_KV_BYTES:
         row = []
         for g in DECODE_GQA:
             kv_heads = heads // g
-            tokens = kv_bytes // (2 * kv_heads * d * 2)  # K and V, bf16
+            tokens = kv_bytes // (2 * kv_heads * d * value_bytes)  # K and V
             b = int(min(64, max(1, 2 ** round(np.log2(max(tokens / 4096, 1))))))
             ctx = max(int(tokens // b), 16)
-            cost = flash_attention(b, 1, ctx, ctx, heads, kv_heads, d, "bf16", "bf16", True)
+            # the cache, plus its bf16 copy where converted: a cell the GPU cannot hold is filled from its neighbours
+            need = kv_bytes * (1 + (2 / value_bytes if store != torch.bfloat16 else 0))
+            if need > 0.8 * torch.cuda.mem_get_info()[0]:
+                row.append(None)
+                continue
+            cost = flash_attention(b, 1, ctx, ctx, heads, kv_heads, d, "bf16", kv, True)
             roof = _roofline_s(spec, [_cost_row(cost, "bf16")])[0]
             # as the reference runs it: q [b, 1, h, d] transposed, K/V a slice of a cache [b, h_kv, ctx + 1, d]
+            # (ReferenceDecoder._flash and _cached: an fp8 slice is converted to bf16 first)
             q = torch.randn(b, 1, heads, d, device="cuda", dtype=torch.bfloat16)
             caches = [
                 (
-                    torch.randn(b, kv_heads, ctx + 1, d, device="cuda", dtype=torch.bfloat16),
-                    torch.randn(b, kv_heads, ctx + 1, d, device="cuda", dtype=torch.bfloat16),
+                    torch.randn(b, kv_heads, ctx + 1, d, device="cuda", dtype=torch.bfloat16).to(store),
+                    torch.randn(b, kv_heads, ctx + 1, d, device="cuda", dtype=torch.bfloat16).to(store),
                 )
                 for _ in range(copies_for(kv_bytes, cap=16))
             ]
 
             def op(k, v, q=q, gqa=g > 1, b=b, ctx=ctx):
-                o = F.scaled_dot_product_attention(q.transpose(1, 2), k[:, :, :ctx], v[:, :, :ctx], enable_gqa=gqa)
+                k, v = k[:, :, :ctx], v[:, :, :ctx]
+                if k.dtype != torch.bfloat16:
+                    k, v = k.to(torch.bfloat16), v.to(torch.bfloat16)
+                o = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, enable_gqa=gqa)
                 return o.transpose(1, 2).reshape(b, 1, heads * d)
 
             t = kernel_time_s(rotating(op, caches), max(repeats, len(caches)))
@@ -669,16 +716,9 @@ def measure_attention_tables(spec, repeats: int = 3, d: int = 128, heads: int = 
         decode.append(row)
         torch.cuda.empty_cache()
     return {
-        "prefill": {
-            "query_len": list(PREFILL_LENS),
-            "flops_per_pair": [4 * bh * d for bh in batch_heads],
-            "efficiency": _fill(prefill),
-        },
-        "decode": {
-            "kv_bytes": list(DECODE_KV_BYTES),
-            "flops_per_kv_byte": [float(g) for g in DECODE_GQA],
-            "efficiency": _fill(decode),
-        },
+        "kv_bytes": list(DECODE_KV_BYTES),
+        "flops_per_kv_byte": [float(g) * 2 / value_bytes for g in DECODE_GQA],
+        "efficiency": _fill(decode),
     }
 
 
@@ -937,6 +977,17 @@ def op_costs(ops, step) -> dict:
     return out
 
 
+def eight_bit_gemm_tables(spec) -> dict:
+    """The 8-bit projections as the reference runs them: gemm.fp8 / gemm.int8 (W8A8) and
+    gemm.fp8/weight_only / gemm.int8/weight_only (16-bit activations), for the dtypes the part has (fp8
+    weight-only needs fp8 tensor cores: it runs torch._scaled_mm; int8 weight-only runs on any part)."""
+    out = {d: measure_gemm_table(spec, d) for d in W8A8_IMPLS if spec.has_dtype(d)}
+    for d in WEIGHT_ONLY_IMPLS:
+        if WEIGHT_ONLY_IMPLS[d] != "fp8_scaled_mm" or spec.has_dtype("fp8"):
+            out[f"{d}/weight_only"] = measure_gemm_table(spec, d, weight_only=True)
+    return out
+
+
 def kernel_model_parts(spec, measured: dict) -> dict:
     """The parts of the kernel model in the order they are measured: key of ``measured:`` -> a function
     returning its value, or (value, conditions) for 'ops' and 'op_tables'. ``measured``: the mapping
@@ -948,11 +999,12 @@ def kernel_model_parts(spec, measured: dict) -> dict:
             "bf16": measure_gemm_table(spec),
             "bf16/tall_k": measure_gemm_table(spec, shapes=GEMM_DOWN_SHAPES),
             "bf16/unaligned": measure_gemm_table(spec, shapes=GEMM_UNALIGNED_SHAPES),
-            **{d: measure_gemm_table(spec, d) for d in W8A8_IMPLS if spec.has_dtype(d)},
+            **eight_bit_gemm_tables(spec),
         },
         "attention": lambda: {
             **measure_attention_tables(spec),
             **{f"{k}/d64": v for k, v in measure_attention_tables(spec, d=64, heads=16).items()},
+            **({"decode/kv_fp8": measure_decode_table(spec, kv="fp8")} if spec.has_dtype("fp8") else {}),
         },
         "op_tables": lambda: measure_op_tables(spec),
         "ops": lambda: measure_op_costs(spec, bandwidth_curve=measured.get("bandwidth_curve")),

@@ -80,21 +80,23 @@ LINEAR_IMPLS = {
     ("int8", False): "int8_dequant",
     ("int8", True): "int8_int_mm",
 }
+# how the reference runs an 8-bit format, where that is not the fused kernel a datasheet prediction assumes;
+# roofline calibrate measures these same paths (gemm.fp8, gemm.int8, gemm.DTYPE/weight_only,
+# attention.decode/kv_fp8), so a calibrated prediction prices them as they run here (advise.py assumption 7)
 DIFFERS = {
     ("fp8", False): "fp8 weights run through torch._scaled_mm with the activations quantised to fp8 per call "
-    "(abs, amax, divide and cast kernels per projection) and fp8 math; the prediction is weight-only "
-    "(1-byte weights, 16-bit activations and math, no quantisation kernels)",
+    "(abs, amax, divide and cast kernels per projection) and fp8 math, where a fused weight-only kernel would "
+    "read 1-byte weights with 16-bit activations and math",
     ("fp8", True): "W8A8 fp8 through torch._scaled_mm: the activations are quantised per call (abs, amax, divide "
-    "and cast kernels per projection) and every other op reads and writes 16-bit activations; the prediction "
-    "counts 1-byte activations throughout and no quantisation kernels",
+    "and cast kernels per projection) and every other op reads and writes 16-bit activations, where the "
+    "analysis counts 1-byte activations throughout and no quantisation kernels",
     ("int8", False): "weight-only int8 has no fused kernel in torch: each projection converts its int8 weights to "
     "16-bit (1 B read, 2 B written per weight), the 16-bit matmul reads them again (2 B) and the output is "
-    "scaled; more bytes than 16-bit weights, so the achieved speedup is expected below the predicted one",
+    "scaled; more bytes than 16-bit weights",
     ("int8", True): "W8A8 int8 through torch._int_mm: the activations are quantised per call, the int32 result "
     "is scaled back to 16-bit (extra kernels), fewer than 17 rows are padded to 17",
     "kv_fp8": "the fp8 KV cache is converted to 16-bit for attention (torch's SDPA takes no fp8 input): a decode "
-    "step reads 1 B and writes 2 B per cached value, then attention reads 2 B; the achieved speedup is "
-    "expected below the predicted one",
+    "step reads 1 B and writes 2 B per cached value, then attention reads 2 B",
 }
 
 
