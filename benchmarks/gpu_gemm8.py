@@ -1,9 +1,14 @@
 """The 8-bit tables of the kernel model alone, added to a calibrated spec, each written as soon as it is
 measured: gemm.fp8 / gemm.int8 (W8A8), gemm.fp8/weight_only / gemm.int8/weight_only (calibrate.eight_bit_gemm_tables:
 the reference's QuantWeight paths) and attention.decode/kv_fp8 (calibrate.measure_decode_table: an fp8 cache
-converted for SDPA, as the reference reads it). The same functions roofline calibrate runs.
+converted for SDPA, as the reference reads it) and projection_host_us (calibrate.measure_projection_host: the
+8-bit projections' extra eager host cost). The same functions roofline calibrate runs. Parts already in the
+spec are measured again.
 
-    OUT=/tmp/out python benchmarks/gpu_gemm8.py reports/h200/calibration.yaml
+    OUT=/tmp/out python benchmarks/gpu_gemm8.py reports/h200/calibration.yaml [PART ...]
+
+PART: gemm.fp8, gemm.int8, gemm.fp8/weight_only, gemm.int8/weight_only, attention.decode/kv_fp8,
+projection_host_us (default: all).
 """
 
 import os
@@ -33,13 +38,21 @@ def main():
     ]
     if spec.has_dtype("fp8"):
         parts.append(("attention", "decode/kv_fp8", lambda: C.measure_decode_table(spec, kv="fp8")))
+    parts.append((None, "projection_host_us", lambda: C.measure_projection_host(spec)))
+    only = set(sys.argv[2:])  # part names (gemm.fp8, projection_host_us, ...): only those
     for section, key, measure in parts:
+        if only and (f"{section}.{key}" if section else key) not in only:
+            continue
         t0 = time.perf_counter()
-        raw["measured"][section][key] = measure()
+        if section is None:
+            raw["measured"][key] = measure()
+        else:
+            raw["measured"][section][key] = measure()
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        raw["measured"]["conditions"][f"{section}.{key}"] = f"measured {when} by benchmarks/gpu_gemm8.py"
+        name = f"{section}.{key}" if section else key
+        raw["measured"]["conditions"][name] = f"measured {when} by benchmarks/gpu_gemm8.py"
         C.write_spec(raw, out / "calibration.yaml")
-        print(f"{section}.{key}: {time.perf_counter() - t0:.1f} s", flush=True)
+        print(f"{name}: {time.perf_counter() - t0:.1f} s", flush=True)
 
 
 if __name__ == "__main__":

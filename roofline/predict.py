@@ -81,7 +81,7 @@ _OP_KEYS = {
     "host_per_active_expert_us",  # eager host cost of each routed expert that receives tokens
     "active_experts",  # routed experts with tokens at the calibrated point (host_eager_us's)
 }
-KERNEL_KEYS = KERNEL_KEYS + ("kernel_gap_us", "op_tables", "graph_replay_us")
+KERNEL_KEYS = KERNEL_KEYS + ("kernel_gap_us", "op_tables", "graph_replay_us", "projection_host_us")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -99,6 +99,14 @@ def parse_kernel_tables(measured: dict, where: str) -> dict:
         out["kernel_min_s"] = number(measured["kernel_min_us"], f"{w}.kernel_min_us", SpecError) * MICRO
     if measured.get("kernel_gap_us") is not None:
         out["kernel_gap_s"] = number(measured["kernel_gap_us"], f"{w}.kernel_gap_us", SpecError) * MICRO
+    if measured.get("projection_host_us") is not None:
+        ph = measured["projection_host_us"]
+        allowed = {"fp8", "int8"} | {f"{d}/weight_only" for d in WEIGHT_ONLY_TABLES}
+        _mapping(ph, f"{w}.projection_host_us", allowed)
+        out["projection_host_s"] = {
+            str(key): number(v, f"{w}.projection_host_us.{key}", SpecError, positive=False, minimum=0.0) * MICRO
+            for key, v in ph.items()
+        }
     if measured.get("graph_replay_us") is not None:
         out["graph_replay_s"] = number(measured["graph_replay_us"], f"{w}.graph_replay_us", SpecError) * MICRO
     if measured.get("bandwidth_curve") is not None:
@@ -293,6 +301,26 @@ def _entry_key(name: str, variants: dict, table: dict):
     return name if name in table else None
 
 
+def projection_formats(ops: pd.DataFrame, variants: dict) -> np.ndarray:
+    """Per row, the 8-bit format of a quantised projection as the calibrated tables name it, else '':
+    'fp8' / 'int8' for W8A8 (8-bit compute), 'DTYPE/weight_only' for 8-bit weights with 16-bit compute
+    (``variants['weights']``, op_variants). A quantised projection is a matmul row whose weights are stored
+    in under 1.5 bytes per parameter (lm_head and the router stay 16-bit)."""
+    out = np.full(len(ops), "", dtype=object)
+    if not len(ops):
+        return out
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_param = ops["param_bytes"].to_numpy(float) / ops["params"].to_numpy(float)
+    matmul = (ops["category"].to_numpy() == "matmul") & (per_param < 1.5)
+    dtype = ops["compute_dtype"].astype(str).to_numpy()
+    w8a8 = matmul & np.isin(dtype, ("fp8", "int8"))
+    out[w8a8] = dtype[w8a8]
+    weights = variants.get("weights")
+    if weights:
+        out[matmul & np.isin(dtype, ("bf16", "fp16"))] = f"{weights}/weight_only"
+    return out
+
+
 def active_experts(tokens: np.ndarray, experts: int, top_k: int) -> np.ndarray:
     """Expected routed experts that receive at least one of ``tokens`` tokens, each token picking ``top_k``
     of ``experts`` uniformly: experts * (1 - (1 - top_k / experts) ** tokens)."""
@@ -322,6 +350,8 @@ def prediction_columns(
     calibrated = np.zeros(n, dtype=bool)
     comm = _mask(cat_codes, cats, {"collective"})
 
+    formats = projection_formats(ops, variants)
+
     # 1. kernel model
     model = t_roof.copy()
     t_mem = t_memory.copy()  # memory time at the calibrated bandwidth for the op's size
@@ -348,10 +378,7 @@ def prediction_columns(
             # weight format's own table where measured: it prices the kernels that really run (op_variants)
             weight_only = k["gemm"].get(f"{variants.get('weights')}/weight_only")
             if weight_only is not None:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    per_param = ops["param_bytes"].to_numpy(float)[sel] / ops["params"].to_numpy(float)[sel]
-                sixteen = np.isin(d_sel, [i for i, d in enumerate(dtypes) if d in ("bf16", "fp16")])
-                kind[sixteen & (per_param < 1.5)] = len(kinds) + 1
+                kind[formats[sel] == f"{variants.get('weights')}/weight_only"] = len(kinds) + 1
             m_sel = model[sel]
             for i, dtype in enumerate(dtypes):
                 for j in range(len(kinds) + 2):
@@ -438,6 +465,9 @@ def prediction_columns(
         if "traffic" in entry:
             t = s & elementwise & ~table_rows
             model[t] = np.maximum(t_compute[t], t_mem[t] * entry["traffic"])
+    if "projection_host_s" in k and not cuda_graph:  # 8-bit projections' extra eager host cost per call
+        for key, extra in k["projection_host_s"].items():
+            host[formats == key] += extra
     if cuda_graph and "graph_replay_s" in k and n:
         # the step is one graph launch: the host pays it before the first op's kernels start
         pt, ph = ops["point"].to_numpy(), np.asarray(ops["phase"].to_numpy())

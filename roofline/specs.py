@@ -65,6 +65,7 @@ _MEASURED_KEYS = {
     "ops",
     "op_tables",
     "graph_replay_us",
+    "projection_host_us",  # {fp8|int8|DTYPE/weight_only: extra eager host us per 8-bit projection call}
     # the collective model of roofline/predict.py (``collective_times``), written by calibrate --collectives:
     # collectives {all_reduce|all_gather|reduce_scatter|all_to_all: {world, bytes, time_us}}
     "collectives",

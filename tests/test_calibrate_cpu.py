@@ -236,3 +236,26 @@ def test_the_weight_only_gemm_tables_time_the_reference_s_paths_against_the_weig
     wo = _roofline_s(spec, [_cost_row(linear(4096, 4096, 4096, "int8", "bf16"), "bf16")])[0]
     w8a8 = _roofline_s(spec, [_cost_row(linear(4096, 4096, 4096, "int8", "int8"), "int8")])[0]
     assert wo == pytest.approx(2 * w8a8, rel=1e-3)  # compute-bound at 4096 tokens: bf16 peak ~ half the int8 peak
+
+
+def test_projection_host_cost_is_the_eager_step_difference_per_projection(monkeypatch):
+    # the small model's eager step in bf16 and in each 8-bit format, from a fresh process (faked here):
+    # 2 layers x 7 projections = 14 calls per step; a format 1.4 ms slower costs 100 us more per call
+    from roofline.measure import calibrate, steptime
+
+    seen = []
+
+    def fake_time_steps(jobs):
+        seen.extend((j["workload"].weight_dtype, j["workload"].act_dtype, j["layers"]) for j in jobs)
+        extra = {("bf16", "bf16"): 0.0, ("fp8", "fp8"): 1.4e-3, ("int8", "int8"): 0.7e-3, ("fp8", "bf16"): 1.4e-3,
+                 ("int8", "bf16"): -1e-6}  # fmt: skip
+        return [
+            {"decode": {"eager_s": 800e-6 + extra[(j["workload"].weight_dtype, j["workload"].act_dtype)]}} for j in jobs
+        ]
+
+    monkeypatch.setattr(steptime, "time_steps", fake_time_steps)
+    got = calibrate.measure_projection_host(load_spec("h200"))
+    assert got == {"fp8": 100.0, "int8": 50.0, "fp8/weight_only": 100.0, "int8/weight_only": 0.0}  # noise clamps at 0
+    assert seen[0] == ("bf16", "bf16", 2) and len(seen) == 5
+    # a part without fp8 times the int8 formats only
+    assert set(calibrate.measure_projection_host(load_spec("a100-80gb-sxm"))) == {"int8", "int8/weight_only"}

@@ -385,3 +385,24 @@ def test_an_fp8_kv_cache_reads_its_own_decode_attention_table():
     assert bf16.loc["attention", "predicted_time_s"] == pytest.approx(bf16.loc["attention", "time_s"] / 0.5)
     with pytest.raises(SpecError, match=r"unknown key 'decode/kv_int8'.*decode/kv_fp8"):
         tiny_spec({"attention": {"decode/kv_int8": table}})
+
+
+def test_8_bit_projections_pay_their_measured_extra_host_cost_in_eager_steps_only():
+    # projection_host_us: 30 us more per weight-only int8 projection call; lm_head (16-bit) and the other ops
+    # keep theirs, and a CUDA graph has no per-op host cost at all
+    measured = {"gemm": {"bf16": flat_gemm(0.5)}, "projection_host_us": {"int8/weight_only": 30.0, "fp8": 50.0}}
+    spec = tiny_spec(measured)
+    base = roofline.analyze(TINY_MODEL, spec, phase="decode").ops.set_index("op")
+    int8 = roofline.analyze(TINY_MODEL, spec, phase="decode", weight_dtype="int8").ops.set_index("op")
+    for name in PROJECTIONS:
+        assert int8.loc[name, "host_s"] == pytest.approx(base.loc[name, "host_s"] + 30e-6), name
+    assert int8.loc["lm_head", "host_s"] == base.loc["lm_head", "host_s"]
+    assert int8.loc["attn_norm", "host_s"] == base.loc["attn_norm", "host_s"]
+    w8a8 = roofline.analyze(TINY_MODEL, spec, phase="decode", weight_dtype="fp8", act_dtype="fp8").ops.set_index("op")
+    assert w8a8.loc["q_proj", "host_s"] == pytest.approx(base.loc["q_proj", "host_s"] + 50e-6)
+    fp8_weights = roofline.analyze(TINY_MODEL, spec, phase="decode", weight_dtype="fp8").ops.set_index("op")
+    assert fp8_weights.loc["q_proj", "host_s"] == base.loc["q_proj", "host_s"]  # no fp8/weight_only figure given
+    graph = roofline.analyze(TINY_MODEL, spec, phase="decode", weight_dtype="int8", cuda_graph=True).ops
+    assert (graph.set_index("op").loc[PROJECTIONS, "host_s"] == 0).all()
+    with pytest.raises(SpecError, match=r"projection_host_us: unknown key 'int4'"):
+        tiny_spec({"projection_host_us": {"int4": 1.0}})

@@ -322,6 +322,9 @@ KERNEL_MODEL_DOC = """#
 #   attention.<phase>/d64  the same two tables at head_dim 64 (16 query heads), for models of that head_dim
 #   attention.decode/kv_fp8  decode against an fp8 (e4m3) cache as the reference runs it (the slice converted to
 #                      bf16, then SDPA), against the fp8 cache's roofline; kv_bytes in fp8 bytes
+#   projection_host_us  fp8 | int8 | <dtype>/weight_only: the extra eager host time of one 8-bit projection call over
+#                      a 16-bit one (the per-call activation quantisation, the weights' conversion), from the small
+#                      model's eager step in each format against bf16; added to those projections' host cost
 #   op_tables.<name>   tokens x bytes_per_token (bytes moved / tokens) -> efficiency of the reference's
 #                      element-wise or memory op <name> (NAME/VARIANT: rmsnorm | layernorm norms, gated | plain
 #                      activation), measured on one-layer models of several widths; replaces the bandwidth
@@ -988,6 +991,46 @@ def eight_bit_gemm_tables(spec) -> dict:
     return out
 
 
+# the 8-bit projection formats the tables name (predict.projection_formats) -> (weight_dtype, act_dtype) of the
+# reference workload that runs them
+PROJECTION_FORMATS = {
+    "fp8": ("fp8", "fp8"),
+    "int8": ("int8", "int8"),
+    "fp8/weight_only": ("fp8", "bf16"),
+    "int8/weight_only": ("int8", "bf16"),
+}
+
+
+def measure_projection_host(spec, timing_iters: int = 50) -> dict:
+    """The extra eager host cost of one 8-bit projection call over a 16-bit one, microseconds, per format
+    (PROJECTION_FORMATS; fp8 only where the part has fp8): the two-layer small model (SMALL_MODEL, decode
+    batch 1, context 128, every kernel at its minimum, so the eager step is the host's time) timed in a fresh
+    process (steptime.time_steps) in each format and in bf16; (step(format) - step(bf16)) / projections per
+    step (7 per layer), clamped at 0. The quantised paths add host work per call (fp8: abs, amax, divide,
+    clamp and cast of the activations before torch._scaled_mm; int8 weight-only: the weights' conversion
+    and the scale)."""
+    from dataclasses import replace
+
+    from roofline.config import Workload, parse_model
+    from roofline.measure.steptime import time_steps
+
+    small = parse_model(dict(SMALL_MODEL), "calibration-small")
+    base = Workload(batch_size=(1,), prompt_len=(128,), context_len=(128,), phase="decode")
+    formats = {k: v for k, v in PROJECTION_FORMATS.items() if "fp8" not in v or spec.has_dtype("fp8")}
+    workloads = [base] + [replace(base, weight_dtype=wd, act_dtype=ad) for wd, ad in formats.values()]
+    jobs = [{"config": small, "workload": w, "layers": 2, "timing_iters": timing_iters} for w in workloads]
+    steps = time_steps(jobs)
+    bad = next((s["error"] for s in steps if "error" in s), None)
+    if bad:
+        raise DeviceError(f"calibration: timing the 8-bit projections failed: {bad}")
+    dense = steps[0]["decode"]["eager_s"]
+    projections = 7 * 2
+    return {
+        key: round(max(step["decode"]["eager_s"] - dense, 0.0) / projections * 1e6, 3)
+        for key, step in zip(formats, steps[1:])
+    }
+
+
 def kernel_model_parts(spec, measured: dict) -> dict:
     """The parts of the kernel model in the order they are measured: key of ``measured:`` -> a function
     returning its value, or (value, conditions) for 'ops' and 'op_tables'. ``measured``: the mapping
@@ -1007,6 +1050,7 @@ def kernel_model_parts(spec, measured: dict) -> dict:
             **({"decode/kv_fp8": measure_decode_table(spec, kv="fp8")} if spec.has_dtype("fp8") else {}),
         },
         "op_tables": lambda: measure_op_tables(spec),
+        "projection_host_us": lambda: measure_projection_host(spec),
         "ops": lambda: measure_op_costs(spec, bandwidth_curve=measured.get("bandwidth_curve")),
     }
 
