@@ -64,3 +64,18 @@ def test_ci_runs_the_readme_commands():
     for tag in ("install", "test"):
         assert readme_block(tag)  # the block exists and is not empty
         assert f"ci:{tag}" in ci  # .ci/run extracts and runs that very block
+
+
+def test_no_file_holds_a_merge_conflict_marker():
+    # a README once kept both sides of a merge; git lists the tracked files
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    markers = ("<<<<<<< ", ">>>>>>> ", "=======\n")
+    found = []
+    for name in files:
+        path = ROOT / name
+        if path.suffix not in (".py", ".md", ".yaml", ".yml", ".toml", ".txt", ".cfg", ".ipynb") or not path.is_file():
+            continue
+        for i, line in enumerate(path.read_text(errors="replace").splitlines(keepends=True), 1):
+            if line.startswith(markers):
+                found.append(f"{name}:{i}")
+    assert not found, f"merge conflict markers in {', '.join(found)}"
