@@ -47,13 +47,17 @@ count is copied to the host) and, for an expert with tokens, a gather, three GEM
 silu, mul, a gather of the routing weights, mul and ``index_add_``. From ``measured.ops.experts`` (K0
 kernels, host H0 at a0 active experts, host_per_active_expert hpa, kernels_per_active_expert kpa,
 small_kernel s) at a = active_experts(tokens) experts with tokens:
-  kernels(a)       = K0 + kpa (a - a0), at least 3 a
+  kernels(a)       = (K0 - kpa a0) E / E0 + kpa a, at least 3 a: the base part's kernels (routing and the
+                     where's) per expert of the loop, E experts (per GPU) against the calibrated E0
+                     (``syncs``); at E = E0, K0 + kpa (a - a0)
   predicted_time_s = max(kernels(a) s, G + (kernels(a) - 3 a) s), G the GEMM-table time of the op as
                      above (model_s): the GEMMs plus every other kernel at the small-kernel time
   fixed_s          = kernels(a) s;  launch_gap_s = kernels(a) gap (as for any op)
-  host_s           = H0 + hpa (a - a0)
+  host_s           = B + hpa a  (at E = E0, H0 + hpa (a - a0))
   sync_s           = B + a * segment: the op's occurrence in the launch queue, where
-    B = H0 - hpa a0  the base part, host-serial: routing and the E ``where`` syncs, each draining the queue
+    B = (H0 - hpa a0) E / E0  the base part, host-serial: routing and the E ``where`` syncs, each draining
+                     the queue; scaled whole with E (the routing's own launches, about 7 by the
+                     reference's code, are scaled too: a small over-count)
     segment          one expert with tokens: the launch queue of its kpa kernels from an empty queue
                      (the next ``where`` drains it), max over its kernels i of (host up to and including
                      i + GPU from i to the end); each costs the host hpa / max(kpa, 8); on the GPU its
@@ -66,8 +70,9 @@ small_kernel s) at a = active_experts(tokens) experts with tokens:
   kpa = 9 (the loop body's kernels counted in the reference), s = fixed_us / kernels of the entry (the
   calibrated experts op's mean kernel time, its small GEMMs included), else kernel_min. Without
   host_per_active_expert (or outside ``analyze``, which knows E and top-k) a syncing op holds host and
-  GPU for host_s + stream_s. The summary's step time,
-tokens/s and class shares (and so advise, plot and report) are this one number; an op's share of it
+  GPU for host_s + stream_s.
+
+The summary's step time, tokens/s and class shares (and so advise, plot and report) are this one number; an op's share of it
 (``total_time_s``) is count * stream_s (a GPU-bound step) or count * host_s (a host-bound step),
 scaled to add up to the step. Tables are interpolated linearly in log-log space between measured points and held
 constant beyond the ends (no extrapolation). ``prediction_source`` says 'calibrated' where a
@@ -106,7 +111,7 @@ _OP_KEYS = {
     "host_graph_us",
     "kernels",
     "traffic",
-    "syncs",  # host syncs per occurrence (MoE routing): the host waits for the GPU, nothing overlaps
+    "syncs",  # host syncs per occurrence (MoE routing: a where per expert, E0 of expert_loop)
     "host_per_active_expert_us",  # eager host cost of each routed expert that receives tokens
     "active_experts",  # routed experts with tokens at the calibrated point (host_eager_us's)
     "kernels_per_active_expert",  # kernels each routed expert with tokens adds (expert_loop)
@@ -324,37 +329,47 @@ GEMMS_PER_EXPERT = EXPERT_KERNELS.count("gemm")
 EXPERT_BODY_KERNELS = 1 + len(EXPERT_KERNELS)  # the loop body counted in the reference: 9 kernels
 
 
-def expert_loop(entry: dict, active: np.ndarray, gemm_s: np.ndarray, small_default_s: float, gap_s: float) -> dict:
+def expert_loop(
+    entry: dict,
+    active: np.ndarray,
+    gemm_s: np.ndarray,
+    small_default_s: float,
+    gap_s: float,
+    experts: float | None = None,
+) -> dict:
     """The experts op of the MoE expert loop (module docstring) per occurrence, at ``active`` routed experts
-    with tokens and ``gemm_s`` (the GEMM-table time of the op), from its ``measured.ops`` entry in SI units
-    (host_eager_s, host_per_active_expert_s, active_experts; kernels, kernels_per_active_expert,
-    small_kernel_s where measured). ``small_default_s``: the small-kernel time where neither small_kernel_s
-    nor fixed_s / kernels is known; ``gap_s``: the launch gap per kernel. Returns arrays: kernels, fixed_s,
-    predicted_s, gap_s, host_s, sync_s (the time the occurrence holds the host and the GPU)."""
+    with tokens of ``experts`` (the loop's length; None: the calibrated one) and ``gemm_s`` (the GEMM-table
+    time of the op), from its ``measured.ops`` entry in SI units (host_eager_s, host_per_active_expert_s,
+    active_experts; kernels, kernels_per_active_expert, small_kernel_s, syncs where measured).
+    ``small_default_s``: the small-kernel time where neither small_kernel_s nor fixed_s / kernels is known;
+    ``gap_s``: the launch gap per kernel. Returns arrays: kernels, fixed_s, predicted_s, gap_s, host_s,
+    sync_s (the time the occurrence holds the host and the GPU)."""
     a = np.asarray(active, float)
     a0, hpa = entry["active_experts"], entry["host_per_active_expert_s"]
     kpa = entry.get("kernels_per_active_expert", float(EXPERT_BODY_KERNELS))
     k0 = entry.get("kernels", 1.0)
+    # the base part (routing and the where's) scales with the loop's length: E / the calibrated E
+    scale = experts / entry["syncs"] if experts and entry.get("syncs", 0) > 0 else 1.0
     if "small_kernel_s" in entry:
         small = entry["small_kernel_s"]
     elif "fixed_s" in entry and k0 > 0:
         small = entry["fixed_s"] / k0
     else:
         small = small_default_s
-    kernels = np.maximum(k0 + kpa * (a - a0), GEMMS_PER_EXPERT * a)
+    kernels = np.maximum(max(k0 - kpa * a0, 0.0) * scale + kpa * a, GEMMS_PER_EXPERT * a)
     fixed = kernels * small
     predicted = np.maximum(fixed, gemm_s + (kernels - GEMMS_PER_EXPERT * a) * small)
     per_gemm = (predicted - (kernels - GEMMS_PER_EXPERT * a) * small) / np.maximum(GEMMS_PER_EXPERT * a, 1e-300)
     h = hpa / max(kpa, len(EXPERT_KERNELS))  # the host cost of one kernel: the segment's host adds up to hpa
     gpu = {"gemm": per_gemm + gap_s, "small": np.full_like(a, small + gap_s)}
     blocks = [(max(kpa - len(EXPERT_KERNELS), 0.0), h, gpu["small"])] + [(1.0, h, gpu[x]) for x in EXPERT_KERNELS]
-    base = max(entry["host_eager_s"] - hpa * a0, 0.0)
+    base = max(entry["host_eager_s"] - hpa * a0, 0.0) * scale
     return {
         "kernels": kernels,
         "fixed_s": fixed,
         "predicted_s": predicted,
         "gap_s": kernels * gap_s,
-        "host_s": np.maximum(entry["host_eager_s"] + hpa * (a - a0), 0.0),
+        "host_s": base + hpa * a,
         "sync_s": base + a * queue_blocks(blocks),
     }
 
@@ -519,7 +534,7 @@ def prediction_columns(
     small_default = k.get("kernel_min_s", spec.graph_launch_overhead_s)
     for i, entry in loop.items():
         s = name_codes == i
-        e = expert_loop(entry, active_experts(tokens_all[s], *moe), model[s], small_default, gap_s)
+        e = expert_loop(entry, active_experts(tokens_all[s], *moe), model[s], small_default, gap_s, moe[0])
         kernels[s], fixed[s], predicted[s], gap[s] = e["kernels"], e["fixed_s"], e["predicted_s"], e["gap_s"]
         calibrated |= s
         if not cuda_graph:

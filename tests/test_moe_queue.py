@@ -90,6 +90,17 @@ def test_the_host_bound_limit_is_the_host_cost():
     assert e["host_s"] == pytest.approx((100 + 10 * (a - 2)) * US)
 
 
+def test_the_routing_and_syncs_scale_with_the_experts_of_the_loop():
+    # calibrated with E0 = 8 where's: base 100 - 2 x 10 = 80 us and 30 - 2 x 10 = 10 kernels; a loop of 16
+    # experts pays 16 where's: 160 us and 20 kernels, + 10 us and 10 kernels per expert with tokens
+    entry = dict(TWO_EXPERTS, syncs=8)
+    e = expert_loop(entry, np.array([2.0, 3.0]), np.array([1e-18, 1e-18]), 1.0, 0.0, experts=16)
+    assert e["host_s"] == pytest.approx([180 * US, 190 * US])
+    assert e["kernels"] == pytest.approx([40.0, 50.0])
+    same = expert_loop(entry, np.array([3.0]), np.array([1e-18]), 1.0, 0.0, experts=8)
+    assert same["host_s"] == pytest.approx([110 * US]) and same["kernels"] == pytest.approx([40.0])
+
+
 def test_defaults_where_the_spec_lacks_the_loop_keys():
     # the loop body's 9 kernels per expert; small kernels at the entry's fixed / kernels = 68 / 68 = 1 us
     entry = {"host_eager_s": 645 * US, "host_per_active_expert_s": 118 * US, "active_experts": 2.0}
