@@ -131,8 +131,8 @@ def phase_steps(ops: pd.DataFrame, n_points: int) -> np.ndarray:
         counts = ops["count"].to_numpy(float)[sel[:n_ops]]
         host = ops["host_s"].to_numpy(float)[sel].reshape(n_points, n_ops)
         stream = ops["stream_s"].to_numpy(float)[sel].reshape(n_points, n_ops)
-        syncs = ops["syncs"].to_numpy(bool)[sel[:n_ops]] if "syncs" in ops else None
-        out[sel] = np.repeat(queue_step(host, stream, counts, layer_block(counts), syncs), n_ops)
+        sync = ops["sync_s"].to_numpy(float)[sel].reshape(n_points, n_ops) if "sync_s" in ops else None
+        out[sel] = np.repeat(queue_step(host, stream, counts, layer_block(counts), sync), n_ops)
     return out
 
 

@@ -37,8 +37,42 @@ the last op ends:
   step = max over ops k of (host time up to and including k + GPU time from k to the end)
 which is sum(stream_s) when the GPU is the bottleneck (always in a CUDA graph), sum(host_s) plus the
 tail when the host is. The per-layer ops repeat num_hidden_layers times in order; the maximum over
-the repeats is taken in closed form (the first or the last layer). The summary's step time,
-tokens/s and class shares (and so advise, plot and report) are this one number; an op's share of it
+the repeats is taken in closed form (the first or the last layer). An op that syncs with the host
+(``sync_s`` > 0: the MoE experts, eager) starts once both the host and the GPU are free and holds both
+for sync_s; such steps are run occurrence by occurrence (``queue_step``).
+
+The MoE expert loop (``expert_loop``; eager, as reference.ReferenceDecoder._moe runs it, Hugging Face's
+Mixtral): softmax and top-k routing, then for each of the E experts a ``torch.where`` (a host sync: its
+count is copied to the host) and, for an expert with tokens, a gather, three GEMMs (gate, up, down),
+silu, mul, a gather of the routing weights, mul and ``index_add_``. From ``measured.ops.experts`` (K0
+kernels, host H0 at a0 active experts, host_per_active_expert hpa, kernels_per_active_expert kpa,
+small_kernel s) at a = active_experts(tokens) experts with tokens:
+  kernels(a)       = (K0 - kpa a0) E / E0 + kpa a, at least 3 a: the base part's kernels (routing and the
+                     where's) per expert of the loop, E experts (per GPU) against the calibrated E0
+                     (``syncs``); at E = E0, K0 + kpa (a - a0)
+  predicted_time_s = max(kernels(a) s, G + (kernels(a) - 3 a) s), G the GEMM-table time of the op as
+                     above (model_s): the GEMMs plus every other kernel at the small-kernel time
+  fixed_s          = kernels(a) s;  launch_gap_s = kernels(a) gap (as for any op)
+  host_s           = B + hpa a  (at E = E0, H0 + hpa (a - a0))
+  sync_s           = B + a * segment: the op's occurrence in the launch queue, where
+    B = (H0 - hpa a0) E / E0  the base part, host-serial: routing and the E ``where`` syncs, each draining
+                     the queue; scaled whole with E (the routing's own launches, about 7 by the
+                     reference's code, are scaled too: a small over-count)
+    segment          one expert with tokens: the launch queue of its kpa kernels from an empty queue
+                     (the next ``where`` drains it), max over its kernels i of (host up to and including
+                     i + GPU from i to the end); each costs the host hpa / max(kpa, 8); on the GPU its
+                     three GEMMs take G / (3 a) each and the rest s, each plus the gap. Kernel order
+                     (EXPERT_KERNELS): kpa - 8 leading small kernels (the gather, and the extra kernels
+                     of a non-empty ``where``), gate GEMM, silu, up GEMM, mul, down GEMM, then 3 small
+                     ones (gather of the weights, mul, index_add_)
+  The segment is hpa where the host is the bottleneck (the step is host-bound, as in the calibration)
+  and the expert's GPU time (plus one launch) where the GEMMs are. Defaults where the spec lacks a key:
+  kpa = 9 (the loop body's kernels counted in the reference), s = fixed_us / kernels of the entry (the
+  calibrated experts op's mean kernel time, its small GEMMs included), else kernel_min. Without
+  host_per_active_expert (or outside ``analyze``, which knows E and top-k) a syncing op holds host and
+  GPU for host_s + stream_s.
+
+The summary's step time, tokens/s and class shares (and so advise, plot and report) are this one number; an op's share of it
 (``total_time_s``) is count * stream_s (a GPU-bound step) or count * host_s (a host-bound step),
 scaled to add up to the step. Tables are interpolated linearly in log-log space between measured points and held
 constant beyond the ends (no extrapolation). ``prediction_source`` says 'calibrated' where a
@@ -77,9 +111,11 @@ _OP_KEYS = {
     "host_graph_us",
     "kernels",
     "traffic",
-    "syncs",  # host syncs per occurrence (MoE routing): the host waits for the GPU, nothing overlaps
+    "syncs",  # host syncs per occurrence (MoE routing: a where per expert, E0 of expert_loop)
     "host_per_active_expert_us",  # eager host cost of each routed expert that receives tokens
     "active_experts",  # routed experts with tokens at the calibrated point (host_eager_us's)
+    "kernels_per_active_expert",  # kernels each routed expert with tokens adds (expert_loop)
+    "small_kernel_us",  # GPU time of each of the experts' non-GEMM kernels (expert_loop)
 }
 KERNEL_KEYS = KERNEL_KEYS + ("kernel_gap_us", "op_tables", "graph_replay_us", "projection_host_us")
 
@@ -327,6 +363,78 @@ def active_experts(tokens: np.ndarray, experts: int, top_k: int) -> np.ndarray:
     return experts * (1.0 - (1.0 - top_k / experts) ** np.asarray(tokens, float))
 
 
+# the kernels of one routed expert with tokens in the reference's loop (reference.ReferenceDecoder._moe),
+# in launch order after the leading small kernels: gate GEMM, silu, up GEMM, mul, down GEMM, then the gather
+# of the routing weights, mul, index_add_ ("gemm" or "small"); the leading ones are the gather x[token] and
+# whatever else an expert with tokens launches (kernels_per_active_expert - 8: a non-empty where's extra)
+EXPERT_KERNELS = ("gemm", "small", "gemm", "small", "gemm", "small", "small", "small")
+GEMMS_PER_EXPERT = EXPERT_KERNELS.count("gemm")
+EXPERT_BODY_KERNELS = 1 + len(EXPERT_KERNELS)  # the loop body counted in the reference: 9 kernels
+
+
+def expert_loop(
+    entry: dict,
+    active: np.ndarray,
+    gemm_s: np.ndarray,
+    small_default_s: float,
+    gap_s: float,
+    experts: float | None = None,
+) -> dict:
+    """The experts op of the MoE expert loop (module docstring) per occurrence, at ``active`` routed experts
+    with tokens of ``experts`` (the loop's length; None: the calibrated one) and ``gemm_s`` (the GEMM-table
+    time of the op), from its ``measured.ops`` entry in SI units (host_eager_s, host_per_active_expert_s,
+    active_experts; kernels, kernels_per_active_expert, small_kernel_s, syncs where measured).
+    ``small_default_s``: the small-kernel time where neither small_kernel_s nor fixed_s / kernels is known;
+    ``gap_s``: the launch gap per kernel. Returns arrays: kernels, fixed_s, predicted_s, gap_s, host_s,
+    sync_s (the time the occurrence holds the host and the GPU)."""
+    a = np.asarray(active, float)
+    a0, hpa = entry["active_experts"], entry["host_per_active_expert_s"]
+    kpa = entry.get("kernels_per_active_expert", float(EXPERT_BODY_KERNELS))
+    k0 = entry.get("kernels", 1.0)
+    # the base part (routing and the where's) scales with the loop's length: E / the calibrated E
+    scale = experts / entry["syncs"] if experts and entry.get("syncs", 0) > 0 else 1.0
+    if "small_kernel_s" in entry:
+        small = entry["small_kernel_s"]
+    elif "fixed_s" in entry and k0 > 0:
+        small = entry["fixed_s"] / k0
+    else:
+        small = small_default_s
+    kernels = np.maximum(max(k0 - kpa * a0, 0.0) * scale + kpa * a, GEMMS_PER_EXPERT * a)
+    fixed = kernels * small
+    predicted = np.maximum(fixed, gemm_s + (kernels - GEMMS_PER_EXPERT * a) * small)
+    per_gemm = (predicted - (kernels - GEMMS_PER_EXPERT * a) * small) / np.maximum(GEMMS_PER_EXPERT * a, 1e-300)
+    h = hpa / max(kpa, len(EXPERT_KERNELS))  # the host cost of one kernel: the segment's host adds up to hpa
+    gpu = {"gemm": per_gemm + gap_s, "small": np.full_like(a, small + gap_s)}
+    blocks = [(max(kpa - len(EXPERT_KERNELS), 0.0), h, gpu["small"])] + [(1.0, h, gpu[x]) for x in EXPERT_KERNELS]
+    base = max(entry["host_eager_s"] - hpa * a0, 0.0) * scale
+    return {
+        "kernels": kernels,
+        "fixed_s": fixed,
+        "predicted_s": predicted,
+        "gap_s": kernels * gap_s,
+        "host_s": base + hpa * a,
+        "sync_s": base + a * queue_blocks(blocks),
+    }
+
+
+def queue_blocks(blocks: list) -> np.ndarray:
+    """Launch-queue time of kernels issued in order into an empty queue: ``blocks`` [(n, host_s, gpu_s)],
+    n like kernels each costing the host host_s and the GPU gpu_s (arrays broadcast). Returns max over
+    kernels i of (host time up to and including i + GPU time from i to the end); in a block of like
+    kernels that is at its first or its last kernel (a fractional n < 1 counts as one partial kernel)."""
+    host_before = 0.0
+    gpu_rest = sum(n * np.asarray(g, float) for n, _, g in blocks)
+    best = np.zeros(np.shape(gpu_rest))
+    for n, h, g in blocks:
+        one = min(n, 1.0)
+        first = host_before + one * h + gpu_rest
+        last = host_before + n * h + gpu_rest - (n - one) * np.asarray(g, float)
+        best = np.maximum(best, np.maximum(first, last))
+        host_before = host_before + n * h
+        gpu_rest = gpu_rest - n * np.asarray(g, float)
+    return best
+
+
 def prediction_columns(
     ops: pd.DataFrame,
     spec: "HardwareSpec",
@@ -437,6 +545,7 @@ def prediction_columns(
     prefill = ops["phase"].to_numpy() == "prefill"
     tokens_all = ops["batch_size"].to_numpy(float) * np.where(prefill, ops["prompt_len"].to_numpy(float), 1.0)
     syncs = np.zeros(n, dtype=bool)
+    loop = {}  # experts rows -> their entry, for the expert loop (2b)
     for i, name in enumerate(names):
         key = _entry_key(name, variants, tables) if tables else None
         s = name_codes == i
@@ -455,9 +564,8 @@ def prediction_columns(
             calibrated |= s
         if "host_eager_s" in entry and not cuda_graph:
             host[s] = entry["host_eager_s"]
-            if moe and "host_per_active_expert_s" in entry and "active_experts" in entry:
-                extra = active_experts(tokens_all[s], *moe) - entry["active_experts"]
-                host[s] = np.maximum(host[s] + entry["host_per_active_expert_s"] * extra, 0.0)
+        if moe and {"host_eager_s", "host_per_active_expert_s", "active_experts"} <= set(entry):
+            loop[i] = entry
         if entry.get("syncs", 0) > 0 and not cuda_graph:
             syncs |= s
         if "kernels" in entry:
@@ -475,7 +583,20 @@ def prediction_columns(
         host[first] = k["graph_replay_s"]
     fixed[comm] = 0.0  # collectives: the alpha of the link model is their fixed cost
     predicted = np.maximum(fixed, model)
-    gap = kernels * k.get("kernel_gap_s", spec.ceiling_launch_s(True))
+    gap_s = k.get("kernel_gap_s", spec.ceiling_launch_s(True))
+    gap = kernels * gap_s
+    sync = np.where(syncs, host + predicted + gap, 0.0)  # a syncing op without the loop model: nothing overlaps
+
+    # 2b. the MoE expert loop (module docstring, expert_loop): kernels, GPU time, host cost and queue time
+    small_default = k.get("kernel_min_s", spec.graph_launch_overhead_s)
+    for i, entry in loop.items():
+        s = name_codes == i
+        e = expert_loop(entry, active_experts(tokens_all[s], *moe), model[s], small_default, gap_s, moe[0])
+        kernels[s], fixed[s], predicted[s], gap[s] = e["kernels"], e["fixed_s"], e["predicted_s"], e["gap_s"]
+        calibrated |= s
+        if not cuda_graph:
+            host[s] = e["host_s"]
+            sync[s] = np.where(syncs[s], e["sync_s"], 0.0)
 
     # 3. classes: overhead where the host is slower than the kernel, latency where no roof is reached
     b_codes, b_cats = _codes(ops["bound"])
@@ -497,7 +618,7 @@ def prediction_columns(
         "launch_gap_s": gap,
         "stream_s": predicted + gap,
         "host_s": host,
-        "syncs": syncs,
+        "sync_s": sync,
         "bound": pd.Categorical.from_codes(bound, classes),
     }
 
@@ -519,8 +640,10 @@ def host_bound_classes(bound: pd.Series, host_bound: np.ndarray) -> pd.Categoric
 
 
 def occurrence_time(ops: pd.DataFrame) -> np.ndarray:
-    """An occurrence's weight in the step's attribution: max(stream_s, host_s), seconds."""
-    return np.maximum(ops["stream_s"].to_numpy(float), ops["host_s"].to_numpy(float))
+    """An occurrence's weight in the step's attribution: max(stream_s, host_s), or sync_s for an op that
+    syncs with the host, seconds."""
+    t = np.maximum(ops["stream_s"].to_numpy(float), ops["host_s"].to_numpy(float))
+    return np.maximum(t, ops["sync_s"].to_numpy(float)) if "sync_s" in ops else t
 
 
 def queue_step(
@@ -528,17 +651,18 @@ def queue_step(
     stream: np.ndarray,
     counts: np.ndarray,
     block: tuple[int, int] | None = None,
-    syncs: np.ndarray | None = None,
+    sync: np.ndarray | None = None,
 ) -> np.ndarray:
     """Step time of the launch queue (module docstring) for ``host`` and ``stream`` [points, ops] (seconds
     per occurrence, ops in execution order), ``counts`` [ops]. ``block`` = (start, stop): the ops
     [start, stop) run as one block repeated counts[start] times (the layers); every other op runs its
-    occurrences back to back. ``syncs`` [ops]: ops that sync with the host (``measured.ops.NAME.syncs``):
-    the host waits for the GPU before them and the op's host and GPU time add up. Returns [points]."""
+    occurrences back to back. ``sync`` [points, ops] (or [ops]): for an op that syncs with the host, the
+    seconds an occurrence holds both host and GPU once both are free (``sync_s``); 0 for the others.
+    Returns [points]."""
     host = np.atleast_2d(host)
     stream = np.atleast_2d(stream)
-    if syncs is not None and np.any(syncs):
-        return _simulate_queue(host, stream, counts, block, np.asarray(syncs, bool))
+    if sync is not None and np.any(np.asarray(sync) > 0):
+        return _simulate_queue(host, stream, counts, block, np.broadcast_to(np.asarray(sync, float), host.shape))
     n_ops = host.shape[1]
     segments = []  # (start, stop, repeats)
     i = 0
@@ -563,20 +687,21 @@ def queue_step(
     return best
 
 
-def _simulate_queue(host, stream, counts, block, syncs) -> np.ndarray:
+def _simulate_queue(host, stream, counts, block, sync) -> np.ndarray:
     """The launch queue occurrence by occurrence (vectorised over points), for steps with host syncs:
-    a plain op ends on the GPU at max(GPU free, host issued it) + stream; a syncing op starts when both
-    the host and the GPU are free and holds both for host + stream."""
+    a plain op ends on the GPU at max(GPU free, host issued it) + stream; a syncing op (sync > 0) starts
+    when both the host and the GPU are free and holds both for sync."""
     t_host = np.zeros(host.shape[0])
     t_gpu = np.zeros(host.shape[0])
 
     def run(i):
         nonlocal t_host, t_gpu
-        if syncs[i]:
-            t_host = t_gpu = np.maximum(t_host, t_gpu) + host[:, i] + stream[:, i]
-        else:
-            t_host = t_host + host[:, i]
-            t_gpu = np.maximum(t_gpu, t_host) + stream[:, i]
+        held = sync[:, i]
+        issued = t_host + host[:, i]
+        done = np.maximum(t_gpu, issued) + stream[:, i]
+        both = np.maximum(t_host, t_gpu) + held
+        t_host = np.where(held > 0, both, issued)
+        t_gpu = np.where(held > 0, both, done)
 
     i, n_ops = 0, host.shape[1]
     while i < n_ops:
@@ -614,7 +739,7 @@ def step_time(ops: pd.DataFrame) -> float:
             ops["stream_s"].to_numpy(float)[None, :],
             counts,
             layer_block(counts),
-            ops["syncs"].to_numpy(bool) if "syncs" in ops else None,
+            ops["sync_s"].to_numpy(float)[None, :] if "sync_s" in ops else None,
         )[0]
     )
 

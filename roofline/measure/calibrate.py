@@ -329,9 +329,15 @@ KERNEL_MODEL_DOC = """#
 #                      element-wise or memory op <name> (NAME/VARIANT: rmsnorm | layernorm norms, gated | plain
 #                      activation), measured on one-layer models of several widths; replaces the bandwidth
 #                      curve and traffic for that op
-#   ops.experts        also syncs (host syncs per occurrence: the host waits for the GPU; nothing overlaps),
+#   ops.experts        also syncs (host syncs per occurrence: torch.where per expert, each draining the queue),
 #                      host_per_active_expert_us and active_experts (host_eager_us's point): the host cost
-#                      grows by host_per_active_expert_us per expert that receives tokens
+#                      grows by host_per_active_expert_us per expert that receives tokens;
+#                      kernels_per_active_expert: the kernels each such expert adds (both from the small MoE
+#                      model at decode batch 1 and MOE_WIDE_BATCH, over their expected active experts);
+#                      small_kernel_us: GPU time per kernel of the op less its active experts (routing and the
+#                      where's, no GEMM): (fixed - active x GPU per active expert) / (kernels - active x
+#                      kernels_per_active_expert) at batch 1; the time of the loop's non-GEMM kernels
+#                      (predict.expert_loop: the experts' GPU time and their launch queue between syncs)
 #   ops.<name>         the reference model's op <name> (or NAME/VARIANT): fixed_us (its kernels at the smallest size: a floor),
 #                      host_eager_us (what one occurrence costs the host, eager), host_graph_us (its share
 #                      of a CUDA-graph replay of the small model; recorded, not used: in a graph the
@@ -769,21 +775,18 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
         if name not in out:
             entry.pop("host_graph_us", None)
             out[name] = entry
-    # the experts' host cost grows with the experts that receive tokens (a gather, three GEMMs and a
-    # scatter each): the same model at decode batch 16 (7.92 of 8 experts expected, uniform routing)
-    # against batch 1 (exactly top-k = 2) gives the cost per active expert; each of the E experts is
-    # a host sync (torch.where), so the experts' host and GPU time do not overlap (predict.queue_step)
-    from roofline.predict import active_experts
-
+    # the experts' host cost and kernels grow with the experts that receive tokens (a gather, three GEMMs
+    # and a scatter each): the same model at decode batch 16 (7.92 of 8 experts expected, uniform routing)
+    # against batch 1 (exactly top-k = 2) gives them per active expert (expert_loop_keys); each of the E
+    # experts is a host sync (torch.where), between which the queue drains (predict.expert_loop)
     wide = Workload(batch_size=(MOE_WIDE_BATCH,), prompt_len=(128,), context_len=(128,), phase="decode")
     wide_ops, wide_step = profiled(moe, wide, spec, layers=2, warmup=5, iters=repeats, timing_iters=20)
     wide_costs = op_costs(wide_ops, wide_step)
     if "experts" in out and "experts" in wide_costs:
-        k, e = moe.num_experts_per_tok, moe.num_local_experts
-        a1, a_wide = float(active_experts(1, e, k)), float(active_experts(MOE_WIDE_BATCH, e, k))
-        per_active = (wide_costs["experts"]["host_eager_us"] - out["experts"]["host_eager_us"]) / (a_wide - a1)
         out["experts"].update(
-            {"host_per_active_expert_us": round(max(per_active, 0.0), 3), "active_experts": a1, "syncs": e}
+            expert_loop_keys(
+                out["experts"], wide_costs["experts"], moe.num_local_experts, moe.num_experts_per_tok, MOE_WIDE_BATCH
+            )
         )
     # the ops whose kernels differ in gpt2-style models (LayerNorm, a plain GELU, learned positions): their
     # fixed and host costs on a small gpt2-style model, as NAME/VARIANT where predict.op_variants names one
@@ -821,6 +824,34 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
         cond["graph_pipelined_step_us"] = round(pipelined * 1e6, 2)
         cond["graph_replay_us"] = round(max(graph - pipelined, 0.0) * 1e6, 3)
     return out, cond
+
+
+def expert_loop_keys(narrow: dict, wide: dict, experts: int, top_k: int, wide_batch: int) -> dict:
+    """The expert-loop keys of ``measured.ops.experts`` from the op_costs entries of the experts op at decode
+    batch 1 (``narrow``: top_k experts with tokens) and ``wide_batch`` (``wide``), ``experts`` routed experts
+    per token picking ``top_k`` (uniform routing: predict.active_experts). Per active expert, from the
+    differences over the expected active experts a_wide - a_1: host_per_active_expert_us (host_eager_us),
+    kernels_per_active_expert (kernels), and the GPU time per active expert (fixed_us) that small_kernel_us
+    takes off batch 1's: small_kernel_us = (fixed - a_1 x GPU per active) / (kernels - a_1 x kernels per
+    active), the op's kernels without its active experts (routing and the where's, no GEMM); where that is
+    not positive (noise), fixed / kernels. Returns {host_per_active_expert_us, kernels_per_active_expert,
+    small_kernel_us, active_experts: a_1, syncs: experts}."""
+    from roofline.predict import active_experts
+
+    a1, a_wide = float(active_experts(1, experts, top_k)), float(active_experts(wide_batch, experts, top_k))
+    d = a_wide - a1
+    per_active = {key: (wide[key] - narrow[key]) / d for key in ("host_eager_us", "kernels", "fixed_us")}
+    kernels = max(per_active["kernels"], 0.0)
+    base_us = narrow["fixed_us"] - a1 * per_active["fixed_us"]
+    base_kernels = narrow["kernels"] - a1 * kernels
+    small = base_us / base_kernels if base_us > 0 and base_kernels > 0 else narrow["fixed_us"] / narrow["kernels"]
+    return {
+        "host_per_active_expert_us": round(max(per_active["host_eager_us"], 0.0), 3),
+        "kernels_per_active_expert": round(kernels, 3),
+        "small_kernel_us": round(small, 3),
+        "active_experts": a1,
+        "syncs": experts,
+    }
 
 
 def profiled(model, workload, spec, **kw) -> tuple:

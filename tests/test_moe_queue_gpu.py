@@ -1,0 +1,27 @@
+"""The expert-loop keys that calibrate measures on a real CUDA GPU (measure_op_costs: the small MoE model at
+decode batch 1 and MOE_WIDE_BATCH). Skipped, with the reason shown, where there is no CUDA GPU."""
+
+import pytest
+import torch
+
+from roofline.measure.calibrate import measure_op_costs
+from roofline.predict import EXPERT_BODY_KERNELS
+from roofline.specs import load_spec
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+
+
+def test_the_expert_loop_keys_are_measured():
+    from roofline.measure.nvml import GPU_SPECS
+
+    spec = load_spec(GPU_SPECS.get(torch.cuda.get_device_name(), "h100-sxm"))
+    ops, _ = measure_op_costs(spec, repeats=3)
+    e = ops["experts"]
+    # each expert with tokens launches at least the 9 kernels of the reference's loop body
+    assert EXPERT_BODY_KERNELS <= e["kernels_per_active_expert"] < 2 * EXPERT_BODY_KERNELS
+    # the routing's and the where's kernels, each near the minimum: under 3x the op's mean kernel at batch 1
+    assert 0 < e["small_kernel_us"] < 3 * e["fixed_us"] / e["kernels"]
+    assert e["active_experts"] == 2.0 and e["syncs"] == 8
