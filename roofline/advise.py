@@ -57,7 +57,7 @@ from roofline.analysis import COST_COLUMNS, OP_COLUMNS, Analysis, analyze
 from roofline.classify import BOUNDS, classify
 from roofline.dtypes import DTYPE_BYTES
 from roofline.errors import ConfigError, RooflineError
-from roofline.predict import occurrence_time, op_variants, predict, step_time
+from roofline.predict import model_kernels, occurrence_time, predict, step_time
 from roofline.render import si
 
 if TYPE_CHECKING:  # annotations only
@@ -208,14 +208,14 @@ def flags_of(overrides: dict) -> str:
 
 
 def fuse_elementwise(
-    ops: pd.DataFrame, spec: "HardwareSpec", cuda_graph: bool = False, variants: dict | None = None
+    ops: pd.DataFrame, spec: "HardwareSpec", cuda_graph: bool = False, kernels: tuple = (None, None)
 ) -> pd.DataFrame:
     """The classified ops frame of one point and phase with ``FUSION_PAIRS`` fused (assumption 6).
 
     Each fused pair becomes one row named 'first+second' with the FLOPs and bytes of both, less the
     re-read of the intermediate; the two ops keep the occurrences that were not fused. Adds
-    ``saved_bytes`` (per occurrence) to the fused rows. ``variants``: predict.op_variants of the model (the
-    kernels the unfused ops keep; ``model_variants``). Raises ConfigError for several points/phases.
+    ``saved_bytes`` (per occurrence) to the fused rows. ``kernels``: predict.model_kernels of the model (the
+    kernel variants the unfused ops keep, the MoE expert loop). Raises ConfigError for several points/phases.
     """
     if ops["point"].nunique() > 1 or ops["phase"].nunique() > 1:
         raise ConfigError("fuse_elementwise takes the ops of one point and one phase")
@@ -250,15 +250,9 @@ def fuse_elementwise(
     base["count"] = pd.Series(left)
     frame = pd.concat([base[base["count"] > 0], pd.DataFrame(fused)], ignore_index=True)
     frame["count"] = frame["count"].astype(np.int64)
-    out = predict(classify(frame, spec, cuda_graph=cuda_graph), spec, cuda_graph=cuda_graph, variants=variants)
+    out = predict(classify(frame, spec, cuda_graph=cuda_graph), spec, cuda_graph, *kernels)
     out["total_time_s"] = out["count"] * occurrence_time(out)
     return out
-
-
-def model_variants(analysis: Analysis) -> dict:
-    """predict.op_variants of an analysis's model and workload: the kernels its ops run."""
-    w = analysis.workload
-    return op_variants(analysis.model, w.tp, str(w.weight_dtype), str(w.kv_dtype))
 
 
 def render_advice(frame: pd.DataFrame) -> str:
@@ -701,7 +695,7 @@ def _fusion(ctx: _Context, measured):
     a = ctx.analysis
     for phase, p in ctx.phases.items():
         ops = a.ops[a.ops["phase"] == phase]
-        fused = fuse_elementwise(ops, ctx.spec, cuda_graph=ctx.w.cuda_graph, variants=model_variants(a))
+        fused = fuse_elementwise(ops, ctx.spec, ctx.w.cuda_graph, model_kernels(a.model, a.workload))
         pairs = fused[fused["saved_bytes"] > 0]
         if pairs.empty:
             continue

@@ -22,7 +22,7 @@ from roofline.config import (
     with_checkpoint_weights,
 )
 from roofline.errors import ConfigError
-from roofline.predict import host_bound_classes, layer_block, op_variants, prediction_columns, queue_step
+from roofline.predict import host_bound_classes, layer_block, model_kernels, prediction_columns, queue_step
 from roofline.quant import on_gpu
 from roofline.specs import HardwareSpec, load_spec
 from roofline.transformer import kv_cache_layers, model_ops
@@ -102,8 +102,7 @@ def analyze(
             f"narrow the ranges or use fewer values"
         )
     ops = classify(ops_frame(m, w, points), spec, cuda_graph=w.cuda_graph)
-    variants = op_variants(m, w.tp, str(w.weight_dtype), str(w.kv_dtype))  # advise.model_variants: the same
-    moe = (m.num_local_experts // max(w.ep, 1), m.num_experts_per_tok) if m.is_moe else None
+    variants, moe = model_kernels(m, w)
     for key, value in prediction_columns(ops, spec, w.cuda_graph, variants, moe).items():  # predict.py, in place
         ops[key] = value
     # the step of each (point, phase) by predict.py's launch queue, and each op's share of it: in proportion

@@ -96,7 +96,7 @@ from roofline.errors import SpecError
 from roofline.validate import check_keys, number
 
 if TYPE_CHECKING:  # annotations only: specs.py imports this module
-    from roofline.config import ModelConfig
+    from roofline.config import ModelConfig, Workload
     from roofline.specs import HardwareSpec
 
 MICRO, GIGA = 1e-6, 1e9
@@ -267,14 +267,19 @@ def interp_table(x: np.ndarray, y: np.ndarray, table: tuple) -> np.ndarray:
 
 
 def predict(
-    ops: pd.DataFrame, spec: "HardwareSpec", cuda_graph: bool = False, variants: dict | None = None
+    ops: pd.DataFrame,
+    spec: "HardwareSpec",
+    cuda_graph: bool = False,
+    variants: dict | None = None,
+    moe: tuple | None = None,
 ) -> pd.DataFrame:
     """Add ``predicted_time_s``, ``prediction_source``, ``host_s``, ``fixed_s`` (per occurrence) to a
     classified ops frame (classify.classify's columns plus op, category, phase, params,
     weight_bytes_read, kv_bytes_read, prompt_len) and refine ``bound`` with 'overhead' / 'latency'
-    (module docstring). Returns a new frame; ``prediction_columns`` gives the columns alone."""
+    (module docstring). ``variants``, ``moe``: ``model_kernels`` of the model. Returns a new frame;
+    ``prediction_columns`` gives the columns alone."""
     out = ops.copy()
-    for key, value in prediction_columns(ops, spec, cuda_graph, variants).items():
+    for key, value in prediction_columns(ops, spec, cuda_graph, variants, moe).items():
         out[key] = value
     return out
 
@@ -327,6 +332,16 @@ def op_variants(config: "ModelConfig", tp: int = 1, weight_dtype: str = "", kv_d
     if config.head_dim != 128:
         out["attention"] = f"d{config.head_dim}"
     return out
+
+
+def model_kernels(config: "ModelConfig", workload: "Workload") -> tuple:
+    """(``op_variants``, ``moe``) of a model and workload, the two arguments ``prediction_columns`` takes
+    from them: the kernel variants its ops run, and (routed experts per GPU, experts per token) of an MoE
+    model (else None)."""
+    w = workload
+    variants = op_variants(config, w.tp, str(w.weight_dtype), str(w.kv_dtype))
+    moe = (config.num_local_experts // max(w.ep, 1), config.num_experts_per_tok) if config.is_moe else None
+    return variants, moe
 
 
 def _entry_key(name: str, variants: dict, table: dict):

@@ -715,10 +715,11 @@ def _miss_reason(row, a, spec, workload, overrides, base_phase, changed_phase) -
             + (f"; kernels take {si(kernels, 's')}" if kernels else "")
         )
     elif row["kind"] == "fusion":
-        from roofline.advise import fuse_elementwise, model_variants
+        from roofline.advise import fuse_elementwise
+        from roofline.predict import model_kernels
 
         ops = a.ops[a.ops["phase"] == row["phase"]]
-        fused = fuse_elementwise(ops, spec, cuda_graph=workload.cuda_graph, variants=model_variants(a))
+        fused = fuse_elementwise(ops, spec, workload.cuda_graph, model_kernels(a.model, a.workload))
         text = f"advise fuses {int(ops['count'].sum())} kernels per step into {int(fused['count'].sum())}"
         eager_k, compiled_k = base_phase.get("kernels", np.nan), (changed_phase or {}).get("kernels", np.nan)
         if eager_k == eager_k and compiled_k == compiled_k:

@@ -154,6 +154,9 @@ def test_step_times_are_measured_in_a_fresh_process():
     assert first["prefill"]["eager_s"] > 0 and first["prefill"]["graph_s"] is None
     assert "int4" in second["error"]
     assert third["prefill"]["eager_s"] > 0
+    # rounds: the jobs again, round after round, in the same child; the fastest round per job
+    best, failed = time_steps([ok, bad], rounds=2)
+    assert best["prefill"]["eager_s"] > 0 and "int4" in failed["error"]
 
 
 def test_op_tables_on_the_cpu_have_one_column_per_width_and_one_row_per_token_count():
@@ -245,16 +248,18 @@ def test_projection_host_cost_is_the_eager_step_difference_per_projection(monkey
 
     seen = []
 
-    def fake_time_steps(jobs):
+    def fake_time_steps(jobs, rounds=1):
+        jobs = list(jobs) * rounds  # as time_steps runs them: round after round
         seen.extend((j["workload"].weight_dtype, j["workload"].act_dtype, j["layers"]) for j in jobs)
         extra = {("bf16", "bf16"): 0.0, ("fp8", "fp8"): 1.4e-3, ("int8", "int8"): 0.7e-3, ("fp8", "bf16"): 1.4e-3,
                  ("int8", "bf16"): -1e-6}  # fmt: skip
         # a host episode doubles every step of the second round: the fastest round is kept
-        return [
+        results = [
             {"decode": {"eager_s": (800e-6 + extra[(j["workload"].weight_dtype, j["workload"].act_dtype)])
                         * (2.0 if 5 <= i < 10 else 1.0)}}
             for i, j in enumerate(jobs)
         ]  # fmt: skip
+        return steptime.fastest_rounds(results, len(jobs) // rounds)
 
     monkeypatch.setattr(steptime, "time_steps", fake_time_steps)
     got = calibrate.measure_projection_host(load_spec("h200"), rounds=3)
@@ -263,3 +268,16 @@ def test_projection_host_cost_is_the_eager_step_difference_per_projection(monkey
     # a part without fp8 times the int8 formats only
     seen.clear()
     assert set(calibrate.measure_projection_host(load_spec("a100-80gb-sxm"), rounds=3)) == {"int8", "int8/weight_only"}
+
+
+def test_fastest_rounds_keeps_each_job_s_fastest_round_and_its_first_error():
+    from roofline.measure.steptime import fastest_rounds
+
+    a1 = {"decode": {"eager_s": 2.0, "graph_s": 0.5, "graph_pipelined_s": 0.4, "batch_size": 1}}
+    b1 = {"decode": {"eager_s": 3.0, "graph_s": None, "graph_pipelined_s": None, "batch_size": 1}}
+    a2 = {"decode": {"eager_s": 1.5, "graph_s": 0.6, "graph_pipelined_s": 0.3, "batch_size": 1}}
+    b2 = {"error": "out of memory", "out_of_memory": True}
+    got = fastest_rounds([a1, b1, a2, b2], 2)
+    assert got[0] == {"decode": {"eager_s": 1.5, "graph_s": 0.5, "graph_pipelined_s": 0.3, "batch_size": 1}}
+    assert got[1] == b2
+    assert fastest_rounds([a1, b1], 2) == [a1, b1]  # one round: as measured

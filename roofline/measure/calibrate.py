@@ -431,6 +431,7 @@ LARGE_MODEL = {
 # writes, embeddings) timed at these token counts (decode batch = tokens at context 128 up to 64, then
 # prefill of one sequence) on llama-style and gpt2-style models of these widths
 OP_TABLE_TOKENS = (1, 8, 64, 512, 4096)
+STEP_ROUNDS = 4  # interleaved rounds of the fresh-process step timings the host costs are scaled to
 OP_TABLE_DECODE_MAX = 64
 OP_TABLE_WIDTHS = {"llama": (512, 2048, 4096, 8192), "llama_mha": (4096,), "gpt2": (768, 1600)}
 MOE_WIDE_BATCH = 16  # decode batch of the second MoE calibration point (host cost per active expert)
@@ -755,13 +756,11 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
     import numpy as np
 
     from roofline.config import Workload, parse_model
+    from roofline.measure.steptime import time_steps
     from roofline.predict import interp_loglog, op_variants
 
     small = parse_model(dict(SMALL_MODEL), "calibration-small")
     w = Workload(batch_size=(1,), prompt_len=(128,), context_len=(128,), phase="decode")
-    ops, step = profiled(small, w, spec, layers=2, warmup=5, iters=repeats, timing_iters=50)
-    out = op_costs(ops, step)
-    gap = kernel_gap_s(ops, step)
     # the MoE ops (router, experts: a loop over the experts with a host sync each), on the same small model
     # with 8 experts of which 2 per token (Mixtral's routing); eager only (not graph-capturable)
     moe = parse_model(
@@ -770,7 +769,21 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
         ),
         "calibration-small-moe",
     )
-    moe_ops, moe_step = profiled(moe, w, spec, layers=2, warmup=5, iters=repeats, timing_iters=20)
+    wide = Workload(batch_size=(MOE_WIDE_BATCH,), prompt_len=(128,), context_len=(128,), phase="decode")
+    gpt2 = table_model("gpt2", 512)
+    # every host cost below is scaled to these steps: all four timed first, in one fresh process, the fastest of
+    # STEP_ROUNDS interleaved rounds each (a run whose steps all fell in one of the host's slow episodes wrote
+    # host costs 1.85x too high: reports/h200/README.md)
+    runs = ((small, w, 50), (moe, w, 20), (moe, wide, 20), (gpt2, w, 50))
+    jobs = [{"config": c, "workload": wl, "layers": 2, "timing_iters": it} for c, wl, it in runs]
+    timed = time_steps(jobs, rounds=STEP_ROUNDS)
+    bad = next((t["error"] for t in timed if "error" in t), None)
+    if bad:
+        raise DeviceError(f"calibration: timing the op-cost models failed: {bad}")
+    ops, step = profiled(small, w, spec, layers=2, warmup=5, iters=repeats, timing_iters=50, step_times=timed[0])
+    out = op_costs(ops, step)
+    gap = kernel_gap_s(ops, step)
+    moe_ops, moe_step = profiled(moe, w, spec, layers=2, warmup=5, iters=repeats, timing_iters=20, step_times=timed[1])
     for name, entry in op_costs(moe_ops, moe_step).items():
         if name not in out:
             entry.pop("host_graph_us", None)
@@ -779,8 +792,9 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
     # and a scatter each): the same model at decode batch 16 (7.92 of 8 experts expected, uniform routing)
     # against batch 1 (exactly top-k = 2) gives them per active expert (expert_loop_keys); each of the E
     # experts is a host sync (torch.where), between which the queue drains (predict.expert_loop)
-    wide = Workload(batch_size=(MOE_WIDE_BATCH,), prompt_len=(128,), context_len=(128,), phase="decode")
-    wide_ops, wide_step = profiled(moe, wide, spec, layers=2, warmup=5, iters=repeats, timing_iters=20)
+    wide_ops, wide_step = profiled(
+        moe, wide, spec, layers=2, warmup=5, iters=repeats, timing_iters=20, step_times=timed[2]
+    )
     wide_costs = op_costs(wide_ops, wide_step)
     if "experts" in out and "experts" in wide_costs:
         out["experts"].update(
@@ -790,9 +804,8 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
         )
     # the ops whose kernels differ in gpt2-style models (LayerNorm, a plain GELU, learned positions): their
     # fixed and host costs on a small gpt2-style model, as NAME/VARIANT where predict.op_variants names one
-    gpt2 = table_model("gpt2", 512)
     variants = op_variants(gpt2)
-    g_ops, g_step = profiled(gpt2, w, spec, layers=2, warmup=5, iters=repeats, timing_iters=50)
+    g_ops, g_step = profiled(gpt2, w, spec, layers=2, warmup=5, iters=repeats, timing_iters=50, step_times=timed[3])
     for name, entry in op_costs(g_ops, g_step).items():
         if name in variants:
             out[f"{name}/{variants[name]}"] = entry
@@ -1032,7 +1045,7 @@ PROJECTION_FORMATS = {
 }
 
 
-def measure_projection_host(spec, timing_iters: int = 50, rounds: int = 4) -> dict:
+def measure_projection_host(spec, timing_iters: int = 50, rounds: int = STEP_ROUNDS) -> dict:
     """The extra eager host cost of one 8-bit projection call over a 16-bit one, microseconds, per format
     (PROJECTION_FORMATS; fp8 only where the part has fp8): the two-layer small model (SMALL_MODEL, decode
     batch 1, context 128, every kernel at its minimum, so the eager step is the host's time) timed in a fresh
@@ -1052,12 +1065,11 @@ def measure_projection_host(spec, timing_iters: int = 50, rounds: int = 4) -> di
     formats = {k: v for k, v in PROJECTION_FORMATS.items() if "fp8" not in v or spec.has_dtype("fp8")}
     workloads = [base] + [replace(base, weight_dtype=wd, act_dtype=ad) for wd, ad in formats.values()]
     jobs = [{"config": small, "workload": w, "layers": 2, "timing_iters": timing_iters} for w in workloads]
-    steps = time_steps(jobs * rounds)
+    steps = time_steps(jobs, rounds=rounds)
     bad = next((s["error"] for s in steps if "error" in s), None)
     if bad:
         raise DeviceError(f"calibration: timing the 8-bit projections failed: {bad}")
-    n = len(jobs)
-    best = [min(steps[r * n + i]["decode"]["eager_s"] for r in range(rounds)) for i in range(n)]
+    best = [s["decode"]["eager_s"] for s in steps]
     projections = 7 * 2
     return {key: round(max(t - best[0], 0.0) / projections * 1e6, 3) for key, t in zip(formats, best[1:])}
 

@@ -370,6 +370,7 @@ def profile_model(
     seed: int = 0,
     graph_timer=graph_time,
     fresh_timing: bool = None,
+    step_times: dict | None = None,
 ) -> MeasuredRun:
     """Profile ``layers`` reference layers of ``model`` (a ModelConfig or a model file) for the single
     point of ``workload`` (the file's workload when None), on ``spec`` (name, path or HardwareSpec;
@@ -384,7 +385,9 @@ def profile_model(
     be captured (the distributed profile passes one that notes a failed capture).
     ``fresh_timing``: measure the eager and graph step times in a fresh Python process before profiling
     (roofline.measure.steptime: a process that has run the profiler launches slower); default on a GPU
-    at tp 1. False times them here, after the profiler, as a distributed rank does.
+    at tp 1. False times them here, after the profiler, as a distributed rank does. ``step_times``: this
+    model's and workload's step times already measured (one result of ``steptime.time_steps``, e.g. the
+    fastest of several rounds): used as they are, no timing here.
 
     Returns a MeasuredRun (source 'reference', rank 0). Raises DeviceError (no CUDA GPU, out of GPU
     memory, profiler failure), ConfigError (a dtype or tp the reference cannot run, a sweep),
@@ -422,7 +425,10 @@ def profile_model(
     if fresh_timing is None:
         fresh_timing = cuda and w.tp == 1 and graph_timer is graph_time
     timed = {}
-    if fresh_timing:
+    if step_times is not None:
+        timed = step_times
+        notes.append("step times measured in a fresh Python process, before profiling (roofline.measure.steptime)")
+    elif fresh_timing:
         from roofline.measure.steptime import time_steps
 
         job = {"config": m, "workload": w, "layers": layers, "timing_iters": timing_iters, "seed": seed}
