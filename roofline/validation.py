@@ -81,6 +81,9 @@ ADVICE_TOLERANCE = 0.25
 # (case of MATRIX, changes to its workload for the base, torch.compile the step for the fusion row,
 # the suggestions to score by the start of advise's ``change`` (None: all)). validate runs the rows
 # whose case is in its matrix. Compiled: gqa-decode-b1-c128 and mha-prefill-b8-s2048 (eager bases).
+# each measured step of the matrix is the fastest of this many fresh-process timings (steptime.time_steps' rounds):
+# the GPU host's slow episodes (5-10 s, up to 1.85x) would otherwise decide a case's eager step
+TIMING_ROUNDS = 3
 ADVICE_CASES = (
     ("gqa-decode-b1-c128", {}, True, None),  # eager: CUDA graphs, a larger batch, fusion
     ("gqa-decode-b1-c128", {"cuda_graph": True}, False, None),  # graph: weights fp8 / int8, a larger batch
@@ -168,6 +171,7 @@ def measure_case(
             timing_iters=timing_iters,
             trace_dir=tmp,
             device=device,
+            timing_rounds=TIMING_ROUNDS,
         )
     prof = compare(analyze(ref, spec, workload=w), run)  # per call: measured_time_s and the measured class
     step = prof.steps.iloc[0]

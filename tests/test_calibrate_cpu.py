@@ -281,3 +281,27 @@ def test_fastest_rounds_keeps_each_job_s_fastest_round_and_its_first_error():
     assert got[0] == {"decode": {"eager_s": 1.5, "graph_s": 0.5, "graph_pipelined_s": 0.3, "batch_size": 1}}
     assert got[1] == b2
     assert fastest_rounds([a1, b1], 2) == [a1, b1]  # one round: as measured
+
+
+def test_the_gpt2_style_variant_host_costs_make_its_own_step_add_up():
+    # shared ops (priced with the llama-style run's figures): q_proj 2 calls x 20 us = 40 us; the variant
+    # (attn_norm -> layernorm, 2 calls x 30 us) and the gpt2-only pos_embedding (1 x 10 us) get the rest of a
+    # 130 us step: 90 us over their 70 us -> factor 9/7
+    from roofline.measure.calibrate import scale_variant_hosts
+
+    shared = {"q_proj": {"host_eager_us": 20.0}, "attn_norm": {"host_eager_us": 15.0}}
+    costs = {
+        "q_proj": {"host_eager_us": 25.0},
+        "attn_norm": {"host_eager_us": 30.0},
+        "pos_embedding": {"host_eager_us": 10.0},
+    }
+    calls = {"q_proj": 2, "attn_norm": 2, "pos_embedding": 1}
+    factor = scale_variant_hosts(shared, costs, calls, {"attn_norm": "layernorm"}, 130.0)
+    assert factor == pytest.approx(9 / 7)
+    assert costs["attn_norm"]["host_eager_us"] == pytest.approx(30 * 9 / 7, abs=1e-3)
+    assert costs["pos_embedding"]["host_eager_us"] == pytest.approx(10 * 9 / 7, abs=1e-3)
+    assert costs["q_proj"]["host_eager_us"] == 25.0  # not used (the shared figure prices q_proj), left as measured
+    total = 2 * 20 + 2 * costs["attn_norm"]["host_eager_us"] + costs["pos_embedding"]["host_eager_us"]
+    assert total == pytest.approx(130, abs=0.01)  # rounded to 1 ns per entry
+    # a step the shared ops already fill: nothing changes
+    assert scale_variant_hosts(shared, costs, calls, {"attn_norm": "layernorm"}, 30.0) == 1.0

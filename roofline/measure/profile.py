@@ -371,6 +371,7 @@ def profile_model(
     graph_timer=graph_time,
     fresh_timing: bool = None,
     step_times: dict | None = None,
+    timing_rounds: int = 1,
 ) -> MeasuredRun:
     """Profile ``layers`` reference layers of ``model`` (a ModelConfig or a model file) for the single
     point of ``workload`` (the file's workload when None), on ``spec`` (name, path or HardwareSpec;
@@ -387,7 +388,8 @@ def profile_model(
     (roofline.measure.steptime: a process that has run the profiler launches slower); default on a GPU
     at tp 1. False times them here, after the profiler, as a distributed rank does. ``step_times``: this
     model's and workload's step times already measured (one result of ``steptime.time_steps``, e.g. the
-    fastest of several rounds): used as they are, no timing here.
+    fastest of several rounds): used as they are, no timing here. ``timing_rounds``: the fresh-process timing
+    repeated that many times, the fastest kept (``steptime.time_steps``' rounds).
 
     Returns a MeasuredRun (source 'reference', rank 0). Raises DeviceError (no CUDA GPU, out of GPU
     memory, profiler failure), ConfigError (a dtype or tp the reference cannot run, a sweep),
@@ -432,7 +434,7 @@ def profile_model(
         from roofline.measure.steptime import time_steps
 
         job = {"config": m, "workload": w, "layers": layers, "timing_iters": timing_iters, "seed": seed}
-        timed = time_steps([job])[0]
+        timed = time_steps([job], rounds=timing_rounds)[0]
         if timed.get("out_of_memory"):
             raise DeviceError(_out_of_memory(m, layers, b, p, context, gpu_name))
         if "error" in timed:
