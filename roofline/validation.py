@@ -793,6 +793,7 @@ def reference_measurer(
                 timing_iters=timing_iters,
                 trace_dir=tmp,
                 device=device,
+                timing_rounds=TIMING_ROUNDS,
             )
         return run_times(run)
 
