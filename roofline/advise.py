@@ -420,6 +420,8 @@ def _weights(ctx: _Context, measured):
             how, fused = ctx.unfused(overrides)
             if fused is not None:
                 why += f"; {how}; a fused weight-only kernel: {ctx.time(ctx.analysis, phase) / ctx.time(fused, phase):.2f}x"
+            elif "gemm" in (getattr(ctx.spec, "measured_kernels", None) or {}):
+                why += f"; no calibrated {dtype} kernel: priced as a fused one at the 16-bit GEMM's measured efficiency"
             rows.append(
                 ctx.row(
                     f"weights {dtype}",

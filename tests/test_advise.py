@@ -325,3 +325,4 @@ def test_an_8_bit_change_is_priced_as_the_calibrated_kernels_run_it_with_the_fus
     assert "converts the weights to 16 bits" in int8["why"]
     # int4 has no calibrated table: priced as a fused kernel already, no second figure
     assert math.isnan(rows.loc[("weights int4", "decode"), "fused_speedup"])
+    assert "no calibrated int4 kernel: priced as a fused one" in rows.loc[("weights int4", "decode"), "why"]
