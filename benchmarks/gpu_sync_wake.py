@@ -1,0 +1,61 @@
+"""Probe (issue 10, MoE eager decode): what a host sync costs when it has to wait for the GPU.
+
+The reference's MoE expert loop syncs at every ``torch.where`` (nonzero copies its count to the host). In the
+Mixtral-shaped decode case the GPU kernels took the same time on two leases (1.89-1.91 ms per step) while the
+fresh-process step went from 3.65 to 5.84-6.29 ms; the small calibration model, whose GPU work is shorter than
+its host work, never waits at those syncs. This measures, per kernel length, the wall time of
+(launch a kernel that spins for T, then torch.where on a small tensor) minus T, in a process that never ran the
+profiler, as the fastest of several rounds. A wake-up cost that grows once the host really waits is what the
+expert-loop model lacks. Written at stop 9; not run yet (no device time left).
+
+    OUT=/tmp/out python benchmarks/gpu_sync_wake.py      # -> $OUT/sync_wake.csv and stdout
+"""
+
+import csv
+import os
+import time
+from pathlib import Path
+
+import torch
+
+SPIN_US = (0, 5, 20, 50, 100, 200, 500, 1000)
+ROUNDS, CALLS = 5, 200
+
+
+def main():
+    out = Path(os.environ.get("OUT", "out"))
+    out.mkdir(parents=True, exist_ok=True)
+    dev = torch.device("cuda")
+    chosen = torch.randint(0, 8, (8, 2), device=dev)
+    # cycles per microsecond from the SM clock the driver reports (torch.cuda._sleep spins for cycles)
+    mhz = torch.cuda.clock_rate() if hasattr(torch.cuda, "clock_rate") else 1980
+    rows = []
+    for spin in SPIN_US:
+        best_where = best_sync = float("inf")
+        for _ in range(ROUNDS):
+            for mode in ("where", "synchronize"):
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                for _ in range(CALLS):
+                    if spin:
+                        torch.cuda._sleep(int(spin * mhz))
+                    if mode == "where":
+                        torch.where(chosen == 3)
+                    else:
+                        torch.cuda.synchronize()
+                per_call = (time.perf_counter() - t0) / CALLS * 1e6
+                if mode == "where":
+                    best_where = min(best_where, per_call)
+                else:
+                    best_sync = min(best_sync, per_call)
+        rows.append({"spin_us": spin, "where_us": round(best_where, 2), "synchronize_us": round(best_sync, 2),
+                     "where_minus_spin_us": round(best_where - spin, 2)})  # fmt: skip
+        print(rows[-1], flush=True)
+    with open(out / "sync_wake.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+if __name__ == "__main__":
+    main()
