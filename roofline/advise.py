@@ -307,8 +307,10 @@ class _Context:
                 continue
             if key not in tables.get(section, {}):
                 return "", None
-            section_left = {k: v for k, v in tables[section].items() if k != key}
-            fused_spec = replace(self.spec, measured_kernels={**tables, section: section_left})
+            fused = {**tables, section: {k: v for k, v in tables[section].items() if k != key}}
+            if section == "gemm" and key in tables.get("projection_host_s", {}):  # a fused kernel is one launch
+                fused["projection_host_s"] = {k: v for k, v in tables["projection_host_s"].items() if k != key}
+            fused_spec = replace(self.spec, measured_kernels=fused)
             try:
                 return how, analyze(self.analysis.model, fused_spec, workload=replace(self.w, **overrides))
             except RooflineError:

@@ -326,3 +326,28 @@ def test_an_8_bit_change_is_priced_as_the_calibrated_kernels_run_it_with_the_fus
     # int4 has no calibrated table: priced as a fused kernel already, no second figure
     assert math.isnan(rows.loc[("weights int4", "decode"), "fused_speedup"])
     assert "no calibrated int4 kernel: priced as a fused one" in rows.loc[("weights int4", "decode"), "why"]
+
+
+def test_the_fused_figure_drops_the_unfused_path_s_extra_host_cost():
+    # eager and host-bound: weight-only int8 as torch runs it pays projection_host_us per projection; the fused
+    # kernel is one launch, so its figure is the step without that table and without that host cost
+    import copy
+
+    import yaml
+
+    from roofline.advise import every_change
+    from roofline.specs import parse_spec
+
+    flat = {"tokens": [1, 1e5], "weight_elements": [1, 1e12]}
+    raw = yaml.safe_load((DATA / "tiny_gpu.yaml").read_text())
+    raw["measured"] = {
+        "gemm": {"bf16": {**flat, "efficiency": [[0.5, 0.5], [0.5, 0.5]]},
+                 "int8/weight_only": {**flat, "efficiency": [[0.05, 0.05], [0.05, 0.05]]}},
+        "projection_host_us": {"int8/weight_only": 500.0},
+    }  # fmt: skip
+    a = roofline.analyze(str(DATA / "tiny_llama.yaml"), parse_spec(copy.deepcopy(raw), "c"), phase="decode")
+    row = every_change(advise(a, top=None)).set_index("change").loc["weights int8"]
+    del raw["measured"]["gemm"]["int8/weight_only"], raw["measured"]["projection_host_us"]
+    fused = roofline.analyze(str(DATA / "tiny_llama.yaml"), parse_spec(raw, "f"), phase="decode", weight_dtype="int8")
+    assert row["fused_speedup"] == pytest.approx(_time(a, "decode") / _time(fused, "decode"))
+    assert row["predicted_speedup"] < 0.5 < row["fused_speedup"]  # 7 x 500 us more host per layer as torch runs it
