@@ -317,6 +317,13 @@ class _Context:
                 return how, None
         return "", None
 
+    def fused_note(self, how: str, fused, phase: str, kernel: str) -> str:
+        """'; HOW; KERNEL: N.NNx', the fused kernel's speedup of ``phase`` beside how the calibrated kernels
+        run the change (``unfused``); '' without a fused analysis."""
+        if fused is None:
+            return ""
+        return f"; {how}; {kernel}: {self.time(self.analysis, phase) / self.time(fused, phase):.2f}x"
+
     def row(
         self,
         change,
@@ -412,6 +419,7 @@ def _weights(ctx: _Context, measured):
         result = ctx.rerun(overrides)
         if result is None:
             continue
+        how, fused = ctx.unfused(overrides)
         for phase, p in ctx.phases.items():
             why = f"{p.bound_text}; weights are {_pct(p.weight_share)} of bytes read"
             wont = []
@@ -419,10 +427,8 @@ def _weights(ctx: _Context, measured):
                 wont.append(f"the KV cache ({_pct(p.kv_share)} of bytes read) stays {ctx.w.kv_dtype}")
             if p.bound == "compute":
                 wont.append("compute stays in 16-bit (weight-only quantisation dequantises before the matmul)")
-            how, fused = ctx.unfused(overrides)
-            if fused is not None:
-                why += f"; {how}; a fused weight-only kernel: {ctx.time(ctx.analysis, phase) / ctx.time(fused, phase):.2f}x"
-            elif "gemm" in (getattr(ctx.spec, "measured_kernels", None) or {}):
+            why += ctx.fused_note(how, fused, phase, "a fused weight-only kernel")
+            if fused is None and "gemm" in (getattr(ctx.spec, "measured_kernels", None) or {}):
                 why += f"; no calibrated {dtype} kernel: priced as a fused one at the 16-bit GEMM's measured efficiency"
             rows.append(
                 ctx.row(
@@ -451,6 +457,7 @@ def _w8a8(ctx: _Context, measured):
     if result is None:
         return []
     rows = []
+    how, fused = ctx.unfused(overrides)
     for phase, p in ctx.phases.items():
         if p.shares["compute"] < 0.5:
             continue
@@ -460,9 +467,7 @@ def _w8a8(ctx: _Context, measured):
             f"{si(new_peak, 'FLOP/s')} vs {p.linear_dtype} {si(old_peak, 'FLOP/s')}"
         )
         wont = ["attention and element-wise ops stay in 16-bit; needs calibrated activation scales"]
-        how, fused = ctx.unfused(overrides)
-        if fused is not None:
-            why += f"; {how}; quantisation fused into the previous kernel: {ctx.time(ctx.analysis, phase) / ctx.time(fused, phase):.2f}x"
+        why += ctx.fused_note(how, fused, phase, "quantisation fused into the previous kernel")
         rows.append(
             ctx.row(
                 f"W8A8 {dtype}",
@@ -489,14 +494,14 @@ def _kv_cache(ctx: _Context, measured):
         result = ctx.rerun(overrides)
         if result is None:
             continue
+        how, fused_decode = ctx.unfused(overrides) if "decode" in ctx.phases else ("", None)
         for phase, p in ctx.phases.items():
             why = (
                 f"{p.bound_text}; the KV cache is {_pct(p.kv_share)} of bytes read at context {ctx.s['context_len']:g}"
             )
             wont = [f"weights ({_pct(p.weight_share)} of bytes read) are untouched"] if p.weight_share > 0.05 else []
-            how, fused = ctx.unfused(overrides) if phase == "decode" else ("", None)
-            if fused is not None:
-                why += f"; {how}; an attention kernel reading fp8: {ctx.time(ctx.analysis, phase) / ctx.time(fused, phase):.2f}x"
+            fused = fused_decode if phase == "decode" else None  # the table is decode attention's
+            why += ctx.fused_note(how, fused, phase, "an attention kernel reading fp8")
             rows.append(
                 ctx.row(
                     f"KV cache {dtype}",
@@ -797,7 +802,7 @@ def _dropped_notes(dropped: list) -> dict:
             figures = f"{rs[0]['predicted_speedup']:.2f}x"
         else:
             figures = ", ".join(f"{r['change']} {r['predicted_speedup']:.2f}x" for r in rs)
-        fused = [r for r in rs if r.get("fused_speedup") == r.get("fused_speedup") and r.get("fused_speedup")]
+        fused = [r for r in rs if r["fused_speedup"] > 0]  # NaN where the prediction has no unfused path
         if fused:
             figures += " as the calibrated kernels run " + ("it" if len(rs) == 1 else "them") + "; with a fused kernel "
             figures += ", ".join(f"{r['change']} {r['fused_speedup']:.2f}x" for r in fused)
