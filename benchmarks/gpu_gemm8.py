@@ -1,7 +1,7 @@
 """The 8-bit tables of the kernel model alone, added to a calibrated spec, each written as soon as it is
-measured: gemm.fp8 / gemm.int8 (W8A8), gemm.fp8/weight_only / gemm.int8/weight_only (calibrate.eight_bit_gemm_tables:
-the reference's QuantWeight paths) and attention.decode/kv_fp8 (calibrate.measure_decode_table: an fp8 cache
-converted for SDPA, as the reference reads it) and projection_host_us (calibrate.measure_projection_host: the
+measured: calibrate.eight_bit_parts (gemm.fp8 / gemm.int8 (W8A8), gemm.fp8/weight_only / gemm.int8/weight_only:
+the reference's QuantWeight paths; attention.decode/kv_fp8: an fp8 cache converted for SDPA, as the reference
+reads it) and projection_host_us (calibrate.measure_projection_host: the
 8-bit projections' extra eager host cost). The same functions roofline calibrate runs. Parts already in the
 spec are measured again.
 
@@ -30,14 +30,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     raw = load_mapping(src, "spec")
     spec = parse_spec(raw, str(src))
-    parts = [("gemm", d, lambda d=d: C.measure_gemm_table(spec, d)) for d in C.W8A8_IMPLS if spec.has_dtype(d)]
-    parts += [
-        ("gemm", f"{d}/weight_only", lambda d=d: C.measure_gemm_table(spec, d, weight_only=True))
-        for d in C.WEIGHT_ONLY_IMPLS
-        if C.WEIGHT_ONLY_IMPLS[d] != "fp8_scaled_mm" or spec.has_dtype("fp8")
-    ]
-    if spec.has_dtype("fp8"):
-        parts.append(("attention", "decode/kv_fp8", lambda: C.measure_decode_table(spec, kv="fp8")))
+    parts = [(section, key, measure) for (section, key), measure in C.eight_bit_parts(spec).items()]
     parts.append((None, "projection_host_us", lambda: C.measure_projection_host(spec)))
     only = set(sys.argv[2:])  # part names (gemm.fp8, projection_host_us, ...): only those
     for section, key, measure in parts:

@@ -305,3 +305,17 @@ def test_the_gpt2_style_variant_host_costs_make_its_own_step_add_up():
     assert total == pytest.approx(130, abs=0.01)  # rounded to 1 ns per entry
     # a step the shared ops already fill: nothing changes
     assert scale_variant_hosts(shared, costs, calls, {"attn_norm": "layernorm"}, 30.0) == 1.0
+
+
+def test_the_8_bit_parts_follow_the_part_s_tensor_cores():
+    # one list for calibrate's kernel model and benchmarks/gpu_gemm8.py: fp8 paths only where the part has fp8
+    from roofline.measure.calibrate import eight_bit_parts
+
+    assert sorted(eight_bit_parts(load_spec("h200"))) == [
+        ("attention", "decode/kv_fp8"),
+        ("gemm", "fp8"),
+        ("gemm", "fp8/weight_only"),
+        ("gemm", "int8"),
+        ("gemm", "int8/weight_only"),
+    ]
+    assert sorted(eight_bit_parts(load_spec("a100-80gb-sxm"))) == [("gemm", "int8"), ("gemm", "int8/weight_only")]

@@ -20,6 +20,7 @@ import json
 import math
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -756,7 +757,6 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
     import numpy as np
 
     from roofline.config import Workload, parse_model
-    from roofline.measure.steptime import time_steps
     from roofline.predict import interp_loglog, op_variants
 
     small = parse_model(dict(SMALL_MODEL), "calibration-small")
@@ -776,10 +776,7 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
     # host costs 1.85x too high: reports/h200/README.md)
     runs = ((small, w, 50), (moe, w, 20), (moe, wide, 20), (gpt2, w, 50))
     jobs = [{"config": c, "workload": wl, "layers": 2, "timing_iters": it} for c, wl, it in runs]
-    timed = time_steps(jobs, rounds=STEP_ROUNDS)
-    bad = next((t["error"] for t in timed if "error" in t), None)
-    if bad:
-        raise DeviceError(f"calibration: timing the op-cost models failed: {bad}")
+    timed = _timed_steps(jobs, STEP_ROUNDS, "the op-cost models")
     ops, step = profiled(small, w, spec, layers=2, warmup=5, iters=repeats, timing_iters=50, step_times=timed[0])
     out = op_costs(ops, step)
     gap = kernel_gap_s(ops, step)
@@ -869,6 +866,17 @@ def expert_loop_keys(narrow: dict, wide: dict, experts: int, top_k: int, wide_ba
         "active_experts": a1,
         "syncs": experts,
     }
+
+
+def _timed_steps(jobs: list, rounds: int, what: str) -> list:
+    """steptime.time_steps of ``jobs`` (the fastest of ``rounds``); DeviceError naming ``what`` if one failed."""
+    from roofline.measure import steptime
+
+    timed = steptime.time_steps(jobs, rounds=rounds)
+    bad = next((t["error"] for t in timed if "error" in t), None)
+    if bad:
+        raise DeviceError(f"calibration: timing {what} failed: {bad}")
+    return timed
 
 
 def scale_variant_hosts(shared: dict, costs: dict, calls: dict, variants: dict, eager_us: float) -> float:
@@ -1055,15 +1063,24 @@ def op_costs(ops, step) -> dict:
     return out
 
 
-def eight_bit_gemm_tables(spec) -> dict:
-    """The 8-bit projections as the reference runs them: gemm.fp8 / gemm.int8 (W8A8) and
-    gemm.fp8/weight_only / gemm.int8/weight_only (16-bit activations), for the dtypes the part has (fp8
-    weight-only needs fp8 tensor cores: it runs torch._scaled_mm; int8 weight-only runs on any part)."""
-    out = {d: measure_gemm_table(spec, d) for d in W8A8_IMPLS if spec.has_dtype(d)}
+def eight_bit_parts(spec) -> dict:
+    """The 8-bit paths as the reference runs them, for the dtypes the part has: (section of ``measured:``, key)
+    -> a function measuring it. gemm.fp8 / gemm.int8 (W8A8); gemm.fp8/weight_only / gemm.int8/weight_only
+    (16-bit activations; fp8 weight-only needs fp8 tensor cores: it runs torch._scaled_mm, int8 weight-only
+    runs on any part); attention.decode/kv_fp8 (an fp8 cache, where the part has fp8). The projections' extra
+    host cost (``projection_host_us``) is measured apart, in the ops' fresh processes."""
+    parts = {("gemm", d): partial(measure_gemm_table, spec, d) for d in W8A8_IMPLS if spec.has_dtype(d)}
     for d in WEIGHT_ONLY_IMPLS:
         if WEIGHT_ONLY_IMPLS[d] != "fp8_scaled_mm" or spec.has_dtype("fp8"):
-            out[f"{d}/weight_only"] = measure_gemm_table(spec, d, weight_only=True)
-    return out
+            parts[("gemm", f"{d}/weight_only")] = partial(measure_gemm_table, spec, d, weight_only=True)
+    if spec.has_dtype("fp8"):
+        parts[("attention", "decode/kv_fp8")] = partial(measure_decode_table, spec, kv="fp8")
+    return parts
+
+
+def _eight_bit(spec, section: str) -> dict:
+    """The tables of ``eight_bit_parts`` in one section of ``measured:``, measured."""
+    return {key: measure() for (sec, key), measure in eight_bit_parts(spec).items() if sec == section}
 
 
 # the 8-bit projection formats the tables name (predict.projection_formats) -> (weight_dtype, act_dtype) of the
@@ -1089,18 +1106,13 @@ def measure_projection_host(spec, timing_iters: int = 50, rounds: int = STEP_ROU
     from dataclasses import replace
 
     from roofline.config import Workload, parse_model
-    from roofline.measure.steptime import time_steps
 
     small = parse_model(dict(SMALL_MODEL), "calibration-small")
     base = Workload(batch_size=(1,), prompt_len=(128,), context_len=(128,), phase="decode")
     formats = {k: v for k, v in PROJECTION_FORMATS.items() if "fp8" not in v or spec.has_dtype("fp8")}
     workloads = [base] + [replace(base, weight_dtype=wd, act_dtype=ad) for wd, ad in formats.values()]
     jobs = [{"config": small, "workload": w, "layers": 2, "timing_iters": timing_iters} for w in workloads]
-    steps = time_steps(jobs, rounds=rounds)
-    bad = next((s["error"] for s in steps if "error" in s), None)
-    if bad:
-        raise DeviceError(f"calibration: timing the 8-bit projections failed: {bad}")
-    best = [s["decode"]["eager_s"] for s in steps]
+    best = [t["decode"]["eager_s"] for t in _timed_steps(jobs, rounds, "the 8-bit projections")]
     projections = 7 * 2
     return {key: round(max(t - best[0], 0.0) / projections * 1e6, 3) for key, t in zip(formats, best[1:])}
 
@@ -1116,12 +1128,12 @@ def kernel_model_parts(spec, measured: dict) -> dict:
             "bf16": measure_gemm_table(spec),
             "bf16/tall_k": measure_gemm_table(spec, shapes=GEMM_DOWN_SHAPES),
             "bf16/unaligned": measure_gemm_table(spec, shapes=GEMM_UNALIGNED_SHAPES),
-            **eight_bit_gemm_tables(spec),
+            **_eight_bit(spec, "gemm"),
         },
         "attention": lambda: {
             **measure_attention_tables(spec),
             **{f"{k}/d64": v for k, v in measure_attention_tables(spec, d=64, heads=16).items()},
-            **({"decode/kv_fp8": measure_decode_table(spec, kv="fp8")} if spec.has_dtype("fp8") else {}),
+            **_eight_bit(spec, "attention"),
         },
         "op_tables": lambda: measure_op_tables(spec),
         "projection_host_us": lambda: measure_projection_host(spec),
