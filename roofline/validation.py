@@ -157,22 +157,8 @@ def measure_case(
     timing_iters: int = 5,
 ) -> tuple:
     """(measured ops frame: op, measured_time_s, n_kernels, measured_bound; measured step dict) of one case."""
-    from roofline.measure.profile import profile_model
-
     ref, w = _case_setup(case, layers)
-    with tempfile.TemporaryDirectory(prefix="roofline-validate-") as tmp:
-        run = profile_model(
-            ref,
-            w,
-            spec=spec,
-            layers=ref.num_hidden_layers,
-            warmup=warmup,
-            iters=iters,
-            timing_iters=timing_iters,
-            trace_dir=tmp,
-            device=device,
-            timing_rounds=TIMING_ROUNDS,
-        )
+    run = _profile_reference(ref, w, spec, device, warmup, iters, timing_iters)
     prof = compare(analyze(ref, spec, workload=w), run)  # per call: measured_time_s and the measured class
     step = prof.steps.iloc[0]
     measured = prof.ops[["op", "measured_time_s", "n_kernels", "measured_bound", "span_s"]].copy()
@@ -780,24 +766,30 @@ def reference_measurer(
     wall-clock steps, eager and CUDA-graph replay, and per-op kernel times)."""
 
     def measure(model, workload) -> dict:
-        from roofline.measure.profile import profile_model
-
-        with tempfile.TemporaryDirectory(prefix="roofline-advice-") as tmp:
-            run = profile_model(
-                model,
-                workload,
-                spec=spec,
-                layers=model.num_hidden_layers,
-                warmup=warmup,
-                iters=iters,
-                timing_iters=timing_iters,
-                trace_dir=tmp,
-                device=device,
-                timing_rounds=TIMING_ROUNDS,
-            )
-        return run_times(run)
+        return run_times(_profile_reference(model, workload, spec, device, warmup, iters, timing_iters))
 
     return measure
+
+
+def _profile_reference(model, workload, spec, device, warmup, iters, timing_iters) -> "MeasuredRun":
+    """``profile_model`` of every layer of ``model`` (the case's few) at ``workload``, its traces in a temporary
+    folder, each step time the fastest of TIMING_ROUNDS fresh-process timings: what validate and the advisor
+    measure."""
+    from roofline.measure.profile import profile_model
+
+    with tempfile.TemporaryDirectory(prefix="roofline-validate-") as tmp:
+        return profile_model(
+            model,
+            workload,
+            spec=spec,
+            layers=model.num_hidden_layers,
+            warmup=warmup,
+            iters=iters,
+            timing_iters=timing_iters,
+            trace_dir=tmp,
+            device=device,
+            timing_rounds=TIMING_ROUNDS,
+        )
 
 
 def run_times(run: "MeasuredRun") -> dict:

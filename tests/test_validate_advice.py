@@ -325,30 +325,31 @@ def test_rescore_of_an_advice_only_folder_repredicts_the_advice(tmp_path):
     assert f"of {int(measured['achieved_speedup'].notna().sum())} within 25%" in r.output  # 31 measured rows
 
 
-@pytest.mark.parametrize("run", ["advice", "advice-run1"])
-def test_the_committed_advice_is_what_the_committed_calibration_predicts(tmp_path, run):
-    # reports/h200/README.md quotes these counts: the committed folders hold the committed calibration's
-    # predictions beside the measured speedups; a change to the prediction that moves them must re-run this rescore
+REPORTS = Path(__file__).parent.parent / "reports"
+
+
+def rescore_committed(folder: Path, tmp_path: Path) -> Path:
+    """`roofline validate --rescore FOLDER` with the committed H200 calibration; the output folder."""
     from click.testing import CliRunner
 
     from roofline.cli import main
 
-    root = Path(__file__).parent.parent / "reports"
-    folder = root / "validate-h200" / run
-    r = CliRunner().invoke(
-        main,
-        [
-            "validate",
-            "--rescore",
-            str(folder),
-            "--gpu",
-            str(root / "h200" / "calibration.yaml"),
-            "--out",
-            str(tmp_path / "o"),
-        ],
-    )
+    out = tmp_path / "o"
+    spec = REPORTS / "h200" / "calibration.yaml"
+    r = CliRunner().invoke(main, ["validate", "--rescore", str(folder), "--gpu", str(spec), "--out", str(out)])
     assert r.exit_code == 0, r.output
-    committed, again = pd.read_csv(folder / "advice.csv"), pd.read_csv(tmp_path / "o" / "advice.csv")
+    return out
+
+
+@pytest.mark.parametrize("run", ["advice", "advice-run1"])
+def test_the_committed_advice_is_what_the_committed_calibration_predicts(tmp_path, run):
+    # reports/h200/README.md quotes these counts: the committed folders hold the committed calibration's
+    # predictions beside the measured speedups; a change to the prediction that moves them must re-run this rescore
+    folder = REPORTS / "validate-h200" / run
+    committed, again = (
+        pd.read_csv(folder / "advice.csv"),
+        pd.read_csv(rescore_committed(folder, tmp_path) / "advice.csv"),
+    )
     assert np.allclose(committed["predicted_speedup"], again["predicted_speedup"], rtol=1e-9, equal_nan=True)
     assert again["within_25pct"].tolist() == committed["within_25pct"].tolist()
     ran = again["achieved_speedup"].notna()
@@ -361,26 +362,11 @@ def test_the_committed_advice_is_what_the_committed_calibration_predicts(tmp_pat
 def test_the_committed_validation_is_what_the_committed_calibration_predicts(tmp_path):
     # reports/validate-h200/checks.csv (quoted in reports/h200/README.md and the README) re-scored from its own
     # measurements with reports/h200/calibration.yaml: the same errors, check by check
-    from click.testing import CliRunner
-
-    from roofline.cli import main
-
-    root = Path(__file__).parent.parent / "reports"
-    folder = root / "validate-h200"
-    r = CliRunner().invoke(
-        main,
-        [
-            "validate",
-            "--rescore",
-            str(folder),
-            "--gpu",
-            str(root / "h200" / "calibration.yaml"),
-            "--out",
-            str(tmp_path / "o"),
-        ],
+    folder = REPORTS / "validate-h200"
+    committed, again = (
+        pd.read_csv(folder / "checks.csv"),
+        pd.read_csv(rescore_committed(folder, tmp_path) / "checks.csv"),
     )
-    assert r.exit_code == 0, r.output
-    committed, again = pd.read_csv(folder / "checks.csv"), pd.read_csv(tmp_path / "o" / "checks.csv")
     assert again["check"].tolist() == committed["check"].tolist()
     for column in ("median_abs_error", "worst_abs_error"):
         assert np.allclose(again[column], committed[column], rtol=1e-9), column
