@@ -38,17 +38,26 @@ _PREFIXES = [
 def si(value: float | None, unit: str = "", digits: int = 3) -> str:
     """1.2345e12, 'FLOP' -> '1.23 TFLOP'; 6.11e-10, 's' -> '611 ps'. NaN or None -> '-', infinite -> 'inf'.
     The one formatter of SI numbers for people (decimal prefixes E down to f); never an exponent."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
+    special = _not_finite(value)
+    if special is not None:
+        return special
     v = float(value)
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
     if v == 0:
         return f"0 {unit}".strip()
     for scale, prefix in _PREFIXES:
         if abs(v) >= scale * 0.9995:
             return f"{_plain(v / scale, digits)} {prefix}{unit}".strip()
     return f"{_plain(v / 1e-15, digits)} f{unit}".strip()  # below 1 femto: 0.001 fs, still no exponent
+
+
+def _not_finite(value: float | None) -> str | None:
+    """What ``si`` and ``number`` print for a value that is not a finite number: None or NaN -> '-', an
+    infinity -> 'inf' / '-inf'; None for a finite value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if math.isinf(float(value)):
+        return "inf" if float(value) > 0 else "-inf"
+    return None
 
 
 def _plain(v: float, digits: int) -> str:
@@ -62,11 +71,10 @@ def _plain(v: float, digits: int) -> str:
 def number(value: float | None, digits: int = 3) -> str:
     """A plain number for people, no prefix: 0.6667 -> '0.667', 12.34 -> '12.3', 1234.5 -> '1,235'
     (an intensity in FLOP/B, a ratio). NaN or None -> '-'."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
+    special = _not_finite(value)
+    if special is not None:
+        return special
     v = float(value)
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
     if v == 0:
         return "0"
     if abs(v) >= 10 ** (digits - 1):
