@@ -68,6 +68,9 @@ def main():
         action="store_true",
         help="only score the advisor (needs --skip-calibrate): no calibration, no per-op matrix",
     )
+    ap.add_argument(
+        "--only", help="only these cases of the matrix (comma-separated labels), e.g. to finish a cut-short run"
+    )
     args = ap.parse_args()
     if args.advice_only and not args.skip_calibrate:
         ap.error("--advice-only needs --skip-calibrate SPEC (e.g. reports/h200/calibration.yaml)")
@@ -123,7 +126,9 @@ def main():
             log(f"{key}: {time.perf_counter() - t0:.1f} s")
         if args.recalibrate:
             when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-            raw["measured"]["conditions"]["recalibrated"] = f"{args.recalibrate} measured again {when}"
+            cond = raw["measured"]["conditions"]
+            earlier = cond.get("recalibrated")  # kept: each recalibration adds its line
+            cond["recalibrated"] = (f"{earlier}; " if earlier else "") + f"{args.recalibrate} measured again {when}"
         else:
             raw["measured"]["conditions"]["kernel_model_seconds"] = round(time.perf_counter() - t_all, 1)
             raw["sources"]["measured"] += (
@@ -136,6 +141,12 @@ def main():
     if args.calibrate_only:
         return
     matrix = QUICK_MATRIX if args.quick else MATRIX
+    if args.only:
+        wanted = args.only.split(",")
+        unknown = sorted(set(wanted) - {c[0] for c in MATRIX})
+        if unknown:
+            ap.error(f"--only: no case {', '.join(unknown)} in the matrix")
+        matrix = tuple(c for c in MATRIX if c[0] in wanted)
     if args.advice_only:
         advice_only(str(cal_path), matrix, out, log)
         return

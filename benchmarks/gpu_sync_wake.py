@@ -6,7 +6,10 @@ fresh-process step went from 3.65 to 5.84-6.29 ms; the small calibration model, 
 its host work, never waits at those syncs. This measures, per kernel length, the wall time of
 (launch a kernel that spins for T, then torch.where on a small tensor) minus T, in a process that never ran the
 profiler, as the fastest of several rounds. A wake-up cost that grows once the host really waits is what the
-expert-loop model lacks. Written at stop 9; not run yet (no device time left).
+expert-loop model lacks. Then the Mixtral-shaped decode step itself (two layers, batch 8, context 1024), synced
+after each step as steptime times it, with the wall time spent inside each ``torch.where`` summed per step
+(``torch.where`` wrapped by a perf_counter pair), over several windows: the step, the host time in the syncs,
+and the rest. Written at stop 9, first run at stop 10.
 
     OUT=/tmp/out python benchmarks/gpu_sync_wake.py      # -> $OUT/sync_wake.csv and stdout
 """
@@ -55,6 +58,57 @@ def main():
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    moe = moe_step_windows()
+    with open(out / "moe_where.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(moe[0]))
+        w.writeheader()
+        w.writerows(moe)
+
+
+def moe_step_windows(windows: int = 12, steps: int = 20) -> list:
+    """Per window of ``steps`` synced Mixtral-shaped decode steps: ms per step, ms per step inside torch.where."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from roofline.config import load_model
+    from roofline.measure.reference import build_reference
+    from roofline.transformer import Workload
+
+    spent = {"s": 0.0, "n": 0}
+    where = torch.where
+
+    def timed_where(*args, **kwargs):
+        t0 = time.perf_counter()
+        r = where(*args, **kwargs)
+        spent["s"] += time.perf_counter() - t0
+        spent["n"] += 1
+        return r
+
+    w = Workload(batch_size=(8,), prompt_len=(1,), phase="decode", context_len=1024)
+    rows = []
+    with torch.no_grad():
+        ref = build_reference(load_model("mixtral-8x7b"), w, layers=2, max_context=1024)
+        ref.annotate = False
+        step = ref.make_step("decode", 1, 1024)
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 0.5:
+            step()
+            torch.cuda.synchronize()
+        torch.where = timed_where
+        try:
+            for i in range(windows):
+                spent.update(s=0.0, n=0)
+                t0 = time.perf_counter()
+                for _ in range(steps):
+                    step()
+                    torch.cuda.synchronize()
+                ms = (time.perf_counter() - t0) / steps * 1e3
+                rows.append({"window": i, "step_ms": round(ms, 3), "where_ms": round(spent["s"] / steps * 1e3, 3),
+                             "wheres_per_step": spent["n"] / steps})  # fmt: skip
+                print(rows[-1], flush=True)
+        finally:
+            torch.where = where
+    return rows
 
 
 if __name__ == "__main__":

@@ -169,8 +169,18 @@ def parse_kernel_tables(measured: dict, where: str) -> dict:
                     f"{w}.attention: unknown key '{key}'; allowed: prefill, decode, PHASE/dNN (a head_dim) or "
                     f"decode/kv_fp8 (an fp8 KV cache)"
                 )
-            if table is not None:
-                out["attention"][str(key)] = _table(table, f"{w}.attention.{key}", axes[phase])
+            if table is None:
+                continue
+            if phase == "prefill":  # efficiency over the compute roofline since stop 10; older files are over
+                # max(compute, memory) and would be read wrongly
+                roof = table.get("roofline") if isinstance(table, dict) else None
+                if roof != "compute":
+                    raise SpecError(
+                        f"{w}.attention.{key} needs 'roofline: compute' (its efficiency over FLOPs / peak); "
+                        f"this table was written by an older roofline calibrate: run roofline calibrate again"
+                    )
+                table = {k: v for k, v in table.items() if k != "roofline"}
+            out["attention"][str(key)] = _table(table, f"{w}.attention.{key}", axes[phase])
     if measured.get("op_tables") is not None:
         t = measured["op_tables"]
         if not isinstance(t, dict):
@@ -533,7 +543,7 @@ def prediction_columns(
             s = flash & _mask(p_codes, phases, {"prefill"})
             q_len = ops["prompt_len"].to_numpy(float)[s]
             width = flops[s] / (q_len * (q_len + 1) / 2)
-            model[s] = t_roof[s] / interp_table(q_len, width, attn["prefill"])
+            model[s] = t_compute[s] / interp_table(q_len, width, attn["prefill"])  # roofline: compute
             calibrated |= s
         if "decode" in attn:
             s = flash & _mask(p_codes, phases, {"decode"})

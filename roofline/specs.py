@@ -54,7 +54,7 @@ _MEASURED_KEYS = {
     "conditions",
     # the kernel model of roofline/predict.py (documented there and in reports/h200/calibration.yaml):
     # kernel_min_us, kernel_gap_us, bandwidth_curve {bytes, gb_per_s}, gemm {dtype: {tokens, weight_elements, efficiency}},
-    # attention {prefill: {query_len, flops_per_pair, efficiency}, decode: {kv_bytes, flops_per_kv_byte, efficiency}},
+    # attention {prefill: {roofline: compute, query_len, flops_per_pair, efficiency}, decode: {kv_bytes, flops_per_kv_byte, efficiency}},
     # ops {name: {fixed_us, host_eager_us, host_graph_us, kernels}},
     # op_tables {name: {tokens, bytes_per_token, efficiency}}
     "kernel_min_us",

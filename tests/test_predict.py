@@ -113,6 +113,23 @@ def test_attention_and_bandwidth_tables():
     assert norm["prediction_source"] == "calibrated"
 
 
+def test_prefill_attention_is_priced_over_its_compute_roofline():
+    # the prefill table's efficiency is over FLOPs / peak (roofline: compute): a 0.25 table prices the op at
+    # 4 x its compute time, whatever its bytes; the kernel min (0.01 s in tiny_gpu) does not bind at this size
+    table = {"roofline": "compute", "query_len": [1, 1e6], "flops_per_pair": [1, 1e9]}
+    measured = {"attention": {"prefill": {**table, "efficiency": [[0.25, 0.25], [0.25, 0.25]]}}}
+    attn = roofline.analyze(TINY_MODEL, tiny_spec(measured), phase="prefill").ops.set_index("op").loc["attention"]
+    assert attn["time_compute_s"] != pytest.approx(attn["time_s"])  # the two rooflines differ here
+    assert attn["predicted_time_s"] == pytest.approx(max(attn["time_compute_s"] / 0.25, 0.01))
+    assert attn["prediction_source"] == "calibrated"
+
+
+def test_a_prefill_attention_table_from_before_the_compute_roofline_is_refused():
+    old = {"query_len": [1, 1e6], "flops_per_pair": [1, 1e9], "efficiency": [[0.5, 0.5], [0.5, 0.5]]}
+    with pytest.raises(SpecError, match=r"attention.prefill/d64 needs 'roofline: compute'.*run roofline calibrate"):
+        tiny_spec({"attention": {"prefill/d64": old}})
+
+
 def test_traffic_factor_multiplies_the_memory_time_of_element_wise_ops():
     # rope's kernels move 3x the ideal bytes; at 10 B/s flat the calibrated time is 3 x bytes / 10
     measured = {"bandwidth_curve": {"bytes": [1, 1e9], "gb_per_s": [1e-8, 1e-8]}, "ops": {"rope": {"traffic": 3.0}}}

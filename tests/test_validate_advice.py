@@ -341,7 +341,7 @@ def rescore_committed(folder: Path, tmp_path: Path) -> Path:
     return out
 
 
-@pytest.mark.parametrize("run", ["advice", "advice-run1"])
+@pytest.mark.parametrize("run", ["advice", "advice-run1", "advice-run2"])
 def test_the_committed_advice_is_what_the_committed_calibration_predicts(tmp_path, run):
     # reports/h200/README.md quotes these counts: the committed folders hold the committed calibration's
     # predictions beside the measured speedups; a change to the prediction that moves them must re-run this rescore
@@ -355,7 +355,8 @@ def test_the_committed_advice_is_what_the_committed_calibration_predicts(tmp_pat
     ran = again["achieved_speedup"].notna()
     assert (
         int(ran.sum()) == 31
-        and int(again.loc[ran, "within_25pct"].astype(bool).sum()) == {"advice": 27, "advice-run1": 31}[run]
+        and int(again.loc[ran, "within_25pct"].astype(bool).sum())
+        == {"advice": 31, "advice-run1": 31, "advice-run2": 27}[run]
     )
 
 
@@ -371,4 +372,5 @@ def test_the_committed_validation_is_what_the_committed_calibration_predicts(tmp
     for column in ("median_abs_error", "worst_abs_error"):
         assert np.allclose(again[column], committed[column], rtol=1e-9), column
     worst = committed.set_index("check")["worst_abs_error"]
-    assert round(worst["prefill step, graph"], 3) == 0.091 and round(worst["prefill step, eager"], 3) == 0.132
+    assert round(worst["prefill step, graph"], 3) == 0.093 and round(worst["prefill step, eager"], 3) == 0.146
+    assert round(worst["projections + attention, predicted (worst)"], 3) == 0.225

@@ -317,7 +317,9 @@ KERNEL_MODEL_DOC = """#
 #                      with the activations quantised per call; int8: the weights converted to 16 bits, then
 #                      F.linear), against the weight-only roofline (1-byte weights, 16-bit activations and peak)
 #   attention.prefill  query_len x flops_per_pair (4 * batch * heads * head_dim) -> efficiency of causal
-#                      flash SDPA (MHA and GQA 4, geometric mean)
+#                      flash SDPA against its compute roofline (FLOPs / peak; roofline: compute): the kernel
+#                      takes the same time for MHA and GQA 4 (benchmarks/gpu_gemm_context.py), whose memory
+#                      rooflines differ, so one table serves both (their geometric mean)
 #   attention.decode   kv_bytes (K + V read) x flops_per_kv_byte (the GQA ratio in bf16) -> efficiency of
 #                      one-query flash SDPA against a cache
 #   attention.<phase>/d64  the same two tables at head_dim 64 (16 query heads), for models of that head_dim
@@ -403,7 +405,7 @@ GEMM_DOWN_SHAPES = ((3072, 768), (11008, 4096), (14336, 4096))
 GEMM_UNALIGNED_SHAPES = ((768, 50257), (1600, 50257), (4096, 32001))
 BANDWIDTH_BYTES = tuple(4096 * 4**i for i in range(10))  # 4 KB .. 1.07 GB moved (read + written)
 PREFILL_LENS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
-PREFILL_BATCH_HEADS = (32, 256)  # batch x query heads, head_dim 128
+PREFILL_BATCH_HEADS = (32, 64, 128, 256)  # batch x query heads, head_dim 128 (scaled to the heads of d64's)
 DECODE_KV_BYTES = tuple(2**19 * 4**i for i in range(9))  # 0.5 MB .. 34 GB of K and V read
 DECODE_GQA = (1, 4, 8)  # query heads per KV head, 32 query heads of 128
 SMALL_MODEL = {
@@ -437,8 +439,17 @@ OP_TABLE_DECODE_MAX = 64
 OP_TABLE_WIDTHS = {"llama": (512, 2048, 4096, 8192), "llama_mha": (4096,), "gpt2": (768, 1600)}
 MOE_WIDE_BATCH = 16  # decode batch of the second MoE calibration point (host cost per active expert)
 TRAFFIC_TOKENS = 2048  # prefill tokens of the traffic run: 16.8 MB per hidden-state tensor
-MAX_KERNEL_S = 0.2
-WARMUP_S = 0.05  # wall time of warm-up calls before each timing
+MAX_KERNEL_S = 0.2  # a grid point whose roofline time exceeds this is skipped (held from its neighbour)
+# Power: an H200 running back-to-back bf16 GEMMs enters NVML's sw_power_cap after about 120-180 ms and drops its SM
+# clock from 1980 to 1410-1500 MHz; 200 ms idle brings it back to 1950 MHz (benchmarks/gpu_power_cap.py,
+# reports/h200/power_onset.csv, power_recovery.csv). A model's step, with its host gaps and small kernels, runs its
+# GEMMs at the full clock (benchmarks/gpu_gemm_context.py: 1980 MHz inside a two-layer step; stop 9's validate
+# measured its MLP GEMMs at 0.95-1.02 of the peak, where tables timed cell after cell under the cap held 0.74-0.82).
+# So each timing is short and the tables are measured at the unthrottled clock: a few ms of warm-up (clocks up
+# from idle), and COOL_S of idle once COOL_AFTER_S of GPU work has run since the last one.
+WARMUP_S = 0.01  # wall time of warm-up calls before each timing
+COOL_AFTER_S, COOL_S = 0.1, 0.2
+_work_since_cool = [0.0]  # seconds of timed GPU work since the last idle (kernel_time_s)
 COLD_BYTES = 256e6  # operands are rotated among copies adding up to this (> 4x the L2 of an H200): each call
 # reads its weights / cache from HBM, as a model's op does, not from the L2 a repeated call would hit
 
@@ -457,17 +468,22 @@ def rotating(fn, operands: list):
         state["i"] += 1
         return fn(*args)
 
-    return call  # a grid point whose roofline time exceeds this is skipped (held from its neighbour)
+    return call
 
 
 def kernel_time_s(fn, repeats: int = 10, warmup: int = 3, warmup_s: float = WARMUP_S) -> float:
     """Mean device time of the CUDA kernels one call of ``fn`` launches (torch.profiler), seconds.
-    Warm-up: ``warmup`` calls and at least ``warmup_s`` of wall time, so large kernels are timed at the
-    clocks a sustained run settles to (power capping), as in a model's step. Raises DeviceError when the
-    profiler records no kernel."""
+    Warm-up: ``warmup`` calls and at least ``warmup_s`` of wall time (the clocks up from idle). Timed at the
+    unthrottled clock a model's step runs at: the GPU idles COOL_S first once COOL_AFTER_S of timed work has
+    run since its last idle, so a table never reaches power capping (see WARMUP_S). Raises DeviceError when
+    the profiler records no kernel."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
+    if _work_since_cool[0] > COOL_AFTER_S:
+        torch.cuda.synchronize()
+        time.sleep(COOL_S)
+        _work_since_cool[0] = 0.0
     t0 = time.perf_counter()
     done = 0
     while done < warmup or time.perf_counter() - t0 < warmup_s:
@@ -476,6 +492,7 @@ def kernel_time_s(fn, repeats: int = 10, warmup: int = 3, warmup_s: float = WARM
         if done % 8 == 0:
             torch.cuda.synchronize()
     torch.cuda.synchronize()
+    warmed = time.perf_counter() - t0
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         for _ in range(repeats):
             fn()
@@ -486,18 +503,20 @@ def kernel_time_s(fn, repeats: int = 10, warmup: int = 3, warmup_s: float = WARM
         us = sum(k.duration for e in events if e.device_type == DeviceType.CPU for k in e.kernels)
     if not us:
         raise DeviceError("calibration: torch.profiler recorded no CUDA kernel; is CUPTI available?")
+    _work_since_cool[0] += warmed + us * 1e-6
     return us * 1e-6 / repeats
 
 
-def _roofline_s(spec, rows: list) -> "list[float]":
-    """classify.py's time_s of cost rows (dicts of flops, bytes_read, bytes_written, compute_dtype)."""
+def _roofline_s(spec, rows: list, column: str = "time_s") -> "list[float]":
+    """classify.py's time_s (or another of its times: 'time_compute_s') of cost rows (dicts of flops,
+    bytes_read, bytes_written, compute_dtype)."""
     import pandas as pd
 
     from roofline.classify import classify
 
     frame = pd.DataFrame(rows)
     frame["comm_bytes"] = 0.0
-    return list(classify(frame, spec)["time_s"].to_numpy(float))
+    return list(classify(frame, spec)[column].to_numpy(float))
 
 
 def _cost_row(cost, dtype: str) -> dict:
@@ -624,7 +643,8 @@ def measure_gemm_table(
 
 def measure_attention_tables(spec, repeats: int = 3, d: int = 128, heads: int = 32) -> dict:
     """Flash SDPA efficiency: prefill (causal, fresh K/V) by query length x FLOPs per causal pair
-    (4 b h d), MHA and GQA 4 merged (geometric mean); decode (one query per sequence against a cache) by
+    (4 b h d), against the compute roofline (FLOPs / peak: the kernel's time does not follow its K/V bytes),
+    MHA and GQA 4 merged (geometric mean); decode (one query per sequence against a cache) by
     K+V bytes read x GQA ratio (FLOPs per KV byte in bf16). {prefill: {...}, decode: {...}}. ``d``,
     ``heads``: head_dim and query heads (batch x heads as PREFILL_BATCH_HEADS scaled to ``heads``)."""
     import numpy as np
@@ -641,9 +661,9 @@ def measure_attention_tables(spec, repeats: int = 3, d: int = 128, heads: int = 
             effs = []
             for kv_heads in (heads, heads // 4):
                 cost = flash_attention(b, s, s, causal_pairs(s), heads, kv_heads, d, "bf16", "bf16", False)
-                roof = _roofline_s(spec, [_cost_row(cost, "bf16")])[0]
-                if roof > MAX_KERNEL_S:
+                if _roofline_s(spec, [_cost_row(cost, "bf16")])[0] > MAX_KERNEL_S:
                     continue
+                roof = _roofline_s(spec, [_cost_row(cost, "bf16")], "time_compute_s")[0]
                 # as the reference's attention op runs it: [b, s, h, d] views transposed into SDPA, the
                 # output transposed back and reshaped to [b, s, h * d] (a copy)
                 q = torch.randn(b, s, heads, d, device="cuda", dtype=torch.bfloat16)
@@ -665,6 +685,7 @@ def measure_attention_tables(spec, repeats: int = 3, d: int = 128, heads: int = 
         torch.cuda.empty_cache()
     return {
         "prefill": {
+            "roofline": "compute",
             "query_len": list(PREFILL_LENS),
             "flops_per_pair": [4 * bh * d for bh in batch_heads],
             "efficiency": _fill(prefill),
