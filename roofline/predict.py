@@ -501,31 +501,31 @@ def prediction_columns(
             with np.errstate(divide="ignore", invalid="ignore"):
                 tokens = np.where(kn > 0, flops[sel] / (2.0 * kn), 1.0)
             d_codes, dtypes = _codes(ops["compute_dtype"])
-            d_sel = d_codes[sel]
-            kinds = sorted({v for n, v in variants.items() if v in GEMM_VARIANTS})
-            kind = np.zeros(n, dtype=int)  # 0: the plain table, j + 1: kinds[j]
-            for j, v in enumerate(kinds):
-                kind[_mask(name_codes, names, {name for name, x in variants.items() if x == v})] = j + 1
-            kind = kind[sel]
+            tables = k["gemm"]
+
+            def table_for(dtype: str, name: str) -> str:
+                """The op's kernel variant of its dtype (DTYPE/tall_k, DTYPE/unaligned) where measured, else
+                its dtype's table, else bf16's, else the first."""
+                v = variants.get(name)
+                for key in (f"{dtype}/{v}" if v in GEMM_VARIANTS else None, dtype, "bf16"):
+                    if key in tables:
+                        return key
+                return next(iter(tables))
+
+            # the table each row reads, by name, decided once per (dtype, op name) pair
+            pair = d_codes[sel] * len(names) + name_codes[sel]
+            pairs, row_pair = np.unique(pair, return_inverse=True)
+            keys = np.array([table_for(dtypes[p // len(names)], names[p % len(names)]) for p in pairs], dtype=object)
+            keys = keys[row_pair.reshape(-1)]
             # weight-only 8-bit rows (a 16-bit compute dtype on weights stored in one byte or less) take the
             # weight format's own table where measured: it prices the kernels that really run (op_variants)
-            weight_only = k["gemm"].get(f"{variants.get('weights')}/weight_only")
-            if weight_only is not None:
-                kind[formats[sel] == f"{variants.get('weights')}/weight_only"] = len(kinds) + 1
+            weight_only = f"{variants.get('weights')}/weight_only"
+            if weight_only in tables:
+                keys[formats[sel] == weight_only] = weight_only
             m_sel = model[sel]
-            for i, dtype in enumerate(dtypes):
-                for j in range(len(kinds) + 2):
-                    s = (d_sel == i) & (kind == j)
-                    if not s.any():
-                        continue
-                    table = (
-                        (weight_only if j == len(kinds) + 1 else None)
-                        or (k["gemm"].get(f"{dtype}/{kinds[j - 1]}") if 0 < j <= len(kinds) else None)
-                        or k["gemm"].get(dtype)
-                        or k["gemm"].get("bf16")
-                        or next(iter(k["gemm"].values()))
-                    )
-                    m_sel[s] = t_roof[sel][s] / interp_table(tokens[s], kn[s], table)
+            for key in set(keys):
+                s_key = keys == key
+                m_sel[s_key] = t_roof[sel][s_key] / interp_table(tokens[s_key], kn[s_key], tables[key])
             model[sel] = m_sel
             calibrated |= sel
     attn = dict(k.get("attention", {}))

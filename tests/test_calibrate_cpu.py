@@ -319,3 +319,59 @@ def test_the_8_bit_parts_follow_the_part_s_tensor_cores():
         ("gemm", "int8/weight_only"),
     ]
     assert sorted(eight_bit_parts(load_spec("a100-80gb-sxm"))) == [("gemm", "int8"), ("gemm", "int8/weight_only")]
+
+
+def test_the_tables_idle_the_gpu_once_enough_timed_work_has_run(monkeypatch):
+    # 100 ms of timed work arms it: the next timing first drains the queue and idles 200 ms (the H200 leaves its
+    # power cap in about that: reports/h200/power_recovery.csv), then counts from zero again
+    from roofline.measure import calibrate as C
+
+    calls = []
+    monkeypatch.setattr(C, "_work_since_cool", [0.09])
+    assert not C.cool_down(sync=lambda: calls.append("sync"), sleep=lambda s: calls.append(s))
+    assert calls == []
+    C._work_since_cool[0] += 0.02
+    assert C.cool_down(sync=lambda: calls.append("sync"), sleep=lambda s: calls.append(s))
+    assert calls == ["sync", 0.2] and C._work_since_cool == [0.0]
+
+
+def test_old_prefill_attention_tables_convert_exactly_to_the_compute_roofline():
+    # a table written before stop 10 held geomean over MHA and GQA 4 of (max(compute, memory) roofline / time);
+    # with equal times t for both, the converted cell must be t_compute / t, whatever t is
+    import importlib.util
+    import math
+
+    from roofline.formulas import causal_pairs
+
+    path = Path(__file__).parent.parent / "benchmarks" / "convert_prefill_attention.py"
+    spec_ = importlib.util.spec_from_file_location("convert_prefill_attention", path)
+    conv = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(conv)
+    raw = load_mapping(resolve_spec_path("h200"), "spec")
+    spec = load_spec("h200")
+    lens, bhs, d, heads = [128, 4096], [32, 256], 128, 32
+    times = {(s, bh): 1e-6 * (5 + s * bh / 1e3) for s in lens for bh in bhs}  # made up, not a roofline
+
+    def roofs(s, bh):
+        rows = [
+            _cost_row(flash_attention(bh // heads, s, s, causal_pairs(s), heads, kv, d, "bf16", "bf16", False), "bf16")
+            for kv in (heads, heads // 4)
+        ]
+        return _roofline_s(spec, rows), _roofline_s(spec, rows[:1], "time_compute_s")[0]
+
+    old = []
+    for s in lens:
+        row = []
+        for bh in bhs:
+            (r_mha, r_gqa), _ = roofs(s, bh)
+            row.append(math.sqrt(r_mha / times[s, bh] * r_gqa / times[s, bh]))
+        old.append(row)
+    raw["measured"] = {
+        "attention": {"prefill": {"query_len": lens, "flops_per_pair": [4 * b * d for b in bhs], "efficiency": old}}
+    }
+    new = conv.convert(raw)["measured"]["attention"]["prefill"]
+    assert new["roofline"] == "compute"
+    for i, s in enumerate(lens):
+        for j, bh in enumerate(bhs):
+            _, t_c = roofs(s, bh)
+            assert new["efficiency"][i][j] == pytest.approx(t_c / times[s, bh], rel=1e-3)  # 4 significant digits

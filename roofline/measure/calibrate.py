@@ -318,7 +318,7 @@ KERNEL_MODEL_DOC = """#
 #                      F.linear), against the weight-only roofline (1-byte weights, 16-bit activations and peak)
 #   attention.prefill  query_len x flops_per_pair (4 * batch * heads * head_dim) -> efficiency of causal
 #                      flash SDPA against its compute roofline (FLOPs / peak; roofline: compute): the kernel
-#                      takes the same time for MHA and GQA 4 (benchmarks/gpu_gemm_context.py), whose memory
+#                      takes about the same time for MHA and GQA 4 (benchmarks/gpu_gemm_context.py), whose memory
 #                      rooflines differ, so one table serves both (their geometric mean)
 #   attention.decode   kv_bytes (K + V read) x flops_per_kv_byte (the GQA ratio in bf16) -> efficiency of
 #                      one-query flash SDPA against a cache
@@ -440,8 +440,8 @@ OP_TABLE_WIDTHS = {"llama": (512, 2048, 4096, 8192), "llama_mha": (4096,), "gpt2
 MOE_WIDE_BATCH = 16  # decode batch of the second MoE calibration point (host cost per active expert)
 TRAFFIC_TOKENS = 2048  # prefill tokens of the traffic run: 16.8 MB per hidden-state tensor
 MAX_KERNEL_S = 0.2  # a grid point whose roofline time exceeds this is skipped (held from its neighbour)
-# Power: an H200 running back-to-back bf16 GEMMs enters NVML's sw_power_cap after about 120-180 ms and drops its SM
-# clock from 1980 to 1410-1500 MHz; 200 ms idle brings it back to 1950 MHz (benchmarks/gpu_power_cap.py,
+# Power: an H200 running back-to-back bf16 GEMMs enters NVML's sw_power_cap after about 125 ms and drops its SM
+# clock from 1980 to a median 1455 MHz (1125-1530); 200 ms idle brings it back to 1950 MHz (benchmarks/gpu_power_cap.py,
 # reports/h200/power_onset.csv, power_recovery.csv). A model's step, with its host gaps and small kernels, runs its
 # GEMMs at the full clock (benchmarks/gpu_gemm_context.py: 1980 MHz inside a two-layer step; stop 9's validate
 # measured its MLP GEMMs at 0.95-1.02 of the peak, where tables timed cell after cell under the cap held 0.74-0.82).
@@ -471,6 +471,17 @@ def rotating(fn, operands: list):
     return call
 
 
+def cool_down(sync=None, sleep=time.sleep) -> bool:
+    """Idle the GPU for COOL_S (after draining its queue) once more than COOL_AFTER_S of timed work has run since
+    the last idle; True when it did. ``sync`` (default torch.cuda.synchronize) and ``sleep`` are for tests."""
+    if _work_since_cool[0] <= COOL_AFTER_S:
+        return False
+    (sync or torch.cuda.synchronize)()
+    sleep(COOL_S)
+    _work_since_cool[0] = 0.0
+    return True
+
+
 def kernel_time_s(fn, repeats: int = 10, warmup: int = 3, warmup_s: float = WARMUP_S) -> float:
     """Mean device time of the CUDA kernels one call of ``fn`` launches (torch.profiler), seconds.
     Warm-up: ``warmup`` calls and at least ``warmup_s`` of wall time (the clocks up from idle). Timed at the
@@ -480,10 +491,7 @@ def kernel_time_s(fn, repeats: int = 10, warmup: int = 3, warmup_s: float = WARM
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
-    if _work_since_cool[0] > COOL_AFTER_S:
-        torch.cuda.synchronize()
-        time.sleep(COOL_S)
-        _work_since_cool[0] = 0.0
+    cool_down()
     t0 = time.perf_counter()
     done = 0
     while done < warmup or time.perf_counter() - t0 < warmup_s:
