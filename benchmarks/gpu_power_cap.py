@@ -27,6 +27,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from roofline.measure import calibrate as C  # noqa: E402
 from roofline.measure.nvml import _handle, _nvml, _reasons_fn, decode_reasons  # noqa: E402
+from roofline.measure.profile import event_time_s  # noqa: E402
 
 M, K, N = 512, 4096, 11008
 IDLE_MS = (0, 5, 20, 50, 100, 200, 500, 1000, 2000)
@@ -52,13 +53,7 @@ def main():
     flops = 2 * M * K * N
 
     def chunk(calls):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        for _ in range(calls):
-            fn()
-        b.record()
-        b.synchronize()
-        return a.elapsed_time(b) * 1e-3 / calls
+        return event_time_s(fn, calls)
 
     for _ in range(3):
         chunk(4)

@@ -57,17 +57,11 @@ def _require_cuda():
 
 def _time_ms(fn, warmup: int, repeats: int) -> float:
     """Median device time of ``fn()`` in milliseconds, CUDA events around each call."""
+    from roofline.measure.profile import event_time_s
+
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
+    return statistics.median(event_time_s(fn) * 1e3 for _ in range(repeats))
 
 
 def measure_bandwidth(n_bytes: int, warmup: int, repeats: int) -> dict:
@@ -669,9 +663,10 @@ def measure_attention_tables(spec, repeats: int = 3, d: int = 128, heads: int = 
             effs = []
             for kv_heads in (heads, heads // 4):
                 cost = flash_attention(b, s, s, causal_pairs(s), heads, kv_heads, d, "bf16", "bf16", False)
-                if _roofline_s(spec, [_cost_row(cost, "bf16")])[0] > MAX_KERNEL_S:
+                row = _cost_row(cost, "bf16")
+                if _roofline_s(spec, [row])[0] > MAX_KERNEL_S:
                     continue
-                roof = _roofline_s(spec, [_cost_row(cost, "bf16")], "time_compute_s")[0]
+                roof = _roofline_s(spec, [row], "time_compute_s")[0]
                 # as the reference's attention op runs it: [b, s, h, d] views transposed into SDPA, the
                 # output transposed back and reshaped to [b, s, h * d] (a copy)
                 q = torch.randn(b, s, heads, d, device="cuda", dtype=torch.bfloat16)

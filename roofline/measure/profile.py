@@ -107,6 +107,18 @@ def _run_profiler(step, iters: int, cuda: bool):
     return prof, events
 
 
+def event_time_s(fn, calls: int = 1) -> float:
+    """Seconds per call of ``calls`` back-to-back calls of ``fn``, between two CUDA events on the current
+    stream (the host waits for the second)."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(calls):
+        fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) * 1e-3 / calls
+
+
 def _wall_time(fn, iters: int, cuda: bool, repeats: int = 5) -> float:
     """Median seconds per call of ``fn`` over ``repeats`` batches of ``iters`` calls."""
     for _ in range(3):
@@ -115,13 +127,7 @@ def _wall_time(fn, iters: int, cuda: bool, repeats: int = 5) -> float:
     times = []
     for _ in range(repeats):
         if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(iters):
-                fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) * 1e-3 / iters)
+            times.append(event_time_s(fn, iters))
         else:
             t0 = time.perf_counter()
             for _ in range(iters):
