@@ -42,10 +42,12 @@ from roofline.validation import (  # noqa: E402
     MATRIX,
     QUICK_MATRIX,
     STEP_TABLE,
+    TIMING_ROUNDS,
     Validation,
     advice_count,
     error_summary,
     score_advice,
+    time_matrix,
     validate,
     write_validation,
 )
@@ -151,8 +153,12 @@ def main():
         advice_only(str(cal_path), matrix, out, log)
         return
     runs = []
-    for case in matrix:  # one case at a time, the partial tables rewritten after each: a cut-short run keeps them
-        runs.append(validate(spec=str(cal_path), matrix=[case], layers=2, log=log, advice=False))
+    # every case's step times first, the fastest of TIMING_ROUNDS rounds over the whole matrix (validation.time_matrix)
+    t0 = time.perf_counter()
+    timed = time_matrix(matrix, layers=2)
+    log(f"step times of {len(matrix)} cases, {TIMING_ROUNDS} rounds over the matrix: {time.perf_counter() - t0:.1f} s")
+    for case, times in zip(matrix, timed):  # one case at a time, the partial tables rewritten after each
+        runs.append(validate(spec=str(cal_path), matrix=[case], layers=2, log=log, advice=False, timed=[times]))
         pd.concat([r.ops for r in runs]).to_csv(out / "partial_ops.csv", index=False)
         pd.concat([r.steps for r in runs]).to_csv(out / "partial_steps.csv", index=False)
     advice, advice_notes = run_advice(str(cal_path), matrix, out, log) if not args.no_advice else (pd.DataFrame(), [])

@@ -7,13 +7,18 @@ reaches a roof; small transfers and skinny GEMMs do not. Where the spec carries 
 them; otherwise the datasheet roofline is used with a per-kernel minimum. Per occurrence:
 
   predicted_time_s = max(fixed_s, model_s)
-    model_s  matmul     time_s / efficiency_gemm[dtype](tokens M, weight elements K*N)
+    model_s  matmul     time_s / efficiency_gemm[dtype](tokens M, weight elements K*N); the routed experts
+                        at one expert matrix's K*N and the tokens per active expert (M top_k / active)
              attention  flash prefill: time_s / efficiency_prefill(query length s, FLOPs per causal pair:
                                        FLOPs / (s (s + 1) / 2) = 4 b h d, the kernel's parallel width)
                         flash decode:  time_s / efficiency_decode(KV bytes read, FLOPs per KV byte)
              element-wise, memory: max(FLOPs / peak, traffic * bytes moved / bandwidth(bytes moved))
                         (traffic: ``measured.ops.NAME.traffic``, how many times the ideal bytes the
-                        reference's kernels for the op really move, measured at a large size; else 1)
+                        reference's kernels for the op really move, measured at a large size; else 1);
+                        with the op's table (``measured.op_tables.NAME``): time_s / efficiency(tokens,
+                        activation bytes per token: (bytes moved - weight bytes read) / tokens, the op's
+                        width whatever the token count; with the weights in it, a 768-wide LayerNorm at one
+                        token read as twice as wide)
              collective the measured time of its size and world (``collective_times``: the spec's
                         ``measured.collectives``), else time_s (alpha + bytes / link)
              otherwise  time_s
@@ -185,10 +190,17 @@ def parse_kernel_tables(measured: dict, where: str) -> dict:
         t = measured["op_tables"]
         if not isinstance(t, dict):
             raise SpecError(
-                f"{w}.op_tables must be a mapping of op name -> table (tokens, bytes_per_token, efficiency)"
+                f"{w}.op_tables must be a mapping of op name -> table (tokens, act_bytes_per_token, efficiency)"
             )
+        for name, v in t.items():
+            if isinstance(v, dict) and "bytes_per_token" in v:
+                raise SpecError(
+                    f"{w}.op_tables.{name} has bytes_per_token, an axis of calibrations before 2026-12-01 that "
+                    "looked 1-token ops up at the wrong width; run roofline calibrate again (its tables are keyed "
+                    "by act_bytes_per_token)"
+                )
         out["op_tables"] = {
-            str(name): _table(v, f"{w}.op_tables.{name}", ("tokens", "bytes_per_token")) for name, v in t.items()
+            str(name): _table(v, f"{w}.op_tables.{name}", ("tokens", "act_bytes_per_token")) for name, v in t.items()
         }
     if measured.get("ops") is not None:
         ops = measured["ops"]
@@ -347,10 +359,13 @@ def op_variants(config: "ModelConfig", tp: int = 1, weight_dtype: str = "", kv_d
 def model_kernels(config: "ModelConfig", workload: "Workload") -> tuple:
     """(``op_variants``, ``moe``) of a model and workload, the two arguments ``prediction_columns`` takes
     from them: the kernel variants its ops run, and (routed experts per GPU, experts per token) of an MoE
-    model (else None)."""
+    model (else None), and the weight elements of one routed expert's matrix (hidden x its width)."""
     w = workload
     variants = op_variants(config, w.tp, str(w.weight_dtype), str(w.kv_dtype))
-    moe = (config.num_local_experts // max(w.ep, 1), config.num_experts_per_tok) if config.is_moe else None
+    moe = None
+    if config.is_moe:
+        per_matrix = config.hidden_size * config.expert_intermediate_size  # one routed expert's gate, up or down
+        moe = (config.num_local_experts // max(w.ep, 1), config.num_experts_per_tok, per_matrix)
     return variants, moe
 
 
@@ -478,12 +493,15 @@ def prediction_columns(
     t_memory = ops["time_memory_s"].to_numpy(float)
     flops = ops["flops"].to_numpy(float)
     moved = ops["bytes_read"].to_numpy(float) + ops["bytes_written"].to_numpy(float)
+    act_moved = moved - (ops["weight_bytes_read"].to_numpy(float) if "weight_bytes_read" in ops else 0.0)
     name_codes, names = _codes(ops["op"])
     cat_codes, cats = _codes(ops["category"])
     calibrated = np.zeros(n, dtype=bool)
     comm = _mask(cat_codes, cats, {"collective"})
 
     formats = projection_formats(ops, variants)
+    prefill = ops["phase"].to_numpy() == "prefill"
+    tokens_all = ops["batch_size"].to_numpy(float) * np.where(prefill, ops["prompt_len"].to_numpy(float), 1.0)
 
     # 1. kernel model
     model = t_roof.copy()
@@ -500,6 +518,15 @@ def prediction_columns(
             kn = np.where(kn > 0, kn, ops["weight_bytes_read"].to_numpy(float)[sel] / 2.0)  # tied lm_head: 16-bit
             with np.errstate(divide="ignore", invalid="ignore"):
                 tokens = np.where(kn > 0, flops[sel] / (2.0 * kn), 1.0)
+            if moe and len(moe) > 2 and "experts" in names:
+                # the routed experts run one GEMM per matrix of each expert with tokens (reference._moe): the
+                # table is read at one matrix's K x N and the tokens an active expert gets (tokens x top_k /
+                # active experts), not at the op's sum over experts (Mixtral at decode batch 8: 2.2 tokens
+                # against 58.7M elements, where the sum read 2 tokens against 1.4G)
+                ex = name_codes[sel] == names.index("experts")
+                rows = tokens_all[sel][ex]
+                kn[ex] = float(moe[2])
+                tokens[ex] = rows * moe[1] / np.maximum(active_experts(rows, moe[0], moe[1]), 1e-12)
             d_codes, dtypes = _codes(ops["compute_dtype"])
             tables = k["gemm"]
 
@@ -567,8 +594,6 @@ def prediction_columns(
     host = np.full(n, 0.0 if cuda_graph else spec.ceiling_launch_s(False))
     kernels = np.ones(n)
     tables = k.get("op_tables", {})
-    prefill = ops["phase"].to_numpy() == "prefill"
-    tokens_all = ops["batch_size"].to_numpy(float) * np.where(prefill, ops["prompt_len"].to_numpy(float), 1.0)
     syncs = np.zeros(n, dtype=bool)
     loop = {}  # experts rows -> their entry, for the expert loop (2b)
     for i, name in enumerate(names):
@@ -579,7 +604,8 @@ def prediction_columns(
             table_rows = s & _mask(cat_codes, cats, {"elementwise", "memory"})
             if table_rows.any():
                 tok = tokens_all[table_rows]
-                model[table_rows] = t_roof[table_rows] / interp_table(tok, moved[table_rows] / tok, tables[key])
+                width = act_moved[table_rows] / tok  # the op's width: its activation bytes per token
+                model[table_rows] = t_roof[table_rows] / interp_table(tok, width, tables[key])
                 calibrated |= table_rows
         entry = per_op.get(_entry_key(name, variants, per_op) or name)
         if not entry:
@@ -616,7 +642,7 @@ def prediction_columns(
     small_default = k.get("kernel_min_s", spec.graph_launch_overhead_s)
     for i, entry in loop.items():
         s = name_codes == i
-        e = expert_loop(entry, active_experts(tokens_all[s], *moe), model[s], small_default, gap_s, moe[0])
+        e = expert_loop(entry, active_experts(tokens_all[s], moe[0], moe[1]), model[s], small_default, gap_s, moe[0])
         kernels[s], fixed[s], predicted[s], gap[s] = e["kernels"], e["fixed_s"], e["predicted_s"], e["gap_s"]
         calibrated |= s
         if not cuda_graph:

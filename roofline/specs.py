@@ -56,7 +56,7 @@ _MEASURED_KEYS = {
     # kernel_min_us, kernel_gap_us, bandwidth_curve {bytes, gb_per_s}, gemm {dtype: {tokens, weight_elements, efficiency}},
     # attention {prefill: {roofline: compute, query_len, flops_per_pair, efficiency}, decode: {kv_bytes, flops_per_kv_byte, efficiency}},
     # ops {name: {fixed_us, host_eager_us, host_graph_us, kernels}},
-    # op_tables {name: {tokens, bytes_per_token, efficiency}}
+    # op_tables {name: {tokens, act_bytes_per_token, efficiency}}
     "kernel_min_us",
     "kernel_gap_us",
     "bandwidth_curve",

@@ -155,10 +155,12 @@ def measure_case(
     warmup: int = 3,
     iters: int = 5,
     timing_iters: int = 5,
+    step_times: dict | None = None,
 ) -> tuple:
-    """(measured ops frame: op, measured_time_s, n_kernels, measured_bound; measured step dict) of one case."""
+    """(measured ops frame: op, measured_time_s, n_kernels, measured_bound; measured step dict) of one case.
+    ``step_times``: the case's step times already measured (``time_matrix``), else timed here."""
     ref, w = _case_setup(case, layers)
-    run = _profile_reference(ref, w, spec, device, warmup, iters, timing_iters)
+    run = _profile_reference(ref, w, spec, device, warmup, iters, timing_iters, step_times)
     prof = compare(analyze(ref, spec, workload=w), run)  # per call: measured_time_s and the measured class
     step = prof.steps.iloc[0]
     measured = prof.ops[["op", "measured_time_s", "n_kernels", "measured_bound", "span_s"]].copy()
@@ -238,6 +240,23 @@ def run_case(case: tuple, spec: "SpecLike", layers: int = 2, device: str = "cuda
     """(op rows, step rows) of one case of the matrix: measured, then scored."""
     measured, step = measure_case(case, spec, layers=layers, device=device, **kw)
     return score_case(case, spec, measured, step, layers=layers)
+
+
+def time_matrix(matrix: tuple, layers: int = 2, timing_iters: int = 5, rounds: int = TIMING_ROUNDS) -> list:
+    """The step times of every case of ``matrix``, one ``steptime.time_steps`` result per case (None where
+    its timing failed: the case then times itself and reports its own error), each the fastest of ``rounds``
+    rounds over the whole matrix in one fresh process. The rounds of one case lie about a minute apart, where
+    a case timing its own rounds back to back took them within 15 s, all inside one of the host's slow
+    episodes when it fell in one (reports/h200/README.md, session 4: three eager prefill steps 1.4-2.5x their
+    other runs' in one run)."""
+    from roofline.measure.steptime import TIMEOUT_S, time_steps
+
+    jobs = []
+    for case in matrix:
+        m, w = _case_setup(case, layers)
+        jobs.append({"config": m, "workload": w, "layers": m.num_hidden_layers, "timing_iters": timing_iters})
+    timed = time_steps(jobs, timeout_s=TIMEOUT_S * max(len(jobs), 1) / 4, rounds=rounds)
+    return [None if "error" in t else t for t in timed]
 
 
 def rescore(v: "Validation", spec: "SpecLike", matrix: tuple = MATRIX) -> "Validation":
@@ -362,6 +381,7 @@ def validate(
     log: Callable[[str], None] | None = None,
     advice: bool = True,
     advice_cases: tuple = ADVICE_CASES,
+    timed: list | None = None,
     **kw: object,
 ) -> Validation:
     """Run ``matrix`` (see MATRIX) on the GPU with ``spec`` (name, path or HardwareSpec; default the
@@ -369,7 +389,9 @@ def validate(
     taking one line per case. A case that fails (out of memory, a model the reference cannot run) is
     recorded in ``notes`` and skipped. ``advice``: also score the advisor (``score_advice``) on the
     ``advice_cases`` whose case is in ``matrix`` (QUICK_MATRIX: two of them, one compiled; MATRIX:
-    ADVICE_CASES, about 2-3 minutes on an H200). Raises DeviceError without a CUDA GPU (on ``device='cuda'``)."""
+    ADVICE_CASES, about 2-3 minutes on an H200). ``timed``: the cases' step times (``time_matrix`` of a larger
+    matrix, one entry per case here), else the matrix is timed first. Raises DeviceError without a CUDA GPU
+    (on ``device='cuda'``)."""
     import torch
 
     from roofline.errors import DeviceError, RooflineError
@@ -389,10 +411,23 @@ def validate(
     if sampler:
         sampler.start()
     try:
-        for case in matrix:
+        if timed is None and not cuda:
+            timed = [None] * len(matrix)
+        if timed is None:
             t0 = time.perf_counter()
             try:
-                o, s = run_case(case, spec, layers=layers, device=device, **kw)
+                timed = time_matrix(matrix, layers=layers, timing_iters=int(kw.get("timing_iters", 5)))
+            except RooflineError as exc:  # each case times itself instead
+                timed = [None] * len(matrix)
+                notes.append(
+                    f"timing the matrix in one process failed ({str(exc).splitlines()[0]}); each case timed alone"
+                )
+            if log:
+                log(f"step times of {len(matrix)} cases, {TIMING_ROUNDS} rounds: {time.perf_counter() - t0:.1f} s")
+        for case, times in zip(matrix, timed):
+            t0 = time.perf_counter()
+            try:
+                o, s = run_case(case, spec, layers=layers, device=device, step_times=times, **kw)
             except (RooflineError, torch.cuda.OutOfMemoryError) as exc:
                 notes.append(f"{case[0]}: skipped: {str(exc).splitlines()[0]}")
                 if log:
@@ -771,10 +806,12 @@ def reference_measurer(
     return measure
 
 
-def _profile_reference(model, workload, spec, device, warmup, iters, timing_iters) -> "MeasuredRun":
+def _profile_reference(
+    model, workload, spec, device, warmup, iters, timing_iters, step_times: dict | None = None
+) -> "MeasuredRun":
     """``profile_model`` of every layer of ``model`` (the case's few) at ``workload``, its traces in a temporary
-    folder, each step time the fastest of TIMING_ROUNDS fresh-process timings: what validate and the advisor
-    measure."""
+    folder, each step time the fastest of TIMING_ROUNDS fresh-process timings (or ``step_times``, measured
+    before): what validate and the advisor measure."""
     from roofline.measure.profile import profile_model
 
     with tempfile.TemporaryDirectory(prefix="roofline-validate-") as tmp:
@@ -789,6 +826,7 @@ def _profile_reference(model, workload, spec, device, warmup, iters, timing_iter
             trace_dir=tmp,
             device=device,
             timing_rounds=TIMING_ROUNDS,
+            step_times=step_times,
         )
 
 

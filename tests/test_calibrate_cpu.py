@@ -14,6 +14,7 @@ from roofline.measure.calibrate import (
     _roofline_s,
     build_spec,
     op_costs,
+    step_tail_s,
     write_spec,
 )
 from roofline.specs import load_spec, resolve_spec_path
@@ -75,6 +76,36 @@ def test_op_costs_scale_host_spans_to_the_measured_steps():
     assert got["b"]["host_eager_us"] == pytest.approx(60.0) and got["b"]["host_graph_us"] == pytest.approx(6.0)
     no_graph = op_costs(ops, {"eager_step_ref_s": 110e-6, "graph_step_ref_s": None})
     assert no_graph["b"]["host_graph_us"] == 4.0  # no replay measured: the kernels alone
+
+
+def test_op_costs_leave_the_steps_gpu_tail_out_of_the_host_costs():
+    # a host-bound step ends on the GPU time of its last op after its launch (a 40 us head): predict.py's queue
+    # adds that tail to the host costs, so they add up to the step less it. Spans 2 x 10 + 20 = 40 us; step
+    # 120 us - tail 40 us = 80 us of host -> scale 2: a 20 us, head 40 us (without the tail: 30 and 60)
+    ops = pd.DataFrame(
+        {
+            "op": ["a", "lm_head"],
+            "calls": [2, 1],
+            "span_s": [10e-6, 20e-6],
+            "gpu_time_s": [2e-6, 40e-6],
+            "n_kernels": [1.0, 1.0],
+        }
+    )
+    got = op_costs(ops, {"eager_step_ref_s": 120e-6, "graph_step_ref_s": None})
+    assert got["a"]["host_eager_us"] == pytest.approx(20.0) and got["lm_head"]["host_eager_us"] == pytest.approx(40.0)
+    assert step_tail_s(ops) == 40e-6 and step_tail_s(ops.iloc[:0]) == 0.0
+
+
+def test_a_reference_of_more_layers_than_its_model_has_runs_the_models():
+    # the op-cost models were timed with the layers asked for and profiled with the model's (stop 11)
+    from roofline.config import Workload
+    from roofline.measure.calibrate import table_model
+    from roofline.measure.reference import build_reference
+
+    one = table_model("gpt2", 64)
+    w = Workload(batch_size=(1,), prompt_len=(8,), context_len=(8,), phase="decode")
+    assert build_reference(one, w, layers=2, device="cpu").layers == 1
+    assert build_reference(table_model("gpt2", 64, layers=2), w, layers=2, device="cpu").layers == 2
 
 
 def test_a_calibrated_spec_with_a_kernel_model_round_trips(tmp_path):
@@ -159,6 +190,40 @@ def test_step_times_are_measured_in_a_fresh_process():
     assert best["prefill"]["eager_s"] > 0 and "int4" in failed["error"]
 
 
+def test_prefill_attention_tables_are_the_compute_roofline_over_the_measured_time(monkeypatch):
+    # every cell timed at 1 ms (a stand-in timer on the CPU): efficiency = FLOPs / peak / 1 ms, MHA and GQA 4
+    # merged by their geometric mean (the same compute roofline: the same figure); one row per query length,
+    # one column per batch x heads. Stop 10's review reused the row's name for a cell's cost and broke this
+    # loop on the GPU (AttributeError); no CPU test ran it
+    from roofline.formulas import causal_pairs, flash_attention
+    from roofline.measure import calibrate as C
+    from roofline.specs import load_spec
+
+    monkeypatch.setattr(C, "PREFILL_LENS", (128, 256))
+    monkeypatch.setattr(C, "PREFILL_BATCH_HEADS", (32, 64))
+    monkeypatch.setattr(C, "kernel_time_s", lambda fn, repeats=10: (fn(), 1e-3)[1])
+    spec = load_spec("h200")
+    got = C.measure_attention_tables(spec, repeats=1, d=64, heads=8, device="cpu")["prefill"]
+    assert got["roofline"] == "compute" and got["query_len"] == [128, 256]
+    assert got["flops_per_pair"] == [4 * 8 * 64, 4 * 16 * 64]  # 4 b h d, b h = 32 and 64 scaled to 8 heads
+    cost = flash_attention(2, 256, 256, causal_pairs(256), 8, 8, 64, "bf16", "bf16", False)
+    want = C._roofline_s(spec, [C._cost_row(cost, "bf16")], "time_compute_s")[0] / 1e-3
+    assert got["efficiency"][1][1] == pytest.approx(want, rel=1e-3)  # 4 significant digits
+
+
+def test_calibration_models_read_four_times_the_l2_per_step():
+    from roofline.measure.calibrate import COLD_L2_FACTOR, cold_vocab, table_model
+    from roofline.specs import load_spec
+
+    h200 = load_spec("h200")  # l2_cache_mb: 60 (its datasheet)
+    assert COLD_L2_FACTOR == 4
+    # 4 x 60e6 B / (2 B x 512) = 234375 rows, rounded up to a multiple of 128
+    assert cold_vocab(h200, 512) == 234496
+    assert cold_vocab(h200, 8192) == 32000  # 32000 x 8192 x 2 B = 524 MB already
+    m = table_model("gpt2", 768, cold_vocab(h200, 768))
+    assert m.vocab_size * 768 * 2 >= 4 * 60e6 and m.vocab_size % 128 == 0
+
+
 def test_op_tables_on_the_cpu_have_one_column_per_width_and_one_row_per_token_count():
     from roofline.measure.calibrate import measure_op_tables
     from roofline.specs import load_spec
@@ -167,9 +232,12 @@ def test_op_tables_on_the_cpu_have_one_column_per_width_and_one_row_per_token_co
         load_spec("h200"), tokens=(1, 8), widths={"llama": (256, 512), "gpt2": (256,)}, repeats=1, device="cpu"
     )
     norm = tables["attn_norm/rmsnorm"]
-    # RMSNorm reads and writes hidden 16-bit values per token (+ its weight once): 2 * 2 * hidden per token
-    assert norm["bytes_per_token"][0] == pytest.approx(4 * 256, rel=0.3)
-    assert len(norm["bytes_per_token"]) == 2 and len(norm["efficiency"]) == 2
+    # RMSNorm reads and writes hidden 16-bit values per token (its weight, read once, left out): 2 * 2 * hidden
+    assert norm["act_bytes_per_token"] == [4 * 256, 4 * 512]
+    assert len(norm["efficiency"]) == 2 and all(len(row) == 2 for row in norm["efficiency"])
+    # the cache write: one column per model, by the K and V it copies per token (read and written, 16-bit):
+    # llama-256 one KV head of 64 (4 x 2 x 64 = 512 B), llama-512 one of 128 (1024 B), gpt2-256 four of 64 (2048 B)
+    assert tables["kv_cache_write"]["act_bytes_per_token"] == [512, 1024, 2048]
     assert all(v > 0 for row in norm["efficiency"] for v in row)
     assert "attn_norm/layernorm" in tables and "act/plain" in tables and "act/gated" in tables
     assert cond["models"]["gpt2"] == ["calibration-gpt2-256"]

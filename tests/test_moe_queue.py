@@ -161,7 +161,8 @@ def test_a_step_without_syncs_is_unchanged():
 
 
 def fake_run(kernels: float, fixed_us: float, span_us: float):
-    """(ops, step) of a profile with the experts op alone, two layers; the eager step = its spans (host scale 1)."""
+    """(ops, step) of a profile with the experts op alone, two layers; the eager step = its spans plus the GPU tail
+    it ends on (its last op's kernels, calibrate.step_tail_s): host scale 1."""
     ops = pd.DataFrame(
         {
             "op": ["experts"],
@@ -171,7 +172,7 @@ def fake_run(kernels: float, fixed_us: float, span_us: float):
             "n_kernels": [kernels],
         }
     )
-    return ops, {"eager_step_ref_s": 2 * span_us * US, "graph_step_ref_s": None}
+    return ops, {"eager_step_ref_s": (2 * span_us + fixed_us) * US, "graph_step_ref_s": None}
 
 
 def test_calibrate_derives_the_loop_keys_from_the_two_runs():

@@ -275,11 +275,11 @@ def test_queue_step_matches_a_brute_force_simulation():
         assert got == pytest.approx(simulate(host, stream, counts, block))
 
 
-def test_op_tables_set_the_time_of_element_wise_ops_by_tokens_and_bytes_per_token():
+def test_op_tables_set_the_time_of_element_wise_ops_by_tokens_and_activation_bytes_per_token():
     # rmsnorm at efficiency 0.25 everywhere (a flat table): 4x its roofline time; the layernorm entry
     # of the same op is not used for a llama-style (RMSNorm) model; ops without a table keep the roofline
-    flat = {"tokens": [1, 1e6], "bytes_per_token": [1, 1e9], "efficiency": [[0.25, 0.25], [0.25, 0.25]]}
-    other = {"tokens": [1, 1e6], "bytes_per_token": [1, 1e9], "efficiency": [[0.01, 0.01], [0.01, 0.01]]}
+    flat = {"tokens": [1, 1e6], "act_bytes_per_token": [1, 1e9], "efficiency": [[0.25, 0.25], [0.25, 0.25]]}
+    other = {"tokens": [1, 1e6], "act_bytes_per_token": [1, 1e9], "efficiency": [[0.01, 0.01], [0.01, 0.01]]}
     measured = {"kernel_min_us": 1e-3, "op_tables": {"attn_norm/rmsnorm": flat, "attn_norm/layernorm": other}}
     ops = roofline.analyze(TINY_MODEL, tiny_spec(measured), phase="prefill").ops.set_index("op")
     norm = ops.loc["attn_norm"]
@@ -288,10 +288,32 @@ def test_op_tables_set_the_time_of_element_wise_ops_by_tokens_and_bytes_per_toke
     assert ops.loc["rope", "predicted_time_s"] == pytest.approx(ops.loc["rope", "time_s"])
 
 
+def test_an_op_table_column_is_the_ops_width_whatever_its_token_count():
+    # gpt2's LayerNorm (hidden 768) at decode batch 1 reads x (768 x 2 B) and its weight and bias (2 x 768 x 2 B),
+    # writes 768 x 2 B: 6144 B moved, of which 3072 B weights. Its activation bytes per token: 3072, the
+    # 768 column (3072) of a table whose other column is hidden 1600 (6400); bytes moved per token (6144)
+    # would have read nearly the 1600 column
+    from roofline.config import load_model
+
+    table = {"tokens": [1, 4096], "act_bytes_per_token": [3072, 6400], "efficiency": [[0.01, 0.5], [0.01, 0.5]]}
+    spec = tiny_spec({"kernel_min_us": 1e-3, "op_tables": {"attn_norm/layernorm": table}})
+    gpt2 = load_model(EXAMPLES / "gpt2.yaml")
+    norm = roofline.analyze(gpt2, spec, phase="decode", batch_size=1, context_len=512).ops.set_index("op")
+    norm = norm.loc["attn_norm"]
+    assert norm["bytes_read"] + norm["bytes_written"] == 6144 and norm["weight_bytes_read"] == 3072
+    assert norm["predicted_time_s"] == pytest.approx(norm["time_s"] / 0.01)
+
+
+def test_op_tables_of_the_old_axis_are_refused_with_the_fix():
+    old = {"tokens": [1, 10], "bytes_per_token": [1, 5], "efficiency": [[0.1, 0.1], [0.1, 0.1]]}
+    with pytest.raises(SpecError, match=r"op_tables\.rope has bytes_per_token.*run roofline calibrate again"):
+        tiny_spec({"op_tables": {"rope": old}})
+
+
 def test_op_table_is_interpolated_in_log_space_on_its_two_axes():
     # efficiency 0.1 at 1 token, 0.4 at 10,000 tokens (any bytes per token): at 100 tokens, halfway in
     # log tokens, log-linear interpolation gives sqrt(0.1 * 0.4) = 0.2
-    table = {"tokens": [1, 10000], "bytes_per_token": [1, 1e9], "efficiency": [[0.1, 0.1], [0.4, 0.4]]}
+    table = {"tokens": [1, 10000], "act_bytes_per_token": [1, 1e9], "efficiency": [[0.1, 0.1], [0.4, 0.4]]}
     spec = tiny_spec({"kernel_min_us": 1e-3, "op_tables": {"rope": table}})
     r = roofline.analyze(TINY_MODEL, spec, phase="prefill", batch_size=1, prompt_len=100)
     rope = r.ops.set_index("op").loc["rope"]
@@ -319,8 +341,8 @@ def test_unaligned_lm_head_uses_the_unaligned_gemm_table():
 
 
 def test_op_table_errors_name_the_key():
-    bad = {"tokens": [1, 10], "bytes_per_token": [5, 1], "efficiency": [[0.1, 0.1], [0.1, 0.1]]}
-    with pytest.raises(SpecError, match=r"op_tables\.rope\.bytes_per_token must be strictly increasing"):
+    bad = {"tokens": [1, 10], "act_bytes_per_token": [5, 1], "efficiency": [[0.1, 0.1], [0.1, 0.1]]}
+    with pytest.raises(SpecError, match=r"op_tables\.rope\.act_bytes_per_token must be strictly increasing"):
         tiny_spec({"op_tables": {"rope": bad}})
 
 
@@ -343,6 +365,32 @@ def test_sync_simulation_equals_the_closed_form_without_syncs():
 
     closed = queue_step(host, stream, counts, (1, 4))
     assert _simulate_queue(host, stream, counts, (1, 4), np.zeros((4, 6))) == pytest.approx(closed)
+
+
+def test_routed_experts_read_the_gemm_table_at_one_expert_matrix_and_its_tokens():
+    # Mixtral (hidden 4096, expert width 14336, 8 experts, top 2) at decode batch 8: 16 routings over
+    # 8 (1 - 0.75^8) = 7.199 active experts, 2.22 tokens each, against one 4096 x 14336 matrix (58.7M).
+    # The table: efficiency 0.5 at 58.7M, 1.0 at the op's sum over experts (8 x 3 x 58.7M = 1.41G), any tokens;
+    # and 0.25 at 1 token, 0.5 at 4 tokens for the matrix, to see the tokens read: log-linear at 2.22 tokens
+    kn = 4096 * 14336
+    table = {"tokens": [1, 4], "weight_elements": [kn, 24 * kn], "efficiency": [[0.25, 1.0], [0.5, 1.0]]}
+    ops = roofline.analyze(
+        str(EXAMPLES / "mixtral-8x7b.yaml"), tiny_spec({"gemm": {"bf16": table}}), phase="decode", batch_size=8
+    ).ops.set_index("op")
+    e = ops.loc["experts"]
+    tokens = 16 / (8 * (1 - 0.75**8))
+    eff = 0.25 * 2 ** (np.log(tokens) / np.log(4))  # log(eff) linear in log(tokens): 0.25 at 1, 0.5 at 4
+    assert tokens == pytest.approx(2.2225, abs=1e-4)
+    assert e["predicted_time_s"] == pytest.approx(e["time_s"] / eff)
+    # a dense projection of the same model keeps its own K x N (q_proj: 4096 x 4096, under the first column)
+    q = ops.loc["q_proj"]
+    assert q["predicted_time_s"] == pytest.approx(q["time_s"] / interp(8, 0.25, 0.5))
+
+
+def interp(tokens, low, high):
+    """log-linear efficiency between 1 token (low) and 4 tokens (high), held outside."""
+    t = min(max(tokens, 1), 4)
+    return float(np.exp(np.log(low) + (np.log(high) - np.log(low)) * np.log(t) / np.log(4)))
 
 
 def test_experts_host_cost_grows_with_the_active_experts():

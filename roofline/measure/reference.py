@@ -713,6 +713,7 @@ def build_reference(
     Its projections and KV cache take the workload's 8-bit dtypes where ``reference_formats`` runs them.
     Raises ConfigError for dtypes the reference cannot run, or tp > 1 without a matching process group."""
     tp = workload.tp
+    layers = max(1, min(layers, config.num_hidden_layers))  # a model of fewer layers runs them all, as profile_model
     formats = reference_formats(workload, distributed=tp > 1)
     if tp > 1:
         import torch.distributed as dist
