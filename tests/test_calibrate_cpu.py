@@ -224,6 +224,44 @@ def test_calibration_models_read_four_times_the_l2_per_step():
     assert m.vocab_size * 768 * 2 >= 4 * 60e6 and m.vocab_size % 128 == 0
 
 
+def test_a_step_timing_job_can_leave_the_graph_out(monkeypatch, capsys):
+    # steptime's child passes a job's "graph" (default True) on: False times the eager step only
+    import io
+    import pickle
+    import types
+
+    from roofline.measure import steptime
+
+    seen = []
+    monkeypatch.setattr(steptime, "time_steps_here", lambda *args: seen.append(args) or {"decode": {"eager_s": 1.0}})
+    jobs = [{"config": None, "workload": None, "graph": False}, {"config": None, "workload": None}]
+    monkeypatch.setattr("sys.stdin", types.SimpleNamespace(buffer=io.BytesIO(pickle.dumps(jobs))))
+    steptime.main()
+    assert [args[-1] for args in seen] == [False, True]
+    assert capsys.readouterr().out.count('{"decode"') == 2
+
+
+def test_projection_host_costs_are_the_step_difference_per_projection_from_eager_timings_only(monkeypatch):
+    # the small model (2 layers x 7 projections = 14 per step) in bf16 and each 8-bit format, eager only:
+    # bf16 800 us; fp8 800 + 14 x 90 us -> 90 us per call; a format faster than bf16 clamps at 0
+    from roofline.measure import calibrate as C
+    from roofline.specs import load_spec
+
+    steps = {"bf16": 800.0, "fp8": 800.0 + 14 * 90.0, "int8": 800.0 + 14 * 150.0, "fp8/weight_only": 790.0}
+    steps["int8/weight_only"] = 800.0 + 14 * 30.0
+    captured = {}
+
+    def fake(jobs, rounds, what):
+        captured["jobs"], captured["rounds"] = jobs, rounds
+        names = ["bf16", *C.PROJECTION_FORMATS]
+        return [{"decode": {"eager_s": steps[n] * 1e-6}} for n in names]
+
+    monkeypatch.setattr(C, "_timed_steps", fake)
+    got = C.measure_projection_host(load_spec("h200"))
+    assert all(job["graph"] is False for job in captured["jobs"]) and captured["rounds"] == C.STEP_ROUNDS
+    assert got == pytest.approx({"fp8": 90.0, "int8": 150.0, "fp8/weight_only": 0.0, "int8/weight_only": 30.0})
+
+
 def test_op_tables_on_the_cpu_have_one_column_per_width_and_one_row_per_token_count():
     from roofline.measure.calibrate import measure_op_tables
     from roofline.specs import load_spec
