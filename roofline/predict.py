@@ -493,7 +493,7 @@ def prediction_columns(
     t_memory = ops["time_memory_s"].to_numpy(float)
     flops = ops["flops"].to_numpy(float)
     moved = ops["bytes_read"].to_numpy(float) + ops["bytes_written"].to_numpy(float)
-    act_moved = moved - (ops["weight_bytes_read"].to_numpy(float) if "weight_bytes_read" in ops else 0.0)
+    act_moved = moved - ops["weight_bytes_read"].to_numpy(float)
     name_codes, names = _codes(ops["op"])
     cat_codes, cats = _codes(ops["category"])
     calibrated = np.zeros(n, dtype=bool)
@@ -518,7 +518,7 @@ def prediction_columns(
             kn = np.where(kn > 0, kn, ops["weight_bytes_read"].to_numpy(float)[sel] / 2.0)  # tied lm_head: 16-bit
             with np.errstate(divide="ignore", invalid="ignore"):
                 tokens = np.where(kn > 0, flops[sel] / (2.0 * kn), 1.0)
-            if moe and len(moe) > 2 and "experts" in names:
+            if moe and "experts" in names:
                 # the routed experts run one GEMM per matrix of each expert with tokens (reference._moe): the
                 # table is read at one matrix's K x N and the tokens an active expert gets (tokens x top_k /
                 # active experts), not at the op's sum over experts (Mixtral at decode batch 8: 2.2 tokens

@@ -255,6 +255,7 @@ def time_matrix(matrix: tuple, layers: int = 2, timing_iters: int = 5, rounds: i
     for case in matrix:
         m, w = _case_setup(case, layers)
         jobs.append({"config": m, "workload": w, "layers": m.num_hidden_layers, "timing_iters": timing_iters})
+    # the child's time limit: a quarter of steptime's per-call limit for each case (a case takes 3-30 s here)
     timed = time_steps(jobs, timeout_s=TIMEOUT_S * max(len(jobs), 1) / 4, rounds=rounds)
     return [None if "error" in t else t for t in timed]
 
@@ -411,19 +412,17 @@ def validate(
     if sampler:
         sampler.start()
     try:
-        if timed is None and not cuda:
-            timed = [None] * len(matrix)
-        if timed is None:
+        if timed is None and cuda:
             t0 = time.perf_counter()
             try:
                 timed = time_matrix(matrix, layers=layers, timing_iters=int(kw.get("timing_iters", 5)))
             except RooflineError as exc:  # each case times itself instead
-                timed = [None] * len(matrix)
                 notes.append(
                     f"timing the matrix in one process failed ({str(exc).splitlines()[0]}); each case timed alone"
                 )
             if log:
                 log(f"step times of {len(matrix)} cases, {TIMING_ROUNDS} rounds: {time.perf_counter() - t0:.1f} s")
+        timed = timed or [None] * len(matrix)
         for case, times in zip(matrix, timed):
             t0 = time.perf_counter()
             try:

@@ -999,10 +999,10 @@ def cold_vocab(spec, width: int) -> int:
 
 
 def table_model(family: str, width: int, vocab: int = 32000, layers: int = 1):
-    """A one-layer model of ``family`` ('llama': RMSNorm, RoPE, GQA 4, gated SiLU MLP; 'llama_mha': the same
-    with as many KV heads as query heads (the cache write and rope move 4x the bytes per token); 'gpt2':
-    LayerNorm, learned positions, GELU MLP, biases) of hidden ``width`` and vocabulary ``vocab``, for the op
-    tables (``layers``: 2 for the op costs' gpt2-style model)."""
+    """A model of ``family`` ('llama': RMSNorm, RoPE, GQA 4, gated SiLU MLP; 'llama_mha': the same with as
+    many KV heads as query heads (the cache write and rope move 4x the bytes per token); 'gpt2': LayerNorm,
+    learned positions, GELU MLP, biases) of hidden ``width``, vocabulary ``vocab`` and ``layers`` layers: one
+    for the op tables, two for the op costs' gpt2-style model."""
     from roofline.config import parse_model
 
     if family == "gpt2":

@@ -117,14 +117,14 @@ def time_steps_here(
     seed: int = 0,
     compile=False,
     count_kernels: bool = False,
-    graph: bool = True,
+    time_graph: bool = True,
 ) -> dict:
     """{phase: {"eager_s", "graph_s", "graph_pipelined_s"}} of ``layers`` reference layers at the single
     point of ``workload``, in this process (the child's body; call ``time_steps`` from a process that has
     profiled). eager_s and graph_s: synced after every step; graph_pipelined_s: replays back to back.
     ``compile``: the step under ``torch.compile`` (default mode; True for Inductor, or a backend name;
     compiled during the warm-up), no graph. ``count_kernels``: add 'kernels' per step (torch.profiler,
-    after the timing, so it does not slow it). ``graph`` False: the eager step only (graph_s and
+    after the timing, so it does not slow it). ``time_graph`` False: the eager step only (graph_s and
     graph_pipelined_s None), for callers that read no graph time: each graph timing is two more windows."""
     import torch
 
@@ -149,7 +149,7 @@ def time_steps_here(
                 if done % 16 == 0 and cuda:
                     torch.cuda.synchronize()
             eager = fastest_window(step, timing_iters, cuda)
-            capturable = cuda and ref.graph_capturable and not compile and graph
+            capturable = cuda and ref.graph_capturable and not compile and time_graph
             graph, pipelined = graph_times(step, timing_iters) if capturable else (None, None)
             out[phase] = {"eager_s": eager, "graph_s": graph, "graph_pipelined_s": pipelined, "batch_size": b}
             if count_kernels:
