@@ -9,7 +9,6 @@ x1.146 at 2048 x 768 x 768.
     OUT=/tmp/out python benchmarks/gpu_bias_probe.py   # -> $OUT/bias_probe.csv
 """
 
-import csv
 import os
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from roofline.io import write_rows  # noqa: E402
 from roofline.measure import calibrate as C  # noqa: E402
 
 SHAPES = ((768, 768), (768, 3072), (3072, 768), (4096, 4096))
@@ -45,10 +45,7 @@ def main():
             row["ratio"] = round(row["bias_us"] / row["no_bias_us"], 3)
             rows.append(row)
             print(row, flush=True)
-    with open(out / "bias_probe.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_rows(out / "bias_probe.csv", rows)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ query tokens, head_dim 64 and 128, batch x heads 16-256 (gpt2's 4 x 12 among the
     OUT=/tmp/out python benchmarks/gpu_gemm_context.py   # -> $OUT/gemm_context.csv, $OUT/attention_grid.csv
 """
 
-import csv
 import os
 import sys
 import time
@@ -32,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from roofline.io import write_rows  # noqa: E402
 from roofline.measure import calibrate as C  # noqa: E402
 from roofline.measure.nvml import NvmlSampler  # noqa: E402
 
@@ -184,14 +184,6 @@ def attention_rows():
     return rows
 
 
-def write(path, rows):
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-
-
 def main():
     out = Path(os.environ.get("OUT", "out"))
     out.mkdir(parents=True, exist_ok=True)
@@ -199,8 +191,8 @@ def main():
 
     spec = load_spec("h200")
     print(torch.cuda.get_device_name(), torch.__version__, flush=True)
-    write(out / "gemm_context.csv", gemm_rows(spec) + step_rows())
-    write(out / "attention_grid.csv", attention_rows())
+    write_rows(out / "gemm_context.csv", gemm_rows(spec) + step_rows())
+    write_rows(out / "attention_grid.csv", attention_rows())
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ kernels per call; per model: the eager, graph and pipelined-graph step (fresh pr
     OUT=/tmp/out python benchmarks/gpu_l2_probe.py   # -> $OUT/l2_probe_ops.csv, $OUT/l2_probe_steps.csv
 """
 
-import csv
 import os
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from roofline.config import Workload, load_model, parse_model  # noqa: E402
+from roofline.io import write_rows  # noqa: E402
 from roofline.measure import calibrate as C  # noqa: E402
 
 GPT2 = {"name": "gpt2", "model_type": "gpt2", "n_embd": 768, "n_layer": 2, "n_head": 12, "n_positions": 1024}
@@ -66,11 +66,8 @@ def main():
         print(row, flush=True)
         for r in op_rows[-len(ops) :]:
             print("   ", r, flush=True)
-    for name, rows in (("l2_probe_ops.csv", op_rows), ("l2_probe_steps.csv", step_rows)):
-        with open(out / name, "w", newline="") as f:
-            wr = csv.DictWriter(f, fieldnames=list(rows[0]))
-            wr.writeheader()
-            wr.writerows(rows)
+    write_rows(out / "l2_probe_ops.csv", op_rows)
+    write_rows(out / "l2_probe_steps.csv", step_rows)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ MLP (cold weights rotated among copies, as the table times it):
     OUT=/tmp/out python benchmarks/gpu_power_cap.py   # -> $OUT/power_onset.csv, $OUT/power_recovery.csv
 """
 
-import csv
 import os
 import sys
 import time
@@ -25,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from roofline.io import write_rows  # noqa: E402
 from roofline.measure import calibrate as C  # noqa: E402
 from roofline.measure.nvml import _handle, _nvml, _reasons_fn, decode_reasons  # noqa: E402
 from roofline.measure.profile import event_time_s  # noqa: E402
@@ -80,11 +80,8 @@ def main():
                          "sm_mhz_capped": before[0], "sm_mhz_after_idle": at_start[0], "power_w_after_idle": at_start[1],
                          "reasons_after_idle": at_start[2], "sm_mhz_after": state()[0]})  # fmt: skip
         print("recovery", recovery[-1], flush=True)
-    for name, rows in (("power_onset.csv", onset), ("power_recovery.csv", recovery)):
-        with open(out / name, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+    write_rows(out / "power_onset.csv", onset)
+    write_rows(out / "power_recovery.csv", recovery)
 
 
 if __name__ == "__main__":

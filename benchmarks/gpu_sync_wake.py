@@ -14,12 +14,16 @@ and the rest. Written at stop 9, first run at stop 10.
     OUT=/tmp/out python benchmarks/gpu_sync_wake.py      # -> $OUT/sync_wake.csv and stdout
 """
 
-import csv
 import os
+import sys
 import time
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+from roofline.io import write_rows  # noqa: E402
 
 SPIN_US = (0, 5, 20, 50, 100, 200, 500, 1000)
 ROUNDS, CALLS = 5, 200
@@ -54,22 +58,12 @@ def main():
         rows.append({"spin_us": spin, "where_us": round(best_where, 2), "synchronize_us": round(best_sync, 2),
                      "where_minus_spin_us": round(best_where - spin, 2)})  # fmt: skip
         print(rows[-1], flush=True)
-    with open(out / "sync_wake.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    moe = moe_step_windows()
-    with open(out / "moe_where.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(moe[0]))
-        w.writeheader()
-        w.writerows(moe)
+    write_rows(out / "sync_wake.csv", rows)
+    write_rows(out / "moe_where.csv", moe_step_windows())
 
 
 def moe_step_windows(windows: int = 12, steps: int = 20) -> list:
     """Per window of ``steps`` synced Mixtral-shaped decode steps: ms per step, ms per step inside torch.where."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from roofline.config import load_model
     from roofline.measure.reference import build_reference
     from roofline.transformer import Workload

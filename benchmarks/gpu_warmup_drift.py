@@ -9,7 +9,6 @@ no warm-up, printing ms per step per window, so the drift can be read against st
     OUT=/tmp/out python benchmarks/gpu_warmup_drift.py mixtral-8x7b 8 1024 [seconds]   # -> $OUT/drift_<model>.csv
 """
 
-import csv
 import os
 import sys
 import time
@@ -21,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from roofline.config import load_model  # noqa: E402
+from roofline.io import write_rows  # noqa: E402
 from roofline.measure.reference import build_reference  # noqa: E402
 from roofline.transformer import Workload  # noqa: E402
 
@@ -48,10 +48,7 @@ def main():
                          "ms_per_step": round((time.perf_counter() - t0) / 20 * 1e3, 4)})  # fmt: skip
     for r in rows[:: max(1, len(rows) // 30)]:
         print(model, r, flush=True)
-    with open(out / f"drift_{model}_b{batch}.csv", "w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=list(rows[0]))
-        wr.writeheader()
-        wr.writerows(rows)
+    write_rows(out / f"drift_{model}_b{batch}.csv", rows)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ naming the path, the problem and the fix.
 """
 
 import contextlib
+import csv
 import ctypes
 import ctypes.util
 import errno
@@ -260,6 +261,15 @@ def write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (see ``atomic_write``)."""
     with atomic_write(path) as fh:
         fh.write(text)
+
+
+def write_rows(path: str | Path, rows: list) -> None:
+    """Write ``rows`` (dicts) to ``path`` atomically as CSV: one column per key, in the order keys first
+    appear, an empty cell where a row lacks one (csv.DictWriter)."""
+    with atomic_write(path) as fh:
+        w = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        w.writeheader()
+        w.writerows(rows)
 
 
 def write_chunks(path: str | Path, chunks: Iterable[str]) -> None:

@@ -616,6 +616,13 @@ def test_output_error_is_a_roofline_error():
         io.write_text(ROOT, "x")
 
 
+def test_write_rows_writes_one_column_per_key_in_first_seen_order(tmp_path):
+    # the benchmarks' CSV writer: csv.DictWriter's rows, a key missing from a row an empty cell
+    path = tmp_path / "rows.csv"
+    io.write_rows(path, [{"a": 1, "b": 2.5}, {"b": None, "c": "x"}])
+    assert path.read_bytes() == b"a,b,c\r\n1,2.5,\r\n,,x\r\n"
+
+
 def test_an_infinite_derived_figure_is_refused():
     """The guard behind the input ranges: an analysis whose arithmetic overflowed is not printed."""
     from roofline.analysis import analyze
