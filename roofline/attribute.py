@@ -957,12 +957,24 @@ def trace_list(traces: str | Path | list) -> list:
 def trace_device_names(item: object) -> list:
     """GPU names from a trace's ``deviceProperties`` header (empty when it has none). Kineto writes the
     header before the events, so only the file's start is read."""
-    import gzip
 
     from roofline.measure.trace import TraceAnalysis
 
     if isinstance(item, TraceAnalysis):
         return list(item.summary.get("devices") or [])
+    head = trace_head(item)
+    at = head.find('"deviceProperties"')
+    if at < 0:
+        return []
+    end = head.find("]", at)
+    return re.findall(r'"name"\s*:\s*"([^"]*)"', head[at : end if end > 0 else len(head)])
+
+
+def trace_head(item: object, size: int = 1 << 18) -> str:
+    """The first ``size`` characters of a trace file (gunzipped), '' where it cannot be read (analyze_trace names
+    the problem)."""
+    import gzip
+
     try:
         with open(item, "rb") as fh:
             gz = fh.read(2) == b"\x1f\x8b"
@@ -971,14 +983,9 @@ def trace_device_names(item: object) -> list:
             if gz
             else open(item, encoding="utf-8", errors="replace")
         ) as fh:
-            head = fh.read(1 << 18)
+            return fh.read(size)
     except (OSError, EOFError):
-        return []  # analyze_trace names the problem
-    at = head.find('"deviceProperties"')
-    if at < 0:
-        return []
-    end = head.find("]", at)
-    return re.findall(r'"name"\s*:\s*"([^"]*)"', head[at : end if end > 0 else len(head)])
+        return ""
 
 
 def resolve_spec(spec: "HardwareSpec | str | None", items: list) -> "HardwareSpec":
@@ -998,6 +1005,13 @@ def resolve_spec(spec: "HardwareSpec | str | None", items: list) -> "HardwareSpe
     if items and not isinstance(items[0], TraceAnalysis) and not Path(items[0]).is_file():
         raise TraceError(f"{items[0]}: no such file; pass a trace written by prof.export_chrome_trace()")
     names = trace_device_names(items[0]) if items else []
+    if not names and items and not isinstance(items[0], TraceAnalysis):
+        start = trace_head(items[0], 4096).lstrip()[:1]
+        if start not in ("{", "["):  # not a Chrome trace at all (an object, or a bare array of events): say so
+            raise TraceError(
+                f"{items[0]}: not a JSON trace (it starts with neither '{{' nor '['); pass a trace written by "
+                f"prof.export_chrome_trace() (.json or .json.gz)"
+            )
     if not names:
         raise TraceError(
             f"{items[0]}: the trace names no device (no deviceProperties); pass --gpu with the spec of the GPU it ran on"
@@ -1057,14 +1071,14 @@ def departures(
     # expert GEMMs: the time they took against the time to read the routed experts' weights
     if m.is_moe and spec is not None:
         exp = k[k["op"] == "experts"]
-        gemm = exp[
-            [
-                bool(_gemm_of(o, d, oo, od))
-                for o, d, oo, od in zip(exp["cpu_op"], exp["op_dims"], exp["outer_op"], exp["outer_dims"])
-            ]
+        is_gemm = [
+            bool(_gemm_of(o, d, oo, od))
+            for o, d, oo, od in zip(exp["cpu_op"], exp["op_dims"], exp["outer_op"], exp["outer_dims"])
         ]
+        gemm = exp[np.array(is_gemm, dtype=bool)]  # a list: an empty one would select no columns
         E, top = m.num_local_experts, m.num_experts_per_tok
-        expert_bytes = (3 if m.gated_mlp else 2) * m.hidden_size * m.intermediate_size * 2  # one expert, 16-bit
+        # one routed expert's matrices in 16 bits (its own width: qwen2_moe's and deepseek's differ from the dense MLP's)
+        expert_bytes = (3 if m.gated_mlp else 2) * m.hidden_size * m.expert_intermediate_size * 2
         bw = spec.ceiling_bytes_per_s()
         for phase in ("decode",):  # memory-bound there; a prefill's expert GEMMs are compute work
             g = gemm[gemm["phase"] == phase]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from roofline import __version__, render
+from roofline import __version__, io, render
 from roofline.config import ATTN_IMPLS, MLA_FORMS, PHASES, parse_sweep
 from roofline.dtypes import ACT_DTYPES, STORAGE_DTYPES
 from roofline.errors import ConfigError, RooflineError
@@ -183,6 +183,16 @@ def sweep_option(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.version_option(version=__version__, prog_name="roofline")
 def main():
     """Why a transformer runs as fast as it does on a GPU, and what to try next."""
+    import signal
+
+    # SIGTERM (kill, a job scheduler) ends the command as Ctrl-C does: the pending atomic write removes its
+    # temporary file and the old output stays (without this, a killed sweep left its .tmp beside the output)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminated)
+
+
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -242,8 +252,12 @@ def analyze(model, gpu, fmt, output, summary_only, plot_file, **workload):
 
     refuse_input_as_output(output, {"model": model, "spec": gpu})
     refuse_input_as_output(plot_file, {"model": model, "spec": gpu, "--output": output})
+    if plot_file and output:  # the plot is written after -o: a plot that cannot be written must not cost -o
+        io.check_writable(plot_file)
     m, w = load_model_and_workload(model, workload)
+    warn_workload(m, w)
     spec = load_spec(gpu)
+    warn_spec(spec)
     sources = workload_sources(model, workload)
     # a large sweep is analysed and written a chunk of points at a time (roofline.sweep): memory stays
     # bounded; the summaries are kept only for a sweep's table and chart (one row per point)
@@ -276,6 +290,35 @@ def analyze(model, gpu, fmt, output, summary_only, plot_file, **workload):
 
 
 FIT_COLUMNS = ["batch_size", "memory_bytes", "mem_capacity_bytes", "fits_in_memory"]
+
+
+def warn_workload(m: "ModelConfig", w: "Workload") -> None:
+    """Warn when the workload runs past the model's max_position_embeddings (config.beyond_positions), or names
+    an MLA form for a model without MLA (it changes nothing there)."""
+    from roofline.config import beyond_positions
+
+    message = beyond_positions(m, w)
+    if message:
+        warn(message)
+    if w.mla_form != "auto" and not m.is_mla:
+        warn(f"mla {w.mla_form}: {m.name} has no multi-head latent attention (deepseek_v2/v3 do); ignored")
+
+
+def warn_spec(spec: "HardwareSpec") -> None:
+    """Warn when a spec's datasheet bf16 ridge lies outside every surveyed part's (a unit slip: a bandwidth in
+    TB/s or MB/s, a sparse peak), the check `roofline specs check` makes, so the analysis does not say it silently."""
+    from roofline.specs import RIDGE_BF16_RANGE
+
+    dtype = next((d for d in ("bf16", "fp16") if d in spec.peak_flops_per_s), None)
+    if dtype is None or spec.mem_bytes_per_s <= 0:
+        return
+    ridge = spec.ridge(dtype, measured=False)
+    if not RIDGE_BF16_RANGE[0] <= ridge <= RIDGE_BF16_RANGE[1]:
+        shown = f"{ridge:.0f}" if ridge >= 10 else f"{ridge:.2g}"
+        warn(
+            f"{spec.name}: the {dtype} ridge is {shown} FLOP/byte, outside the {RIDGE_BF16_RANGE[0]:.0f}-"
+            f"{RIDGE_BF16_RANGE[1]:.0f} of every part surveyed: check the spec's units (roofline specs check FILE)"
+        )
 
 
 def warn_unfit(summaries: list, spec: "HardwareSpec") -> None:
@@ -457,6 +500,8 @@ def advise(model, gpu, top, fmt, output, **workload):
     from roofline.config import workload_sources
 
     analysis = run_analysis(model, gpu, **workload)
+    warn_workload(analysis.model, analysis.workload)
+    warn_spec(analysis.spec)
     frame = run_advise(analysis, top=top)
     sources = workload_sources(model, workload)
     if fmt == "json":
@@ -523,7 +568,10 @@ def profile(model, gpu, layers, impl, warmup, iters, trace_dir, nproc, rendezvou
 
     refuse_input_as_output(output, {"model": model, "spec": gpu})
     refuse_input_as_output(plot_file, {"model": model, "spec": gpu, "--output": output})
+    if plot_file and output:  # the plot is written after -o: a plot that cannot be written must not cost -o
+        io.check_writable(plot_file)
     m, w = load_model_and_workload(model, workload)
+    warn_workload(m, w)
     if impl == "transformers":
         return profile_transformers(m, w, gpu, layers, trace_dir, fmt, output, plot_file, workload)
     layers = layers or 2
@@ -899,6 +947,8 @@ def trace(trace_file, gpu, by, model_file, batch_size, prompt_len, fmt, output, 
 
     refuse_input_as_output(output, {"trace": trace_file, "spec": gpu, "model": model_file})
     refuse_input_as_output(plot_file, {"trace": trace_file, "spec": gpu, "model": model_file, "--output": output})
+    if plot_file and output:  # the plot is written after -o: a plot that cannot be written must not cost -o
+        io.check_writable(plot_file)
     if model_file:
         return trace_model(trace_file, gpu, model_file, batch_size, prompt_len, fmt, output, plot_file)
     for flag, value in (("--batch", batch_size), ("--prompt-len", prompt_len)):
@@ -1071,6 +1121,7 @@ def report(model, gpu, out_dir, with_profile, layers, quiet, **workload):
 
     command_line = _command_line(click.get_current_context())
     m, w = load_model_and_workload(model, workload)
+    warn_workload(m, w)
 
     def progress(stage: str) -> None:
         if not quiet:

@@ -665,8 +665,10 @@ def parse_sweep(value: object, where: str, integer: bool = True) -> tuple:
         items = list(value)
     elif isinstance(value, str):
         items = []
-        for part in value.split(","):
-            part = part.strip()
+        parts = [part.strip() for part in value.split(",")]
+        if len(parts) > 1 and not all(parts):
+            raise ConfigError(f"{where}: an empty item in '{value}'; separate values with single commas (1,8,64)")
+        for part in parts:
             if ":" in part:
                 items.extend(_range(part, where))
             elif part:
@@ -746,6 +748,11 @@ def parse_workload(raw: dict, where: str = "workload") -> Workload:
         values["cuda_graph"] = raw["cuda_graph"]
     if "context_len" in values and "gen_tokens" in values:
         raise ConfigError(f"{where}: give context_len or gen_tokens, not both")
+    if values.get("microbatches", 1) > 1 and values.get("pp", 1) == 1:
+        raise ConfigError(
+            f"{where}: microbatches {values['microbatches']} needs pp > 1 (micro-batches fill a pipeline of stages); "
+            f"give pp, or leave microbatches out"
+        )
     w = replace(w, **values)
     n_points = len(w.batch_size) * len(w.prompt_len) * len(w.context_len or (0,))
     if n_points > MAX_SWEEP_POINTS:
@@ -760,6 +767,25 @@ def parse_workload(raw: dict, where: str = "workload") -> Workload:
                 f"the decode context includes the prompt, so context_len >= prompt_len"
             )
     return w
+
+
+def beyond_positions(model: ModelConfig, w: Workload) -> Optional[str]:
+    """A warning when the workload reaches more positions than the model's max_position_embeddings (the last
+    generated token, the longest context or prompt of the sweep); None when it does not or the model names
+    no limit. A warning, not an error: RoPE scaling or a longer-context checkpoint of the same shape may allow it."""
+    limit = model.max_position_embeddings
+    if not limit:
+        return None
+    prompt = max(w.prompt_len)
+    longest = max(prompt, max(w.context_len) if w.context_len else 0)
+    if w.gen_tokens and not w.context_len:
+        longest = max(longest, prompt + w.gen_tokens)
+    if longest <= limit:
+        return None
+    return (
+        f"the workload reaches {longest:,} positions but {model.name} has max_position_embeddings {limit:,}: "
+        f"the figures are for a model of this shape run that long (RoPE scaling or a long-context checkpoint)"
+    )
 
 
 def check_fit(model: ModelConfig, w: Workload, where: str) -> None:

@@ -190,7 +190,7 @@ def _write_error(path, exc: OSError) -> OutputError:
         fix = "free some space or write elsewhere"
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         fix = "choose a folder you can write to"
-    elif exc.errno in (errno.ENOTDIR, errno.ENOENT):
+    elif exc.errno in (errno.ENOTDIR, errno.ENOENT, errno.EEXIST):  # EEXIST: mkdir met a file
         fix = "check the path: a part of it is missing or is a file, not a folder"
     elif exc.errno == errno.EISDIR:
         fix = "give a file name, not a folder"
@@ -255,6 +255,24 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str = "utf-8") -> 
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+
+def check_writable(path: str | Path) -> None:
+    """Raise OutputError now if ``path`` cannot be written (a folder, a read-only place): for the second file of
+    a command that writes two (``-o`` and ``--plot``), checked before the first is written, so that a failure
+    on the second does not come after the first was replaced. Missing parent folders are created, as
+    ``atomic_write`` would."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder; give a file name")
+    parent = _parent(path)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
 
 
 def write_text(path: str | Path, text: str) -> None:

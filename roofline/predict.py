@@ -92,7 +92,7 @@ Classes (``bound``): the roofline classes of classify.py, then two refinements f
 Communication rows keep their class.
 """
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
@@ -340,8 +340,13 @@ def op_variants(config: "ModelConfig", tp: int = 1, weight_dtype: str = "", kv_d
     weights are stored in 8 bits read ``gemm.DTYPE/weight_only``: how the calibrated stack runs a weight-only
     8-bit projection, which torch does unfused) and an fp8 KV cache ('kv_cache': 'fp8'; decode attention
     reads ``attention.decode/kv_fp8``). Without those tables the rows keep the 16-bit kernels' efficiency:
-    a fused kernel that reaches what the 16-bit one does on fewer bytes."""
+    a fused kernel that reaches what the 16-bit one does on fewer bytes.
+
+    ``'biased'``: the projections that add a bias (gpt2's every linear, qwen2's q/k/v, gpt-oss's experts):
+    cuBLAS fuses the add into the GEMM's epilogue, 2-15% slower than the plain kernel at the same shape
+    (reports/h200/bias_probe.csv); ``gemm.DTYPE/bias`` prices it where measured (``bias_factor``)."""
     out = {name: config.norm for name in NORM_OPS}
+    out["biased"] = biased_ops(config)
     if weight_dtype in WEIGHT_ONLY_TABLES:
         out["weights"] = weight_dtype
     if kv_dtype in KV_TABLES:
@@ -356,16 +361,48 @@ def op_variants(config: "ModelConfig", tp: int = 1, weight_dtype: str = "", kv_d
     return out
 
 
+def biased_ops(config: "ModelConfig") -> tuple:
+    """Names of the matmul ops that carry a bias, as transformer.py adds them (its ``proj`` calls)."""
+    out = []
+    if config.qkv_bias and not config.is_mla:
+        out += ["qkv_proj", "q_proj", "k_proj", "v_proj"]
+    if config.o_bias:
+        out.append("o_proj")
+    if config.mlp_bias:
+        out += ["gate_up_proj", "gate_proj", "up_proj", "down_proj"]
+    if config.lm_head_bias:
+        out.append("lm_head")
+    if config.expert_bias:
+        out += ["router", "experts"]
+    return tuple(out)
+
+
+def bias_factor(tokens: np.ndarray, kn: np.ndarray, plain: tuple, biased: tuple) -> np.ndarray:
+    """How much longer a GEMM with a fused bias runs than without, per row: the plain table's efficiency over
+    the bias table's at the row's (tokens, weight elements), at least 1 (an added bias never makes the GEMM
+    faster; a ratio under 1 is the two tables' noise). Applied on top of the row's own table (tall_k,
+    unaligned), whose shapes were timed without a bias; the bias's own bytes are in the roofline already. Both
+    tables are read at weight elements within the bias table's range (it covers fewer shapes)."""
+    ys = biased[1]
+    kn = np.clip(kn, ys[0], ys[-1])
+    return np.maximum(interp_table(tokens, kn, plain) / interp_table(tokens, kn, biased), 1.0)
+
+
 def model_kernels(config: "ModelConfig", workload: "Workload") -> tuple:
     """(``op_variants``, ``moe``) of a model and workload, the two arguments ``prediction_columns`` takes
-    from them: the kernel variants its ops run, and (routed experts per GPU, experts per token) of an MoE
-    model (else None), and the weight elements of one routed expert's matrix (hidden x its width)."""
+    from them: the kernel variants its ops run, and of an MoE model (else None) ``moe`` = (routed experts per
+    GPU, experts per token, hidden size, one routed expert's width): its gate, up and down matrices are
+    hidden x width each."""
     w = workload
     variants = op_variants(config, w.tp, str(w.weight_dtype), str(w.kv_dtype))
     moe = None
     if config.is_moe:
-        per_matrix = config.hidden_size * config.expert_intermediate_size  # one routed expert's gate, up or down
-        moe = (config.num_local_experts // max(w.ep, 1), config.num_experts_per_tok, per_matrix)
+        moe = (
+            config.num_local_experts // max(w.ep, 1),
+            config.num_experts_per_tok,
+            config.hidden_size,
+            config.expert_intermediate_size,
+        )
     return variants, moe
 
 
@@ -410,6 +447,14 @@ def active_experts(tokens: np.ndarray, experts: int, top_k: int) -> np.ndarray:
 EXPERT_KERNELS = ("gemm", "small", "gemm", "small", "gemm", "small", "small", "small")
 GEMMS_PER_EXPERT = EXPERT_KERNELS.count("gemm")
 EXPERT_BODY_KERNELS = 1 + len(EXPERT_KERNELS)  # the loop body counted in the reference: 9 kernels
+# what the loop body's non-GEMM kernels move per token of the expert, in activation elements of (hidden, width):
+# the leading gather x[token] (read and write a row), then in EXPERT_KERNELS' order silu(gate) (read, write a
+# width row), silu * up (two in, one out), the gather of the routing weights (one element: the floor), the
+# weights' mul (a hidden row in and out) and index_add_ (the row added into the output: read it, read and write
+# the output's). A 128-token Mixtral expert's silu * up moves 11 MB, 3.4 us on an H200, not the small kernel's
+# 1.2 us (reports/h200/moe_kernels.csv)
+EXPERT_LEAD_ELEMENTS = (2, 0)
+EXPERT_SMALL_ELEMENTS = ((0, 2), (0, 3), (0, 0), (2, 0), (3, 0))
 
 
 def expert_loop(
@@ -419,14 +464,17 @@ def expert_loop(
     small_default_s: float,
     gap_s: float,
     experts: float | None = None,
+    body_time: "Callable[[tuple, float], np.ndarray] | None" = None,
 ) -> dict:
     """The experts op of the MoE expert loop (module docstring) per occurrence, at ``active`` routed experts
     with tokens of ``experts`` (the loop's length; None: the calibrated one) and ``gemm_s`` (the GEMM-table
     time of the op), from its ``measured.ops`` entry in SI units (host_eager_s, host_per_active_expert_s,
     active_experts; kernels, kernels_per_active_expert, small_kernel_s, syncs where measured).
     ``small_default_s``: the small-kernel time where neither small_kernel_s nor fixed_s / kernels is known;
-    ``gap_s``: the launch gap per kernel. Returns arrays: kernels, fixed_s, predicted_s, gap_s, host_s,
-    sync_s (the time the occurrence holds the host and the GPU)."""
+    ``gap_s``: the launch gap per kernel. ``body_time(elements_per_token, small_s)``: the GPU time of one of an
+    active expert's non-GEMM kernels moving those (hidden, width) elements per token, at least ``small_s``
+    (``expert_body_time``); None: every such kernel takes the small-kernel time. Returns arrays: kernels,
+    fixed_s, predicted_s, gap_s, host_s, sync_s (the time the occurrence holds the host and the GPU)."""
     a = np.asarray(active, float)
     a0, hpa = entry["active_experts"], entry["host_per_active_expert_s"]
     kpa = entry.get("kernels_per_active_expert", float(EXPERT_BODY_KERNELS))
@@ -441,11 +489,18 @@ def expert_loop(
         small = small_default_s
     kernels = np.maximum(max(k0 - kpa * a0, 0.0) * scale + kpa * a, GEMMS_PER_EXPERT * a)
     fixed = kernels * small
-    predicted = np.maximum(fixed, gemm_s + (kernels - GEMMS_PER_EXPERT * a) * small)
-    per_gemm = (predicted - (kernels - GEMMS_PER_EXPERT * a) * small) / np.maximum(GEMMS_PER_EXPERT * a, 1e-300)
+    # an active expert's non-GEMM kernels: the leading ones (the gather, then the small kernel) and the body's
+    n_lead = max(kpa - len(EXPERT_KERNELS), 0.0)
+    sized = body_time or (lambda elements, floor: np.full_like(a, floor))
+    lead = min(n_lead, 1.0) * sized(EXPERT_LEAD_ELEMENTS, small) + max(n_lead - 1.0, 0.0) * small
+    body = [sized(e, small) for e in EXPERT_SMALL_ELEMENTS]
+    other = (kernels - kpa * a) * small + a * (lead + sum(body))  # every non-GEMM kernel of the occurrence
+    predicted = np.maximum(fixed, gemm_s + other)
+    per_gemm = (predicted - other) / np.maximum(GEMMS_PER_EXPERT * a, 1e-300)
     h = hpa / max(kpa, len(EXPERT_KERNELS))  # the host cost of one kernel: the segment's host adds up to hpa
-    gpu = {"gemm": per_gemm + gap_s, "small": np.full_like(a, small + gap_s)}
-    blocks = [(max(kpa - len(EXPERT_KERNELS), 0.0), h, gpu["small"])] + [(1.0, h, gpu[x]) for x in EXPERT_KERNELS]
+    small_slots = iter(body)
+    gpu = [per_gemm + gap_s if x == "gemm" else next(small_slots) + gap_s for x in EXPERT_KERNELS]
+    blocks = [(n_lead, h, lead / max(n_lead, 1e-300) + gap_s)] + [(1.0, h, g) for g in gpu]
     base = max(entry["host_eager_s"] - hpa * a0, 0.0) * scale
     return {
         "kernels": kernels,
@@ -455,6 +510,24 @@ def expert_loop(
         "host_s": base + hpa * a,
         "sync_s": base + a * queue_blocks(blocks),
     }
+
+
+def expert_body_time(
+    tokens: np.ndarray, hidden: int, width: int, bandwidth: tuple | None, act_bytes: float = 2.0
+) -> "Callable[[tuple, float], np.ndarray]":
+    """``expert_loop``'s ``body_time`` for an expert with ``tokens`` tokens of a model of ``hidden`` and expert
+    ``width``: the kernel's bytes (elements per token x tokens x ``act_bytes``, 16-bit activations as the
+    reference's loop runs them) over the calibrated bandwidth at that size, at least the small-kernel time;
+    without a bandwidth curve, the small-kernel time (the model before the curve was used here)."""
+    t = np.asarray(tokens, float)
+
+    def body_time(elements, small_s):
+        n = t * (elements[0] * hidden + elements[1] * width) * act_bytes
+        if bandwidth is None or not n.any():
+            return np.full_like(t, small_s)
+        return np.maximum(small_s, n / interp_loglog(np.maximum(n, 1.0), *bandwidth))
+
+    return body_time
 
 
 def queue_blocks(blocks: list) -> np.ndarray:
@@ -525,7 +598,7 @@ def prediction_columns(
                 # against 58.7M elements, where the sum read 2 tokens against 1.4G)
                 ex = name_codes[sel] == names.index("experts")
                 rows = tokens_all[sel][ex]
-                kn[ex] = float(moe[2])
+                kn[ex] = float(moe[2] * moe[3])
                 tokens[ex] = rows * moe[1] / np.maximum(active_experts(rows, moe[0], moe[1]), 1e-12)
             d_codes, dtypes = _codes(ops["compute_dtype"])
             tables = k["gemm"]
@@ -553,6 +626,33 @@ def prediction_columns(
             for key in set(keys):
                 s_key = keys == key
                 m_sel[s_key] = t_roof[sel][s_key] / interp_table(tokens[s_key], kn[s_key], tables[key])
+            if moe and "experts" in names:
+                # an expert's down matrix (width -> hidden) is down_proj's shape: it reads the dtype's tall_k table,
+                # the gate and up matrices their own; the matrices have equal FLOPs and weights, so each takes
+                # its share of the op's roofline (1/3 gated, 1/2 plain)
+                n_mat = 3 if variants.get("act", "gated") == "gated" else 2
+                for key in set(keys[ex]):
+                    tall = f"{key}/tall_k"
+                    if tall not in tables:
+                        continue
+                    s_ex = ex & (keys == key)
+                    t, e = tokens[s_ex], kn[s_ex]
+                    share = (n_mat - 1) / n_mat / interp_table(t, e, tables[key]) + 1 / n_mat / interp_table(
+                        t, e, tables[tall]
+                    )
+                    m_sel[s_ex] = t_roof[sel][s_ex] * share
+            # biased projections of a 16-bit table: the fused add's cost, where the dtype's bias table is measured
+            # (weight-only 8-bit rows keep their own table: the bias is not a GEMM epilogue there)
+            for d_code, dtype in enumerate(dtypes):
+                if f"{dtype}/bias" not in tables or dtype not in tables:
+                    continue
+                s_bias = (
+                    (d_codes[sel] == d_code)
+                    & _mask(name_codes[sel], names, set(variants.get("biased", ())))
+                    & (keys != weight_only)
+                )
+                if s_bias.any():
+                    m_sel[s_bias] *= bias_factor(tokens[s_bias], kn[s_bias], tables[dtype], tables[f"{dtype}/bias"])
             model[sel] = m_sel
             calibrated |= sel
     attn = dict(k.get("attention", {}))
@@ -642,7 +742,10 @@ def prediction_columns(
     small_default = k.get("kernel_min_s", spec.graph_launch_overhead_s)
     for i, entry in loop.items():
         s = name_codes == i
-        e = expert_loop(entry, active_experts(tokens_all[s], moe[0], moe[1]), model[s], small_default, gap_s, moe[0])
+        active = active_experts(tokens_all[s], moe[0], moe[1])
+        per_expert = tokens_all[s] * moe[1] / np.maximum(active, 1e-12)  # tokens an active expert gets
+        body = expert_body_time(per_expert, moe[2], moe[3], k.get("bandwidth"))
+        e = expert_loop(entry, active, model[s], small_default, gap_s, moe[0], body)
         kernels[s], fixed[s], predicted[s], gap[s] = e["kernels"], e["fixed_s"], e["predicted_s"], e["gap_s"]
         calibrated |= s
         if not cuda_graph:

@@ -408,14 +408,15 @@ def lint_spec(raw: dict, where: str = "<spec>") -> list:
         out.append(
             f"{where}: mem_bandwidth_gb_per_s {raw['mem_bandwidth_gb_per_s']!r} is text; write the number in GB/s"
         )
-    elif bw is not None and bw < 50:
+    elif bw is not None and 0 < bw < 50:
         out.append(f"{where}: mem_bandwidth_gb_per_s {bw:g} looks like TB/s; the key is in GB/s ({bw * 1000:g})")
     bf16 = value(peaks, "bf16") or value(peaks, "fp16")
-    if bw and bf16:
+    if bw and bf16 and bw > 0 and bf16 > 0:  # a figure of 0 or less is reported by the spec's own check
         ridge = bf16 * TERA / (bw * GIGA)
         if not RIDGE_BF16_RANGE[0] <= ridge <= RIDGE_BF16_RANGE[1]:
+            shown = f"{ridge:.0f}" if ridge >= 10 else f"{ridge:.2g}"  # 0.21, not 0
             out.append(
-                f"{where}: bf16 ridge {ridge:.0f} FLOP/byte is outside {RIDGE_BF16_RANGE[0]:.0f}-"
+                f"{where}: bf16 ridge {shown} FLOP/byte is outside {RIDGE_BF16_RANGE[0]:.0f}-"
                 f"{RIDGE_BF16_RANGE[1]:.0f} (every part surveyed lies inside); check the units and sparsity"
             )
     for key in (

@@ -32,6 +32,7 @@ The advisor, scored (``advice_scores``; issue 10 part 4), per case of ``ADVICE_C
 
 import json
 import math
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -349,13 +350,47 @@ def load_validation(folder: str | Path) -> "Validation":
         if not (folder / name).is_file():
             raise InputFileError(f"{folder}: no {name}; pass a folder written by roofline validate")
 
-    def read(name):  # an advice-only run writes empty ops, steps and clocks
+    def read(name, needed=()):  # an advice-only run writes empty ops, steps and clocks
+        path = folder / name
         try:
-            return pd.read_csv(folder / name)
+            frame = pd.read_csv(path)
         except pd.errors.EmptyDataError:
             return pd.DataFrame()
+        except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+            raise InputFileError(f"{path}: not a CSV roofline validate wrote ({str(exc).splitlines()[0]})") from None
+        if len(frame):
+            missing = [c for c in needed if c not in frame.columns]
+            if missing:
+                raise InputFileError(
+                    f"{path}: no column {', '.join(missing)}; pass a folder written by roofline validate"
+                )
+            for c in needed:
+                if c in LOADED_NUMBERS:
+                    values = pd.to_numeric(frame[c], errors="coerce")
+                    bad = (values.isna() & frame[c].notna()) | (values < 0)
+                    if bad.any():
+                        row = int(np.flatnonzero(bad.to_numpy())[0])
+                        raise InputFileError(
+                            f"{path}: row {row + 2}, column {c}: '{frame[c].iloc[row]}' is not a number "
+                            f"at least 0; the file is damaged: write it again with roofline validate"
+                        )
+                    frame[c] = values
+        return frame
 
     clocks = read("clocks.csv")
+    ops = read("ops.csv", OPS_COLUMNS_NEEDED)
+    steps = read("steps.csv", STEPS_COLUMNS_NEEDED)
+    if len(steps) and not len(ops):
+        raise InputFileError(
+            f"{folder / 'ops.csv'}: empty, but steps.csv has {len(steps)} rows; the folder is damaged: "
+            f"write it again with roofline validate"
+        )
+    try:
+        device = json.loads((folder / "device.json").read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputFileError(
+            f"{folder / 'device.json'}: not JSON ({exc}); pass a folder written by roofline validate"
+        ) from None
     advice = pd.DataFrame(columns=ADVICE_COLUMNS)
     if (folder / "advice.csv").is_file():
         rows = pd.read_csv(folder / "advice.csv", keep_default_na=False, na_values=[""])
@@ -365,13 +400,13 @@ def load_validation(folder: str | Path) -> "Validation":
             advice = rows.reindex(columns=ADVICE_COLUMNS)
             for c in ("flags", "how", "runs_as", "why"):
                 advice[c] = advice[c].astype(object).where(advice[c].notna(), "")
-    return Validation(
-        ops=read("ops.csv"),
-        steps=read("steps.csv"),
-        clocks=clocks,
-        device=json.loads((folder / "device.json").read_text()),
-        advice=advice,
-    )
+    return Validation(ops=ops, steps=steps, clocks=clocks, device=device, advice=advice)
+
+
+# what rescore reads of a written folder, checked on load (a damaged file is one clear error, not a traceback)
+OPS_COLUMNS_NEEDED = ("case", "op", "measured_time_s", "n_kernels", "measured_bound")
+STEPS_COLUMNS_NEEDED = ("case", "mode", "layers", "measured_step_s", "measured_kernel_time_s")
+LOADED_NUMBERS = ("measured_time_s", "n_kernels", "measured_step_s", "measured_kernel_time_s", "layers")
 
 
 def validate(
@@ -927,7 +962,10 @@ def score_advice(
 
 def write_validation(v: Validation, out_dir: str | Path, command: str = "") -> Path:
     """Write ``out_dir``: ops.csv, steps.csv, checks.csv, summary.md, errors.png/.svg (the error
-    distribution), device.json, clocks.csv. Built in a sibling folder and swapped in. Returns the path."""
+    distribution), device.json, clocks.csv (advice.csv, graph_advice.csv where there are rows). Built in a
+    sibling folder, then moved in file by file (each replace atomic): the folder's other files and folders (a
+    log, earlier runs kept beside) stay, and a file of ours this run does not write is removed, so nothing
+    stale is read as this run's. Returns the path."""
     import shutil
 
     from roofline import plot
@@ -949,16 +987,29 @@ def write_validation(v: Validation, out_dir: str | Path, command: str = "") -> P
         figure = plot.figure_errors(v.ops, v.steps)
         plot.save(figure, tmp / "errors.png")
     (tmp / "summary.md").write_text(render_summary(v, checks, command))
-    if out.exists():
-        old = out.with_name(f".{out.name}-old")
-        if old.exists():
-            shutil.rmtree(old)
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out)
+    out.mkdir(exist_ok=True)
+    for name in VALIDATION_FILES:
+        if (tmp / name).exists():
+            os.replace(tmp / name, out / name)
+        elif (out / name).is_file():
+            (out / name).unlink()
+    shutil.rmtree(tmp)
     return out
+
+
+# the files write_validation owns in its folder (anything else there is left alone)
+VALIDATION_FILES = (
+    "ops.csv",
+    "steps.csv",
+    "checks.csv",
+    "advice.csv",
+    "graph_advice.csv",
+    "clocks.csv",
+    "device.json",
+    "errors.png",
+    "errors.svg",
+    "summary.md",
+)
 
 
 def render_summary(v: Validation, checks: pd.DataFrame, command: str = "") -> str:

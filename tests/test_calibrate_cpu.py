@@ -347,6 +347,31 @@ def test_the_weight_only_gemm_tables_time_the_reference_s_paths_against_the_weig
     assert wo == pytest.approx(2 * w8a8, rel=1e-3)  # compute-bound at 4096 tokens: bf16 peak ~ half the int8 peak
 
 
+def test_the_bias_gemm_table_times_f_linear_with_a_bias_against_the_biased_roofline():
+    # the op runs F.linear(x, W, b); the roofline counts the bias's 2 bytes per output
+    # column, so a timer returning twice the biased roofline gives 0.5 everywhere; 8-bit tables refuse a bias
+    import torch
+
+    from roofline.formulas import linear
+    from roofline.measure.calibrate import _cost_row, _roofline_s, measure_gemm_table
+
+    spec = load_spec("h200")
+    outputs = []
+
+    def timer(fn, repeats):
+        outputs.append(fn())
+        m = outputs[-1].shape[0]
+        return 2.0 * _roofline_s(spec, [_cost_row(linear(m, 32, 48, "bf16", "bf16", bias=True), "bf16")])[0]
+
+    t = measure_gemm_table(spec, tokens=(1, 2), shapes=((32, 48),), device="cpu", timer=timer, bias=True)
+    assert t == {"tokens": [1, 2], "weight_elements": [32 * 48], "efficiency": [[0.5], [0.5]]}
+    assert [o.shape for o in outputs] == [torch.Size([1, 48]), torch.Size([2, 48])]
+    biased = linear(1, 32, 48, "bf16", "bf16", bias=True)
+    assert biased.bytes_read - linear(1, 32, 48, "bf16", "bf16").bytes_read == 48 * 2
+    with pytest.raises(ValueError, match="16-bit projections only"):
+        measure_gemm_table(spec, "fp8", tokens=(1,), shapes=((32, 48),), device="cpu", timer=timer, bias=True)
+
+
 def test_projection_host_cost_is_the_eager_step_difference_per_projection(monkeypatch):
     # the small model's eager step in bf16 and in each 8-bit format, from a fresh process (faked here):
     # 2 layers x 7 projections = 14 calls per step; a format 1.4 ms slower costs 100 us more per call

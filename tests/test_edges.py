@@ -719,3 +719,92 @@ def test_plot_writes_the_format_its_name_asks_for(tmp_path):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "x.pdf").read_bytes()[:5] == b"%PDF-"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "x.pdf"]
+
+
+@pytest.mark.parametrize("command", ["analyze", "trace"])
+def test_a_plot_that_cannot_be_written_leaves_the_output_file_alone(tmp_path, command):
+    # -o is written before --plot: a plot path that cannot be written (here its folder is a file) is found
+    # before -o is replaced, one line, exit 1; the old -o keeps its content
+    out = tmp_path / "old.json"
+    out.write_text("OLDCONTENT")
+    (tmp_path / "afile").write_text("x")
+    args = {
+        "analyze": ["analyze", str(LLAMA), "--gpu", "a10"],
+        "trace": ["trace", str(DATA / "h100_decode_trace.json.gz"), "--gpu", "h100-sxm"],
+    }[command]
+    r = run(*args, "--plot", tmp_path / "afile" / "p.png", "-o", out)
+    fails(
+        r,
+        1,
+        f"Error: cannot write {tmp_path / 'afile' / 'p.png'}: File exists; check the path: a part of it is missing "
+        "or is a file, not a folder",
+    )
+    assert out.read_text() == "OLDCONTENT"
+
+
+@pytest.mark.parametrize(
+    "flags, positions",
+    [
+        (["--prompt-len", "8192"], "8,192"),
+        (["--gen-tokens", "100000"], "100,512"),  # the last generated token, not the mean context
+        (["--phase", "decode", "--context-len", "5000"], "5,000"),
+    ],
+)
+def test_a_workload_past_the_model_s_positions_is_warned(flags, positions):
+    # Llama-2-7B has max_position_embeddings 4096: a longer run is analysed (RoPE scaling may allow it) but said
+    r = run("analyze", LLAMA, "--gpu", "a10", *flags)
+    assert r.exit_code == 0, r.output
+    assert (
+        f"warning: the workload reaches {positions} positions but llama-2-7b has max_position_embeddings 4,096"
+    ) in r.output
+    assert "max_position_embeddings" not in run("analyze", LLAMA, "--gpu", "a10", "--prompt-len", "4096").output
+
+
+def test_trace_of_a_file_that_is_not_json_says_so_before_asking_for_gpu(tmp_path):
+    # without --gpu the spec comes from the trace's deviceProperties; a YAML or binary file has none, and the
+    # error is that it is not a trace at all, not that --gpu is missing
+    binary = tmp_path / "b.trace"
+    binary.write_bytes(b"\x00\x01binary")
+    for path in (binary, LLAMA):
+        fails(
+            run("trace", path),
+            1,
+            f"Error: {path}: not a JSON trace (it starts with neither '{{' nor '['); pass a trace written by "
+            "prof.export_chrome_trace() (.json or .json.gz)",
+        )
+    fails(
+        run("trace", DATA / "hta_backward_thread.json"),
+        1,
+        f"Error: {DATA / 'hta_backward_thread.json'}: the trace names no device (no deviceProperties); pass --gpu "
+        "with the spec of the GPU it ran on",
+    )
+
+
+def test_workload_flags_that_would_be_ignored_or_misread():
+    # an empty list item is refused (it was read as 1,8); micro-batches without a pipeline are refused (they
+    # were ignored); an MLA form for a model without MLA is analysed with a warning
+    r = run("analyze", LLAMA, "--gpu", "a10", "--batch", "1,,8")
+    assert r.exit_code == 2 and "Error: Invalid value for '--batch': an empty item in '1,,8'" in r.output
+    fails(
+        run("analyze", LLAMA, "--gpu", "a10", "--microbatches", "4"),
+        1,
+        f"Error: {LLAMA}: workload: microbatches 4 needs pp > 1 (micro-batches fill a pipeline of stages); give pp, "
+        "or leave microbatches out",
+    )
+    r = run("analyze", LLAMA, "--gpu", "a10", "--mla", "absorbed")
+    assert r.exit_code == 0 and "warning: mla absorbed: llama-2-7b has no multi-head latent attention" in r.output
+    assert (
+        "warning: mla"
+        not in run("analyze", ROOT / "examples" / "deepseek-v2-lite.yaml", "--gpu", "h200", "--mla", "absorbed").output
+    )
+
+
+def test_a_spec_with_a_unit_slip_is_warned_at_analysis(tmp_path):
+    # A10's 600 GB/s written as 600000 (a TB/s slip the other way): bf16 ridge 125e12 / 600e12 = 0.21 FLOP/byte
+    text = (ROOT / "hardware_specs" / "a10.yaml").read_text()
+    slip = tmp_path / "slip.yaml"
+    slip.write_text(text.replace("mem_bandwidth_gb_per_s: 600\n", "mem_bandwidth_gb_per_s: 600000\n", 1))
+    r = run("analyze", LLAMA, "--gpu", slip)
+    assert r.exit_code == 0
+    assert "warning: a10: the bf16 ridge is 0.21 FLOP/byte, outside the 30-700 of every part surveyed" in r.output
+    assert "ridge is" not in run("analyze", LLAMA, "--gpu", "a10").output

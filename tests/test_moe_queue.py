@@ -71,6 +71,47 @@ def test_two_experts_hand_computed():
     assert queue_step(host, stream, np.ones(3), None, sync) == pytest.approx([164 * US])
 
 
+def test_an_expert_s_elementwise_kernels_take_their_bytes_over_the_bandwidth_curve():
+    from roofline.predict import EXPERT_SMALL_ELEMENTS, expert_body_time
+
+    # Mixtral (hidden 4096, width 14336), an expert with 128 tokens, a flat 1 TB/s curve: silu(gate) moves
+    # 128 x 14336 x 2 elements x 2 bytes = 7.34 MB -> 7.34 us; silu * up 11.01 MB -> 11.01 us; the routing
+    # weights' gather 0 bytes -> the 1.2 us floor; the weights' mul 128 x 4096 x 2 x 2 = 2.10 MB; index_add_ 3.15 MB
+    curve = (np.array([1.0, 1e12]), np.array([1e12, 1e12]))
+    body = expert_body_time(np.array([128.0]), 4096, 14336, curve)
+    got = [body(e, 1.2 * US)[0] / US for e in EXPERT_SMALL_ELEMENTS]
+    assert got == pytest.approx([7.340032, 11.010048, 1.2, 2.097152, 3.145728])
+    # at 2 tokens (decode) every one is under the floor: the small-kernel time, as without the curve
+    body = expert_body_time(np.array([2.0]), 4096, 14336, curve)
+    assert [body(e, 1.2 * US)[0] for e in EXPERT_SMALL_ELEMENTS] == pytest.approx([1.2 * US] * 5)
+    # in the loop: each active expert's non-GEMM time grows by what its sized kernels add over the floor
+    # (TWO_EXPERTS: 2 leading kernels, the first the gather x[token]: 128 x 4096 x 2 x 2 = 2.10 MB)
+    plain = expert_loop(TWO_EXPERTS, np.array([2.0]), np.array([12 * US]), 1.0, 0.0)
+    sized = expert_loop(TWO_EXPERTS, np.array([2.0]), np.array([12 * US]), 1.0, 0.0, body_time=body128(curve))
+    extra = (7.340032 + 11.010048 + 0.5 + 2.097152 + 3.145728 + 2.097152) - 6 * 0.5
+    assert sized["predicted_s"][0] - plain["predicted_s"][0] == pytest.approx(2 * extra * US)
+    assert sized["kernels"] == pytest.approx(plain["kernels"]) and sized["host_s"] == pytest.approx(plain["host_s"])
+
+
+def body128(curve):
+    from roofline.predict import expert_body_time
+
+    return expert_body_time(np.array([128.0]), 4096, 14336, curve)
+
+
+def test_routed_experts_down_matrix_reads_the_tall_k_table():
+    # Mixtral's experts: gate and up at the plain table (0.5), down (width -> hidden) at tall_k (0.25), each a
+    # third of the op's roofline: time / 0.5 x 2/3 + time / 0.25 x 1/3 = 2.667 x the roofline time
+    tables = {"bf16": {"tokens": [1, 1000], "weight_elements": [1, 1e12], "efficiency": [[0.5, 0.5], [0.5, 0.5]]}}
+    tables["bf16/tall_k"] = {k: v for k, v in tables["bf16"].items() if k != "efficiency"}
+    tables["bf16/tall_k"]["efficiency"] = [[0.25, 0.25], [0.25, 0.25]]
+    r = roofline.analyze(str(EXAMPLES / "mixtral-8x7b.yaml"), tiny_spec({"gemm": tables}), phase="prefill")
+    e = r.ops.set_index("op").loc["experts"]
+    assert e["predicted_time_s"] == pytest.approx(e["time_s"] * (2 / 3 / 0.5 + 1 / 3 / 0.25))
+    d = r.ops.set_index("op").loc["q_proj"]  # a dense projection keeps its own table
+    assert d["predicted_time_s"] == pytest.approx(d["time_s"] / 0.5)
+
+
 def test_the_gemm_bound_limit_is_the_gpu_time_of_the_experts():
     # a host that launches for free: each expert is its GPU time (GEMMs + small kernels + gaps), back to back
     entry = dict(TWO_EXPERTS, host_per_active_expert_s=1e-15)

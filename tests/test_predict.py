@@ -340,6 +340,40 @@ def test_unaligned_lm_head_uses_the_unaligned_gemm_table():
     assert ops.loc["q_proj", "predicted_time_s"] == pytest.approx(ops.loc["q_proj", "time_s"] / 0.5)
 
 
+def test_op_variants_name_the_biased_projections_as_transformer_adds_them():
+    from roofline.config import load_model
+    from roofline.predict import biased_ops, op_variants
+
+    # gpt2: every linear; qwen2: q/k/v only; gpt-oss: router and experts (and its attention_bias q/k/v/o);
+    # llama: none; deepseek (MLA, attention_bias false): none
+    # (names an architecture does not have, such as gpt2's gate_proj or a fused qkv_proj, match no row)
+    qkv = {"qkv_proj", "q_proj", "k_proj", "v_proj"}
+    gpt2 = set(biased_ops(load_model(EXAMPLES / "gpt2.yaml")))
+    assert gpt2 == qkv | {"o_proj", "gate_up_proj", "gate_proj", "up_proj", "down_proj"}
+    assert set(biased_ops(load_model(EXAMPLES / "qwen2.5-7b.yaml"))) == qkv
+    assert set(biased_ops(load_model(EXAMPLES / "gpt-oss-20b.yaml"))) == qkv | {"o_proj", "router", "experts"}
+    assert op_variants(load_model(EXAMPLES / "llama-2-7b.yaml"))["biased"] == ()
+    assert biased_ops(load_model(EXAMPLES / "deepseek-v2-lite.yaml")) == ()
+
+
+def test_biased_projections_pay_the_bias_table_over_their_own_table():
+    # plain table 0.5, bias table 0.4 (any shape): a biased projection takes its own table's time x 0.5 / 0.4;
+    # down_proj reads tall_k (0.25) and pays the same factor; lm_head (no bias in gpt2) does not
+    measured = {"gemm": {"bf16": flat_gemm(0.5), "bf16/tall_k": flat_gemm(0.25), "bf16/bias": flat_gemm(0.4)}}
+    ops = roofline.analyze(str(EXAMPLES / "gpt2.yaml"), tiny_spec(measured), phase="decode").ops.set_index("op")
+    for name, own in (("q_proj", 0.5), ("up_proj", 0.5), ("down_proj", 0.25)):
+        assert ops.loc[name, "predicted_time_s"] == pytest.approx(ops.loc[name, "time_s"] / own * 0.5 / 0.4), name
+    assert ops.loc["lm_head", "predicted_time_s"] == pytest.approx(ops.loc["lm_head", "time_s"] / 0.5)
+    # a bias table that reads faster than the plain one is noise: no factor under 1
+    measured["gemm"]["bf16/bias"] = flat_gemm(0.6)
+    ops = roofline.analyze(str(EXAMPLES / "gpt2.yaml"), tiny_spec(measured), phase="decode").ops.set_index("op")
+    assert ops.loc["q_proj", "predicted_time_s"] == pytest.approx(ops.loc["q_proj", "time_s"] / 0.5)
+    # llama has no bias: the table changes nothing
+    ops = roofline.analyze(str(EXAMPLES / "llama-2-7b.yaml"), tiny_spec(measured), phase="decode").ops
+    q = ops.set_index("op").loc["q_proj"]
+    assert q["predicted_time_s"] == pytest.approx(q["time_s"] / 0.5)
+
+
 def test_op_table_errors_name_the_key():
     bad = {"tokens": [1, 10], "act_bytes_per_token": [5, 1], "efficiency": [[0.1, 0.1], [0.1, 0.1]]}
     with pytest.raises(SpecError, match=r"op_tables\.rope\.act_bytes_per_token must be strictly increasing"):

@@ -1,6 +1,7 @@
 """roofline validate without a GPU: the pipeline on the CPU (op times from CPU time, so the errors mean
 nothing there), the error summary against the targets on hand-made frames, the folder it writes."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -61,9 +62,17 @@ def test_write_validation_folder(cpu_run, tmp_path):
         assert (out / name).is_file(), name
     md = (out / "summary.md").read_text()
     assert "## Targets" in md and "tiny-decode" in md and "roofline validate (test)" in md
-    # written again: swapped in whole, no leftovers beside it
+    # written again: no leftovers beside it; what else the folder holds (a log, an earlier run kept in a
+    # subfolder, the user's notes) stays; a file of ours this run does not write (advice.csv) is removed
+    (out / "log.txt").write_text("the run's log")
+    (out / "as-run").mkdir()
+    (out / "as-run" / "checks.csv").write_text("kept")
+    (out / "advice.csv").write_text("stale")
+    before = (out / "ops.csv").read_bytes()
     write_validation(cpu_run, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["validate-cpu"]
+    assert (out / "log.txt").read_text() == "the run's log" and (out / "as-run" / "checks.csv").read_text() == "kept"
+    assert not (out / "advice.csv").exists() and (out / "ops.csv").read_bytes() == before
 
 
 def test_error_summary_against_the_targets():
@@ -167,3 +176,49 @@ def test_validate_scores_the_advice_of_its_cases_on_the_cpu(tmp_path):
         spec="h100-sxm", matrix=CPU_MATRIX[1:], device="cpu", warmup=1, iters=2, timing_iters=1, advice=False
     )
     assert off.advice.empty
+
+
+def _damaged(tmp_path, name, edit):
+    import shutil
+
+    folder = tmp_path / name
+    shutil.copytree(Path(__file__).parent.parent / "reports" / "validate-h200" / "repeats" / "2245", folder)
+    edit(folder)
+    return folder
+
+
+def _set_cell(path, column, value, row=0):
+    frame = pd.read_csv(path)
+    frame[column] = frame[column].astype(object)
+    frame.loc[row, column] = value
+    frame.to_csv(path, index=False)
+
+
+@pytest.mark.parametrize(
+    "name, edit, message",
+    [
+        (
+            "a word for a time",
+            lambda f: _set_cell(f / "ops.csv", "measured_time_s", "abc", row=4),
+            r"ops\.csv: row 6, column measured_time_s: 'abc' is not a number at least 0; the file is damaged",
+        ),
+        (
+            "a negative step",
+            lambda f: _set_cell(f / "steps.csv", "measured_step_s", -1.0),
+            r"steps\.csv: row 2, column measured_step_s: '-1\.0' is not a number at least 0",
+        ),
+        (
+            "a column gone",
+            lambda f: pd.read_csv(f / "ops.csv").drop(columns="measured_time_s").to_csv(f / "ops.csv", index=False),
+            r"ops\.csv: no column measured_time_s; pass a folder written by roofline validate",
+        ),
+        ("ops emptied", lambda f: (f / "ops.csv").write_text(""), r"ops\.csv: empty, but steps\.csv has 30 rows"),
+        ("device.json cut", lambda f: (f / "device.json").write_text("{"), r"device\.json: not JSON"),
+    ],
+)
+def test_a_damaged_validate_folder_is_one_clear_error(tmp_path, name, edit, message):
+    folder = _damaged(tmp_path, "v", edit)
+    r = CliRunner().invoke(main, ["validate", "--rescore", str(folder), "--gpu", "h200", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert re.search(message, r.output), r.output
+    assert not (tmp_path / "o").exists()

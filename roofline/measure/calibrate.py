@@ -305,6 +305,8 @@ KERNEL_MODEL_DOC = """#
 #   gemm.<dtype>/unaligned  the same for an output width that is not a multiple of 8 (odd vocabularies):
 #                      used for lm_head when its vocabulary shard is (predict.op_variants)
 #   gemm.<dtype>/tall_k  the same for down_proj's shapes (intermediate -> hidden), used for down_proj
+#   gemm.<dtype>/bias  the projections' shapes with a bias, F.linear(x, W, b): a biased projection's time is its
+#                      own table's times max(1, plain efficiency / this) (predict.bias_factor)
 #   gemm.fp8, gemm.int8  W8A8 projections as the reference runs them (torch._scaled_mm / torch._int_mm, the
 #                      activations quantised per call inside the op), against the 8-bit peak
 #   gemm.<dtype>/weight_only  8-bit weights with 16-bit activations as the reference runs them (fp8: torch._scaled_mm
@@ -397,6 +399,9 @@ GEMM_DOWN_SHAPES = ((3072, 768), (11008, 4096), (14336, 4096))
 # (in, out) with an output width that is not a multiple of 8 elements: gpt2's vocabulary and Llama's
 # 32000 + 1 pad token; cuBLAS runs other (slower) kernels for them (predict.op_variants: 'unaligned')
 GEMM_UNALIGNED_SHAPES = ((768, 50257), (1600, 50257), (4096, 32001))
+# the projections' shapes again with a bias (gpt2, qwen2's q/k/v, gpt-oss): cuBLAS fuses the add into the GEMM's
+# epilogue, 2-15% slower (reports/h200/bias_probe.csv); predict.bias_factor reads this table against the plain one
+GEMM_BIAS_SHAPES = GEMM_SHAPES[:6]
 BANDWIDTH_BYTES = tuple(4096 * 4**i for i in range(10))  # 4 KB .. 1.07 GB moved (read + written)
 PREFILL_LENS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 PREFILL_BATCH_HEADS = (32, 64, 128, 256)  # batch x query heads, head_dim 128 (scaled to the heads of d64's)
@@ -613,26 +618,41 @@ def measure_gemm_table(
     device: str = "cuda",
     timer=None,
     weight_only: bool = False,
+    bias: bool = False,
 ) -> dict:
     """GEMM/GEMV efficiency over tokens x weight elements of a projection as the reference runs it
     (``linear_op``: F.linear(x [M, K], W [N, K]) in 16 bits; W8A8 'fp8' / 'int8' with the per-call
     activation quantisation inside the op, so the table prices what the reference's 8-bit projection
     really costs). The roofline is formulas.linear's cost with ``dtype`` weights and activations on the
     ``dtype`` peak; ``weight_only``: ``dtype`` weights, bf16 activations, on the bf16 peak (the analysis's
-    row for weight-only quantisation). Shapes of equal K*N are merged (geometric mean). ``timer(fn,
-    repeats)``: seconds per call (default kernel_time_s). {tokens, weight_elements, efficiency}."""
+    row for weight-only quantisation); ``bias`` (16-bit only): F.linear(x, W, b), the bias's bytes in the
+    roofline. Shapes of equal K*N are merged (geometric mean). ``timer(fn, repeats)``: seconds per call
+    (default kernel_time_s). {tokens, weight_elements, efficiency}."""
     import numpy as np
 
     from roofline.formulas import linear
 
     timer = timer or kernel_time_s
     make, op, act = linear_op(dtype, device, weight_only)
+    if bias:
+        if dtype in W8A8_IMPLS or weight_only:
+            raise ValueError(f"a bias table is measured for 16-bit projections only, not {dtype}")
+        import torch.nn.functional as F
+
+        make_weight = make
+
+        def make(k_in, n_out):
+            return make_weight(k_in, n_out), torch.randn(n_out, device=device, dtype=act) * 0.02
+
+        def op(x, weight_bias):
+            return F.linear(x, *weight_bias)
+
     act_dtype = "bf16" if weight_only else dtype
     cells = {}
     for k_in, n_out in shapes:
         weights = [make(k_in, n_out) for _ in range(copies_for(n_out * k_in * 2))]
         for m in tokens:
-            cost = linear(m, k_in, n_out, dtype, act_dtype)
+            cost = linear(m, k_in, n_out, dtype, act_dtype, bias=bias, bias_dtype=dtype)
             roof = _roofline_s(spec, [_cost_row(cost, act_dtype)])[0]
             if roof > MAX_KERNEL_S:
                 continue
@@ -1207,6 +1227,7 @@ def kernel_model_parts(spec, measured: dict) -> dict:
             "bf16": measure_gemm_table(spec),
             "bf16/tall_k": measure_gemm_table(spec, shapes=GEMM_DOWN_SHAPES),
             "bf16/unaligned": measure_gemm_table(spec, shapes=GEMM_UNALIGNED_SHAPES),
+            "bf16/bias": measure_gemm_table(spec, shapes=GEMM_BIAS_SHAPES, bias=True),
             **_eight_bit(spec, "gemm"),
         },
         "attention": lambda: {
