@@ -1224,6 +1224,17 @@ def plot_result(result, gpu, output):
                 f"file: pass --gpu with the spec's name or the path you trust"
             )
         )
+    if gpu is not None:
+        from pathlib import Path
+
+        from roofline.specs import load_spec
+
+        given = load_spec(gpu).name
+        if given != Path(spec_name).stem and given != spec_name:
+            warn(
+                f"{result} was analysed with the spec '{spec_name}'; drawn against {given}'s roofs, its points keep "
+                f"{spec_name}'s times and classes: analyze again with --gpu {gpu} for {given}'s own"
+            )
     warn_written(plot.save(plot.figure_result(ops, summary, gpu or spec_name), output))
 
 

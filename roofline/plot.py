@@ -1040,9 +1040,22 @@ def load_result_json(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, str]
             raise InputFileError(f"{path}: '{key}' must be a list of row objects; {fix}")
     if not isinstance(data["gpu"], str) or not data["gpu"]:
         raise InputFileError(f"{path}: 'gpu' must be the name of a spec, got {data['gpu']!r:.40}; {fix}")
+    from roofline.cli import JSON_SCHEMA_VERSION
+
+    version = data.get("schema_version")
+    if version is not None and (not isinstance(version, int) or not 1 <= version <= JSON_SCHEMA_VERSION):
+        raise InputFileError(
+            f"{path}: schema_version {version!r:.20} is not one this roofline reads (1-{JSON_SCHEMA_VERSION}): "
+            f"written by a newer roofline, or edited; {fix}"
+        )
     _check_result_columns(data, path, fix)
-    summary = _numeric(pd.DataFrame(data["summary"]), keep={"fits_in_memory"})
-    ops = _numeric(pd.DataFrame(data.get("ops") or []), keep={"phase", "op", "category", "compute_dtype", "bound"})
+    summary = _numeric(pd.DataFrame(data["summary"]), keep={"fits_in_memory"}, where=f"{path}: summary", fix=fix)
+    ops = _numeric(
+        pd.DataFrame(data.get("ops") or []),
+        keep={"phase", "op", "category", "compute_dtype", "bound"},
+        where=f"{path}: ops",
+        fix=fix,
+    )
     if len(ops):
         ops["phase"] = pd.Categorical(ops["phase"], categories=[p for p in PHASES if p in set(ops["phase"])])
         ops["bound"] = pd.Categorical(ops["bound"], categories=BOUNDS)
@@ -1091,12 +1104,28 @@ def _check_result_columns(data: dict, path, fix: str) -> None:
             raise InputFileError(f"{path}: ops {column} {bad!r:.40} is not one of {', '.join(allowed)}; {fix}")
 
 
-def _numeric(frame: pd.DataFrame, keep) -> pd.DataFrame:
-    """JSON nulls (NaN/inf written as null) back to NaN: every column not in ``keep`` as float."""
+def _numeric(frame: pd.DataFrame, keep, where: str = "result", fix: str = "") -> pd.DataFrame:
+    """JSON nulls (NaN/inf written as null) back to NaN: every column not in ``keep`` as float. A value that is
+    not a number (text, a list) or a negative count, time, FLOP or byte figure raises InputFileError naming the
+    row and column: a chart of it would be silently wrong."""
     for col in frame.columns:
-        if col not in keep:
-            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+        if col in keep:
+            continue
+        values = pd.to_numeric(frame[col], errors="coerce").astype(float)
+        # a column of numbers with a non-number in it (text columns such as prediction_source stay as they are)
+        bad = (values.isna() & frame[col].notna()) if values.notna().any() else values.notna()
+        if col.endswith(NON_NEGATIVE_SUFFIXES) or col in NON_NEGATIVE_COLUMNS:
+            bad |= values < 0
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            shown = str(frame[col].iloc[row])[:40]
+            raise InputFileError(f"{where}[{row}].{col}: '{shown}' is not a number this figure can take; {fix}")
+        frame[col] = values
     return frame
+
+
+NON_NEGATIVE_SUFFIXES = ("_s", "flops", "bytes", "_bytes_read", "_written", "share")
+NON_NEGATIVE_COLUMNS = ("count", "arithmetic_intensity", "batch_size", "prompt_len", "context_len")
 
 
 # ------------------------------------------------------------------------------------------------

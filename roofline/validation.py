@@ -385,6 +385,14 @@ def load_validation(folder: str | Path) -> "Validation":
             f"{folder / 'ops.csv'}: empty, but steps.csv has {len(steps)} rows; the folder is damaged: "
             f"write it again with roofline validate"
         )
+    if len(steps):  # a cut ops.csv: cases of the steps without their ops would be scored on fewer ops, silently
+        missing = [c for c in dict.fromkeys(steps["case"]) if c not in set(ops["case"])]
+        if missing:
+            raise InputFileError(
+                f"{folder / 'ops.csv'}: no ops of case {', '.join(map(str, missing[:3]))}"
+                f"{' and more' if len(missing) > 3 else ''}, which steps.csv has; the file is cut or damaged: "
+                f"write it again with roofline validate"
+            )
     try:
         device = json.loads((folder / "device.json").read_text())
     except (ValueError, UnicodeDecodeError) as exc:

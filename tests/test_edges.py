@@ -808,3 +808,33 @@ def test_a_spec_with_a_unit_slip_is_warned_at_analysis(tmp_path):
     assert r.exit_code == 0
     assert "warning: a10: the bf16 ridge is 0.21 FLOP/byte, outside the 30-700 of every part surveyed" in r.output
     assert "ridge is" not in run("analyze", LLAMA, "--gpu", "a10").output
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d["ops"][0].update(flops="lots"), "ops[0].flops: 'lots' is not a number this figure can take"),
+        (lambda d: d["ops"][0].update(time_s=-1), "ops[0].time_s: '-1.0' is not a number this figure can take"),
+        (lambda d: d.update(schema_version=99), "schema_version 99 is not one this roofline reads (1-2)"),
+    ],
+)
+def test_plot_refuses_a_result_it_would_draw_wrongly(tmp_path, edit, message):
+    good = tmp_path / "r.json"
+    assert run("analyze", LLAMA, "--gpu", "a10", "-o", good).exit_code == 0
+    data = json.loads(good.read_text())
+    edit(data)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data))
+    r = run("plot", bad, "-o", tmp_path / "p.png")
+    assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "p.png").exists()
+    assert run("plot", good, "-o", tmp_path / "p.png").exit_code == 0
+
+
+def test_plot_against_another_gpu_says_the_points_are_the_result_s(tmp_path):
+    result = tmp_path / "tiny.json"
+    assert run("analyze", TINY_MODEL, "--gpu", TINY_GPU, "-o", result).exit_code == 0
+    r = run("plot", result, "--gpu", "a10", "-o", tmp_path / "p.png")
+    assert r.exit_code == 0
+    assert f"warning: {result} was analysed with the spec 'tiny'; drawn against a10's roofs" in r.output
+    assert "drawn against" not in run("plot", result, "--gpu", TINY_GPU, "-o", tmp_path / "q.png").output

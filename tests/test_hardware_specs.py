@@ -330,6 +330,16 @@ def test_lint_catches(changes, finding):
     assert any(f.startswith("h100-pcie.yaml: ") and finding in f for f in findings), findings
 
 
+def test_lint_of_a_negative_bandwidth_adds_no_unit_findings():
+    # the spec's own check names it ("must be greater than zero"); the lint added "looks like TB/s (-10000)" and
+    # "ridge -0 FLOP/byte" after it. A ridge under 10 is shown with its digits: 0.21, not 0
+    findings = lint_spec(h100_pcie(**{"mem_bandwidth_gb_per_s": -10}), "h100-pcie.yaml")
+    assert not any("looks like TB/s" in f or "ridge" in f for f in findings), findings
+    assert any("must be greater than zero" in f for f in findings), findings
+    slip = lint_spec(h100_pcie(**{"mem_bandwidth_gb_per_s": 2_000_000}), "h100-pcie.yaml")
+    assert any("bf16 ridge 0.38 FLOP/byte is outside 30-700" in f for f in slip), slip
+
+
 def test_specs_check_cli(tmp_path):
     runner = CliRunner()
     out = runner.invoke(main, ["specs", "check", "h100-pcie", "rtx-4090"])

@@ -213,6 +213,12 @@ def _set_cell(path, column, value, row=0):
             r"ops\.csv: no column measured_time_s; pass a folder written by roofline validate",
         ),
         ("ops emptied", lambda f: (f / "ops.csv").write_text(""), r"ops\.csv: empty, but steps\.csv has 30 rows"),
+        (
+            "ops cut",
+            lambda f: pd.read_csv(f / "ops.csv").iloc[:19].to_csv(f / "ops.csv", index=False),
+            r"ops\.csv: no ops of case mha-decode-b1-c512, mha-decode-b64-c2048, mha-decode-b16-c32k and more, "
+            r"which steps\.csv has; the file is cut or damaged",
+        ),
         ("device.json cut", lambda f: (f / "device.json").write_text("{"), r"device\.json: not JSON"),
     ],
 )

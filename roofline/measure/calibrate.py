@@ -69,8 +69,8 @@ def measure_bandwidth(n_bytes: int, warmup: int, repeats: int) -> dict:
     n = n_bytes // 4
     src = torch.randn(n, device="cuda")
     dst = torch.empty_like(src)
-    copy_ms = _time_ms(lambda: dst.copy_(src), warmup, repeats)
-    read_ms = _time_ms(lambda: src.sum(), warmup, repeats)
+    copy_ms = _time_ms(lambda: dst.copy_(src), warmup, repeats)  # noqa: F821 (deleted below, after the calls)
+    read_ms = _time_ms(lambda: src.sum(), warmup, repeats)  # noqa: F821
     if not torch.equal(dst, src):
         raise DeviceError("calibration copy check failed: the destination differs from the source")
     del src, dst
