@@ -1,4 +1,8 @@
-"""Apply calibrate.scale_variant_hosts to a spec calibrated before it existed (no GPU): the gpt2-style ops' eager
+"""Historical (session 2, 18:17; reports/h200/README.md cites the run): `roofline calibrate` applies this rescale
+itself since, and its gpt2-style model now has the L2-cold head of calibrate.cold_vocab, which this script's
+model does not: on a spec from today's calibrate it would not reproduce calibrate's own factor. Kept for the record.
+
+Apply calibrate.scale_variant_hosts to a spec calibrated before it existed (no GPU): the gpt2-style ops' eager
 host costs (NAME/VARIANT entries and the ops only gpt2 has) rescaled so that the gpt2-style calibration model's
 step, priced with the llama-style entries for its other ops, equals the eager step the same calibration measured
 (measured.conditions.ops_measured_on.gpt2_style_eager_step_us). The occurrences per step are the model's own
