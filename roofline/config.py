@@ -444,6 +444,11 @@ def parse_model(raw: dict, where: str = "<model>") -> ModelConfig:
     for key in data:
         if key in _MODEL_KEYS or key in IGNORED_KEYS:
             continue
+        if key in ("text_config", "vision_config", "audio_config") and isinstance(data[key], dict):
+            raise ConfigError(
+                f"{where}: a {key} section: this is a multimodal model's config; roofline models the decoder, so "
+                f"give its text_config section as the model (its own model_type), or a text-only config"
+            )
         hint = suggest(key, _MODEL_KEYS - {"workload", "name"})
         if hint:
             raise ConfigError(f"{where}: unknown key '{key}'{hint}")

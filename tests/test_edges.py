@@ -838,3 +838,16 @@ def test_plot_against_another_gpu_says_the_points_are_the_result_s(tmp_path):
     assert r.exit_code == 0
     assert f"warning: {result} was analysed with the spec 'tiny'; drawn against a10's roofs" in r.output
     assert "drawn against" not in run("plot", result, "--gpu", TINY_GPU, "-o", tmp_path / "q.png").output
+
+
+def test_a_config_with_a_text_config_section_says_it_is_multimodal(tmp_path):
+    data = yaml.safe_load(LLAMA.read_text())
+    data["text_config"] = {"model_type": "llama"}
+    path = tmp_path / "mm.yaml"
+    path.write_text(yaml.safe_dump(data))
+    fails(
+        run("analyze", path, "--gpu", "a10"),
+        1,
+        f"Error: {path}: a text_config section: this is a multimodal model's config; roofline models the decoder, "
+        "so give its text_config section as the model (its own model_type), or a text-only config",
+    )
