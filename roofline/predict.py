@@ -557,7 +557,7 @@ def prediction_columns(
 ) -> dict:
     """The columns ``predict`` adds, as arrays (``bound`` refined). Vectorised: per-op-name work is
     one mask per distinct name, never a loop over rows. ``variants``: ``op_variants`` of the model;
-    ``moe``: (routed experts per GPU, experts per token) of an MoE model, for the experts' host cost."""
+    ``moe``: ``model_kernels``' (routed experts per GPU, experts per token, hidden, expert width) of an MoE model."""
     variants = variants or {}
     k = getattr(spec, "measured_kernels", None) or {}
     n = len(ops)
