@@ -86,7 +86,7 @@ def output_options(fn: Callable) -> Callable:
     wrapper = click.option(
         "--output",
         "-o",
-        type=click.Path(dir_okay=False, writable=True),
+        type=OutputPath(dir_okay=False, writable=True),
         help="Write to this file instead of standard output.",
     )(wrapper)
     wrapper = click.option(
@@ -161,11 +161,21 @@ def rendezvous_options(fn: Callable) -> Callable:
     return wrapper
 
 
+class OutputPath(click.Path):
+    """click.Path for a file or folder to write: an empty name is refused (it printed to the terminal, or wrote
+    nothing, without a word)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            self.fail("an empty name; give a path, or leave the option out", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def plot_option(fn: Callable) -> Callable:
     return click.option(
         "--plot",
         "plot_file",
-        type=click.Path(dir_okay=False),
+        type=OutputPath(dir_okay=False),
         help="Also draw the chart to this file: x.png (x.svg beside it), or one .pdf, .jpg, ...",
     )(fn)
 
@@ -541,7 +551,7 @@ def advise(model, gpu, top, fmt, output, **workload):
     "--warmup", type=click.IntRange(min=0, max=MAX_INT), default=5, show_default=True, help="Warm-up iterations."
 )
 @click.option("--iters", type=COUNT, default=10, show_default=True, help="Profiled iterations (median).")
-@click.option("--trace-dir", type=click.Path(file_okay=False), help="Keep each phase's Chrome trace here.")
+@click.option("--trace-dir", type=OutputPath(file_okay=False), help="Keep each phase's Chrome trace here.")
 @click.option("--nproc", type=COUNT, help="With --tp: GPUs (processes) on this host; default tp / nnodes.")
 @rendezvous_options
 @plot_option
@@ -725,7 +735,7 @@ def profile_transformers(
     show_default=True,
     help="Shipped spec to extend: auto (from the GPU's name), a name or a path.",
 )
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the calibrated spec YAML here.")
+@click.option("--output", "-o", type=OutputPath(dir_okay=False), help="Write the calibrated spec YAML here.")
 @click.option("--quick", is_flag=True, help="Small sizes and few repeats: a smoke test, not real numbers.")
 @click.option(
     "--kernels/--no-kernels",
@@ -814,7 +824,7 @@ def calibration_lines(measured: dict) -> list:
     help="Spec to predict with: auto (the detected GPU's shipped spec), a name or a calibrated spec YAML.",
 )
 @click.option(
-    "--out", "out_dir", type=click.Path(file_okay=False), help="Report folder (default: reports/validate-SPEC)."
+    "--out", "out_dir", type=OutputPath(file_okay=False), help="Report folder (default: reports/validate-SPEC)."
 )
 @click.option(
     "--layers",
@@ -1098,7 +1108,7 @@ def measured_points(ops: "pd.DataFrame") -> "pd.DataFrame":
     "--output",
     "out_dir",
     required=True,
-    type=click.Path(file_okay=False),
+    type=OutputPath(file_okay=False),
     help="The report folder to write (built aside, swapped in whole).",
 )
 @click.option(
@@ -1199,7 +1209,7 @@ def _command_line(ctx) -> str:
     "--output",
     "-o",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=OutputPath(dir_okay=False),
     help="Chart to write: x.png (x.svg beside it), or one file .pdf, .jpg, .eps, .tiff, .webp.",
 )
 @library_errors

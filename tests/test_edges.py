@@ -851,3 +851,10 @@ def test_a_config_with_a_text_config_section_says_it_is_multimodal(tmp_path):
         f"Error: {path}: a text_config section: this is a multimodal model's config; roofline models the decoder, "
         "so give its text_config section as the model (its own model_type), or a text-only config",
     )
+
+
+@pytest.mark.parametrize("option", ["-o", "--plot"])
+def test_an_empty_output_name_is_refused(option):
+    # `-o ""` printed to the terminal and `--plot ""` drew nothing, without a word
+    r = run("analyze", LLAMA, "--gpu", "a10", option, "")
+    assert r.exit_code == 2 and "an empty name; give a path, or leave the option out" in r.output, r.output
