@@ -165,7 +165,7 @@ class OutputPath(click.Path):
     """click.Path for a file or folder to write: an empty name is refused (it printed to the terminal, or wrote
     nothing, without a word)."""
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> object:
         if isinstance(value, str) and not value.strip():
             self.fail("an empty name; give a path, or leave the option out", param, ctx)
         return super().convert(value, param, ctx)
