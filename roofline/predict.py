@@ -440,6 +440,13 @@ def active_experts(tokens: np.ndarray, experts: int, top_k: int) -> np.ndarray:
     return experts * (1.0 - (1.0 - top_k / experts) ** np.asarray(tokens, float))
 
 
+def expert_tokens(tokens: np.ndarray, experts: int, top_k: int) -> tuple:
+    """(active experts, tokens each active expert gets) for ``tokens`` tokens routed to ``top_k`` of
+    ``experts``: ``active_experts`` and tokens x top_k / active."""
+    active = active_experts(tokens, experts, top_k)
+    return active, np.asarray(tokens, float) * top_k / np.maximum(active, 1e-12)
+
+
 # the kernels of one routed expert with tokens in the reference's loop (reference.ReferenceDecoder._moe),
 # in launch order after the leading small kernels: gate GEMM, silu, up GEMM, mul, down GEMM, then the gather
 # of the routing weights, mul, index_add_ ("gemm" or "small"); the leading ones are the gather x[token] and
@@ -597,9 +604,8 @@ def prediction_columns(
                 # active experts), not at the op's sum over experts (Mixtral at decode batch 8: 2.2 tokens
                 # against 58.7M elements, where the sum read 2 tokens against 1.4G)
                 ex = name_codes[sel] == names.index("experts")
-                rows = tokens_all[sel][ex]
                 kn[ex] = float(moe[2] * moe[3])
-                tokens[ex] = rows * moe[1] / np.maximum(active_experts(rows, moe[0], moe[1]), 1e-12)
+                tokens[ex] = expert_tokens(tokens_all[sel][ex], moe[0], moe[1])[1]
             d_codes, dtypes = _codes(ops["compute_dtype"])
             tables = k["gemm"]
 
@@ -643,14 +649,11 @@ def prediction_columns(
                     m_sel[s_ex] = t_roof[sel][s_ex] * share
             # biased projections of a 16-bit table: the fused add's cost, where the dtype's bias table is measured
             # (weight-only 8-bit rows keep their own table: the bias is not a GEMM epilogue there)
+            biased = _mask(name_codes[sel], names, set(variants.get("biased", ()))) & (keys != weight_only)
             for d_code, dtype in enumerate(dtypes):
                 if f"{dtype}/bias" not in tables or dtype not in tables:
                     continue
-                s_bias = (
-                    (d_codes[sel] == d_code)
-                    & _mask(name_codes[sel], names, set(variants.get("biased", ())))
-                    & (keys != weight_only)
-                )
+                s_bias = biased & (d_codes[sel] == d_code)
                 if s_bias.any():
                     m_sel[s_bias] *= bias_factor(tokens[s_bias], kn[s_bias], tables[dtype], tables[f"{dtype}/bias"])
             model[sel] = m_sel
@@ -742,8 +745,7 @@ def prediction_columns(
     small_default = k.get("kernel_min_s", spec.graph_launch_overhead_s)
     for i, entry in loop.items():
         s = name_codes == i
-        active = active_experts(tokens_all[s], moe[0], moe[1])
-        per_expert = tokens_all[s] * moe[1] / np.maximum(active, 1e-12)  # tokens an active expert gets
+        active, per_expert = expert_tokens(tokens_all[s], moe[0], moe[1])
         body = expert_body_time(per_expert, moe[2], moe[3], k.get("bandwidth"))
         e = expert_loop(entry, active, model[s], small_default, gap_s, moe[0], body)
         kernels[s], fixed[s], predicted[s], gap[s] = e["kernels"], e["fixed_s"], e["predicted_s"], e["gap_s"]
