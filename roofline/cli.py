@@ -317,14 +317,11 @@ def warn_workload(m: "ModelConfig", w: "Workload") -> None:
 def warn_spec(spec: "HardwareSpec") -> None:
     """Warn when a spec's datasheet bf16 ridge lies outside every surveyed part's (a unit slip: a bandwidth in
     TB/s or MB/s, a sparse peak), the check `roofline specs check` makes, so the analysis does not say it silently."""
-    from roofline.specs import RIDGE_BF16_RANGE
+    from roofline.specs import RIDGE_BF16_RANGE, unlikely_ridge
 
     dtype = next((d for d in ("bf16", "fp16") if d in spec.peak_flops_per_s), None)
-    if dtype is None or spec.mem_bytes_per_s <= 0:
-        return
-    ridge = spec.ridge(dtype, measured=False)
-    if not RIDGE_BF16_RANGE[0] <= ridge <= RIDGE_BF16_RANGE[1]:
-        shown = f"{ridge:.0f}" if ridge >= 10 else f"{ridge:.2g}"
+    shown = unlikely_ridge(spec.peak_flops_per_s[dtype], spec.mem_bytes_per_s) if dtype else None
+    if shown:
         warn(
             f"{spec.name}: the {dtype} ridge is {shown} FLOP/byte, outside the {RIDGE_BF16_RANGE[0]:.0f}-"
             f"{RIDGE_BF16_RANGE[1]:.0f} of every part surveyed: check the spec's units (roofline specs check FILE)"
@@ -346,8 +343,7 @@ def warn_unfit(summaries: list, spec: "HardwareSpec") -> None:
         )
 
 
-# the layout of `analyze --format json`: raise it when a key changes meaning or goes away
-JSON_SCHEMA_VERSION = 2  # 2: advise and specs JSON are objects; predicted_time_s is the calibrated time everywhere
+JSON_SCHEMA_VERSION = render.JSON_SCHEMA_VERSION  # the version json_header writes (render.py says when it rises)
 
 
 def json_header(

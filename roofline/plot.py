@@ -1040,7 +1040,7 @@ def load_result_json(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, str]
             raise InputFileError(f"{path}: '{key}' must be a list of row objects; {fix}")
     if not isinstance(data["gpu"], str) or not data["gpu"]:
         raise InputFileError(f"{path}: 'gpu' must be the name of a spec, got {data['gpu']!r:.40}; {fix}")
-    from roofline.cli import JSON_SCHEMA_VERSION
+    from roofline.render import JSON_SCHEMA_VERSION
 
     version = data.get("schema_version")
     if version is not None and (not isinstance(version, int) or not 1 <= version <= JSON_SCHEMA_VERSION):

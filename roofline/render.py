@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from roofline.config import Workload
     from roofline.specs import HardwareSpec
 
+# the layout of `analyze --format json` (cli.json_header; roofline plot reads it back): raise it when a key
+# changes meaning or goes away
+JSON_SCHEMA_VERSION = 2  # 2: advise and specs JSON are objects; predicted_time_s is the calibrated time everywhere
+
 FORMATS = ("table", "csv", "json", "markdown")
 _PREFIXES = [
     (1e18, "E"),

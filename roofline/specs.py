@@ -358,6 +358,17 @@ _TAG = re.compile(r"\[([A-Za-z]+[0-9]*)\]")
 _OUTSIDE = re.compile(r"gpu_specs\.md|\.\./|/work/|shared/reference")
 
 
+def unlikely_ridge(peak_flops_per_s: float, bytes_per_s: float) -> str | None:
+    """The 16-bit ridge point, as text (0.21, not 0), when it lies outside RIDGE_BF16_RANGE (a unit slip or a
+    sparse peak); None inside it, or when a figure is 0 or less (the spec's own check names that)."""
+    if peak_flops_per_s <= 0 or bytes_per_s <= 0:
+        return None
+    ridge = peak_flops_per_s / bytes_per_s
+    if RIDGE_BF16_RANGE[0] <= ridge <= RIDGE_BF16_RANGE[1]:
+        return None
+    return f"{ridge:.0f}" if ridge >= 10 else f"{ridge:.2g}"
+
+
 def lint_spec(raw: dict, where: str = "<spec>") -> list:
     """Findings on a spec mapping, one line each (empty when clean).
 
@@ -411,14 +422,12 @@ def lint_spec(raw: dict, where: str = "<spec>") -> list:
     elif bw is not None and 0 < bw < 50:
         out.append(f"{where}: mem_bandwidth_gb_per_s {bw:g} looks like TB/s; the key is in GB/s ({bw * 1000:g})")
     bf16 = value(peaks, "bf16") or value(peaks, "fp16")
-    if bw and bf16 and bw > 0 and bf16 > 0:  # a figure of 0 or less is reported by the spec's own check
-        ridge = bf16 * TERA / (bw * GIGA)
-        if not RIDGE_BF16_RANGE[0] <= ridge <= RIDGE_BF16_RANGE[1]:
-            shown = f"{ridge:.0f}" if ridge >= 10 else f"{ridge:.2g}"  # 0.21, not 0
-            out.append(
-                f"{where}: bf16 ridge {shown} FLOP/byte is outside {RIDGE_BF16_RANGE[0]:.0f}-"
-                f"{RIDGE_BF16_RANGE[1]:.0f} (every part surveyed lies inside); check the units and sparsity"
-            )
+    shown = unlikely_ridge(bf16 * TERA, bw * GIGA) if bw and bf16 else None
+    if shown:
+        out.append(
+            f"{where}: bf16 ridge {shown} FLOP/byte is outside {RIDGE_BF16_RANGE[0]:.0f}-"
+            f"{RIDGE_BF16_RANGE[1]:.0f} (every part surveyed lies inside); check the units and sparsity"
+        )
     for key in (
         "mem_capacity_gb",
         "l2_cache_mb",
