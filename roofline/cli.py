@@ -66,6 +66,16 @@ def refuse_input_as_output(output: str | None, inputs: dict) -> None:
             )
 
 
+def check_outputs(output: str | None, plot_file: str | None, inputs: dict) -> None:
+    """Before anything is written: neither ``output`` (-o) nor ``plot_file`` (--plot) is one of the ``inputs``
+    nor the plot the output, and the plot can be written: it is written after -o, and a plot that cannot be
+    written must not cost the old -o file."""
+    refuse_input_as_output(output, inputs)
+    refuse_input_as_output(plot_file, {**inputs, "--output": output})
+    if plot_file and output:
+        io.check_writable(plot_file)
+
+
 FORMAT_BY_SUFFIX = {".json": "json", ".csv": "csv", ".md": "markdown", ".markdown": "markdown"}
 
 
@@ -260,10 +270,7 @@ def analyze(model, gpu, fmt, output, summary_only, plot_file, **workload):
     from roofline.specs import load_spec
     from roofline.sweep import SWEEP_AXES, iter_analysis
 
-    refuse_input_as_output(output, {"model": model, "spec": gpu})
-    refuse_input_as_output(plot_file, {"model": model, "spec": gpu, "--output": output})
-    if plot_file and output:  # the plot is written after -o: a plot that cannot be written must not cost -o
-        io.check_writable(plot_file)
+    check_outputs(output, plot_file, {"model": model, "spec": gpu})
     m, w = load_model_and_workload(model, workload)
     warn_workload(m, w)
     spec = load_spec(gpu)
@@ -572,10 +579,7 @@ def profile(model, gpu, layers, impl, warmup, iters, trace_dir, nproc, rendezvou
     from roofline.compare import compare
     from roofline.config import load_model_and_workload
 
-    refuse_input_as_output(output, {"model": model, "spec": gpu})
-    refuse_input_as_output(plot_file, {"model": model, "spec": gpu, "--output": output})
-    if plot_file and output:  # the plot is written after -o: a plot that cannot be written must not cost -o
-        io.check_writable(plot_file)
+    check_outputs(output, plot_file, {"model": model, "spec": gpu})
     m, w = load_model_and_workload(model, workload)
     warn_workload(m, w)
     if impl == "transformers":
@@ -951,10 +955,7 @@ def trace(trace_file, gpu, by, model_file, batch_size, prompt_len, fmt, output, 
     """
     from roofline.attribute import resolve_spec, trace_list
 
-    refuse_input_as_output(output, {"trace": trace_file, "spec": gpu, "model": model_file})
-    refuse_input_as_output(plot_file, {"trace": trace_file, "spec": gpu, "model": model_file, "--output": output})
-    if plot_file and output:  # the plot is written after -o: a plot that cannot be written must not cost -o
-        io.check_writable(plot_file)
+    check_outputs(output, plot_file, {"trace": trace_file, "spec": gpu, "model": model_file})
     if model_file:
         return trace_model(trace_file, gpu, model_file, batch_size, prompt_len, fmt, output, plot_file)
     for flag, value in (("--batch", batch_size), ("--prompt-len", prompt_len)):
