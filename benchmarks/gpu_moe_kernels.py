@@ -1,5 +1,6 @@
 """Where the routed experts' kernel time goes: the reference's MoE step (validate's moe cases, Mixtral shapes,
-2 layers), every kernel of the experts op by kind, beside what the calibrated spec predicts for each kind.
+2 layers), every kernel of the experts op by the aten op and shapes that launched it (--spec only classifies
+the trace; the prediction is not computed here).
 
     OUT=/tmp/out python benchmarks/gpu_moe_kernels.py [--spec reports/h200/calibration.yaml]
 

@@ -957,7 +957,6 @@ def trace_list(traces: str | Path | list) -> list:
 def trace_device_names(item: object) -> list:
     """GPU names from a trace's ``deviceProperties`` header (empty when it has none). Kineto writes the
     header before the events, so only the file's start is read."""
-
     from roofline.measure.trace import TraceAnalysis
 
     if isinstance(item, TraceAnalysis):
