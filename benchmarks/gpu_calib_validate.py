@@ -41,12 +41,14 @@ from roofline.validation import (  # noqa: E402
     CHECK_TABLE,
     MATRIX,
     QUICK_MATRIX,
-    STEP_TABLE,
     TIMING_ROUNDS,
     Validation,
     advice_count,
     error_summary,
+    host_reference_line,
+    host_reference_record,
     score_advice,
+    step_table,
     time_matrix,
     validate,
     write_validation,
@@ -155,10 +157,22 @@ def main():
     runs = []
     # every case's step times first, the fastest of TIMING_ROUNDS rounds over the whole matrix (validation.time_matrix)
     t0 = time.perf_counter()
-    timed = time_matrix(matrix, layers=2)
+    timed, host = time_matrix(matrix, layers=2, spec=str(cal_path))
     log(f"step times of {len(matrix)} cases, {TIMING_ROUNDS} rounds over the matrix: {time.perf_counter() - t0:.1f} s")
+    if host:
+        log(host_reference_line(host_reference_record(host, str(cal_path))))
     for case, times in zip(matrix, timed):  # one case at a time, the partial tables rewritten after each
-        runs.append(validate(spec=str(cal_path), matrix=[case], layers=2, log=log, advice=False, timed=[times]))
+        runs.append(
+            validate(
+                spec=str(cal_path),
+                matrix=[case],
+                layers=2,
+                log=log,
+                advice=False,
+                timed=[times],
+                host_reference=host,
+            )
+        )
         pd.concat([r.ops for r in runs]).to_csv(out / "partial_ops.csv", index=False)
         pd.concat([r.steps for r in runs]).to_csv(out / "partial_steps.csv", index=False)
     advice, advice_notes = run_advice(str(cal_path), matrix, out, log) if not args.no_advice else (pd.DataFrame(), [])
@@ -181,7 +195,7 @@ def main():
     shutil.rmtree(folder)
     for name in ("partial_ops.csv", "partial_steps.csv"):
         (out / name).unlink()
-    print(render.text_table(v.steps, STEP_TABLE, False))
+    print(render.text_table(v.steps, step_table(v.steps), False))
     print(render.text_table(error_summary(v.ops, v.steps), CHECK_TABLE, False))
     if len(advice):
         print(render.text_table(advice, ADVICE_TABLE, False))

@@ -855,10 +855,10 @@ def validate_command(gpu, out_dir, layers, quick, rescore_dir):
         CHECK_TABLE,
         MATRIX,
         QUICK_MATRIX,
-        STEP_TABLE,
         error_summary,
         load_validation,
         rescore,
+        step_table,
         validate,
         write_validation,
     )
@@ -880,7 +880,7 @@ def validate_command(gpu, out_dir, layers, quick, rescore_dir):
     out = [f"wrote {path}"]
     if len(result.steps):  # an advice-only folder has no steps
         out[:0] = [
-            render.text_table(result.steps, STEP_TABLE, False),
+            render.text_table(result.steps, step_table(result.steps), False),
             "",
             render.text_table(error_summary(result.ops, result.steps), CHECK_TABLE, False),
             "",

@@ -32,9 +32,19 @@ them; otherwise the datasheet roofline is used with a per-kernel minimum. Per oc
   stream_s = predicted_time_s + launch_gap_s: how long the op holds the GPU's stream
   host_s   = what one occurrence costs the host: eager, ``measured.ops.NAME.host_eager_us`` where
              calibrated (the reference model's Python, dispatch and launches), else one eager launch
-             (the spec's figure); in a CUDA graph 0 (the replay is one launch for the whole step),
-             except the step's first op, which carries ``measured.graph_replay_us``: the replay's
-             launch and the host's wake-up, where calibrated
+             (the spec's figure), each times the spec's ``host_scale`` (below); in a CUDA graph 0 (the
+             replay is one launch for the whole step), except the step's first op, which carries
+             ``measured.graph_replay_us``: the replay's launch and the host's wake-up, where calibrated
+
+The host reference. Every eager host cost above was measured on one host at one time, and the hosts of
+the GPU machines this was built on run the same Python 20-40% slower for minutes at a time
+(reports/h200/README.md, session 5). A calibrated spec records its reference: the eager step of the
+model its op costs are scaled to (``measured.conditions.ops_measured_on.eager_step_us``: two layers of
+calibrate.SMALL_MODEL at decode batch 1, context 128, host-bound; ``host_reference_s`` here). Where a
+measurement times the same step on the host it runs on (validate, profile: calibrate.host_reference_job),
+``with_host_reference`` gives the spec whose ``host_scale`` is that step over the recorded one, and every
+eager host cost (host_eager_us, host_per_active_expert_us, projection_host_us, the launch floor) is
+multiplied by it. ``analyze`` on its own has no host to time: host_scale 1, the host as calibrated.
 
 The step time of a phase is a launch queue: the host issues the ops in order, each after its host_s;
 the GPU runs each op's stream_s once it is issued and the previous one is done. The step ends when
@@ -148,6 +158,11 @@ def parse_kernel_tables(measured: dict, where: str) -> dict:
             str(key): number(v, f"{w}.projection_host_us.{key}", SpecError, positive=False, minimum=0.0) * MICRO
             for key, v in ph.items()
         }
+    conditions = measured.get("conditions")
+    on = conditions.get("ops_measured_on") if isinstance(conditions, dict) else None
+    if isinstance(on, dict) and on.get("eager_step_us") is not None:  # the host reference (module docstring)
+        where_ref = f"{w}.conditions.ops_measured_on.eager_step_us"
+        out["host_reference_s"] = number(on["eager_step_us"], where_ref, SpecError) * MICRO
     if measured.get("graph_replay_us") is not None:
         out["graph_replay_s"] = number(measured["graph_replay_us"], f"{w}.graph_replay_us", SpecError) * MICRO
     if measured.get("bandwidth_curve") is not None:
@@ -730,6 +745,8 @@ def prediction_columns(
     if "projection_host_s" in k and not cuda_graph:  # 8-bit projections' extra eager host cost per call
         for key, extra in k["projection_host_s"].items():
             host[formats == key] += extra
+    host_scale = 1.0 if cuda_graph else float(getattr(spec, "host_scale", 1.0))
+    host *= host_scale  # the host now against the host at calibration (module docstring: the host reference)
     if cuda_graph and "graph_replay_s" in k and n:
         # the step is one graph launch: the host pays it before the first op's kernels start
         pt, ph = ops["point"].to_numpy(), np.asarray(ops["phase"].to_numpy())
@@ -747,6 +764,12 @@ def prediction_columns(
         s = name_codes == i
         active, per_expert = expert_tokens(tokens_all[s], moe[0], moe[1])
         body = expert_body_time(per_expert, moe[2], moe[3], k.get("bandwidth"))
+        if host_scale != 1.0:
+            entry = {
+                **entry,
+                "host_eager_s": entry["host_eager_s"] * host_scale,
+                "host_per_active_expert_s": entry["host_per_active_expert_s"] * host_scale,
+            }
         e = expert_loop(entry, active, model[s], small_default, gap_s, moe[0], body)
         kernels[s], fixed[s], predicted[s], gap[s] = e["kernels"], e["fixed_s"], e["predicted_s"], e["gap_s"]
         calibrated |= s
@@ -898,6 +921,20 @@ def step_time(ops: pd.DataFrame) -> float:
             ops["sync_s"].to_numpy(float)[None, :] if "sync_s" in ops else None,
         )[0]
     )
+
+
+def with_host_reference(spec: "HardwareSpec", reference_s: float | None) -> tuple:
+    """(``spec`` with host_scale = ``reference_s`` / its recorded host reference, the scale): the eager host
+    costs as the host that timed ``reference_s`` (calibrate.host_reference_job's step, seconds) pays them
+    (module docstring: the host reference). (``spec``, None) where either is missing: a datasheet spec, a
+    calibration older than the reference, or no reference timed."""
+    from dataclasses import replace
+
+    recorded = (getattr(spec, "measured_kernels", None) or {}).get("host_reference_s")
+    if not recorded or reference_s is None or not np.isfinite(reference_s) or reference_s <= 0:
+        return spec, None
+    scale = float(reference_s) / recorded
+    return replace(spec, host_scale=scale), scale
 
 
 def describe_source(spec: "HardwareSpec") -> str:

@@ -105,6 +105,9 @@ class HardwareSpec:
     measured_kernels: dict = field(default_factory=dict)  # predict.parse_kernel_tables: the kernel model
     # op -> (world, message bytes [n], time_s [n]): parse_collective_tables, the measured collective model
     measured_collectives: dict = field(default_factory=dict)
+    # every eager host cost of the kernel model times this: the host now over the host at calibration
+    # (predict.with_host_reference, from a timed host reference); 1 as calibrated
+    host_scale: float = 1.0
     path: Optional[str] = None
 
     # -- ceilings used for classification: measured where calibrated, else datasheet --

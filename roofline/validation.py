@@ -173,12 +173,25 @@ def measure_case(
     }
 
 
-def score_case(case: tuple, spec: "SpecLike", measured: pd.DataFrame, measured_step: dict, layers: int = 2) -> tuple:
+def score_case(
+    case: tuple,
+    spec: "SpecLike",
+    measured: pd.DataFrame,
+    measured_step: dict,
+    layers: int = 2,
+    host_reference_us: float | None = None,
+) -> tuple:
     """(op rows, step rows) of one case: the prediction with ``spec`` beside the measurement, with errors.
-    Needs no GPU: a saved measurement can be re-scored with another spec (``rescore``)."""
+    Needs no GPU: a saved measurement can be re-scored with another spec (``rescore``). ``host_reference_us``:
+    the host reference timed with the measurement (``time_matrix``); the steps then also carry the
+    host-normalised prediction (``predict.with_host_reference``: the eager host costs times host_scale, the
+    reference now over the spec's recorded one) and its error; NaN without one."""
+    from roofline.predict import with_host_reference
+
     label, _, phase, batch, prompt, context = case
     ref, w = _case_setup(case, layers)
     spec = load_spec(spec)
+    host_spec, host_scale = with_host_reference(spec, None if host_reference_us is None else host_reference_us * 1e-6)
     meas = measured.drop_duplicates("op").set_index("op")
     key = {
         "case": label,
@@ -191,12 +204,20 @@ def score_case(case: tuple, spec: "SpecLike", measured: pd.DataFrame, measured_s
     op_rows, step_rows = [], []
     for mode in ("eager", "graph"):
         a = analyze(ref, spec, workload=replace(w, cuda_graph=mode == "graph"))
+        predicted_step = float(a.summary[f"{phase}_time_s"].iloc[0])
+        host_step = np.nan  # a CUDA graph's step has no eager host cost to scale: the same prediction
+        if host_scale is not None:
+            host_step = predicted_step
+            if mode == "eager":
+                host_step = float(analyze(ref, host_spec, workload=w).summary[f"{phase}_time_s"].iloc[0])
         step_rows.append(
             {
                 **key,
                 "mode": mode,
                 "layers": ref.num_hidden_layers,
-                "predicted_step_s": float(a.summary[f"{phase}_time_s"].iloc[0]),
+                "predicted_step_s": predicted_step,
+                "host_scale": np.nan if host_scale is None else host_scale,
+                "predicted_step_host_s": host_step,
                 "roofline_step_s": float(a.summary[f"{phase}_roofline_time_s"].iloc[0]),
                 "measured_step_s": measured_step[mode],
                 "predicted_kernel_time_s": float((a.ops["count"] * a.ops["predicted_time_s"]).sum()),
@@ -233,32 +254,57 @@ def score_case(case: tuple, spec: "SpecLike", measured: pd.DataFrame, measured_s
         ops["error"] = ops["predicted_time_s"] / ops["measured_time_s"] - 1.0
         ops["roofline_error"] = ops["time_s"] / ops["measured_time_s"] - 1.0
         steps["error"] = steps["predicted_step_s"] / steps["measured_step_s"] - 1.0
+        steps["error_host"] = steps["predicted_step_host_s"] / steps["measured_step_s"] - 1.0
         steps["roofline_error"] = steps["roofline_step_s"] / steps["measured_step_s"] - 1.0
     return ops, steps
 
 
-def run_case(case: tuple, spec: "SpecLike", layers: int = 2, device: str = "cuda", **kw: object) -> tuple:
-    """(op rows, step rows) of one case of the matrix: measured, then scored."""
+def run_case(
+    case: tuple,
+    spec: "SpecLike",
+    layers: int = 2,
+    device: str = "cuda",
+    host_reference_us: float | None = None,
+    **kw: object,
+) -> tuple:
+    """(op rows, step rows) of one case of the matrix: measured, then scored (``host_reference_us``: score_case)."""
     measured, step = measure_case(case, spec, layers=layers, device=device, **kw)
-    return score_case(case, spec, measured, step, layers=layers)
+    return score_case(case, spec, measured, step, layers=layers, host_reference_us=host_reference_us)
 
 
-def time_matrix(matrix: tuple, layers: int = 2, timing_iters: int = 5, rounds: int = TIMING_ROUNDS) -> list:
-    """The step times of every case of ``matrix``, one ``steptime.time_steps`` result per case (None where
-    its timing failed: the case then times itself and reports its own error), each the fastest of ``rounds``
-    rounds over the whole matrix in one fresh process. The rounds of one case lie about a minute apart, where
-    a case timing its own rounds back to back took them within 15 s, all inside one of the host's slow
-    episodes when it fell in one (reports/h200/README.md, session 4: three eager prefill steps 1.4-2.5x their
-    other runs' in one run)."""
-    from roofline.measure.steptime import TIMEOUT_S, time_steps
+def time_matrix(
+    matrix: tuple, layers: int = 2, timing_iters: int = 5, rounds: int = TIMING_ROUNDS, spec: "SpecLike | None" = None
+) -> tuple:
+    """(the step times of every case of ``matrix``, the host reference). Step times: one ``steptime.time_steps``
+    result per case (None where its timing failed: the case then times itself and reports its own error), each
+    the fastest of ``rounds`` rounds over the whole matrix in one fresh process. The rounds of one case lie
+    about a minute apart, where a case timing its own rounds back to back took them within 15 s, all inside one
+    of the host's slow episodes when it fell in one (reports/h200/README.md, session 4: three eager prefill
+    steps 1.4-2.5x their other runs' in one run). The host reference (predict.py's docstring), where ``spec``
+    records one: ``calibrate.host_reference_job`` timed at the start of every round and once after the last,
+    {"eager_step_us": the fastest, as the cases take theirs, "samples_us": each}; else None."""
+    from roofline.measure.steptime import TIMEOUT_S, fastest_rounds, time_steps
 
     jobs = []
     for case in matrix:
         m, w = _case_setup(case, layers)
         jobs.append({"config": m, "workload": w, "layers": m.num_hidden_layers, "timing_iters": timing_iters})
-    # the child's time limit: a quarter of steptime's per-call limit for each case (a case takes 3-30 s here)
-    timed = time_steps(jobs, timeout_s=TIMEOUT_S * max(len(jobs), 1) / 4, rounds=rounds)
-    return [None if "error" in t else t for t in timed]
+    lead = []
+    if spec is not None and "host_reference_s" in load_spec(spec).measured_kernels:
+        from roofline.measure.calibrate import host_reference_job
+
+        lead = [host_reference_job(load_spec(spec))]
+    per_round = lead + jobs
+    order = per_round * rounds + lead
+    # the child's time limit: a quarter of steptime's per-call limit for each job (a case takes 3-30 s here)
+    timed = time_steps(order, timeout_s=TIMEOUT_S * max(len(order), 1) / 4)
+    cases = fastest_rounds(timed[: len(per_round) * rounds], len(per_round))[len(lead) :]
+    host = None
+    if lead:
+        samples = [r["decode"]["eager_s"] * 1e6 for r in timed[0 :: len(per_round)] if "error" not in r]
+        if samples:
+            host = {"eager_step_us": round(min(samples), 2), "samples_us": [round(x, 2) for x in samples]}
+    return [None if "error" in t else t for t in cases], host
 
 
 def rescore(v: "Validation", spec: "SpecLike", matrix: tuple = MATRIX) -> "Validation":
@@ -267,6 +313,7 @@ def rescore(v: "Validation", spec: "SpecLike", matrix: tuple = MATRIX) -> "Valid
     spec = load_spec(spec)
     cases = {c[0]: c for c in matrix}
     ops, steps = [], []
+    host_us = (v.device.get("host_reference") or {}).get("eager_step_us")
     labels = v.steps["case"] if "case" in v.steps.columns else []  # an advice-only folder has no steps
     for label in dict.fromkeys(labels):
         case = cases.get(label)
@@ -278,12 +325,21 @@ def rescore(v: "Validation", spec: "SpecLike", matrix: tuple = MATRIX) -> "Valid
             "graph": s.at["graph", "measured_step_s"],
             "kernel": s.at["eager", "measured_kernel_time_s"],
         }
-        o, st = score_case(case, spec, v.ops[v.ops["case"] == label], measured_step, layers=int(s["layers"].iloc[0]))
+        o, st = score_case(
+            case,
+            spec,
+            v.ops[v.ops["case"] == label],
+            measured_step,
+            layers=int(s["layers"].iloc[0]),
+            host_reference_us=host_us,
+        )
         ops.append(o)
         steps.append(st)
     device = dict(
         v.device, spec=spec.name, spec_path=spec.path, spec_calibrated=bool(spec.measured_kernels), rescored=True
     )
+    if host_us is not None:
+        device["host_reference"] = host_reference_record(v.device["host_reference"], spec)
     layers = int(v.steps["layers"].iloc[0]) if len(v.steps) and "layers" in v.steps else 2
     return Validation(
         ops=pd.concat(ops, ignore_index=True) if ops else pd.DataFrame(),
@@ -426,6 +482,7 @@ def validate(
     advice: bool = True,
     advice_cases: tuple = ADVICE_CASES,
     timed: list | None = None,
+    host_reference: dict | None = None,
     **kw: object,
 ) -> Validation:
     """Run ``matrix`` (see MATRIX) on the GPU with ``spec`` (name, path or HardwareSpec; default the
@@ -434,8 +491,8 @@ def validate(
     recorded in ``notes`` and skipped. ``advice``: also score the advisor (``score_advice``) on the
     ``advice_cases`` whose case is in ``matrix`` (QUICK_MATRIX: two of them, one compiled; MATRIX:
     ADVICE_CASES, about 2-3 minutes on an H200). ``timed``: the cases' step times (``time_matrix`` of a larger
-    matrix, one entry per case here), else the matrix is timed first. Raises DeviceError without a CUDA GPU
-    (on ``device='cuda'``)."""
+    matrix, one entry per case here), else the matrix is timed first; ``host_reference``: the host reference
+    timed with them (``time_matrix``'s second value). Raises DeviceError without a CUDA GPU (on ``device='cuda'``)."""
     import torch
 
     from roofline.errors import DeviceError, RooflineError
@@ -458,18 +515,27 @@ def validate(
         if timed is None and cuda:
             t0 = time.perf_counter()
             try:
-                timed = time_matrix(matrix, layers=layers, timing_iters=int(kw.get("timing_iters", 5)))
+                timed, host_reference = time_matrix(
+                    matrix, layers=layers, timing_iters=int(kw.get("timing_iters", 5)), spec=spec
+                )
             except RooflineError as exc:  # each case times itself instead
                 notes.append(
                     f"timing the matrix in one process failed ({str(exc).splitlines()[0]}); each case timed alone"
                 )
             if log:
                 log(f"step times of {len(matrix)} cases, {TIMING_ROUNDS} rounds: {time.perf_counter() - t0:.1f} s")
+                if host_reference is not None:
+                    log(host_reference_line(host_reference_record(host_reference, spec)))
+        if host_reference is not None:
+            host_reference = host_reference_record(host_reference, spec)
+        host_us = (host_reference or {}).get("eager_step_us")
         timed = timed or [None] * len(matrix)
         for case, times in zip(matrix, timed):
             t0 = time.perf_counter()
             try:
-                o, s = run_case(case, spec, layers=layers, device=device, step_times=times, **kw)
+                o, s = run_case(
+                    case, spec, layers=layers, device=device, step_times=times, host_reference_us=host_us, **kw
+                )
             except (RooflineError, torch.cuda.OutOfMemoryError) as exc:
                 notes.append(f"{case[0]}: skipped: {str(exc).splitlines()[0]}")
                 if log:
@@ -506,6 +572,8 @@ def validate(
         "cuda": str(torch.version.cuda) if cuda else None,
         "layers": layers,
     }
+    if host_reference is not None:
+        info["host_reference"] = host_reference
     if cuda:
         info.update({k: v for k, v in gpu_info(0).items() if k != "name"})
         info["clocks"] = sampler.summary()
@@ -521,11 +589,43 @@ def validate(
     )
 
 
+def host_reference_record(measured: dict, spec: "SpecLike") -> dict:
+    """device.json's host_reference: ``measured`` (time_matrix's: eager_step_us, samples_us) with the spec's
+    recorded reference (calibrated_us) and their ratio (scale: predict.with_host_reference), where it has one."""
+    from roofline.errors import InputFileError
+    from roofline.predict import with_host_reference
+
+    us = measured.get("eager_step_us")
+    if isinstance(us, bool) or not isinstance(us, (int, float)) or not us > 0:
+        raise InputFileError(
+            f"device.json: host_reference.eager_step_us is {us!r}, not a time in µs; write it again with roofline validate"
+        )
+    spec = load_spec(spec)
+    _, scale = with_host_reference(spec, us * 1e-6)
+    recorded = spec.measured_kernels.get("host_reference_s")
+    out = {k: v for k, v in measured.items() if k not in ("calibrated_us", "scale")}
+    out["calibrated_us"] = round(recorded * 1e6, 2) if recorded else None
+    out["scale"] = round(scale, 4) if scale is not None else None
+    return out
+
+
+def host_reference_line(record: dict) -> str:
+    """One line: the host reference now against at calibration, and what the host-normalised columns are."""
+    now, then, scale = record.get("eager_step_us"), record.get("calibrated_us"), record.get("scale")
+    if scale is None:
+        return f"host reference: {now:.1f} µs; the spec records none (calibrated before 2026-12-02): no host-normalised prediction"
+    return (
+        f"host reference: {now:.1f} µs now against {then:.1f} µs at calibration: the host runs {scale:.2f}x its "
+        f"calibrated time; the host-normalised prediction takes every eager host cost x {scale:.3f}"
+    )
+
+
 def error_summary(ops: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
     """The targets, measured: one row per check with n, median |error|, worst |error|, target and pass.
 
     Checks: the projections and attention (per op, median and worst), then the steps per phase and
-    mode (worst), and for reference the same with the pure roofline time."""
+    mode (worst), the eager steps host-normalised where a host reference was timed (score_case), and for
+    reference the same with the pure roofline time."""
     rows = []
     key = ops[ops["op"].isin(KEY_OPS)] if len(ops) else ops
 
@@ -561,6 +661,8 @@ def error_summary(ops: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
             sel = steps[(steps["phase"] == phase) & (steps["mode"] == mode)] if len(steps) else steps
             if len(sel):
                 add(f"{phase} step, {mode}", sel["error"], TARGETS[f"{phase}_step"], "worst")
+                if mode == "eager" and "error_host" in sel and sel["error_host"].notna().any():
+                    add(f"{phase} step, eager, host-normalised", sel["error_host"], TARGETS[f"{phase}_step"], "worst")
                 add(f"{phase} step, {mode}, pure roofline", sel["roofline_error"], TARGETS[f"{phase}_step"], "worst")
     return pd.DataFrame(rows)
 
@@ -1031,6 +1133,14 @@ def render_summary(v: Validation, checks: pd.DataFrame, command: str = "") -> st
         f"{d.get('layers')} layers + embedding + head per case"
     )
     lines = [f"# roofline validate on {d.get('gpu')}", "", head, ""]
+    if d.get("host_reference"):
+        lines += [
+            host_reference_line(d["host_reference"])
+            + " (samples: "
+            + ", ".join(f"{x:.1f}" for x in d["host_reference"].get("samples_us", []))
+            + " µs)",
+            "",
+        ]
     if command:
         lines += ["```", command, "```", ""]
     if len(checks):
@@ -1039,7 +1149,7 @@ def render_summary(v: Validation, checks: pd.DataFrame, command: str = "") -> st
         lines += [
             "## Steps (predicted against the measured wall-clock step of the same model)",
             "",
-            render.text_table(v.steps, STEP_TABLE, markdown=True),
+            render.text_table(v.steps, step_table(v.steps), markdown=True),
             "",
         ]
     if len(v.advice):
@@ -1159,9 +1269,20 @@ STEP_TABLE = {
     "predicted_step_s": ("predicted", _si_s),
     "measured_step_s": ("measured", _si_s),
     "error": ("error", _pct),
+    "predicted_step_host_s": ("predicted, host-normalised", _si_s),
+    "error_host": ("error, host-normalised", _pct),
     "roofline_step_s": ("roofline", _si_s),
     "roofline_error": ("roofline error", _pct),
 }
+HOST_COLUMNS = ("predicted_step_host_s", "error_host")
+
+
+def step_table(steps: pd.DataFrame) -> dict:
+    """STEP_TABLE for ``steps``: the host-normalised columns only where a host reference was timed."""
+    host = all(c in steps for c in HOST_COLUMNS) and steps["error_host"].notna().any()
+    return {k: v for k, v in STEP_TABLE.items() if host or k not in HOST_COLUMNS}
+
+
 GRAPH_ADVICE_TABLE = {
     "case": ("case", str),
     "change": ("change", str),

@@ -433,6 +433,7 @@ LARGE_MODEL = {
 # writes, embeddings) timed at these token counts (decode batch = tokens at context 128 up to 64, then
 # prefill of one sequence) on llama-style and gpt2-style models of these widths
 OP_TABLE_TOKENS = (1, 8, 64, 512, 4096)
+HOST_REFERENCE_ITERS = 50  # steps per timing window of the host reference (host_reference_job)
 STEP_ROUNDS = 4  # interleaved rounds of the fresh-process step timings the host costs are scaled to
 OP_TABLE_DECODE_MAX = 64
 OP_TABLE_WIDTHS = {"llama": (512, 2048, 4096, 8192), "llama_mha": (4096,), "gpt2": (768, 1600)}
@@ -815,9 +816,8 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
 
     # the vocabulary of every model here: a head COLD_L2_FACTOR x the L2 (cold_vocab), so that the small kernels
     # and the gaps between them are timed with their weights out of the L2, as in a real model's step
-    vocab = cold_vocab(spec, SMALL_MODEL["hidden_size"])
-    small = parse_model(dict(SMALL_MODEL, vocab_size=vocab), "calibration-small")
-    w = Workload(batch_size=(1,), prompt_len=(128,), context_len=(128,), phase="decode")
+    reference = host_reference_job(spec, graph=True)  # its eager step is the spec's host reference
+    small, w, vocab = reference["config"], reference["workload"], reference["config"].vocab_size
     # the MoE ops (router, experts: a loop over the experts with a host sync each), on the same small model
     # with 8 experts of which 2 per token (Mixtral's routing); eager only (not graph-capturable)
     moe = parse_model(
@@ -841,8 +841,10 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
     # host costs 1.85x too high: reports/h200/README.md)
     # the llama-style model's graph times give kernel_gap_us and graph_replay_us; the others' are not read (the MoE
     # cannot be captured; the gpt2-style model's would only set host_graph_us, recorded and unused): eager only
-    runs = ((small, w, 50, True), (moe, w, 20, False), (moe, wide, 20, False), (gpt2, w, 50, False))
-    jobs = [{"config": c, "workload": wl, "layers": 2, "timing_iters": it, "graph": g} for c, wl, it, g in runs]
+    runs = ((moe, w, 20, False), (moe, wide, 20, False), (gpt2, w, 50, False))
+    jobs = [reference] + [
+        {"config": c, "workload": wl, "layers": 2, "timing_iters": it, "graph": g} for c, wl, it, g in runs
+    ]
     timed = _timed_steps(jobs, STEP_ROUNDS, "the op-cost models")
     ops, step = profiled(small, w, spec, layers=2, warmup=5, iters=repeats, timing_iters=50, step_times=timed[0])
     out = op_costs(ops, step)
@@ -895,7 +897,7 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
     cond = {
         "model": "llama-style hidden 512, 8 heads / 2 KV heads, MLP 1408, 2 layers; decode batch 1 context 128",
         "vocab": vocab,
-        "eager_step_us": round(step["eager_step_ref_s"] * 1e6, 2),
+        "eager_step_us": round(step["eager_step_ref_s"] * 1e6, 2),  # the host reference (host_reference_job)
         "graph_step_us": round(graph * 1e6, 2) if graph else None,
         "kernel_time_us": round(step["kernel_time_ref_s"] * 1e6, 2),
         "gpt2_style_eager_step_us": round(g_step["eager_step_ref_s"] * 1e6, 2),
@@ -909,6 +911,25 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
         cond["graph_pipelined_step_us"] = round(pipelined * 1e6, 2)
         cond["graph_replay_us"] = round(max(graph - pipelined, 0.0) * 1e6, 3)
     return out, cond
+
+
+def host_reference_job(spec, graph: bool = False) -> dict:
+    """The host reference (predict.py's docstring) as a ``steptime.time_steps`` job: two layers of SMALL_MODEL
+    with ``cold_vocab``'s vocabulary at decode batch 1, context 128, HOST_REFERENCE_ITERS steps per window. Its
+    eager step is host-bound (18 ops a layer, each at its minimum kernel time): the speed of the host's Python,
+    dispatch and launch path. ``measure_op_costs`` scales every eager host cost to it and records it
+    (``ops_measured_on.eager_step_us``); validate and profile time the same job where they time their steps,
+    and the prediction's host costs take the ratio (``predict.with_host_reference``)."""
+    from roofline.config import Workload, parse_model
+
+    vocab = cold_vocab(spec, SMALL_MODEL["hidden_size"])
+    return {
+        "config": parse_model(dict(SMALL_MODEL, vocab_size=vocab), "calibration-small"),
+        "workload": Workload(batch_size=(1,), prompt_len=(128,), context_len=(128,), phase="decode"),
+        "layers": 2,
+        "timing_iters": HOST_REFERENCE_ITERS,
+        "graph": graph,
+    }
 
 
 def expert_loop_keys(narrow: dict, wide: dict, experts: int, top_k: int, wide_batch: int) -> dict:
