@@ -34,6 +34,7 @@ import torch  # noqa: E402
 
 from roofline import render  # noqa: E402
 from roofline.measure import calibrate as C  # noqa: E402
+from roofline.predict import describe_host_reference, host_reference_record  # noqa: E402
 from roofline.specs import load_spec, parse_spec  # noqa: E402
 from roofline.validation import (  # noqa: E402
     ADVICE_CASES,
@@ -45,8 +46,6 @@ from roofline.validation import (  # noqa: E402
     Validation,
     advice_count,
     error_summary,
-    host_reference_line,
-    host_reference_record,
     score_advice,
     step_table,
     time_matrix,
@@ -160,7 +159,7 @@ def main():
     timed, host = time_matrix(matrix, layers=2, spec=str(cal_path))
     log(f"step times of {len(matrix)} cases, {TIMING_ROUNDS} rounds over the matrix: {time.perf_counter() - t0:.1f} s")
     if host:
-        log(host_reference_line(host_reference_record(host, str(cal_path))))
+        log(describe_host_reference(host_reference_record(host, load_spec(str(cal_path)))))
     for case, times in zip(matrix, timed):  # one case at a time, the partial tables rewritten after each
         runs.append(
             validate(

@@ -37,7 +37,7 @@ from roofline.classify import CLASSES, classify_measured, roofline_time_s
 from roofline.config import with_changes
 from roofline.errors import ConfigError
 from roofline.measure.run import MeasuredRun
-from roofline.predict import COLLECTIVE_TABLE
+from roofline.predict import COLLECTIVE_TABLE, with_host_reference
 from roofline.specs import HardwareSpec
 
 # measured columns renamed where they meet the analytic frame (per call of the op)
@@ -288,9 +288,11 @@ def check_advice(comparison: Comparison, advice: pd.DataFrame, measured: pd.Data
     ``measure_suggestions``' frame for ``advice``, row for row.
 
     Predicted on the reference: the summary's step time (predict.py: host costs of the workload's
-    execution mode included), before / after the change; a larger batch is a tokens/s gain, so both
-    speedups are multiplied by new batch / old batch."""
+    execution mode included), before / after the change, with the eager host costs of the host the run
+    measured where it timed the host reference (``run.device['host_reference']``: predict.with_host_reference);
+    a larger batch is a tokens/s gain, so both speedups are multiplied by new batch / old batch."""
     a = comparison.analysis
+    spec, _ = with_host_reference(a.spec, _host_reference_s(comparison.run))
     layers = comparison.run.layers or a.model.num_hidden_layers
     ref_model = replace(a.model, num_hidden_layers=min(layers, a.model.num_hidden_layers))
     base_pred = None
@@ -310,8 +312,8 @@ def check_advice(comparison: Comparison, advice: pd.DataFrame, measured: pd.Data
         }
         if m["measured"]:
             phase, overrides = m["phase"], m["overrides"]
-            base_pred = base_pred or analyze(ref_model, a.spec, workload=a.workload)
-            new_pred = analyze(ref_model, a.spec, workload=with_changes(a.workload, **overrides))
+            base_pred = base_pred or analyze(ref_model, spec, workload=a.workload)
+            new_pred = analyze(ref_model, spec, workload=with_changes(a.workload, **overrides))
             # the summary's step (predict.py): eager host costs before, the graph's after a CUDA-graph change
             before = float(base_pred.summary[f"{phase}_time_s"].iloc[0])
             ratio = before / float(new_pred.summary[f"{phase}_time_s"].iloc[0])
@@ -326,6 +328,12 @@ def check_advice(comparison: Comparison, advice: pd.DataFrame, measured: pd.Data
 
 # ------------------------------------------------------------------------------------------------
 # helpers
+
+
+def _host_reference_s(run: MeasuredRun) -> float | None:
+    """The host reference the run timed (profile_model, steptime.time_with_reference), seconds; None if none."""
+    us = (run.device.get("host_reference") or {}).get("eager_step_us")
+    return us * 1e-6 if isinstance(us, (int, float)) and not isinstance(us, bool) else None
 
 
 def _point_notes(analysis: Analysis, run: MeasuredRun) -> list:

@@ -937,6 +937,33 @@ def with_host_reference(spec: "HardwareSpec", reference_s: float | None) -> tupl
     return replace(spec, host_scale=scale), scale
 
 
+def host_reference_record(measured: dict, spec: "HardwareSpec") -> dict:
+    """What a run records of its host reference: ``measured`` (steptime.time_with_reference's: eager_step_us,
+    samples_us) with ``spec``'s recorded reference (calibrated_us) and the scale (``with_host_reference``; None
+    where the spec records no reference). ``measured['eager_step_us']`` must be a positive number."""
+    _, scale = with_host_reference(spec, measured["eager_step_us"] * 1e-6)
+    recorded = (getattr(spec, "measured_kernels", None) or {}).get("host_reference_s")
+    out = {k: v for k, v in measured.items() if k not in ("calibrated_us", "scale")}
+    out["calibrated_us"] = round(recorded * 1e6, 2) if recorded else None
+    out["scale"] = round(scale, 4) if scale is not None else None
+    return out
+
+
+def describe_host_reference(record: dict) -> str:
+    """One line: the host reference now against at calibration (``host_reference_record``), and what the
+    host-normalised prediction does with it."""
+    now, then, scale = record.get("eager_step_us"), record.get("calibrated_us"), record.get("scale")
+    if scale is None:
+        return (
+            f"host reference: {now:.1f} µs; the spec records none to compare it with (a datasheet spec, or "
+            f"calibrated before the host reference): no host-normalised prediction"
+        )
+    return (
+        f"host reference: {now:.1f} µs now against {then:.1f} µs at calibration: the host runs {scale:.2f}x its "
+        f"calibrated time; the host-normalised prediction takes every eager host cost x {scale:.3f}"
+    )
+
+
 def describe_source(spec: "HardwareSpec") -> str:
     """One line naming what the prediction uses for ``spec``."""
     k = getattr(spec, "measured_kernels", None) or {}

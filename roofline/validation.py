@@ -45,6 +45,7 @@ import pandas as pd
 from roofline.analysis import analyze
 from roofline.compare import compare
 from roofline.config import load_model, parse_workload
+from roofline.predict import describe_host_reference, host_reference_record
 from roofline.specs import data_dir, load_spec
 
 if TYPE_CHECKING:  # annotations only
@@ -283,27 +284,20 @@ def time_matrix(
     steps 1.4-2.5x their other runs' in one run). The host reference (predict.py's docstring), where ``spec``
     records one: ``calibrate.host_reference_job`` timed at the start of every round and once after the last,
     {"eager_step_us": the fastest, as the cases take theirs, "samples_us": each}; else None."""
-    from roofline.measure.steptime import TIMEOUT_S, fastest_rounds, time_steps
+    from roofline.measure.steptime import TIMEOUT_S, time_with_reference
 
     jobs = []
     for case in matrix:
         m, w = _case_setup(case, layers)
         jobs.append({"config": m, "workload": w, "layers": m.num_hidden_layers, "timing_iters": timing_iters})
-    lead = []
-    if spec is not None and "host_reference_s" in load_spec(spec).measured_kernels:
-        from roofline.measure.calibrate import host_reference_job
+    reference = None
+    if spec is not None:
+        from roofline.measure.calibrate import recorded_reference_job
 
-        lead = [host_reference_job(load_spec(spec))]
-    per_round = lead + jobs
-    order = per_round * rounds + lead
+        reference = recorded_reference_job(load_spec(spec))
     # the child's time limit: a quarter of steptime's per-call limit for each job (a case takes 3-30 s here)
-    timed = time_steps(order, timeout_s=TIMEOUT_S * max(len(order), 1) / 4)
-    cases = fastest_rounds(timed[: len(per_round) * rounds], len(per_round))[len(lead) :]
-    host = None
-    if lead:
-        samples = [r["decode"]["eager_s"] * 1e6 for r in timed[0 :: len(per_round)] if "error" not in r]
-        if samples:
-            host = {"eager_step_us": round(min(samples), 2), "samples_us": [round(x, 2) for x in samples]}
+    timeout = TIMEOUT_S * (len(jobs) + 1) * rounds / 4
+    cases, host = time_with_reference(jobs, reference, timeout_s=timeout, rounds=rounds)
     return [None if "error" in t else t for t in cases], host
 
 
@@ -314,6 +308,13 @@ def rescore(v: "Validation", spec: "SpecLike", matrix: tuple = MATRIX) -> "Valid
     cases = {c[0]: c for c in matrix}
     ops, steps = [], []
     host_us = (v.device.get("host_reference") or {}).get("eager_step_us")
+    if host_us is not None and (isinstance(host_us, bool) or not isinstance(host_us, (int, float)) or not host_us > 0):
+        from roofline.errors import InputFileError
+
+        raise InputFileError(
+            f"device.json: host_reference.eager_step_us is {host_us!r}, not a time in µs; "
+            f"write the folder again with roofline validate"
+        )
     labels = v.steps["case"] if "case" in v.steps.columns else []  # an advice-only folder has no steps
     for label in dict.fromkeys(labels):
         case = cases.get(label)
@@ -525,7 +526,7 @@ def validate(
             if log:
                 log(f"step times of {len(matrix)} cases, {TIMING_ROUNDS} rounds: {time.perf_counter() - t0:.1f} s")
                 if host_reference is not None:
-                    log(host_reference_line(host_reference_record(host_reference, spec)))
+                    log(describe_host_reference(host_reference_record(host_reference, spec)))
         if host_reference is not None:
             host_reference = host_reference_record(host_reference, spec)
         host_us = (host_reference or {}).get("eager_step_us")
@@ -586,37 +587,6 @@ def validate(
         device=info,
         notes=tuple(notes),
         advice=scored,
-    )
-
-
-def host_reference_record(measured: dict, spec: "SpecLike") -> dict:
-    """device.json's host_reference: ``measured`` (time_matrix's: eager_step_us, samples_us) with the spec's
-    recorded reference (calibrated_us) and their ratio (scale: predict.with_host_reference), where it has one."""
-    from roofline.errors import InputFileError
-    from roofline.predict import with_host_reference
-
-    us = measured.get("eager_step_us")
-    if isinstance(us, bool) or not isinstance(us, (int, float)) or not us > 0:
-        raise InputFileError(
-            f"device.json: host_reference.eager_step_us is {us!r}, not a time in µs; write it again with roofline validate"
-        )
-    spec = load_spec(spec)
-    _, scale = with_host_reference(spec, us * 1e-6)
-    recorded = spec.measured_kernels.get("host_reference_s")
-    out = {k: v for k, v in measured.items() if k not in ("calibrated_us", "scale")}
-    out["calibrated_us"] = round(recorded * 1e6, 2) if recorded else None
-    out["scale"] = round(scale, 4) if scale is not None else None
-    return out
-
-
-def host_reference_line(record: dict) -> str:
-    """One line: the host reference now against at calibration, and what the host-normalised columns are."""
-    now, then, scale = record.get("eager_step_us"), record.get("calibrated_us"), record.get("scale")
-    if scale is None:
-        return f"host reference: {now:.1f} µs; the spec records none (calibrated before 2026-12-02): no host-normalised prediction"
-    return (
-        f"host reference: {now:.1f} µs now against {then:.1f} µs at calibration: the host runs {scale:.2f}x its "
-        f"calibrated time; the host-normalised prediction takes every eager host cost x {scale:.3f}"
     )
 
 
@@ -1135,7 +1105,7 @@ def render_summary(v: Validation, checks: pd.DataFrame, command: str = "") -> st
     lines = [f"# roofline validate on {d.get('gpu')}", "", head, ""]
     if d.get("host_reference"):
         lines += [
-            host_reference_line(d["host_reference"])
+            describe_host_reference(d["host_reference"])
             + " (samples: "
             + ", ".join(f"{x:.1f}" for x in d["host_reference"].get("samples_us", []))
             + " µs)",

@@ -317,3 +317,34 @@ def test_a_trace_rows_nccl_time_makes_it_communication():
     c = compare(analysis, replace(run, source="trace"))
     bound = c.ops.set_index("op")["measured_bound"]
     assert bound["q_proj"] == "communication" and bound["k_proj"] != "communication"
+
+
+def test_check_advice_predicts_the_reference_on_the_host_the_run_timed():
+    # a run that timed the host reference 1.5x the calibration's (profile_model, steptime.time_with_reference)
+    # is predicted with every eager host cost x 1.5: the CUDA-graph speedup grows, the graph step does not move
+    from roofline.predict import with_host_reference
+
+    calibrated = Path(__file__).parent.parent / "reports" / "h200" / "calibration.yaml"
+    analysis = analyze(MODEL, calibrated, phase="decode")
+    recorded = analysis.spec.measured_kernels["host_reference_s"]
+    run = replace(_run(analysis), device={"host_reference": {"eager_step_us": 1.5 * recorded * 1e6}})
+    advice = pd.DataFrame(
+        {"change": ["CUDA graphs"], "phase": "decode", "predicted_speedup": [2.0], "overrides": [{"cuda_graph": True}]}
+    )
+    measured = pd.DataFrame(
+        {"change": advice["change"], "phase": "decode", "overrides": advice["overrides"], "measured": [True],
+         "baseline_s": [0.4], "changed_s": [0.1], "how": ["graph"]}
+    )  # fmt: skip
+    ref_model = replace(analysis.model, num_hidden_layers=1)
+    slow, scale = with_host_reference(analysis.spec, 1.5 * recorded)
+    assert scale == pytest.approx(1.5)
+
+    def speedup(spec):
+        eager = analyze(ref_model, spec, workload=analysis.workload).summary["decode_time_s"].iloc[0]
+        graph = analyze(ref_model, spec, workload=replace(analysis.workload, cuda_graph=True))
+        return eager / graph.summary["decode_time_s"].iloc[0]
+
+    got = check_advice(compare(analysis, run), advice, measured)["predicted_speedup_ref"].iloc[0]
+    assert got == pytest.approx(speedup(slow)) and got > speedup(analysis.spec) * 1.2
+    plain = check_advice(compare(analysis, _run(analysis)), advice, measured)["predicted_speedup_ref"].iloc[0]
+    assert plain == pytest.approx(speedup(analysis.spec))

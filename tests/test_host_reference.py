@@ -14,15 +14,13 @@ import yaml
 from roofline.analysis import analyze
 from roofline.config import load_model, parse_workload
 from roofline.errors import InputFileError, SpecError
-from roofline.predict import with_host_reference
+from roofline.predict import describe_host_reference, host_reference_record, with_host_reference
 from roofline.specs import load_spec, parse_spec
 from roofline.validation import (
     MATRIX,
     STEP_TABLE,
     Validation,
     error_summary,
-    host_reference_line,
-    host_reference_record,
     load_validation,
     rescore,
     score_case,
@@ -170,9 +168,9 @@ def test_a_written_reference_is_rescored_against_the_new_spec(tmp_path):
     label = "small-decode-b1-c512"
     ops, step = _measured_case(label)
     o, s = score_case(CASES[label], CALIBRATED, ops, step, host_reference_us=0.9 * RECORDED_US)
-    record = host_reference_record({"eager_step_us": 0.9 * RECORDED_US, "samples_us": [1.0]}, CALIBRATED)
+    record = host_reference_record({"eager_step_us": 0.9 * RECORDED_US, "samples_us": [1.0]}, load_spec(CALIBRATED))
     assert record["calibrated_us"] == RECORDED_US and record["scale"] == pytest.approx(0.9)
-    assert "0.90x its calibrated time" in host_reference_line(record)
+    assert "0.90x its calibrated time" in describe_host_reference(record)
     v = Validation(ops=o, steps=s, clocks=pd.DataFrame(), device={"spec": "h200", "host_reference": record})
     folder = write_validation(v, tmp_path / "v")
     assert json.loads((folder / "device.json").read_text())["host_reference"]["scale"] == pytest.approx(0.9)
@@ -182,7 +180,7 @@ def test_a_written_reference_is_rescored_against_the_new_spec(tmp_path):
     # against a spec without a reference, the record keeps the measurement and says there is no scale
     plain = rescore(load_validation(folder), "h200", matrix=MATRIX)
     assert plain.device["host_reference"]["scale"] is None and plain.steps["error_host"].isna().all()
-    assert "records none" in host_reference_line(plain.device["host_reference"])
+    assert "records none" in describe_host_reference(plain.device["host_reference"])
     # a damaged reference is one clear error
     d = json.loads((folder / "device.json").read_text())
     d["host_reference"]["eager_step_us"] = -3

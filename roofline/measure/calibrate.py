@@ -932,6 +932,14 @@ def host_reference_job(spec, graph: bool = False) -> dict:
     }
 
 
+def recorded_reference_job(spec) -> dict | None:
+    """``host_reference_job`` of ``spec`` where the spec records a host reference to compare it with (a
+    calibration of 2026-12-01 or later: predict.with_host_reference), else None: nothing to time."""
+    if "host_reference_s" not in (getattr(spec, "measured_kernels", None) or {}):
+        return None
+    return host_reference_job(spec)
+
+
 def expert_loop_keys(narrow: dict, wide: dict, experts: int, top_k: int, wide_batch: int) -> dict:
     """The expert-loop keys of ``measured.ops.experts`` from the op_costs entries of the experts op at decode
     batch 1 (``narrow``: top_k experts with tokens) and ``wide_batch`` (``wide``), ``experts`` routed experts

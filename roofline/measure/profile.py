@@ -430,6 +430,7 @@ def profile_model(
         sampler.start()
     results = {}
     ref = None
+    host_reference = None
     if fresh_timing is None:
         fresh_timing = cuda and w.tp == 1 and graph_timer is graph_time
     timed = {}
@@ -437,10 +438,19 @@ def profile_model(
         timed = step_times
         notes.append("step times measured in a fresh Python process, before profiling (roofline.measure.steptime)")
     elif fresh_timing:
-        from roofline.measure.steptime import time_steps
+        from roofline.measure.calibrate import recorded_reference_job
+        from roofline.measure.steptime import TIMEOUT_S, time_with_reference
+        from roofline.predict import describe_host_reference, host_reference_record
 
         job = {"config": m, "workload": w, "layers": layers, "timing_iters": timing_iters, "seed": seed}
-        timed = time_steps([job], rounds=timing_rounds)[0]
+        # with the host reference where the spec records one (predict.py's docstring): the host's speed now
+        reference = recorded_reference_job(spec)
+        (timed,), host = time_with_reference(
+            [job], reference, timeout_s=TIMEOUT_S * timing_rounds * (2 if reference else 1), rounds=timing_rounds
+        )
+        if host is not None:
+            host_reference = host_reference_record(host, spec)
+            notes.append(describe_host_reference(host_reference))
         if timed.get("out_of_memory"):
             raise DeviceError(_out_of_memory(m, layers, b, p, context, gpu_name))
         if "error" in timed:
@@ -513,6 +523,8 @@ def profile_model(
         "model": m.name,
         "layers_run": layers,
     }
+    if host_reference is not None:
+        info["host_reference"] = host_reference
     if cuda:
         info.update({k: v for k, v in gpu_info(dev_index).items() if k != "name"})
         info["clocks"] = sampler.summary()

@@ -188,6 +188,21 @@ def time_steps(jobs: list, timeout_s: float = TIMEOUT_S, rounds: int = 1) -> lis
     return [json.loads(line) for line in lines]
 
 
+def time_with_reference(jobs: list, reference: dict | None, timeout_s: float = TIMEOUT_S, rounds: int = 1) -> tuple:
+    """(``time_steps``' results of ``jobs``, each the fastest of ``rounds``; the host reference) from one fresh
+    process, where ``reference`` (a job: calibrate.host_reference_job; None: none) is timed at the start of every
+    round and once after the last. The host reference: {"eager_step_us": the fastest of its samples, as each job
+    keeps its fastest round, "samples_us": each}; None without ``reference`` or where every sample failed.
+    ``timeout_s``: the limit of the whole child."""
+    lead = [reference] if reference else []
+    per_round = lead + list(jobs)
+    timed = time_steps(per_round * rounds + lead, timeout_s=timeout_s)
+    results = fastest_rounds(timed[: len(per_round) * rounds], len(per_round))[len(lead) :]
+    samples = [r["decode"]["eager_s"] * 1e6 for r in timed[0 :: len(per_round)] if lead and "error" not in r]
+    host = {"eager_step_us": round(min(samples), 2), "samples_us": [round(x, 2) for x in samples]} if samples else None
+    return results, host
+
+
 def fastest_rounds(results: list, n_jobs: int) -> list:
     """Per job of ``n_jobs``, the fastest of its rounds in ``results`` (round after round, as time_steps
     runs them): each phase's eager_s, graph_s and graph_pipelined_s the minimum over the rounds that
