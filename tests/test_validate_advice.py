@@ -414,3 +414,31 @@ def test_a_calibration_from_another_lease_meets_the_targets_on_the_committed_mea
     worst = again.set_index("check")["worst_abs_error"]
     assert round(worst["projections + attention, predicted (worst)"], 3) == 0.207
     assert round(worst["decode step, eager"], 3) == 0.061 and round(worst["prefill step, graph"], 3) == 0.105
+
+
+# four runs of the matrix on 2026-12-02, two leases, all with the committed calibration of the day before
+# (reports/validate-h200/host-reference/TIME/), each with the host reference timed beside its cases: which checks
+# pass, in CHECK order without the pure-roofline rows (key ops median, worst; decode eager, eager host-normalised,
+# graph; prefill eager, eager host-normalised, graph), and the decode eager worst |error| as calibrated and
+# host-normalised
+HOST_RUNS = {
+    "0034": ([True, True, False, True, True, True, True, True], 0.101, 0.060),
+    "0037": ([True, True, False, True, True, True, True, True], 0.119, 0.074),
+    "0044": ([True, True, False, True, True, True, True, True], 0.101, 0.078),
+    "0048": ([True, True, False, False, True, True, True, True], 0.178, 0.110),  # MoE decode in its slow mode
+}
+
+
+@pytest.mark.parametrize("run", sorted(HOST_RUNS))
+def test_each_host_reference_run_is_what_the_committed_calibration_predicts(tmp_path, run):
+    folder = REPORTS / "validate-h200" / "host-reference" / run
+    committed = pd.read_csv(folder / "checks.csv")
+    again = pd.read_csv(rescore_committed(folder, tmp_path) / "checks.csv")
+    for column in ("median_abs_error", "worst_abs_error"):
+        assert np.allclose(again[column], committed[column], rtol=1e-9), column
+    ours = ~committed["check"].str.contains("pure roofline")
+    passed, raw, host = HOST_RUNS[run]
+    assert committed.loc[ours, "passed"].tolist() == passed
+    worst = committed.set_index("check")["worst_abs_error"]
+    assert round(worst["decode step, eager"], 3) == raw
+    assert round(worst["decode step, eager, host-normalised"], 3) == host
