@@ -217,7 +217,6 @@ def score_case(
                 "mode": mode,
                 "layers": ref.num_hidden_layers,
                 "predicted_step_s": predicted_step,
-                "host_reference_us": np.nan if host_reference_us is None else host_reference_us,
                 "host_scale": np.nan if host_scale is None else host_scale,
                 "predicted_step_host_s": host_step,
                 "roofline_step_s": float(a.summary[f"{phase}_roofline_time_s"].iloc[0]),
@@ -283,9 +282,8 @@ def time_matrix(
     about a minute apart, where a case timing its own rounds back to back took them within 15 s, all inside one
     of the host's slow episodes when it fell in one (reports/h200/README.md, session 4: three eager prefill
     steps 1.4-2.5x their other runs' in one run). The host reference (predict.py's docstring), where ``spec``
-    records one: ``calibrate.host_reference_job`` timed before every case of every round and once after the
-    last (``steptime.time_with_reference``, paired), {"eager_step_us": the fastest, "samples_us": each}, else
-    None; each case's result then carries "host_reference_us", the host as it ran the round the case keeps."""
+    records one: ``calibrate.host_reference_job`` timed at the start of every round and once after the last,
+    {"eager_step_us": the fastest, as the cases take theirs, "samples_us": each}; else None."""
     from roofline.measure.steptime import TIMEOUT_S, time_with_reference
 
     jobs = []
@@ -298,8 +296,8 @@ def time_matrix(
 
         reference = recorded_reference_job(load_spec(spec))
     # the child's time limit: a quarter of steptime's per-call limit for each job (a case takes 3-30 s here)
-    timeout = TIMEOUT_S * (2 * len(jobs) + 1) * rounds / 4
-    cases, host = time_with_reference(jobs, reference, timeout_s=timeout, rounds=rounds, paired=True)
+    timeout = TIMEOUT_S * (len(jobs) + 1) * rounds / 4
+    cases, host = time_with_reference(jobs, reference, timeout_s=timeout, rounds=rounds)
     return [None if "error" in t else t for t in cases], host
 
 
@@ -328,14 +326,13 @@ def rescore(v: "Validation", spec: "SpecLike", matrix: tuple = MATRIX) -> "Valid
             "graph": s.at["graph", "measured_step_s"],
             "kernel": s.at["eager", "measured_kernel_time_s"],
         }
-        here = s["host_reference_us"].iloc[0] if "host_reference_us" in s else np.nan  # the case's own, if paired
         o, st = score_case(
             case,
             spec,
             v.ops[v.ops["case"] == label],
             measured_step,
             layers=int(s["layers"].iloc[0]),
-            host_reference_us=float(here) if here == here and here > 0 else host_us,
+            host_reference_us=host_us,
         )
         ops.append(o)
         steps.append(st)
@@ -424,7 +421,7 @@ def load_validation(folder: str | Path) -> "Validation":
                 raise InputFileError(
                     f"{path}: no column {', '.join(missing)}; pass a folder written by roofline validate"
                 )
-            for c in frame.columns:
+            for c in needed:
                 if c in LOADED_NUMBERS:
                     values = pd.to_numeric(frame[c], errors="coerce")
                     bad = (values.isna() & frame[c].notna()) | (values < 0)
@@ -474,14 +471,7 @@ def load_validation(folder: str | Path) -> "Validation":
 # what rescore reads of a written folder, checked on load (a damaged file is one clear error, not a traceback)
 OPS_COLUMNS_NEEDED = ("case", "op", "measured_time_s", "n_kernels", "measured_bound")
 STEPS_COLUMNS_NEEDED = ("case", "mode", "layers", "measured_step_s", "measured_kernel_time_s")
-LOADED_NUMBERS = (
-    "measured_time_s",
-    "n_kernels",
-    "measured_step_s",
-    "measured_kernel_time_s",
-    "layers",
-    "host_reference_us",
-)
+LOADED_NUMBERS = ("measured_time_s", "n_kernels", "measured_step_s", "measured_kernel_time_s", "layers")
 
 
 def validate(
@@ -544,9 +534,8 @@ def validate(
         for case, times in zip(matrix, timed):
             t0 = time.perf_counter()
             try:
-                here = (times or {}).get("host_reference_us", host_us)  # the host as it ran this case, where paired
                 o, s = run_case(
-                    case, spec, layers=layers, device=device, step_times=times, host_reference_us=here, **kw
+                    case, spec, layers=layers, device=device, step_times=times, host_reference_us=host_us, **kw
                 )
             except (RooflineError, torch.cuda.OutOfMemoryError) as exc:
                 notes.append(f"{case[0]}: skipped: {str(exc).splitlines()[0]}")
@@ -1115,15 +1104,13 @@ def render_summary(v: Validation, checks: pd.DataFrame, command: str = "") -> st
     )
     lines = [f"# roofline validate on {d.get('gpu')}", "", head, ""]
     if d.get("host_reference"):
-        ref = d["host_reference"]
-        samples = ", ".join(f"{x:.1f}" for x in ref.get("samples_us", []))
-        line = f"{describe_host_reference(ref)} (samples: {samples} µs)."
-        if ref.get("paired"):
-            line += (
-                " Each case's eager step is normalised by the host as it ran that case: the mean of the samples "
-                "either side of its fastest round (host x; steps.csv host_reference_us)."
-            )
-        lines += [line, ""]
+        lines += [
+            describe_host_reference(d["host_reference"])
+            + " (samples: "
+            + ", ".join(f"{x:.1f}" for x in d["host_reference"].get("samples_us", []))
+            + " µs)",
+            "",
+        ]
     if command:
         lines += ["```", command, "```", ""]
     if len(checks):
@@ -1252,13 +1239,12 @@ STEP_TABLE = {
     "predicted_step_s": ("predicted", _si_s),
     "measured_step_s": ("measured", _si_s),
     "error": ("error", _pct),
-    "host_scale": ("host x", lambda v: "-" if _missing(v) else f"{v:.2f}"),
     "predicted_step_host_s": ("predicted, host-normalised", _si_s),
     "error_host": ("error, host-normalised", _pct),
     "roofline_step_s": ("roofline", _si_s),
     "roofline_error": ("roofline error", _pct),
 }
-HOST_COLUMNS = ("host_scale", "predicted_step_host_s", "error_host")
+HOST_COLUMNS = ("predicted_step_host_s", "error_host")
 
 
 def step_table(steps: pd.DataFrame) -> dict:

@@ -84,53 +84,42 @@ def test_every_eager_host_cost_takes_the_scale_and_a_graph_none():
     assert m1.ops.loc[e, "sync_s"].iloc[0] > m0.ops.loc[e, "sync_s"].iloc[0]
 
 
-def test_time_matrix_times_the_reference_either_side_of_every_case(monkeypatch):
-    # two cases, three rounds: [ref, gqa, ref, small] per round, then a last ref: 7 reference samples. Each case
-    # keeps its fastest round and the mean of the two samples either side of it in that round
+def _fake_time_steps(monkeypatch, reference_s, case_s):
+    """steptime.time_steps faked: the host reference (vocab > 32000, two layers of the small model) takes
+    ``reference_s`` in turn, every other job ``case_s``; returns the jobs it was given."""
     from roofline.measure import steptime
 
-    matrix = (CASES["gqa-decode-b1-c128"], CASES["small-decode-b1-c512"])
-    refs = iter([900e-6, 1100e-6, 850e-6, 1000e-6, 950e-6, 1200e-6, 870e-6])
-    # gqa fastest in round 1 (samples 850 and 1000 around it), small in round 2 (1200 and 870)
-    steps = iter([2e-3, 1e-3, 1.5e-3, 0.9e-3, 1.8e-3, 0.8e-3])
     seen = []
+    ref = iter(reference_s)
 
     def fake(jobs, timeout_s=0, rounds=1):
         assert rounds == 1
         seen.extend(jobs)
-        small = [j["config"].name == "calibration-small" for j in jobs]
-        return [{"decode": {"eager_s": next(refs) if s else next(steps)}} for s in small]
+        return [
+            {"decode": {"eager_s": next(ref)}} if j["config"].name == "calibration-small" else dict(case_s)
+            for j in jobs
+        ]
 
     monkeypatch.setattr(steptime, "time_steps", fake)
+    return seen
+
+
+def test_time_matrix_times_the_reference_at_the_start_of_every_round_and_at_the_end(monkeypatch):
+    matrix = (CASES["gqa-decode-b1-c128"], CASES["small-decode-b1-c512"])
+    case = {"decode": {"eager_s": 1e-3, "graph_s": 5e-4, "graph_pipelined_s": 4e-4, "batch_size": 1}}
+    seen = _fake_time_steps(monkeypatch, [900e-6, 1100e-6, 850e-6, 1000e-6], case)
     timed, host = time_matrix(matrix, rounds=3, spec=CALIBRATED)
     names = [j["config"].name for j in seen]
-    assert names[0::2] == ["calibration-small"] * 7 and len(names) == 13
+    assert names[0::3] == ["calibration-small"] * 4 and len(names) == 3 * 3 + 1
     ref = seen[0]
     assert ref["layers"] == 2 and ref["timing_iters"] == 50 and ref["workload"].batch_size == (1,)
     assert ref["config"].hidden_size == 512 and ref["config"].vocab_size > 32000  # cold: the head out of the L2
-    assert host["eager_step_us"] == 850.0 and host["paired"]
-    assert host["samples_us"] == [900.0, 1100.0, 850.0, 1000.0, 950.0, 1200.0, 870.0]
-    assert timed[0]["decode"]["eager_s"] == 1.5e-3 and timed[0]["host_reference_us"] == 925.0
-    assert timed[1]["decode"]["eager_s"] == 0.8e-3 and timed[1]["host_reference_us"] == 1035.0
-    # a spec without a recorded reference: none timed, and the cases as before
+    assert host == {"eager_step_us": 850.0, "samples_us": [900.0, 1100.0, 850.0, 1000.0]}  # the fastest
+    assert timed == [case, case]
+    # a spec without a recorded reference: no reference timed
     seen.clear()
-    steps = iter([1e-3] * 4)
     timed, host = time_matrix(matrix, rounds=2, spec="h200")
-    assert host is None and len(seen) == 4 and "host_reference_us" not in timed[0]
-
-
-def test_profile_s_reference_is_timed_before_and_after_its_step(monkeypatch):
-    # unpaired (profile_model's one job): a sample at the start of every round and one after the last
-    from roofline.measure import steptime
-
-    def fake(jobs, timeout_s=0, rounds=1):
-        return [{"decode": {"eager_s": 1e-3 * (i + 1)}} for i in range(len(jobs))]
-
-    monkeypatch.setattr(steptime, "time_steps", fake)
-    results, host = steptime.time_with_reference([{"job": 1}], {"ref": 1}, rounds=2)
-    # order: ref 1 ms, job 2 ms, ref 3 ms, job 4 ms, ref 5 ms
-    assert results == [{"decode": {"eager_s": 2e-3}}] and host["samples_us"] == [1000.0, 3000.0, 5000.0]
-    assert steptime.time_with_reference([{"job": 1}], None, rounds=2) == ([{"decode": {"eager_s": 1e-3}}], None)
+    assert host is None and len(seen) == 4 and timed == [case, case]
 
 
 def _measured_case(label):
@@ -192,18 +181,6 @@ def test_a_written_reference_is_rescored_against_the_new_spec(tmp_path):
     plain = rescore(load_validation(folder), "h200", matrix=MATRIX)
     assert plain.device["host_reference"]["scale"] is None and plain.steps["error_host"].isna().all()
     assert "records none" in describe_host_reference(plain.device["host_reference"])
-    # a case's own reference (a paired run: steps.csv host_reference_us) wins over the run's
-    steps = pd.read_csv(folder / "steps.csv")
-    steps["host_reference_us"] = 1.1 * RECORDED_US
-    steps.to_csv(folder / "steps.csv", index=False)
-    own = rescore(load_validation(folder), CALIBRATED, matrix=MATRIX)
-    assert own.steps["host_scale"].to_numpy() == pytest.approx([1.1, 1.1])
-    steps["host_reference_us"] = "fast"
-    steps.to_csv(folder / "steps.csv", index=False)
-    with pytest.raises(InputFileError, match="column host_reference_us"):
-        load_validation(folder)
-    steps["host_reference_us"] = 1.1 * RECORDED_US
-    steps.to_csv(folder / "steps.csv", index=False)
     # a damaged reference is one clear error
     d = json.loads((folder / "device.json").read_text())
     d["host_reference"]["eager_step_us"] = -3

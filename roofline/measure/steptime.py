@@ -188,39 +188,18 @@ def time_steps(jobs: list, timeout_s: float = TIMEOUT_S, rounds: int = 1) -> lis
     return [json.loads(line) for line in lines]
 
 
-def time_with_reference(
-    jobs: list, reference: dict | None, timeout_s: float = TIMEOUT_S, rounds: int = 1, paired: bool = False
-) -> tuple:
+def time_with_reference(jobs: list, reference: dict | None, timeout_s: float = TIMEOUT_S, rounds: int = 1) -> tuple:
     """(``time_steps``' results of ``jobs``, each the fastest of ``rounds``; the host reference) from one fresh
     process, where ``reference`` (a job: calibrate.host_reference_job; None: none) is timed at the start of every
-    round and once after the last; ``paired``: before every job of every round and once after the last, and each
-    job's result gets "host_reference_us": the mean of the two samples either side of it in the round its (first
-    phase's) eager step was fastest, the host as it ran that job. The host reference: {"eager_step_us": the
-    fastest of its samples, as each job keeps its fastest round, "samples_us": each}; None without ``reference``
-    or where every sample failed. ``timeout_s``: the limit of the whole child."""
-    if not reference:
-        return fastest_rounds(time_steps(list(jobs) * rounds, timeout_s=timeout_s), len(jobs)), None
-    per_round = [x for job in jobs for x in (reference, job)] if paired else [reference, *jobs]
-    timed = time_steps(per_round * rounds + [reference], timeout_s=timeout_s)
-    is_ref = [(i % len(per_round)) % 2 == 0 if paired else i % len(per_round) == 0 for i in range(len(timed))]
-    runs = [r for r, ref in zip(timed[:-1], is_ref) if not ref]
-    results = fastest_rounds(runs, len(jobs))
-    sample = [r["decode"]["eager_s"] * 1e6 if ref and "error" not in r else None for r, ref in zip(timed, is_ref)]
-    if paired:
-        for j, result in enumerate(results):
-            rounds_of_j = [runs[k * len(jobs) + j] for k in range(rounds)]
-            if "error" in result or any("error" in r for r in rounds_of_j):
-                continue
-            phase = next(iter(result))
-            best = min(range(rounds), key=lambda k: rounds_of_j[k][phase]["eager_s"])
-            at = best * len(per_round) + 2 * j + 1  # the job's place in ``timed``: a sample either side
-            either = [x for x in (sample[at - 1], sample[at + 1]) if x is not None]
-            if either:
-                result["host_reference_us"] = round(sum(either) / len(either), 2)
-    samples = [x for x in sample if x is not None]
-    host = None
-    if samples:
-        host = {"eager_step_us": round(min(samples), 2), "samples_us": [round(x, 2) for x in samples], "paired": paired}
+    round and once after the last. The host reference: {"eager_step_us": the fastest of its samples, as each job
+    keeps its fastest round, "samples_us": each}; None without ``reference`` or where every sample failed.
+    ``timeout_s``: the limit of the whole child."""
+    lead = [reference] if reference else []
+    per_round = lead + list(jobs)
+    timed = time_steps(per_round * rounds + lead, timeout_s=timeout_s)
+    results = fastest_rounds(timed[: len(per_round) * rounds], len(per_round))[len(lead) :]
+    samples = [r["decode"]["eager_s"] * 1e6 for r in timed[0 :: len(per_round)] if lead and "error" not in r]
+    host = {"eager_step_us": round(min(samples), 2), "samples_us": [round(x, 2) for x in samples]} if samples else None
     return results, host
 
 
