@@ -950,8 +950,8 @@ def host_reference_record(measured: dict, spec: "HardwareSpec") -> dict:
 
 
 def describe_host_reference(record: dict) -> str:
-    """One line: the host reference now against at calibration (``host_reference_record``), and what the
-    host-normalised prediction does with it."""
+    """One line: the host reference now against at calibration (``host_reference_record``): the scale a
+    host-normalised prediction takes."""
     now, then, scale = record.get("eager_step_us"), record.get("calibrated_us"), record.get("scale")
     if scale is None:
         return (
@@ -959,8 +959,8 @@ def describe_host_reference(record: dict) -> str:
             f"calibrated before the host reference): no host-normalised prediction"
         )
     return (
-        f"host reference: {now:.1f} µs now against {then:.1f} µs at calibration: the host runs {scale:.2f}x its "
-        f"calibrated time; the host-normalised prediction takes every eager host cost x {scale:.3f}"
+        f"host reference: {now:.1f} µs now against {then:.1f} µs at calibration: this host takes {scale:.2f}x "
+        f"the calibration's eager host time (a host-normalised prediction: every eager host cost x {scale:.3f})"
     )
 
 

@@ -170,7 +170,7 @@ def test_a_written_reference_is_rescored_against_the_new_spec(tmp_path):
     o, s = score_case(CASES[label], CALIBRATED, ops, step, host_reference_us=0.9 * RECORDED_US)
     record = host_reference_record({"eager_step_us": 0.9 * RECORDED_US, "samples_us": [1.0]}, load_spec(CALIBRATED))
     assert record["calibrated_us"] == RECORDED_US and record["scale"] == pytest.approx(0.9)
-    assert "0.90x its calibrated time" in describe_host_reference(record)
+    assert "this host takes 0.90x the calibration's eager host time" in describe_host_reference(record)
     v = Validation(ops=o, steps=s, clocks=pd.DataFrame(), device={"spec": "h200", "host_reference": record})
     folder = write_validation(v, tmp_path / "v")
     assert json.loads((folder / "device.json").read_text())["host_reference"]["scale"] == pytest.approx(0.9)

@@ -933,8 +933,8 @@ def host_reference_job(spec, graph: bool = False) -> dict:
 
 
 def recorded_reference_job(spec) -> dict | None:
-    """``host_reference_job`` of ``spec`` where the spec records a host reference to compare it with (a
-    calibration of 2026-12-01 or later: predict.with_host_reference), else None: nothing to time."""
+    """``host_reference_job`` of ``spec`` where the spec records a host reference to compare it with
+    (``measured.conditions.ops_measured_on.eager_step_us``: predict.with_host_reference), else None."""
     if "host_reference_s" not in (getattr(spec, "measured_kernels", None) or {}):
         return None
     return host_reference_job(spec)
