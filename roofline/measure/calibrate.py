@@ -916,8 +916,8 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
 def host_reference_job(spec, graph: bool = False) -> dict:
     """The host reference (predict.py's docstring) as a ``steptime.time_steps`` job: two layers of SMALL_MODEL
     with ``cold_vocab``'s vocabulary at decode batch 1, context 128, HOST_REFERENCE_ITERS steps per window. Its
-    eager step is host-bound (18 ops a layer, each at its minimum kernel time): the speed of the host's Python,
-    dispatch and launch path. ``measure_op_costs`` scales every eager host cost to it and records it
+    eager step is host-bound (15 ops a layer and 3 outside, each at its minimum kernel time): the speed of the
+    host's Python, dispatch and launch path. ``measure_op_costs`` scales every eager host cost to it and records it
     (``ops_measured_on.eager_step_us``); validate and profile time the same job where they time their steps,
     and the prediction's host costs take the ratio (``predict.with_host_reference``)."""
     from roofline.config import Workload, parse_model
