@@ -30,7 +30,6 @@ What the answers decide:
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +42,7 @@ import torch  # noqa: E402
 from roofline.config import load_model, parse_workload  # noqa: E402
 from roofline.measure.calibrate import host_reference_job  # noqa: E402
 from roofline.measure.reference import build_reference, decode_context  # noqa: E402
-from roofline.measure.steptime import WARMUP_S, fastest_window  # noqa: E402
+from roofline.measure.steptime import fastest_window, warm_up  # noqa: E402
 from roofline.specs import load_spec  # noqa: E402
 
 WAYS = (("synced_5", 5, True), ("synced_50", 50, True), ("issue_5", 5, False), ("issue_50", 50, False))
@@ -61,16 +60,13 @@ def models(spec, device: str) -> list:
 
 
 def time_model(config, workload, device: str) -> dict:
-    """{way: seconds per step} of two layers of ``config`` at ``workload``'s point, after WARMUP_S of steps."""
+    """{way: seconds per step} of two layers of ``config`` at ``workload``'s point, after ``warm_up``."""
     cuda = torch.device(device).type == "cuda"
     with torch.no_grad():
         ref = build_reference(config, workload, layers=2, device=device, max_context=decode_context(workload))
         ref.annotate = False
         step = ref.make_step("decode", workload.prompt_len[0], decode_context(workload))
-        t0, done = time.perf_counter(), 0
-        while done < 3 or time.perf_counter() - t0 < WARMUP_S:
-            step()
-            done += 1
+        warm_up(step, cuda)
         out = {way: fastest_window(step, iters, cuda, sync_each=synced) for way, iters, synced in WAYS}
         del ref, step
     if cuda:

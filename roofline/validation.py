@@ -45,7 +45,7 @@ import pandas as pd
 from roofline.analysis import analyze
 from roofline.compare import compare
 from roofline.config import load_model, parse_workload
-from roofline.predict import describe_host_reference, host_reference_record
+from roofline.predict import describe_host_reference, host_reference_record, with_host_reference
 from roofline.specs import data_dir, load_spec
 
 if TYPE_CHECKING:  # annotations only
@@ -187,8 +187,6 @@ def score_case(
     the host reference timed with the measurement (``time_matrix``); the steps then also carry the
     host-normalised prediction (``predict.with_host_reference``: the eager host costs times host_scale, the
     reference now over the spec's recorded one) and its error; NaN without one."""
-    from roofline.predict import with_host_reference
-
     label, _, phase, batch, prompt, context = case
     ref, w = _case_setup(case, layers)
     spec = load_spec(spec)
@@ -513,7 +511,8 @@ def validate(
     if sampler:
         sampler.start()
     try:
-        if timed is None and cuda:
+        timed_here = timed is None and cuda
+        if timed_here:
             t0 = time.perf_counter()
             try:
                 timed, host_reference = time_matrix(
@@ -525,10 +524,10 @@ def validate(
                 )
             if log:
                 log(f"step times of {len(matrix)} cases, {TIMING_ROUNDS} rounds: {time.perf_counter() - t0:.1f} s")
-                if host_reference is not None:
-                    log(describe_host_reference(host_reference_record(host_reference, spec)))
         if host_reference is not None:
             host_reference = host_reference_record(host_reference, spec)
+            if log and timed_here:  # a caller that timed the matrix logs its reference once, itself
+                log(describe_host_reference(host_reference))
         host_us = (host_reference or {}).get("eager_step_us")
         timed = timed or [None] * len(matrix)
         for case, times in zip(matrix, timed):

@@ -61,6 +61,19 @@ def fastest_window(step, iters: int, cuda: bool, sync_each: bool = True) -> floa
     return best
 
 
+def warm_up(step, cuda: bool) -> None:
+    """Run ``step`` for at least WARMUP_S of wall time and 3 calls (a fresh process's first host-bound steps run
+    up to 50% slower: the module docstring), syncing every 16 calls so the queue stays short."""
+    import torch
+
+    t0, done = time.perf_counter(), 0
+    while done < 3 or time.perf_counter() - t0 < WARMUP_S:
+        step()
+        done += 1
+        if done % 16 == 0 and cuda:
+            torch.cuda.synchronize()
+
+
 def capture_graph(step):
     """A CUDA graph holding one call of ``step``, captured after 3 warm-up calls on a side stream."""
     import torch
@@ -142,12 +155,7 @@ def time_steps_here(
             if compile:
                 step = torch.compile(step, backend="inductor" if compile is True else compile)
                 step()  # compiles
-            t0, done = time.perf_counter(), 0
-            while done < 3 or time.perf_counter() - t0 < WARMUP_S:
-                step()
-                done += 1
-                if done % 16 == 0 and cuda:
-                    torch.cuda.synchronize()
+            warm_up(step, cuda)
             eager = fastest_window(step, timing_iters, cuda)
             capturable = cuda and ref.graph_capturable and not compile and time_graph
             graph, pipelined = graph_times(step, timing_iters) if capturable else (None, None)
