@@ -355,6 +355,13 @@ class Workload:
     With ``gen_tokens`` instead of ``context_len``, the step is evaluated at the mean context
     ``prompt_len + (gen_tokens + 1) / 2``; every cost is affine in the context, so this is the
     exact average step over the generation.
+
+    MoE routing: the routed experts of a layer that receive tokens in a step are, by default, the expectation
+    under uniform routing, E (1 - (1 - k/E)^tokens) (formulas.experts). ``routed_experts`` replaces it with a
+    count seen in a real step (per MoE layer and GPU, a mean over the layers): the reference's router sent 8
+    decode tokens of Mixtral to 7.0 experts a layer on an H200 (reports/validate-h200/window5/0244), where
+    uniform routing expects 7.2. It fixes one step's routing, so it needs one phase and one batch_size,
+    prompt_len and context_len.
     """
 
     batch_size: tuple = (1,)
@@ -372,6 +379,7 @@ class Workload:
     ep: int = 1
     microbatches: int = 1
     cuda_graph: bool = False
+    routed_experts: Optional[float] = None  # experts with tokens per MoE layer and GPU, as measured; None: expected
     weight_dtype_source: str = "default"  # where weight_dtype came from: a flag, the file, the checkpoint
     kv_dtype_source: str = "default"  # where kv_dtype came from
 
@@ -726,6 +734,8 @@ def parse_workload(raw: dict, where: str = "workload") -> Workload:
             values[key] = parse_sweep(raw[key], f"{where}: {key}")
     if raw.get("gen_tokens") is not None:
         values["gen_tokens"] = number(raw["gen_tokens"], f"{where}: gen_tokens", ConfigError, integer=True)
+    if raw.get("routed_experts") is not None:
+        values["routed_experts"] = number(raw["routed_experts"], f"{where}: routed_experts", ConfigError)
     for key in ("tp", "pp", "ep", "microbatches"):
         if raw.get(key) is not None:
             values[key] = number(raw[key], f"{where}: {key}", ConfigError, integer=True)
@@ -760,6 +770,11 @@ def parse_workload(raw: dict, where: str = "workload") -> Workload:
         )
     w = replace(w, **values)
     n_points = len(w.batch_size) * len(w.prompt_len) * len(w.context_len or (0,))
+    if w.routed_experts is not None and (w.phase == "both" or n_points > 1 or w.gen_tokens):
+        raise ConfigError(
+            f"{where}: routed_experts fixes the routing of one step: give one phase (prefill or decode) and one "
+            f"batch_size, prompt_len and context_len (no gen_tokens), or leave routed_experts out"
+        )
     if n_points > MAX_SWEEP_POINTS:
         raise ConfigError(
             f"{where}: the sweep has {n_points:,} points, more than {MAX_SWEEP_POINTS:,}; narrow the ranges"
@@ -810,6 +825,14 @@ def check_fit(model: ModelConfig, w: Workload, where: str) -> None:
             raise ConfigError(
                 f"{where}: ep {w.ep} does not divide batch_size {min(w.batch_size)}; each GPU takes "
                 f"an equal share of the sequences"
+            )
+    if w.routed_experts is not None:
+        per_gpu = model.num_local_experts // max(w.ep, 1) if model.is_moe else 0
+        if not model.is_moe:
+            raise ConfigError(f"{where}: routed_experts needs a mixture-of-experts model (num_local_experts)")
+        if w.routed_experts > per_gpu:
+            raise ConfigError(
+                f"{where}: routed_experts {w.routed_experts:g} is more than the {per_gpu} routed experts a GPU holds"
             )
     tp = w.tp
     if tp > 1:

@@ -269,6 +269,7 @@ def experts(
     ep: Count = 1,
     bias: bool = False,
     bias_dtype: str = "bf16",
+    routed: float | None = None,
 ) -> Cost:
     """Routed MLPs: each token runs top_k experts (gate/up -> act -> down), then a weighted sum.
 
@@ -276,7 +277,8 @@ def experts(
     activation (elementwise) and the combine (read top_k outputs and fp32 routing weights per
     token, multiply-add, write one row). Weights read: only the experts that receive a token.
     With routing uniform over experts the expected number is E * (1 - (1 - k/E)^tokens), which
-    is every expert once tokens >> E/k. ``bias``: each expert's projections carry biases (gpt-oss),
+    is every expert once tokens >> E/k; ``routed``: the experts (of one GPU) that a real step's router sent
+    tokens to, in its place (config.Workload.routed_experts). ``bias``: each expert's projections carry biases (gpt-oss),
     read with its weights. With expert parallelism over ``ep`` GPUs, ``tokens`` is one
     GPU's share: it holds E/ep experts, which see the routed tokens of all ep GPUs, and (balanced
     routing) runs as many token-expert rows as its own tokens produce.
@@ -295,7 +297,7 @@ def experts(
         act_bytes_written=tokens * hidden * _b(act_dtype),
     )
     all_tokens = np.asarray(tokens, dtype=float) * ep
-    touched = n_experts / ep * (1.0 - (1.0 - top_k / n_experts) ** all_tokens)
+    touched = n_experts / ep * (1.0 - (1.0 - top_k / n_experts) ** all_tokens) if routed is None else routed
     per_expert = sum(
         weight_storage_bytes(hidden * intermediate, weight_dtype, fan_in=intermediate if m == "down" else hidden)
         for m in mats

@@ -40,8 +40,11 @@ The host reference. Every eager host cost above was measured on one host at one 
 the GPU machines this was built on run the same Python 20-40% slower for minutes at a time
 (reports/h200/README.md, session 5). A calibrated spec records its reference: the eager step of the
 model its op costs are scaled to (``measured.conditions.ops_measured_on.eager_step_us``: two layers of
-calibrate.SMALL_MODEL at decode batch 1, context 128, host-bound; ``host_reference_s`` here). Where a
-measurement times the same step on the host it runs on (validate, profile: calibrate.host_reference_job),
+calibrate.SMALL_MODEL at decode batch 1, context 128, host-bound; ``host_reference_s`` here), and the
+steps per timing window it was timed with (``ops_measured_on.reference_window``: steptime.STEP_WINDOW, the
+cases' window; a calibration that records none timed it in LEGACY_REFERENCE_WINDOW-step windows). Where a
+measurement times the same step, in the same window, on the host it runs on (validate, profile:
+calibrate.recorded_reference_job),
 ``with_host_reference`` gives the spec whose ``host_scale`` is that step over the recorded one, and every
 eager host cost (host_eager_us, host_per_active_expert_us, projection_host_us, the launch floor) is
 multiplied by it. ``analyze`` on its own has no host to time: host_scale 1, the host as calibrated.
@@ -61,7 +64,7 @@ Mixtral): softmax and top-k routing, then for each of the E experts a ``torch.wh
 count is copied to the host) and, for an expert with tokens, a gather, three GEMMs (gate, up, down),
 silu, mul, a gather of the routing weights, mul and ``index_add_``. From ``measured.ops.experts`` (K0
 kernels, host H0 at a0 active experts, host_per_active_expert hpa, kernels_per_active_expert kpa,
-small_kernel s) at a = active_experts(tokens) experts with tokens:
+small_kernel s) at a = active_experts(tokens) experts with tokens (the workload's routed_experts where given):
   kernels(a)       = (K0 - kpa a0) E / E0 + kpa a, at least 3 a: the base part's kernels (routing and the
                      where's) per expert of the loop, E experts (per GPU) against the calibrated E0
                      (``syncs``); at E = E0, K0 + kpa (a - a0)
@@ -116,6 +119,8 @@ if TYPE_CHECKING:  # annotations only: specs.py imports this module
 
 MICRO, GIGA = 1e-6, 1e9
 LATENCY_RATIO = 2.0
+# the host reference's steps per timing window in calibrations that do not record theirs (before stop 14)
+LEGACY_REFERENCE_WINDOW = 50
 CALIBRATED, DATASHEET = "calibrated", "datasheet roofline"
 
 # keys of the measured: section this module reads (specs.py accepts them; documented in the YAML)
@@ -163,6 +168,11 @@ def parse_kernel_tables(measured: dict, where: str) -> dict:
     if isinstance(on, dict) and on.get("eager_step_us") is not None:  # the host reference (module docstring)
         where_ref = f"{w}.conditions.ops_measured_on.eager_step_us"
         out["host_reference_s"] = number(on["eager_step_us"], where_ref, SpecError) * MICRO
+        # the steps per timing window it was timed with (recorded since stop 14; before, 50)
+        window = on.get("reference_window", LEGACY_REFERENCE_WINDOW)
+        out["host_reference_window"] = int(
+            number(window, f"{w}.conditions.ops_measured_on.reference_window", SpecError)
+        )
     if measured.get("graph_replay_us") is not None:
         out["graph_replay_s"] = number(measured["graph_replay_us"], f"{w}.graph_replay_us", SpecError) * MICRO
     if measured.get("bandwidth_curve") is not None:
@@ -406,8 +416,8 @@ def bias_factor(tokens: np.ndarray, kn: np.ndarray, plain: tuple, biased: tuple)
 def model_kernels(config: "ModelConfig", workload: "Workload") -> tuple:
     """(``op_variants``, ``moe``) of a model and workload, the two arguments ``prediction_columns`` takes
     from them: the kernel variants its ops run, and of an MoE model (else None) ``moe`` = (routed experts per
-    GPU, experts per token, hidden size, one routed expert's width): its gate, up and down matrices are
-    hidden x width each."""
+    GPU, experts per token, hidden size, one routed expert's width, the workload's routed_experts or None):
+    its gate, up and down matrices are hidden x width each."""
     w = workload
     variants = op_variants(config, w.tp, str(w.weight_dtype), str(w.kv_dtype))
     moe = None
@@ -417,6 +427,7 @@ def model_kernels(config: "ModelConfig", workload: "Workload") -> tuple:
             config.num_experts_per_tok,
             config.hidden_size,
             config.expert_intermediate_size,
+            w.routed_experts,
         )
     return variants, moe
 
@@ -449,16 +460,25 @@ def projection_formats(ops: pd.DataFrame, variants: dict) -> np.ndarray:
     return out
 
 
-def active_experts(tokens: np.ndarray, experts: int, top_k: int) -> np.ndarray:
-    """Expected routed experts that receive at least one of ``tokens`` tokens, each token picking ``top_k``
-    of ``experts`` uniformly: experts * (1 - (1 - top_k / experts) ** tokens)."""
-    return experts * (1.0 - (1.0 - top_k / experts) ** np.asarray(tokens, float))
+def active_experts(tokens: np.ndarray, experts: int, top_k: int, routed: float | None = None) -> np.ndarray:
+    """Routed experts that receive at least one of ``tokens`` tokens: ``routed`` where a step's routing was
+    measured (config.Workload.routed_experts), else the expectation with each token picking ``top_k`` of
+    ``experts`` uniformly, experts * (1 - (1 - top_k / experts) ** tokens) (formulas.experts' weight bytes)."""
+    t = np.asarray(tokens, float)
+    if routed is not None:
+        return np.full_like(t, float(routed))
+    return experts * (1.0 - (1.0 - top_k / experts) ** t)
 
 
-def expert_tokens(tokens: np.ndarray, experts: int, top_k: int) -> tuple:
+def _routed(moe: tuple) -> float | None:
+    """The measured routed experts of ``model_kernels``' ``moe`` (its fifth entry; None: the expectation)."""
+    return moe[4] if len(moe) > 4 else None
+
+
+def expert_tokens(tokens: np.ndarray, experts: int, top_k: int, routed: float | None = None) -> tuple:
     """(active experts, tokens each active expert gets) for ``tokens`` tokens routed to ``top_k`` of
     ``experts``: ``active_experts`` and tokens x top_k / active."""
-    active = active_experts(tokens, experts, top_k)
+    active = active_experts(tokens, experts, top_k, routed)
     return active, np.asarray(tokens, float) * top_k / np.maximum(active, 1e-12)
 
 
@@ -620,7 +640,7 @@ def prediction_columns(
                 # against 58.7M elements, where the sum read 2 tokens against 1.4G)
                 ex = name_codes[sel] == names.index("experts")
                 kn[ex] = float(moe[2] * moe[3])
-                tokens[ex] = expert_tokens(tokens_all[sel][ex], moe[0], moe[1])[1]
+                tokens[ex] = expert_tokens(tokens_all[sel][ex], *moe[:2], _routed(moe))[1]
             d_codes, dtypes = _codes(ops["compute_dtype"])
             tables = k["gemm"]
 
@@ -762,7 +782,7 @@ def prediction_columns(
     small_default = k.get("kernel_min_s", spec.graph_launch_overhead_s)
     for i, entry in loop.items():
         s = name_codes == i
-        active, per_expert = expert_tokens(tokens_all[s], moe[0], moe[1])
+        active, per_expert = expert_tokens(tokens_all[s], *moe[:2], _routed(moe))
         body = expert_body_time(per_expert, moe[2], moe[3], k.get("bandwidth"))
         if host_scale != 1.0:
             entry = {

@@ -400,6 +400,7 @@ SETTING_NAMES = {
     "attn_impl": "attention",
     "mla_form": "MLA",
     "cuda_graph": "launches",
+    "routed_experts": "routed experts",
 }
 
 
@@ -425,12 +426,15 @@ def settings_line(
     keys += ["tp", "pp"]
     keys += ["microbatches"] if workload.pp > 1 or sources.get("microbatches", "default") != "default" else []
     keys += ["ep"] if is_moe or workload.ep > 1 else []
+    keys += ["routed_experts"] if workload.routed_experts is not None else []
     keys += ["cuda_graph"]
 
     def value(key):
         v = getattr(workload, key)
         if key == "cuda_graph":
             return "CUDA graph" if v else "eager"
+        if key == "routed_experts":
+            return f"{v:g} per layer (in place of uniform routing's expectation)"
         return ",".join(f"{x:g}" for x in v) if isinstance(v, tuple) else str(v)
 
     flags, groups = [], {}

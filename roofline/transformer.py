@@ -425,7 +425,20 @@ def _moe_block(m, w, ops, add, proj, tokens, sh, n_moe, act, p16, head_dtype):
         add("moe_dispatch", n_moe, "collective", VECTOR_DTYPE, all_to_all(tokens * k * h, w.ep, act))
     wd = weight_dtype_of(m, w, "experts")
     inter = sh.expert_intermediate
-    cost = experts(tokens, h, inter, E, k, wd, act, gated=m.gated_mlp, ep=w.ep, bias=m.expert_bias, bias_dtype=p16)
+    cost = experts(
+        tokens,
+        h,
+        inter,
+        E,
+        k,
+        wd,
+        act,
+        gated=m.gated_mlp,
+        ep=w.ep,
+        bias=m.expert_bias,
+        bias_dtype=p16,
+        routed=w.routed_experts,
+    )
     n_mats = 3 if m.gated_mlp else 2
     add("experts", n_moe, "matmul", compute_dtype(wd, act), cost, E // w.ep * n_mats * h * inter, wd)
     if m.expert_bias:

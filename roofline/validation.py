@@ -45,6 +45,7 @@ import pandas as pd
 from roofline.analysis import analyze
 from roofline.compare import compare
 from roofline.config import load_model, parse_workload
+from roofline.measure.steptime import STEP_WINDOW
 from roofline.predict import describe_host_reference, host_reference_record, with_host_reference
 from roofline.specs import data_dir, load_spec
 
@@ -156,21 +157,24 @@ def measure_case(
     device: str = "cuda",
     warmup: int = 3,
     iters: int = 5,
-    timing_iters: int = 5,
+    timing_iters: int = STEP_WINDOW,
     step_times: dict | None = None,
 ) -> tuple:
-    """(measured ops frame: op, measured_time_s, n_kernels, measured_bound; measured step dict) of one case.
-    ``step_times``: the case's step times already measured (``time_matrix``), else timed here."""
+    """(measured ops frame: op, measured_time_s, n_kernels, measured_bound; measured step dict: eager, graph,
+    kernel, routed_experts, the routed experts with tokens per MoE layer of the run, NaN for a dense model) of
+    one case. ``step_times``: the case's step times already measured (``time_matrix``), else timed here."""
     ref, w = _case_setup(case, layers)
     run = _profile_reference(ref, w, spec, device, warmup, iters, timing_iters, step_times)
     prof = compare(analyze(ref, spec, workload=w), run)  # per call: measured_time_s and the measured class
     step = prof.steps.iloc[0]
     measured = prof.ops[["op", "measured_time_s", "n_kernels", "measured_bound", "span_s"]].copy()
     graph = step["graph_step_ref_s"]
+    routed = run.steps.iloc[0].get("routed_experts_ref")
     return measured, {
         "eager": step["eager_step_ref_s"],
         "graph": graph if graph else np.nan,
         "kernel": step["kernel_time_ref_s"],
+        "routed_experts": float(routed) if routed is not None and routed == routed else np.nan,
     }
 
 
@@ -186,9 +190,14 @@ def score_case(
     Needs no GPU: a saved measurement can be re-scored with another spec (``rescore``). ``host_reference_us``:
     the host reference timed with the measurement (``time_matrix``); the steps then also carry the
     host-normalised prediction (``predict.with_host_reference``: the eager host costs times host_scale, the
-    reference now over the spec's recorded one) and its error; NaN without one."""
+    reference now over the spec's recorded one) and its error; NaN without one. An MoE case is predicted at the
+    routing its run measured (``measured_step['routed_experts']``: config.Workload.routed_experts), where
+    recorded: the cost model is checked, not one random router against the uniform expectation."""
     label, _, phase, batch, prompt, context = case
     ref, w = _case_setup(case, layers)
+    routed = measured_step.get("routed_experts", np.nan)
+    if routed == routed and ref.is_moe:
+        w = replace(w, routed_experts=float(routed))
     spec = load_spec(spec)
     host_spec, host_scale = with_host_reference(spec, None if host_reference_us is None else host_reference_us * 1e-6)
     meas = measured.drop_duplicates("op").set_index("op")
@@ -221,6 +230,7 @@ def score_case(
                 "measured_step_s": measured_step[mode],
                 "predicted_kernel_time_s": float((a.ops["count"] * a.ops["predicted_time_s"]).sum()),
                 "measured_kernel_time_s": measured_step["kernel"],
+                "routed_experts": w.routed_experts if w.routed_experts is not None else np.nan,
             }
         )
         if mode != "eager":
@@ -272,7 +282,11 @@ def run_case(
 
 
 def time_matrix(
-    matrix: tuple, layers: int = 2, timing_iters: int = 5, rounds: int = TIMING_ROUNDS, spec: "SpecLike | None" = None
+    matrix: tuple,
+    layers: int = 2,
+    timing_iters: int = STEP_WINDOW,
+    rounds: int = TIMING_ROUNDS,
+    spec: "SpecLike | None" = None,
 ) -> tuple:
     """(the step times of every case of ``matrix``, the host reference). Step times: one ``steptime.time_steps``
     result per case (None where its timing failed: the case then times itself and reports its own error), each
@@ -280,8 +294,9 @@ def time_matrix(
     about a minute apart, where a case timing its own rounds back to back took them within 15 s, all inside one
     of the host's slow episodes when it fell in one (reports/h200/README.md, session 4: three eager prefill
     steps 1.4-2.5x their other runs' in one run). The host reference (predict.py's docstring), where ``spec``
-    records one: ``calibrate.host_reference_job`` timed at the start of every round and once after the last,
-    {"eager_step_us": the fastest, as the cases take theirs, "samples_us": each}; else None."""
+    records one: ``calibrate.recorded_reference_job`` (in the window the spec records) timed at the start of
+    every round and once after the last, {"eager_step_us": the fastest, as the cases take theirs, "samples_us":
+    each, "window"}; else None."""
     from roofline.measure.steptime import TIMEOUT_S, time_with_reference
 
     jobs = []
@@ -323,6 +338,7 @@ def rescore(v: "Validation", spec: "SpecLike", matrix: tuple = MATRIX) -> "Valid
             "eager": s.at["eager", "measured_step_s"],
             "graph": s.at["graph", "measured_step_s"],
             "kernel": s.at["eager", "measured_kernel_time_s"],
+            "routed_experts": s.at["eager", "routed_experts"] if "routed_experts" in s.columns else np.nan,
         }
         o, st = score_case(
             case,
@@ -516,7 +532,7 @@ def validate(
             t0 = time.perf_counter()
             try:
                 timed, host_reference = time_matrix(
-                    matrix, layers=layers, timing_iters=int(kw.get("timing_iters", 5)), spec=spec
+                    matrix, layers=layers, timing_iters=int(kw.get("timing_iters", STEP_WINDOW)), spec=spec
                 )
             except RooflineError as exc:  # each case times itself instead
                 notes.append(
@@ -908,7 +924,7 @@ def advice_summary(advice: pd.DataFrame) -> pd.DataFrame:
 
 
 def reference_measurer(
-    spec: "SpecLike", device: str = "cuda", warmup: int = 3, iters: int = 5, timing_iters: int = 5
+    spec: "SpecLike", device: str = "cuda", warmup: int = 3, iters: int = 5, timing_iters: int = STEP_WINDOW
 ) -> Callable:
     """``advice_scores``' ``measure`` on this machine's GPU: ``profile_model`` of the configuration (its
     wall-clock steps, eager and CUDA-graph replay, and per-op kernel times)."""

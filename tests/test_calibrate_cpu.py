@@ -259,6 +259,7 @@ def test_projection_host_costs_are_the_step_difference_per_projection_from_eager
     monkeypatch.setattr(C, "_timed_steps", fake)
     got = C.measure_projection_host(load_spec("h200"))
     assert all(job["graph"] is False for job in captured["jobs"]) and captured["rounds"] == C.STEP_ROUNDS
+    assert [job["timing_iters"] for job in captured["jobs"]] == [5] * 5  # the cases' window (steptime.STEP_WINDOW)
     assert got == pytest.approx({"fp8": 90.0, "int8": 150.0, "fp8/weight_only": 0.0, "int8/weight_only": 30.0})
 
 

@@ -858,3 +858,23 @@ def test_an_empty_output_name_is_refused(option):
     # `-o ""` printed to the terminal and `--plot ""` drew nothing, without a word
     r = run("analyze", LLAMA, "--gpu", "a10", option, "")
     assert r.exit_code == 2 and "an empty name; give a path, or leave the option out" in r.output, r.output
+
+
+@pytest.mark.parametrize(
+    "extra, model, match",
+    [
+        ({"phase": "both"}, "mixtral-8x7b", "routed_experts fixes the routing of one step"),
+        ({"batch_size": [1, 8]}, "mixtral-8x7b", "routed_experts fixes the routing of one step"),
+        ({"routed_experts": -1}, "mixtral-8x7b", "routed_experts"),
+        ({"routed_experts": 9}, "mixtral-8x7b", "more than the 8 routed experts a GPU holds"),
+        ({}, "llama-2-7b", "routed_experts needs a mixture-of-experts model"),
+    ],
+)
+def test_a_bad_routed_experts_count_is_one_clear_error(extra, model, match):
+    from roofline.analysis import analyze
+    from roofline.config import load_model, parse_workload
+    from roofline.errors import ConfigError
+
+    raw = {"batch_size": 8, "prompt_len": 128, "context_len": 128, "phase": "decode", "routed_experts": 8, **extra}
+    with pytest.raises(ConfigError, match=match):
+        analyze(load_model(model), "h200", workload=parse_workload(raw))

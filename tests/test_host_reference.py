@@ -52,6 +52,12 @@ def test_a_bad_recorded_reference_is_a_spec_error(tmp_path):
     raw["measured"]["conditions"]["ops_measured_on"]["eager_step_us"] = "fast"
     with pytest.raises(SpecError, match="ops_measured_on.eager_step_us"):
         parse_spec(raw, "bad.yaml")
+    raw["measured"]["conditions"]["ops_measured_on"].update(eager_step_us=800.0, reference_window=-5)
+    with pytest.raises(SpecError, match="ops_measured_on.reference_window"):
+        parse_spec(raw, "bad.yaml")
+    raw["measured"]["conditions"]["ops_measured_on"]["reference_window"] = 5
+    assert parse_spec(raw, "ok.yaml").measured_kernels["host_reference_window"] == 5
+    assert load_spec(CALIBRATED).measured_kernels["host_reference_window"] == 50  # recorded none: 50 (stop 13)
 
 
 def _analysis(spec, model="llama-3-8b", graph=False, **w):
@@ -104,18 +110,34 @@ def _fake_time_steps(monkeypatch, reference_s, case_s):
     return seen
 
 
-def test_time_matrix_times_the_reference_at_the_start_of_every_round_and_at_the_end(monkeypatch):
+def _with_window(tmp_path, window):
+    """The committed calibration recording that its reference was timed in ``window``-step windows."""
+    raw = yaml.safe_load(Path(CALIBRATED).read_text())
+    raw["measured"]["conditions"]["ops_measured_on"]["reference_window"] = window
+    path = tmp_path / f"window{window}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+def test_time_matrix_times_the_reference_at_the_start_of_every_round_and_at_the_end(monkeypatch, tmp_path):
     matrix = (CASES["gqa-decode-b1-c128"], CASES["small-decode-b1-c512"])
     case = {"decode": {"eager_s": 1e-3, "graph_s": 5e-4, "graph_pipelined_s": 4e-4, "batch_size": 1}}
     seen = _fake_time_steps(monkeypatch, [900e-6, 1100e-6, 850e-6, 1000e-6], case)
-    timed, host = time_matrix(matrix, rounds=3, spec=CALIBRATED)
+    timed, host = time_matrix(matrix, rounds=3, spec=_with_window(tmp_path, 5))
     names = [j["config"].name for j in seen]
     assert names[0::3] == ["calibration-small"] * 4 and len(names) == 3 * 3 + 1
     ref = seen[0]
-    assert ref["layers"] == 2 and ref["timing_iters"] == 50 and ref["workload"].batch_size == (1,)
+    # a calibration since stop 14 times its reference in the cases' window (5 steps: steptime.STEP_WINDOW)
+    assert ref["layers"] == 2 and ref["timing_iters"] == 5 and ref["workload"].batch_size == (1,)
+    assert [j["timing_iters"] for j in seen] == [5] * len(seen)
     assert ref["config"].hidden_size == 512 and ref["config"].vocab_size > 32000  # cold: the head out of the L2
-    assert host == {"eager_step_us": 850.0, "samples_us": [900.0, 1100.0, 850.0, 1000.0]}  # the fastest
+    assert host == {"eager_step_us": 850.0, "samples_us": [900.0, 1100.0, 850.0, 1000.0], "window": 5}  # fastest
     assert timed == [case, case]
+    # the committed calibration records no window: its reference was timed in 50-step windows, and is again
+    seen = _fake_time_steps(monkeypatch, [900e-6, 1100e-6, 850e-6, 1000e-6], case)
+    timed, host = time_matrix(matrix, rounds=3, spec=CALIBRATED)
+    assert [j["timing_iters"] for j in seen[0::3]] == [50] * 4 and host["window"] == 50
+    assert {j["timing_iters"] for j in seen if j["config"].name != "calibration-small"} == {5}
     # a spec without a recorded reference: no reference timed
     seen.clear()
     timed, host = time_matrix(matrix, rounds=2, spec="h200")
@@ -199,3 +221,56 @@ def test_the_calibration_s_reference_is_the_job_validate_times():
     assert a["config"] == b["config"] and a["workload"] == b["workload"] and not a["graph"] and b["graph"]
     assert a["config"].vocab_size == cold_vocab(spec, 512)
     assert np.isclose(a["config"].vocab_size, 234496)  # the calibration's recorded vocab (ops_measured_on.vocab)
+
+
+def test_the_calibration_times_every_step_it_scales_host_costs_to_in_the_cases_window(monkeypatch):
+    # the reference, the MoE model at two batches and the gpt2-style model: all in STEP_WINDOW-step windows, the
+    # window validate times its cases in (a 50-step reference did not follow them: steptime.STEP_WINDOW)
+    from roofline.measure import calibrate as C
+    from roofline.measure.steptime import STEP_WINDOW
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def fake(jobs, rounds, what):
+        seen["jobs"] = jobs
+        raise Stop
+
+    monkeypatch.setattr(C, "_timed_steps", fake)
+    with pytest.raises(Stop):
+        C.measure_op_costs(load_spec(CALIBRATED))
+    assert STEP_WINDOW == 5 and [j["timing_iters"] for j in seen["jobs"]] == [5, 5, 5, 5]
+    assert seen["jobs"][0] == C.host_reference_job(load_spec(CALIBRATED), graph=True)
+
+
+def test_an_moe_case_is_predicted_at_the_routing_its_run_measured(tmp_path):
+    # a case is scored at the routing its run counted (the reference's router: 7.0 experts a layer for Mixtral's 8
+    # decode tokens, reports/validate-h200/window5/0244), not uniform routing's 7.2; 8 here moves it more
+    # (8 (1 - (6/8)^8) = 7.199): the case is scored at the run's count, and rescore reads it back
+    label = "moe-decode-b8-c1024"
+    ops, step = _measured_case(label)
+    _, expected = score_case(CASES[label], CALIBRATED, ops, step)
+    _, routed = score_case(CASES[label], CALIBRATED, ops, dict(step, routed_experts=8.0))
+    e, r = expected.set_index("mode"), routed.set_index("mode")
+    assert np.isnan(e.at["eager", "routed_experts"]) and r.at["eager", "routed_experts"] == 8.0
+    m, spec, w = _setup(label)
+    at8 = analyze(m, spec, workload=replace(w, routed_experts=8.0)).summary["decode_time_s"].iloc[0]
+    assert r.at["eager", "predicted_step_s"] == pytest.approx(at8)
+    assert r.at["eager", "predicted_step_s"] > 1.04 * e.at["eager", "predicted_step_s"]  # 0.8 more experts x 2
+    # the expectation given as a count is the default prediction
+    same = analyze(m, spec, workload=replace(w, routed_experts=8 * (1 - 0.75**8))).summary["decode_time_s"].iloc[0]
+    assert same == pytest.approx(e.at["eager", "predicted_step_s"], rel=1e-9)
+    # a dense case ignores a count
+    dense_ops, dense_step = _measured_case("gqa-decode-b1-c128")
+    _, d = score_case(CASES["gqa-decode-b1-c128"], CALIBRATED, dense_ops, dict(dense_step, routed_experts=8.0))
+    assert d["routed_experts"].isna().all()
+    # written and rescored: the count is read back from steps.csv and the prediction is the same
+    o, s = score_case(CASES[label], CALIBRATED, ops, dict(step, routed_experts=8.0))
+    folder = write_validation(
+        Validation(ops=o, steps=s, clocks=pd.DataFrame(), device={"spec": "h200"}), tmp_path / "v"
+    )
+    back = rescore(load_validation(folder), CALIBRATED, matrix=MATRIX)
+    assert back.steps["routed_experts"].tolist() == [8.0, 8.0]
+    assert back.steps["predicted_step_s"].to_numpy() == pytest.approx(s["predicted_step_s"].to_numpy(), rel=1e-12)

@@ -359,3 +359,26 @@ def test_calibrated_spec_loads_and_its_measured_figures_win(tmp_path):
     assert spec.ceiling_bytes_per_s() == 3000e9
     assert spec.ceiling_launch_s(cuda_graph=True) == pytest.approx(1.5e-6)
     assert spec.sources["measured"] == "made up for this test"
+
+
+def test_the_moe_reference_counts_the_experts_its_router_sent_tokens_to():
+    # per MoE layer call, the experts with tokens: what validate predicts an MoE case at (routed_experts)
+    m, w = _setup("mixtral")
+    ref = build_reference(m, w, layers=2, device="cpu")
+    chosen = []
+    real_topk = torch.topk
+
+    def spy(*args, **kw):  # the router's choice, to count by hand beside the reference's own count
+        out = real_topk(*args, **kw)
+        chosen.append(out[1].clone())
+        return out
+
+    step = ref.make_step("decode", PROMPT, CONTEXT)
+    torch.topk = spy
+    try:
+        step()
+    finally:
+        torch.topk = real_topk
+    assert len(ref.routed) == 2 == len(chosen)  # two MoE layers, one call each
+    assert ref.routed == [len(set(c.flatten().tolist())) for c in chosen]
+    assert all(2 <= r <= 4 for r in ref.routed)  # top-2 of 4 experts over 2 tokens: 2 to 4 of them

@@ -28,6 +28,7 @@ import yaml
 
 from roofline.errors import DeviceError, SpecError
 from roofline.measure.nvml import NvmlSampler, gpu_info, spec_name_for_gpu
+from roofline.measure.steptime import STEP_WINDOW
 from roofline.specs import load_spec, parse_spec, resolve_spec_path
 from roofline.validate import load_mapping
 
@@ -433,7 +434,6 @@ LARGE_MODEL = {
 # writes, embeddings) timed at these token counts (decode batch = tokens at context 128 up to 64, then
 # prefill of one sequence) on llama-style and gpt2-style models of these widths
 OP_TABLE_TOKENS = (1, 8, 64, 512, 4096)
-HOST_REFERENCE_ITERS = 50  # steps per timing window of the host reference (host_reference_job)
 STEP_ROUNDS = 4  # interleaved rounds of the fresh-process step timings the host costs are scaled to
 OP_TABLE_DECODE_MAX = 64
 OP_TABLE_WIDTHS = {"llama": (512, 2048, 4096, 8192), "llama_mha": (4096,), "gpt2": (768, 1600)}
@@ -841,15 +841,16 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
     # host costs 1.85x too high: reports/h200/README.md)
     # the llama-style model's graph times give kernel_gap_us and graph_replay_us; the others' are not read (the MoE
     # cannot be captured; the gpt2-style model's would only set host_graph_us, recorded and unused): eager only
-    runs = ((moe, w, 20, False), (moe, wide, 20, False), (gpt2, w, 50, False))
+    # every one timed in STEP_WINDOW-step windows, as validate times its cases and profile a user's step
+    runs = ((moe, w, False), (moe, wide, False), (gpt2, w, False))
     jobs = [reference] + [
-        {"config": c, "workload": wl, "layers": 2, "timing_iters": it, "graph": g} for c, wl, it, g in runs
+        {"config": c, "workload": wl, "layers": 2, "timing_iters": STEP_WINDOW, "graph": g} for c, wl, g in runs
     ]
     timed = _timed_steps(jobs, STEP_ROUNDS, "the op-cost models")
-    ops, step = profiled(small, w, spec, layers=2, warmup=5, iters=repeats, timing_iters=50, step_times=timed[0])
+    ops, step = profiled(small, w, spec, layers=2, warmup=5, iters=repeats, step_times=timed[0])
     out = op_costs(ops, step)
     gap = kernel_gap_s(ops, step)
-    moe_ops, moe_step = profiled(moe, w, spec, layers=2, warmup=5, iters=repeats, timing_iters=20, step_times=timed[1])
+    moe_ops, moe_step = profiled(moe, w, spec, layers=2, warmup=5, iters=repeats, step_times=timed[1])
     for name, entry in op_costs(moe_ops, moe_step).items():
         if name not in out:
             entry.pop("host_graph_us", None)
@@ -858,9 +859,7 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
     # and a scatter each): the same model at decode batch 16 (7.92 of 8 experts expected, uniform routing)
     # against batch 1 (exactly top-k = 2) gives them per active expert (expert_loop_keys); each of the E
     # experts is a host sync (torch.where), between which the queue drains (predict.expert_loop)
-    wide_ops, wide_step = profiled(
-        moe, wide, spec, layers=2, warmup=5, iters=repeats, timing_iters=20, step_times=timed[2]
-    )
+    wide_ops, wide_step = profiled(moe, wide, spec, layers=2, warmup=5, iters=repeats, step_times=timed[2])
     wide_costs = op_costs(wide_ops, wide_step)
     if "experts" in out and "experts" in wide_costs:
         out["experts"].update(
@@ -871,7 +870,7 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
     # the ops whose kernels differ in gpt2-style models (LayerNorm, a plain GELU, learned positions): their
     # fixed and host costs on a small gpt2-style model, as NAME/VARIANT where predict.op_variants names one
     variants = op_variants(gpt2)
-    g_ops, g_step = profiled(gpt2, w, spec, layers=2, warmup=5, iters=repeats, timing_iters=50, step_times=timed[3])
+    g_ops, g_step = profiled(gpt2, w, spec, layers=2, warmup=5, iters=repeats, step_times=timed[3])
     g_costs = op_costs(g_ops, g_step)
     calls = dict(zip(g_ops["op"].astype(str), g_ops["calls"].astype(float)))
     g_host_us = (g_step["eager_step_ref_s"] - step_tail_s(g_ops)) * 1e6
@@ -898,6 +897,7 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
         "model": "llama-style hidden 512, 8 heads / 2 KV heads, MLP 1408, 2 layers; decode batch 1 context 128",
         "vocab": vocab,
         "eager_step_us": round(step["eager_step_ref_s"] * 1e6, 2),  # the host reference (host_reference_job)
+        "reference_window": reference["timing_iters"],  # its steps per timing window
         "graph_step_us": round(graph * 1e6, 2) if graph else None,
         "kernel_time_us": round(step["kernel_time_ref_s"] * 1e6, 2),
         "gpt2_style_eager_step_us": round(g_step["eager_step_ref_s"] * 1e6, 2),
@@ -913,9 +913,9 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
     return out, cond
 
 
-def host_reference_job(spec, graph: bool = False) -> dict:
+def host_reference_job(spec, graph: bool = False, window: int = STEP_WINDOW) -> dict:
     """The host reference (predict.py's docstring) as a ``steptime.time_steps`` job: two layers of SMALL_MODEL
-    with ``cold_vocab``'s vocabulary at decode batch 1, context 128, HOST_REFERENCE_ITERS steps per window. Its
+    with ``cold_vocab``'s vocabulary at decode batch 1, context 128, ``window`` steps per timing window. Its
     eager step is host-bound (15 ops a layer and 3 outside, each at its minimum kernel time): the speed of the
     host's Python, dispatch and launch path. ``measure_op_costs`` scales every eager host cost to it and records it
     (``ops_measured_on.eager_step_us``); validate and profile time the same job where they time their steps,
@@ -927,17 +927,19 @@ def host_reference_job(spec, graph: bool = False) -> dict:
         "config": parse_model(dict(SMALL_MODEL, vocab_size=vocab), "calibration-small"),
         "workload": Workload(batch_size=(1,), prompt_len=(128,), context_len=(128,), phase="decode"),
         "layers": 2,
-        "timing_iters": HOST_REFERENCE_ITERS,
+        "timing_iters": window,
         "graph": graph,
     }
 
 
 def recorded_reference_job(spec) -> dict | None:
     """``host_reference_job`` of ``spec`` where the spec records a host reference to compare it with
-    (``measured.conditions.ops_measured_on.eager_step_us``: predict.with_host_reference), else None."""
-    if "host_reference_s" not in (getattr(spec, "measured_kernels", None) or {}):
+    (``measured.conditions.ops_measured_on.eager_step_us``: predict.with_host_reference), timed in the window
+    the spec records it was timed with (``reference_window``), else None."""
+    k = getattr(spec, "measured_kernels", None) or {}
+    if "host_reference_s" not in k:
         return None
-    return host_reference_job(spec)
+    return host_reference_job(spec, window=k.get("host_reference_window", STEP_WINDOW))
 
 
 def expert_loop_keys(narrow: dict, wide: dict, experts: int, top_k: int, wide_batch: int) -> dict:
@@ -1219,7 +1221,7 @@ PROJECTION_FORMATS = {
 }
 
 
-def measure_projection_host(spec, timing_iters: int = 50, rounds: int = STEP_ROUNDS) -> dict:
+def measure_projection_host(spec, timing_iters: int = STEP_WINDOW, rounds: int = STEP_ROUNDS) -> dict:
     """The extra eager host cost of one 8-bit projection call over a 16-bit one, microseconds, per format
     (PROJECTION_FORMATS; fp8 only where the part has fp8): the two-layer small model (SMALL_MODEL, decode
     batch 1, context 128, every kernel at its minimum, so the eager step is the host's time) timed in a fresh

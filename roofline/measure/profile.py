@@ -43,6 +43,7 @@ from roofline.measure.reference import (
     reference_dtype,
 )
 from roofline.measure.run import MeasuredRun
+from roofline.measure.steptime import STEP_WINDOW
 from roofline.measure.trace import analyze_trace
 from roofline.specs import load_spec
 
@@ -304,6 +305,7 @@ def _measure_phase(
     step = ref.make_step(phase, prompt_len, context)
     names = list(per_step)
     notes = []
+    ref.routed.clear()  # this phase's routing (an MoE reference), counted over every step run below
     with torch.no_grad():
         ref.annotate = True
         for _ in range(warmup):
@@ -349,6 +351,8 @@ def _measure_phase(
         "graph_step_ref_s": graph,
         "graph_pipelined_ref_s": pipelined,  # replays back to back (fresh-process timing only)
         "host_overhead_ref_s": (eager - graph) if graph is not None else None,
+        # an MoE reference: the routed experts that got tokens, per MoE layer (the mean over layers and steps)
+        "routed_experts_ref": float(np.mean(ref.routed)) if ref.routed else None,
         **join_info,
         **{f"one_step_{k}": v for k, v in trace_info.items()},
     }
@@ -371,7 +375,7 @@ def profile_model(
     iters: int = 10,
     cuda_graph: bool = None,
     trace_dir=None,
-    timing_iters: int = 20,
+    timing_iters: int = STEP_WINDOW,
     device: str = "cuda",
     seed: int = 0,
     graph_timer=graph_time,

@@ -314,6 +314,8 @@ class ReferenceDecoder:
         self.tp, self.rank, self.group = tp, rank, group
         self.linear, self.kv_dtype = linear, kv_dtype
         self.annotate, self.nvtx = True, False
+        # per call of an MoE layer, the routed experts that got tokens (the loop's where's already sync: free)
+        self.routed = []
         self._masks = {}
         m = config
         h, d = m.hidden_size, m.head_dim
@@ -618,13 +620,16 @@ class ReferenceDecoder:
             weights, chosen = torch.topk(probs, m.num_experts_per_tok, dim=-1)
             weights = (weights / weights.sum(dim=-1, keepdim=True)).to(hn.dtype)
             out = torch.zeros_like(x)
+            routed = 0
             for e in range(m.num_local_experts):
                 token, slot = torch.where(chosen == e)  # host sync: MoE is not graph-capturable
                 if token.numel() == 0:
                     continue
+                routed += 1
                 xe = x[token]
                 ye = F.linear(F.silu(F.linear(xe, L.w_gate[e])) * F.linear(xe, L.w_up[e]), L.w_down[e])
                 out.index_add_(0, token, ye * weights[token, slot, None])
+            self.routed.append(routed)
             return out.view(b, s, h)
 
     # ------------------------------------------------------------------------------------------

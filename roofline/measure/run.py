@@ -61,6 +61,7 @@ STEPS_OPTIONAL = {
     "model_layers": "decoder layers of the whole model",
     "host_overhead_ref_s": "eager - graph",
     "weight_bytes_ref": "bytes of the reference's weights",
+    "routed_experts_ref": "MoE: the routed experts that got tokens per MoE layer (mean over layers and steps)",
     "join": "how kernels were joined to ops; profiled_steps, kernels_per_step, ...: the join's counts",
     "one_step_*": "counts from the exported one-step Chrome trace",
     "comm_time_ref_s": "distributed: NCCL time of the reference step; exposed_comm_ref_s, "

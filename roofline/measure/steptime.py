@@ -36,6 +36,12 @@ from roofline.errors import DeviceError
 TIMEOUT_S = 900
 WARMUP_S = 0.5
 MIN_WINDOWS, WINDOWS_S = 5, 1.0
+# steps per timing window, wherever an eager step is timed: validate's cases, profile's step, the steps the
+# calibration scales its host costs to and the host reference. The fastest 5-step window and the fastest 50-step
+# one are minima over different spans of a noisy host, and need not move together: on one lease (stop 14,
+# reports/h200/host-reference/probe.csv) the reference's 5-step figure followed the cases' 5-step figures round
+# to round (gpt2 r = +0.98) and its 50-step figure did not (r = +0.01), so every timing uses the same window
+STEP_WINDOW = 5
 
 
 def fastest_window(step, iters: int, cuda: bool, sync_each: bool = True) -> float:
@@ -125,7 +131,7 @@ def time_steps_here(
     config,
     workload,
     layers: int,
-    timing_iters: int = 20,
+    timing_iters: int = STEP_WINDOW,
     device: str = "cuda",
     seed: int = 0,
     compile=False,
@@ -200,14 +206,21 @@ def time_with_reference(jobs: list, reference: dict | None, timeout_s: float = T
     """(``time_steps``' results of ``jobs``, each the fastest of ``rounds``; the host reference) from one fresh
     process, where ``reference`` (a job: calibrate.host_reference_job; None: none) is timed at the start of every
     round and once after the last. The host reference: {"eager_step_us": the fastest of its samples, as each job
-    keeps its fastest round, "samples_us": each}; None without ``reference`` or where every sample failed.
+    keeps its fastest round, "samples_us": each, "window": its steps per timing window}; None without
+    ``reference`` or where every sample failed.
     ``timeout_s``: the limit of the whole child."""
     lead = [reference] if reference else []
     per_round = lead + list(jobs)
     timed = time_steps(per_round * rounds + lead, timeout_s=timeout_s)
     results = fastest_rounds(timed[: len(per_round) * rounds], len(per_round))[len(lead) :]
     samples = [r["decode"]["eager_s"] * 1e6 for r in timed[0 :: len(per_round)] if lead and "error" not in r]
-    host = {"eager_step_us": round(min(samples), 2), "samples_us": [round(x, 2) for x in samples]} if samples else None
+    host = None
+    if samples:
+        host = {
+            "eager_step_us": round(min(samples), 2),
+            "samples_us": [round(x, 2) for x in samples],
+            "window": reference.get("timing_iters", STEP_WINDOW),
+        }
     return results, host
 
 
@@ -247,7 +260,7 @@ def main() -> None:
                 job["config"],
                 job["workload"],
                 job.get("layers", 2),
-                job.get("timing_iters", 20),
+                job.get("timing_iters", STEP_WINDOW),
                 job.get("device", "cuda"),
                 job.get("seed", 0),
                 job.get("compile", False),
