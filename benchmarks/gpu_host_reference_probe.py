@@ -15,9 +15,10 @@ turn, timed four ways (steptime.fastest_window, at least 5 windows and 1 s each)
 Writes $OUT/host_reference_probe.csv (round, model, way, step_us) and prints, per model, the median over rounds
 and each way's correlation with the host reference's same way over the rounds. Each way takes at least 1 s, so a
 round takes at least 16 s plus the models' builds. The reference and the two Llama models run the same ops per
-step (15 a layer and 3 outside), so their issue_* times compare host cost per op directly. Not yet run on a GPU: written in
-stop 13 for the next session; `--device cpu` runs the same code (3 rounds in about 9 minutes on this project's
-CPU machine, with CPU times that mean nothing for the questions above).
+step (15 a layer and 3 outside), so their issue_* times compare host cost per op directly. Run on an H200 in stop 14 (8 rounds, 158 s):
+reports/h200/host-reference/probe.csv and probe_log.txt, read in reports/h200/README.md (session 7). `--device
+cpu` runs the same code (3 rounds in about 9 minutes on this project's CPU machine, with CPU times that mean
+nothing for the questions above).
 
 What the answers decide:
 - If the reference's synced_5 follows the cases' synced_5 round to round better than its synced_50 does, time

@@ -186,6 +186,10 @@ def every_change(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
 
 
+# the workload fields that change which tokens an MoE layer routes (config.Workload.routed_experts)
+ROUTING_FIELDS = {"batch_size", "prompt_len", "context_len", "gen_tokens", "phase", "ep"}
+
+
 def apply_changes(analysis: Analysis, overrides: dict) -> Analysis:
     """Re-run ``analyze`` on ``analysis``'s model and GPU with workload fields replaced by ``overrides``.
 
@@ -193,6 +197,8 @@ def apply_changes(analysis: Analysis, overrides: dict) -> Analysis:
     part has no peak for).
     """
     fields = {k: ((v,) if k == "batch_size" and not isinstance(v, tuple) else v) for k, v in overrides.items()}
+    if analysis.workload.routed_experts is not None and fields.keys() & ROUTING_FIELDS:
+        fields["routed_experts"] = None  # a measured routing is the step's as it ran: a changed step routes as expected
     return analyze(analysis.model, analysis.spec, workload=replace(analysis.workload, **fields))
 
 

@@ -295,6 +295,7 @@ def decode_ridge_batch(m: ModelConfig, w: Workload, spec: HardwareSpec) -> float
     These ops do not depend on the context length, so one search serves every point.
     """
     batch = np.arange(1, RIDGE_SEARCH_MAX_BATCH + 1, dtype=float)
+    w = replace(w, routed_experts=None)  # a search over batches routes each as uniform routing expects
     ops = [op for op in model_ops(m, w, "decode", batch, 1.0, 1.0) if op.category == "matmul"]
     t_compute = sum(op.count * op.cost.flops / spec.ceiling_flops(op.compute_dtype) for op in ops)
     t_memory = sum(op.count * (op.cost.bytes_read + op.cost.bytes_written) for op in ops) / spec.ceiling_bytes_per_s()

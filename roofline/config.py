@@ -770,11 +770,6 @@ def parse_workload(raw: dict, where: str = "workload") -> Workload:
         )
     w = replace(w, **values)
     n_points = len(w.batch_size) * len(w.prompt_len) * len(w.context_len or (0,))
-    if w.routed_experts is not None and (w.phase == "both" or n_points > 1 or w.gen_tokens):
-        raise ConfigError(
-            f"{where}: routed_experts fixes the routing of one step: give one phase (prefill or decode) and one "
-            f"batch_size, prompt_len and context_len (no gen_tokens), or leave routed_experts out"
-        )
     if n_points > MAX_SWEEP_POINTS:
         raise ConfigError(
             f"{where}: the sweep has {n_points:,} points, more than {MAX_SWEEP_POINTS:,}; narrow the ranges"
@@ -809,7 +804,7 @@ def beyond_positions(model: ModelConfig, w: Workload) -> Optional[str]:
 
 
 def check_fit(model: ModelConfig, w: Workload, where: str) -> None:
-    """Checks that need both the model and the workload (tensor-parallel splits)."""
+    """Checks that need both the model and the workload (parallel splits, a measured MoE routing)."""
     if w.pp > 1 and model.num_hidden_layers % w.pp:
         raise ConfigError(
             f"{where}: pp {w.pp} does not divide num_hidden_layers {model.num_hidden_layers} into equal stages"
@@ -827,6 +822,12 @@ def check_fit(model: ModelConfig, w: Workload, where: str) -> None:
                 f"an equal share of the sequences"
             )
     if w.routed_experts is not None:
+        points = len(w.batch_size) * len(w.prompt_len) * len(w.context_len or (0,))
+        if w.phase == "both" or points > 1 or w.gen_tokens:
+            raise ConfigError(
+                f"{where}: routed_experts fixes the routing of one step: give one phase (prefill or decode) and "
+                f"one batch_size, prompt_len and context_len (no gen_tokens), or leave routed_experts out"
+            )
         per_gpu = model.num_local_experts // max(w.ep, 1) if model.is_moe else 0
         if not model.is_moe:
             raise ConfigError(f"{where}: routed_experts needs a mixture-of-experts model (num_local_experts)")

@@ -170,9 +170,8 @@ def parse_kernel_tables(measured: dict, where: str) -> dict:
         out["host_reference_s"] = number(on["eager_step_us"], where_ref, SpecError) * MICRO
         # the steps per timing window it was timed with (recorded since stop 14; before, 50)
         window = on.get("reference_window", LEGACY_REFERENCE_WINDOW)
-        out["host_reference_window"] = int(
-            number(window, f"{w}.conditions.ops_measured_on.reference_window", SpecError)
-        )
+        where_window = f"{w}.conditions.ops_measured_on.reference_window"
+        out["host_reference_window"] = number(window, where_window, SpecError, integer=True, maximum=10_000)
     if measured.get("graph_replay_us") is not None:
         out["graph_replay_s"] = number(measured["graph_replay_us"], f"{w}.graph_replay_us", SpecError) * MICRO
     if measured.get("bandwidth_curve") is not None:

@@ -351,3 +351,27 @@ def test_the_fused_figure_drops_the_unfused_path_s_extra_host_cost():
     fused = roofline.analyze(str(DATA / "tiny_llama.yaml"), parse_spec(raw, "f"), phase="decode", weight_dtype="int8")
     assert row["fused_speedup"] == pytest.approx(_time(a, "decode") / _time(fused, "decode"))
     assert row["predicted_speedup"] < 0.5 < row["fused_speedup"]  # 7 x 500 us more host per layer as torch runs it
+
+
+def test_a_measured_routing_is_kept_for_a_kernel_change_and_dropped_for_a_changed_step():
+    # routed_experts is the routing of the step as it ran: a larger batch routes as uniform routing expects
+    from roofline.advise import apply_changes
+    from roofline.analysis import analyze
+    from roofline.config import load_model, parse_workload
+
+    raw = {"batch_size": 8, "prompt_len": 1024, "context_len": 1024, "phase": "decode", "routed_experts": 7}
+    a = analyze(load_model("mixtral-8x7b"), "h200", workload=parse_workload(raw))
+    assert apply_changes(a, {"cuda_graph": True}).workload.routed_experts == 7
+    bigger = apply_changes(a, {"batch_size": 64})
+    assert bigger.workload.routed_experts is None and bigger.workload.batch_size == (64,)
+    expected = analyze(
+        load_model("mixtral-8x7b"), "h200", workload=parse_workload(dict(raw, batch_size=64, routed_experts=None))
+    )
+    assert bigger.summary["decode_time_s"].iloc[0] == expected.summary["decode_time_s"].iloc[0]
+    # the ridge batch is a search over batches: each routes as expected, whatever the analysed step's routing
+    from roofline.analysis import decode_ridge_batch
+    from roofline.specs import load_spec
+
+    m, spec = load_model("mixtral-8x7b"), load_spec("h200")
+    plain = decode_ridge_batch(m, parse_workload(dict(raw, routed_experts=None)), spec)
+    assert decode_ridge_batch(m, a.workload, spec) == plain and plain > 8

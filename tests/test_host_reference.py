@@ -55,6 +55,9 @@ def test_a_bad_recorded_reference_is_a_spec_error(tmp_path):
     raw["measured"]["conditions"]["ops_measured_on"].update(eager_step_us=800.0, reference_window=-5)
     with pytest.raises(SpecError, match="ops_measured_on.reference_window"):
         parse_spec(raw, "bad.yaml")
+    raw["measured"]["conditions"]["ops_measured_on"]["reference_window"] = 5.5  # steps: a whole number
+    with pytest.raises(SpecError, match="ops_measured_on.reference_window"):
+        parse_spec(raw, "bad.yaml")
     raw["measured"]["conditions"]["ops_measured_on"]["reference_window"] = 5
     assert parse_spec(raw, "ok.yaml").measured_kernels["host_reference_window"] == 5
     assert load_spec(CALIBRATED).measured_kernels["host_reference_window"] == 50  # recorded none: 50 (stop 13)

@@ -432,19 +432,26 @@ HOST_RUNS = {
 }
 
 
-@pytest.mark.parametrize("run", sorted(HOST_RUNS))
-def test_each_host_reference_run_is_what_the_committed_calibration_predicts(tmp_path, run):
-    folder = REPORTS / "validate-h200" / "host-reference" / run
+def check_pinned_run(folder: Path, spec: Path, tmp_path: Path, pinned: tuple) -> None:
+    """``folder``'s committed checks are what ``spec`` predicts from its measurements, and they pass or miss as
+    ``pinned`` says: (passed, in CHECK order without the pure-roofline rows; decode eager worst |error| as
+    calibrated; host-normalised)."""
     committed = pd.read_csv(folder / "checks.csv")
-    again = pd.read_csv(rescore_committed(folder, tmp_path) / "checks.csv")
+    again = pd.read_csv(rescore_committed(folder, tmp_path, spec) / "checks.csv")
     for column in ("median_abs_error", "worst_abs_error"):
-        assert np.allclose(again[column], committed[column], rtol=1e-9), column
+        assert np.allclose(again[column], committed[column], rtol=1e-9, equal_nan=True), column
     ours = ~committed["check"].str.contains("pure roofline")
-    passed, raw, host = HOST_RUNS[run]
+    passed, raw, host = pinned
     assert committed.loc[ours, "passed"].tolist() == passed
     worst = committed.set_index("check")["worst_abs_error"]
     assert round(worst["decode step, eager"], 3) == raw
     assert round(worst["decode step, eager, host-normalised"], 3) == host
+
+
+@pytest.mark.parametrize("run", sorted(HOST_RUNS))
+def test_each_host_reference_run_is_what_the_committed_calibration_predicts(tmp_path, run):
+    folder = REPORTS / "validate-h200" / "host-reference" / run
+    check_pinned_run(folder, REPORTS / "h200" / "calibration.yaml", tmp_path, HOST_RUNS[run])
 
 
 # runs of the matrix on 2026-12-02 with every eager step timed in 5-step windows, the host reference too
@@ -464,16 +471,7 @@ WINDOW5_RUNS = {
 def test_each_five_step_window_run_is_what_its_calibration_predicts(tmp_path, run):
     window5 = REPORTS / "validate-h200" / "window5"
     folder = window5 / run
-    committed = pd.read_csv(folder / "checks.csv")
-    again = pd.read_csv(rescore_committed(folder, tmp_path, window5 / "calibration.yaml") / "checks.csv")
-    for column in ("median_abs_error", "worst_abs_error"):
-        assert np.allclose(again[column], committed[column], rtol=1e-9, equal_nan=True), column
-    ours = ~committed["check"].str.contains("pure roofline")
-    passed, raw, host = WINDOW5_RUNS[run]
-    assert committed.loc[ours, "passed"].tolist() == passed
-    worst = committed.set_index("check")["worst_abs_error"]
-    assert round(worst["decode step, eager"], 3) == raw
-    assert round(worst["decode step, eager, host-normalised"], 3) == host
+    check_pinned_run(folder, window5 / "calibration.yaml", tmp_path, WINDOW5_RUNS[run])
     steps = pd.read_csv(folder / "steps.csv")
     if run == "0244":  # the routing the reference ran: 7.0 experts a layer at decode batch 8, all 8 at prefill
         routed = steps.drop_duplicates("case").set_index("case")["routed_experts"]
