@@ -124,6 +124,9 @@ def main():
                         raw["measured"][copied] = cond[copied]
             elif key == "op_tables":
                 value, raw["measured"]["conditions"]["op_tables_measured_on"] = value
+            if value is None:  # nothing to measure (split_kernel_host_us: no call ran a second kernel)
+                log(f"{key}: none ({time.perf_counter() - t0:.1f} s)")
+                continue
             raw["measured"][key] = value
             C.write_spec(raw, cal_path)  # after each part: a cut-short run keeps what it measured
             log(f"{key}: {time.perf_counter() - t0:.1f} s")

@@ -28,11 +28,15 @@ them; otherwise the datasheet roofline is used with a per-kernel minimum. Per oc
              per-kernel figure (datasheet)
   launch_gap_s = kernels * gap: the idle time the GPU spends between the op's kernels and the one
              before (``measured.kernel_gap_us``, from a CUDA-graph replay against its kernel sum, else
-             the spec's CUDA-graph per-kernel figure; kernels: ``measured.ops.NAME.kernels``, else 1)
+             the spec's CUDA-graph per-kernel figure; kernels: ``measured.ops.NAME.kernels``, else 1; a
+             16-bit projection whose gemm cell records its kernels (``gemm.DTYPE.kernels``, the nearest cell:
+             cuBLAS runs a split-K GEMM as two) takes the cell's)
   stream_s = predicted_time_s + launch_gap_s: how long the op holds the GPU's stream
   host_s   = what one occurrence costs the host: eager, ``measured.ops.NAME.host_eager_us`` where
              calibrated (the reference model's Python, dispatch and launches), else one eager launch
-             (the spec's figure), each times the spec's ``host_scale`` (below); in a CUDA graph 0 (the
+             (the spec's figure); a 16-bit projection adds (its cell's kernels - the entry's) x
+             ``measured.split_kernel_host_us`` where both are measured (the op costs come from a small model
+             whose projections run one kernel each); each times the spec's ``host_scale`` (below); in a CUDA graph 0 (the
              replay is one launch for the whole step), except the step's first op, which carries
              ``measured.graph_replay_us``: the replay's launch and the host's wake-up, where calibrated
 
@@ -119,6 +123,7 @@ if TYPE_CHECKING:  # annotations only: specs.py imports this module
 
 MICRO, GIGA = 1e-6, 1e9
 LATENCY_RATIO = 2.0
+GEMM_AXES = ("tokens", "weight_elements")
 # the host reference's steps per timing window in calibrations that do not record theirs (before stop 14)
 LEGACY_REFERENCE_WINDOW = 50
 CALIBRATED, DATASHEET = "calibrated", "datasheet roofline"
@@ -137,7 +142,13 @@ _OP_KEYS = {
     "kernels_per_active_expert",  # kernels each routed expert with tokens adds (expert_loop)
     "small_kernel_us",  # GPU time of each of the experts' non-GEMM kernels (expert_loop)
 }
-KERNEL_KEYS = KERNEL_KEYS + ("kernel_gap_us", "op_tables", "graph_replay_us", "projection_host_us")
+KERNEL_KEYS = KERNEL_KEYS + (
+    "kernel_gap_us",
+    "op_tables",
+    "graph_replay_us",
+    "projection_host_us",
+    "split_kernel_host_us",
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -183,7 +194,21 @@ def parse_kernel_tables(measured: dict, where: str) -> dict:
         g = measured["gemm"]
         if not isinstance(g, dict) or not g:
             raise SpecError(f"{w}.gemm must be a mapping of dtype -> table (tokens, weight_elements, efficiency)")
-        out["gemm"] = {str(d): _table(t, f"{w}.gemm.{d}", ("tokens", "weight_elements")) for d, t in g.items()}
+        out["gemm"], kernels = {}, {}
+        for d, t in g.items():
+            where = f"{w}.gemm.{d}"
+            grid = t.get("kernels") if isinstance(t, dict) else None
+            plain = {key: v for key, v in t.items() if key != "kernels"} if isinstance(t, dict) else t
+            out["gemm"][str(d)] = _table(plain, where, GEMM_AXES)
+            if grid is not None:  # the kernels one call launches, on the same grid (split-K: two)
+                kernels[str(d)] = _table(dict(plain, efficiency=grid), where, GEMM_AXES, values="kernels")
+        if kernels:
+            out["gemm_kernels"] = kernels
+    if measured.get("split_kernel_host_us") is not None:
+        where_split = f"{w}.split_kernel_host_us"
+        out["split_kernel_host_s"] = (
+            number(measured["split_kernel_host_us"], where_split, SpecError, positive=False, minimum=0.0) * MICRO
+        )
     if measured.get("attention") is not None:
         a = measured["attention"]
         if not isinstance(a, dict):
@@ -265,21 +290,31 @@ def _values(values, n, where) -> np.ndarray:
     return np.array([number(v, f"{where}[{i}]", SpecError) for i, v in enumerate(values)], dtype=float)
 
 
-def _table(value, where, axes) -> tuple:
-    """(x, y, eff[len(x), len(y)]) of a 2-D efficiency table."""
+def _table(value, where, axes, values: str = "efficiency") -> tuple:
+    """(x, y, eff[len(x), len(y)]) of a 2-D efficiency table (``values``: the name its grid is read under in
+    errors, e.g. a gemm table's kernels)."""
     t = _mapping(value, where, set(axes) | {"efficiency"})
     x = _axis(t.get(axes[0]), f"{where}.{axes[0]}")
     y = _axis(t.get(axes[1]), f"{where}.{axes[1]}")
     rows = t.get("efficiency")
     if not isinstance(rows, list) or len(rows) != len(x):
-        raise SpecError(f"{where}.efficiency must be a list of {len(x)} rows (one per {axes[0]}), each of {len(y)}")
-    eff = np.stack([_values(r, len(y), f"{where}.efficiency[{i}]") for i, r in enumerate(rows)])
+        raise SpecError(f"{where}.{values} must be a list of {len(x)} rows (one per {axes[0]}), each of {len(y)}")
+    eff = np.stack([_values(r, len(y), f"{where}.{values}[{i}]") for i, r in enumerate(rows)])
     return x, y, eff
 
 
 def interp_loglog(x: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """Piecewise-linear in (log x, log y) through (xs, ys); constant beyond the ends."""
     return np.exp(np.interp(np.log(np.maximum(x, 1e-300)), np.log(xs), np.log(ys)))
+
+
+def nearest_cell(x: np.ndarray, y: np.ndarray, table: tuple) -> np.ndarray:
+    """The value of ``table`` = (xs, ys, grid) at the cell nearest each (x, y) in (log x, log y): a count such as
+    a GEMM's kernels is not interpolated."""
+    xs, ys, grid = table
+    i = np.abs(np.log(np.maximum(np.asarray(x, float), 1e-300))[:, None] - np.log(xs)[None, :]).argmin(axis=1)
+    j = np.abs(np.log(np.maximum(np.asarray(y, float), 1e-300))[:, None] - np.log(ys)[None, :]).argmin(axis=1)
+    return grid[i, j]
 
 
 def interp_table(x: np.ndarray, y: np.ndarray, table: tuple) -> np.ndarray:
@@ -611,6 +646,7 @@ def prediction_columns(
     name_codes, names = _codes(ops["op"])
     cat_codes, cats = _codes(ops["category"])
     calibrated = np.zeros(n, dtype=bool)
+    gemm_cells = np.full(n, np.nan)  # a 16-bit projection's kernels per call, where its gemm cell records them
     comm = _mask(cat_codes, cats, {"collective"})
 
     formats = projection_formats(ops, variants)
@@ -692,6 +728,15 @@ def prediction_columns(
                     m_sel[s_bias] *= bias_factor(tokens[s_bias], kn[s_bias], tables[dtype], tables[f"{dtype}/bias"])
             model[sel] = m_sel
             calibrated |= sel
+            grids = k.get("gemm_kernels", {})
+            cells = np.full(len(kn), np.nan)
+            for key in set(keys) & set(grids):
+                if not any(q in key for q in ("fp8", "int8", "weight_only")):  # 8-bit: projection_host_us
+                    s_key = (keys == key) & (formats[sel] == "")
+                    cells[s_key] = nearest_cell(tokens[s_key], kn[s_key], grids[key])
+            if moe and "experts" in names:
+                cells[ex] = np.nan  # the expert loop counts its own kernels (expert_loop)
+            gemm_cells[sel] = cells
     attn = dict(k.get("attention", {}))
     v = variants.get("attention")
     for phase in ("prefill", "decode"):  # the head_dim's own tables where measured
@@ -761,6 +806,12 @@ def prediction_columns(
         if "traffic" in entry:
             t = s & elementwise & ~table_rows
             model[t] = np.maximum(t_compute[t], t_mem[t] * entry["traffic"])
+    cell = ~np.isnan(gemm_cells)
+    if cell.any():  # the kernels the projection's GEMM really runs, and the host's launch of any extra one
+        extra = gemm_cells[cell] - kernels[cell]  # kernels: the op entry's, measured on the small model
+        kernels[cell] = gemm_cells[cell]
+        if "split_kernel_host_s" in k and not cuda_graph:
+            host[cell] = np.maximum(host[cell] + extra * k["split_kernel_host_s"], 0.0)
     if "projection_host_s" in k and not cuda_graph:  # 8-bit projections' extra eager host cost per call
         for key, extra in k["projection_host_s"].items():
             host[formats == key] += extra

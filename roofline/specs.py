@@ -53,7 +53,8 @@ _MEASURED_KEYS = {
     "link_busbw_gb_per_s",
     "conditions",
     # the kernel model of roofline/predict.py (documented there and in reports/h200/calibration.yaml):
-    # kernel_min_us, kernel_gap_us, bandwidth_curve {bytes, gb_per_s}, gemm {dtype: {tokens, weight_elements, efficiency}},
+    # kernel_min_us, kernel_gap_us, bandwidth_curve {bytes, gb_per_s}, gemm {dtype: {tokens, weight_elements, efficiency,
+    # kernels}},
     # attention {prefill: {roofline: compute, query_len, flops_per_pair, efficiency}, decode: {kv_bytes, flops_per_kv_byte, efficiency}},
     # ops {name: {fixed_us, host_eager_us, host_graph_us, kernels}},
     # op_tables {name: {tokens, act_bytes_per_token, efficiency}}
@@ -66,6 +67,7 @@ _MEASURED_KEYS = {
     "op_tables",
     "graph_replay_us",
     "projection_host_us",  # {fp8|int8|DTYPE/weight_only: extra eager host us per 8-bit projection call}
+    "split_kernel_host_us",  # eager host us of one more kernel in a 16-bit projection call (gemm.DTYPE.kernels)
     # the collective model of roofline/predict.py (``collective_times``), written by calibrate --collectives:
     # collectives {all_reduce|all_gather|reduce_scatter|all_to_all: {world, bytes, time_us}}
     "collectives",

@@ -507,3 +507,60 @@ def test_old_prefill_attention_tables_convert_exactly_to_the_compute_roofline():
         for j, bh in enumerate(bhs):
             _, t_c = roofs(s, bh)
             assert new["efficiency"][i][j] == pytest.approx(t_c / times[s, bh], rel=1e-3)  # 4 significant digits
+
+
+def test_the_gemm_table_records_the_kernels_each_call_launches():
+    # kernel_time_s counts the kernels it profiled per call (_last_kernels); the table keeps them on its grid,
+    # the mean over shapes merged into one column (here two of 32 x 48 = 48 x 32 elements: 1 and 2 kernels)
+    from roofline.measure import calibrate as C
+
+    spec = load_spec("h200")
+    per_shape = {(32, 48): 1.0, (48, 32): 2.0}
+    seen = []
+
+    def counting_timer(fn, repeats):
+        y = fn()
+        seen.append(y.shape)
+        k_in = 32 if y.shape[-1] == 48 else 48
+        C._last_kernels[0] = per_shape[(k_in, y.shape[-1])] + (1.0 if y.shape[0] == 8 else 0.0)
+        return 1e-3
+
+    t = C.measure_gemm_table(spec, tokens=(1, 8), shapes=((32, 48), (48, 32)), device="cpu", timer=counting_timer)
+    assert t["weight_elements"] == [32 * 48] and t["kernels"] == [[1.5], [2.5]]
+    # a timer that counts nothing (as the tests' own) leaves the table without kernels
+    plain = C.measure_gemm_table(spec, tokens=(1,), shapes=((32, 48),), device="cpu", timer=lambda fn, r: 1e-3)
+    assert "kernels" not in plain
+
+
+def test_the_split_kernel_host_cost_is_the_slope_of_host_time_on_kernels(monkeypatch):
+    from roofline.errors import DeviceError
+    from roofline.measure import calibrate as C
+    from roofline.measure import steptime
+
+    # an H200's calls (reports/h200/host-kernels/projection_host.csv): one kernel 14.2-15.2 us, two 18.2-19.0 us
+    assert C.split_kernel_slope([14.2, 15.2, 18.2, 19.0], [1, 1, 2, 2]) == pytest.approx(3.9)
+    assert C.split_kernel_slope([14.2, 15.2], [1, 1]) is None  # every call one kernel: nothing to fit
+    assert C.split_kernel_slope([18.0, 14.0], [1, 2]) == 0.0  # never negative
+    jobs = []
+
+    def fake(js, timeout_s=steptime.TIMEOUT_S, rounds=1):
+        jobs.extend(js)
+        n = len(js[0]["linear_host"])
+        return [{"host_us": [14.0 + 4.0 * (i % 2) for i in range(n)], "kernels": [1 + i % 2 for i in range(n)]}]
+
+    monkeypatch.setattr(steptime, "time_steps", fake)
+    assert C.measure_split_kernel_host(load_spec("h200")) == pytest.approx(4.0)
+    shapes = jobs[0]["linear_host"]
+    assert len(shapes) == 2 * (len(C.GEMM_SHAPES) + len(C.GEMM_DOWN_SHAPES)) and {s[0] for s in shapes} == {1, 8}
+    monkeypatch.setattr(steptime, "time_steps", lambda js, **kw: [{"error": "out of memory"}])
+    with pytest.raises(DeviceError, match="projections' host cost failed: out of memory"):
+        C.measure_split_kernel_host(load_spec("h200"))
+
+
+def test_the_projection_host_child_times_and_counts_on_the_cpu():
+    # the fresh process's job (steptime.linear_host_here): a host time per call for each shape; the CPU has no
+    # CUDA kernels to count
+    from roofline.measure.steptime import linear_host_here
+
+    out = linear_host_here([(1, 32, 48), (2, 48, 32)], device="cpu", rounds=1, calls=4)
+    assert len(out["host_us"]) == 2 and all(h > 0 for h in out["host_us"]) and out["kernels"] == [0.0, 0.0]

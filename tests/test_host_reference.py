@@ -277,3 +277,65 @@ def test_an_moe_case_is_predicted_at_the_routing_its_run_measured(tmp_path):
     back = rescore(load_validation(folder), CALIBRATED, matrix=MATRIX)
     assert back.steps["routed_experts"].tolist() == [8.0, 8.0]
     assert back.steps["predicted_step_s"].to_numpy() == pytest.approx(s["predicted_step_s"].to_numpy(), rel=1e-12)
+
+
+def _with_split_kernels(tmp_path, host_us=4.0):
+    """The committed calibration with a kernels grid on its bf16 and bf16/tall_k tables, two kernels per call
+    where cuBLAS runs split-K on an H200 (reports/h200/host-kernels/projection_host.csv: hidden 4096 -> 4096 or
+    1024 and the down projections, at up to 8 tokens), and ``host_us`` per extra kernel."""
+    raw = yaml.safe_load(Path(CALIBRATED).read_text())
+    for key, split in (("bf16", {4096 * 1024, 4096 * 4096}), ("bf16/tall_k", None)):
+        t = raw["measured"]["gemm"][key]
+        t["kernels"] = [
+            [2.0 if m <= 8 and (split is None or kn in split) else 1.0 for kn in t["weight_elements"]]
+            for m in t["tokens"]
+        ]
+    if host_us is not None:
+        raw["measured"]["split_kernel_host_us"] = host_us
+    path = tmp_path / "split.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+def test_a_split_k_projection_pays_its_second_kernel_s_launch(tmp_path):
+    # Llama-2-7B at decode batch 1: q, k, v, o (4096 x 4096) and down (11008 -> 4096) run two kernels a call,
+    # gate and up (4096 -> 11008) one; the op costs hold one (the small model's): 4 us more host for each of the
+    # five, and one more launch gap
+    m = replace(load_model("llama-2-7b"), num_hidden_layers=2)
+    w = parse_workload({"batch_size": 1, "prompt_len": 512, "context_len": 512, "phase": "decode"})
+    base = analyze(m, load_spec(CALIBRATED), workload=w).ops.set_index("op")
+    split = analyze(m, load_spec(_with_split_kernels(tmp_path)), workload=w).ops.set_index("op")
+    for op in ("q_proj", "k_proj", "v_proj", "o_proj", "down_proj"):
+        assert split.at[op, "host_s"] == pytest.approx(base.at[op, "host_s"] + 4e-6, rel=1e-9)
+        gap = load_spec(CALIBRATED).measured_kernels["kernel_gap_s"]
+        assert split.at[op, "launch_gap_s"] == pytest.approx(base.at[op, "launch_gap_s"] + gap, rel=1e-9)
+    for op in ("gate_proj", "up_proj", "attention", "rope"):
+        assert split.at[op, "host_s"] == base.at[op, "host_s"]
+    # the step is host-bound: up to 10 projections x 4 us more (2 layers), less what the queue overlaps with the
+    # GPU (here one: 36 us)
+    a = analyze(m, load_spec(CALIBRATED), workload=w).summary["decode_time_s"].iloc[0]
+    b = analyze(m, load_spec(_with_split_kernels(tmp_path)), workload=w).summary["decode_time_s"].iloc[0]
+    assert 8 * 4e-6 <= b - a <= 10 * 4e-6 + 1e-12
+    # in a CUDA graph no host cost; a count without split_kernel_host_us moves only the launch gaps
+    graph = analyze(m, load_spec(_with_split_kernels(tmp_path)), workload=replace(w, cuda_graph=True)).ops
+    assert graph.set_index("op").at["q_proj", "host_s"] == 0.0
+    counted = analyze(m, load_spec(_with_split_kernels(tmp_path, host_us=None)), workload=w).ops.set_index("op")
+    assert counted.at["q_proj", "host_s"] == base.at["q_proj", "host_s"]
+    # at 64 tokens every projection runs one kernel: nothing added
+    w64 = replace(w, batch_size=(64,))
+    one = analyze(m, load_spec(_with_split_kernels(tmp_path)), workload=w64).ops.set_index("op")
+    assert (
+        one.at["q_proj", "host_s"]
+        == analyze(m, load_spec(CALIBRATED), workload=w64).ops.set_index("op").at["q_proj", "host_s"]
+    )
+
+
+def test_a_bad_kernels_grid_is_a_spec_error(tmp_path):
+    raw = yaml.safe_load(Path(_with_split_kernels(tmp_path)).read_text())
+    raw["measured"]["gemm"]["bf16"]["kernels"] = [[1.0]]
+    with pytest.raises(SpecError, match=r"gemm\.bf16\.kernels must be a list of 15 rows"):
+        parse_spec(raw, "bad.yaml")
+    raw = yaml.safe_load(Path(_with_split_kernels(tmp_path)).read_text())
+    raw["measured"]["split_kernel_host_us"] = -1
+    with pytest.raises(SpecError, match="split_kernel_host_us"):
+        parse_spec(raw, "bad.yaml")

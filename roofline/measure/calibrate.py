@@ -302,7 +302,9 @@ KERNEL_MODEL_DOC = """#
 #   bandwidth_curve    bytes: bytes moved (read + written) by one bf16 element-wise kernel; gb_per_s: achieved
 #                      at that size. Element-wise and memory ops take bytes / this (log-log interpolated)
 #   gemm.<dtype>       tokens (M) x weight_elements (K*N) -> efficiency = roofline time / measured time of
-#                      F.linear(x [M, K], W [N, K]); rows follow tokens, columns weight_elements
+#                      F.linear(x [M, K], W [N, K]); rows follow tokens, columns weight_elements; kernels (since
+#                      stop 14, every gemm table): the kernels one call launches on the same grid (cuBLAS's split-K
+#                      GEMMs run two)
 #   gemm.<dtype>/unaligned  the same for an output width that is not a multiple of 8 (odd vocabularies):
 #                      used for lm_head when its vocabulary shard is (predict.op_variants)
 #   gemm.<dtype>/tall_k  the same for down_proj's shapes (intermediate -> hidden), used for down_proj
@@ -325,6 +327,9 @@ KERNEL_MODEL_DOC = """#
 #   projection_host_us  fp8 | int8 | <dtype>/weight_only: the extra eager host time of one 8-bit projection call over
 #                      a 16-bit one (the per-call activation quantisation, the weights' conversion), from the small
 #                      model's eager step in each format against bf16; added to those projections' host cost
+#   split_kernel_host_us  the eager host time of one more kernel in a 16-bit projection call (the slope of host time
+#                      on kernels per F.linear call over the GEMM shapes at 1 and 8 tokens, in a fresh process): a
+#                      projection whose gemm cell runs more kernels than its ops entry counts pays it per extra kernel
 #   op_tables.<name>   tokens x act_bytes_per_token ((bytes moved - weight bytes) / tokens) -> efficiency of the reference's
 #                      element-wise or memory op <name> (NAME/VARIANT: rmsnorm | layernorm norms, gated | plain
 #                      activation), measured on one-layer models of several widths; replaces the bandwidth
@@ -456,6 +461,7 @@ MAX_KERNEL_S = 0.2  # a grid point whose roofline time exceeds this is skipped (
 WARMUP_S = 0.01  # wall time of warm-up calls before each timing
 COOL_AFTER_S, COOL_S = 0.1, 0.2
 _work_since_cool = [0.0]  # seconds of timed GPU work since the last idle (kernel_time_s)
+_last_kernels = [None]  # kernels per call of the last kernel_time_s (the GEMM tables record them)
 COLD_BYTES = 256e6  # operands are rotated among copies adding up to this (> 4x the L2 of an H200): each call
 # reads its weights / cache from HBM, as a model's op does, not from the L2 a repeated call would hit
 
@@ -512,11 +518,14 @@ def kernel_time_s(fn, repeats: int = 10, warmup: int = 3, warmup_s: float = WARM
             fn()
         torch.cuda.synchronize()
     events = prof.events()
-    us = sum(e.time_range.elapsed_us() for e in events if e.device_type == DeviceType.CUDA)
+    gpu = [e for e in events if e.device_type == DeviceType.CUDA]
+    us, n = sum(e.time_range.elapsed_us() for e in gpu), len(gpu)
     if not us:  # older layouts: kernels hang off the CPU ops that launched them
-        us = sum(k.duration for e in events if e.device_type == DeviceType.CPU for k in e.kernels)
+        launched = [k for e in events if e.device_type == DeviceType.CPU for k in e.kernels]
+        us, n = sum(k.duration for k in launched), len(launched)
     if not us:
         raise DeviceError("calibration: torch.profiler recorded no CUDA kernel; is CUPTI available?")
+    _last_kernels[0] = n / repeats
     _work_since_cool[0] += warmed + us * 1e-6
     return us * 1e-6 / repeats
 
@@ -628,7 +637,9 @@ def measure_gemm_table(
     ``dtype`` peak; ``weight_only``: ``dtype`` weights, bf16 activations, on the bf16 peak (the analysis's
     row for weight-only quantisation); ``bias`` (16-bit only): F.linear(x, W, b), the bias's bytes in the
     roofline. Shapes of equal K*N are merged (geometric mean). ``timer(fn, repeats)``: seconds per call
-    (default kernel_time_s). {tokens, weight_elements, efficiency}."""
+    (default kernel_time_s). {tokens, weight_elements, efficiency, and with the default timer kernels: the
+    kernels one call launches, the mean over merged shapes (cuBLAS runs a small-M GEMM with a large K as two,
+    split-K and a reduction: predict.py prices the second's host cost)}."""
     import numpy as np
 
     from roofline.formulas import linear
@@ -649,7 +660,7 @@ def measure_gemm_table(
             return F.linear(x, *weight_bias)
 
     act_dtype = "bf16" if weight_only else dtype
-    cells = {}
+    cells, counts = {}, {}
     for k_in, n_out in shapes:
         weights = [make(k_in, n_out) for _ in range(copies_for(n_out * k_in * 2))]
         for m in tokens:
@@ -659,15 +670,22 @@ def measure_gemm_table(
                 continue
             x = torch.randn(m, k_in, device=device, dtype=act)
             fn = rotating(op, [(x, w) for w in weights])
+            _last_kernels[0] = None
             t = timer(fn, max(repeats, len(weights)))
             cells.setdefault(k_in * n_out, {}).setdefault(m, []).append(roof / t)
+            if _last_kernels[0] is not None:  # kernel_time_s counted them
+                counts.setdefault(k_in * n_out, {}).setdefault(m, []).append(_last_kernels[0])
             del x, fn
         del weights
         if device != "cpu":
             torch.cuda.empty_cache()
     kn = sorted(cells)
     eff = [[float(np.exp(np.mean(np.log(cells[v][m])))) if m in cells[v] else None for v in kn] for m in tokens]
-    return {"tokens": list(tokens), "weight_elements": [int(v) for v in kn], "efficiency": _fill(eff)}
+    out = {"tokens": list(tokens), "weight_elements": [int(v) for v in kn], "efficiency": _fill(eff)}
+    if counts:
+        grid = [[float(np.mean(counts[v][m])) if m in counts.get(v, {}) else None for v in kn] for m in tokens]
+        out["kernels"] = _fill(grid)
+    return out
 
 
 def measure_attention_tables(spec, repeats: int = 3, d: int = 128, heads: int = 32, device: str = "cuda") -> dict:
@@ -1247,6 +1265,33 @@ def measure_projection_host(spec, timing_iters: int = STEP_WINDOW, rounds: int =
     return {key: round(max(t - best[0], 0.0) / projections * 1e6, 3) for key, t in zip(formats, best[1:])}
 
 
+def measure_split_kernel_host(spec, device: str = "cuda") -> float | None:
+    """The eager host time, µs, of one more kernel in a 16-bit projection call: cuBLAS runs a GEMM of few tokens
+    and a large K as two kernels (split-K and a reduction), and the op costs, measured on the small model whose
+    projections run one, do not hold the second's launch. Host time and kernels per ``F.linear`` call of
+    GEMM_SHAPES and GEMM_DOWN_SHAPES at 1 and 8 tokens, in a fresh process (steptime.linear_host_here), then
+    ``split_kernel_slope``. On an H200 a two-kernel call took 18.2-19.0 µs against 14.2-15.2 µs
+    (reports/h200/host-kernels/projection_host.csv). None where every shape ran the same kernels."""
+    from roofline.measure import steptime
+
+    shapes = [(t, k, n) for t in (1, 8) for k, n in GEMM_SHAPES + GEMM_DOWN_SHAPES]
+    (result,) = steptime.time_steps([{"linear_host": shapes, "device": device}])
+    if "error" in result:
+        raise DeviceError(f"calibration: timing the projections' host cost failed: {result['error']}")
+    return split_kernel_slope(result["host_us"], result["kernels"])
+
+
+def split_kernel_slope(host_us: list, kernels: list) -> float | None:
+    """The least-squares slope of host time per call on kernels per call, µs per kernel, at least 0; None where
+    the calls do not differ by a whole kernel (nothing to fit)."""
+    import numpy as np
+
+    k, h = np.asarray(kernels, float), np.asarray(host_us, float)
+    if len(k) < 2 or np.ptp(np.round(k)) < 1:
+        return None
+    return round(max(float(np.polyfit(k, h, 1)[0]), 0.0), 3)
+
+
 def kernel_model_parts(spec, measured: dict) -> dict:
     """The parts of the kernel model in the order they are measured: key of ``measured:`` -> a function
     returning its value, or (value, conditions) for 'ops' and 'op_tables'. ``measured``: the mapping
@@ -1268,6 +1313,7 @@ def kernel_model_parts(spec, measured: dict) -> dict:
         },
         "op_tables": lambda: measure_op_tables(spec),
         "projection_host_us": lambda: measure_projection_host(spec),
+        "split_kernel_host_us": lambda: measure_split_kernel_host(spec),
         "ops": lambda: measure_op_costs(spec, bandwidth_curve=measured.get("bandwidth_curve")),
     }
 
@@ -1286,6 +1332,8 @@ def measure_kernel_model(spec) -> tuple:
                     out[copied] = conditions["ops_measured_on"][copied]
         elif key == "op_tables":
             value, conditions["op_tables_measured_on"] = value
+        if value is None:  # nothing to measure on this part (split_kernel_host_us: no call ran a second kernel)
+            continue
         out[key] = value
     conditions["kernel_model_seconds"] = round(time.perf_counter() - t0, 1)
     return out, conditions

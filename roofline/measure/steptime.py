@@ -246,6 +246,54 @@ def fastest_rounds(results: list, n_jobs: int) -> list:
     return out
 
 
+def linear_host_here(shapes: list, device: str = "cuda", rounds: int = 3, calls: int = 64) -> dict:
+    """{"host_us": [...], "kernels": [...]} per (tokens, in, out) of ``shapes``: the host's own time per 16-bit
+    ``F.linear`` call (``calls`` issued back to back without a sync, the queue never full; the fastest of at
+    least MIN_WINDOWS windows and WINDOWS_S, the fastest of ``rounds`` interleaved rounds), then the kernels
+    one call launches (torch.profiler, after every host timing: the profiler raises later host costs). A
+    ``time_steps`` job: {"linear_host": shapes}, so it runs in a fresh process."""
+    import torch
+    import torch.nn.functional as F
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = torch.device(device).type == "cuda"
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    args = []
+    for tokens, k_in, n_out in shapes:
+        x = torch.randn(int(tokens), int(k_in), device=device, dtype=torch.bfloat16)
+        w = torch.randn(int(n_out), int(k_in), device=device, dtype=torch.bfloat16)
+        args.append((x, w))
+        for _ in range(8):
+            F.linear(x, w)
+    sync()
+    best = [float("inf")] * len(args)
+    for _ in range(rounds):
+        for i, (x, w) in enumerate(args):
+            t0, n = time.perf_counter(), 0
+            while n < MIN_WINDOWS or time.perf_counter() - t0 < WINDOWS_S / 2:
+                sync()
+                w0 = time.perf_counter()
+                for _ in range(calls):
+                    F.linear(x, w)
+                best[i] = min(best[i], (time.perf_counter() - w0) / calls)
+                sync()
+                n += 1
+    kernels = []
+    for x, w in args:
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=activities) as prof:
+            for _ in range(3):
+                F.linear(x, w)
+            sync()
+        kernels.append(sum(1 for e in prof.events() if e.device_type == DeviceType.CUDA) / 3)
+    return {"host_us": [round(b * 1e6, 3) for b in best], "kernels": kernels}
+
+
 def main() -> None:
     """The child: jobs pickled on stdin (from ``time_steps``, the parent's own objects), one JSON line
     per job on stdout."""
@@ -255,6 +303,9 @@ def main() -> None:
 
     jobs = pickle.loads(sys.stdin.buffer.read())  # noqa: S301 - written by time_steps in the parent
     for job in jobs:
+        if "linear_host" in job:
+            print(json.dumps(linear_host_here(job["linear_host"], job.get("device", "cuda"))), flush=True)
+            continue
         try:
             result = time_steps_here(
                 job["config"],
