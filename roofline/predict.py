@@ -29,7 +29,7 @@ them; otherwise the datasheet roofline is used with a per-kernel minimum. Per oc
   launch_gap_s = kernels * gap: the idle time the GPU spends between the op's kernels and the one
              before (``measured.kernel_gap_us``, from a CUDA-graph replay against its kernel sum, else
              the spec's CUDA-graph per-kernel figure; kernels: ``measured.ops.NAME.kernels``, else 1; a
-             16-bit projection whose gemm cell records its kernels (``gemm.DTYPE.kernels``, the nearest cell:
+             16-bit projection (PROJECTION_OPS) whose gemm cell records its kernels (``gemm.DTYPE.kernels``, the nearest cell:
              cuBLAS runs a split-K GEMM as two) takes the cell's)
   stream_s = predicted_time_s + launch_gap_s: how long the op holds the GPU's stream
   host_s   = what one occurrence costs the host: eager, ``measured.ops.NAME.host_eager_us`` where
@@ -124,6 +124,20 @@ if TYPE_CHECKING:  # annotations only: specs.py imports this module
 MICRO, GIGA = 1e-6, 1e9
 LATENCY_RATIO = 2.0
 GEMM_AXES = ("tokens", "weight_elements")
+# the decoder's projections, whose op costs come from the small model's one-kernel GEMMs: where a gemm cell records
+# more kernels per call (split-K), each extra one costs split_kernel_host_us (lm_head's entry was measured at the
+# small model's own head, no cell of the grid; the experts count their own in expert_loop)
+PROJECTION_OPS = (
+    "qkv_proj",
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_up_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+)
 # the host reference's steps per timing window in calibrations that do not record theirs (before stop 14)
 LEGACY_REFERENCE_WINDOW = 50
 CALIBRATED, DATASHEET = "calibrated", "datasheet roofline"
@@ -734,8 +748,7 @@ def prediction_columns(
                 if not any(q in key for q in ("fp8", "int8", "weight_only")):  # 8-bit: projection_host_us
                     s_key = (keys == key) & (formats[sel] == "")
                     cells[s_key] = nearest_cell(tokens[s_key], kn[s_key], grids[key])
-            if moe and "experts" in names:
-                cells[ex] = np.nan  # the expert loop counts its own kernels (expert_loop)
+            cells[~_mask(name_codes[sel], names, set(PROJECTION_OPS))] = np.nan
             gemm_cells[sel] = cells
     attn = dict(k.get("attention", {}))
     v = variants.get("attention")
