@@ -24,7 +24,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +32,8 @@ sys.path.insert(0, str(ROOT))
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+
+from roofline.measure.steptime import host_per_call  # noqa: E402
 
 HOST_CALLS = 64
 # (label, tokens, in_features, out_features): the projections of the calibration's small model, gpt2 and the
@@ -58,21 +59,6 @@ SHAPES = [
 ]
 
 
-def host_per_call(fn, calls: int = HOST_CALLS) -> float:
-    """Seconds of host time per call of ``fn``: ``calls`` back to back, no sync between, timed on the host
-    clock; the fastest of at least 5 windows and 0.5 s, each after a sync (the queue empty)."""
-    best, t0, n = float("inf"), time.perf_counter(), 0
-    while n < 5 or time.perf_counter() - t0 < 0.5:
-        torch.cuda.synchronize()
-        w0 = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - w0) / calls)
-        torch.cuda.synchronize()
-        n += 1
-    return best
-
-
 def projections(out: Path) -> None:
     rows, calls = [], {}
     for label, t, k, n in SHAPES:
@@ -92,7 +78,7 @@ def projections(out: Path) -> None:
                     "tokens": t,
                     "in": k,
                     "out": n,
-                    "host_us": host_per_call(lambda x=x, w=w: F.linear(x, w)) * 1e6,
+                    "host_us": host_per_call(lambda x=x, w=w: F.linear(x, w), HOST_CALLS) * 1e6,
                 }
             )
     frame = pd.DataFrame(rows).groupby(["shape", "tokens", "in", "out"], sort=False)["host_us"].min().reset_index()

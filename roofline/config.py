@@ -828,9 +828,9 @@ def check_fit(model: ModelConfig, w: Workload, where: str) -> None:
                 f"{where}: routed_experts fixes the routing of one step: give one phase (prefill or decode) and "
                 f"one batch_size, prompt_len and context_len (no gen_tokens), or leave routed_experts out"
             )
-        per_gpu = model.num_local_experts // max(w.ep, 1) if model.is_moe else 0
         if not model.is_moe:
             raise ConfigError(f"{where}: routed_experts needs a mixture-of-experts model (num_local_experts)")
+        per_gpu = model.num_local_experts // max(w.ep, 1)
         if w.routed_experts > per_gpu:
             raise ConfigError(
                 f"{where}: routed_experts {w.routed_experts:g} is more than the {per_gpu} routed experts a GPU holds"

@@ -518,11 +518,6 @@ def active_experts(tokens: np.ndarray, experts: int, top_k: int, routed: float |
     return experts * (1.0 - (1.0 - top_k / experts) ** t)
 
 
-def _routed(moe: tuple) -> float | None:
-    """The measured routed experts of ``model_kernels``' ``moe`` (its fifth entry; None: the expectation)."""
-    return moe[4] if len(moe) > 4 else None
-
-
 def expert_tokens(tokens: np.ndarray, experts: int, top_k: int, routed: float | None = None) -> tuple:
     """(active experts, tokens each active expert gets) for ``tokens`` tokens routed to ``top_k`` of
     ``experts``: ``active_experts`` and tokens x top_k / active."""
@@ -689,7 +684,7 @@ def prediction_columns(
                 # against 58.7M elements, where the sum read 2 tokens against 1.4G)
                 ex = name_codes[sel] == names.index("experts")
                 kn[ex] = float(moe[2] * moe[3])
-                tokens[ex] = expert_tokens(tokens_all[sel][ex], *moe[:2], _routed(moe))[1]
+                tokens[ex] = expert_tokens(tokens_all[sel][ex], moe[0], moe[1], moe[4])[1]
             d_codes, dtypes = _codes(ops["compute_dtype"])
             tables = k["gemm"]
 
@@ -744,11 +739,13 @@ def prediction_columns(
             calibrated |= sel
             grids = k.get("gemm_kernels", {})
             cells = np.full(len(kn), np.nan)
+            # 16-bit projections only: an 8-bit one's extra host cost is projection_host_us, its table's kernels
+            # those of its activation quantisation
+            projection = _mask(name_codes[sel], names, set(PROJECTION_OPS)) & (formats[sel] == "")
             for key in set(keys) & set(grids):
-                if not any(q in key for q in ("fp8", "int8", "weight_only")):  # 8-bit: projection_host_us
-                    s_key = (keys == key) & (formats[sel] == "")
+                if not any(q in key for q in ("fp8", "int8", "weight_only")):
+                    s_key = projection & (keys == key)
                     cells[s_key] = nearest_cell(tokens[s_key], kn[s_key], grids[key])
-            cells[~_mask(name_codes[sel], names, set(PROJECTION_OPS))] = np.nan
             gemm_cells[sel] = cells
     attn = dict(k.get("attention", {}))
     v = variants.get("attention")
@@ -845,7 +842,7 @@ def prediction_columns(
     small_default = k.get("kernel_min_s", spec.graph_launch_overhead_s)
     for i, entry in loop.items():
         s = name_codes == i
-        active, per_expert = expert_tokens(tokens_all[s], *moe[:2], _routed(moe))
+        active, per_expert = expert_tokens(tokens_all[s], moe[0], moe[1], moe[4])
         body = expert_body_time(per_expert, moe[2], moe[3], k.get("bandwidth"))
         if host_scale != 1.0:
             entry = {

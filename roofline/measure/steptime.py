@@ -246,10 +246,29 @@ def fastest_rounds(results: list, n_jobs: int) -> list:
     return out
 
 
+def host_per_call(fn, calls: int = 64, cuda: bool = True) -> float:
+    """Seconds of the host's own time per call of ``fn``: ``calls`` issued back to back with no sync between
+    (the queue never full), timed on the host clock; the fastest of at least MIN_WINDOWS windows and WINDOWS_S / 2,
+    each after a sync (the queue empty)."""
+    import torch
+
+    best, t0, n = float("inf"), time.perf_counter(), 0
+    while n < MIN_WINDOWS or time.perf_counter() - t0 < WINDOWS_S / 2:
+        if cuda:
+            torch.cuda.synchronize()
+        w0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        best = min(best, (time.perf_counter() - w0) / calls)
+        if cuda:
+            torch.cuda.synchronize()
+        n += 1
+    return best
+
+
 def linear_host_here(shapes: list, device: str = "cuda", rounds: int = 3, calls: int = 64) -> dict:
     """{"host_us": [...], "kernels": [...]} per (tokens, in, out) of ``shapes``: the host's own time per 16-bit
-    ``F.linear`` call (``calls`` issued back to back without a sync, the queue never full; the fastest of at
-    least MIN_WINDOWS windows and WINDOWS_S, the fastest of ``rounds`` interleaved rounds), then the kernels
+    ``F.linear`` call (``host_per_call``, the fastest of ``rounds`` interleaved rounds), then the kernels
     one call launches (torch.profiler, after every host timing: the profiler raises later host costs). A
     ``time_steps`` job: {"linear_host": shapes}, so it runs in a fresh process."""
     import torch
@@ -274,15 +293,7 @@ def linear_host_here(shapes: list, device: str = "cuda", rounds: int = 3, calls:
     best = [float("inf")] * len(args)
     for _ in range(rounds):
         for i, (x, w) in enumerate(args):
-            t0, n = time.perf_counter(), 0
-            while n < MIN_WINDOWS or time.perf_counter() - t0 < WINDOWS_S / 2:
-                sync()
-                w0 = time.perf_counter()
-                for _ in range(calls):
-                    F.linear(x, w)
-                best[i] = min(best[i], (time.perf_counter() - w0) / calls)
-                sync()
-                n += 1
+            best[i] = min(best[i], host_per_call(lambda x=x, w=w: F.linear(x, w), calls, cuda))
     kernels = []
     for x, w in args:
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
