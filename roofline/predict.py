@@ -69,13 +69,15 @@ count is copied to the host) and, for an expert with tokens, a gather, three GEM
 silu, mul, a gather of the routing weights, mul and ``index_add_``. From ``measured.ops.experts`` (K0
 kernels, host H0 at a0 active experts, host_per_active_expert hpa, kernels_per_active_expert kpa,
 small_kernel s) at a = active_experts(tokens) experts with tokens (the workload's routed_experts where given):
-  kernels(a)       = (K0 - kpa a0) E / E0 + kpa a, at least 3 a: the base part's kernels (routing and the
-                     where's) per expert of the loop, E experts (per GPU) against the calibrated E0
-                     (``syncs``); at E = E0, K0 + kpa (a - a0)
+  kernels(a)       = (K0 - kpa a0) E / E0 + (kpa + x) a, at least 3 a: the base part's kernels (routing and
+                     the where's) per expert of the loop, E experts (per GPU) against the calibrated E0
+                     (``syncs``); at E = E0 and x = 0, K0 + kpa (a - a0). x: the kernels an active expert's
+                     GEMMs run beyond the calibration's one each (split-K, ``expert_split_kernels`` from the
+                     gemm kernels grid: Mixtral's down matrix at 2-128 tokens runs two; 0 without a grid)
   predicted_time_s = max(kernels(a) s, G + (kernels(a) - 3 a) s), G the GEMM-table time of the op as
                      above (model_s): the GEMMs plus every other kernel at the small-kernel time
   fixed_s          = kernels(a) s;  launch_gap_s = kernels(a) gap (as for any op)
-  host_s           = B + hpa a  (at E = E0, H0 + hpa (a - a0))
+  host_s           = B + (hpa + x split) a, split = split_kernel_host_us (at E = E0 and x = 0, H0 + hpa (a - a0))
   sync_s           = B + a * segment: the op's occurrence in the launch queue, where
     B = (H0 - hpa a0) E / E0  the base part, host-serial: routing and the E ``where`` syncs, each draining
                      the queue; scaled whole with E (the routing's own launches, about 7 by the
@@ -83,7 +85,8 @@ small_kernel s) at a = active_experts(tokens) experts with tokens (the workload'
     segment          one expert with tokens: the launch queue of its kpa kernels from an empty queue
                      (the next ``where`` drains it), max over its kernels i of (host up to and including
                      i + GPU from i to the end); each costs the host hpa / max(kpa, 8); on the GPU its
-                     three GEMMs take G / (3 a) each and the rest s, each plus the gap. Kernel order
+                     three GEMMs take G / (3 a) each and the rest s, each plus the gap (a split GEMM: its
+                     x more launches cost the host split each and the GPU a gap each). Kernel order
                      (EXPERT_KERNELS): kpa - 8 leading small kernels (the gather, and the extra kernels
                      of a non-empty ``where``), gate GEMM, silu, up GEMM, mul, down GEMM, then 3 small
                      ones (gather of the weights, mul, index_add_)
@@ -550,6 +553,7 @@ def expert_loop(
     gap_s: float,
     experts: float | None = None,
     body_time: "Callable[[tuple, float], np.ndarray] | None" = None,
+    split: tuple | None = None,
 ) -> dict:
     """The experts op of the MoE expert loop (module docstring) per occurrence, at ``active`` routed experts
     with tokens of ``experts`` (the loop's length; None: the calibrated one) and ``gemm_s`` (the GEMM-table
@@ -558,7 +562,10 @@ def expert_loop(
     ``small_default_s``: the small-kernel time where neither small_kernel_s nor fixed_s / kernels is known;
     ``gap_s``: the launch gap per kernel. ``body_time(elements_per_token, small_s)``: the GPU time of one of an
     active expert's non-GEMM kernels moving those (hidden, width) elements per token, at least ``small_s``
-    (``expert_body_time``); None: every such kernel takes the small-kernel time. Returns arrays: kernels,
+    (``expert_body_time``); None: every such kernel takes the small-kernel time. ``split``: (extra [occurrences, 3],
+    host_s): the kernels each of an active expert's GEMMs (gate, up, down) runs beyond the calibration's one
+    (``expert_split_kernels``: cuBLAS's split-K), each costing the host host_s (split_kernel_host_us) and the
+    GPU a launch gap (the GEMM table's time already holds both kernels); None: none. Returns arrays: kernels,
     fixed_s, predicted_s, gap_s, host_s, sync_s (the time the occurrence holds the host and the GPU)."""
     a = np.asarray(active, float)
     a0, hpa = entry["active_experts"], entry["host_per_active_expert_s"]
@@ -572,29 +579,78 @@ def expert_loop(
         small = entry["fixed_s"] / k0
     else:
         small = small_default_s
-    kernels = np.maximum(max(k0 - kpa * a0, 0.0) * scale + kpa * a, GEMMS_PER_EXPERT * a)
+    extra = np.zeros((np.size(a), GEMMS_PER_EXPERT)) if split is None else np.asarray(split[0], float)
+    extra = extra.reshape(np.shape(a) + (GEMMS_PER_EXPERT,))
+    split_host = 0.0 if split is None else split[1]
+    n_extra = extra.sum(axis=-1)
+    kpa_run = kpa + n_extra  # the kernels an active expert of this model runs
+    kernels = np.maximum(max(k0 - kpa * a0, 0.0) * scale + kpa_run * a, GEMMS_PER_EXPERT * a)
     fixed = kernels * small
     # an active expert's non-GEMM kernels: the leading ones (the gather, then the small kernel) and the body's
     n_lead = max(kpa - len(EXPERT_KERNELS), 0.0)
     sized = body_time or (lambda elements, floor: np.full_like(a, floor))
     lead = min(n_lead, 1.0) * sized(EXPERT_LEAD_ELEMENTS, small) + max(n_lead - 1.0, 0.0) * small
     body = [sized(e, small) for e in EXPERT_SMALL_ELEMENTS]
-    other = (kernels - kpa * a) * small + a * (lead + sum(body))  # every non-GEMM kernel of the occurrence
+    other = (kernels - kpa_run * a) * small + a * (lead + sum(body))  # every non-GEMM kernel of the occurrence
     predicted = np.maximum(fixed, gemm_s + other)
     per_gemm = (predicted - other) / np.maximum(GEMMS_PER_EXPERT * a, 1e-300)
     h = hpa / max(kpa, len(EXPERT_KERNELS))  # the host cost of one kernel: the segment's host adds up to hpa
     small_slots = iter(body)
-    gpu = [per_gemm + gap_s if x == "gemm" else next(small_slots) + gap_s for x in EXPERT_KERNELS]
-    blocks = [(n_lead, h, lead / max(n_lead, 1e-300) + gap_s)] + [(1.0, h, g) for g in gpu]
+    extras = iter(np.moveaxis(extra, -1, 0))
+    blocks = [(n_lead, h, lead / max(n_lead, 1e-300) + gap_s)]
+    for x in EXPERT_KERNELS:  # a split GEMM: one more launch on the host and one more gap on the GPU
+        if x == "gemm":
+            e = next(extras)
+            blocks.append((1.0, h + e * split_host, per_gemm + (1.0 + e) * gap_s))
+        else:
+            blocks.append((1.0, h, next(small_slots) + gap_s))
     base = max(entry["host_eager_s"] - hpa * a0, 0.0) * scale
     return {
         "kernels": kernels,
         "fixed_s": fixed,
         "predicted_s": predicted,
         "gap_s": kernels * gap_s,
-        "host_s": base + hpa * a,
+        "host_s": base + (hpa + n_extra * split_host) * a,
         "sync_s": base + a * queue_blocks(blocks),
     }
+
+
+def expert_split_kernels(
+    ex: np.ndarray,
+    keys: np.ndarray,
+    tokens: np.ndarray,
+    kn: np.ndarray,
+    grids: dict,
+    tables: dict,
+    per_op: dict,
+    gated: bool = True,
+) -> np.ndarray:
+    """The extra kernels each GEMM of an active routed expert runs, [rows, 3] (gate, up, down; 0 elsewhere),
+    for the matmul rows a gemm block selected: ``ex`` the experts rows, ``keys`` each row's table, ``tokens``
+    and ``kn`` the tokens an active expert gets and one matrix's elements. Where a 16-bit table's kernel grid
+    (``gemm_kernels``) is measured: the nearest cell's kernels per call (the down matrix in the table's tall_k
+    grid, as its time), less the kernels the calibration's own expert GEMM ran (the small model's gate_proj,
+    up_proj and down_proj entries in ``per_op``: one each on an H200); none for a matrix more than 2x off the
+    grid's sizes. Mixtral's down matrix at 2 or 128 tokens
+    runs split-K, two kernels (reports/h200/moe_kernels.csv), one more than the small model's: 125 kernels a
+    layer at 7 active experts, measured, against 114.5 without it (stop 15). A plain MLP has no gate."""
+    out = np.zeros((len(kn), GEMMS_PER_EXPERT))
+    mats = (("gate_proj", ""), ("up_proj", ""), ("down_proj", "/tall_k"))
+    for key in set(keys[ex]) & set(grids):
+        if any(q in key for q in ("fp8", "int8", "weight_only")):
+            continue  # an 8-bit table's kernels are those of its activation quantisation
+        s = ex & (keys == key)
+        for j, (name, variant) in enumerate(mats):
+            if j == 0 and not gated:
+                continue
+            grid = grids.get(f"{key}{variant}", grids[key])
+            ran = per_op.get(name, {}).get("kernels", 1.0)
+            # a count is not carried past the grid: a matrix more than 2x off its nearest measured size keeps the
+            # calibration's kernels (the small model's 1408 -> 512 down is 3.3x under tall_k's smallest, 3072 -> 768,
+            # which runs split-K; its own runs one)
+            near = (kn[s] >= grid[1][0] / 2.0) & (kn[s] <= grid[1][-1] * 2.0)
+            out[s, j] = np.where(near, np.maximum(nearest_cell(tokens[s], kn[s], grid) - ran, 0.0), 0.0)
+    return out
 
 
 def expert_body_time(
@@ -656,6 +712,7 @@ def prediction_columns(
     cat_codes, cats = _codes(ops["category"])
     calibrated = np.zeros(n, dtype=bool)
     gemm_cells = np.full(n, np.nan)  # a 16-bit projection's kernels per call, where its gemm cell records them
+    expert_split = np.zeros((n, GEMMS_PER_EXPERT))  # a routed expert's extra kernels per GEMM (gate, up, down)
     comm = _mask(cat_codes, cats, {"collective"})
 
     formats = projection_formats(ops, variants)
@@ -747,6 +804,10 @@ def prediction_columns(
                     s_key = projection & (keys == key)
                     cells[s_key] = nearest_cell(tokens[s_key], kn[s_key], grids[key])
             gemm_cells[sel] = cells
+            if moe and "experts" in names:
+                expert_split[sel] = expert_split_kernels(
+                    ex, keys, tokens, kn, grids, tables, per_op=k.get("ops", {}), gated=n_mat == 3
+                )
     attn = dict(k.get("attention", {}))
     v = variants.get("attention")
     for phase in ("prefill", "decode"):  # the head_dim's own tables where measured
@@ -850,7 +911,8 @@ def prediction_columns(
                 "host_eager_s": entry["host_eager_s"] * host_scale,
                 "host_per_active_expert_s": entry["host_per_active_expert_s"] * host_scale,
             }
-        e = expert_loop(entry, active, model[s], small_default, gap_s, moe[0], body)
+        split_host = 0.0 if cuda_graph else k.get("split_kernel_host_s", 0.0) * host_scale
+        e = expert_loop(entry, active, model[s], small_default, gap_s, moe[0], body, (expert_split[s], split_host))
         kernels[s], fixed[s], predicted[s], gap[s] = e["kernels"], e["fixed_s"], e["predicted_s"], e["gap_s"]
         calibrated |= s
         if not cuda_graph:

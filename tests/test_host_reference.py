@@ -331,6 +331,37 @@ def test_a_split_k_projection_pays_its_second_kernel_s_launch(tmp_path):
     )
 
 
+def test_a_routed_expert_s_split_down_matrix_pays_its_second_kernel(tmp_path):
+    # Mixtral at decode batch 8, 7 experts with tokens a layer (as validate's run routed them), about 2.3 tokens
+    # each: every expert's down matrix (14336 -> 4096, tall_k) runs two kernels, gate and up (4096 -> 14336) one.
+    # Per layer: 7 more kernels, 7 x 4 us more host, 7 more launch gaps (reports/h200/moe_kernels.csv: 125 kernels
+    # a layer measured)
+    m = replace(load_model("mixtral-8x7b"), num_hidden_layers=2)
+    w = parse_workload(
+        {"batch_size": 8, "prompt_len": 1024, "context_len": 1024, "phase": "decode", "routed_experts": 7}
+    )
+    gap = load_spec(CALIBRATED).measured_kernels["kernel_gap_s"]
+    base = analyze(m, load_spec(CALIBRATED), workload=w).ops.set_index("op").loc["experts"]
+    split = analyze(m, load_spec(_with_split_kernels(tmp_path)), workload=w).ops.set_index("op").loc["experts"]
+    assert split["host_s"] == pytest.approx(base["host_s"] + 7 * 4e-6, rel=1e-9)
+    assert split["launch_gap_s"] == pytest.approx(base["launch_gap_s"] + 7 * gap, rel=1e-9)
+    assert split["predicted_time_s"] == pytest.approx(base["predicted_time_s"], rel=1e-9)  # the table has both
+    assert split["sync_s"] > base["sync_s"]  # each segment's queue launches one more kernel
+    # the calibration's own small MoE (hidden 512, experts 1408 wide) ran one kernel per matrix: its 720,896
+    # elements are 3.3x under tall_k's smallest measured matrix, so no count is carried down to it
+    from roofline.config import parse_model
+    from roofline.measure.calibrate import SMALL_MODEL
+
+    small = parse_model(
+        dict(SMALL_MODEL, name="small-moe", model_type="mixtral", num_local_experts=8, num_experts_per_tok=2),
+        "small-moe",
+    )
+    ws = parse_workload({"batch_size": 16, "prompt_len": 128, "context_len": 128, "phase": "decode"})
+    a = analyze(small, load_spec(CALIBRATED), workload=ws).ops.set_index("op").loc["experts"]
+    b = analyze(small, load_spec(_with_split_kernels(tmp_path)), workload=ws).ops.set_index("op").loc["experts"]
+    assert b["host_s"] == a["host_s"] and b["launch_gap_s"] == a["launch_gap_s"]
+
+
 def test_a_bad_kernels_grid_is_a_spec_error(tmp_path):
     raw = yaml.safe_load(Path(_with_split_kernels(tmp_path)).read_text())
     raw["measured"]["gemm"]["bf16"]["kernels"] = [[1.0]]

@@ -233,3 +233,19 @@ def test_calibrate_derives_the_loop_keys_from_the_two_runs():
     assert expert_loop_keys(narrow, noisy, 8, 2, 16)["small_kernel_us"] == pytest.approx(108 / 68, abs=1e-3)
     for key in ("kernels_per_active_expert", "small_kernel_us"):
         assert key in KERNEL_MODEL_DOC
+
+
+def test_the_loop_keys_divide_by_the_routing_the_runs_measured():
+    # the same runs, routed as the seeded model routes them: 2 and 7.5 experts with tokens (not 7.92): the
+    # per-active figures are the differences over 5.5, 118 x 5.9199 / 5.5 = 127.01 us of host
+    d = 8 * (1 - 0.75**16) - 2
+    narrow = op_costs(*fake_run(68, 108, 645))["experts"]
+    wide = op_costs(*fake_run(68 + 11 * d, 108 + 20 * d, 645 + 118 * d))["experts"]
+    got = expert_loop_keys(narrow, wide, 8, 2, 16, routed=(2.0, 7.5))
+    assert got["host_per_active_expert_us"] == pytest.approx(118.0 * d / 5.5, abs=2e-3)
+    assert got["kernels_per_active_expert"] == pytest.approx(11.0 * d / 5.5, abs=3e-3)
+    assert got["active_experts"] == 2.0
+    # a routing that is missing (NaN, None) or does not grow from batch 1: the uniform expectation, as before
+    for routed in ((2.0, float("nan")), (None, 7.5), (2.0, 2.0)):
+        again = expert_loop_keys(narrow, wide, 8, 2, 16, routed=routed)
+        assert again["host_per_active_expert_us"] == pytest.approx(118.0, abs=1e-3)

@@ -18,8 +18,11 @@ def test_the_expert_loop_keys_are_measured():
     from roofline.measure.nvml import GPU_SPECS
 
     spec = load_spec(GPU_SPECS.get(torch.cuda.get_device_name(), "h100-sxm"))
-    ops, _ = measure_op_costs(spec, repeats=3)
+    ops, cond = measure_op_costs(spec, repeats=3)
     e = ops["experts"]
+    # the runs' own routing, which the per-active-expert keys divide by: top-2 of 8 at batch 1, more at batch 16
+    routed = cond["moe_routed_experts"]
+    assert routed["batch_1"] == 2.0 and 2.0 < routed["batch_16"] <= 8.0
     # each expert with tokens launches at least the 9 kernels of the reference's loop body
     assert EXPERT_BODY_KERNELS <= e["kernels_per_active_expert"] < 2 * EXPERT_BODY_KERNELS
     # the routing's and the where's kernels, each near the minimum: under 3x the op's mean kernel at batch 1

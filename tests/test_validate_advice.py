@@ -477,3 +477,30 @@ def test_each_five_step_window_run_is_what_its_calibration_predicts(tmp_path, ru
         routed = steps.drop_duplicates("case").set_index("case")["routed_experts"]
         assert routed["moe-decode-b8-c1024"] == 7.0 and routed["moe-prefill-b1-s512"] == 8.0
         assert routed.drop(["moe-decode-b8-c1024", "moe-prefill-b1-s512"]).isna().all()
+
+
+# runs of the matrix on 2026-12-02 (stop 15) with the split-K keys measured (reports/validate-h200/split-k): 0418
+# and 0425 scored with calibration.yaml (gemm kernels grid, split_kernel_host_us 3.98 us), re-scored after the run
+# with the routed experts' split-K priced (the as-run tables are each folder's as-run.txt); 0438 and 0443 with
+# calibration-routed.yaml (op costs measured again, the expert-loop keys divided by the routing the runs measured:
+# 2 and 7.5 experts). Pinned as WINDOW5_RUNS: which checks pass, the decode eager worst, as calibrated and
+# host-normalised. The MoE decode step is the eager miss in every run: 4.12-4.33 ms against 3.61-3.67 predicted.
+SPLITK_RUNS = {
+    "0418": ("calibration.yaml", [True, True, False, True, True, False, False, True], 0.159, 0.099),
+    "0425": ("calibration.yaml", [True, True, False, False, True, True, True, True], 0.125, 0.133),
+    "0438": ("calibration-routed.yaml", [True, True, False, True, True, True, True, True], 0.152, 0.082),
+    "0443": ("calibration-routed.yaml", [True, True, False, True, True, True, True, True], 0.109, 0.089),
+}
+
+
+@pytest.mark.parametrize("run", sorted(SPLITK_RUNS))
+def test_each_split_k_run_is_what_its_calibration_predicts(tmp_path, run):
+    folder = REPORTS / "validate-h200" / "split-k"
+    spec, *pinned = SPLITK_RUNS[run]
+    check_pinned_run(folder / run, folder / spec, tmp_path, tuple(pinned))
+    steps = pd.read_csv(folder / run / "steps.csv")
+    eager = steps[steps["mode"] == "eager"].set_index("case")
+    # every dense eager decode step within the 10% target in these four runs; the MoE one short by 10.9-15.9%
+    dense = eager[(eager["phase"] == "decode") & ~eager.index.str.startswith("moe")]
+    assert dense["error"].abs().max() < 0.10
+    assert -0.16 < eager.at["moe-decode-b8-c1024", "error"] < -0.10

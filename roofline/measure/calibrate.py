@@ -338,7 +338,9 @@ KERNEL_MODEL_DOC = """#
 #                      host_per_active_expert_us and active_experts (host_eager_us's point): the host cost
 #                      grows by host_per_active_expert_us per expert that receives tokens;
 #                      kernels_per_active_expert: the kernels each such expert adds (both from the small MoE
-#                      model at decode batch 1 and MOE_WIDE_BATCH, over their expected active experts);
+#                      model at decode batch 1 and MOE_WIDE_BATCH, over the experts that got tokens as the
+#                      runs routed them: conditions.ops_measured_on.moe_routed_experts; a spec from before
+#                      stop 15 divided by the uniform expectation, 7.92 at batch 16 against 7.5 routed);
 #                      small_kernel_us: GPU time per kernel of the op less its active experts (routing and the
 #                      where's, no GEMM): (fixed - active x GPU per active expert) / (kernels - active x
 #                      kernels_per_active_expert) at batch 1; the time of the loop's non-GEMM kernels
@@ -879,10 +881,16 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
     # experts is a host sync (torch.where), between which the queue drains (predict.expert_loop)
     wide_ops, wide_step = profiled(moe, wide, spec, layers=2, warmup=5, iters=repeats, step_times=timed[2])
     wide_costs = op_costs(wide_ops, wide_step)
+    routed = (moe_step.get("routed_experts_ref"), wide_step.get("routed_experts_ref"))
     if "experts" in out and "experts" in wide_costs:
         out["experts"].update(
             expert_loop_keys(
-                out["experts"], wide_costs["experts"], moe.num_local_experts, moe.num_experts_per_tok, MOE_WIDE_BATCH
+                out["experts"],
+                wide_costs["experts"],
+                moe.num_local_experts,
+                moe.num_experts_per_tok,
+                MOE_WIDE_BATCH,
+                routed,
             )
         )
     # the ops whose kernels differ in gpt2-style models (LayerNorm, a plain GELU, learned positions): their
@@ -922,6 +930,11 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
         "gpt2_style_variant_host_scale": round(variant_scale, 4),
         "step_times": "eager and graph steps timed in a fresh process (roofline.measure.steptime)",
     }
+    if all(x is not None and x == x for x in routed):  # the MoE runs' routing, which the expert-loop keys divide by
+        cond["moe_routed_experts"] = {
+            "batch_1": round(float(routed[0]), 3),
+            f"batch_{MOE_WIDE_BATCH}": round(float(routed[1]), 3),
+        }
     if gap is not None:
         cond["kernel_gap_us"] = round(gap * 1e6, 3)
     pipelined = step.get("graph_pipelined_ref_s")
@@ -960,11 +973,16 @@ def recorded_reference_job(spec) -> dict | None:
     return host_reference_job(spec, window=k.get("host_reference_window", STEP_WINDOW))
 
 
-def expert_loop_keys(narrow: dict, wide: dict, experts: int, top_k: int, wide_batch: int) -> dict:
+def expert_loop_keys(
+    narrow: dict, wide: dict, experts: int, top_k: int, wide_batch: int, routed: tuple | None = None
+) -> dict:
     """The expert-loop keys of ``measured.ops.experts`` from the op_costs entries of the experts op at decode
     batch 1 (``narrow``: top_k experts with tokens) and ``wide_batch`` (``wide``), ``experts`` routed experts
-    per token picking ``top_k`` (uniform routing: predict.active_experts). Per active expert, from the
-    differences over the expected active experts a_wide - a_1: host_per_active_expert_us (host_eager_us),
+    per token picking ``top_k``. ``routed``: (a_1, a_wide), the experts with tokens per layer as the two runs
+    routed them (profile's routed_experts_ref); None, or a pair that does not grow: the uniform-routing
+    expectation (predict.active_experts). The seeded small model at batch 16 routes 7.5 of 8 (stop 15,
+    reports/h200/moe-segments), against 7.92 expected: dividing by the expectation priced an active expert 7%
+    low. Per active expert, from the differences over a_wide - a_1: host_per_active_expert_us (host_eager_us),
     kernels_per_active_expert (kernels), and the GPU time per active expert (fixed_us) that small_kernel_us
     takes off batch 1's: small_kernel_us = (fixed - a_1 x GPU per active) / (kernels - a_1 x kernels per
     active), the op's kernels without its active experts (routing and the where's, no GEMM); where that is
@@ -973,6 +991,8 @@ def expert_loop_keys(narrow: dict, wide: dict, experts: int, top_k: int, wide_ba
     from roofline.predict import active_experts
 
     a1, a_wide = float(active_experts(1, experts, top_k)), float(active_experts(wide_batch, experts, top_k))
+    if routed is not None and all(x is not None and x == x for x in routed) and routed[1] > routed[0] > 0:
+        a1, a_wide = float(routed[0]), float(routed[1])
     d = a_wide - a1
     per_active = {key: (wide[key] - narrow[key]) / d for key in ("host_eager_us", "kernels", "fixed_us")}
     kernels = max(per_active["kernels"], 0.0)
