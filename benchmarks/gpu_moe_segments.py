@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from roofline.config import Workload, parse_model  # noqa: E402
+from roofline.config import Workload  # noqa: E402
 from roofline.io import write_rows  # noqa: E402
-from roofline.measure.calibrate import MOE_WIDE_BATCH, SMALL_MODEL, cold_vocab  # noqa: E402
+from roofline.measure.calibrate import MOE_WIDE_BATCH, SMALL_MODEL, cold_vocab, small_moe_model  # noqa: E402
 from roofline.measure.reference import build_reference  # noqa: E402
 from roofline.measure.steptime import STEP_WINDOW, warm_up  # noqa: E402
 from roofline.specs import load_spec  # noqa: E402
@@ -57,18 +57,7 @@ def stamped_where(original):
 
 def cases(spec) -> list:
     """(label, config, workload, phase, prompt, context) of the probe's four cases."""
-    vocab = cold_vocab(spec, SMALL_MODEL["hidden_size"])
-    small = parse_model(
-        dict(
-            SMALL_MODEL,
-            name="calibration-small-moe",
-            model_type="mixtral",
-            num_local_experts=8,
-            num_experts_per_tok=2,
-            vocab_size=vocab,
-        ),
-        "calibration-small-moe",
-    )
+    small = small_moe_model(cold_vocab(spec, SMALL_MODEL["hidden_size"]))
     out = []
     for batch in (1, MOE_WIDE_BATCH):
         w = Workload(batch_size=(batch,), prompt_len=(128,), context_len=(128,), phase="decode")

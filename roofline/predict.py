@@ -118,6 +118,7 @@ import numpy as np
 import pandas as pd
 
 from roofline.errors import SpecError
+from roofline.formulas import expected_routed_experts
 from roofline.validate import check_keys, number
 
 if TYPE_CHECKING:  # annotations only: specs.py imports this module
@@ -467,8 +468,8 @@ def bias_factor(tokens: np.ndarray, kn: np.ndarray, plain: tuple, biased: tuple)
 def model_kernels(config: "ModelConfig", workload: "Workload") -> tuple:
     """(``op_variants``, ``moe``) of a model and workload, the two arguments ``prediction_columns`` takes
     from them: the kernel variants its ops run, and of an MoE model (else None) ``moe`` = (routed experts per
-    GPU, experts per token, hidden size, one routed expert's width, the workload's routed_experts or None):
-    its gate, up and down matrices are hidden x width each."""
+    GPU, experts per token, hidden size, one routed expert's width, the workload's routed_experts or None, the
+    expert-parallel GPUs ep): its gate, up and down matrices are hidden x width each."""
     w = workload
     variants = op_variants(config, w.tp, str(w.weight_dtype), str(w.kv_dtype))
     moe = None
@@ -479,6 +480,7 @@ def model_kernels(config: "ModelConfig", workload: "Workload") -> tuple:
             config.hidden_size,
             config.expert_intermediate_size,
             w.routed_experts,
+            max(w.ep, 1),
         )
     return variants, moe
 
@@ -511,20 +513,24 @@ def projection_formats(ops: pd.DataFrame, variants: dict) -> np.ndarray:
     return out
 
 
-def active_experts(tokens: np.ndarray, experts: int, top_k: int, routed: float | None = None) -> np.ndarray:
-    """Routed experts that receive at least one of ``tokens`` tokens: ``routed`` where a step's routing was
-    measured (config.Workload.routed_experts), else the expectation with each token picking ``top_k`` of
-    ``experts`` uniformly, experts * (1 - (1 - top_k / experts) ** tokens) (formulas.experts' weight bytes)."""
+def active_experts(
+    tokens: np.ndarray, experts: int, top_k: int, routed: float | None = None, ep: int = 1
+) -> np.ndarray:
+    """Routed experts of one GPU that receive at least one token, ``tokens`` being that GPU's share: ``routed``
+    where a step's routing was measured (config.Workload.routed_experts), else the expectation with each token
+    of the ``ep`` GPUs picking ``top_k`` of the experts x ep uniformly, ``experts`` the GPU's own
+    (formulas.expected_routed_experts: formulas.experts' weight bytes read the same count)."""
     t = np.asarray(tokens, float)
     if routed is not None:
         return np.full_like(t, float(routed))
-    return experts * (1.0 - (1.0 - top_k / experts) ** t)
+    return expected_routed_experts(t, experts * ep, top_k, ep)
 
 
-def expert_tokens(tokens: np.ndarray, experts: int, top_k: int, routed: float | None = None) -> tuple:
-    """(active experts, tokens each active expert gets) for ``tokens`` tokens routed to ``top_k`` of
-    ``experts``: ``active_experts`` and tokens x top_k / active."""
-    active = active_experts(tokens, experts, top_k, routed)
+def expert_tokens(tokens: np.ndarray, experts: int, top_k: int, routed: float | None = None, ep: int = 1) -> tuple:
+    """(active experts, tokens each active expert gets) of one GPU whose share is ``tokens`` tokens, each routed
+    to ``top_k`` experts, ``experts`` on this GPU of ``ep``: ``active_experts`` and tokens x top_k / active (the
+    rows a GPU runs are as many as its own tokens produce, under balanced routing: formulas.experts)."""
+    active = active_experts(tokens, experts, top_k, routed, ep)
     return active, np.asarray(tokens, float) * top_k / np.maximum(active, 1e-12)
 
 
@@ -741,7 +747,7 @@ def prediction_columns(
                 # against 58.7M elements, where the sum read 2 tokens against 1.4G)
                 ex = name_codes[sel] == names.index("experts")
                 kn[ex] = float(moe[2] * moe[3])
-                tokens[ex] = expert_tokens(tokens_all[sel][ex], moe[0], moe[1], moe[4])[1]
+                tokens[ex] = expert_tokens(tokens_all[sel][ex] / moe[5], moe[0], moe[1], moe[4], moe[5])[1]
             d_codes, dtypes = _codes(ops["compute_dtype"])
             tables = k["gemm"]
 
@@ -903,7 +909,8 @@ def prediction_columns(
     small_default = k.get("kernel_min_s", spec.graph_launch_overhead_s)
     for i, entry in loop.items():
         s = name_codes == i
-        active, per_expert = expert_tokens(tokens_all[s], moe[0], moe[1], moe[4])
+        # tokens_all is the step's (every GPU's); one GPU of ep takes 1/ep of the sequences (transformer.model_ops)
+        active, per_expert = expert_tokens(tokens_all[s] / moe[5], moe[0], moe[1], moe[4], moe[5])
         body = expert_body_time(per_expert, moe[2], moe[3], k.get("bandwidth"))
         if host_scale != 1.0:
             entry = {

@@ -443,6 +443,28 @@ def test_experts_host_cost_grows_with_the_active_experts():
     assert one.loc["experts", "sync_s"] > 0
 
 
+def test_the_expert_loop_counts_the_experts_the_weight_bytes_read_at_every_ep():
+    from roofline.predict import active_experts
+
+    # Mixtral (8 experts, top 2) over ep GPUs at a step of 16 sequences: each GPU holds 8 / ep experts and takes
+    # 16 / ep tokens; all 16 tokens route over all 8 experts, so a GPU's experts get tokens with probability
+    # 1 - 0.75^16 each: 8 / ep x 0.99. The loop's count and the bytes formulas.experts reads agree. Before
+    # stop 15 the loop computed 8 / ep x (1 - (1 - 2 ep / 8)^16): 0 experts with tokens at ep 8, 2 at ep 4.
+    assert active_experts(2, 1, 2, ep=8) == pytest.approx(1 - 0.75**16)
+    assert active_experts(4, 2, 2, ep=4) == pytest.approx(2 * (1 - 0.75**16))
+    entry = {"host_eager_us": 100.0, "host_per_active_expert_us": 10.0, "active_experts": 2.0, "syncs": 8}
+    spec = tiny_spec({"ops": {"experts": entry}})
+    mix = str(EXAMPLES / "mixtral-8x7b.yaml")
+    per_expert = None  # one expert's weight bytes, from ep 1
+    for ep in (1, 2, 4, 8):
+        a = roofline.analyze(mix, spec, phase="decode", batch_size=16, tp=1, ep=ep).ops.set_index("op").loc["experts"]
+        touched = 8 / ep * (1 - 0.75**16)
+        per_expert = per_expert or a["weight_bytes_read"] / touched
+        assert a["weight_bytes_read"] == pytest.approx(touched * per_expert)
+        # host: the base part (100 - 2 x 10 us, scaled to the 8 / ep experts the loop walks) + 10 us per active one
+        assert a["host_s"] == pytest.approx((80 / ep + 10 * touched) * 1e-6)
+
+
 def test_a_graph_step_pays_the_replay_launch_once_before_its_first_op():
     spec = tiny_spec({"kernel_min_us": 1e3, "kernel_gap_us": 1e-9, "graph_replay_us": 5e5})
     graph = roofline.analyze(TINY_MODEL, spec, phase="decode", cuda_graph=True, batch_size=[1, 2])

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from roofline.config import ModelConfig
 from roofline.errors import DeviceError, SpecError
 from roofline.measure.nvml import NvmlSampler, gpu_info, spec_name_for_gpu
 from roofline.measure.steptime import STEP_WINDOW
@@ -838,19 +839,7 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
     # and the gaps between them are timed with their weights out of the L2, as in a real model's step
     reference = host_reference_job(spec, graph=True)  # its eager step is the spec's host reference
     small, w, vocab = reference["config"], reference["workload"], reference["config"].vocab_size
-    # the MoE ops (router, experts: a loop over the experts with a host sync each), on the same small model
-    # with 8 experts of which 2 per token (Mixtral's routing); eager only (not graph-capturable)
-    moe = parse_model(
-        dict(
-            SMALL_MODEL,
-            name="calibration-small-moe",
-            model_type="mixtral",
-            num_local_experts=8,
-            num_experts_per_tok=2,
-            vocab_size=vocab,
-        ),
-        "calibration-small-moe",
-    )
+    moe = small_moe_model(vocab)
     wide = Workload(batch_size=(MOE_WIDE_BATCH,), prompt_len=(128,), context_len=(128,), phase="decode")
     # two layers, as the other models: a one-layer model was timed with two (steptime builds what it is asked
     # for; build_reference now caps it at the model's) and profiled with one, and its host costs came out
@@ -942,6 +931,16 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
         cond["graph_pipelined_step_us"] = round(pipelined * 1e6, 2)
         cond["graph_replay_us"] = round(max(graph - pipelined, 0.0) * 1e6, 3)
     return out, cond
+
+
+def small_moe_model(vocab: int) -> ModelConfig:
+    """The model the MoE ops (router, experts: a loop over the experts with a host sync each) are measured on:
+    SMALL_MODEL with 8 experts of which 2 per token (Mixtral's routing) and ``vocab`` tokens (``cold_vocab``);
+    eager only (not graph-capturable)."""
+    from roofline.config import parse_model
+
+    raw = dict(SMALL_MODEL, name="calibration-small-moe", model_type="mixtral", vocab_size=vocab)
+    return parse_model(dict(raw, num_local_experts=8, num_experts_per_tok=2), "calibration-small-moe")
 
 
 def host_reference_job(spec, graph: bool = False, window: int = STEP_WINDOW) -> dict:
