@@ -40,6 +40,7 @@ import pandas as pd
 
 from roofline.config import ModelConfig
 from roofline.errors import TraceError
+from roofline.formulas import expected_routed_experts
 
 if TYPE_CHECKING:
     from roofline.analysis import Analysis
@@ -1086,7 +1087,7 @@ def departures(
             tokens = batch * (workload["prompt_len"] if phase == "prefill" else 1)
             calls = g.groupby(["pass_id", "layer"]).ngroups
             per_call = g["dur_s"].sum() / calls
-            routed = E * (1 - (1 - top / E) ** tokens)
+            routed = float(expected_routed_experts(tokens, E, top))
             streamable = per_call * bw / expert_bytes
             notes.append(
                 f"{phase}: the expert GEMM kernels ({', '.join(sorted(set(g['outer_op'].dropna())))}) take "
