@@ -311,10 +311,6 @@ def experts(
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# memory-type
-
-
 def expected_routed_experts(tokens: Count, n_experts: Count, top_k: Count, ep: Count = 1) -> Count:
     """The experts of one GPU (E/ep of the ``n_experts`` = E) that receive at least one token, in expectation,
     when each of ``ep`` GPUs routes ``tokens`` tokens, each to ``top_k`` of the E experts uniformly: an expert is
@@ -322,6 +318,10 @@ def expected_routed_experts(tokens: Count, n_experts: Count, top_k: Count, ep: C
     E/ep (1 - (1 - k/E)^(tokens ep)). At ep 1, E (1 - (1 - k/E)^tokens): Mixtral (E 8, k 2) at 8 tokens, 7.20."""
     t = np.asarray(tokens, dtype=float) * ep
     return n_experts / ep * (1.0 - (1.0 - top_k / n_experts) ** t)
+
+
+# ---------------------------------------------------------------------------------------------
+# memory-type
 
 
 @formula("embedding")

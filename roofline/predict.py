@@ -627,7 +627,6 @@ def expert_split_kernels(
     tokens: np.ndarray,
     kn: np.ndarray,
     grids: dict,
-    tables: dict,
     per_op: dict,
     gated: bool = True,
 ) -> np.ndarray:
@@ -637,9 +636,9 @@ def expert_split_kernels(
     (``gemm_kernels``) is measured: the nearest cell's kernels per call (the down matrix in the table's tall_k
     grid, as its time), less the kernels the calibration's own expert GEMM ran (the small model's gate_proj,
     up_proj and down_proj entries in ``per_op``: one each on an H200); none for a matrix more than 2x off the
-    grid's sizes. Mixtral's down matrix at 2 or 128 tokens
-    runs split-K, two kernels (reports/h200/moe_kernels.csv), one more than the small model's: 125 kernels a
-    layer at 7 active experts, measured, against 114.5 without it (stop 15). A plain MLP has no gate."""
+    grid's sizes. Mixtral's down matrix at 2 or 128 tokens runs split-K, two kernels
+    (reports/h200/moe_kernels.csv), one more than the small model's: 125 kernels a layer at 7 active experts,
+    measured, against 114.5 without it (stop 15). A plain MLP has no gate."""
     out = np.zeros((len(kn), GEMMS_PER_EXPERT))
     mats = (("gate_proj", ""), ("up_proj", ""), ("down_proj", "/tall_k"))
     for key in set(keys[ex]) & set(grids):
@@ -812,7 +811,7 @@ def prediction_columns(
             gemm_cells[sel] = cells
             if moe and "experts" in names:
                 expert_split[sel] = expert_split_kernels(
-                    ex, keys, tokens, kn, grids, tables, per_op=k.get("ops", {}), gated=n_mat == 3
+                    ex, keys, tokens, kn, grids, per_op=k.get("ops", {}), gated=n_mat == 3
                 )
     attn = dict(k.get("attention", {}))
     v = variants.get("attention")
