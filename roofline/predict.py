@@ -621,6 +621,12 @@ def expert_loop(
     }
 
 
+def counts_split_kernels(key: str) -> bool:
+    """Whether a gemm table's kernel grid counts split-K kernels (16-bit tables): an 8-bit table's kernels are
+    those of its activation quantisation, priced by projection_host_us instead."""
+    return not any(q in key for q in ("fp8", "int8", "weight_only"))
+
+
 def expert_split_kernels(
     ex: np.ndarray,
     keys: np.ndarray,
@@ -642,8 +648,8 @@ def expert_split_kernels(
     out = np.zeros((len(kn), GEMMS_PER_EXPERT))
     mats = (("gate_proj", ""), ("up_proj", ""), ("down_proj", "/tall_k"))
     for key in set(keys[ex]) & set(grids):
-        if any(q in key for q in ("fp8", "int8", "weight_only")):
-            continue  # an 8-bit table's kernels are those of its activation quantisation
+        if not counts_split_kernels(key):
+            continue
         s = ex & (keys == key)
         for j, (name, variant) in enumerate(mats):
             if j == 0 and not gated:
@@ -805,7 +811,7 @@ def prediction_columns(
             # those of its activation quantisation
             projection = _mask(name_codes[sel], names, set(PROJECTION_OPS)) & (formats[sel] == "")
             for key in set(keys) & set(grids):
-                if not any(q in key for q in ("fp8", "int8", "weight_only")):
+                if counts_split_kernels(key):
                     s_key = projection & (keys == key)
                     cells[s_key] = nearest_cell(tokens[s_key], kn[s_key], grids[key])
             gemm_cells[sel] = cells

@@ -109,19 +109,21 @@ def graph_times(step, iters: int) -> tuple:
         del graph
 
 
-def _kernels_per_call(fn, calls: int = 3) -> float:
+def _kernels_per_call(fn, calls: int = 3, cuda: bool = True) -> float:
     """GPU activities (kernels, copies, sets) per call of ``fn``, counted by torch.profiler over ``calls``
-    (NaN where the profiler fails)."""
+    (NaN where the profiler fails; 0 with ``cuda`` False: a CPU run launches none)."""
     import numpy as np
     import torch
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity
 
     try:
-        with torch.profiler.profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with torch.profiler.profile(activities=activities) as prof:
             for _ in range(calls):
                 fn()
-            torch.cuda.synchronize()
+            if cuda:
+                torch.cuda.synchronize()
         return sum(1 for e in prof.events() if e.device_type == DeviceType.CUDA) / calls
     except (RuntimeError, AssertionError):  # the count only explains a miss: never fail the row for it
         return np.nan
@@ -273,8 +275,6 @@ def linear_host_here(shapes: list, device: str = "cuda", rounds: int = 3, calls:
     ``time_steps`` job: {"linear_host": shapes}, so it runs in a fresh process."""
     import torch
     import torch.nn.functional as F
-    from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity, profile
 
     cuda = torch.device(device).type == "cuda"
 
@@ -294,14 +294,9 @@ def linear_host_here(shapes: list, device: str = "cuda", rounds: int = 3, calls:
     for _ in range(rounds):
         for i, (x, w) in enumerate(args):
             best[i] = min(best[i], host_per_call(lambda x=x, w=w: F.linear(x, w), calls, cuda))
-    kernels = []
-    for x, w in args:
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-        with profile(activities=activities) as prof:
-            for _ in range(3):
-                F.linear(x, w)
-            sync()
-        kernels.append(sum(1 for e in prof.events() if e.device_type == DeviceType.CUDA) / 3)
+    kernels = [_kernels_per_call(lambda x=x, w=w: F.linear(x, w), 3, cuda) for x, w in args]
+    if any(k != k for k in kernels):  # the slope needs every count: a profiler that failed fails the job
+        raise RuntimeError("torch.profiler could not count the projections' kernels")
     return {"host_us": [round(b * 1e6, 3) for b in best], "kernels": kernels}
 
 
