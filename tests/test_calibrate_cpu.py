@@ -439,6 +439,73 @@ def test_the_gpt2_style_variant_host_costs_make_its_own_step_add_up():
     assert scale_variant_hosts(shared, costs, calls, {"attn_norm": "layernorm"}, 30.0) == 1.0
 
 
+def test_a_layer_s_host_costs_follow_the_reference_s_slope_over_depth():
+    # profiled at 2 layers: a layer's ops 30 + 20 = 50 us, the ends 40 + 20 = 60 us, and the 2-layer step less its
+    # tail 160 us (2 x 50 + 60: op_costs made it add up). Timed at depth the step grows 70 us a layer: the layer's
+    # ops x 7/5, the ends get 160 - 2 x 70 = 20 us of their 60 (x 1/3): 13.333 and 6.667 us
+    from roofline.measure.calibrate import split_layer_hosts
+
+    def costs():
+        return {
+            "q_proj": {"host_eager_us": 30.0},
+            "rope": {"host_eager_us": 20.0},
+            "embedding": {"host_eager_us": 40.0},
+            "lm_head": {"host_eager_us": 20.0},
+            "silent": {"fixed_us": 1.0},  # no host span: left alone
+        }
+
+    calls = {"q_proj": 2, "rope": 2, "embedding": 1, "lm_head": 1, "silent": 1}
+    c = costs()
+    assert split_layer_hosts(c, calls, 2, 70.0, 160.0, 5.0) == pytest.approx((1.4, 1 / 3))
+    assert [c[n]["host_eager_us"] for n in ("q_proj", "rope", "embedding", "lm_head")] == pytest.approx(
+        [42.0, 28.0, 13.333, 6.667], abs=1e-3
+    )
+    assert c["silent"] == {"fixed_us": 1.0}
+    assert 2 * (42 + 28) + 13.333 + 6.667 == pytest.approx(160.0, abs=1e-3)  # the 2-layer step still adds up
+    # a slope that leaves the ends less than one launch each: each at the launch floor (the step then runs over)
+    c = costs()
+    split_layer_hosts(c, calls, 2, 78.0, 160.0, 9.0)
+    assert c["embedding"]["host_eager_us"] == c["lm_head"]["host_eager_us"] == 9.0
+    assert c["q_proj"]["host_eager_us"] == pytest.approx(30 * 78 / 50, abs=1e-3)
+    # no usable slope (a failed or noisy depth timing): nothing changes
+    for slope in (0.0, -5.0, float("nan")):
+        c = costs()
+        assert split_layer_hosts(c, calls, 2, slope, 160.0, 5.0) == (1.0, 1.0) and c == costs()
+
+
+def test_the_moe_model_s_own_ops_get_what_its_step_leaves_after_the_shared_ones():
+    # the MoE run's profiled spans, scaled to its own 2-layer step, price its router and experts; the ops it shares
+    # with the reference take the reference's (depth-split) figures, so router and experts are rescaled to make the
+    # MoE step add up with them: step 1000 us less the 50 us tail = 950; shared 2 x 100 + 50 = 250; own 700 over
+    # 2 x (20 + 330) = 700 profiled: factor 1; with a 1100 us step, 800 / 700
+    import pandas as pd
+
+    from roofline.measure.calibrate import _own_hosts
+
+    ops = pd.DataFrame(
+        {
+            "op": ["embedding", "attn", "router", "experts", "lm_head"],
+            "calls": [1, 2, 2, 2, 1],
+            "span_s": [40e-6, 100e-6, 20e-6, 330e-6, 10e-6],
+            "gpu_time_s": [2e-6, 5e-6, 3e-6, 100e-6, 50e-6],
+            "n_kernels": [1, 3, 1, 60, 1],
+        }
+    )
+    shared = {
+        "embedding": {"host_eager_us": 40.0},
+        "attn": {"host_eager_us": 100.0},
+        "lm_head": {"host_eager_us": 10.0},
+    }
+    step = {"eager_step_ref_s": 1000e-6, "graph_step_ref_s": float("nan")}
+    costs, factor = _own_hosts(shared, ops, step)
+    # op_costs first scales every span to the step less its tail: 950 / 950 = 1
+    assert factor == pytest.approx(1.0) and costs["experts"]["host_eager_us"] == pytest.approx(330.0)
+    costs, factor = _own_hosts(shared, ops, dict(step, eager_step_ref_s=1100e-6))
+    # op_costs: spans x 1050 / 950; then the own ops x (1050 - 250) / (2 x 350 x 1050 / 950)
+    assert factor == pytest.approx(800 / (700 * 1050 / 950))
+    assert 2 * (costs["router"]["host_eager_us"] + costs["experts"]["host_eager_us"]) == pytest.approx(800, abs=0.01)
+
+
 def test_the_8_bit_parts_follow_the_part_s_tensor_cores():
     # one list for calibrate's kernel model and benchmarks/gpu_gemm8.py: fp8 paths only where the part has fp8
     from roofline.measure.calibrate import eight_bit_parts

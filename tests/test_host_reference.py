@@ -244,8 +244,12 @@ def test_the_calibration_times_every_step_it_scales_host_costs_to_in_the_cases_w
     monkeypatch.setattr(C, "_timed_steps", fake)
     with pytest.raises(Stop):
         C.measure_op_costs(load_spec(CALIBRATED))
-    assert STEP_WINDOW == 5 and [j["timing_iters"] for j in seen["jobs"]] == [5, 5, 5, 5]
+    assert STEP_WINDOW == 5 and [j["timing_iters"] for j in seen["jobs"]] == [5] * 5
     assert seen["jobs"][0] == C.host_reference_job(load_spec(CALIBRATED), graph=True)
+    # the last: the same reference at DEPTH_LAYERS layers, eager only (its slope over depth prices a layer)
+    deep, ref = seen["jobs"][-1], C.host_reference_job(load_spec(CALIBRATED))
+    assert deep["layers"] == deep["config"].num_hidden_layers == C.DEPTH_LAYERS == 16 and not deep["graph"]
+    assert deep["workload"] == ref["workload"] and deep["config"].vocab_size == ref["config"].vocab_size
 
 
 def test_an_moe_case_is_predicted_at_the_routing_its_run_measured(tmp_path):

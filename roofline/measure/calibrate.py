@@ -20,6 +20,7 @@ import json
 import math
 import statistics
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -347,7 +348,10 @@ KERNEL_MODEL_DOC = """#
 #                      kernels_per_active_expert) at batch 1; the time of the loop's non-GEMM kernels
 #                      (predict.expert_loop: the experts' GPU time and their launch queue between syncs)
 #   ops.<name>         the reference model's op <name> (or NAME/VARIANT): fixed_us (its kernels at the smallest size: a floor),
-#                      host_eager_us (what one occurrence costs the host, eager), host_graph_us (its share
+#                      host_eager_us (what one occurrence costs the host, eager: a layer's ops add up to the slope
+#                      of the reference's eager step from 2 to DEPTH_LAYERS layers, the ops outside the layers to
+#                      the rest of its 2-layer step, at least launch_overhead_us each; the MoE model's own ops and
+#                      the gpt2-style variants to what their model's step leaves), host_graph_us (its share
 #                      of a CUDA-graph replay of the small model; recorded, not used: in a graph the
 #                      prediction adds kernel_gap_us per kernel), kernels (per occurrence), traffic
 #                      (element-wise ops: measured time at a large size over ideal bytes / bandwidth)
@@ -443,6 +447,11 @@ LARGE_MODEL = {
 # prefill of one sequence) on llama-style and gpt2-style models of these widths
 OP_TABLE_TOKENS = (1, 8, 64, 512, 4096)
 STEP_ROUNDS = 4  # interleaved rounds of the fresh-process step timings the host costs are scaled to
+# the host reference is timed again at this many layers: the slope of its eager step over depth is what a layer's
+# ops cost the host (split_layer_hosts). Profiled at 2 layers, the spans put 181 us of the 2-layer step outside the
+# layers, where its eager steps at 2 to 32 layers extrapolate to 42-73 us at none on two leases (stop 16,
+# reports/h200/step-depth): a 32-layer step was predicted 10% short
+DEPTH_LAYERS = 16
 OP_TABLE_DECODE_MAX = 64
 OP_TABLE_WIDTHS = {"llama": (512, 2048, 4096, 8192), "llama_mha": (4096,), "gpt2": (768, 1600)}
 # L2: the op costs and op tables are measured on models whose 16-bit head is at least this many times the spec's L2
@@ -822,7 +831,11 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
     fixed_us       the op's kernel time per occurrence (the profiler's sum of its kernels); not for lm_head,
                    whose kernel here reads the cold vocabulary's head (the GEMM table prices it)
     host_eager_us  the host time of the op's range (profiler on) scaled so that the ops of one step add
-                   up to the measured eager step (CUDA events, profiler off)
+                   up to the measured eager step (CUDA events, profiler off), then split: a layer's ops scaled
+                   to the slope of the reference's eager step over depth (2 and DEPTH_LAYERS layers), the ops
+                   outside the layers to the rest (split_layer_hosts); the MoE model's own ops (router, experts)
+                   and the gpt2-style model's to what their steps leave after the ops they share
+                   (scale_variant_hosts)
     host_graph_us  fixed_us scaled so that the ops of one step add up to the CUDA-graph replay of it
                    (kernels plus the gaps between them inside a graph)
     kernels        kernels per occurrence
@@ -855,12 +868,31 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
     jobs = [reference] + [
         {"config": c, "workload": wl, "layers": 2, "timing_iters": STEP_WINDOW, "graph": g} for c, wl, g in runs
     ]
+    deep = replace(small, num_hidden_layers=DEPTH_LAYERS)
+    jobs.append(dict(reference, config=deep, layers=DEPTH_LAYERS, graph=False))  # the reference at depth: eager only
     timed = _timed_steps(jobs, STEP_ROUNDS, "the op-cost models")
     ops, step = profiled(small, w, spec, layers=2, warmup=5, iters=repeats, step_times=timed[0])
     out = op_costs(ops, step)
     gap = kernel_gap_s(ops, step)
+    # a layer's ops take the slope of the reference's eager step over depth, the ops outside the layers the rest
+    # of its 2-layer step (at least one eager launch each)
+    two_s, deep_s = step["eager_step_ref_s"], timed[4]["decode"]["eager_s"]
+    layer_us = (deep_s - two_s) / (DEPTH_LAYERS - 2) * 1e6
+    depth = split_layer_hosts(
+        out,
+        dict(zip(ops["op"].astype(str), ops["calls"].astype(float))),
+        2,
+        layer_us,
+        (two_s - step_tail_s(ops)) * 1e6,
+        spec.ceiling_launch_s() * 1e6,
+    )
+    # the MoE model's own ops (router, experts) get what its step leaves after the reference's figures for the ops
+    # it shares (scale_variant_hosts), at each batch: their profiled spans alone, each scaled to its own step,
+    # priced the calibration's own MoE 3-11% short of its eager step (stop 16, benchmarks/gpu_moe_expert_size.py)
+    shared = dict(out)
     moe_ops, moe_step = profiled(moe, w, spec, layers=2, warmup=5, iters=repeats, step_times=timed[1])
-    for name, entry in op_costs(moe_ops, moe_step).items():
+    moe_costs, moe_scale = _own_hosts(shared, moe_ops, moe_step)
+    for name, entry in moe_costs.items():
         if name not in out:
             entry.pop("host_graph_us", None)
             out[name] = entry
@@ -870,7 +902,7 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
     # (expert_loop_keys); each of the E
     # experts is a host sync (torch.where), between which the queue drains (predict.expert_loop)
     wide_ops, wide_step = profiled(moe, wide, spec, layers=2, warmup=5, iters=repeats, step_times=timed[2])
-    wide_costs = op_costs(wide_ops, wide_step)
+    wide_costs, wide_scale = _own_hosts(shared, wide_ops, wide_step)
     routed = (moe_step.get("routed_experts_ref"), wide_step.get("routed_experts_ref"))
     if not all(x is not None and x == x for x in routed):  # not counted: the keys divide by the expectation
         routed = None
@@ -920,6 +952,11 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
         "kernel_time_us": round(step["kernel_time_ref_s"] * 1e6, 2),
         "gpt2_style_eager_step_us": round(g_step["eager_step_ref_s"] * 1e6, 2),
         "gpt2_style_variant_host_scale": round(variant_scale, 4),
+        f"eager_step_{DEPTH_LAYERS}_layers_us": round(deep_s * 1e6, 2),
+        "layer_host_us": round(layer_us, 2),  # the slope the reference's layer ops were scaled to
+        "layer_host_scale": round(depth[0], 4),
+        "outside_host_scale": round(depth[1], 4),
+        "moe_own_host_scale": {"batch_1": round(moe_scale, 4), f"batch_{MOE_WIDE_BATCH}": round(wide_scale, 4)},
         "step_times": "eager and graph steps timed in a fresh process (roofline.measure.steptime)",
     }
     if routed is not None:  # the MoE runs' routing, which the expert-loop keys divide by
@@ -1019,6 +1056,42 @@ def _timed_steps(jobs: list, rounds: int, what: str) -> list:
     if bad:
         raise DeviceError(f"calibration: timing {what} failed: {bad}")
     return timed
+
+
+def split_layer_hosts(
+    costs: dict, calls: dict, layers: int, layer_us: float, step_us: float, floor_us: float
+) -> tuple[float, float]:
+    """Rescale, in place, the eager host costs of ``costs`` (the host reference's op_costs, profiled at ``layers``
+    layers; ``calls``: op -> occurrences per step) so that one layer's ops (those called ``layers`` times) add up
+    to ``layer_us``, the slope of the reference's eager step over depth (µs per layer), and the ops outside the
+    layers to the rest of ``step_us`` (its eager step less its tail, as op_costs scales to), none under
+    ``floor_us`` (the spec's eager launch: one launch each, where the rest is smaller). Why: a profiled span
+    holds the profiler's own cost, unevenly, and scaling every span by one factor made the 2-layer step add up
+    with a layer 15% short and the step's ends 2.5x over (module constant DEPTH_LAYERS). Returns (the layers'
+    factor, the outside ops' factor, before the floor); (1.0, 1.0) and nothing changed where the slope or the
+    layers' spans are not positive."""
+    inside = [n for n, c in calls.items() if c == layers and "host_eager_us" in costs.get(n, {})]
+    outside = [n for n, c in calls.items() if c != layers and "host_eager_us" in costs.get(n, {})]
+    per_layer = sum(costs[n]["host_eager_us"] for n in inside)
+    if not (layer_us > 0 and per_layer > 0 and math.isfinite(layer_us)):
+        return 1.0, 1.0
+    f_layer = layer_us / per_layer
+    spans = sum(calls[n] * costs[n]["host_eager_us"] for n in outside)
+    f_out = max(step_us - layers * layer_us, 0.0) / spans if spans > 0 else 1.0
+    for n in inside:
+        costs[n]["host_eager_us"] = round(costs[n]["host_eager_us"] * f_layer, 3)
+    for n in outside:
+        costs[n]["host_eager_us"] = round(max(costs[n]["host_eager_us"] * f_out, floor_us), 3)
+    return f_layer, f_out
+
+
+def _own_hosts(shared: dict, ops, step) -> tuple:
+    """(op_costs of a profiled run whose ops not in ``shared`` are rescaled so that its step adds up with the
+    ops in ``shared`` priced at theirs, scale_variant_hosts' factor)."""
+    costs = op_costs(ops, step)
+    calls = dict(zip(ops["op"].astype(str), ops["calls"].astype(float)))
+    eager_us = (step["eager_step_ref_s"] - step_tail_s(ops)) * 1e6
+    return costs, scale_variant_hosts(shared, costs, calls, {}, eager_us)
 
 
 def scale_variant_hosts(shared: dict, costs: dict, calls: dict, variants: dict, eager_us: float) -> float:
@@ -1271,7 +1344,6 @@ def measure_projection_host(spec, timing_iters: int = STEP_WINDOW, rounds: int =
     and the scale). Each format's step is the fastest of ``rounds`` timings, the formats interleaved round
     by round: the host's slow episodes last 5-10 s (reports/h200/host_noise_probe.csv), longer than one
     timing, so one timing alone can fall entirely inside one."""
-    from dataclasses import replace
 
     from roofline.config import Workload, parse_model
 
