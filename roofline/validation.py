@@ -65,6 +65,7 @@ MATRIX = (
     ("mha-prefill-b1-s512", "llama-2-7b", "prefill", 1, 512, None),
     ("mha-prefill-b8-s2048", "llama-2-7b", "prefill", 8, 2048, None),
     ("mha-decode-b1-c512", "llama-2-7b", "decode", 1, 512, 512),
+    ("mha-decode-b1-c512-full", "llama-2-7b", "decode", 1, 512, 512),  # all 32 layers: FULL_DEPTH
     ("mha-decode-b64-c2048", "llama-2-7b", "decode", 64, 2048, 2048),
     ("mha-decode-b16-c32k", "llama-2-7b", "decode", 16, 128, 32768),
     ("gqa-prefill-b1-s128", "llama-3-8b", "prefill", 1, 128, None),
@@ -78,6 +79,10 @@ MATRIX = (
     ("small-decode-b1-c512", "gpt2", "decode", 1, 512, 512),
     ("small-decode-b64-c1024", "gpt2", "decode", 64, 512, 1024),
 )
+# cases run at the model's own depth, whatever ``layers`` says: every other case runs 2 layers, as the calibration's
+# reference does, so a layer priced short and the step's ends priced long cancel there (reports/h200/step-depth:
+# a 32-layer step predicted 11% short while every 2-layer case held); Llama-2-7B decode at 32 layers, 13.5 GB
+FULL_DEPTH = frozenset({"mha-decode-b1-c512-full"})
 QUICK_MATRIX = tuple(c for c in MATRIX if c[0] in ("gqa-prefill-b1-s128", "gqa-decode-b1-c128"))
 
 ADVICE_TOLERANCE = 0.25
@@ -141,12 +146,15 @@ class Validation:
 
 
 def _case_setup(case, layers: int):
-    """(reference ModelConfig of ``layers`` layers, Workload) of one case."""
-    _, model, phase, batch, prompt, context = case
+    """(reference ModelConfig of ``layers`` layers, or all of the model's for a FULL_DEPTH case, Workload) of one
+    case."""
+    label, model, phase, batch, prompt, context = case
     m = load_model(model if str(model).endswith((".yaml", ".json")) else data_dir("examples") / f"{model}.yaml")
     raw = {"batch_size": batch, "prompt_len": prompt, "phase": phase}
     if context:
         raw["context_len"] = context
+    if label in FULL_DEPTH:
+        return m, parse_workload(raw)
     return replace(m, num_hidden_layers=min(layers, m.num_hidden_layers)), parse_workload(raw)
 
 
@@ -1117,6 +1125,11 @@ def render_summary(v: Validation, checks: pd.DataFrame, command: str = "") -> st
         f"torch {d.get('torch')}, CUDA {d.get('cuda')}, driver {d.get('driver', '?')}; reference model of "
         f"{d.get('layers')} layers + embedding + head per case"
     )
+    deep = v.steps.iloc[:0]
+    if "layers" in v.steps and d.get("layers") is not None:
+        deep = v.steps[v.steps["layers"] != d["layers"]]
+    if len(deep):
+        head += " (" + ", ".join(f"{c}: {n}" for c, n in deep.drop_duplicates("case")[["case", "layers"]].values) + ")"
     lines = [f"# roofline validate on {d.get('gpu')}", "", head, ""]
     if d.get("host_reference"):
         lines += [

@@ -553,3 +553,25 @@ def test_the_depth_calibration_scores_stop_15_s_measurements_closer():
     assert all(moe[r, "new"] - moe[r, "old"] > 0.035 for r in SPLITK_RUNS)
     assert all(-0.09 < moe[r, "new"] < -0.03 for r in SPLITK_RUNS)
     assert [round(worst[r, "new"], 3) for r in sorted(SPLITK_RUNS)] == [0.116, 0.041, 0.083, 0.057]
+
+
+def test_the_full_depth_case_runs_the_model_s_own_layers():
+    # every case runs the layers validate is given, but the FULL_DEPTH one: Llama-2-7B decode at all 32 layers,
+    # where a layer's host cost priced short shows (reports/h200/step-depth); the 2-layer case at the same point
+    # beside it
+    from roofline.validation import FULL_DEPTH, _case_setup
+
+    assert FULL_DEPTH == {"mha-decode-b1-c512-full"} and FULL_DEPTH <= set(CASES)
+    deep, w = _case_setup(CASES["mha-decode-b1-c512-full"], 2)
+    shallow, w2 = _case_setup(CASES["mha-decode-b1-c512"], 2)
+    assert deep.num_hidden_layers == 32 and shallow.num_hidden_layers == 2 and w == w2
+    assert replace(deep, num_hidden_layers=2) == shallow
+    assert _case_setup(CASES["mha-decode-b1-c512-full"], 1)[0].num_hidden_layers == 32
+    # predicted with the depth calibration: 954.2 us at 2 layers and 13,576.0 at 32, 420.7 us for each of the 30
+    # more (host-bound: the reference's 402.8 us a layer, layer_host_us, and Llama-2-7B's split-K launches and
+    # larger attention), the figure reports/h200/step-depth/0652 checks at c128 (467.6 us measured on that lease)
+    spec = REPORTS / "validate-h200" / "depth" / "calibration.yaml"
+    t2 = analyze(shallow, str(spec), workload=w).summary["decode_time_s"].iloc[0]
+    t32 = analyze(deep, str(spec), workload=w).summary["decode_time_s"].iloc[0]
+    assert t2 == pytest.approx(954.2e-6, rel=1e-4) and t32 == pytest.approx(13576.0e-6, rel=1e-4)
+    assert (t32 - t2) / 30 == pytest.approx(420.7e-6, rel=1e-3)

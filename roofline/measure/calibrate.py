@@ -274,7 +274,8 @@ def calibrate(output=None, spec=None, device_index: int = 0, quick: bool = False
             "attention = flash SDPA, prefill causal by length x batch*heads (MHA and GQA 4), decode by KV bytes x "
             "GQA ratio; efficiency = classify.py's roofline time with this run's peak and bandwidth / measured time; "
             "ops = profile_model of two layers of a small Llama-style model at decode batch 1 (host costs scaled "
-            "to the measured eager and CUDA-graph steps). Times: kernel durations from torch.profiler, mean of "
+            "to the measured eager and CUDA-graph steps, a layer's eager ones to the step's slope from 2 to "
+            f"{DEPTH_LAYERS} layers). Times: kernel durations from torch.profiler, mean of "
             "the repeats after warm-up."
         )
     raw = build_spec(shipped, measured, source)
