@@ -450,8 +450,8 @@ OP_TABLE_TOKENS = (1, 8, 64, 512, 4096)
 STEP_ROUNDS = 4  # interleaved rounds of the fresh-process step timings the host costs are scaled to
 # the host reference is timed again at this many layers: the slope of its eager step over depth is what a layer's
 # ops cost the host (split_layer_hosts). Profiled at 2 layers, the spans put 181 us of the 2-layer step outside the
-# layers, where its eager steps at 2 to 32 layers extrapolate to 42-73 us at none on two leases (stop 16,
-# reports/h200/step-depth): a 32-layer step was predicted 10% short
+# layers, where its eager steps timed at 2 to 32 layers extrapolate to 42-73 us at no layers (stop 16, three leases,
+# reports/h200/step-depth): a 32-layer step was predicted 11% short on the calibration's own lease
 DEPTH_LAYERS = 16
 OP_TABLE_DECODE_MAX = 64
 OP_TABLE_WIDTHS = {"llama": (512, 2048, 4096, 8192), "llama_mha": (4096,), "gpt2": (768, 1600)}
