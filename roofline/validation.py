@@ -153,9 +153,8 @@ def _case_setup(case, layers: int):
     raw = {"batch_size": batch, "prompt_len": prompt, "phase": phase}
     if context:
         raw["context_len"] = context
-    if label in FULL_DEPTH:
-        return m, parse_workload(raw)
-    return replace(m, num_hidden_layers=min(layers, m.num_hidden_layers)), parse_workload(raw)
+    n = m.num_hidden_layers if label in FULL_DEPTH else min(layers, m.num_hidden_layers)
+    return replace(m, num_hidden_layers=n), parse_workload(raw)
 
 
 def measure_case(

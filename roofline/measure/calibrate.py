@@ -879,14 +879,7 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
     # of its 2-layer step (at least one eager launch each)
     two_s, deep_s = step["eager_step_ref_s"], timed[4]["decode"]["eager_s"]
     layer_us = (deep_s - two_s) / (DEPTH_LAYERS - 2) * 1e6
-    depth = split_layer_hosts(
-        out,
-        dict(zip(ops["op"].astype(str), ops["calls"].astype(float))),
-        2,
-        layer_us,
-        (two_s - step_tail_s(ops)) * 1e6,
-        spec.ceiling_launch_s() * 1e6,
-    )
+    depth = split_layer_hosts(out, _calls(ops), 2, layer_us, _host_us(ops, step), spec.ceiling_launch_s() * 1e6)
     # the MoE model's own ops (router, experts) get what its step leaves after the reference's figures for the ops
     # it shares (scale_variant_hosts), at each batch: their profiled spans alone, each scaled to its own step,
     # priced the calibration's own MoE 3-11% short of its eager step (stop 16, benchmarks/gpu_moe_expert_size.py)
@@ -922,10 +915,7 @@ def measure_op_costs(spec, repeats: int = 10, bandwidth_curve: dict | None = Non
     # fixed and host costs on a small gpt2-style model, as NAME/VARIANT where predict.op_variants names one
     variants = op_variants(gpt2)
     g_ops, g_step = profiled(gpt2, w, spec, layers=2, warmup=5, iters=repeats, step_times=timed[3])
-    g_costs = op_costs(g_ops, g_step)
-    calls = dict(zip(g_ops["op"].astype(str), g_ops["calls"].astype(float)))
-    g_host_us = (g_step["eager_step_ref_s"] - step_tail_s(g_ops)) * 1e6
-    variant_scale = scale_variant_hosts(out, g_costs, calls, variants, g_host_us)
+    g_costs, variant_scale = _own_hosts(out, g_ops, g_step, variants)
     for name, entry in g_costs.items():
         if name in variants:
             out[f"{name}/{variants[name]}"] = entry
@@ -1086,13 +1076,22 @@ def split_layer_hosts(
     return f_layer, f_out
 
 
-def _own_hosts(shared: dict, ops, step) -> tuple:
-    """(op_costs of a profiled run whose ops not in ``shared`` are rescaled so that its step adds up with the
-    ops in ``shared`` priced at theirs, scale_variant_hosts' factor)."""
+def _calls(ops) -> dict:
+    """op -> occurrences per step of a profiled run's ``ops``."""
+    return dict(zip(ops["op"].astype(str), ops["calls"].astype(float)))
+
+
+def _host_us(ops, step) -> float:
+    """A profiled run's eager step less its tail (step_tail_s), µs: what its ops' host costs add up to."""
+    return (step["eager_step_ref_s"] - step_tail_s(ops)) * 1e6
+
+
+def _own_hosts(shared: dict, ops, step, variants: dict | None = None) -> tuple:
+    """(op_costs of a profiled run whose ``variants`` and ops not in ``shared`` are rescaled so that its step adds
+    up with the other ops priced at ``shared``'s figures, scale_variant_hosts' factor): the MoE model's router and
+    experts, the gpt2-style model's variants and own ops."""
     costs = op_costs(ops, step)
-    calls = dict(zip(ops["op"].astype(str), ops["calls"].astype(float)))
-    eager_us = (step["eager_step_ref_s"] - step_tail_s(ops)) * 1e6
-    return costs, scale_variant_hosts(shared, costs, calls, {}, eager_us)
+    return costs, scale_variant_hosts(shared, costs, _calls(ops), variants or {}, _host_us(ops, step))
 
 
 def scale_variant_hosts(shared: dict, costs: dict, calls: dict, variants: dict, eager_us: float) -> float:
@@ -1289,7 +1288,7 @@ def op_costs(ops, step) -> dict:
     fixed = ops["gpu_time_s"].to_numpy(float)
     import numpy as np
 
-    host_scale = (step["eager_step_ref_s"] - step_tail_s(ops)) / float(np.nansum(span * calls))
+    host_scale = _host_us(ops, step) * 1e-6 / float(np.nansum(span * calls))
     graph = step["graph_step_ref_s"]
     graph_scale = (graph / float(np.nansum(fixed * calls))) if graph and not math.isnan(graph) else 1.0
     out = {}
