@@ -72,6 +72,11 @@ def main():
         help="only score the advisor (needs --skip-calibrate): no calibration, no per-op matrix",
     )
     ap.add_argument(
+        "--fresh-each-round",
+        action="store_true",
+        help="time each round of the matrix's steps in a fresh process of its own (validation.time_matrix)",
+    )
+    ap.add_argument(
         "--only", help="only these cases of the matrix (comma-separated labels), e.g. to finish a cut-short run"
     )
     args = ap.parse_args()
@@ -159,8 +164,11 @@ def main():
     runs = []
     # every case's step times first, the fastest of TIMING_ROUNDS rounds over the whole matrix (validation.time_matrix)
     t0 = time.perf_counter()
-    timed, host = time_matrix(matrix, layers=2, spec=str(cal_path))
-    log(f"step times of {len(matrix)} cases, {TIMING_ROUNDS} rounds over the matrix: {time.perf_counter() - t0:.1f} s")
+    timed, host = time_matrix(matrix, layers=2, spec=str(cal_path), fresh_each_round=args.fresh_each_round)
+    log(
+        f"step times of {len(matrix)} cases, {TIMING_ROUNDS} rounds over the matrix"
+        f"{', each in a fresh process' if args.fresh_each_round else ''}: {time.perf_counter() - t0:.1f} s"
+    )
     if host:
         log(describe_host_reference(host_reference_record(host, load_spec(str(cal_path)))))
     for case, times in zip(matrix, timed):  # one case at a time, the partial tables rewritten after each

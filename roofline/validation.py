@@ -294,6 +294,7 @@ def time_matrix(
     timing_iters: int = STEP_WINDOW,
     rounds: int = TIMING_ROUNDS,
     spec: "SpecLike | None" = None,
+    fresh_each_round: bool = False,
 ) -> tuple:
     """(the step times of every case of ``matrix``, the host reference). Step times: one ``steptime.time_steps``
     result per case (None where its timing failed: the case then times itself and reports its own error), each
@@ -302,7 +303,7 @@ def time_matrix(
     of the host's slow episodes when it fell in one (reports/h200/README.md, session 4: three eager prefill
     steps 1.4-2.5x their other runs' in one run). The host reference (predict.py's docstring), where ``spec``
     records one: ``calibrate.recorded_reference_job`` (in the window the spec records) timed at the start of
-    every round and once after the last, {"eager_step_us": the fastest, as the cases take theirs, "samples_us":
+    every round and once after the last (``fresh_each_round``: each round in a fresh process of its own), {"eager_step_us": the fastest, as the cases take theirs, "samples_us":
     each, "window"}; else None."""
     from roofline.measure.steptime import TIMEOUT_S, time_with_reference
 
@@ -317,8 +318,19 @@ def time_matrix(
         reference = recorded_reference_job(load_spec(spec))
     # the child's time limit: a quarter of steptime's per-call limit for each job (a case takes 3-30 s here)
     timeout = TIMEOUT_S * (len(jobs) + 1) * rounds / 4
-    cases, host = time_with_reference(jobs, reference, timeout_s=timeout, rounds=rounds)
+    cases, host = time_with_reference(
+        jobs, reference, timeout_s=timeout, rounds=rounds, fresh_each_round=fresh_each_round
+    )
     return [None if "error" in t else t for t in cases], host
+
+
+def _rounds_note(times: dict | None) -> str:
+    """'; eager rounds a, b, c µs' of one case's ``time_matrix`` result (each round's eager step, in order), for
+    validate's log: a case slow in every round is not the host's episode of a minute; '' where it has none."""
+    rounds = [r for phase in (times or {}).values() for r in phase.get("eager_rounds_s") or ()]
+    if not rounds:
+        return ""
+    return "; eager rounds " + ", ".join("failed" if r is None else f"{r * 1e6:.0f}" for r in rounds) + " µs"
 
 
 def rescore(v: "Validation", spec: "SpecLike", matrix: tuple = MATRIX) -> "Validation":
@@ -574,7 +586,7 @@ def validate(
                 log(
                     f"{case[0]}: {time.perf_counter() - t0:.1f} s; step error eager {e.get('eager', np.nan):+.1%}, "
                     f"graph {e.get('graph', np.nan):+.1%}; key ops median |error| "
-                    f"{o.loc[o['op'].isin(KEY_OPS), 'error'].abs().median():.1%}"
+                    f"{o.loc[o['op'].isin(KEY_OPS), 'error'].abs().median():.1%}{_rounds_note(times)}"
                 )
         scored = pd.DataFrame(columns=ADVICE_COLUMNS)
         if advice:

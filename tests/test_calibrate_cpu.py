@@ -410,9 +410,16 @@ def test_fastest_rounds_keeps_each_job_s_fastest_round_and_its_first_error():
     a2 = {"decode": {"eager_s": 1.5, "graph_s": 0.6, "graph_pipelined_s": 0.3, "batch_size": 1}}
     b2 = {"error": "out of memory", "out_of_memory": True}
     got = fastest_rounds([a1, b1, a2, b2], 2)
-    assert got[0] == {"decode": {"eager_s": 1.5, "graph_s": 0.5, "graph_pipelined_s": 0.3, "batch_size": 1}}
+    rounds = [2.0, 1.5]  # each round's eager step, in order, beside the fastest
+    assert got[0] == {
+        "decode": {"eager_s": 1.5, "graph_s": 0.5, "graph_pipelined_s": 0.3, "batch_size": 1, "eager_rounds_s": rounds}
+    }
     assert got[1] == b2
-    assert fastest_rounds([a1, b1], 2) == [a1, b1]  # one round: as measured
+    one = fastest_rounds([a1, b1], 2)  # one round: as measured
+    assert one == [
+        {"decode": dict(a1["decode"], eager_rounds_s=[2.0])},
+        {"decode": dict(b1["decode"], eager_rounds_s=[3.0])},
+    ]
 
 
 def test_the_gpt2_style_variant_host_costs_make_its_own_step_add_up():

@@ -98,12 +98,14 @@ def _fake_time_steps(monkeypatch, reference_s, case_s):
     ``reference_s`` in turn, every other job ``case_s``; returns the jobs it was given."""
     from roofline.measure import steptime
 
-    seen = []
+    seen = type("Seen", (list,), {})()  # the jobs, and .calls: the jobs of each child in turn
+    seen.calls = []
     ref = iter(reference_s)
 
     def fake(jobs, timeout_s=0, rounds=1):
         assert rounds == 1
         seen.extend(jobs)
+        seen.calls.append(len(jobs))
         return [
             {"decode": {"eager_s": next(ref)}} if j["config"].name == "calibration-small" else dict(case_s)
             for j in jobs
@@ -135,7 +137,13 @@ def test_time_matrix_times_the_reference_at_the_start_of_every_round_and_at_the_
     assert [j["timing_iters"] for j in seen] == [5] * len(seen)
     assert ref["config"].hidden_size == 512 and ref["config"].vocab_size > 32000  # cold: the head out of the L2
     assert host == {"eager_step_us": 850.0, "samples_us": [900.0, 1100.0, 850.0, 1000.0], "window": 5}  # fastest
-    assert timed == [case, case]
+    with_rounds = {"decode": dict(case["decode"], eager_rounds_s=[1e-3] * 3)}  # each round's, for validate's log
+    assert timed == [with_rounds, with_rounds] and seen.calls == [10]  # one process
+    # each round in a fresh process of its own: the same jobs in the same order, in three children
+    seen = _fake_time_steps(monkeypatch, [900e-6, 1100e-6, 850e-6, 1000e-6], case)
+    timed, host = time_matrix(matrix, rounds=3, spec=_with_window(tmp_path, 5), fresh_each_round=True)
+    assert seen.calls == [3, 3, 4] and [j["config"].name for j in seen][0::3] == ["calibration-small"] * 4
+    assert host["samples_us"] == [900.0, 1100.0, 850.0, 1000.0] and timed == [with_rounds, with_rounds]
     # the committed calibration records no window: its reference was timed in 50-step windows, and is again
     seen = _fake_time_steps(monkeypatch, [900e-6, 1100e-6, 850e-6, 1000e-6], case)
     timed, host = time_matrix(matrix, rounds=3, spec=CALIBRATED)
@@ -144,7 +152,9 @@ def test_time_matrix_times_the_reference_at_the_start_of_every_round_and_at_the_
     # a spec without a recorded reference: no reference timed
     seen.clear()
     timed, host = time_matrix(matrix, rounds=2, spec="h200")
-    assert host is None and len(seen) == 4 and timed == [case, case]
+    assert (
+        host is None and len(seen) == 4 and timed == [{"decode": dict(case["decode"], eager_rounds_s=[1e-3] * 2)}] * 2
+    )
 
 
 def _measured_case(label):

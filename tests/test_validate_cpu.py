@@ -228,3 +228,12 @@ def test_a_damaged_validate_folder_is_one_clear_error(tmp_path, name, edit, mess
     assert r.exit_code == 1 and "Traceback" not in r.output, r.output
     assert re.search(message, r.output), r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_validate_s_log_names_each_round_of_a_case_s_eager_step():
+    from roofline.validation import _rounds_note
+
+    times = {"decode": {"eager_s": 8.0e-4, "graph_s": 4e-4, "eager_rounds_s": [9.1e-4, 8.0e-4, None]}}
+    assert _rounds_note(times) == "; eager rounds 910, 800, failed µs"
+    assert _rounds_note(None) == ""  # the case timed itself
+    assert _rounds_note({"decode": {"eager_s": 8.0e-4}}) == ""  # a result from before the rounds were kept

@@ -204,16 +204,26 @@ def time_steps(jobs: list, timeout_s: float = TIMEOUT_S, rounds: int = 1) -> lis
     return [json.loads(line) for line in lines]
 
 
-def time_with_reference(jobs: list, reference: dict | None, timeout_s: float = TIMEOUT_S, rounds: int = 1) -> tuple:
+def time_with_reference(
+    jobs: list, reference: dict | None, timeout_s: float = TIMEOUT_S, rounds: int = 1, fresh_each_round: bool = False
+) -> tuple:
     """(``time_steps``' results of ``jobs``, each the fastest of ``rounds``; the host reference) from one fresh
     process, where ``reference`` (a job: calibrate.host_reference_job; None: none) is timed at the start of every
     round and once after the last. The host reference: {"eager_step_us": the fastest of its samples, as each job
     keeps its fastest round, "samples_us": each, "window": its steps per timing window}; None without
-    ``reference`` or where every sample failed.
-    ``timeout_s``: the limit of the whole child."""
+    ``reference`` or where every sample failed. ``fresh_each_round``: each round in a fresh process of its own
+    (the last sample of the reference in the last round's), so that what one process does to a job's step does
+    not decide every round of it.
+    ``timeout_s``: the limit of the whole child (with ``fresh_each_round``, of all of them)."""
     lead = [reference] if reference else []
     per_round = lead + list(jobs)
-    timed = time_steps(per_round * rounds + lead, timeout_s=timeout_s)
+    if fresh_each_round and rounds > 1:
+        timed = []
+        for r in range(rounds):
+            tail = lead if r == rounds - 1 else []
+            timed += time_steps(per_round + tail, timeout_s=timeout_s / rounds)
+    else:
+        timed = time_steps(per_round * rounds + lead, timeout_s=timeout_s)
     results = fastest_rounds(timed[: len(per_round) * rounds], len(per_round))[len(lead) :]
     samples = [r["decode"]["eager_s"] * 1e6 for r in timed[0 :: len(per_round)] if lead and "error" not in r]
     host = None
@@ -229,7 +239,8 @@ def time_with_reference(jobs: list, reference: dict | None, timeout_s: float = T
 def fastest_rounds(results: list, n_jobs: int) -> list:
     """Per job of ``n_jobs``, the fastest of its rounds in ``results`` (round after round, as time_steps
     runs them): each phase's eager_s, graph_s and graph_pipelined_s the minimum over the rounds that
-    measured it; a job that failed in any round keeps its first error."""
+    measured it, and eager_rounds_s each round's eager_s in order (a case slow in one round, or in all: the host's
+    episode or the case's own); a job that failed in any round keeps its first error."""
     out = []
     for i in range(n_jobs):
         runs = results[i::n_jobs]
@@ -244,6 +255,7 @@ def fastest_rounds(results: list, n_jobs: int) -> list:
                 values = [r[phase][key] for r in runs if r[phase].get(key) is not None]
                 if values:
                     merged[phase][key] = min(values)
+            merged[phase]["eager_rounds_s"] = [r[phase].get("eager_s") for r in runs]
         out.append(merged)
     return out
 
