@@ -144,7 +144,7 @@ def test_nvml_sees_the_gpu():
 
 
 def test_profile_times_the_host_reference_of_a_calibrated_spec(tmp_path):
-    # reports/h200/calibration.yaml records its host reference (826.81 us): profile times the same step beside
+    # reports/h200/calibration.yaml records its host reference (858.56 us): profile times the same step beside
     # its own, keeps it with the ratio and notes it; the datasheet spec records none, so none is timed
     from pathlib import Path
 
@@ -154,9 +154,9 @@ def test_profile_times_the_host_reference_of_a_calibrated_spec(tmp_path):
     m, w = _small(phase="decode")
     run = profile_model(m, w, spec=calibrated, layers=1, warmup=1, iters=2, timing_iters=5, trace_dir=tmp_path)
     host = run.device["host_reference"]
-    assert host["calibrated_us"] == 826.81 and len(host["samples_us"]) == 2
+    assert host["calibrated_us"] == 858.56 and len(host["samples_us"]) == 2
     assert host["eager_step_us"] == min(host["samples_us"]) > 0
-    assert host["scale"] == pytest.approx(host["eager_step_us"] / 826.81, rel=1e-3)
+    assert host["scale"] == pytest.approx(host["eager_step_us"] / 858.56, rel=1e-3)
     assert any(n.startswith("host reference:") for n in run.notes)
     plain = profile_model(m, w, spec="h100-sxm", layers=1, warmup=1, iters=2, timing_iters=5, trace_dir=tmp_path)
     assert "host_reference" not in plain.device
