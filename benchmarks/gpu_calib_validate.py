@@ -40,6 +40,7 @@ from roofline.validation import (  # noqa: E402
     ADVICE_CASES,
     ADVICE_TABLE,
     CHECK_TABLE,
+    FRESH_EACH_ROUND,
     MATRIX,
     QUICK_MATRIX,
     TIMING_ROUNDS,
@@ -73,8 +74,10 @@ def main():
     )
     ap.add_argument(
         "--fresh-each-round",
-        action="store_true",
-        help="time each round of the matrix's steps in a fresh process of its own (validation.time_matrix)",
+        action=argparse.BooleanOptionalAction,
+        default=FRESH_EACH_ROUND,
+        help="time each round of the matrix's steps in a fresh process of its own (validation.time_matrix; "
+        "the default since stop 17); --no-fresh-each-round: all rounds in one process, as before",
     )
     ap.add_argument(
         "--only", help="only these cases of the matrix (comma-separated labels), e.g. to finish a cut-short run"

@@ -92,6 +92,10 @@ ADVICE_TOLERANCE = 0.25
 # each measured step of the matrix is the fastest of this many fresh-process timings (steptime.time_steps' rounds):
 # the GPU host's slow episodes (5-10 s, up to 1.85x) would otherwise decide a case's eager step
 TIMING_ROUNDS = 3
+# each of those rounds in a fresh process of its own (time_matrix): on one lease a process ran every case 4-74%
+# slow through two rounds while another, timed between them, ran within 12.1% of its fastest
+# (reports/validate-h200/rounds/probe-0941); in one process such a spell can decide every round of a case
+FRESH_EACH_ROUND = True
 ADVICE_CASES = (
     ("gqa-decode-b1-c128", {}, True, None),  # eager: CUDA graphs, a larger batch, fusion
     ("gqa-decode-b1-c128", {"cuda_graph": True}, False, None),  # graph: weights fp8 / int8, a larger batch
@@ -294,17 +298,18 @@ def time_matrix(
     timing_iters: int = STEP_WINDOW,
     rounds: int = TIMING_ROUNDS,
     spec: "SpecLike | None" = None,
-    fresh_each_round: bool = False,
+    fresh_each_round: bool = FRESH_EACH_ROUND,
 ) -> tuple:
     """(the step times of every case of ``matrix``, the host reference). Step times: one ``steptime.time_steps``
     result per case (None where its timing failed: the case then times itself and reports its own error), each
-    the fastest of ``rounds`` rounds over the whole matrix in one fresh process. The rounds of one case lie
-    about a minute apart, where a case timing its own rounds back to back took them within 15 s, all inside one
-    of the host's slow episodes when it fell in one (reports/h200/README.md, session 4: three eager prefill
-    steps 1.4-2.5x their other runs' in one run). The host reference (predict.py's docstring), where ``spec``
-    records one: ``calibrate.recorded_reference_job`` (in the window the spec records) timed at the start of
-    every round and once after the last (``fresh_each_round``: each round in a fresh process of its own), {"eager_step_us": the fastest, as the cases take theirs, "samples_us":
-    each, "window"}; else None."""
+    the fastest of ``rounds`` rounds over the whole matrix, each round in a fresh process of its own
+    (``fresh_each_round`` False: all in one). The rounds of one case lie about a minute apart, where a case
+    timing its own rounds back to back took them within 15 s, all inside one of the host's slow episodes when it
+    fell in one (reports/h200/README.md, session 4: three eager prefill steps 1.4-2.5x their other runs' in one
+    run). The host reference (predict.py's docstring), where ``spec`` records one:
+    ``calibrate.recorded_reference_job`` (in the window the spec records) timed at the start of every round and
+    once after the last, {"eager_step_us": the fastest, as the cases take theirs, "samples_us": each, "window"};
+    else None."""
     from roofline.measure.steptime import TIMEOUT_S, time_with_reference
 
     jobs = []
@@ -555,7 +560,7 @@ def validate(
                 )
             except RooflineError as exc:  # each case times itself instead
                 notes.append(
-                    f"timing the matrix in one process failed ({str(exc).splitlines()[0]}); each case timed alone"
+                    f"timing the matrix in fresh processes failed ({str(exc).splitlines()[0]}); each case timed alone"
                 )
             if log:
                 log(f"step times of {len(matrix)} cases, {TIMING_ROUNDS} rounds: {time.perf_counter() - t0:.1f} s")

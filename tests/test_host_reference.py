@@ -129,7 +129,7 @@ def test_time_matrix_times_the_reference_at_the_start_of_every_round_and_at_the_
     matrix = (CASES["gqa-decode-b1-c128"], CASES["small-decode-b1-c512"])
     case = {"decode": {"eager_s": 1e-3, "graph_s": 5e-4, "graph_pipelined_s": 4e-4, "batch_size": 1}}
     seen = _fake_time_steps(monkeypatch, [900e-6, 1100e-6, 850e-6, 1000e-6], case)
-    timed, host = time_matrix(matrix, rounds=3, spec=_with_window(tmp_path, 5))
+    timed, host = time_matrix(matrix, rounds=3, spec=_with_window(tmp_path, 5), fresh_each_round=False)
     names = [j["config"].name for j in seen]
     assert names[0::3] == ["calibration-small"] * 4 and len(names) == 3 * 3 + 1
     ref = seen[0]
@@ -140,9 +140,10 @@ def test_time_matrix_times_the_reference_at_the_start_of_every_round_and_at_the_
     assert host == {"eager_step_us": 850.0, "samples_us": [900.0, 1100.0, 850.0, 1000.0], "window": 5}  # fastest
     with_rounds = {"decode": dict(case["decode"], eager_rounds_s=[1e-3] * 3)}  # each round's, for validate's log
     assert timed == [with_rounds, with_rounds] and seen.calls == [10]  # one process
-    # each round in a fresh process of its own: the same jobs in the same order, in three children
+    # each round in a fresh process of its own (validate's default since stop 17): the same jobs in the same
+    # order, in three children
     seen = _fake_time_steps(monkeypatch, [900e-6, 1100e-6, 850e-6, 1000e-6], case)
-    timed, host = time_matrix(matrix, rounds=3, spec=_with_window(tmp_path, 5), fresh_each_round=True)
+    timed, host = time_matrix(matrix, rounds=3, spec=_with_window(tmp_path, 5))
     assert seen.calls == [3, 3, 4] and [j["config"].name for j in seen][0::3] == ["calibration-small"] * 4
     assert host["samples_us"] == [900.0, 1100.0, 850.0, 1000.0] and timed == [with_rounds, with_rounds]
     # the committed calibration records no window: its reference was timed in 50-step windows, and is again

@@ -621,10 +621,10 @@ def test_the_second_run_of_stop_17_meets_every_target_with_each_round_in_a_fresh
 
 
 def test_the_probe_s_slow_rounds_are_the_host_s_episodes_not_a_process_s():
-    # reports/validate-h200/rounds/probe: processes A and B took turns (A1 B1 A2 B2 A3 B3). Each case's fastest round
+    # reports/validate-h200/rounds/probe-0835: processes A and B took turns (A1 B1 A2 B2 A3 B3). Each case's fastest round
     # in A and in B agree within 2.6% for 8 of the 9 cases; the slow rounds bunch in time (A2: 6 cases over 10%);
     # no case is slow (over 10%) in every round of one process
-    d = pd.read_csv(REPORTS / "validate-h200" / "rounds" / "probe" / "process_rounds.csv")
+    d = pd.read_csv(REPORTS / "validate-h200" / "rounds" / "probe-0835" / "process_rounds.csv")
     cases = d[d["case"] != "host-reference"]
     best = cases.pivot_table(index="case", columns="process", values="eager_us", aggfunc="min")
     assert len(best) == 9 and ((best["B"] / best["A"] - 1).abs() < 0.026).sum() == 8
@@ -632,3 +632,18 @@ def test_the_probe_s_slow_rounds_are_the_host_s_episodes_not_a_process_s():
     slow = cases[rel > 1.10]
     assert slow.groupby(["process", "round"]).size().to_dict() == {("A", 2): 6, ("A", 3): 2, ("B", 2): 1, ("B", 3): 1}
     assert slow.groupby(["case", "process"]).size().max() < 3
+
+
+def test_the_second_probe_s_slow_rounds_are_one_process_s():
+    # reports/validate-h200/rounds/probe-0941, another lease: process B ran every case 4-74% slow in its first two
+    # rounds (its host reference too), while A, timed between them, ran each within 12.1% of its fastest; B's third
+    # round was the fastest of all six for 6 of the 9 cases, and within 5.3% of the fastest for every one. Why
+    # validate times each round in a fresh process
+    d = pd.read_csv(REPORTS / "validate-h200" / "rounds" / "probe-0941" / "process_rounds.csv")
+    d["rel"] = d["eager_us"] / d.groupby("case")["eager_us"].transform("min")
+    rel = d.pivot_table(index="case", columns=["process", "round"], values="rel")
+    slow_b = rel[[("B", 1), ("B", 2)]]
+    assert round(slow_b.min().min(), 2) == 1.04 and round(slow_b.max().max(), 2) == 1.74
+    assert round(rel[[("A", 2)]].max().max(), 3) == 1.121 and rel.loc["host-reference", ("B", 2)] > 1.45
+    cases = rel.drop(index="host-reference")
+    assert (cases[("B", 3)] == 1.0).sum() == 6 and round(cases[("B", 3)].max(), 3) == 1.053
