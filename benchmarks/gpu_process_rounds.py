@@ -72,14 +72,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     from roofline.measure.calibrate import recorded_reference_job
-    from roofline.measure.steptime import STEP_WINDOW
     from roofline.specs import load_spec
-    from roofline.validation import MATRIX, _case_setup
+    from roofline.validation import MATRIX, case_job
 
     jobs = [("host-reference", recorded_reference_job(load_spec(args.spec)))]
-    for case in (c for c in MATRIX if c[0] in args.cases.split(",")):
-        m, w = _case_setup(case, 2)
-        jobs.append((case[0], {"config": m, "workload": w, "layers": m.num_hidden_layers, "timing_iters": STEP_WINDOW}))
+    jobs += [(case[0], case_job(case)) for case in MATRIX if case[0] in args.cases.split(",")]
 
     ctx = mp.get_context("spawn")
     procs = {}

@@ -292,6 +292,13 @@ def run_case(
     return score_case(case, spec, measured, step, layers=layers, host_reference_us=host_reference_us)
 
 
+def case_job(case: tuple, layers: int = 2, timing_iters: int = STEP_WINDOW) -> dict:
+    """One case of the matrix as a ``steptime.time_steps`` job: its reference model (``_case_setup``) at its
+    point, ``timing_iters`` steps per timing window; what ``time_matrix`` times, round after round."""
+    m, w = _case_setup(case, layers)
+    return {"config": m, "workload": w, "layers": m.num_hidden_layers, "timing_iters": timing_iters}
+
+
 def time_matrix(
     matrix: tuple,
     layers: int = 2,
@@ -312,10 +319,7 @@ def time_matrix(
     else None."""
     from roofline.measure.steptime import TIMEOUT_S, time_with_reference
 
-    jobs = []
-    for case in matrix:
-        m, w = _case_setup(case, layers)
-        jobs.append({"config": m, "workload": w, "layers": m.num_hidden_layers, "timing_iters": timing_iters})
+    jobs = [case_job(case, layers, timing_iters) for case in matrix]
     reference = None
     if spec is not None:
         from roofline.measure.calibrate import recorded_reference_job

@@ -208,7 +208,7 @@ def time_with_reference(
     jobs: list, reference: dict | None, timeout_s: float = TIMEOUT_S, rounds: int = 1, fresh_each_round: bool = False
 ) -> tuple:
     """(``time_steps``' results of ``jobs``, each the fastest of ``rounds``; the host reference) from one fresh
-    process, where ``reference`` (a job: calibrate.host_reference_job; None: none) is timed at the start of every
+    process (``fresh_each_round``: one for each round), where ``reference`` (a job: calibrate.host_reference_job; None: none) is timed at the start of every
     round and once after the last. The host reference: {"eager_step_us": the fastest of its samples, as each job
     keeps its fastest round, "samples_us": each, "window": its steps per timing window}; None without
     ``reference`` or where every sample failed. ``fresh_each_round``: each round in a fresh process of its own
